@@ -1,0 +1,53 @@
+"""The call record: one compact, immutable row per proxied request, and where records go.
+
+Records are built on the hot path, so they are plain NamedTuples of primitives: no nested
+objects, no datetimes (``time`` is Unix seconds as a float). The telemetry shipper and the
+in-worker metrics are both `RecordSink`s.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+# Error kinds a record can carry in `error`; "" means the call completed normally.
+ERROR_KINDS = (
+    "timeout",  # upstream did not answer (connect, headers or idle body) in time
+    "connect_failed",  # could not open a connection to the target
+    "reset",  # the upstream closed or reset the connection mid-response
+    "bad_response",  # the upstream sent something that is not HTTP
+    "bad_request",  # the client sent malformed or smuggling-prone HTTP
+    "too_large",  # header or body over the configured limit
+    "auth",  # missing, invalid or not-allowed credential (401/403)
+    "rate_limited",  # over the route's rate limit (429)
+    "no_route",  # no route matched (404)
+    "no_healthy_target",  # every target of the upstream is down (503)
+    "client_closed",  # the client went away before the response was complete
+)
+
+
+class CallRecord(NamedTuple):
+    time: float  # Unix seconds when the request's headers were complete
+    route: str  # route name, "" when no route matched
+    consumer: str  # consumer name, "" when anonymous
+    method: str
+    path_template: str  # the route's match pattern, e.g. /orders/{id}
+    path: str  # the request path without the query string
+    status: int  # status sent to the client
+    request_bytes: int  # request body bytes received
+    response_bytes: int  # response body bytes sent
+    target: str  # "host:port" of the upstream target, "" when none was picked
+    gateway_ms: float  # time spent in the gateway itself
+    upstream_ms: float  # time from sending to the upstream until its last byte
+    total_ms: float  # time from request headers complete to the last byte sent
+    error: str  # one of ERROR_KINDS, or ""
+    client_ip: str
+    request_id: str
+    trace_id: str  # W3C trace id (32 hex chars)
+    upstream: str = ""  # upstream name
+    user_agent: str = ""
+
+
+class RecordSink(Protocol):
+    """Where finished call records go. `emit` is called on the hot path: it must not block."""
+
+    def emit(self, record: CallRecord) -> None: ...
