@@ -1,12 +1,51 @@
-"""The `hypercare` command line."""
+"""The `hypercare` command line.
+
+Every command that touches the store takes `--data-dir` / `--database-url` the same way:
+the SQLite file `<data-dir>/hypercare.db` by default, PostgreSQL when given a
+``postgresql://`` URL (also from the environment as HYPERCARE_DATABASE_URL).
+"""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
 
 import typer
 
 from hypercare import __version__
+from hypercare.auth.rules import Role
+from hypercare.config import HypercareConfig, load_config
+from hypercare.errors import HypercareError
+from hypercare.store.db import create_engine, database_url, redact_url
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Hypercare command center.")
+config_app = typer.Typer(no_args_is_help=True, help="Validate configuration files.")
+token_app = typer.Typer(no_args_is_help=True, help="Manage API tokens.")
+app.add_typer(config_app, name="config")
+app.add_typer(token_app, name="token")
+
+T = TypeVar("T")
+
+DataDir = Annotated[
+    Path,
+    typer.Option("--data-dir", help="Directory for the embedded SQLite store and spool files."),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="HYPERCARE_DATABASE_URL",
+        help="postgresql://user@host:5432/db to use PostgreSQL instead of SQLite.",
+    ),
+]
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", help="The hypercare YAML configuration file.")
+]
 
 
 def _version(value: bool) -> None:
@@ -22,6 +61,133 @@ def _root(
     ),
 ) -> None:
     """Hypercare: collect, analyze, act, validate — for the weeks after a launch."""
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=2)
+
+
+def _run(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; turn hypercare's own errors into a message and exit code 2."""
+    try:
+        return asyncio.run(_guard(make))
+    except HypercareError as exc:
+        raise _fail(exc.message) from None
+
+
+async def _guard(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()
+
+
+def _load(config: Path | None) -> HypercareConfig:
+    try:
+        return load_config(config)
+    except HypercareError as exc:
+        raise _fail(exc.message) from None
+
+
+def _url(data_dir: Path, database_url_: str | None) -> str:
+    try:
+        return database_url(data_dir, database_url_)
+    except HypercareError as exc:
+        raise _fail(exc.message) from None
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="The YAML file to validate.")]) -> None:
+    """Validate FILE without starting anything; exit 2 with file:line messages if invalid."""
+    _load(file)
+    typer.echo(f"{file}: ok")
+
+
+@app.command()
+def migrate(data_dir: DataDir = Path(".hypercare"), database_url_: DatabaseUrl = None) -> None:
+    """Apply database migrations."""
+    url = _url(data_dir, database_url_)
+
+    async def go() -> None:
+        from hypercare.store.migrate import migrate as run_migrations
+
+        engine = create_engine(url)
+        try:
+            await run_migrations(engine)
+        finally:
+            await engine.dispose()
+
+    _run(go)
+    typer.echo(f"migrated {redact_url(url)}")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[Role, typer.Option("--role", help="admin, responder, support or viewer.")],
+    name: Annotated[str, typer.Option("--name", help="Who or what uses the token.")],
+    data_dir: DataDir = Path(".hypercare"),
+    database_url_: DatabaseUrl = None,
+) -> None:
+    """Create an API token and print it once (only its hash is stored)."""
+    url = _url(data_dir, database_url_)
+
+    async def go() -> str:
+        from hypercare.auth import service
+        from hypercare.store.db import session_factory
+        from hypercare.store.migrate import migrate as run_migrations
+
+        engine = create_engine(url)
+        try:
+            await run_migrations(engine)
+            async with session_factory(engine)() as session, session.begin():
+                created = await service.create_token(session=session, name=name, role=role)
+            return created.token
+        finally:
+            await engine.dispose()
+
+    token = _run(go)
+    typer.echo(token)
+
+
+def _listen(value: str, option: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _fail(f"{option} must be HOST:PORT, e.g. 127.0.0.1:8700 (got {value!r})")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@app.command()
+def up(
+    config: ConfigFile = None,
+    data_dir: DataDir = Path(".hypercare"),
+    database_url_: DatabaseUrl = None,
+    console_listen: Annotated[
+        str, typer.Option("--console-listen", help="HOST:PORT for the console (API and UI).")
+    ] = "127.0.0.1:8700",
+) -> None:
+    """Start hypercare: migrate the store, then run the console."""
+    cfg = _load(config)
+    url = _url(data_dir, database_url_)
+    host, port = _listen(console_listen, "--console-listen")
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from hypercare.server import serve
+
+    try:
+        asyncio.run(
+            serve(
+                cfg,
+                url=url,
+                host=host,
+                port=port,
+                admin_token=os.environ.get("HYPERCARE_ADMIN_TOKEN"),
+            )
+        )
+    except HypercareError as exc:
+        raise _fail(exc.message) from None
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:

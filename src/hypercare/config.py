@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from hypercare.errors import ConfigError
 
@@ -27,7 +34,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def parse_duration(value: object) -> timedelta:
-    """Turn ``"30s"``, ``"15m"``, ``"4h"``, ``"1d"``, ``250ms`` or a number of seconds into a timedelta."""
+    """Turn ``"30s"``, ``"15m"``, ``"4h"``, ``"1d"``, ``"250ms"`` or seconds into a timedelta."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
@@ -40,7 +47,9 @@ def parse_duration(value: object) -> timedelta:
         m = _DURATION.match(value)
         if m:
             return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    raise ValueError(f"invalid duration {value!r} (use a number with a unit: 250ms, 30s, 15m, 4h, 1d)")
+    raise ValueError(
+        f"invalid duration {value!r} (use a number with a unit: 250ms, 30s, 15m, 4h, 1d)"
+    )
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -114,6 +123,19 @@ class TriageConfig(StrictModel):
     sla_check_interval: Duration = timedelta(seconds=15)
     default_priority: str = "P3"
 
+    @model_validator(mode="after")
+    def _consistent(self) -> TriageConfig:
+        names = [lv.level for lv in self.matrix]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"priority levels must be unique; repeated: {', '.join(dupes)}")
+        if self.default_priority not in names:
+            raise ValueError(
+                f"default_priority {self.default_priority!r} is not in the matrix "
+                f"({', '.join(names)})"
+            )
+        return self
+
 
 class HypercareConfig(StrictModel):
     """The whole file. Each section is owned by the package that uses it."""
@@ -160,7 +182,7 @@ def _to_python(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: st
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(n, (*path, i), lines, source) for i, n in enumerate(node.value)]
-    assert isinstance(node, yaml.ScalarNode)  # noqa: S101 - the three yaml node kinds
+    assert isinstance(node, yaml.ScalarNode)
     value = yaml.safe_load(yaml.serialize(node))
     if isinstance(value, str):
         value = _interpolate(value, f"{source}:{node.start_mark.line + 1}")
@@ -234,7 +256,9 @@ def parse_config(text: str, source: str = "<config>") -> HypercareConfig:
     lines: dict[Path_, int] = {}
     data = {} if root is None else _to_python(root, (), lines, source)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}:1: the file must be a mapping of sections (triage:, gateway:, ...)")
+        raise ConfigError(
+            f"{source}:1: the file must be a mapping of sections (triage:, gateway:, ...)"
+        )
     try:
         return HypercareConfig.model_validate(data)
     except ValidationError as err:

@@ -1,0 +1,1 @@
+"""The console's HTTP layer: app factory, shared dependencies and error mapping."""

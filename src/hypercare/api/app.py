@@ -1,0 +1,73 @@
+"""The console's FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from hypercare import __version__
+from hypercare.api import errors
+from hypercare.api.errors import error_body
+from hypercare.api.limits import BodyLimit
+from hypercare.api.state import AppState
+from hypercare.auth.views import router as tokens_router
+from hypercare.store.db import ping
+from hypercare.triage.jobs import run_sla_clock
+from hypercare.triage.views import router as issues_router
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(state: AppState, *, background: bool = True) -> FastAPI:
+    """The console app over `state`. `background=False` leaves the timers off (tests)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        tasks = []
+        if background:
+            tasks.append(asyncio.create_task(run_sla_clock(state, stop), name="sla-clock"))
+        try:
+            yield
+        finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    app = FastAPI(
+        title="Hypercare",
+        version=__version__,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.hypercare = state
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.include_router(issues_router)
+    app.include_router(tokens_router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", tags=["health"], response_model=None)
+    async def readyz() -> dict[str, str] | JSONResponse:
+        try:
+            await asyncio.wait_for(ping(state.engine), timeout=5)
+        except Exception as exc:
+            return JSONResponse(
+                error_body(
+                    "store_unavailable", f"the store is not reachable: {type(exc).__name__}"
+                ),
+                status_code=503,
+            )
+        return {"status": "ready", "store": state.engine.dialect.name}
+
+    return app

@@ -1,0 +1,20 @@
+"""Alembic environment: migrations run on a connection handed in by `hypercare.store.migrate`."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from hypercare.store.models import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations with `hypercare migrate`, which supplies the connection")
+
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,1 @@
+"""The issue tracker: the single source of truth, governed by the priority matrix."""

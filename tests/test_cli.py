@@ -1,0 +1,145 @@
+"""The command line, run as a user runs it: a real process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import PG_HOST, PG_PORT, require_service
+
+HYPERCARE = [sys.executable, "-m", "hypercare"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HYPERCARE, *args], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_version() -> None:
+    r = run("--version")
+    assert r.returncode == 0 and re.match(r"hypercare \d+\.\d+", r.stdout)
+
+
+def test_config_check_ok_and_invalid(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("triage:\n  at_risk_fraction: 0.3\n")
+    assert run("config", "check", str(good)).returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("triage:\n  at_risk_fraction: 3\n")
+    r = run("config", "check", str(bad))
+    assert r.returncode == 2
+    assert f"{bad}:2: triage.at_risk_fraction" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
+    r = run("migrate", "--database-url", "mysql://x/y", "--data-dir", str(tmp_path))
+    assert r.returncode == 2 and "postgresql://" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_token_create_on_sqlite(tmp_path: Path) -> None:
+    assert run("migrate", "--data-dir", str(tmp_path)).returncode == 0
+    r = run("token", "create", "--role", "viewer", "--name", "me", "--data-dir", str(tmp_path))
+    assert r.returncode == 0 and r.stdout.strip().startswith("hc_")
+    r = run("token", "create", "--role", "king", "--name", "me", "--data-dir", str(tmp_path))
+    assert r.returncode == 2 and "king" in r.stderr
+
+
+@pytest.mark.postgres
+def test_migrate_on_postgres() -> None:
+    require_service("PostgreSQL", PG_HOST, PG_PORT)
+    r = run("migrate", "--database-url", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test")
+    assert r.returncode == 0, r.stderr
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[str], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"hypercare up exited early: {proc.stdout and proc.stdout.read()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("hypercare up did not become ready in time")
+
+
+def test_up_bootstraps_an_admin_once_and_serves_the_api(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k != "HYPERCARE_ADMIN_TOKEN"}
+    args = [*HYPERCARE, "up", "--data-dir", str(tmp_path), "--console-listen", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        _wait_ready(f"{base}/readyz", proc, time.monotonic() + 30)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    token = re.search(r"admin token .*: (hc_\S+)", out)
+    assert token, out
+    # second start: an admin exists, no new token is printed
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        _wait_ready(f"{base}/readyz", proc, time.monotonic() + 30)
+        h = {"Authorization": f"Bearer {token.group(1)}"}
+        r = httpx.post(f"{base}/api/v1/issues", json={"title": "Checkout 500s"}, headers=h)
+        assert r.status_code == 201
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "admin token" not in out
+    assert token.group(1) not in out
+
+
+def test_up_uses_the_admin_token_from_the_environment(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": "hc_automation-secret-123"}
+    args = [*HYPERCARE, "up", "--data-dir", str(tmp_path), "--console-listen", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        _wait_ready(f"{base}/readyz", proc, time.monotonic() + 30)
+        r = httpx.get(
+            f"{base}/api/v1/whoami", headers={"Authorization": "Bearer hc_automation-secret-123"}
+        )
+        assert r.json()["role"] == "admin"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "hc_automation-secret-123" not in out
+
+
+def test_up_with_invalid_config_names_the_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "hc.yaml"
+    cfg.write_text("triage:\n  nope: 1\n")
+    r = run("up", "--config", str(cfg), "--data-dir", str(tmp_path))
+    assert r.returncode == 2 and f"{cfg}:2" in r.stderr
