@@ -1,0 +1,1 @@
+"""Analysis: detection rules over live gateway telemetry, correlation, impact, validation."""
