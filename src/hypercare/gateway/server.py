@@ -627,6 +627,9 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         self.tunnel: Exchange | None = None
         self.ratelimit_headers = b""
+        self.in_head = False
+        self.head_raw = 0
+        self.too_large = False
         self.broken = False  # the byte stream is unparseable: answer what is queued, then close
 
     # --- asyncio.Protocol ---------------------------------------------------------------
@@ -653,6 +656,13 @@ class ClientConnection(asyncio.Protocol):
             self.deadline_kind = "header"
         try:
             self.parser.feed_data(data)
+            if self.in_head:
+                # httptools buffers a header until it is complete, so one endless header
+                # never reaches on_header: bound the raw bytes of an unfinished head too.
+                self.head_raw += len(data)
+                if self.head_raw > 2 * self.gw.max_header_bytes + 65536:
+                    self.too_large = True
+                    raise HeaderTooLarge
         except httptools.HttpParserUpgrade as exc:
             ex = self.parsing
             rest = data[exc.args[0] :]
@@ -663,10 +673,11 @@ class ClientConnection(asyncio.Protocol):
                     ex.buffered_size += len(rest)
             self.broken = True  # no more HTTP on this connection
             self.pause(_P_TUNNEL)
-        except HeaderTooLarge:
-            self._bad_stream(431, "too_large", "header_too_large", "the request head is too large")
         except httptools.HttpParserError as exc:
-            self._bad_stream(400, "bad_request", "bad_request", _parser_message(exc))
+            if self.too_large:
+                self._bad_stream(431, "too_large", "header_too_large", "the request head is too large")
+            else:
+                self._bad_stream(400, "bad_request", "bad_request", _parser_message(exc))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -708,6 +719,7 @@ class ClientConnection(asyncio.Protocol):
         ex = Exchange(self)
         self.parsing = ex
         self.head_bytes = 0
+        self.in_head = True
 
     def on_url(self, url: bytes) -> None:
         ex = self.parsing
@@ -716,6 +728,7 @@ class ClientConnection(asyncio.Protocol):
         ex.url += url
         self.head_bytes += len(url)
         if self.head_bytes > self.gw.max_header_bytes:
+            self.too_large = True
             raise HeaderTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -724,6 +737,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self.head_bytes += len(name) + len(value) + 4
         if self.head_bytes > self.gw.max_header_bytes:
+            self.too_large = True
             raise HeaderTooLarge
         lname = name.lower()
         special = _SPECIAL.get(lname)
@@ -769,6 +783,8 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         ex = self.parsing
+        self.in_head = False
+        self.head_raw = 0
         if ex is None:
             return
         gw = self.gw
@@ -904,7 +920,7 @@ class ClientConnection(asyncio.Protocol):
         if kind == "keepalive":
             self.close()
         elif kind == "header":
-            if self.parsing is not None or self.head_bytes:
+            if self.in_head:
                 self._bad_stream(408, "bad_request", "request_timeout", "the request head took too long")
             else:
                 self.close()
