@@ -111,6 +111,7 @@ class Exchange:
         "error",
         "tunnel",
         "close_after",
+        "finished",
     )
 
     def __init__(self, client: ClientConnection) -> None:
@@ -165,6 +166,7 @@ class Exchange:
         self.error = ""
         self.tunnel = False
         self.close_after = False
+        self.finished = False
 
     # --- request body from the client -----------------------------------------------------
 
@@ -172,7 +174,8 @@ class Exchange:
         self.request_bytes += len(data)
         route = self.route
         if route is not None and self.request_bytes > route.max_body and self.bad is None:
-            if self.response_started or self.conn is not None:
+            if self.started:
+                self.bad = (413, "too_large", "body_too_large", "the request body is too large")
                 self.abort("too_large", 413, "body_too_large", "the request body is too large")
             else:
                 self.bad = (413, "too_large", "body_too_large", "the request body is too large")
@@ -441,7 +444,7 @@ class Exchange:
             target = self.target
             if target is not None:
                 target.active -= 1  # type: ignore[attr-defined]
-            if client.closed or self.started is False:
+            if client.closed or self.finished:
                 return
             exc = None if fut.cancelled() else fut.exception()
             kind = "timeout" if fut.cancelled() or isinstance(exc, TimeoutError) else "connect_failed"
@@ -461,7 +464,7 @@ class Exchange:
                 self.reply(502, kind, "connect_failed", "the upstream refused the connection")
             return
         conn = fut.result()
-        if client.closed:
+        if client.closed or self.finished:
             conn.pool.put(conn)
             if self.target is not None:
                 self.target.active -= 1  # type: ignore[attr-defined]
@@ -566,8 +569,9 @@ class Exchange:
     def finish(self) -> None:
         """Emit the call record and let the connection move to its next request."""
         client = self.client
-        if client.current is not self:
+        if client.current is not self or self.finished:
             return
+        self.finished = True
         now = time.monotonic()
         route = self.route
         total = (now - self.t0) * 1000.0
