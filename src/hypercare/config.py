@@ -27,7 +27,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def parse_duration(value: object) -> timedelta:
-    """Turn ``"30s"``, ``"15m"``, ``"4h"``, ``"1d"``, ``250ms`` or a number of seconds into a timedelta."""
+    """Turn ``"30s"``, ``"15m"``, ``"4h"``, ``"1d"``, ``250ms`` or seconds into a timedelta."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
@@ -40,7 +40,9 @@ def parse_duration(value: object) -> timedelta:
         m = _DURATION.match(value)
         if m:
             return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    raise ValueError(f"invalid duration {value!r} (use a number with a unit: 250ms, 30s, 15m, 4h, 1d)")
+    raise ValueError(
+        f"invalid duration {value!r} (use a number with a unit: 250ms, 30s, 15m, 4h, 1d)"
+    )
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -164,7 +166,7 @@ def _to_python(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: st
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(n, (*path, i), lines, source) for i, n in enumerate(node.value)]
-    assert isinstance(node, yaml.ScalarNode)  # noqa: S101 - the three yaml node kinds
+    assert isinstance(node, yaml.ScalarNode)
     value = yaml.safe_load(yaml.serialize(node))
     if isinstance(value, str):
         value = _interpolate(value, f"{source}:{node.start_mark.line + 1}")
@@ -238,7 +240,9 @@ def parse_config(text: str, source: str = "<config>") -> HypercareConfig:
     lines: dict[Path_, int] = {}
     data = {} if root is None else _to_python(root, (), lines, source)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}:1: the file must be a mapping of sections (triage:, gateway:, ...)")
+        raise ConfigError(
+            f"{source}:1: the file must be a mapping of sections (triage:, gateway:, ...)"
+        )
     try:
         return HypercareConfig.model_validate(data)
     except ValidationError as err:

@@ -161,7 +161,9 @@ class Upstream:
                     "upstream": self.name,
                 }
                 self.requests.append(info)
-                if not await self._respond(writer, reader, method, path, params, headers, body, info):
+                if not await self._respond(
+                    writer, reader, method, path, params, headers, body, info
+                ):
                     return
                 if headers.get("connection", "").lower() == "close":
                     return
@@ -227,7 +229,9 @@ class Upstream:
             w.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + b"x" * 1000)
             await w.drain()
             sock = w.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
             return False
         elif path == "/garbage":
             w.write(b"this is not http\r\n\r\n")

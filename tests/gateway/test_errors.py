@@ -11,15 +11,17 @@ import pytest
 from tests.gateway.helpers import free_port, raw_request, wait_for
 from tests.gateway.test_proxy import config
 
+# fmt: off
 SMUGGLING = {
-    "cl_and_te": b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    "duplicate_cl": b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
-    "conflicting_cl": b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+
+    "cl_and_te": b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",  # noqa: E501
+    "duplicate_cl": b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",  # noqa: E501
+    "conflicting_cl": b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",  # noqa: E501
     "invalid_cl": b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc",
     "cl_list": b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc",
     "obs_fold": b"GET /x HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n",
-    "bad_chunk_size": b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
-    "te_not_chunked_last": b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+    "bad_chunk_size": b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",  # noqa: E501
+    "te_not_chunked_last": b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",  # noqa: E501
     "bad_method": b"G@T /x HTTP/1.1\r\nHost: a\r\n\r\n",
     "bad_uri": b"GET x HTTP/1.1\r\nHost: a\r\n\r\n",
     "space_in_uri": b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -29,6 +31,7 @@ SMUGGLING = {
     "space_before_colon": b"GET /x HTTP/1.1\r\nHost : a\r\n\r\n",
     "bare_lf": b"GET /x HTTP/1.1\nHost: a\n\n",
 }
+# fmt: on
 
 
 @pytest.mark.parametrize("name", sorted(SMUGGLING))
@@ -74,7 +77,9 @@ def test_body_too_large_413_by_length_and_by_chunks(make_gateway, upstream):
       max_body: 10
 """
     gw = make_gateway(config(upstream, extra_route=route))
-    out = raw_request(gw.port, b"POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n" + b"a" * 11)
+    out = raw_request(
+        gw.port, b"POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n" + b"a" * 11
+    )
     assert out.startswith(b"HTTP/1.1 413")
     out = raw_request(
         gw.port,
@@ -93,7 +98,9 @@ def test_header_read_timeout_408(make_gateway, upstream):
 
 
 def test_idle_keepalive_connection_closed_silently(make_gateway, upstream):
-    gw = make_gateway(config(upstream, extra="  limits: {keepalive_timeout: 200ms, header_timeout: 200ms}"))
+    gw = make_gateway(
+        config(upstream, extra="  limits: {keepalive_timeout: 200ms, header_timeout: 200ms}")
+    )
     out = raw_request(gw.port, b"", timeout=3)
     assert out == b""
 
@@ -125,7 +132,8 @@ gateway:
 """
     gw = make_gateway(yaml)
     r = httpx.get(gw.url + "/down")
-    assert r.status_code == 502 and r.json()["error"]["code"] == "connect_failed"
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "connect_failed"
     assert gw.records[-1].error == "connect_failed"
 
 
@@ -140,7 +148,8 @@ def test_upstream_reset_mid_body(make_gateway, upstream):
 def test_upstream_garbage_502(make_gateway, upstream):
     gw = make_gateway(config(upstream))
     r = httpx.get(gw.url + "/garbage")
-    assert r.status_code == 502 and r.json()["error"]["code"] == "bad_response"
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "bad_response"
 
 
 def test_no_route_404_and_method_405(make_gateway, upstream):
@@ -153,7 +162,8 @@ gateway:
     gw = make_gateway(yaml)
     assert httpx.get(gw.url + "/nope").status_code == 404
     r = httpx.post(gw.url + "/only")
-    assert r.status_code == 405 and r.headers["content-type"] == "application/json"
+    assert r.status_code == 405
+    assert r.headers["content-type"] == "application/json"
 
 
 def test_client_gone_mid_response_releases_everything(make_gateway, upstream):

@@ -40,7 +40,9 @@ def test_hash_balancer_is_sticky_by_header(make_gateway, upstream, upstream_b):
     gw = make_gateway(two_targets(upstream, upstream_b, "hash(header:X-User)"))
     with httpx.Client() as c:
         for user in ("u1", "u2", "u3", "u4"):
-            seen = {c.get(gw.url + "/x", headers={"x-user": user}).json()["upstream"] for _ in range(4)}
+            seen = {
+                c.get(gw.url + "/x", headers={"x-user": user}).json()["upstream"] for _ in range(4)
+            }
             assert len(seen) == 1
         ip = {c.get(gw.url + "/x").json()["upstream"] for _ in range(4)}
     assert len(ip) == 1
@@ -53,7 +55,9 @@ def test_hash_by_ip(make_gateway, upstream, upstream_b):
 
 
 def test_active_health_ejects_and_returns(make_gateway, upstream, upstream_b):
-    health = "      health: {path: /healthz, interval: 50ms, timeout: 200ms, healthy: 2, unhealthy: 2}"
+    health = (
+        "      health: {path: /healthz, interval: 50ms, timeout: 200ms, healthy: 2, unhealthy: 2}"
+    )
     gw = make_gateway(two_targets(upstream, upstream_b, "round_robin", health))
     upstream_b.healthy = False
     wait_for(lambda: not gw.gw.upstreams["pay"].targets[1].healthy, what="b ejected")
@@ -62,7 +66,10 @@ def test_active_health_ejects_and_returns(make_gateway, upstream, upstream_b):
         view = httpx.get(f"http://127.0.0.1:{gw.admin_port}/targets").json()
         assert [t["in_rotation"] for t in view["upstreams"]["pay"]] == [True, False]
         metrics = httpx.get(f"http://127.0.0.1:{gw.admin_port}/metrics").text
-        assert f'hypercare_upstream_target_health{{upstream="pay",target="{upstream_b.address}"}} 0' in metrics
+        assert (
+            f'hypercare_upstream_target_health{{upstream="pay",target="{upstream_b.address}"}} 0'
+            in metrics
+        )
         upstream_b.healthy = True
         wait_for(lambda: gw.gw.upstreams["pay"].targets[1].healthy, what="b back")
         assert {c.get(gw.url + "/x").json()["upstream"] for _ in range(6)} == {"a", "b"}
@@ -90,7 +97,9 @@ gateway:
         assert c.get(gw.url + "/gone").status_code == 502
         r = c.get(gw.url + "/gone")
     assert r.status_code == 503
-    assert r.json() == {"error": {"code": "no_healthy_target", "message": "upstream 'gone' has no healthy target"}}
+    assert r.json() == {
+        "error": {"code": "no_healthy_target", "message": "upstream 'gone' has no healthy target"}
+    }
     assert gw.records[-1].error == "no_healthy_target"
 
 
@@ -115,15 +124,19 @@ def test_key_auth(make_gateway, upstream, monkeypatch, caplog):
         assert c.get(gw.url + "/k").status_code == 401
         assert c.get(gw.url + "/k", headers={"apikey": "wrong-key-000"}).status_code == 401
         r = c.get(gw.url + "/k", headers={"x-api-key": "mobile-key-123456"})
-        assert r.status_code == 200 and "x-api-key" not in r.json()["headers"]
+        assert r.status_code == 200
+        assert "x-api-key" not in r.json()["headers"]
         assert c.get(gw.url + "/k?apikey=mobile-key-123456").status_code == 200
         r = c.get(gw.url + "/web", headers={"apikey": "mobile-key-123456"})
-        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+        assert r.status_code == 403
+        assert r.json()["error"]["code"] == "forbidden"
         assert c.get(gw.url + "/web", headers={"apikey": "web-key-000000"}).status_code == 200
     recs = gw.records
     assert [x.status for x in recs] == [401, 401, 200, 200, 403, 200]
-    assert recs[2].consumer == "mobile-app" and recs[0].error == "auth"
-    assert "mobile-key-123456" not in caplog.text and "client_ip=127.0.0.1" in caplog.text
+    assert recs[2].consumer == "mobile-app"
+    assert recs[0].error == "auth"
+    assert "mobile-key-123456" not in caplog.text
+    assert "client_ip=127.0.0.1" in caplog.text
     m = httpx.get(f"http://127.0.0.1:{gw.admin_port}/metrics").text
     assert 'hypercare_auth_failures_total{route="keyed",reason="missing"} 1' in m
     assert 'hypercare_auth_failures_total{route="only-web",reason="not_allowed"} 1' in m
@@ -158,14 +171,21 @@ def test_jwt_rs256(tmp_path):
 
     key = tmp_path / "k.pem"
     subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    pub = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout"], check=True, capture_output=True).stdout.decode()
+    pub = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout"], check=True, capture_output=True
+    ).stdout.decode()
 
     def b64(d: bytes) -> str:
         return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
 
-    signing = b64(json.dumps({"alg": "RS256"}).encode()) + "." + b64(json.dumps({"sub": "bob"}).encode())
+    signing = (
+        b64(json.dumps({"alg": "RS256"}).encode()) + "." + b64(json.dumps({"sub": "bob"}).encode())
+    )
     sig = subprocess.run(
-        ["openssl", "dgst", "-sha256", "-sign", str(key)], input=signing.encode(), check=True, capture_output=True
+        ["openssl", "dgst", "-sha256", "-sign", str(key)],
+        input=signing.encode(),
+        check=True,
+        capture_output=True,
     ).stdout
     v = JwtVerifier(public_key=pub)
     assert v.verify(signing + "." + b64(sig))["sub"] == "bob"
@@ -190,12 +210,15 @@ gateway:
     assert [r.status_code for r in rs] == [200, 200, 200, 429, 429]
     r = rs[3]
     assert int(r.headers["retry-after"]) >= 1
-    assert r.headers["ratelimit-limit"] == "3" and r.headers["ratelimit-remaining"] == "0"
+    assert r.headers["ratelimit-limit"] == "3"
+    assert r.headers["ratelimit-remaining"] == "0"
     assert r.json()["error"]["code"] == "rate_limited"
     m = httpx.get(f"http://127.0.0.1:{gw.admin_port}/metrics").text
     assert 'hypercare_rate_limited_total{route="limited"} 2' in m
     assert 'hypercare_http_requests_total{route="limited",code="429"} 2' in m
-    assert 'type="gateway"' in m and 'type="upstream"' in m and 'type="request"' in m
+    assert 'type="gateway"' in m
+    assert 'type="upstream"' in m
+    assert 'type="request"' in m
 
 
 def test_admin_healthz(make_gateway, upstream):
@@ -236,6 +259,7 @@ gateway:
     gw = make_gateway(yaml)
     with httpx.Client() as c:
         assert [c.get(gw.url + "/x").status_code for _ in range(3)] == [200, 200, 429]
-    assert gw.gw.redis_limiter is not None and gw.gw.redis_limiter.fallbacks == 3
+    assert gw.gw.redis_limiter is not None
+    assert gw.gw.redis_limiter.fallbacks == 3
     m = httpx.get(f"http://127.0.0.1:{gw.admin_port}/metrics").text
     assert "hypercare_ratelimit_redis_fallbacks 3" in m

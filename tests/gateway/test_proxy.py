@@ -31,7 +31,9 @@ gateway:
 def test_get_is_proxied_with_forwarding_headers(make_gateway, upstream):
     gw: GatewayUnderTest = make_gateway(config(upstream))
     with httpx.Client() as c:
-        r = c.get(gw.url + "/hello?x=1", headers={"x-request-id": "abc-123", "origin": "https://app"})
+        r = c.get(
+            gw.url + "/hello?x=1", headers={"x-request-id": "abc-123", "origin": "https://app"}
+        )
     assert r.status_code == 200
     body = r.json()
     assert body["target"] == "/hello?x=1"
@@ -41,15 +43,20 @@ def test_get_is_proxied_with_forwarding_headers(make_gateway, upstream):
     assert h["x-forwarded-host"] == f"127.0.0.1:{gw.port}"
     assert h["forwarded"].startswith("for=127.0.0.1;proto=http")
     assert h["x-request-id"] == "abc-123"
-    assert h["traceparent"].startswith("00-") and len(h["traceparent"]) == 55
+    assert h["traceparent"].startswith("00-")
+    assert len(h["traceparent"]) == 55
     assert r.headers["x-request-id"] == "abc-123"
     assert float(r.headers["x-hypercare-latency"]) >= 0
     assert r.headers["access-control-expose-headers"] == "X-Request-Id"
     wait_for(lambda: len(gw.records) == 1, what="a call record")
     rec = gw.records[0]
-    assert rec.route == "all" and rec.status == 200 and rec.path == "/hello"
-    assert rec.path_template == "/*" and rec.request_id == "abc-123"
-    assert rec.target == upstream.address and rec.error == ""
+    assert rec.route == "all"
+    assert rec.status == 200
+    assert rec.path == "/hello"
+    assert rec.path_template == "/*"
+    assert rec.request_id == "abc-123"
+    assert rec.target == upstream.address
+    assert rec.error == ""
     assert rec.trace_id == h["traceparent"].split("-")[1]
     assert rec.total_ms >= rec.upstream_ms >= 0
 
@@ -64,11 +71,17 @@ def test_keepalive_reuses_upstream_connection(make_gateway, upstream):
 
 def test_pipelined_requests_answered_in_order(make_gateway, upstream):
     gw = make_gateway(config(upstream))
-    reqs = b"".join(
-        b"GET /p%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(5)
-    ) + b"GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    reqs = (
+        b"".join(b"GET /p%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(5))
+        + b"GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
     out = raw_request(gw.port, reqs)
-    order = [json.loads(part.split(b"\r\n\r\n", 1)[1][: part.split(b"\r\n\r\n", 1)[1].rfind(b"}") + 1])["path"] for part in out.split(b"HTTP/1.1 200")[1:]]
+    order = [
+        json.loads(part.split(b"\r\n\r\n", 1)[1][: part.split(b"\r\n\r\n", 1)[1].rfind(b"}") + 1])[
+            "path"
+        ]
+        for part in out.split(b"HTTP/1.1 200")[1:]
+    ]
     assert order == ["/p0", "/p1", "/p2", "/p3", "/p4", "/last"]
 
 
@@ -77,8 +90,13 @@ def test_hop_by_hop_headers_removed(make_gateway, upstream):
     with httpx.Client() as c:
         r = c.get(
             gw.url + "/h",
-            headers={"connection": "keep-alive, x-secret-hop", "x-secret-hop": "1", "te": "trailers",
-                     "keep-alive": "timeout=5", "proxy-authorization": "Basic eA=="},
+            headers={
+                "connection": "keep-alive, x-secret-hop",
+                "x-secret-hop": "1",
+                "te": "trailers",
+                "keep-alive": "timeout=5",
+                "proxy-authorization": "Basic eA==",
+            },
         )
     h = r.json()["headers"]
     for name in ("x-secret-hop", "te", "keep-alive", "proxy-authorization"):
@@ -90,11 +108,15 @@ def test_head_204_304_have_no_body(make_gateway, upstream):
     gw = make_gateway(config(upstream))
     with httpx.Client() as c:
         r = c.head(gw.url + "/x")
-        assert r.status_code == 200 and r.content == b"" and int(r.headers["content-length"]) > 0
+        assert r.status_code == 200
+        assert r.content == b""
+        assert int(r.headers["content-length"]) > 0
         r = c.get(gw.url + "/nocontent")
-        assert r.status_code == 204 and r.content == b""
+        assert r.status_code == 204
+        assert r.content == b""
         r = c.get(gw.url + "/notmodified")
-        assert r.status_code == 304 and r.content == b""
+        assert r.status_code == 304
+        assert r.content == b""
         assert c.get(gw.url + "/after").status_code == 200
     assert upstream.connections == 1
 
@@ -111,7 +133,8 @@ def test_chunked_both_ways(make_gateway, upstream):
         assert r.json()["body_len"] == 100000
         assert r.json()["headers"]["transfer-encoding"] == "chunked"
         r = c.get(gw.url + "/big?n=300000&chunked=1")
-        assert len(r.content) == 300000 and r.headers["transfer-encoding"] == "chunked"
+        assert len(r.content) == 300000
+        assert r.headers["transfer-encoding"] == "chunked"
 
 
 def test_large_bodies_stream_both_ways(make_gateway, upstream):
@@ -129,15 +152,20 @@ def test_curl_http10_close_delimited(make_gateway, upstream):
     gw = make_gateway(config(upstream))
     out = subprocess.run(
         ["curl", "-s", "--http1.0", "-i", gw.url + "/close-delimited"],
-        capture_output=True, timeout=10, check=True,
+        capture_output=True,
+        timeout=10,
+        check=True,
     ).stdout
-    assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"until-close")
+    assert out.startswith(b"HTTP/1.1 200")
+    assert out.endswith(b"until-close")
 
 
 def test_expect_100_continue(make_gateway, upstream):
     gw = make_gateway(config(upstream))
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
-        s.sendall(b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        s.sendall(
+            b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
         first = s.recv(100)
         assert first == b"HTTP/1.1 100 Continue\r\n\r\n"
         s.sendall(b"hello")
@@ -145,7 +173,8 @@ def test_expect_100_continue(make_gateway, upstream):
         while b"}" not in resp:
             resp += s.recv(65536)
     body = json.loads(resp.split(b"\r\n\r\n", 1)[1])
-    assert body["body_len"] == 5 and "expect" not in body["headers"]
+    assert body["body_len"] == 5
+    assert "expect" not in body["headers"]
 
 
 def test_websocket_upgrade_is_tunnelled(make_gateway, upstream):

@@ -27,7 +27,8 @@ gateway:
     admin = free_port()
     group = start_workers(cfg, "127.0.0.1:0", workers=2, admin_listen=f"127.0.0.1:{admin}")
     try:
-        assert group.alive() and len(group.pids) == 2
+        assert group.alive()
+        assert len(group.pids) == 2
         url = f"http://127.0.0.1:{group.port}"
         for _ in range(10):
             with httpx.Client() as c:
@@ -38,9 +39,13 @@ gateway:
             import threading
 
             result: dict[str, int] = {}
-            t = threading.Thread(target=lambda: result.setdefault("s", c.get(url + "/slow?s=0.5").status_code))
+            t = threading.Thread(
+                target=lambda: result.setdefault("s", c.get(url + "/slow?s=0.5").status_code)
+            )
             t.start()
-            wait_for(lambda: any(r["path"] == "/slow" for r in upstream.requests), what="slow request")
+            wait_for(
+                lambda: any(r["path"] == "/slow" for r in upstream.requests), what="slow request"
+            )
             group.drain(timeout=5)
             t.join(5)
         assert result == {"s": 200}
@@ -60,11 +65,23 @@ gateway:
     )
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hypercare", "gateway", "--config", str(cfg), "--listen", f"127.0.0.1:{port}", "--workers", "1"],
+        [
+            sys.executable,
+            "-m",
+            "hypercare",
+            "gateway",
+            "--config",
+            str(cfg),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
+
         def up() -> bool:
             try:
                 return httpx.get(f"http://127.0.0.1:{port}/x", timeout=0.5).status_code == 200
@@ -82,9 +99,12 @@ def test_cli_reports_config_errors(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("gateway:\n  routes: [{name: r, match: {path: /x}, upstream: nope}]\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "hypercare", "gateway", "--config", str(cfg)], capture_output=True, timeout=20
+        [sys.executable, "-m", "hypercare", "gateway", "--config", str(cfg)],
+        capture_output=True,
+        timeout=20,
     )
-    assert proc.returncode == 2 and b"unknown upstream" in proc.stderr
+    assert proc.returncode == 2
+    assert b"unknown upstream" in proc.stderr
 
 
 @pytest.mark.redis
@@ -111,7 +131,8 @@ gateway:
             for i in range(10):
                 g = g1 if i % 2 == 0 else g2
                 codes.append(c.get(f"http://127.0.0.1:{g.port}/x").status_code)
-        assert codes.count(200) == 6 and codes.count(429) == 4
+        assert codes.count(200) == 6
+        assert codes.count(429) == 4
         assert codes[:6] == [200] * 6
     finally:
         g1.stop(2)

@@ -38,7 +38,8 @@ def test_router_precedence_and_methods():
     assert r.match("GET", "/api").route == "prefix"
     assert r.match("GET", "/apix").route is None
     m = r.match("POST", "/api/status")
-    assert m.route is None and m.method_not_allowed
+    assert m.route is None
+    assert m.method_not_allowed
     assert r.match("DELETE", "/api/orders/1").method_not_allowed
 
 
@@ -82,7 +83,9 @@ def test_gcra_burst_then_steady():
         tat, d = gcra(tat, now, 10, 1.0)
         allowed += d.allowed
     assert allowed == 10
-    assert not d.allowed and 0 < d.retry_after <= 0.1 + 1e-9 and d.remaining == 0
+    assert not d.allowed
+    assert 0 < d.retry_after <= 0.1 + 1e-9
+    assert d.remaining == 0
     tat, d = gcra(tat, now + 0.1, 10, 1.0)
     assert d.allowed
     hdrs = d.headers()
@@ -102,23 +105,29 @@ def test_local_limiter_sweeps_keys():
 
 def test_health_thresholds_and_passive_ejection():
     t = Target("a", 1)
-    assert not record_check(t, False, 2, 3) and not record_check(t, False, 2, 3)
-    assert record_check(t, False, 2, 3) and not t.healthy
+    assert not record_check(t, False, 2, 3)
+    assert not record_check(t, False, 2, 3)
+    assert record_check(t, False, 2, 3)
+    assert not t.healthy
     assert not record_check(t, True, 2, 3)
-    assert record_check(t, True, 2, 3) and t.healthy
+    assert record_check(t, True, 2, 3)
+    assert t.healthy
     p = PassiveConfig(failures=2, eject=timedelta(seconds=30))
     assert not record_failure(t, p, 5.0)
     assert record_failure(t, p, 5.0)
-    assert not t.available(6.0) and t.available(35.0)
+    assert not t.available(6.0)
+    assert t.available(35.0)
 
 
 def test_traceparent_and_request_id():
     tid, tp = hdr.traceparent(b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
     assert tid == "0af7651916cd43dd8448eb211c80319c"
-    assert tp.startswith(b"00-0af7651916cd43dd8448eb211c80319c-") and tp.endswith(b"-01")
+    assert tp.startswith(b"00-0af7651916cd43dd8448eb211c80319c-")
+    assert tp.endswith(b"-01")
     assert b"b7ad6b7169203331" not in tp
     tid2, tp2 = hdr.traceparent(b"garbage")
-    assert len(tid2) == 32 and tp2.decode().split("-")[1] == tid2
+    assert len(tid2) == 32
+    assert tp2.decode().split("-")[1] == tid2
     assert hdr.request_id(b"ok-1") == b"ok-1"
     assert hdr.request_id(b"bad id\x01") != b"bad id\x01"
 

@@ -47,14 +47,19 @@ class AdminConnection(asyncio.Protocol):
         elif path == b"/targets":
             self._send(200, b"application/json", self.gw.targets_json())
         else:
-            self._send(404, b"application/json", b'{"error":{"code":"not_found","message":"no such admin path"}}')
+            self._send(
+                404,
+                b"application/json",
+                b'{"error":{"code":"not_found","message":"no such admin path"}}',
+            )
 
     def _send(self, status: int, ctype: bytes, body: bytes) -> None:
         t = self.transport
         if t is None or t.is_closing():
             return
         t.write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+            b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s"
             % (status, b"OK" if status == 200 else b"Error", ctype, len(body), body)
         )
         t.close()

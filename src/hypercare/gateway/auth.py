@@ -75,7 +75,7 @@ class RsaPublicKey:
         if "RSA PUBLIC KEY" not in lines[0]:
             # SubjectPublicKeyInfo: SEQUENCE { SEQUENCE { oid, NULL }, BIT STRING { pkcs1 } }
             _, spki, _ = _der(der, 0)
-            _, algo, pos = _der(spki, 0)
+            _, _algo, pos = _der(spki, 0)
             _, bits, _ = _der(spki, pos)
             der = bits[1:]  # skip the unused-bits byte
         _, seq, _ = _der(der, 0)
@@ -92,7 +92,10 @@ class RsaPublicKey:
             return False
         em = pow(s, self.e, self.n).to_bytes(k)
         # EMSA-PKCS1-v1_5 with the DigestInfo prefix for SHA-256 (RFC 8017 §9.2 note 1).
-        info = bytes.fromhex("3031300d060960864801650304020105000420") + hashlib.sha256(message).digest()
+        info = (
+            bytes.fromhex("3031300d060960864801650304020105000420")
+            + hashlib.sha256(message).digest()
+        )
         expected = b"\x00\x01" + b"\xff" * (k - len(info) - 3) + b"\x00" + info
         return hmac.compare_digest(em, expected)
 

@@ -54,7 +54,7 @@ class Balancer:
 
 
 class RoundRobin(Balancer):
-    """Smooth weighted round robin (as nginx): weights 5,1,1 give a a b a c a a, not a a a a a b c."""
+    """Smooth weighted round robin (as nginx): weights 5,1,1 give a a b a c a a, not aaaaabc."""
 
     def pick(self, now: float, key: str = "", exclude: Target | None = None) -> Target | None:
         best: Target | None = None

@@ -15,7 +15,9 @@ from pydantic import Field, field_validator, model_validator
 
 from hypercare.config import Duration, StrictModel
 
-_TARGET = re.compile(r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})(?:\s+(?P<weight>\d+))?$")
+_TARGET = re.compile(
+    r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})(?:\s+(?P<weight>\d+))?$"
+)
 _BALANCE = re.compile(r"^(round_robin|least_connections|hash\((ip|header:[A-Za-z0-9\-_]+)\))$")
 _PATH = re.compile(r"^/[^\s?#]*$")
 
@@ -202,7 +204,7 @@ class GatewayConfig(StrictModel):
     @model_validator(mode="after")
     def _cross_check(self) -> GatewayConfig:
         names = set()
-        consumers = {c.name for c in self.consumers}
+        consumers = {consumer.name for consumer in self.consumers}
         for r in self.routes:
             if r.name in names:
                 raise ValueError(f"route name {r.name!r} is used twice")
@@ -214,9 +216,9 @@ class GatewayConfig(StrictModel):
                 )
             if r.auth == "jwt" and self.jwt is None:
                 raise ValueError(f"route {r.name!r} uses auth: jwt but gateway.jwt is not set")
-            for c in r.allow or ():
-                if c not in consumers and r.auth == "key":
-                    raise ValueError(f"route {r.name!r}: allow names unknown consumer {c!r}")
+            for allowed in r.allow or ():
+                if allowed not in consumers and r.auth == "key":
+                    raise ValueError(f"route {r.name!r}: allow names unknown consumer {allowed!r}")
             if r.rate_limit is not None and r.rate_limit.by == "consumer" and r.auth == "none":
                 raise ValueError(
                     f"route {r.name!r}: rate_limit by consumer needs auth (key or jwt); "

@@ -45,7 +45,9 @@ REPLACED_UPSTREAM = frozenset(
     }
 )
 DROP_UPSTREAM = HOP_BY_HOP | REPLACED_UPSTREAM
-DROP_DOWNSTREAM = HOP_BY_HOP | frozenset({b"content-length", b"x-request-id", b"x-hypercare-latency"})
+DROP_DOWNSTREAM = HOP_BY_HOP | frozenset(
+    {b"content-length", b"x-request-id", b"x-hypercare-latency"}
+)
 
 _TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
@@ -137,9 +139,9 @@ def upstream_request_head(
         _quote_forwarded(client_ip).encode(),
         b";proto=",
         proto,
-        b";host=\"",
+        b';host="',
         host.replace(b'"', b""),
-        b"\"\r\nx-request-id: ",
+        b'"\r\nx-request-id: ',
         rid,
         b"\r\ntraceparent: ",
         tparent,

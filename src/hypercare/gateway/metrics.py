@@ -83,7 +83,9 @@ class Metrics:
             acc = 0
             for bound, c in zip(BUCKETS_MS, h.counts, strict=False):
                 acc += c
-                out.append(f'hypercare_http_request_duration_ms_bucket{{{labels},le="{bound:g}"}} {acc}')
+                out.append(
+                    f'hypercare_http_request_duration_ms_bucket{{{labels},le="{bound:g}"}} {acc}'
+                )
             acc += h.counts[-1]
             out.append(f'hypercare_http_request_duration_ms_bucket{{{labels},le="+Inf"}} {acc}')
             out.append(f"hypercare_http_request_duration_ms_sum{{{labels}}} {h.sum:.3f}")

@@ -53,7 +53,9 @@ def gcra(tat: float, now: float, limit: int, period: float) -> tuple[float, Deci
 class LocalLimiter:
     """GCRA state in this worker's memory; stale keys are swept so memory stays bounded."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000
+    ) -> None:
         self._tat: dict[str, float] = {}
         self._clock = clock
         self._max_keys = max_keys
@@ -93,7 +95,8 @@ local allow_at = new_tat - period
 if now < allow_at then
   return {0, 0, tat - now, allow_at - now}
 end
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+local ttl_ms = math.ceil((new_tat - now) / 1000) + 1
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl_ms)
 local remaining = math.floor((period - (new_tat - now)) / interval + 0.000001)
 return {1, remaining, new_tat - now, 0}
 """

@@ -56,7 +56,14 @@ class Router(Generic[T]):
                 entry.prefix = template[:-1]  # keeps the trailing slash
                 r._prefixes.append(entry)
             elif "{" in template:
-                pattern = "^" + _PARAM.sub(r"(?P<\1>[^/]+)", re.escape(template).replace(r"\{", "{").replace(r"\}", "}")) + "$"
+                pattern = (
+                    "^"
+                    + _PARAM.sub(
+                        r"(?P<\1>[^/]+)",
+                        re.escape(template).replace(r"\{", "{").replace(r"\}", "}"),
+                    )
+                    + "$"
+                )
                 entry.regex = re.compile(pattern)
                 r._params.append(entry)
             else:

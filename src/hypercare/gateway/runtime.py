@@ -107,14 +107,19 @@ class Gateway:
             if source is not None and source != "ip":
                 hash_headers.add(source.encode())
             pools = {
-                t.address: Pool(t, u.max_idle_connections, u.idle_connection_timeout.total_seconds())
+                t.address: Pool(
+                    t, u.max_idle_connections, u.idle_connection_timeout.total_seconds()
+                )
                 for t in targets
             }
             self.upstreams[name] = UpstreamState(name, targets, balancer, source, pools, u.passive)
         self.hash_headers = frozenset(hash_headers)
         self.routes = [_route_state(r, self.upstreams[r.upstream]) for r in config.routes]
         self.router: Router[RouteState] = Router.build(
-            [(r.match.path, r.match.methods, s) for r, s in zip(config.routes, self.routes, strict=True)]
+            [
+                (r.match.path, r.match.methods, s)
+                for r, s in zip(config.routes, self.routes, strict=True)
+            ]
         )
         self.keys = KeyStore((c.name, c.keys) for c in config.consumers)
         self.consumer_names = frozenset(c.name for c in config.consumers)
@@ -166,7 +171,9 @@ class Gateway:
                 timeout=self.config.redis_timeout.total_seconds(),
             )
         if sock is not None:
-            server = await loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=1024)
+            server = await loop.create_server(
+                lambda: ClientConnection(self), sock=sock, backlog=1024
+            )
         else:
             server = await loop.create_server(
                 lambda: ClientConnection(self), host, port, reuse_port=reuse_port, backlog=1024
@@ -176,7 +183,9 @@ class Gateway:
         if admin is not None:
             from hypercare.gateway.admin import AdminConnection
 
-            admin_server = await loop.create_server(lambda: AdminConnection(self), admin[0], admin[1])
+            admin_server = await loop.create_server(
+                lambda: AdminConnection(self), admin[0], admin[1]
+            )
             self.servers.append(admin_server)
             self.admin_address = admin_server.sockets[0].getsockname()[:2]
         for name, u in self.config.upstreams.items():
@@ -193,7 +202,7 @@ class Gateway:
         for c in list(self.connections):
             c.drain()
         deadline = time.monotonic() + timeout
-        while self.connections and time.monotonic() < deadline:
+        while self.connections and time.monotonic() < deadline:  # noqa: ASYNC110 - polls a set
             await asyncio.sleep(0.02)
         return not self.connections
 
@@ -266,7 +275,9 @@ class Gateway:
             raise AuthError("not_allowed", f"consumer {consumer!r} may not use this route")
         return consumer
 
-    def security_event(self, route: str, reason: str, client_ip: str, method: str, path: str) -> None:
+    def security_event(
+        self, route: str, reason: str, client_ip: str, method: str, path: str
+    ) -> None:
         self.metrics.auth_failure(route, reason)
         security_log.warning(
             "auth refused: route=%s reason=%s client_ip=%s method=%s path=%s",
@@ -303,7 +314,11 @@ class Gateway:
 
     def target_health(self) -> list[tuple[str, str, bool]]:
         now = time.monotonic()
-        return [(u.name, t.address, t.available(now)) for u in self.upstreams.values() for t in u.targets]
+        return [
+            (u.name, t.address, t.available(now))
+            for u in self.upstreams.values()
+            for t in u.targets
+        ]
 
     def targets_json(self) -> bytes:
         now = time.monotonic()
@@ -327,7 +342,11 @@ class Gateway:
     def gauges(self) -> list[tuple[str, str, float]]:
         fallbacks = self.redis_limiter.fallbacks if self.redis_limiter is not None else 0
         return [
-            ("hypercare_gateway_connections", "Open client connections.", float(len(self.connections))),
+            (
+                "hypercare_gateway_connections",
+                "Open client connections.",
+                float(len(self.connections)),
+            ),
             (
                 "hypercare_ratelimit_redis_fallbacks",
                 "Rate-limit checks answered locally because Redis failed (since start).",

@@ -67,17 +67,23 @@ class Exchange:
         "buffered_size",
         "chunked",
         "client",
+        "client_ip",
+        "close_after",
+        "conn",
         "consumer",
         "content_length",
-        "conn",
+        "error",
         "expect_continue",
         "extra_hop",
+        "finished",
+        "hash_value",
         "headers",
         "host",
-        "key_header",
         "keep_alive",
+        "key_header",
         "method",
         "origin",
+        "path",
         "prior_xff",
         "query_key",
         "request_bytes",
@@ -96,8 +102,9 @@ class Exchange:
         "target",
         "template",
         "time",
-        "trace_id",
         "tparent",
+        "trace_id",
+        "tunnel",
         "upgrade",
         "upgrade_value",
         "url",
@@ -105,13 +112,6 @@ class Exchange:
         "version",
         "waiting_headers",
         "xrid",
-        "hash_value",
-        "client_ip",
-        "path",
-        "error",
-        "tunnel",
-        "close_after",
-        "finished",
     )
 
     def __init__(self, client: ClientConnection) -> None:
@@ -218,7 +218,11 @@ class Exchange:
         client.deadline_kind = "idle"
         status = conn.status
         if self.method == "HEAD" or status in (204, 304):
-            framing = b"content-length: %b\r\n" % conn.content_length if conn.content_length is not None and status != 204 else b""
+            framing = (
+                b"content-length: %b\r\n" % conn.content_length
+                if conn.content_length is not None and status != 204
+                else b""
+            )
         elif conn.content_length is not None:
             framing = b"content-length: %b\r\n" % conn.content_length
         elif self.version == "1.1":
@@ -360,13 +364,13 @@ class Exchange:
             except AuthError as exc:
                 status = 403 if exc.reason == "not_allowed" else 401
                 gw.security_event(route.name, exc.reason, self.client_ip, self.method, self.path)
-                self.reply(status, "auth", "unauthorized" if status == 401 else "forbidden", exc.message)
+                self.reply(
+                    status, "auth", "unauthorized" if status == 401 else "forbidden", exc.message
+                )
                 return
         if route.rate_limit is not None:
             rl = route.rate_limit
-            key = (
-                self.consumer if rl.by == "consumer" else self.client_ip if rl.by == "ip" else ""
-            )
+            key = self.consumer if rl.by == "consumer" else self.client_ip if rl.by == "ip" else ""
             key = f"{route.name}|{key}"
             limiter = gw.redis_limiter
             if limiter is None:
@@ -392,9 +396,7 @@ class Exchange:
             gw = self.client.gw
             if self.route is not None:
                 gw.metrics.limited(self.route.name)
-            self.reply(
-                429, "rate_limited", "rate_limited", "too many requests", decision.headers()
-            )
+            self.reply(429, "rate_limited", "rate_limited", "too many requests", decision.headers())
             return
         self.client.ratelimit_headers = decision.headers()
         self.proceed()
@@ -447,7 +449,9 @@ class Exchange:
             if client.closed or self.finished:
                 return
             exc = None if fut.cancelled() else fut.exception()
-            kind = "timeout" if fut.cancelled() or isinstance(exc, TimeoutError) else "connect_failed"
+            kind = (
+                "timeout" if fut.cancelled() or isinstance(exc, TimeoutError) else "connect_failed"
+            )
             gw = client.gw
             if target is not None:
                 gw.passive_failure(target)
@@ -459,7 +463,9 @@ class Exchange:
             self.target = None
             self.error = kind
             if kind == "timeout":
-                self.reply(504, kind, "connect_timeout", "the upstream did not accept a connection in time")
+                self.reply(
+                    504, kind, "connect_timeout", "the upstream did not accept a connection in time"
+                )
             else:
                 self.reply(502, kind, "connect_failed", "the upstream refused the connection")
             return
@@ -515,9 +521,7 @@ class Exchange:
 
     # --- endings ---------------------------------------------------------------------------
 
-    def reply(
-        self, status: int, kind: str, code: str, message: str, extra: bytes = b""
-    ) -> None:
+    def reply(self, status: int, kind: str, code: str, message: str, extra: bytes = b"") -> None:
         """Answer with the gateway's own JSON error (or nothing left to say: just finish)."""
         self.status = status
         self.error = kind
@@ -679,7 +683,9 @@ class ClientConnection(asyncio.Protocol):
             self.pause(_P_TUNNEL)
         except httptools.HttpParserError as exc:
             if self.too_large:
-                self._bad_stream(431, "too_large", "header_too_large", "the request head is too large")
+                self._bad_stream(
+                    431, "too_large", "header_too_large", "the request head is too large"
+                )
             else:
                 self._bad_stream(400, "bad_request", "bad_request", _parser_message(exc))
 
@@ -779,7 +785,12 @@ class ClientConnection(asyncio.Protocol):
             if value.lower() == b"100-continue":
                 ex.expect_continue = True
             else:
-                ex.bad = (417, "bad_request", "expectation_failed", "only 100-continue is supported")
+                ex.bad = (
+                    417,
+                    "bad_request",
+                    "expectation_failed",
+                    "only 100-continue is supported",
+                )
         elif special == 13:
             ex.user_agent = value.decode("latin-1")
             ex.headers.append((name, value))
@@ -826,7 +837,12 @@ class ClientConnection(asyncio.Protocol):
             m = gw.router.match(method, path)
             if m.route is None:
                 if m.method_not_allowed:
-                    ex.bad = (405, "no_route", "method_not_allowed", f"{method} is not allowed here")
+                    ex.bad = (
+                        405,
+                        "no_route",
+                        "method_not_allowed",
+                        f"{method} is not allowed here",
+                    )
                 else:
                     ex.bad = (404, "no_route", "no_route", "no route matches this request")
             else:
@@ -925,7 +941,9 @@ class ClientConnection(asyncio.Protocol):
             self.close()
         elif kind == "header":
             if self.in_head:
-                self._bad_stream(408, "bad_request", "request_timeout", "the request head took too long")
+                self._bad_stream(
+                    408, "bad_request", "request_timeout", "the request head took too long"
+                )
             else:
                 self.close()
         elif ex is not None and kind == "connect":

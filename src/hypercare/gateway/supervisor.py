@@ -148,7 +148,9 @@ def worker_main(
     """Entry point of one worker process."""
     import uvloop
 
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s gateway[{index}] %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s gateway[{index}] %(levelname)s %(message)s"
+    )
     try:
         uvloop.run(_serve(config, host, port, admin, index, sink_factory, ready))
     except Exception as exc:

@@ -79,7 +79,9 @@ class Pool:
 class UpstreamConnection(asyncio.Protocol):
     """One TCP connection to a target, carrying one request at a time."""
 
-    def __init__(self, pool: Pool, on_open: Callable[[UpstreamConnection], None] | None = None) -> None:
+    def __init__(
+        self, pool: Pool, on_open: Callable[[UpstreamConnection], None] | None = None
+    ) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.owner: UpstreamOwner | None = None
