@@ -126,6 +126,10 @@ class Upstream:
                 params = dict(p.partition("=")[::2] for p in query.split("&") if p)
                 body_len = 0
                 body = b""
+                if path == "/early":  # answer without reading the request body
+                    writer.write(b"HTTP/1.1 413 X\r\ncontent-length: 2\r\n\r\nno")
+                    await writer.drain()
+                    continue
                 if "content-length" in headers:
                     n = int(headers["content-length"])
                     while n:

@@ -196,3 +196,41 @@ def test_websocket_upgrade_is_tunnelled(make_gateway, upstream):
             got += s.recv(4096)
         assert got == frame
     wait_for(lambda: any(r.status == 101 for r in gw.records), what="the tunnel record")
+
+
+def test_strip_prefix_and_response_connection_tokens(make_gateway, upstream):
+    route = """    - name: api
+      match: {path: /api/*}
+      upstream: a
+      strip_prefix: true
+"""
+    gw = make_gateway(config(upstream, extra_route=route))
+    with httpx.Client() as c:
+        assert c.get(gw.url + "/api/orders/7?q=1").json()["target"] == "/orders/7?q=1"
+        assert c.get(gw.url + "/api").json()["target"] == "/"
+
+
+def test_rate_limit_headers_on_allowed_responses(make_gateway, upstream):
+    route = """    - name: rl
+      match: {path: /rl}
+      upstream: a
+      rate_limit: {limit: 5, per: 1m, by: ip}
+"""
+    gw = make_gateway(config(upstream, extra_route=route))
+    r = httpx.get(gw.url + "/rl")
+    assert r.status_code == 200
+    assert r.headers["ratelimit-limit"] == "5" and r.headers["ratelimit-remaining"] == "4"
+
+
+def test_early_upstream_response_does_not_reuse_connection(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"POST /early HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab")
+        resp = b""
+        while not resp.endswith(b"no"):
+            resp += s.recv(4096)
+    assert resp.startswith(b"HTTP/1.1 413")
+    assert b"connection: close" in resp
+    wait_for(lambda: upstream.open == 0, what="the half-sent upstream connection closed")
+    assert httpx.get(gw.url + "/after").status_code == 200
+    assert upstream.connections == 2

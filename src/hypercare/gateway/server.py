@@ -91,6 +91,7 @@ class Exchange:
         "response_chunked",
         "response_started",
         "retries_left",
+        "rl_headers",
         "rid",
         "route",
         "started",
@@ -167,6 +168,7 @@ class Exchange:
         self.tunnel = False
         self.close_after = False
         self.finished = False
+        self.rl_headers = b""
 
     # --- request body from the client -----------------------------------------------------
 
@@ -189,6 +191,8 @@ class Exchange:
         conn = self.conn
         if conn is not None:
             conn.write(data)
+            if route is not None and not self.response_started:
+                self.client.deadline = time.monotonic() + route.response
         else:
             self.buffered.append(data)
             self.buffered_size += len(data)
@@ -235,13 +239,14 @@ class Exchange:
             # A response that starts before its request ended (early error from the
             # upstream) leaves the request body unread: the connection cannot be reused.
             self.keep_alive = self.keep_alive and self.body_done and not client.draining
-        latency = ((now - self.t0) - (now - self.t_up)) * 1000.0
+        latency = (self.t_up - self.t0) * 1000.0
         head = hdr.downstream_response_head(
             b"HTTP/1.1 %d %b\r\n" % (status, _reason(conn, status)),
             conn.headers,
             rid=self.rid,
             latency_ms=latency if latency > 0 else 0.0,
-            framing=framing,
+            framing=framing + self.rl_headers,
+            extra_hop=conn.extra_hop,
             origin=self.origin,
             keep_alive=self.keep_alive,
             expose=conn.expose,
@@ -262,6 +267,10 @@ class Exchange:
 
     def upstream_complete(self) -> None:
         self.t_up_end = time.monotonic()
+        if not self.body_done and self.conn is not None:
+            # The upstream answered before reading our whole request: the rest of the body
+            # would be read as the next request, so the connection is not reused.
+            self.conn.release_failed()
         if self.response_chunked:
             self.client.write(b"0\r\n\r\n")
         conn = self.conn
@@ -322,7 +331,7 @@ class Exchange:
         ):
             # A pooled connection the upstream closed while we sent on it (RFC 9112 §9.3.1).
             self.target = None
-            self.proceed_with(target)
+            self.proceed_with(None)
             return
         if target is not None and kind in ("reset", "bad_response", "timeout"):
             gw.passive_failure(target)
@@ -398,7 +407,7 @@ class Exchange:
                 gw.metrics.limited(self.route.name)
             self.reply(429, "rate_limited", "rate_limited", "too many requests", decision.headers())
             return
-        self.client.ratelimit_headers = decision.headers()
+        self.rl_headers = decision.headers()
         self.proceed()
 
     def proceed(self) -> None:
@@ -414,6 +423,8 @@ class Exchange:
         if ups.hash_source is not None:
             key = self.client_ip if ups.hash_source == "ip" else self.hash_value
         target = ups.balancer.pick(now, key, exclude)  # type: ignore[arg-type]
+        if target is None and exclude is not None:
+            target = ups.balancer.pick(now, key, None)  # a retry may reuse the only target
         if target is None:
             self.reply(
                 503,
@@ -634,7 +645,6 @@ class ClientConnection(asyncio.Protocol):
         self.paused = 0
         self.write_paused = False
         self.tunnel: Exchange | None = None
-        self.ratelimit_headers = b""
         self.in_head = False
         self.head_raw = 0
         self.too_large = False
@@ -881,7 +891,6 @@ class ClientConnection(asyncio.Protocol):
         while self.queue and self.current is None and not self.closed:
             ex = self.queue.pop(0)
             self.current = ex
-            self.ratelimit_headers = b""
             ex.start()
 
     def exchange_done(self, ex: Exchange) -> None:

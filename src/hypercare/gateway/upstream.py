@@ -17,7 +17,7 @@ from typing import Protocol, cast
 import httptools
 
 from hypercare.gateway.balancer import Target
-from hypercare.gateway.headers import DROP_DOWNSTREAM
+from hypercare.gateway.headers import DROP_DOWNSTREAM, connection_tokens
 
 
 class UpstreamOwner(Protocol):
@@ -97,6 +97,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.conn_close = False
         self.expose: bytes | None = None
         self.upgrade_value: bytes | None = None
+        self.extra_hop: frozenset[bytes] = frozenset()
         self.keep_alive = False
         self.got_response = False  # any byte of the current response arrived
         self._interim = False
@@ -170,8 +171,10 @@ class UpstreamConnection(asyncio.Protocol):
             elif lname == b"transfer-encoding":
                 self.chunked = True
             elif lname == b"connection":
-                if b"close" in value.lower():
+                tokens = connection_tokens((value,))
+                if b"close" in tokens:
                     self.conn_close = True
+                self.extra_hop = self.extra_hop | (tokens - {b"close", b"keep-alive", b"upgrade"})
             elif lname == b"upgrade":
                 self.upgrade_value = value
             return
@@ -229,6 +232,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.conn_close = False
         self.expose = None
         self.upgrade_value = None
+        self.extra_hop = frozenset()
 
     def _message_done(self) -> None:
         owner = self.owner
