@@ -219,7 +219,8 @@ def test_rate_limit_headers_on_allowed_responses(make_gateway, upstream):
     gw = make_gateway(config(upstream, extra_route=route))
     r = httpx.get(gw.url + "/rl")
     assert r.status_code == 200
-    assert r.headers["ratelimit-limit"] == "5" and r.headers["ratelimit-remaining"] == "4"
+    assert r.headers["ratelimit-limit"] == "5"
+    assert r.headers["ratelimit-remaining"] == "4"
 
 
 def test_early_upstream_response_does_not_reuse_connection(make_gateway, upstream):
