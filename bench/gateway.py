@@ -203,7 +203,8 @@ def main() -> None:
                     r = wrk(port, args.duration, args.connections, headers)
                     results.setdefault(name, []).append(r)
                     print(
-                        f"run {run + 1} {name:7s} {r[0]:10.0f} req/s  p50 {r[1]:.2f} ms  p99 {r[2]:.2f} ms",
+                        f"run {run + 1} {name:7s} {r[0]:10.0f} req/s"
+                        f"  p50 {r[1]:.2f} ms  p99 {r[2]:.2f} ms",
                         file=sys.stderr,
                     )
         finally:
@@ -220,7 +221,8 @@ def main() -> None:
     }
     base = med["nginx"][0]
     print(
-        f"\nmedians of {args.runs} runs, {args.duration}s each, {args.connections} connections, wrk -t1"
+        f"\nmedians of {args.runs} runs, {args.duration}s each,"
+        f" {args.connections} connections, wrk -t1"
     )
     print(f"{'config':8s} {'req/s':>10s} {'p50 ms':>8s} {'p99 ms':>8s} {'x nginx':>8s}")
     for k, (rps, p50, p99) in med.items():
