@@ -346,6 +346,12 @@ class Exchange:
         else:
             self.abort(kind, 502, "upstream_reset", "the upstream closed the connection")
 
+    def cork(self) -> bool:
+        return self.client.cork()
+
+    def uncork(self) -> None:
+        self.client.uncork()
+
     def upstream_pause_writing(self) -> None:
         self.client.pause(_P_UPSTREAM)
 
@@ -647,6 +653,7 @@ class ClientConnection(asyncio.Protocol):
         self.tunnel: Exchange | None = None
         self.in_head = False
         self.head_raw = 0
+        self.corked: list[bytes] | None = None
         self.too_large = False
         self.broken = False  # the byte stream is unparseable: answer what is queued, then close
 
@@ -966,12 +973,31 @@ class ClientConnection(asyncio.Protocol):
     # --- transport helpers -------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
+        corked = self.corked
+        if corked is not None:
+            corked.append(data)
+        elif self.transport is not None and not self.closed:
             self.transport.write(data)
 
     def writelines(self, data: tuple[bytes, ...]) -> None:
-        if self.transport is not None and not self.closed:
+        corked = self.corked
+        if corked is not None:
+            corked.extend(data)
+        elif self.transport is not None and not self.closed:
             self.transport.writelines(data)
+
+    def cork(self) -> bool:
+        """Collect writes until `uncork`: a response head and body leave in one send()."""
+        if self.corked is None:
+            self.corked = []
+            return True
+        return False
+
+    def uncork(self) -> None:
+        corked = self.corked
+        self.corked = None
+        if corked and self.transport is not None and not self.closed:
+            self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
     def pause(self, reason: int) -> None:
         if not self.paused and self.transport is not None and not self.closed:
@@ -992,6 +1018,8 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
+        if self.corked:
+            self.uncork()
         if self.transport is not None and not self.closed:
             self.transport.close()
         self.closed = True

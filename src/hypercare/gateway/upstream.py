@@ -20,6 +20,9 @@ from hypercare.gateway.balancer import Target
 from hypercare.gateway.headers import DROP_DOWNSTREAM, connection_tokens
 
 
+_KEEP_ALIVE = frozenset({b"keep-alive"})
+
+
 class UpstreamOwner(Protocol):
     """What an upstream connection reports to the exchange that uses it."""
 
@@ -29,6 +32,8 @@ class UpstreamOwner(Protocol):
     def upstream_upgraded(self, rest: bytes) -> None: ...
     def upstream_failed(self, kind: str, before_response: bool) -> None: ...
     def upstream_pause_writing(self) -> None: ...
+    def cork(self) -> bool: ...
+    def uncork(self) -> None: ...
     def upstream_resume_writing(self) -> None: ...
 
 
@@ -123,21 +128,23 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.got_response = True
+        corked = owner.cork()
         try:
             self.parser.feed_data(data)
+            if self._done:
+                self._done = False
+                self._message_done()
         except httptools.HttpParserUpgrade as exc:
             if self.status == 101:
                 self._upgraded = True
                 owner.upstream_upgraded(data[exc.args[0] :])
             else:
                 self._fail("bad_response")
-            return
         except httptools.HttpParserError:
             self._fail("bad_response")
-            return
-        if self._done:
-            self._done = False
-            self._message_done()
+        finally:
+            if corked:
+                owner.uncork()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -171,7 +178,9 @@ class UpstreamConnection(asyncio.Protocol):
             elif lname == b"transfer-encoding":
                 self.chunked = True
             elif lname == b"connection":
-                tokens = connection_tokens((value,))
+                tokens = (
+                    _KEEP_ALIVE if value.lower() == b"keep-alive" else connection_tokens((value,))
+                )
                 if b"close" in tokens:
                     self.conn_close = True
                 self.extra_hop = self.extra_hop | (tokens - {b"close", b"keep-alive", b"upgrade"})
