@@ -19,7 +19,6 @@ import httptools
 from hypercare.gateway.balancer import Target
 from hypercare.gateway.headers import DROP_DOWNSTREAM, connection_tokens
 
-
 _KEEP_ALIVE = frozenset({b"keep-alive"})
 
 
