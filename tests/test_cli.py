@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -62,10 +63,22 @@ def test_token_create_on_sqlite(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_migrate_on_postgres() -> None:
+def test_migrate_and_token_on_postgres() -> None:
     require_service("PostgreSQL", PG_HOST, PG_PORT)
-    r = run("migrate", "--database-url", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test")
-    assert r.returncode == 0, r.stderr
+    name = f"hc_cli_{uuid.uuid4().hex[:10]}"
+    admin = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
+    subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True, timeout=30)
+    try:
+        url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+        r = run("migrate", "--database-url", url)
+        assert r.returncode == 0, r.stderr
+        r = run("token", "create", "--role", "admin", "--name", "ops", "--database-url", url)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("hc_")
+    finally:
+        subprocess.run(
+            ["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], timeout=30
+        )
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[str], deadline: float) -> None:
@@ -85,7 +98,16 @@ def test_up_bootstraps_an_admin_once_and_serves_the_api(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k != "HYPERCARE_ADMIN_TOKEN"}
-    args = [*HYPERCARE, "up", "--data-dir", str(tmp_path), "--console-listen", f"127.0.0.1:{port}"]
+    args = [
+        *HYPERCARE,
+        "up",
+        "--data-dir",
+        str(tmp_path),
+        "--console-listen",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "0",
+    ]
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
@@ -120,7 +142,16 @@ def test_up_uses_the_admin_token_from_the_environment(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": "hc_automation-secret-123"}
-    args = [*HYPERCARE, "up", "--data-dir", str(tmp_path), "--console-listen", f"127.0.0.1:{port}"]
+    args = [
+        *HYPERCARE,
+        "up",
+        "--data-dir",
+        str(tmp_path),
+        "--console-listen",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "0",
+    ]
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
@@ -143,3 +174,56 @@ def test_up_with_invalid_config_names_the_line(tmp_path: Path) -> None:
     cfg.write_text("triage:\n  nope: 1\n")
     r = run("up", "--config", str(cfg), "--data-dir", str(tmp_path))
     assert r.returncode == 2 and f"{cfg}:2" in r.stderr
+
+
+def test_up_runs_the_gateway_next_to_the_console(tmp_path: Path) -> None:
+    """`hypercare up` proxies through its gateway workers to a real upstream on loopback."""
+    from tests.gateway.helpers import Upstream
+
+    upstream = Upstream("shop")
+    console, gw, admin = free_port(), free_port(), free_port()
+    cfg = tmp_path / "hc.yaml"
+    cfg.write_text(
+        "gateway:\n"
+        "  upstreams:\n"
+        f"    shop: {{targets: ['127.0.0.1:{upstream.port}']}}\n"
+        "  routes:\n"
+        "    - {name: items, match: {path: /items/*}, upstream: shop}\n"
+    )
+    args = [
+        *HYPERCARE,
+        "up",
+        "--config",
+        str(cfg),
+        "--data-dir",
+        str(tmp_path),
+        "--console-listen",
+        f"127.0.0.1:{console}",
+        "--gateway-listen",
+        f"127.0.0.1:{gw}",
+        "--gateway-admin-listen",
+        f"127.0.0.1:{admin}",
+        "--workers",
+        "2",
+    ]
+    env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": "hc_gateway-test-admin"}
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        _wait_ready(f"http://127.0.0.1:{console}/readyz", proc, time.monotonic() + 40)
+        r = httpx.get(f"http://127.0.0.1:{gw}/items/42")
+        assert r.status_code == 200
+        assert r.headers["x-request-id"]
+        assert httpx.get(f"http://127.0.0.1:{gw}/elsewhere").status_code == 404
+        metrics = httpx.get(f"http://127.0.0.1:{admin}/metrics").text
+        assert "hypercare_http_requests_total" in metrics
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        upstream.stop()
+    assert f"gateway: http://127.0.0.1:{gw}/ (2 worker(s))" in out
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{gw}/items/1")

@@ -23,7 +23,12 @@ from hypercare.config import HypercareConfig, load_config
 from hypercare.errors import HypercareError
 from hypercare.store.db import create_engine, database_url, redact_url
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Hypercare command center.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Hypercare command center.",
+)
 config_app = typer.Typer(no_args_is_help=True, help="Validate configuration files.")
 token_app = typer.Typer(no_args_is_help=True, help="Manage API tokens.")
 app.add_typer(config_app, name="config")
@@ -162,17 +167,33 @@ def up(
     console_listen: Annotated[
         str, typer.Option("--console-listen", help="HOST:PORT for the console (API and UI).")
     ] = "127.0.0.1:8700",
+    gateway_listen: Annotated[
+        str, typer.Option("--gateway-listen", help="HOST:PORT for the API gateway.")
+    ] = "127.0.0.1:8080",
+    workers: Annotated[
+        int, typer.Option("--workers", min=0, help="Gateway worker processes (0: no gateway).")
+    ] = 1,
+    gateway_admin_listen: Annotated[
+        str,
+        typer.Option(
+            "--gateway-admin-listen",
+            help="HOST:PORT of worker 0's /metrics, /healthz, /targets (worker i: PORT+i).",
+        ),
+    ] = "127.0.0.1:8081",
 ) -> None:
-    """Start hypercare: migrate the store, then run the console."""
+    """Start hypercare: migrate the store, start the gateway workers, run the console."""
     cfg = _load(config)
     url = _url(data_dir, database_url_)
     host, port = _listen(console_listen, "--console-listen")
+    _listen(gateway_listen, "--gateway-listen")
+    _listen(gateway_admin_listen, "--gateway-admin-listen")
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from hypercare.server import serve
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from hypercare.server import GatewayPlan, serve
 
     try:
         asyncio.run(
@@ -182,12 +203,52 @@ def up(
                 host=host,
                 port=port,
                 admin_token=os.environ.get("HYPERCARE_ADMIN_TOKEN"),
+                gateway=GatewayPlan(gateway_listen, workers, gateway_admin_listen)
+                if workers
+                else None,
             )
         )
     except HypercareError as exc:
         raise _fail(exc.message) from None
     except KeyboardInterrupt:
         pass
+
+
+@app.command()
+def gateway(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The hypercare YAML file.")],
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT for the proxy.")] = (
+        "127.0.0.1:8080"
+    ),
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker processes (SO_REUSEPORT).")
+    ] = 1,
+    admin_listen: Annotated[
+        str | None,
+        typer.Option("--admin-listen", help="HOST:PORT for /metrics, /healthz, /targets (+i)."),
+    ] = None,
+) -> None:
+    """Run the gateway data plane alone, from the gateway: section of the config file."""
+    import signal
+    import threading
+
+    from hypercare.gateway.supervisor import start_workers
+
+    cfg = _load(config)
+    _listen(listen, "--listen")
+    try:
+        group = start_workers(cfg, listen, workers, admin_listen)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise _fail(f"cannot start the gateway on {listen}: {exc}") from None
+    typer.echo(f"hypercare gateway: {workers} worker(s) on {group.host}:{group.port}")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    while not done.wait(0.5):
+        if not group.alive():
+            group.stop(5)
+            raise _fail("a gateway worker died; see its log above")
+    group.stop(cfg.gateway.limits.drain_timeout.total_seconds() + 5)
 
 
 def main() -> None:

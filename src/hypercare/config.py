@@ -137,10 +137,14 @@ class TriageConfig(StrictModel):
         return self
 
 
+from hypercare.gateway.config import GatewayConfig  # noqa: E402 - it builds on the models above
+
+
 class HypercareConfig(StrictModel):
     """The whole file. Each section is owned by the package that uses it."""
 
     triage: TriageConfig = Field(default_factory=TriageConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
 
 
 # --- loading ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
     HypercareError                 base; carries a machine code and a human message
     ├── ConfigError                the YAML file is invalid (file, line, key, what is valid)
     ├── StoreUnavailable           the database cannot be reached or migrated
+    ├── StartupError               a process cannot start (port taken, worker failed)
     └── DomainError                a request the domain refuses; mapped to HTTP in one place
         ├── NotFound               404  the thing asked for does not exist
         ├── Conflict               409  the request clashes with the current state
@@ -35,6 +36,10 @@ class ConfigError(HypercareError):
 
 class StoreUnavailable(HypercareError):
     code = "store_unavailable"
+
+
+class StartupError(HypercareError):
+    code = "startup_failed"
 
 
 class DomainError(HypercareError):

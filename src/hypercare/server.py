@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import uvicorn
 
@@ -11,6 +16,8 @@ from hypercare.api.state import AppState
 from hypercare.auth import service as auth_service
 from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig
+from hypercare.errors import StartupError
+from hypercare.gateway.supervisor import WorkerGroup
 from hypercare.store.db import create_engine, redact_url
 from hypercare.store.migrate import migrate
 
@@ -32,15 +39,52 @@ async def bootstrap_admin(state: AppState, admin_token: str | None) -> str | Non
     return None if admin_token else created.token
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: it re-raises SIGTERM after shutting down,
+    which would kill the process before the gateway workers are drained. `serve` handles
+    the signals instead and shuts everything down in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def request_exit(self) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayPlan:
+    """The gateway workers `up` runs next to the console."""
+
+    listen: str
+    workers: int
+    admin_listen: str | None
+
+
 async def serve(
-    config: HypercareConfig, *, url: str, host: str, port: int, admin_token: str | None
+    config: HypercareConfig,
+    *,
+    url: str,
+    host: str,
+    port: int,
+    admin_token: str | None,
+    gateway: GatewayPlan | None = None,
 ) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     engine = create_engine(url)
+    group: WorkerGroup | None = None
     try:
         await migrate(engine)
         state = AppState.build(config, engine)
         token = await bootstrap_admin(state, admin_token)
+        if gateway is not None:
+            group = await start_gateway(config, gateway)
+            print(
+                f"gateway: http://{group.host}:{group.port}/ ({gateway.workers} worker(s))",
+                flush=True,
+            )
         print(f"hypercare {host}:{port} — store {redact_url(url)}", flush=True)
         print(f"console: http://{host}:{port}/  API: http://{host}:{port}/api/v1", flush=True)
         if token:
@@ -48,7 +92,7 @@ async def serve(
                 f"admin token (shown once, only its hash is stored): {token}",
                 flush=True,
             )
-        server = uvicorn.Server(
+        server = _Server(
             uvicorn.Config(
                 create_app(state),
                 host=host,
@@ -59,6 +103,24 @@ async def serve(
                 server_header=False,
             )
         )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.request_exit)
         await server.serve()
     finally:
+        if group is not None:
+            await asyncio.to_thread(
+                group.stop, config.gateway.limits.drain_timeout.total_seconds() + 5
+            )
         await engine.dispose()
+
+
+async def start_gateway(config: HypercareConfig, plan: GatewayPlan) -> WorkerGroup:
+    from hypercare.gateway.supervisor import start_workers
+
+    try:
+        return await asyncio.to_thread(
+            start_workers, config, plan.listen, plan.workers, plan.admin_listen
+        )
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise StartupError(f"cannot start the gateway on {plan.listen}: {exc}") from None

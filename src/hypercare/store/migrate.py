@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -39,6 +40,12 @@ async def migrate(engine: AsyncEngine) -> None:
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_upgrade)
+    except CommandError as exc:
+        raise StoreUnavailable(
+            f"cannot migrate the store at {redact_url(str(engine.url))}: {exc} "
+            "(the database was migrated by a different hypercare version; "
+            "use the matching version or a fresh database)"
+        ) from exc
     except (OSError, OperationalError, DBAPIError) as exc:
         raise StoreUnavailable(
             f"cannot migrate the store at {redact_url(str(engine.url))}: {exc}"

@@ -1,0 +1,189 @@
+"""Gateway worker processes: N spawned workers sharing one port through SO_REUSEPORT.
+
+Each worker is a fresh interpreter (multiprocessing "spawn") running its own uvloop and its own
+`Gateway`; the kernel spreads connections across their listening sockets. The parent keeps a
+bound, non-listening placeholder socket on the port so that port 0 resolves once and the port
+stays reserved for the group's lifetime. Worker i's admin listener is on admin port + i.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from hypercare.config import HypercareConfig
+from hypercare.gateway.records import RecordSink
+
+log = logging.getLogger("hypercare.gateway")
+
+SinkFactory = Callable[[int], RecordSink]
+
+
+def parse_hostport(value: str, default_port: int = 8080) -> tuple[str, int]:
+    """``"127.0.0.1:8080"`` → ("127.0.0.1", 8080); ``"[::1]:80"`` works too."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        return value, default_port
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"invalid port in {value!r} (use HOST:PORT)")
+    return host, int(port)
+
+
+@dataclass
+class WorkerGroup:
+    """Handle on running workers. `host`/`port` is where the proxy listens."""
+
+    host: str
+    port: int
+    admin_port: int | None
+    processes: list[BaseProcess] = field(default_factory=list)
+    _placeholder: socket.socket | None = None
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid is not None]
+
+    def alive(self) -> bool:
+        return all(p.is_alive() for p in self.processes)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """SIGTERM every worker: each stops accepting, finishes in-flight requests, exits."""
+        for p in self.processes:
+            if p.pid is not None and p.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGTERM)
+        for p in self.processes:
+            p.join(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Drain for at most `timeout` seconds, then kill what is left; release the port."""
+        self.drain(timeout)
+        for p in self.processes:
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
+
+
+def start_workers(
+    config: HypercareConfig,
+    listen: str = "127.0.0.1:8080",
+    workers: int = 1,
+    admin_listen: str | None = None,
+    sink_factory: SinkFactory | None = None,
+    ready_timeout: float = 20.0,
+) -> WorkerGroup:
+    """Start `workers` gateway processes serving `config.gateway` on `listen`.
+
+    - `listen` is ``HOST:PORT``; port 0 picks a free port (see `WorkerGroup.port`).
+    - `admin_listen` (``HOST:PORT``) gives each worker i an admin listener on PORT + i with
+      ``/metrics``, ``/healthz`` and ``/targets``; None means no admin listener. Port 0 is not
+      allowed here (the ports must be predictable for scrapers).
+    - `sink_factory(worker_index)` is called *inside* each worker to make its `RecordSink`; it
+      must be picklable (a module-level function). None: records only feed the worker's metrics.
+    - Returns once every worker is listening; raises RuntimeError if one fails to start (the
+      others are stopped first). Call `stop()` (or `drain()`) on the result; SIGTERM to a worker
+      drains it gracefully within ``gateway.limits.drain_timeout``.
+    """
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    host, port = parse_hostport(listen)
+    admin: tuple[str, int] | None = parse_hostport(admin_listen) if admin_listen else None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    placeholder = socket.socket(family, socket.SOCK_STREAM)
+    placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        placeholder.bind((host, port))
+    except OSError:
+        placeholder.close()
+        raise
+    port = placeholder.getsockname()[1]
+    ctx = multiprocessing.get_context("spawn")
+    group = WorkerGroup(host, port, admin[1] if admin else None, _placeholder=placeholder)
+    pipes: list[Connection] = []
+    for i in range(workers):
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        worker_admin = (admin[0], admin[1] + i) if admin else None
+        p = ctx.Process(
+            target=worker_main,
+            args=(config, host, port, worker_admin, i, sink_factory, child_end),
+            name=f"hypercare-gateway-{i}",
+            daemon=True,
+        )
+        p.start()
+        child_end.close()
+        group.processes.append(p)
+        pipes.append(parent_end)
+    for i, pipe in enumerate(pipes):
+        message = pipe.recv() if pipe.poll(ready_timeout) else f"worker {i} did not start in time"
+        pipe.close()
+        if message != "ready":
+            group.stop(timeout=2.0)
+            raise RuntimeError(f"gateway worker {i} failed: {message}")
+    return group
+
+
+def worker_main(
+    config: HypercareConfig,
+    host: str,
+    port: int,
+    admin: tuple[str, int] | None,
+    index: int,
+    sink_factory: SinkFactory | None,
+    ready: Connection | None,
+) -> None:
+    """Entry point of one worker process."""
+    import uvloop
+
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s gateway[{index}] %(levelname)s %(message)s"
+    )
+    try:
+        uvloop.run(_serve(config, host, port, admin, index, sink_factory, ready))
+    except Exception as exc:
+        if ready is not None and not ready.closed:
+            ready.send(f"{type(exc).__name__}: {exc}")
+            ready.close()
+        raise SystemExit(1) from None
+
+
+async def _serve(
+    config: HypercareConfig,
+    host: str,
+    port: int,
+    admin: tuple[str, int] | None,
+    index: int,
+    sink_factory: SinkFactory | None,
+    ready: Connection | None,
+) -> None:
+    from hypercare.gateway.runtime import Gateway
+
+    sink = sink_factory(index) if sink_factory is not None else None
+    gw = Gateway(config.gateway, sink)
+    await gw.start(host, port, admin=admin, reuse_port=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    if ready is not None:
+        ready.send("ready")
+        ready.close()
+    log.info("listening on %s:%d", host, port)
+    await stop.wait()
+    drained = await gw.drain(config.gateway.limits.drain_timeout.total_seconds())
+    if not drained:
+        log.warning("drain timeout: closing %d connections", len(gw.connections))
+    await gw.close()
