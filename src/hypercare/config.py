@@ -137,10 +137,14 @@ class TriageConfig(StrictModel):
         return self
 
 
+from hypercare.feedback.settings import FeedbackConfig  # noqa: E402 - builds on the models above
+
+
 class HypercareConfig(StrictModel):
     """The whole file. Each section is owned by the package that uses it."""
 
     triage: TriageConfig = Field(default_factory=TriageConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
 
 
 # --- loading ---------------------------------------------------------------------------
