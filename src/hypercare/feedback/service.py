@@ -22,6 +22,7 @@ from hypercare.feedback.models import (
     SignalRead,
 )
 from hypercare.store.base import utcnow
+from hypercare.triage import service as triage
 from hypercare.triage.models import IssueRead
 from hypercare.triage.rules import Matrix
 
@@ -87,6 +88,8 @@ async def ingest(
     stored: list[Signal] = []
     issues: list[int] = []
     for d in drafts:
+        if d.issue_id is not None:
+            await triage.get_issue(session=session, issue_id=d.issue_id)  # 404 if absent
         signal = Signal(
             kind=d.kind,
             source=d.source,
