@@ -8,7 +8,7 @@ the timeline; a new firing key opens an issue in ``new`` with a suggested priori
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +22,23 @@ from hypercare.triage.rules import DONE, Matrix
 ACTOR = "feedback"
 _DONE = tuple(s.value for s in DONE)
 
+# dedup key -> its open group and that group's issue, loaded once for a whole delivery
+OpenGroups = dict[str, tuple[SignalGroup, Issue]]
+
+
+async def open_groups(*, session: AsyncSession, keys: Iterable[str]) -> OpenGroups:
+    """The open groups (and their issues) of `keys` in one query, for `attach(known=)`."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(SignalGroup, Issue)
+        .join(Issue, Issue.id == SignalGroup.issue_id)
+        .where(SignalGroup.dedup_key.in_(wanted), SignalGroup.open.is_(True))
+        .order_by(SignalGroup.id)
+    )
+    return {group.dedup_key: (group, issue) for group, issue in rows.tuples()}
+
 
 async def attach(
     *,
@@ -30,24 +47,24 @@ async def attach(
     signal: Signal,
     priorities: Mapping[str, Mapping[str, str]],
     create: bool = True,
+    known: OpenGroups | None = None,
 ) -> Issue | None:
-    """Link `signal` to an issue (setting ``signal.issue_id``) and return it, or None when
-    the signal stands alone (a resolve for nothing open, or `create` is False)."""
+    """Link `signal` (already flushed) to an issue, setting ``signal.issue_id``, and return
+    it; None when the signal stands alone (a resolve for nothing open, or `create` is
+    False). `known`, from `open_groups`, saves a query per signal and is kept up to date."""
     if signal.issue_id is not None:
         linked = await triage.get_issue(session=session, issue_id=signal.issue_id)
         _note(session, linked, signal, kind="signal")
         return linked
-    group = await session.scalar(
-        select(SignalGroup)
-        .where(SignalGroup.dedup_key == signal.dedup_key, SignalGroup.open.is_(True))
-        .order_by(SignalGroup.id.desc())
-        .limit(1)
-    )
-    if group is not None:
-        issue = await session.get(Issue, group.issue_id)
-        if issue is not None and issue.status not in _DONE:
-            return _update_group(session, group, issue, signal)
+    if known is None:
+        known = await open_groups(session=session, keys=[signal.dedup_key])
+    found = known.get(signal.dedup_key)
+    if found is not None:
+        group, current = found
+        if current.status not in _DONE:
+            return _update_group(session, group, current, signal)
         group.open = False
+        del known[signal.dedup_key]
     if signal.status == "resolved" or not create:
         return None
     priority = priority_rules.suggest(
@@ -72,17 +89,17 @@ async def attach(
         detected_at=signal.received_at,
         now=signal.received_at,
     )
-    session.add(
-        SignalGroup(
-            dedup_key=signal.dedup_key,
-            issue_id=issue.id,
-            open=True,
-            count=1,
-            status=signal.status,
-            first_seen=signal.received_at,
-            last_seen=signal.received_at,
-        )
+    group = SignalGroup(
+        dedup_key=signal.dedup_key,
+        issue_id=issue.id,
+        open=True,
+        count=1,
+        status=signal.status,
+        first_seen=signal.received_at,
+        last_seen=signal.received_at,
     )
+    session.add(group)
+    known[signal.dedup_key] = (group, issue)
     signal.issue_id = issue.id
     _note(session, issue, signal, kind="signal")
     return issue

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import NotFound
-from hypercare.feedback.attach import attach
+from hypercare.feedback.attach import attach, open_groups
 from hypercare.feedback.drafts import SignalDraft
 from hypercare.feedback.models import (
     IntakeDelivery,
@@ -81,15 +81,20 @@ async def ingest(
     integration_id: str | None = None,
     now: datetime | None = None,
 ) -> Ingested:
-    """Store each draft as a signal and run the attach step on it."""
+    """Store each draft as a signal and run the attach step on it.
+
+    The signals of one delivery are inserted together and their open dedup groups loaded in
+    one query, so a notification of many alerts costs a handful of statements."""
     now = now or utcnow()
-    if delivery is not None and delivery.id is None:
-        await session.flush()
+    if delivery is not None:
+        delivery.signal_count = len(drafts)
+        if delivery.id is None:
+            await session.flush()
+    for linked in {d.issue_id for d in drafts if d.issue_id is not None}:
+        await triage.get_issue(session=session, issue_id=linked)  # 404 if absent
     stored: list[Signal] = []
     issues: list[int] = []
     for d in drafts:
-        if d.issue_id is not None:
-            await triage.get_issue(session=session, issue_id=d.issue_id)  # 404 if absent
         signal = Signal(
             kind=d.kind,
             source=d.source,
@@ -114,20 +119,21 @@ async def ingest(
             issue_id=d.issue_id,
             raw=d.raw,
         )
-        session.add(signal)
-        await session.flush()
+        stored.append(signal)
+    session.add_all(stored)
+    await session.flush()
+    known = await open_groups(session=session, keys=[s.dedup_key for s in stored])
+    for signal, d in zip(stored, drafts, strict=True):
         issue = await attach(
             session=session,
             matrix=matrix,
             signal=signal,
             priorities=priorities,
             create=d.create_issue,
+            known=known,
         )
         if issue is not None and issue.id not in issues:
             issues.append(issue.id)
-        stored.append(signal)
-    if delivery is not None:
-        delivery.signal_count = len(stored)
     await session.flush()
     return Ingested(stored, issues)
 
