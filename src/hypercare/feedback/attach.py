@@ -37,7 +37,7 @@ async def open_groups(*, session: AsyncSession, keys: Iterable[str]) -> OpenGrou
         .where(SignalGroup.dedup_key.in_(wanted), SignalGroup.open.is_(True))
         .order_by(SignalGroup.id)
     )
-    return {group.dedup_key: (group, issue) for group, issue in rows.tuples()}
+    return {group.dedup_key: (group, issue) for group, issue in rows}
 
 
 async def attach(
