@@ -10,6 +10,9 @@ import pytest
 from hypercare.config import parse_config
 from hypercare.errors import ConfigError
 
+_ONE = (
+    "feedback:\n  integrations:\n    - id: x1\n      type: {type}\n      token: 0123456789abcdef\n"
+)
 DOCS = Path(__file__).parents[2] / "docs" / "configuration.md"
 
 
@@ -32,14 +35,8 @@ def test_documented_example_loads(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("yaml_text", "needle"),
     [
-        (
-            "feedback:\n  integrations:\n    - id: x1\n      type: webhook\n      token: 0123456789abcdef\n",
-            "needs a 'mapping'",
-        ),
-        (
-            "feedback:\n  integrations:\n    - id: x1\n      type: nagios\n      token: 0123456789abcdef\n",
-            "type",
-        ),
+        (_ONE.format(type="webhook"), "needs a 'mapping'"),
+        (_ONE.format(type="nagios"), "type"),
         ("feedback:\n  widget_keys:\n    - key: nope\n      origins: [http://a]\n", "key"),
         ("feedback:\n  widget_rate_limit: 0\n", "widget_rate_limit"),
         ("feedback:\n  integration: []\n", "unknown key 'integration'"),
