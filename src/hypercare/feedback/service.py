@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +24,7 @@ from hypercare.feedback.models import (
 )
 from hypercare.store.base import utcnow
 from hypercare.triage import service as triage
-from hypercare.triage.models import IssueRead
+from hypercare.triage.models import IssueRead, TimelineEntry
 from hypercare.triage.rules import Matrix
 
 ACCEPTED, REJECTED, REPLAYED = "accepted", "rejected", "replayed"
@@ -86,10 +87,12 @@ async def ingest(
     The signals of one delivery are inserted together and their open dedup groups loaded in
     one query, so a notification of many alerts costs a handful of statements."""
     now = now or utcnow()
+    holds_write_lock = False
     if delivery is not None:
         delivery.signal_count = len(drafts)
         if delivery.id is None:
             await session.flush()
+            holds_write_lock = True
     for linked in {d.issue_id for d in drafts if d.issue_id is not None}:
         await triage.get_issue(session=session, issue_id=linked)  # 404 if absent
     stored: list[Signal] = []
@@ -120,6 +123,8 @@ async def ingest(
             raw=d.raw,
         )
         stored.append(signal)
+    if holds_write_lock:
+        await _preassign_ids(session, Signal, stored)
     session.add_all(stored)
     await session.flush()
     known = await open_groups(session=session, keys=[s.dedup_key for s in stored])
@@ -134,8 +139,28 @@ async def ingest(
         )
         if issue is not None and issue.id not in issues:
             issues.append(issue.id)
+    if holds_write_lock:
+        entries = [o for o in session.new if isinstance(o, TimelineEntry) and o.id is None]
+        await _preassign_ids(session, TimelineEntry, entries)
     await session.flush()
     return Ingested(stored, issues)
+
+
+async def _preassign_ids(
+    session: AsyncSession, model: type[Signal] | type[TimelineEntry], rows: Sequence[Any]
+) -> None:
+    """Give new rows their primary keys so SQLite inserts them in one executemany.
+
+    SQLite cannot tie RETURNING rows to parameter sets, so the ORM would otherwise insert
+    row by row to learn each id. This runs only after the transaction's first write, when
+    SQLite's single write lock is held and no other writer can take the same ids.
+    PostgreSQL batches with RETURNING on its own and is left alone."""
+    if len(rows) < 2 or session.get_bind().dialect.name != "sqlite":
+        return
+    with session.no_autoflush:
+        top = await session.scalar(select(func.max(model.id))) or 0
+    for offset, row in enumerate(rows, start=1):
+        row.id = top + offset
 
 
 async def list_signals(
