@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -190,3 +191,31 @@ async def test_roles_on_admin_endpoints(client: httpx.AsyncClient, tokens: dict[
         headers=auth(tokens[Role.admin]),
     )
     assert r.status_code == 409 and "mapping" in r.json()["error"]["message"]
+
+
+async def test_concurrent_deliveries_keep_every_signal(
+    client: httpx.AsyncClient, tokens: dict[Role, str]
+) -> None:
+    def body(n: int) -> bytes:
+        alerts = [
+            {
+                "status": "firing",
+                "labels": {"alertname": f"A{n}-{i}", "severity": "warning"},
+                "fingerprint": f"fp-{n}-{i}",
+                "startsAt": "2026-11-27T10:00:00Z",
+            }
+            for i in range(5)
+        ]
+        return json.dumps({"version": "4", "alerts": alerts}).encode()
+
+    results = await asyncio.gather(
+        *(client.post(AM_URL, content=body(n), headers=auth(AM_TOKEN)) for n in range(6))
+    )
+    assert [r.status_code for r in results] == [202] * 6
+    ids = [s for r in results for s in r.json()["signals"]]
+    assert len(ids) == len(set(ids)) == 30
+    page = await client.get(
+        "/api/v1/signals", params={"limit": 100}, headers=auth(tokens[Role.viewer])
+    )
+    assert page.json()["total"] == 30
+    assert len({s["issue_id"] for s in page.json()["items"]}) == 30
