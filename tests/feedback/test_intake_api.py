@@ -219,3 +219,19 @@ async def test_concurrent_deliveries_keep_every_signal(
     )
     assert page.json()["total"] == 30
     assert len({s["issue_id"] for s in page.json()["items"]}) == 30
+
+
+async def test_concurrent_first_sightings_of_one_key_open_one_issue(
+    client: httpx.AsyncClient,
+) -> None:
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "Same", "severity": "critical"},
+        "fingerprint": "same-fp",
+    }
+    body = json.dumps({"version": "4", "alerts": [alert]}).encode()
+    results = await asyncio.gather(
+        *(client.post(AM_URL, content=body, headers=auth(AM_TOKEN)) for _ in range(6))
+    )
+    assert [r.status_code for r in results] == [202] * 6
+    assert len({r.json()["issues"][0] for r in results}) == 1

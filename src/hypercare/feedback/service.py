@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import NotFound
@@ -127,7 +127,9 @@ async def ingest(
         await _preassign_ids(session, Signal, stored)
     session.add_all(stored)
     await session.flush()
-    known = await open_groups(session=session, keys=[s.dedup_key for s in stored])
+    keys = [s.dedup_key for s in stored]
+    await _lock_keys(session, keys)
+    known = await open_groups(session=session, keys=keys)
     for signal, d in zip(stored, drafts, strict=True):
         issue = await attach(
             session=session,
@@ -144,6 +146,22 @@ async def ingest(
         await _preassign_ids(session, TimelineEntry, entries)
     await session.flush()
     return Ingested(stored, issues)
+
+
+async def _lock_keys(session: AsyncSession, keys: Sequence[str]) -> None:
+    """On PostgreSQL, serialise deliveries that share a dedup key until commit, so two
+    concurrent first sightings of one key open one issue, not two. (SQLite's single
+    writer already serialises them.) Keys are locked in sorted order: no deadlocks."""
+    if not keys or session.get_bind().dialect.name != "postgresql":
+        return
+    ordered = sorted(set(keys))
+    await session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+            "FROM unnest(CAST(:keys AS text[])) AS k"
+        ),
+        {"keys": ordered},
+    )
 
 
 async def _preassign_ids(
