@@ -235,3 +235,23 @@ async def test_concurrent_first_sightings_of_one_key_open_one_issue(
     )
     assert [r.status_code for r in results] == [202] * 6
     assert len({r.json()["issues"][0] for r in results}) == 1
+
+
+async def test_nul_characters_and_nan_do_not_break_the_store(
+    client: httpx.AsyncClient, tokens: dict[Role, str]
+) -> None:
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "Nul\u0000Name", "severity": "warn\u0000ing"},
+        "annotations": {"summary": "bad \u0000 byte"},
+    }
+    r = await client.post(AM_URL, json={"alerts": [alert]}, headers=auth(AM_TOKEN))
+    assert r.status_code == 202, r.text
+    sig = (await client.get("/api/v1/signals", headers=auth(tokens[Role.viewer]))).json()["items"][
+        0
+    ]
+    assert sig["summary"] == "NulName: bad  byte" and sig["labels"]["severity"] == "warning"
+    r = await client.post(
+        AM_URL, content=b'{"alerts": [{"labels": {"a": NaN}}]}', headers=auth(AM_TOKEN)
+    )
+    assert r.status_code == 422 and "NaN" in r.json()["error"]["message"]

@@ -39,6 +39,7 @@ def test_documented_example_loads(monkeypatch: pytest.MonkeyPatch) -> None:
         (_ONE.format(type="nagios"), "type"),
         ("feedback:\n  widget_keys:\n    - key: nope\n      origins: [http://a]\n", "key"),
         ("feedback:\n  widget_rate_limit: 0\n", "widget_rate_limit"),
+        (_ONE.format(type="cloudwatch") + "      sns_certificate: nope\n", "not a PEM certificate"),
         ("feedback:\n  integration: []\n", "unknown key 'integration'"),
     ],
 )

@@ -51,13 +51,17 @@ def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise Rejected("empty body: send the JSON payload")
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_no_constants)
     except UnicodeDecodeError:
         raise Rejected("the body is not UTF-8 text; send JSON") from None
     except json.JSONDecodeError as exc:
         raise Rejected(
             f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+
+
+def _no_constants(name: str) -> Any:
+    raise Rejected(f"the body holds {name}, which is not valid JSON; send numbers or null")
 
 
 def need_object(value: Any, what: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -98,6 +98,7 @@ async def ingest(
     stored: list[Signal] = []
     issues: list[int] = []
     for d in drafts:
+        d = _without_nul(d)
         signal = Signal(
             kind=d.kind,
             source=d.source,
@@ -146,6 +147,36 @@ async def ingest(
         await _preassign_ids(session, TimelineEntry, entries)
     await session.flush()
     return Ingested(stored, issues)
+
+
+def _clean(value: str) -> str:
+    return value.replace("\x00", "")
+
+
+def _without_nul(d: SignalDraft) -> SignalDraft:
+    """PostgreSQL text cannot hold NUL characters; payloads sometimes do. The raw fragment
+    keeps them (JSON escapes them); the normalised fields drop them."""
+    fields: dict[str, Any] = {}
+    for name in (
+        "summary",
+        "body",
+        "severity",
+        "component",
+        "service",
+        "route",
+        "consumer",
+        "trace_id",
+        "user_ref",
+        "dedup_key",
+    ):
+        value = getattr(d, name)
+        if isinstance(value, str) and "\x00" in value:
+            fields[name] = _clean(value)
+    if any("\x00" in k or "\x00" in v for k, v in d.labels.items()):
+        fields["labels"] = {_clean(k): _clean(v) for k, v in d.labels.items()}
+    if any("\x00" in r for r in d.request_ids):
+        fields["request_ids"] = tuple(_clean(r) for r in d.request_ids)
+    return replace(d, **fields) if fields else d
 
 
 async def _lock_keys(session: AsyncSession, keys: Sequence[str]) -> None:

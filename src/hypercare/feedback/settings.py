@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from hypercare.config import Duration, StrictModel
 
@@ -78,6 +78,22 @@ class IntegrationOptions(StrictModel):
     sns_certificate: str | None = None
     # generic webhook: how to read the body
     mapping: FieldMapping | None = None
+
+    @field_validator("sns_certificate")
+    @classmethod
+    def _pem(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from cryptography import x509  # loaded only when a certificate is configured
+
+        try:
+            x509.load_pem_x509_certificate(value.encode())
+        except ValueError:
+            raise ValueError(
+                "sns_certificate is not a PEM certificate (paste the -----BEGIN CERTIFICATE----- "
+                "block of the SNS signing certificate)"
+            ) from None
+        return value
 
 
 class IntegrationSettings(IntegrationOptions):

@@ -62,11 +62,11 @@ def verify(envelope: Mapping[str, Any], certificate_pem: str) -> None:
         cert = x509.load_pem_x509_certificate(certificate_pem.encode())
     except ValueError:
         raise Rejected(
-            "the configured sns_certificate is not a PEM certificate", status=500
+            "the configured sns_certificate is not a PEM certificate", status=409
         ) from None
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
-        raise Rejected("the configured sns_certificate does not hold an RSA key", status=500)
+        raise Rejected("the configured sns_certificate does not hold an RSA key", status=409)
     version = str(envelope.get("SignatureVersion", ""))
     algorithm: hashes.HashAlgorithm
     if version == "1":
