@@ -213,6 +213,8 @@ async def test_widget_intake_origin_honeypot_and_no_readback(
     assert r.status_code == 202
     r = await client.post(WIDGET_URL, json={"category": "bug"}, headers=origin)
     assert r.status_code == 422
+    r = await client.post(WIDGET_URL, json=body | {"message": "x" * 20_000}, headers=origin)
+    assert r.status_code == 413
     items = (
         await client.get(
             "/api/v1/signals", params={"kind": "user"}, headers=auth(tokens[Role.viewer])

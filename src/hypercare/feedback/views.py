@@ -48,6 +48,7 @@ router = APIRouter(prefix="/api/v1", tags=["feedback"])
 public = APIRouter(tags=["feedback"])
 WIDGET_JS = Path(__file__).with_name("widget.js")
 MAX_BUCKETS = 1000
+WIDGET_MAX_BYTES = 16 * 1024
 
 
 def _cfg(state: AppState) -> FeedbackConfig:
@@ -487,6 +488,14 @@ async def _widget_post(
             error_body("rate_limited", "too much feedback from this address; try again shortly"),
             status_code=429,
             headers=headers | {"Retry-After": str(int(wait) + 1)},
+        )
+    if len(body) > WIDGET_MAX_BYTES:
+        return JSONResponse(
+            error_body(
+                "payload_too_large", f"widget feedback is limited to {WIDGET_MAX_BYTES} bytes"
+            ),
+            status_code=413,
+            headers=headers,
         )
     channel = f"widget:{wk.key}"
     try:
