@@ -33,10 +33,13 @@
   }
   var origOpen = XMLHttpRequest.prototype.open;
   XMLHttpRequest.prototype.open = function () {
-    this.addEventListener("loadend", function () {
-      var xhr = this;
-      if (xhr.status >= 400) remember(xhr.status, function (h) { return xhr.getResponseHeader(h); });
-    });
+    if (!this.__hcWatched) {
+      this.__hcWatched = true;
+      this.addEventListener("loadend", function () {
+        var xhr = this;
+        if (xhr.status >= 400) remember(xhr.status, function (h) { return xhr.getResponseHeader(h); });
+      });
+    }
     return origOpen.apply(this, arguments);
   };
 
