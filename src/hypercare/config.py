@@ -137,7 +137,9 @@ class TriageConfig(StrictModel):
         return self
 
 
-from hypercare.gateway.config import GatewayConfig  # noqa: E402 - it builds on the models above
+# Each section's models live in the package that owns it and build on the models above.
+from hypercare.feedback.settings import FeedbackConfig  # noqa: E402
+from hypercare.gateway.config import GatewayConfig  # noqa: E402
 
 
 class HypercareConfig(StrictModel):
@@ -145,6 +147,7 @@ class HypercareConfig(StrictModel):
 
     triage: TriageConfig = Field(default_factory=TriageConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
 
 
 # --- loading ---------------------------------------------------------------------------

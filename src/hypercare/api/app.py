@@ -15,6 +15,7 @@ from hypercare.api.errors import error_body
 from hypercare.api.limits import BodyLimit
 from hypercare.api.state import AppState
 from hypercare.auth.views import router as tokens_router
+from hypercare.feedback import views as feedback_views
 from hypercare.store.db import ping
 from hypercare.triage.jobs import run_sla_clock
 from hypercare.triage.views import router as issues_router
@@ -52,6 +53,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(issues_router)
     app.include_router(tokens_router)
+    app.include_router(feedback_views.router)
+    app.include_router(feedback_views.public)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query
 
 from hypercare.api.deps import Db, Responder, State, Support, Viewer
 from hypercare.errors import InvalidInput
+from hypercare.feedback import service as feedback_service
+from hypercare.feedback.models import IssueDetail
 from hypercare.triage import service
 from hypercare.triage.models import (
     CommentCreate,
@@ -78,10 +80,12 @@ async def create_issue(state: State, session: Db, who: Support, body: IssueCreat
     return service.to_read(issue, state.matrix)
 
 
-@router.get("/issues/{issue_id}", response_model=IssueRead)
-async def get_issue(state: State, session: Db, _: Viewer, issue_id: int) -> IssueRead:
+@router.get("/issues/{issue_id}", response_model=IssueDetail)
+async def get_issue(state: State, session: Db, _: Viewer, issue_id: int) -> IssueDetail:
     issue = await service.get_issue(session=session, issue_id=issue_id)
-    return service.to_read(issue, state.matrix)
+    return await feedback_service.issue_detail(
+        session=session, read=service.to_read(issue, state.matrix)
+    )
 
 
 @router.patch("/issues/{issue_id}", response_model=IssueRead)

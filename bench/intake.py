@@ -1,0 +1,251 @@
+"""Sustained signal intake on SQLite with dedup.
+
+Posts Alertmanager notifications (``--batch`` alerts each, fingerprints cycling over
+``--keys`` distinct keys, so most signals deduplicate into open issues) or single
+PagerDuty v2 events (``--mode pagerduty``) to the console for ``--seconds``, with
+``--concurrency`` requests in flight, then checks the store and prints signals/s.
+
+    python bench/intake.py                     # in-process app (ASGI), SQLite in a temp dir
+    python bench/intake.py --http              # real `hypercare up` on loopback, over HTTP
+    python bench/intake.py --mode pagerduty --http
+
+Exit status 1 when the rate is under ``--target`` (default 500 signals/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from hypercare.api.app import create_app
+from hypercare.api.state import AppState
+from hypercare.config import HypercareConfig
+from hypercare.feedback.models import Signal, SignalGroup
+from hypercare.feedback.settings import FeedbackConfig, IntegrationSettings
+from hypercare.store.db import create_engine
+from hypercare.store.migrate import migrate
+from hypercare.triage.models import Issue
+
+TOKEN = "bench-intake-token-0123456789"
+
+
+def _am_body(start: int, batch: int, keys: int) -> bytes:
+    alerts = []
+    for i in range(start, start + batch):
+        k = i % keys
+        alerts.append(
+            {
+                "status": "firing",
+                "labels": {
+                    "alertname": f"Bench{k}",
+                    "instance": f"host-{k}",
+                    "severity": "warning",
+                },
+                "annotations": {"summary": f"bench alert {k}"},
+                "startsAt": "2026-11-27T10:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "fingerprint": f"bench{k:08d}",
+            }
+        )
+    return json.dumps({"version": "4", "status": "firing", "alerts": alerts}).encode()
+
+
+def _pd_body(i: int, keys: int) -> bytes:
+    k = i % keys
+    return json.dumps(
+        {
+            "routing_key": TOKEN,
+            "event_action": "trigger",
+            "dedup_key": f"bench-{k}",
+            "payload": {"summary": f"bench event {k}", "source": "bench", "severity": "warning"},
+        }
+    ).encode()
+
+
+async def _drive(client: httpx.AsyncClient, args: argparse.Namespace) -> dict[str, Any]:
+    url = "/api/v1/integrations/{}/{}".format(
+        "pd" if args.mode == "pagerduty" else "am",
+        "v2/enqueue" if args.mode == "pagerduty" else "webhook",
+    )
+    per_request = 1 if args.mode == "pagerduty" else args.batch
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    # warm-up: one pass over every key opens its issue; the measured run is steady state
+    warm_started = time.perf_counter()
+    for n in range(0, args.keys, per_request):
+        body = (
+            _pd_body(n, args.keys)
+            if args.mode == "pagerduty"
+            else _am_body(n, args.batch, args.keys)
+        )
+        r = await client.post(url, content=body, headers=headers)
+        if r.status_code != 202:
+            raise SystemExit(f"warm-up failed: {r.status_code} {r.text}")
+    warmup_s = time.perf_counter() - warm_started
+    latencies: list[float] = []
+    errors = 0
+    counter = 0
+    deadline = time.perf_counter() + args.seconds
+
+    async def worker() -> None:
+        nonlocal counter, errors
+        while time.perf_counter() < deadline:
+            n = counter
+            counter += per_request
+            body = (
+                _pd_body(n, args.keys)
+                if args.mode == "pagerduty"
+                else _am_body(n, args.batch, args.keys)
+            )
+            t0 = time.perf_counter()
+            r = await client.post(url, content=body, headers=headers)
+            latencies.append(time.perf_counter() - t0)
+            if r.status_code != 202:
+                errors += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+    elapsed = time.perf_counter() - started
+    ok = len(latencies) - errors
+    latencies.sort()
+    return {
+        "warmup_signals": args.keys,
+        "warmup_s": round(warmup_s, 2),
+        "requests": len(latencies),
+        "errors": errors,
+        "signals_sent": ok * per_request,
+        "elapsed_s": round(elapsed, 2),
+        "signals_per_s": round(ok * per_request / elapsed, 1),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1) if latencies else None,
+    }
+
+
+def _config() -> HypercareConfig:
+    return HypercareConfig(
+        feedback=FeedbackConfig(
+            integrations=[
+                IntegrationSettings(id="am", type="alertmanager", token=TOKEN),
+                IntegrationSettings(id="pd", type="pagerduty", token=TOKEN),
+            ]
+        )
+    )
+
+
+async def _count(db: Path) -> dict[str, int]:
+    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        async with engine.connect() as conn:
+            signals = await conn.scalar(select(func.count()).select_from(Signal)) or 0
+            issues = await conn.scalar(select(func.count()).select_from(Issue)) or 0
+            groups = await conn.scalar(select(func.max(SignalGroup.count))) or 0
+    finally:
+        await engine.dispose()
+    return {"signals_stored": signals, "issues": issues, "max_dedup_count": groups}
+
+
+async def in_process(args: argparse.Namespace, data: Path) -> dict[str, Any]:
+    db = data / "hypercare.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    await migrate(engine)
+    app = create_app(AppState.build(_config(), engine), background=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        result = await _drive(client, args)
+    await engine.dispose()
+    return result | await _count(db)
+
+
+async def over_http(args: argparse.Namespace, data: Path) -> dict[str, Any]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = data / "hc.yaml"
+    cfg.write_text(
+        "feedback:\n  integrations:\n"
+        f"    - {{id: am, type: alertmanager, token: {TOKEN}}}\n"
+        f"    - {{id: pd, type: pagerduty, token: {TOKEN}}}\n"
+    )
+    env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": "hc_bench-admin-token"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hypercare",
+        "up",
+        "--config",
+        str(cfg),
+        "--data-dir",
+        str(data),
+        "--console-listen",
+        f"127.0.0.1:{port}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            while True:
+                try:
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or proc.returncode is not None:
+                    raise SystemExit("hypercare up did not start")
+                await asyncio.sleep(0.1)
+            result = await _drive(client, args)
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), timeout=20)
+    return result | await _count(data / "hypercare.db")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mode", choices=["alertmanager", "pagerduty"], default="alertmanager")
+    parser.add_argument(
+        "--http", action="store_true", help="run `hypercare up` and post over loopback"
+    )
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument(
+        "--batch", type=int, default=10, help="alerts per Alertmanager notification"
+    )
+    parser.add_argument("--keys", type=int, default=200, help="distinct dedup keys")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--target", type=float, default=500)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hc-bench-") as tmp:
+        runner = over_http if args.http else in_process
+        result = asyncio.run(runner(args, Path(tmp)))
+    result |= {
+        "mode": args.mode,
+        "transport": "http" if args.http else "asgi",
+        "batch": args.batch,
+        "keys": args.keys,
+        "concurrency": args.concurrency,
+    }
+    print(json.dumps(result, indent=2))
+    ok = result["signals_per_s"] >= args.target and result["errors"] == 0
+    ok = ok and result["signals_stored"] == result["signals_sent"] + result["warmup_signals"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""The attach step: which issue a stored signal belongs to.
+
+One function, `attach`, so the detection work can replace it with scoring later. Today's
+rule is dedup by key: the same key while its issue is open updates that issue (counter,
+last seen, a timeline entry); a ``resolved`` signal marks the group resolved and says so on
+the timeline; a new firing key opens an issue in ``new`` with a suggested priority.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hypercare.feedback import priorities as priority_rules
+from hypercare.feedback.models import Signal, SignalGroup
+from hypercare.triage import service as triage
+from hypercare.triage.models import Issue, IssueCreate
+from hypercare.triage.rules import DONE, Matrix
+
+ACTOR = "feedback"
+_DONE = tuple(s.value for s in DONE)
+
+# dedup key -> its open group and that group's issue, loaded once for a whole delivery
+OpenGroups = dict[str, tuple[SignalGroup, Issue]]
+
+
+async def open_groups(*, session: AsyncSession, keys: Iterable[str]) -> OpenGroups:
+    """The open groups (and their issues) of `keys` in one query, for `attach(known=)`."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(SignalGroup, Issue)
+        .join(Issue, Issue.id == SignalGroup.issue_id)
+        .where(SignalGroup.dedup_key.in_(wanted), SignalGroup.open.is_(True))
+        .order_by(SignalGroup.id)
+    )
+    return {group.dedup_key: (group, issue) for group, issue in rows}
+
+
+async def attach(
+    *,
+    session: AsyncSession,
+    matrix: Matrix,
+    signal: Signal,
+    priorities: Mapping[str, Mapping[str, str]],
+    create: bool = True,
+    known: OpenGroups | None = None,
+) -> Issue | None:
+    """Link `signal` (already flushed) to an issue, setting ``signal.issue_id``, and return
+    it; None when the signal stands alone (a resolve for nothing open, or `create` is
+    False). `known`, from `open_groups`, saves a query per signal and is kept up to date."""
+    if signal.issue_id is not None:
+        linked = await triage.get_issue(session=session, issue_id=signal.issue_id)
+        _note(session, linked, signal, kind="signal")
+        return linked
+    if known is None:
+        known = await open_groups(session=session, keys=[signal.dedup_key])
+    found = known.get(signal.dedup_key)
+    if found is not None:
+        group, current = found
+        if current.status not in _DONE:
+            return _update_group(session, group, current, signal)
+        group.open = False
+        del known[signal.dedup_key]
+    if signal.status == "resolved" or not create:
+        return None
+    priority = priority_rules.suggest(
+        priorities, matrix, source=signal.source, severity=signal.severity
+    )
+    labels = [f"source:{signal.source}"]
+    if signal.severity:
+        labels.append(f"severity:{signal.severity}"[:60])
+    issue = await triage.create_issue(
+        session=session,
+        matrix=matrix,
+        data=IssueCreate(
+            title=signal.summary[:300] or f"{signal.source} signal",
+            description=signal.body[:20_000],
+            priority=priority,
+            component=signal.component,
+            route=signal.route,
+            labels=labels,
+            impact_started_at=signal.occurred_at,
+        ),
+        actor=ACTOR,
+        detected_at=signal.received_at,
+        now=signal.received_at,
+    )
+    group = SignalGroup(
+        dedup_key=signal.dedup_key,
+        issue_id=issue.id,
+        open=True,
+        count=1,
+        status=signal.status,
+        first_seen=signal.received_at,
+        last_seen=signal.received_at,
+    )
+    session.add(group)
+    known[signal.dedup_key] = (group, issue)
+    signal.issue_id = issue.id
+    _note(session, issue, signal, kind="signal")
+    return issue
+
+
+def _update_group(session: AsyncSession, group: SignalGroup, issue: Issue, signal: Signal) -> Issue:
+    group.count += 1
+    group.last_seen = signal.received_at
+    signal.issue_id = issue.id
+    if signal.status == "resolved":
+        group.status = "resolved"
+        _note(session, issue, signal, kind="signal_resolved", count=group.count)
+    else:
+        if signal.status == "firing":
+            group.status = "firing"
+        _note(session, issue, signal, kind="signal", count=group.count)
+    return issue
+
+
+def _note(
+    session: AsyncSession, issue: Issue, signal: Signal, *, kind: str, count: int = 1
+) -> None:
+    verb = "resolved" if kind == "signal_resolved" else "received"
+    text = f"{signal.source} signal {verb}: {signal.summary}"
+    if count > 1:
+        text += f" (seen {count} times)"
+    triage.record(
+        session,
+        issue,
+        actor=ACTOR,
+        kind=kind,
+        text=text[:2000],
+        data={
+            "signal_id": signal.id,
+            "source": signal.source,
+            "dedup_key": signal.dedup_key,
+            "status": signal.status,
+            "count": count,
+        },
+        at=signal.received_at,
+    )

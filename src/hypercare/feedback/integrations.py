@@ -1,0 +1,179 @@
+"""Integrations: declared in the config file or created through the API (token hashed).
+
+`authenticate` resolves an integration id plus the presented token to the adapter options,
+comparing hashes only."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hypercare.auth.rules import hash_token, same_hash
+from hypercare.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from hypercare.feedback.models import (
+    Integration,
+    IntegrationCreate,
+    IntegrationCreated,
+    IntegrationRead,
+    IntegrationUpdate,
+)
+from hypercare.feedback.settings import FeedbackConfig, IntegrationOptions
+
+INTEGRATION_TOKEN_PREFIX = "hci_"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    id: str
+    type: str
+    name: str
+    options: IntegrationOptions
+
+
+def intake_path(integration_id: str, kind: str) -> str:
+    tail = "v2/enqueue" if kind == "pagerduty" else "webhook"
+    return f"/api/v1/integrations/{integration_id}/{tail}"
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
+    return slug or "integration"
+
+
+async def create(
+    *, session: AsyncSession, config: FeedbackConfig, data: IntegrationCreate, actor: str, base: str
+) -> IntegrationCreated:
+    if data.type == "webhook" and data.mapping is None:
+        raise Conflict(
+            "a 'webhook' integration needs a 'mapping' (at least {\"summary\": \"path.to.title\"})"
+        )
+    integration_id = f"{_slug(data.name)}-{secrets.token_hex(3)}"
+    if any(i.id == integration_id for i in config.integrations):
+        raise Conflict(f"integration id {integration_id!r} is taken by the config file; retry")
+    token = INTEGRATION_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    options: dict[str, Any] = {"sns_auto_confirm": data.sns_auto_confirm}
+    if data.mapping is not None:
+        options["mapping"] = data.mapping.model_dump(exclude_none=True)
+    row = Integration(
+        id=integration_id,
+        type=data.type,
+        name=data.name,
+        token_hash=hash_token(token),
+        prefix=token[: len(INTEGRATION_TOKEN_PREFIX) + 4],
+        options=options,
+        created_by=actor,
+        disabled=False,
+    )
+    session.add(row)
+    await session.flush()
+    read = _read_row(row, base)
+    return IntegrationCreated(
+        **read.model_dump(), token=token, url_with_token=f"{read.url}?token={token}"
+    )
+
+
+async def list_all(
+    *, session: AsyncSession, config: FeedbackConfig, base: str
+) -> list[IntegrationRead]:
+    out = [_read_config(i.id, i.type, i.name, base) for i in config.integrations]
+    rows = await session.scalars(select(Integration).order_by(Integration.created_at))
+    out.extend(_read_row(r, base) for r in rows)
+    return out
+
+
+async def update(
+    *, session: AsyncSession, integration_id: str, data: IntegrationUpdate, base: str
+) -> IntegrationRead:
+    row = await session.get(Integration, integration_id)
+    if row is None:
+        raise NotFound(
+            f"no API-managed integration {integration_id!r} (config-file ones change in the file)"
+        )
+    changes = data.model_dump(exclude_unset=True)
+    if "mapping" in changes:
+        options = dict(row.options or {})
+        if data.mapping is None:
+            options.pop("mapping", None)
+        else:
+            options["mapping"] = data.mapping.model_dump(exclude_none=True)
+        row.options = options
+    if data.disabled is not None:
+        row.disabled = data.disabled
+    return _read_row(row, base)
+
+
+async def authenticate(
+    *, session: AsyncSession, config: FeedbackConfig, integration_id: str, token: str | None
+) -> Resolved:
+    """The integration behind `integration_id`, if `token` is its token."""
+    if not token:
+        raise Unauthenticated(
+            "missing integration token: send 'Authorization: Bearer <token>' or add "
+            "?token=<token> to the URL (the token was shown when the integration was created)"
+        )
+    given = hash_token(token)
+    for declared in config.integrations:
+        if declared.id == integration_id:
+            if not same_hash(given, hash_token(declared.token)):
+                raise Unauthenticated(f"wrong token for integration {integration_id!r}")
+            options = IntegrationOptions.model_validate(
+                declared.model_dump(include=set(IntegrationOptions.model_fields))
+            )
+            return Resolved(declared.id, declared.type, declared.name, options)
+    row = await session.get(Integration, integration_id)
+    if row is None:
+        raise NotFound(f"no integration {integration_id!r}")
+    if not same_hash(given, row.token_hash):
+        raise Unauthenticated(f"wrong token for integration {integration_id!r}")
+    if row.disabled:
+        raise Forbidden(f"integration {integration_id!r} is disabled")
+    return Resolved(row.id, row.type, row.name, _options(row))
+
+
+async def find(*, session: AsyncSession, config: FeedbackConfig, integration_id: str) -> Resolved:
+    """The integration without authentication (replay of a stored delivery)."""
+    for declared in config.integrations:
+        if declared.id == integration_id:
+            options = IntegrationOptions.model_validate(
+                declared.model_dump(include=set(IntegrationOptions.model_fields))
+            )
+            return Resolved(declared.id, declared.type, declared.name, options)
+    row = await session.get(Integration, integration_id)
+    if row is None:
+        raise NotFound(f"integration {integration_id!r} no longer exists")
+    return Resolved(row.id, row.type, row.name, _options(row))
+
+
+def _options(row: Integration) -> IntegrationOptions:
+    return IntegrationOptions.model_validate(row.options or {})
+
+
+def _read_row(row: Integration, base: str) -> IntegrationRead:
+    return IntegrationRead(
+        id=row.id,
+        type=row.type,
+        name=row.name,
+        url=base.rstrip("/") + intake_path(row.id, row.type),
+        prefix=row.prefix,
+        managed_by="api",
+        disabled=row.disabled,
+        options=dict(row.options or {}),
+    )
+
+
+def _read_config(integration_id: str, kind: str, name: str, base: str) -> IntegrationRead:
+    return IntegrationRead(
+        id=integration_id,
+        type=kind,
+        name=name,
+        url=base.rstrip("/") + intake_path(integration_id, kind),
+        prefix=None,
+        managed_by="config",
+        disabled=False,
+        options={},
+    )

@@ -1,0 +1,320 @@
+"""Signal storage, queries and dead letters. Keyword-only session; never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hypercare.errors import NotFound
+from hypercare.feedback.attach import attach, open_groups
+from hypercare.feedback.drafts import SignalDraft
+from hypercare.feedback.models import (
+    IntakeDelivery,
+    IssueDetail,
+    RejectedRead,
+    Signal,
+    SignalGroup,
+    SignalGroupRead,
+    SignalRead,
+)
+from hypercare.store.base import utcnow
+from hypercare.triage import service as triage
+from hypercare.triage.models import IssueRead, TimelineEntry
+from hypercare.triage.rules import Matrix
+
+ACCEPTED, REJECTED, REPLAYED = "accepted", "rejected", "replayed"
+
+
+@dataclass(frozen=True, slots=True)
+class SignalFilter:
+    kind: tuple[str, ...] = ()
+    source: tuple[str, ...] = ()
+    issue_id: int | None = None
+    status: tuple[str, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    signals: list[Signal]
+    issue_ids: list[int]
+
+
+def record_delivery(
+    session: AsyncSession,
+    *,
+    channel: str,
+    source: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    outcome: str,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> IntakeDelivery:
+    """Keep one delivery as received (headers already redacted by the caller)."""
+    row = IntakeDelivery(
+        channel=channel[:80],
+        source=source[:40],
+        received_at=now or utcnow(),
+        headers=dict(headers),
+        body=body,
+        outcome=outcome,
+        reason=reason,
+        signal_count=0,
+    )
+    session.add(row)
+    return row
+
+
+async def ingest(
+    *,
+    session: AsyncSession,
+    matrix: Matrix,
+    priorities: Mapping[str, Mapping[str, str]],
+    drafts: Sequence[SignalDraft],
+    delivery: IntakeDelivery | None = None,
+    integration_id: str | None = None,
+    now: datetime | None = None,
+) -> Ingested:
+    """Store each draft as a signal and run the attach step on it.
+
+    The signals of one delivery are inserted together and their open dedup groups loaded in
+    one query, so a notification of many alerts costs a handful of statements."""
+    now = now or utcnow()
+    holds_write_lock = False
+    if delivery is not None:
+        delivery.signal_count = len(drafts)
+        if delivery.id is None:
+            await session.flush()
+            holds_write_lock = True
+    for linked in {d.issue_id for d in drafts if d.issue_id is not None}:
+        await triage.get_issue(session=session, issue_id=linked)  # 404 if absent
+    stored: list[Signal] = []
+    issues: list[int] = []
+    for d in drafts:
+        d = _without_nul(d)
+        signal = Signal(
+            kind=d.kind,
+            source=d.source,
+            integration_id=integration_id,
+            delivery_id=delivery.id if delivery is not None else None,
+            occurred_at=d.occurred_at or now,
+            received_at=now,
+            summary=d.summary[:500],
+            body=d.body,
+            severity=d.severity,
+            status=d.status,
+            component=d.component,
+            service=d.service,
+            route=d.route,
+            consumer=d.consumer,
+            request_ids=list(d.request_ids),
+            trace_id=d.trace_id,
+            user_ref=d.user_ref,
+            labels=dict(d.labels),
+            score=d.score,
+            dedup_key=d.dedup_key[:400],
+            issue_id=d.issue_id,
+            raw=d.raw,
+        )
+        stored.append(signal)
+    if holds_write_lock:
+        await _preassign_ids(session, Signal, stored)
+    session.add_all(stored)
+    await session.flush()
+    keys = [s.dedup_key for s in stored]
+    await _lock_keys(session, keys)
+    known = await open_groups(session=session, keys=keys)
+    for signal, d in zip(stored, drafts, strict=True):
+        issue = await attach(
+            session=session,
+            matrix=matrix,
+            signal=signal,
+            priorities=priorities,
+            create=d.create_issue,
+            known=known,
+        )
+        if issue is not None and issue.id not in issues:
+            issues.append(issue.id)
+    if holds_write_lock:
+        entries = [o for o in session.new if isinstance(o, TimelineEntry) and o.id is None]
+        await _preassign_ids(session, TimelineEntry, entries)
+    await session.flush()
+    return Ingested(stored, issues)
+
+
+def _clean(value: str) -> str:
+    return value.replace("\x00", "")
+
+
+def _without_nul(d: SignalDraft) -> SignalDraft:
+    """PostgreSQL text cannot hold NUL characters; payloads sometimes do. The raw fragment
+    keeps them (JSON escapes them); the normalised fields drop them."""
+    fields: dict[str, Any] = {}
+    for name in (
+        "summary",
+        "body",
+        "severity",
+        "component",
+        "service",
+        "route",
+        "consumer",
+        "trace_id",
+        "user_ref",
+        "dedup_key",
+    ):
+        value = getattr(d, name)
+        if isinstance(value, str) and "\x00" in value:
+            fields[name] = _clean(value)
+    if any("\x00" in k or "\x00" in v for k, v in d.labels.items()):
+        fields["labels"] = {_clean(k): _clean(v) for k, v in d.labels.items()}
+    if any("\x00" in r for r in d.request_ids):
+        fields["request_ids"] = tuple(_clean(r) for r in d.request_ids)
+    return replace(d, **fields) if fields else d
+
+
+async def _lock_keys(session: AsyncSession, keys: Sequence[str]) -> None:
+    """On PostgreSQL, serialise deliveries that share a dedup key until commit, so two
+    concurrent first sightings of one key open one issue, not two. (SQLite's single
+    writer already serialises them.) Keys are locked in sorted order: no deadlocks."""
+    if not keys or session.get_bind().dialect.name != "postgresql":
+        return
+    ordered = sorted(set(keys))
+    await session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+            "FROM unnest(CAST(:keys AS text[])) AS k"
+        ),
+        {"keys": ordered},
+    )
+
+
+async def _preassign_ids(
+    session: AsyncSession, model: type[Signal] | type[TimelineEntry], rows: Sequence[Any]
+) -> None:
+    """Give new rows their primary keys so SQLite inserts them in one executemany.
+
+    SQLite cannot tie RETURNING rows to parameter sets, so the ORM would otherwise insert
+    row by row to learn each id. This runs only after the transaction's first write, when
+    SQLite's single write lock is held and no other writer can take the same ids.
+    PostgreSQL batches with RETURNING on its own and is left alone."""
+    if len(rows) < 2 or session.get_bind().dialect.name != "sqlite":
+        return
+    with session.no_autoflush:
+        top = await session.scalar(select(func.max(model.id))) or 0
+    for offset, row in enumerate(rows, start=1):
+        row.id = top + offset
+
+
+async def list_signals(
+    *, session: AsyncSession, filters: SignalFilter, limit: int, offset: int
+) -> tuple[list[Signal], int]:
+    """Signals matching `filters`, newest first."""
+    query = select(Signal)
+    if filters.kind:
+        query = query.where(Signal.kind.in_(filters.kind))
+    if filters.source:
+        query = query.where(Signal.source.in_(filters.source))
+    if filters.issue_id is not None:
+        query = query.where(Signal.issue_id == filters.issue_id)
+    if filters.status:
+        query = query.where(Signal.status.in_(filters.status))
+    if filters.start is not None:
+        query = query.where(Signal.received_at >= filters.start)
+    if filters.end is not None:
+        query = query.where(Signal.received_at < filters.end)
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await session.scalars(
+        query.order_by(Signal.received_at.desc(), Signal.id.desc()).limit(limit).offset(offset)
+    )
+    return list(rows), total
+
+
+async def get_signal(*, session: AsyncSession, signal_id: int) -> Signal:
+    row = await session.get(Signal, signal_id)
+    if row is None:
+        raise NotFound(f"no signal with id {signal_id}")
+    return row
+
+
+async def issue_signals(
+    *, session: AsyncSession, issue_id: int, limit: int = 200
+) -> tuple[list[Signal], list[SignalGroup]]:
+    """The newest signals of one issue and its dedup groups."""
+    signals = await session.scalars(
+        select(Signal)
+        .where(Signal.issue_id == issue_id)
+        .order_by(Signal.received_at.desc(), Signal.id.desc())
+        .limit(limit)
+    )
+    groups = await session.scalars(
+        select(SignalGroup).where(SignalGroup.issue_id == issue_id).order_by(SignalGroup.id)
+    )
+    return list(signals), list(groups)
+
+
+async def survey_scores(
+    *, session: AsyncSession, start: datetime, end: datetime
+) -> list[tuple[str, datetime, int]]:
+    rows = await session.execute(
+        select(Signal.source, Signal.occurred_at, Signal.score).where(
+            Signal.source.in_(("nps", "csat")),
+            Signal.score.is_not(None),
+            Signal.occurred_at >= start,
+            Signal.occurred_at < end,
+        )
+    )
+    return [(src, at, score) for src, at, score in rows if score is not None]
+
+
+# --- dead letters ----------------------------------------------------------------------------
+
+
+async def list_rejected(
+    *, session: AsyncSession, include_replayed: bool, limit: int, offset: int
+) -> tuple[list[IntakeDelivery], int]:
+    outcomes = (REJECTED, REPLAYED) if include_replayed else (REJECTED,)
+    query = select(IntakeDelivery).where(IntakeDelivery.outcome.in_(outcomes))
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await session.scalars(
+        query.order_by(IntakeDelivery.id.desc()).limit(limit).offset(offset)
+    )
+    return list(rows), total
+
+
+async def get_delivery(*, session: AsyncSession, delivery_id: int) -> IntakeDelivery:
+    row = await session.get(IntakeDelivery, delivery_id)
+    if row is None:
+        raise NotFound(f"no intake delivery with id {delivery_id}")
+    return row
+
+
+def rejected_read(row: IntakeDelivery, *, body_limit: int = 65_536) -> RejectedRead:
+    return RejectedRead(
+        id=row.id,
+        channel=row.channel,
+        source=row.source,
+        received_at=row.received_at,
+        reason=row.reason,
+        headers=dict(row.headers or {}),
+        body=row.body[:body_limit].decode("utf-8", errors="replace"),
+        body_bytes=len(row.body),
+        outcome=row.outcome,
+        replayed_at=row.replayed_at,
+    )
+
+
+async def issue_detail(*, session: AsyncSession, read: IssueRead) -> IssueDetail:
+    """An issue's read model with its newest signals and dedup groups."""
+    signals, groups = await issue_signals(session=session, issue_id=read.id)
+    return IssueDetail(
+        **read.model_dump(),
+        signals=[SignalRead.model_validate(s) for s in signals],
+        signal_groups=[SignalGroupRead.model_validate(g) for g in groups],
+    )
