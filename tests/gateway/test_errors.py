@@ -174,3 +174,13 @@ def test_client_gone_mid_response_releases_everything(make_gateway, upstream):
     wait_for(lambda: gw.open_connections() == 0, what="client connection closed")
     wait_for(lambda: upstream.open == 0, what="upstream connection closed")
     wait_for(lambda: any(x.error == "client_closed" for x in gw.records), what="record")
+
+
+def test_transfer_coding_other_than_chunked_alone_is_refused(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    out = raw_request(
+        gw.port,
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    )
+    assert out.startswith(b"HTTP/1.1 501")
+    assert upstream.requests == []

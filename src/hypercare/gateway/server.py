@@ -42,6 +42,7 @@ _REASONS = {
     429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
+    501: b"Not Implemented",
     502: b"Bad Gateway",
     503: b"Service Unavailable",
     504: b"Gateway Timeout",
@@ -779,6 +780,10 @@ class ClientConnection(asyncio.Protocol):
             ex.content_length = int(value)
         elif special == 3:
             ex.chunked = True
+            if value.strip().lower() != b"chunked":
+                # The gateway re-frames bodies, so a transfer coding other than chunked
+                # alone cannot be passed on faithfully (RFC 9112 §6.1: 501 for unknown codings).
+                ex.bad = (501, "bad_request", "not_implemented", "only chunked transfer coding")
         elif special == 4:  # connection
             tokens = hdr.connection_tokens((value,))
             ex.extra_hop = ex.extra_hop | (tokens - {b"close", b"keep-alive", b"upgrade"})
