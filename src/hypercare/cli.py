@@ -33,7 +33,11 @@ def gateway(
         None, "--admin-listen", help="HOST:PORT for /metrics, /healthz, /targets (+i per worker)."
     ),
 ) -> None:
-    """Run the gateway data plane alone, from the gateway: section of the config file."""
+    """Run the gateway data plane alone, from the gateway: section of the config file.
+
+    SIGTERM or Ctrl-C drains and stops; SIGHUP re-reads the file and replaces the workers
+    without dropping in-flight requests (an invalid file is reported and ignored).
+    """
     import signal
     import threading
 
@@ -53,9 +57,20 @@ def gateway(
         raise typer.Exit(1) from None
     typer.echo(f"hypercare gateway: {workers} worker(s) on {group.host}:{group.port}")
     done = threading.Event()
+    reload = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    while not done.wait(0.5):
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    while not done.wait(0.2):
+        if reload.is_set():
+            reload.clear()
+            try:
+                cfg = load_config(config)
+                group.reload(cfg)
+                typer.echo("hypercare gateway: configuration reloaded")
+            except (ConfigError, RuntimeError) as exc:
+                message = exc.message if isinstance(exc, ConfigError) else str(exc)
+                typer.echo(f"error: reload refused, old configuration kept: {message}", err=True)
         if not group.alive():
             typer.echo("error: a gateway worker died", err=True)
             group.stop(5)

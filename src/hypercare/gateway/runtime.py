@@ -183,8 +183,9 @@ class Gateway:
         if admin is not None:
             from hypercare.gateway.admin import AdminConnection
 
+            # reuse_port: during a reload the old worker keeps its admin port while it drains.
             admin_server = await loop.create_server(
-                lambda: AdminConnection(self), admin[0], admin[1]
+                lambda: AdminConnection(self), admin[0], admin[1], reuse_port=reuse_port
             )
             self.servers.append(admin_server)
             self.admin_address = admin_server.sockets[0].getsockname()[:2]

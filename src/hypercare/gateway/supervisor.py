@@ -48,6 +48,30 @@ class WorkerGroup:
     admin_port: int | None
     processes: list[BaseProcess] = field(default_factory=list)
     _placeholder: socket.socket | None = None
+    admin_host: str = "127.0.0.1"
+    sink_factory: SinkFactory | None = None
+    ready_timeout: float = 20.0
+    _draining: list[BaseProcess] = field(default_factory=list)
+
+    def reload(self, config: HypercareConfig) -> None:
+        """Replace the workers with ones running `config`, without dropping in-flight requests.
+
+        New workers bind the same port (SO_REUSEPORT) and must report ready; only then are the
+        old ones sent SIGTERM, so they stop accepting and finish what they were doing while the
+        new ones take new connections. If a new worker fails, the new ones are stopped, the old
+        ones keep serving and RuntimeError is raised.
+        """
+        old = self.processes
+        admin = (self.admin_host, self.admin_port) if self.admin_port is not None else None
+        new = _spawn(
+            config, self.host, self.port, admin, len(old), self.sink_factory, self.ready_timeout
+        )
+        self.processes = new
+        for p in old:
+            if p.pid is not None and p.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGTERM)
+        self._draining = [p for p in [*self._draining, *old] if p.is_alive()]
 
     @property
     def pids(self) -> list[int]:
@@ -58,17 +82,18 @@ class WorkerGroup:
 
     def drain(self, timeout: float = 30.0) -> None:
         """SIGTERM every worker: each stops accepting, finishes in-flight requests, exits."""
-        for p in self.processes:
+        everyone = [*self.processes, *self._draining]
+        for p in everyone:
             if p.pid is not None and p.is_alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p.pid, signal.SIGTERM)
-        for p in self.processes:
+        for p in everyone:
             p.join(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Drain for at most `timeout` seconds, then kill what is left; release the port."""
         self.drain(timeout)
-        for p in self.processes:
+        for p in [*self.processes, *self._draining]:
             if p.is_alive():
                 p.kill()
                 p.join(5)
@@ -111,8 +136,35 @@ def start_workers(
         placeholder.close()
         raise
     port = placeholder.getsockname()[1]
+    group = WorkerGroup(
+        host,
+        port,
+        admin[1] if admin else None,
+        _placeholder=placeholder,
+        admin_host=admin[0] if admin else "127.0.0.1",
+        sink_factory=sink_factory,
+        ready_timeout=ready_timeout,
+    )
+    try:
+        group.processes = _spawn(config, host, port, admin, workers, sink_factory, ready_timeout)
+    except BaseException:
+        placeholder.close()
+        raise
+    return group
+
+
+def _spawn(
+    config: HypercareConfig,
+    host: str,
+    port: int,
+    admin: tuple[str, int] | None,
+    workers: int,
+    sink_factory: SinkFactory | None,
+    ready_timeout: float,
+) -> list[BaseProcess]:
+    """Start the worker processes and wait until each listens; on failure stop them all."""
     ctx = multiprocessing.get_context("spawn")
-    group = WorkerGroup(host, port, admin[1] if admin else None, _placeholder=placeholder)
+    processes: list[BaseProcess] = []
     pipes: list[Connection] = []
     for i in range(workers):
         parent_end, child_end = ctx.Pipe(duplex=False)
@@ -125,15 +177,17 @@ def start_workers(
         )
         p.start()
         child_end.close()
-        group.processes.append(p)
+        processes.append(p)
         pipes.append(parent_end)
     for i, pipe in enumerate(pipes):
         message = pipe.recv() if pipe.poll(ready_timeout) else f"worker {i} did not start in time"
         pipe.close()
         if message != "ready":
-            group.stop(timeout=2.0)
+            for started in processes:
+                started.kill()
+                started.join(5)
             raise RuntimeError(f"gateway worker {i} failed: {message}")
-    return group
+    return processes
 
 
 def worker_main(
