@@ -235,3 +235,30 @@ def test_early_upstream_response_does_not_reuse_connection(make_gateway, upstrea
     wait_for(lambda: upstream.open == 0, what="the half-sent upstream connection closed")
     assert httpx.get(gw.url + "/after").status_code == 200
     assert upstream.connections == 2
+
+
+def test_long_pipeline_of_quick_answers(make_gateway, upstream):
+    yaml = f"""
+gateway:
+  upstreams: {{a: {{targets: ["{upstream.address}"]}}}}
+  routes: [{{name: r, match: {{path: /r}}, upstream: a}}]
+"""
+    gw = make_gateway(yaml)
+    n = 3000
+    out = raw_request(
+        gw.port,
+        b"GET /nope HTTP/1.1\r\nHost: a\r\n\r\n" * n
+        + b"GET /r HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    assert out.count(b"HTTP/1.1 404 ") == n
+    assert out.count(b"HTTP/1.1 200 ") == 1
+
+
+def test_http10_keepalive_and_upstream_connection_close(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    out = raw_request(gw.port, b"GET /close-delimited HTTP/1.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"until-close")
+    assert b"transfer-encoding" not in out.lower()
+    with httpx.Client() as c:
+        assert c.get(gw.url + "/close-delimited").text == "until-close"
+        assert c.get(gw.url + "/x").status_code == 200

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from http import HTTPStatus
 from typing import TYPE_CHECKING, cast
 
@@ -643,7 +644,8 @@ class ClientConnection(asyncio.Protocol):
         self.peer = ""
         self.closed = False
         self.draining = False
-        self.queue: list[Exchange] = []
+        self.queue: deque[Exchange] = deque()
+        self.starting = False
         self.current: Exchange | None = None
         self.parsing: Exchange | None = None
         self.head_bytes = 0
@@ -900,10 +902,20 @@ class ClientConnection(asyncio.Protocol):
     # --- exchanges ---------------------------------------------------------------------------
 
     def _start_next(self) -> None:
-        while self.queue and self.current is None and not self.closed:
-            ex = self.queue.pop(0)
-            self.current = ex
-            ex.start()
+        # Exchanges answered synchronously (errors, 404s) finish inside start(); the loop, not
+        # recursion, moves to the next one, so a long pipeline cannot exhaust the stack.
+        if self.starting:
+            return
+        self.starting = True
+        try:
+            while self.queue and self.current is None and not self.closed:
+                ex = self.queue.popleft()
+                self.current = ex
+                ex.start()
+            if self.broken and self.current is None and not self.queue and not self.closed:
+                self._send_pending_error()
+        finally:
+            self.starting = False
 
     def exchange_done(self, ex: Exchange) -> None:
         if self.current is not ex:
@@ -914,10 +926,8 @@ class ClientConnection(asyncio.Protocol):
         if not ex.keep_alive or ex.upgrade or (self.draining and not self.queue):
             self.close()
             return
-        if self.queue:
+        if self.queue or self.broken:
             self._start_next()
-        elif self.broken:
-            self._send_pending_error()
         else:
             self.deadline = time.monotonic() + self.gw.keepalive_timeout
             self.deadline_kind = "keepalive"
