@@ -257,7 +257,8 @@ gateway:
 def test_http10_keepalive_and_upstream_connection_close(make_gateway, upstream):
     gw = make_gateway(config(upstream))
     out = raw_request(gw.port, b"GET /close-delimited HTTP/1.0\r\n\r\n")
-    assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"until-close")
+    assert out.startswith(b"HTTP/1.1 200")
+    assert out.endswith(b"until-close")
     assert b"transfer-encoding" not in out.lower()
     with httpx.Client() as c:
         assert c.get(gw.url + "/close-delimited").text == "until-close"
