@@ -24,6 +24,7 @@ import httptools
 
 from hypercare.gateway import headers as hdr
 from hypercare.gateway.auth import AuthError
+from hypercare.gateway.balancer import Target
 from hypercare.gateway.records import CallRecord
 from hypercare.gateway.upstream import UpstreamConnection
 
@@ -150,7 +151,7 @@ class Exchange:
         self.response_chunked = False
         self.started = False
         self.conn: UpstreamConnection | None = None
-        self.target: object = None
+        self.target: Target | None = None
         self.route: RouteState | None = None
         self.template = ""
         self.consumer = ""
@@ -218,7 +219,7 @@ class Exchange:
         self.status = conn.status
         target = self.target
         if target is not None:
-            target.consecutive_failures = 0  # type: ignore[attr-defined]
+            target.consecutive_failures = 0
         client = self.client
         client.deadline = now + self.route.idle if self.route is not None else 0.0
         client.deadline_kind = "idle"
@@ -278,11 +279,10 @@ class Exchange:
         conn = self.conn
         self.conn = None
         if self.target is not None:
-            self.target.active -= 1  # type: ignore[attr-defined]
+            self.target.active -= 1
         if self.tunnel and conn is not None:
             self.client.close()
         self.finish()
-        del conn
 
     def upstream_upgraded(self, rest: bytes) -> None:
         conn = self.conn
@@ -321,7 +321,7 @@ class Exchange:
         self.conn = None
         target = self.target
         if target is not None:
-            target.active -= 1  # type: ignore[attr-defined]
+            target.active -= 1
         gw = self.client.gw
         if (
             before_response
@@ -421,7 +421,7 @@ class Exchange:
     def proceed(self) -> None:
         self.proceed_with(None)
 
-    def proceed_with(self, exclude: object) -> None:
+    def proceed_with(self, exclude: Target | None) -> None:
         route = self.route
         if route is None:
             return
@@ -430,7 +430,7 @@ class Exchange:
         key = ""
         if ups.hash_source is not None:
             key = self.client_ip if ups.hash_source == "ip" else self.hash_value
-        target = ups.balancer.pick(now, key, exclude)  # type: ignore[arg-type]
+        target = ups.balancer.pick(now, key, exclude)
         if target is None and exclude is not None:
             target = ups.balancer.pick(now, key, None)  # a retry may reuse the only target
         if target is None:
@@ -464,7 +464,7 @@ class Exchange:
         if fut.cancelled() or fut.exception() is not None:
             target = self.target
             if target is not None:
-                target.active -= 1  # type: ignore[attr-defined]
+                target.active -= 1
             if client.closed or self.finished:
                 return
             exc = None if fut.cancelled() else fut.exception()
@@ -492,7 +492,7 @@ class Exchange:
         if client.closed or self.finished:
             conn.pool.put(conn)
             if self.target is not None:
-                self.target.active -= 1  # type: ignore[attr-defined]
+                self.target.active -= 1
                 self.target = None
             return
         self.send_on(conn)
@@ -578,7 +578,7 @@ class Exchange:
         if conn is not None:
             conn.release_failed()
             if self.target is not None:
-                self.target.active -= 1  # type: ignore[attr-defined]
+                self.target.active -= 1
         if self.response_started:
             self.error = kind
             self.keep_alive = False
@@ -612,7 +612,7 @@ class Exchange:
             self.status,
             self.request_bytes,
             self.response_bytes,
-            target.address if target is not None else "",  # type: ignore[attr-defined]
+            target.address if target is not None else "",
             total - upstream,
             upstream,
             total,
@@ -722,7 +722,7 @@ class ClientConnection(asyncio.Protocol):
                 else:
                     conn.release_failed()
                 if ex.target is not None:
-                    ex.target.active -= 1  # type: ignore[attr-defined]
+                    ex.target.active -= 1
             if not ex.error:
                 ex.error = "client_closed"
                 if not ex.response_started:
