@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 
@@ -184,3 +185,26 @@ def test_transfer_coding_other_than_chunked_alone_is_refused(make_gateway, upstr
     )
     assert out.startswith(b"HTTP/1.1 501")
     assert upstream.requests == []
+
+
+def test_no_file_descriptors_leak_across_failures(make_gateway, upstream):
+    from tests.gateway.helpers import fd_count
+
+    gw = make_gateway(config(upstream))
+    with httpx.Client() as c:
+        c.get(gw.url + "/warm")
+    wait_for(lambda: gw.open_connections() == 0, what="warm-up connection closed")
+    gw.lt.call(lambda: [p.close() for u in gw.gw.upstreams.values() for p in u.pools.values()])
+    wait_for(lambda: upstream.open == 0, what="pool emptied")
+    baseline = fd_count()
+    for path in ("/reset", "/garbage", "/slow?s=1", "/stall-body?s=1", "/close-delimited"):
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(gw.url + path, timeout=3)
+    for raw in SMUGGLING.values():
+        raw_request(gw.port, raw)
+    with socket.create_connection(("127.0.0.1", gw.port)) as s:
+        s.sendall(b"GET /big?n=50000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+        s.recv(1000)
+    wait_for(lambda: gw.open_connections() == 0, what="client connections closed")
+    gw.lt.call(lambda: [p.close() for u in gw.gw.upstreams.values() for p in u.pools.values()])
+    wait_for(lambda: fd_count() <= baseline, timeout=10, what=f"fds back to {baseline}")
