@@ -271,7 +271,10 @@ class Upstream:
             self.server.close()
             for w in list(self.writers):
                 w.close()
-            await asyncio.sleep(0.01)
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         try:
             self.lt.run(close())
