@@ -21,12 +21,13 @@ from hypercare.gateway import headers as hdr
 from hypercare.gateway.auth import AuthError, JwtVerifier, KeyStore
 from hypercare.gateway.balancer import Balancer, Target, make_balancer
 from hypercare.gateway.config import GatewayConfig, PassiveConfig, RouteConfig
+from hypercare.gateway.exchange import Exchange
 from hypercare.gateway.health import ActiveChecker, record_failure
 from hypercare.gateway.metrics import Metrics
 from hypercare.gateway.ratelimit import LocalLimiter, RedisLimiter
 from hypercare.gateway.records import CallRecord, RecordSink
 from hypercare.gateway.router import Router
-from hypercare.gateway.server import ClientConnection, Exchange
+from hypercare.gateway.server import ClientConnection
 from hypercare.gateway.upstream import Pool, UpstreamConnection
 
 log = logging.getLogger("hypercare.gateway")
