@@ -392,7 +392,7 @@ class Exchange:
         self.proceed()
 
     def _rate_limit_done(self, fut: asyncio.Future[Decision]) -> None:
-        if self.client.closed:
+        if self.client.closed or self.finished:
             return
         try:
             decision = fut.result()
