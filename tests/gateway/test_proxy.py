@@ -263,3 +263,19 @@ def test_http10_keepalive_and_upstream_connection_close(make_gateway, upstream):
     with httpx.Client() as c:
         assert c.get(gw.url + "/close-delimited").text == "until-close"
         assert c.get(gw.url + "/x").status_code == 200
+
+
+def test_generated_request_id_and_continued_trace(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    r = httpx.get(gw.url + "/t", headers={"traceparent": incoming})
+    rid = r.headers["x-request-id"]
+    assert len(rid) == 32
+    sent = r.json()["headers"]
+    assert sent["x-request-id"] == rid
+    assert sent["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+    assert sent["traceparent"] != incoming
+    assert "access-control-expose-headers" not in r.headers  # no Origin, no CORS header
+    wait_for(lambda: len(gw.records) == 1, what="record")
+    assert gw.records[0].trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert gw.records[0].request_id == rid
