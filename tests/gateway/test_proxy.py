@@ -279,3 +279,15 @@ def test_generated_request_id_and_continued_trace(make_gateway, upstream):
     wait_for(lambda: len(gw.records) == 1, what="record")
     assert gw.records[0].trace_id == "0af7651916cd43dd8448eb211c80319c"
     assert gw.records[0].request_id == rid
+
+
+def test_http10_client_asking_for_keepalive_gets_it(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        for _ in range(2):
+            s.sendall(b"GET /k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            resp = b""
+            while not resp.endswith(b"}"):
+                resp += s.recv(65536)
+            assert resp.startswith(b"HTTP/1.1 200")
+            assert b"connection: keep-alive" in resp.lower()

@@ -235,6 +235,8 @@ class Exchange:
             # A response that starts before its request ended (early error from the
             # upstream) leaves the request body unread: the connection cannot be reused.
             self.keep_alive = self.keep_alive and self.body_done and not client.draining
+        if self.keep_alive and self.version == "1.0":
+            framing += b"connection: keep-alive\r\n"  # HTTP/1.0 closes unless told otherwise
         latency = (self.t_up - self.t0) * 1000.0
         head = hdr.downstream_response_head(
             b"HTTP/1.1 %d %b\r\n" % (status, _reason(conn, status)),
