@@ -15,6 +15,7 @@ memory.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
@@ -26,6 +27,8 @@ from hypercare.gateway.exchange import PAUSE_BUFFER, PAUSE_TUNNEL, Exchange
 
 if TYPE_CHECKING:
     from hypercare.gateway.runtime import Gateway
+
+log = logging.getLogger("hypercare.gateway")
 
 
 class ClientConnection(asyncio.Protocol):
@@ -101,6 +104,10 @@ class ClientConnection(asyncio.Protocol):
                     431, "too_large", "header_too_large", "the request head is too large"
                 )
             else:
+                if isinstance(exc, httptools.HttpParserCallbackError):
+                    # One of our callbacks raised: a gateway bug, not the client's fault. The
+                    # connection is answered and closed; the worker keeps serving.
+                    log.error("request callback failed", exc_info=exc.__context__ or exc)
                 self._bad_stream(400, "bad_request", "bad_request", _parser_message(exc))
 
     def connection_lost(self, exc: Exception | None) -> None:
