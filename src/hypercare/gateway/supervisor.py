@@ -113,20 +113,34 @@ def start_workers(
 ) -> WorkerGroup:
     """Start `workers` gateway processes serving `config.gateway` on `listen`.
 
-    - `listen` is ``HOST:PORT``; port 0 picks a free port (see `WorkerGroup.port`).
-    - `admin_listen` (``HOST:PORT``) gives each worker i an admin listener on PORT + i with
-      ``/metrics``, ``/healthz`` and ``/targets``; None means no admin listener. Port 0 is not
-      allowed here (the ports must be predictable for scrapers).
+    This is what ``hypercare up`` calls. Contract:
+
+    - `config` is the whole validated `HypercareConfig` (pickled to the workers, which only
+      read its ``gateway`` section).
+    - `listen` is ``HOST:PORT``; port 0 picks a free port (read it from `WorkerGroup.port`).
+      Every worker binds it with SO_REUSEPORT; the returned group holds the port until `stop()`.
+    - `admin_listen` (``HOST:PORT``, port > 0) gives worker i an admin listener on PORT + i with
+      ``/metrics``, ``/healthz`` and ``/targets``; None means no admin listener.
     - `sink_factory(worker_index)` is called *inside* each worker to make its `RecordSink`; it
       must be picklable (a module-level function). None: records only feed the worker's metrics.
-    - Returns once every worker is listening; raises RuntimeError if one fails to start (the
-      others are stopped first). Call `stop()` (or `drain()`) on the result; SIGTERM to a worker
-      drains it gracefully within ``gateway.limits.drain_timeout``.
+    - Blocking: returns once every worker is listening (typically well under a second per
+      worker); raises RuntimeError naming the first worker that failed (all of them are stopped
+      first), OSError if the address cannot be bound, ValueError for a bad argument. From async
+      code, call it through ``asyncio.to_thread``.
+    - Workers are daemonic "spawn" children: they die with the parent. The program's main
+      module must be import-safe (the usual ``if __name__ == "__main__":`` guard).
+    - On the result: `stop(timeout)` drains (SIGTERM: stop accepting, finish in-flight requests
+      within ``gateway.limits.drain_timeout``) then kills what is left and releases the port;
+      `drain(timeout)` only drains; `reload(config)` swaps in workers running a new
+      configuration without dropping in-flight requests; `alive()` tells whether every current
+      worker runs; `pids` lists them.
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")
     host, port = parse_hostport(listen)
     admin: tuple[str, int] | None = parse_hostport(admin_listen) if admin_listen else None
+    if admin is not None and admin[1] == 0:
+        raise ValueError("admin_listen needs a fixed port (worker i listens on PORT + i)")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     placeholder = socket.socket(family, socket.SOCK_STREAM)
     placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
