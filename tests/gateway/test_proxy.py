@@ -291,3 +291,23 @@ def test_http10_client_asking_for_keepalive_gets_it(make_gateway, upstream):
                 resp += s.recv(65536)
             assert resp.startswith(b"HTTP/1.1 200")
             assert b"connection: keep-alive" in resp.lower()
+
+
+def test_stale_pooled_connection_is_retried_transparently(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    with httpx.Client() as c:
+        assert c.get(gw.url + "/stale").status_code == 200
+        r = c.get(gw.url + "/stale")  # lands on the pooled connection, which the upstream drops
+    assert r.status_code == 200
+    assert upstream.connections == 2
+    assert [x.status for x in gw.records] == [200, 200]
+
+
+def test_stale_pooled_connection_with_a_body_is_not_replayed(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    with httpx.Client() as c:
+        assert c.post(gw.url + "/stale", content=b"one").status_code == 200
+        r = c.post(gw.url + "/stale", content=b"two")
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "upstream_reset"
+    assert len(upstream.requests) == 2  # sent once, never replayed
