@@ -112,6 +112,9 @@ def test_upstream_response_timeout_504(make_gateway, upstream):
     assert r.status_code == 504
     assert r.json()["error"]["code"] == "upstream_timeout"
     wait_for(lambda: any(x.error == "timeout" for x in gw.records), what="timeout record")
+    rec = next(x for x in gw.records if x.error == "timeout")
+    assert rec.upstream_ms >= 400
+    assert rec.gateway_ms < 100
 
 
 def test_upstream_idle_body_timeout_cuts_connection(make_gateway, upstream):

@@ -593,7 +593,9 @@ class Exchange:
         now = time.monotonic()
         route = self.route
         total = (now - self.t0) * 1000.0
-        upstream = (self.t_up_end - self.t_up) * 1000.0 if self.t_up_end else 0.0
+        # A call that failed upstream (timeout, reset) spent its waiting time upstream, not in
+        # the gateway: count it there so gateway_ms stays the gateway's own overhead.
+        upstream = ((self.t_up_end or now) - self.t_up) * 1000.0 if self.t_up else 0.0
         if not self.error and not self.body_done:
             self.keep_alive = False
         target = self.target
