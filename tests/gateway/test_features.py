@@ -243,7 +243,6 @@ def need_redis() -> None:
         pytest.skip("Redis at 127.0.0.1:6379 is unreachable")
 
 
-@pytest.mark.redis
 def test_redis_rate_limit_falls_back_when_down(make_gateway, upstream):
     dead = free_port()
     yaml = f"""
