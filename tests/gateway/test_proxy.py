@@ -311,3 +311,15 @@ def test_stale_pooled_connection_with_a_body_is_not_replayed(make_gateway, upstr
     assert r.status_code == 502
     assert r.json()["error"]["code"] == "upstream_reset"
     assert upstream.connections == 1  # no second connection: the request was not replayed
+
+
+def test_upgrade_refused_by_upstream_is_answered_then_closed(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    out = raw_request(
+        gw.port,
+        b"GET /not-ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    assert out.startswith(b"HTTP/1.1 200")
+    assert upstream.requests[0]["headers"]["upgrade"] == "websocket"
+    assert b"connection: close" in out
+    wait_for(lambda: gw.open_connections() == 0, what="connection closed after a refused upgrade")

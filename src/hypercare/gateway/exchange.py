@@ -231,6 +231,8 @@ class Exchange:
         else:
             framing = b""
             self.keep_alive = False  # HTTP/1.0 client: the close delimits the body
+        if self.upgrade:
+            self.keep_alive = False  # upgrade refused: the client may already send other bytes
         if client.draining or self.close_after or not self.body_done:
             # A response that starts before its request ended (early error from the
             # upstream) leaves the request body unread: the connection cannot be reused.
