@@ -228,7 +228,11 @@ def gateway(
         typer.Option("--admin-listen", help="HOST:PORT for /metrics, /healthz, /targets (+i)."),
     ] = None,
 ) -> None:
-    """Run the gateway data plane alone, from the gateway: section of the config file."""
+    """Run the gateway data plane alone, from the gateway: section of the config file.
+
+    SIGTERM or Ctrl-C drains and stops; SIGHUP re-reads the file and replaces the workers
+    without dropping in-flight requests (an invalid file is reported and ignored).
+    """
     import signal
     import threading
 
@@ -242,9 +246,20 @@ def gateway(
         raise _fail(f"cannot start the gateway on {listen}: {exc}") from None
     typer.echo(f"hypercare gateway: {workers} worker(s) on {group.host}:{group.port}")
     done = threading.Event()
+    reload = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    while not done.wait(0.5):
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    while not done.wait(0.2):
+        if reload.is_set():
+            reload.clear()
+            try:
+                cfg = load_config(config)
+                group.reload(cfg)
+                typer.echo("hypercare gateway: configuration reloaded")
+            except (ConfigError, RuntimeError) as exc:
+                message = exc.message if isinstance(exc, ConfigError) else str(exc)
+                typer.echo(f"error: reload refused, old configuration kept: {message}", err=True)
         if not group.alive():
             group.stop(5)
             raise _fail("a gateway worker died; see its log above")

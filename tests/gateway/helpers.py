@@ -109,6 +109,7 @@ class Upstream:
         self.connections += 1
         self.open += 1
         self.writers.add(writer)
+        served = 0
         try:
             while True:
                 try:
@@ -126,6 +127,9 @@ class Upstream:
                 params = dict(p.partition("=")[::2] for p in query.split("&") if p)
                 body_len = 0
                 body = b""
+                served += 1
+                if path == "/stale" and served > 1:
+                    return  # a keep-alive connection closed just as a request arrives
                 if path == "/early":  # answer without reading the request body
                     writer.write(b"HTTP/1.1 413 X\r\ncontent-length: 2\r\n\r\nno")
                     await writer.drain()
@@ -271,7 +275,10 @@ class Upstream:
             self.server.close()
             for w in list(self.writers):
                 w.close()
-            await asyncio.sleep(0.01)
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         try:
             self.lt.run(close())

@@ -243,7 +243,6 @@ def need_redis() -> None:
         pytest.skip("Redis at 127.0.0.1:6379 is unreachable")
 
 
-@pytest.mark.redis
 def test_redis_rate_limit_falls_back_when_down(make_gateway, upstream):
     dead = free_port()
     yaml = f"""
@@ -263,3 +262,38 @@ gateway:
     assert gw.gw.redis_limiter.fallbacks == 3
     m = httpx.get(f"http://127.0.0.1:{gw.admin_port}/metrics").text
     assert "hypercare_ratelimit_redis_fallbacks 3" in m
+
+
+@pytest.mark.redis
+def test_redis_rate_limit_429_headers(make_gateway, upstream):
+    import uuid
+
+    need_redis()
+    prefix = f"hypercare-test:{uuid.uuid4().hex}:"
+    yaml = f"""
+gateway:
+  redis_url: redis://127.0.0.1:6379/0
+  redis_prefix: "{prefix}"
+  upstreams: {{a: {{targets: ["{upstream.address}"]}}}}
+  routes:
+    - name: limited
+      match: {{path: /*}}
+      upstream: a
+      rate_limit: {{limit: 2, per: 30s, by: ip}}
+"""
+    gw = make_gateway(yaml)
+    try:
+        with httpx.Client() as c:
+            rs = [c.get(gw.url + "/x") for _ in range(3)]
+        assert [r.status_code for r in rs] == [200, 200, 429]
+        assert rs[0].headers["ratelimit-remaining"] == "1"
+        assert 1 <= int(rs[2].headers["retry-after"]) <= 15
+        assert gw.gw.redis_limiter is not None
+        assert gw.gw.redis_limiter.fallbacks == 0
+    finally:
+        import redis
+
+        r = redis.Redis(host="127.0.0.1", port=6379)
+        for k in r.scan_iter(prefix + "*"):
+            r.delete(k)
+        r.close()

@@ -235,3 +235,91 @@ def test_early_upstream_response_does_not_reuse_connection(make_gateway, upstrea
     wait_for(lambda: upstream.open == 0, what="the half-sent upstream connection closed")
     assert httpx.get(gw.url + "/after").status_code == 200
     assert upstream.connections == 2
+
+
+def test_long_pipeline_of_quick_answers(make_gateway, upstream):
+    yaml = f"""
+gateway:
+  upstreams: {{a: {{targets: ["{upstream.address}"]}}}}
+  routes: [{{name: r, match: {{path: /r}}, upstream: a}}]
+"""
+    gw = make_gateway(yaml)
+    n = 3000
+    out = raw_request(
+        gw.port,
+        b"GET /nope HTTP/1.1\r\nHost: a\r\n\r\n" * n
+        + b"GET /r HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    assert out.count(b"HTTP/1.1 404 ") == n
+    assert out.count(b"HTTP/1.1 200 ") == 1
+
+
+def test_http10_keepalive_and_upstream_connection_close(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    out = raw_request(gw.port, b"GET /close-delimited HTTP/1.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200")
+    assert out.endswith(b"until-close")
+    assert b"transfer-encoding" not in out.lower()
+    with httpx.Client() as c:
+        assert c.get(gw.url + "/close-delimited").text == "until-close"
+        assert c.get(gw.url + "/x").status_code == 200
+
+
+def test_generated_request_id_and_continued_trace(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    r = httpx.get(gw.url + "/t", headers={"traceparent": incoming})
+    rid = r.headers["x-request-id"]
+    assert len(rid) == 32
+    sent = r.json()["headers"]
+    assert sent["x-request-id"] == rid
+    assert sent["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+    assert sent["traceparent"] != incoming
+    assert "access-control-expose-headers" not in r.headers  # no Origin, no CORS header
+    wait_for(lambda: len(gw.records) == 1, what="record")
+    assert gw.records[0].trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert gw.records[0].request_id == rid
+
+
+def test_http10_client_asking_for_keepalive_gets_it(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        for _ in range(2):
+            s.sendall(b"GET /k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            resp = b""
+            while not resp.endswith(b"}"):
+                resp += s.recv(65536)
+            assert resp.startswith(b"HTTP/1.1 200")
+            assert b"connection: keep-alive" in resp.lower()
+
+
+def test_stale_pooled_connection_is_retried_transparently(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    with httpx.Client() as c:
+        assert c.get(gw.url + "/stale").status_code == 200
+        r = c.get(gw.url + "/stale")  # lands on the pooled connection, which the upstream drops
+    assert r.status_code == 200
+    assert upstream.connections == 2
+    assert [x.status for x in gw.records] == [200, 200]
+
+
+def test_stale_pooled_connection_with_a_body_is_not_replayed(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    with httpx.Client() as c:
+        assert c.post(gw.url + "/stale", content=b"one").status_code == 200
+        r = c.post(gw.url + "/stale", content=b"two")
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "upstream_reset"
+    assert upstream.connections == 1  # no second connection: the request was not replayed
+
+
+def test_upgrade_refused_by_upstream_is_answered_then_closed(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    out = raw_request(
+        gw.port,
+        b"GET /not-ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    assert out.startswith(b"HTTP/1.1 200")
+    assert upstream.requests[0]["headers"]["upgrade"] == "websocket"
+    assert b"connection: close" in out
+    wait_for(lambda: gw.open_connections() == 0, what="connection closed after a refused upgrade")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from hypercare.config import parse_config
 from hypercare.gateway.supervisor import start_workers
-from tests.gateway.helpers import free_port, wait_for
+from tests.gateway.helpers import ListSink, free_port, wait_for
 from tests.gateway.test_features import need_redis
 
 
@@ -54,45 +55,38 @@ gateway:
         group.stop(timeout=2)
 
 
-def test_cli_gateway_runs_and_stops(tmp_path, upstream):
+def test_cli_gateway_runs_reloads_on_sighup_and_stops(tmp_path, upstream, upstream_b):
     cfg = tmp_path / "h.yaml"
-    cfg.write_text(
-        f"""
-gateway:
-  upstreams: {{a: {{targets: ["{upstream.address}"]}}}}
-  routes: [{{name: all, match: {{path: /*}}, upstream: a}}]
-"""
-    )
+    cfg.write_text(_route_to(upstream))
     port = free_port()
+    admin = free_port()
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "hypercare",
-            "gateway",
-            "--config",
-            str(cfg),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
+            sys.executable, "-m", "hypercare", "gateway", "--config", str(cfg),
+            "--listen", f"127.0.0.1:{port}", "--workers", "1",
+            "--admin-listen", f"127.0.0.1:{admin}",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-    )
+    )  # fmt: skip
+
+    def served_by() -> str:
+        try:
+            return str(httpx.get(f"http://127.0.0.1:{port}/x", timeout=0.5).json()["upstream"])
+        except httpx.HTTPError:
+            return ""
+
     try:
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/x", timeout=0.5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, timeout=20, what="the CLI gateway to answer")
+        wait_for(lambda: served_by() == "a", timeout=20, what="the CLI gateway to answer")
+        assert httpx.get(f"http://127.0.0.1:{admin}/healthz").status_code == 200
+        cfg.write_text(_route_to(upstream_b))
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: served_by() == "b", timeout=20, what="the reloaded configuration")
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-    assert proc.returncode == 0
+        out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert b"configuration reloaded" in out
 
 
 def test_cli_reports_config_errors(tmp_path):
@@ -143,3 +137,69 @@ gateway:
         for k in r.scan_iter(prefix + "*"):
             r.delete(k)
         r.close()
+
+
+def _route_to(up) -> str:
+    return f"""
+gateway:
+  upstreams: {{u: {{targets: ["{up.address}"]}}}}
+  routes: [{{name: all, match: {{path: /*}}, upstream: u}}]
+"""
+
+
+def test_reload_swaps_workers_without_dropping_in_flight(upstream, upstream_b):
+    import threading
+
+    group = start_workers(parse_config(_route_to(upstream)), "127.0.0.1:0", workers=1)
+    url = f"http://127.0.0.1:{group.port}"
+    try:
+        old_pids = group.pids
+        result: dict[str, object] = {}
+
+        def slow() -> None:
+            with httpx.Client(timeout=10) as c:
+                r = c.get(url + "/slow?s=1")
+                result["slow"] = (r.status_code, r.text)
+
+        t = threading.Thread(target=slow)
+        t.start()
+        wait_for(lambda: any(r["path"] == "/slow" for r in upstream.requests), what="in flight")
+        group.reload(parse_config(_route_to(upstream_b)))
+        assert group.pids != old_pids
+        with httpx.Client() as c:
+            assert c.get(url + "/x").json()["upstream"] == "b"
+        t.join(10)
+        assert result["slow"] == (200, "slow")
+    finally:
+        group.stop(timeout=2)
+    assert not group.alive()
+
+
+def sink_failing_on_env(index: int) -> ListSink:
+    if os.environ.get("HC_TEST_FAIL_SINK"):
+        raise RuntimeError("sink refused to start")
+    return ListSink()
+
+
+def test_reload_with_a_failing_worker_keeps_the_old_ones(upstream, monkeypatch):
+    cfg = parse_config(_route_to(upstream))
+    group = start_workers(cfg, "127.0.0.1:0", workers=1, sink_factory=sink_failing_on_env)
+    try:
+        old = group.pids
+        monkeypatch.setenv("HC_TEST_FAIL_SINK", "1")
+        with pytest.raises(RuntimeError, match="sink refused to start"):
+            group.reload(cfg)
+        assert group.pids == old
+        assert group.alive()
+        assert httpx.get(f"http://127.0.0.1:{group.port}/x").status_code == 200
+    finally:
+        group.stop(timeout=2)
+
+
+def test_invalid_jwt_key_and_redis_url_fail_at_load():
+    from hypercare.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a PEM RSA public key"):
+        parse_config("gateway:\n  jwt: {public_key: 'nope'}\n")
+    with pytest.raises(ConfigError, match="redis_url"):
+        parse_config("gateway:\n  redis_url: 'http://x'\n")

@@ -68,20 +68,31 @@ class RsaPublicKey:
 
     @classmethod
     def from_pem(cls, pem: str) -> RsaPublicKey:
-        """Read a PEM ``PUBLIC KEY`` (SubjectPublicKeyInfo) or ``RSA PUBLIC KEY`` (PKCS#1)."""
+        """Read a PEM ``PUBLIC KEY`` (SubjectPublicKeyInfo) or ``RSA PUBLIC KEY`` (PKCS#1).
+
+        Raises ValueError for anything else.
+        """
         lines = [ln.strip() for ln in pem.strip().splitlines()]
+        if not lines or not lines[0].startswith("-----BEGIN") or "PUBLIC KEY" not in lines[0]:
+            raise ValueError("not a PEM public key")
         body = "".join(ln for ln in lines if ln and not ln.startswith("-----"))
-        der = base64.b64decode(body)
-        if "RSA PUBLIC KEY" not in lines[0]:
-            # SubjectPublicKeyInfo: SEQUENCE { SEQUENCE { oid, NULL }, BIT STRING { pkcs1 } }
-            _, spki, _ = _der(der, 0)
-            _, _algo, pos = _der(spki, 0)
-            _, bits, _ = _der(spki, pos)
-            der = bits[1:]  # skip the unused-bits byte
-        _, seq, _ = _der(der, 0)
-        _, n, pos = _der(seq, 0)
-        _, e, _ = _der(seq, pos)
-        return cls(int.from_bytes(n), int.from_bytes(e))
+        try:
+            der = base64.b64decode(body, validate=True)
+            if "RSA PUBLIC KEY" not in lines[0]:
+                # SubjectPublicKeyInfo: SEQUENCE { SEQUENCE { oid, NULL }, BIT STRING { pkcs1 } }
+                _, spki, _ = _der(der, 0)
+                _, _algo, pos = _der(spki, 0)
+                _, bits, _ = _der(spki, pos)
+                der = bits[1:]  # skip the unused-bits byte
+            _, seq, _ = _der(der, 0)
+            _, n, pos = _der(seq, 0)
+            _, e, _ = _der(seq, pos)
+        except (ValueError, IndexError):
+            raise ValueError("not a DER-encoded RSA public key") from None
+        key = cls(int.from_bytes(n), int.from_bytes(e))
+        if key.n.bit_length() < 1024 or key.e < 3:
+            raise ValueError("RSA public keys must have at least 1024 bits")
+        return key
 
     def verify_sha256(self, message: bytes, signature: bytes) -> bool:
         k = (self.n.bit_length() + 7) // 8

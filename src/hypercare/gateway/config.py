@@ -174,6 +174,18 @@ class JwtConfig(StrictModel):
     consumer_claim: str = "sub"
     leeway: Duration = timedelta(seconds=30)
 
+    @field_validator("public_key")
+    @classmethod
+    def _pem(cls, value: str | None) -> str | None:
+        if value is not None:
+            from hypercare.gateway.auth import RsaPublicKey
+
+            try:
+                RsaPublicKey.from_pem(value)
+            except ValueError:
+                raise ValueError("public_key is not a PEM RSA public key") from None
+        return value
+
     @model_validator(mode="after")
     def _one_key(self) -> JwtConfig:
         if self.secret is None and self.public_key is None:
@@ -195,7 +207,7 @@ class GatewayConfig(StrictModel):
     routes: list[RouteConfig] = Field(default_factory=list)
     consumers: list[ConsumerConfig] = Field(default_factory=list)
     jwt: JwtConfig | None = None
-    redis_url: str | None = None
+    redis_url: str | None = Field(default=None, pattern=r"^(redis|rediss|unix)://")
     redis_timeout: Duration = timedelta(milliseconds=100)
     redis_prefix: str = "hypercare:rl:"
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import random
 import re
 from collections.abc import Iterable, Sequence
@@ -52,8 +51,9 @@ DROP_DOWNSTREAM = HOP_BY_HOP | frozenset(
 
 _TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
-# Ids only need to be unique, not secret: the fast generator avoids a getrandom() syscall each.
-_getrandbits = random.Random(int.from_bytes(os.urandom(16))).getrandbits
+# Ids only need to be unique, not secret: the interpreter's Mersenne Twister (seeded from
+# os.urandom at start, so every spawned worker differs) avoids a getrandom() syscall per id.
+_getrandbits = random.getrandbits
 
 
 def new_id128() -> str:

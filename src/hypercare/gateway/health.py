@@ -89,20 +89,24 @@ class ActiveChecker:
         interval = self.config.interval.total_seconds()
         timeout = self.config.timeout.total_seconds()
         while True:
-            results = await asyncio.gather(
-                *(probe(t, self.config.path, timeout) for t in self.targets)
-            )
-            for t, ok in zip(self.targets, results, strict=True):
-                if record_check(t, ok, self.config.healthy, self.config.unhealthy):
-                    log.warning(
-                        "target %s of upstream %s is now %s",
-                        t.address,
-                        self.upstream,
-                        "healthy" if t.healthy else "unhealthy",
-                    )
-                    if self.on_change is not None:
-                        self.on_change(self.upstream, t)
+            try:
+                await self._round(timeout)
+            except Exception:  # keep checking: a dead checker would freeze every verdict
+                log.exception("health check round for upstream %s failed", self.upstream)
             await asyncio.sleep(interval)
+
+    async def _round(self, timeout: float) -> None:
+        results = await asyncio.gather(*(probe(t, self.config.path, timeout) for t in self.targets))
+        for t, ok in zip(self.targets, results, strict=True):
+            if record_check(t, ok, self.config.healthy, self.config.unhealthy):
+                log.warning(
+                    "target %s of upstream %s is now %s",
+                    t.address,
+                    self.upstream,
+                    "healthy" if t.healthy else "unhealthy",
+                )
+                if self.on_change is not None:
+                    self.on_change(self.upstream, t)
 
     async def stop(self) -> None:
         if self._task is not None:

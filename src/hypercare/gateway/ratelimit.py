@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
+    """One rate-limit verdict (a NamedTuple: it is built on every limited request)."""
+
     allowed: bool
     limit: int
     remaining: int

@@ -21,12 +21,13 @@ from hypercare.gateway import headers as hdr
 from hypercare.gateway.auth import AuthError, JwtVerifier, KeyStore
 from hypercare.gateway.balancer import Balancer, Target, make_balancer
 from hypercare.gateway.config import GatewayConfig, PassiveConfig, RouteConfig
+from hypercare.gateway.exchange import Exchange
 from hypercare.gateway.health import ActiveChecker, record_failure
 from hypercare.gateway.metrics import Metrics
 from hypercare.gateway.ratelimit import LocalLimiter, RedisLimiter
 from hypercare.gateway.records import CallRecord, RecordSink
 from hypercare.gateway.router import Router
-from hypercare.gateway.server import ClientConnection, Exchange
+from hypercare.gateway.server import ClientConnection
 from hypercare.gateway.upstream import Pool, UpstreamConnection
 
 log = logging.getLogger("hypercare.gateway")
@@ -183,8 +184,9 @@ class Gateway:
         if admin is not None:
             from hypercare.gateway.admin import AdminConnection
 
+            # reuse_port: during a reload the old worker keeps its admin port while it drains.
             admin_server = await loop.create_server(
-                lambda: AdminConnection(self), admin[0], admin[1]
+                lambda: AdminConnection(self), admin[0], admin[1], reuse_port=reuse_port
             )
             self.servers.append(admin_server)
             self.admin_address = admin_server.sockets[0].getsockname()[:2]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -48,6 +49,30 @@ class WorkerGroup:
     admin_port: int | None
     processes: list[BaseProcess] = field(default_factory=list)
     _placeholder: socket.socket | None = None
+    admin_host: str = "127.0.0.1"
+    sink_factory: SinkFactory | None = None
+    ready_timeout: float = 20.0
+    _draining: list[BaseProcess] = field(default_factory=list)
+
+    def reload(self, config: HypercareConfig) -> None:
+        """Replace the workers with ones running `config`, without dropping in-flight requests.
+
+        New workers bind the same port (SO_REUSEPORT) and must report ready; only then are the
+        old ones sent SIGTERM, so they stop accepting and finish what they were doing while the
+        new ones take new connections. If a new worker fails, the new ones are stopped, the old
+        ones keep serving and RuntimeError is raised.
+        """
+        old = self.processes
+        admin = (self.admin_host, self.admin_port) if self.admin_port is not None else None
+        new = _spawn(
+            config, self.host, self.port, admin, len(old), self.sink_factory, self.ready_timeout
+        )
+        self.processes = new
+        for p in old:
+            if p.pid is not None and p.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGTERM)
+        self._draining = [p for p in [*self._draining, *old] if p.is_alive()]
 
     @property
     def pids(self) -> list[int]:
@@ -58,17 +83,18 @@ class WorkerGroup:
 
     def drain(self, timeout: float = 30.0) -> None:
         """SIGTERM every worker: each stops accepting, finishes in-flight requests, exits."""
-        for p in self.processes:
+        everyone = [*self.processes, *self._draining]
+        for p in everyone:
             if p.pid is not None and p.is_alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p.pid, signal.SIGTERM)
-        for p in self.processes:
+        for p in everyone:
             p.join(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Drain for at most `timeout` seconds, then kill what is left; release the port."""
         self.drain(timeout)
-        for p in self.processes:
+        for p in [*self.processes, *self._draining]:
             if p.is_alive():
                 p.kill()
                 p.join(5)
@@ -87,20 +113,34 @@ def start_workers(
 ) -> WorkerGroup:
     """Start `workers` gateway processes serving `config.gateway` on `listen`.
 
-    - `listen` is ``HOST:PORT``; port 0 picks a free port (see `WorkerGroup.port`).
-    - `admin_listen` (``HOST:PORT``) gives each worker i an admin listener on PORT + i with
-      ``/metrics``, ``/healthz`` and ``/targets``; None means no admin listener. Port 0 is not
-      allowed here (the ports must be predictable for scrapers).
+    This is what ``hypercare up`` calls. Contract:
+
+    - `config` is the whole validated `HypercareConfig` (pickled to the workers, which only
+      read its ``gateway`` section).
+    - `listen` is ``HOST:PORT``; port 0 picks a free port (read it from `WorkerGroup.port`).
+      Every worker binds it with SO_REUSEPORT; the returned group holds the port until `stop()`.
+    - `admin_listen` (``HOST:PORT``, port > 0) gives worker i an admin listener on PORT + i with
+      ``/metrics``, ``/healthz`` and ``/targets``; None means no admin listener.
     - `sink_factory(worker_index)` is called *inside* each worker to make its `RecordSink`; it
       must be picklable (a module-level function). None: records only feed the worker's metrics.
-    - Returns once every worker is listening; raises RuntimeError if one fails to start (the
-      others are stopped first). Call `stop()` (or `drain()`) on the result; SIGTERM to a worker
-      drains it gracefully within ``gateway.limits.drain_timeout``.
+    - Blocking: returns once every worker is listening (typically well under a second per
+      worker); raises RuntimeError naming the first worker that failed (all of them are stopped
+      first), OSError if the address cannot be bound, ValueError for a bad argument. From async
+      code, call it through ``asyncio.to_thread``.
+    - Workers are daemonic "spawn" children: they die with the parent. The program's main
+      module must be import-safe (the usual ``if __name__ == "__main__":`` guard).
+    - On the result: `stop(timeout)` drains (SIGTERM: stop accepting, finish in-flight requests
+      within ``gateway.limits.drain_timeout``) then kills what is left and releases the port;
+      `drain(timeout)` only drains; `reload(config)` swaps in workers running a new
+      configuration without dropping in-flight requests; `alive()` tells whether every current
+      worker runs; `pids` lists them.
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")
     host, port = parse_hostport(listen)
     admin: tuple[str, int] | None = parse_hostport(admin_listen) if admin_listen else None
+    if admin is not None and admin[1] == 0:
+        raise ValueError("admin_listen needs a fixed port (worker i listens on PORT + i)")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     placeholder = socket.socket(family, socket.SOCK_STREAM)
     placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -111,8 +151,35 @@ def start_workers(
         placeholder.close()
         raise
     port = placeholder.getsockname()[1]
+    group = WorkerGroup(
+        host,
+        port,
+        admin[1] if admin else None,
+        _placeholder=placeholder,
+        admin_host=admin[0] if admin else "127.0.0.1",
+        sink_factory=sink_factory,
+        ready_timeout=ready_timeout,
+    )
+    try:
+        group.processes = _spawn(config, host, port, admin, workers, sink_factory, ready_timeout)
+    except BaseException:
+        placeholder.close()
+        raise
+    return group
+
+
+def _spawn(
+    config: HypercareConfig,
+    host: str,
+    port: int,
+    admin: tuple[str, int] | None,
+    workers: int,
+    sink_factory: SinkFactory | None,
+    ready_timeout: float,
+) -> list[BaseProcess]:
+    """Start the worker processes and wait until each listens; on failure stop them all."""
     ctx = multiprocessing.get_context("spawn")
-    group = WorkerGroup(host, port, admin[1] if admin else None, _placeholder=placeholder)
+    processes: list[BaseProcess] = []
     pipes: list[Connection] = []
     for i in range(workers):
         parent_end, child_end = ctx.Pipe(duplex=False)
@@ -125,15 +192,17 @@ def start_workers(
         )
         p.start()
         child_end.close()
-        group.processes.append(p)
+        processes.append(p)
         pipes.append(parent_end)
     for i, pipe in enumerate(pipes):
         message = pipe.recv() if pipe.poll(ready_timeout) else f"worker {i} did not start in time"
         pipe.close()
         if message != "ready":
-            group.stop(timeout=2.0)
+            for started in processes:
+                started.kill()
+                started.join(5)
             raise RuntimeError(f"gateway worker {i} failed: {message}")
-    return group
+    return processes
 
 
 def worker_main(
@@ -178,6 +247,9 @@ async def _serve(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    # Everything allocated so far (modules, config, routing tables) lives as long as the
+    # worker: keep the cyclic GC from walking it again on every full collection.
+    gc.freeze()
     if ready is not None:
         ready.send("ready")
         ready.close()
