@@ -26,8 +26,10 @@ from hypercare.store.db import create_engine, database_url, redact_url
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Hypercare command center.")
 config_app = typer.Typer(no_args_is_help=True, help="Validate configuration files.")
 token_app = typer.Typer(no_args_is_help=True, help="Manage API tokens.")
+telemetry_app = typer.Typer(no_args_is_help=True, help="Telemetry shipping from gateway nodes.")
 app.add_typer(config_app, name="config")
 app.add_typer(token_app, name="token")
+app.add_typer(telemetry_app, name="telemetry")
 
 T = TypeVar("T")
 
@@ -145,6 +147,36 @@ def token_create(
 
     token = _run(go)
     typer.echo(token)
+
+
+@telemetry_app.command("node-token")
+def telemetry_node_token(
+    name: Annotated[str, typer.Option("--name", help="The gateway node, e.g. edge-1.")],
+    data_dir: DataDir = Path(".hypercare"),
+    database_url_: DatabaseUrl = None,
+) -> None:
+    """Create a node token for a remote gateway and print it once (only its hash is stored).
+
+    A node token can ship telemetry and nothing else; give it to the gateway as
+    HYPERCARE_NODE_TOKEN with HYPERCARE_CONSOLE_URL.
+    """
+    url = _url(data_dir, database_url_)
+
+    async def go() -> str:
+        from hypercare.store.db import session_factory
+        from hypercare.store.migrate import migrate as run_migrations
+        from hypercare.telemetry import nodes
+
+        engine = create_engine(url)
+        try:
+            await run_migrations(engine)
+            async with session_factory(engine)() as session, session.begin():
+                created = await nodes.create_node_token(session=session, name=name)
+            return created.token
+        finally:
+            await engine.dispose()
+
+    typer.echo(_run(go))
 
 
 def _listen(value: str, option: str) -> tuple[str, int]:

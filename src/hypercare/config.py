@@ -137,10 +137,14 @@ class TriageConfig(StrictModel):
         return self
 
 
+from hypercare.telemetry.config import TelemetryConfig  # noqa: E402 - builds on the models above
+
+
 class HypercareConfig(StrictModel):
     """The whole file. Each section is owned by the package that uses it."""
 
     triage: TriageConfig = Field(default_factory=TriageConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
 
 # --- loading ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import uvicorn
 
@@ -13,6 +14,7 @@ from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig
 from hypercare.store.db import create_engine, redact_url
 from hypercare.store.migrate import migrate
+from hypercare.telemetry import nodes as telemetry_nodes
 
 log = logging.getLogger("hypercare")
 
@@ -32,6 +34,20 @@ async def bootstrap_admin(state: AppState, admin_token: str | None) -> str | Non
     return None if admin_token else created.token
 
 
+async def export_node_token(state: AppState, host: str, port: int) -> str:
+    """Make sure the local gateway workers have a node token, and export it (with the
+    console URL) as HYPERCARE_NODE_TOKEN / HYPERCARE_CONSOLE_URL for the processes this
+    one starts; `hypercare.telemetry.shipper.shipper_from_env` reads them. A token given
+    in HYPERCARE_NODE_TOKEN is kept; otherwise a fresh one replaces the previous one."""
+    async with state.sessions() as session, session.begin():
+        token = await telemetry_nodes.ensure_local_node_token(
+            session=session, token=os.environ.get("HYPERCARE_NODE_TOKEN")
+        )
+    os.environ["HYPERCARE_NODE_TOKEN"] = token
+    os.environ["HYPERCARE_CONSOLE_URL"] = telemetry_nodes.local_console_url(host, port)
+    return token
+
+
 async def serve(
     config: HypercareConfig, *, url: str, host: str, port: int, admin_token: str | None
 ) -> None:
@@ -41,6 +57,7 @@ async def serve(
         await migrate(engine)
         state = AppState.build(config, engine)
         token = await bootstrap_admin(state, admin_token)
+        await export_node_token(state, host, port)
         print(f"hypercare {host}:{port} — store {redact_url(url)}", flush=True)
         print(f"console: http://{host}:{port}/  API: http://{host}:{port}/api/v1", flush=True)
         if token:

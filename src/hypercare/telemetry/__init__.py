@@ -1,0 +1,1 @@
+"""Telemetry: ship, store and analyze every API call the gateway proxies."""
