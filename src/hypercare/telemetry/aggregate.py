@@ -116,9 +116,12 @@ class Aggregate:
             "hist_gateway": self.hist_gateway.dumps(),
         }
 
-    def merge_row(self, row: Any, *, histograms: tuple[str, ...] = ("total",)) -> Aggregate:
+    def merge_row(
+        self, row: Any, *, histograms: tuple[str, ...] = ("total",), codes: bool = True
+    ) -> Aggregate:
         """Add a stored rollup row (ORM object or Row with the rollup columns). Only the
-        named histograms are parsed: parsing is most of the cost of a query."""
+        named histograms (and codes when asked) are parsed: parsing is most of the cost of
+        a query."""
         self.requests += row.requests
         self.c4xx += row.c4xx
         self.c5xx += row.c5xx
@@ -127,10 +130,12 @@ class Aggregate:
         self.upstream_errors += row.upstream_errors
         self.bytes_in += row.bytes_in
         self.bytes_out += row.bytes_out
-        for c, n in json.loads(row.codes).items():
-            self.codes[int(c)] = self.codes.get(int(c), 0) + n
-        for e, n in json.loads(row.errors).items():
-            self.errors[e] = self.errors.get(e, 0) + n
+        if codes:
+            for c, n in json.loads(row.codes).items():
+                self.codes[int(c)] = self.codes.get(int(c), 0) + n
+        if row.errors != "{}":
+            for e, n in json.loads(row.errors).items():
+                self.errors[e] = self.errors.get(e, 0) + n
         if "total" in histograms:
             self.hist_total.merge_dumped(row.hist_total)
         if "upstream" in histograms:
@@ -148,27 +153,32 @@ def aggregate_into(
 ) -> None:
     """Add `records` to per (dimension, key, bucket) aggregates: by route, consumer, target.
 
-    Latency buckets are computed once per record and shared by the three dimensions.
+    Records are first counted per (bucket, route, consumer, target) combination, once each;
+    the combinations (far fewer than records) are then merged into the three dimensions.
     """
+    combos: dict[tuple[int, str, str, str], Aggregate] = {}
     for r in records:
         b = int(r.time // bucket_seconds) * bucket_seconds
-        i_total = bucket_of(r.total_ms)
-        i_gateway = bucket_of(r.gateway_ms)
-        i_up = bucket_of(r.upstream_ms) if r.target else None
-        k: Key = ("route", r.route, b)
-        agg = out.get(k)
+        ck = (b, r.route, r.consumer, r.target)
+        agg = combos.get(ck)
         if agg is None:
-            agg = out[k] = Aggregate()
-        agg.add(r, i_total, i_up, i_gateway)
-        if r.consumer:
-            k = ("consumer", r.consumer, b)
-            agg = out.get(k)
-            if agg is None:
-                agg = out[k] = Aggregate()
-            agg.add(r, i_total, i_up, i_gateway)
-        if r.target:
-            k = ("target", r.target, b)
-            agg = out.get(k)
-            if agg is None:
-                agg = out[k] = Aggregate()
-            agg.add(r, i_total, i_up, i_gateway)
+            agg = combos[ck] = Aggregate()
+        agg.add(
+            r,
+            bucket_of(r.total_ms),
+            bucket_of(r.upstream_ms) if r.target else None,
+            bucket_of(r.gateway_ms),
+        )
+    for (b, route, consumer, target), agg in combos.items():
+        for k in (
+            ("route", route, b),
+            ("consumer", consumer, b) if consumer else None,
+            ("target", target, b) if target else None,
+        ):
+            if k is None:
+                continue
+            mine = out.get(k)
+            if mine is None:
+                out[k] = Aggregate().merge(agg)
+            else:
+                mine.merge(agg)

@@ -56,7 +56,7 @@ def to_read(row: TelemetryCall) -> CallRead:
         request_id=row.request_id,
         trace_id=row.trace_id,
         user_agent=row.user_agent,
-        capture=row.capture,
+        capture=json.loads(row.capture) if row.capture else None,
     )
 
 

@@ -48,12 +48,13 @@ async def rollup_hours(collector: Collector, now: float) -> int:
         while rolled < limit and done < MAX_HOURS_PER_PASS:
             async with engine.begin() as conn:
                 merged: dict[tuple[str, str], Aggregate] = defaultdict(Aggregate)
+                table = TelemetryMinute.__table__
                 rows = await conn.execute(
-                    select(TelemetryMinute).where(
+                    select(table).where(
                         TelemetryMinute.bucket >= rolled, TelemetryMinute.bucket < rolled + 3600
                     )
                 )
-                for row in rows.scalars():
+                for row in rows:
                     merged[(row.dim, row.key)].merge_row(row, histograms=_ALL_HISTS)
                 if merged:
                     await conn.execute(

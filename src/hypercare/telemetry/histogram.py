@@ -6,29 +6,65 @@ reported as ``2 * GAMMA**i / (GAMMA + 1)``, which is within ``ALPHA`` (1 %) of e
 it. Histograms are sparse ``{bucket: count}`` maps, so merging (across minutes, nodes,
 consumers) is adding counts, and a quantile of a merge is as exact as one of the raw data.
 
-Error bound: for values from ``MIN_MS`` (1 µs) up, ``quantile(q)`` is within ±1 % (relative)
-of the exact order statistic ``sorted(values)[floor(q * (n - 1))]``. Values below ``MIN_MS``
-(including 0) are counted in the ``MIN_MS`` bucket.
+Error bound: for values from ``MIN_MS`` (1 µs) to ``MAX_MS`` (1 hour), ``quantile(q)`` is
+within ±1 % (relative) of the exact order statistic ``sorted(values)[floor(q * (n - 1))]``.
+Values below ``MIN_MS`` (including 0) are counted in the lowest bucket, values above
+``MAX_MS`` in the highest.
+
+Stored form (`dumps`): the dense run of counts from the lowest to the highest non-empty
+bucket, as ``I<lowest bucket>:<base64 of little-endian uint32 counts>`` (or, if a count
+ever passes 2**32, a JSON array ``[lowest bucket, count, ...]``). Readers add such runs into
+a fixed array (`Dense`), which merges thousands of rows with C-speed slice operations.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import operator
+import sys
+from array import array
 from collections.abc import Iterable
 
 ALPHA = 0.01
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
 _LN_GAMMA = math.log(GAMMA)
 MIN_MS = 0.001
+MAX_MS = 3_600_000.0
 _MIN_INDEX = math.ceil(math.log(MIN_MS) / _LN_GAMMA)
+_MAX_INDEX = math.ceil(math.log(MAX_MS) / _LN_GAMMA)
+SLOTS = _MAX_INDEX - _MIN_INDEX + 1
 
 
 def bucket_of(ms: float) -> int:
     """The bucket index of a latency in milliseconds."""
     if ms <= MIN_MS:
         return _MIN_INDEX
+    if ms >= MAX_MS:
+        return _MAX_INDEX
     return math.ceil(math.log(ms) / _LN_GAMMA)
+
+
+def _encode_run(lo: int, run: list[int]) -> str:
+    if max(run) >= 2**32:
+        return json.dumps([lo, *run], separators=(",", ":"))
+    packed = array("I", run)
+    if sys.byteorder == "big":  # pragma: no cover - stored form is little-endian
+        packed.byteswap()
+    return f"I{lo}:{base64.b64encode(packed.tobytes()).decode()}"
+
+
+def _decode_run(text: str) -> tuple[int, array[int] | list[int]]:
+    if text[0] == "I":
+        lo, _, data = text[1:].partition(":")
+        packed = array("I")
+        packed.frombytes(base64.b64decode(data))
+        if sys.byteorder == "big":  # pragma: no cover
+            packed.byteswap()
+        return int(lo), packed
+    run = json.loads(text)
+    return int(run[0]), run[1:]
 
 
 def bucket_value(index: int) -> float:
@@ -103,26 +139,51 @@ class Histogram:
         return out
 
     def dumps(self) -> str:
-        """Compact JSON: a flat list ``[bucket, count, bucket, count, ...]``."""
-        flat: list[int] = []
-        for i, n in self.counts.items():
-            flat.append(i)
-            flat.append(n)
-        return json.dumps(flat, separators=(",", ":"))
+        """The stored form (see the module docstring); "" when empty."""
+        if not self.counts:
+            return ""
+        lo, hi = min(self.counts), max(self.counts)
+        get = self.counts.get
+        return _encode_run(lo, [get(i, 0) for i in range(lo, hi + 1)])
 
     @classmethod
     def loads(cls, text: str | None) -> Histogram:
-        if not text:
-            return cls()
-        flat = json.loads(text)
-        return cls(dict(zip(flat[::2], flat[1::2], strict=True)))
+        return cls().merge_dumped(text)
 
     def merge_dumped(self, text: str | None) -> Histogram:
-        """Merge a `dumps()` string without building an intermediate Histogram."""
+        """Merge a `dumps()` string into this histogram."""
         if text:
-            flat = json.loads(text)
+            lo, run = _decode_run(text)
             counts = self.counts
-            for k in range(0, len(flat), 2):
-                i = flat[k]
-                counts[i] = counts.get(i, 0) + flat[k + 1]
+            for i, n in enumerate(run, start=lo):
+                if n:
+                    counts[i] = counts.get(i, 0) + n
         return self
+
+
+class Dense:
+    """A fixed array of every bucket, for merging many stored histograms quickly."""
+
+    __slots__ = ("hi", "lo", "slots")
+
+    def __init__(self) -> None:
+        self.slots = [0] * SLOTS
+        self.lo = SLOTS
+        self.hi = 0
+
+    def merge_dumped(self, text: str | None) -> None:
+        if not text:
+            return
+        lo, run = _decode_run(text)
+        start = lo - _MIN_INDEX
+        end = start + len(run)
+        if start < 0 or end > SLOTS:
+            raise ValueError(f"stored histogram out of range (bucket {lo})")
+        s = self.slots
+        s[start:end] = map(operator.add, s[start:end], run)
+        self.lo = min(self.lo, start)
+        self.hi = max(self.hi, end)
+
+    def to_histogram(self) -> Histogram:
+        s = self.slots
+        return Histogram({i + _MIN_INDEX: s[i] for i in range(self.lo, self.hi) if s[i]})

@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     Float,
@@ -81,7 +80,6 @@ class TelemetryCall(Base):
     __table_args__ = (
         Index("ix_telemetry_calls_route_ts", "route", "ts"),
         Index("ix_telemetry_calls_request_id", "request_id"),
-        Index("ix_telemetry_calls_trace_id", "trace_id"),
         Index("ix_telemetry_calls_batch_id", "batch_id"),
     )
 
@@ -106,8 +104,8 @@ class TelemetryCall(Base):
     trace_id: Mapped[str] = mapped_column(String(SIZES["trace_id"]))
     upstream: Mapped[str] = mapped_column(String(SIZES["upstream"]))
     user_agent: Mapped[str] = mapped_column(String(SIZES["user_agent"]))
-    # redacted headers and bodies, when the route's capture policy kept them
-    capture: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # redacted headers and bodies as JSON, when the route's capture policy kept them
+    capture: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class _Rollup:

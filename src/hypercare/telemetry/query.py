@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.errors import InvalidInput
 from hypercare.telemetry.aggregate import Aggregate
 from hypercare.telemetry.collector import HOURS_UNTIL
+from hypercare.telemetry.histogram import Dense, Histogram
 from hypercare.telemetry.live import LiveStore
 from hypercare.telemetry.models import (
     DIMENSIONS,
@@ -62,7 +63,6 @@ _ROLLUP_COLUMNS = (
     "upstream_errors",
     "bytes_in",
     "bytes_out",
-    "codes",
     "errors",
 )
 
@@ -131,22 +131,37 @@ async def collect(
     if not sources:
         sources = [(TelemetryMinute, s, e)]
     out: dict[tuple[str, int], Aggregate] = {}
+    dense: dict[tuple[str, int, str], Dense] = {}
+    columns = [f"hist_{h}" for h in histograms]
 
-    def slot(k: str, bucket: int) -> Aggregate:
-        at = s + (bucket - s) // width * width
-        agg = out.get((k, at))
-        if agg is None:
-            agg = out[(k, at)] = Aggregate()
-        return agg
+    def slot(k: str, bucket: int) -> tuple[str, int]:
+        at = (k, s + (bucket - s) // width * width)
+        if at not in out:
+            out[at] = Aggregate()
+        return at
 
     async with live.lock:
         for table, a, b in sources:
             if a >= b:
                 continue
             for row in await _read(session, table, dim, a, b, key, histograms):
-                slot(row.key, row.bucket).merge_row(row, histograms=histograms)
-        for k in live.select(dim, s, e, key):
-            slot(k[1], k[2]).merge(live.pending[k])
+                at = slot(row.key, row.bucket)
+                out[at].merge_row(row, histograms=(), codes=False)
+                for h, col in zip(histograms, columns, strict=True):
+                    d = dense.get((*at, h))
+                    if d is None:
+                        d = dense[(*at, h)] = Dense()
+                    d.merge_dumped(getattr(row, col))
+        for lk in live.select(dim, s, e, key):
+            out[slot(lk[1], lk[2])].merge(live.pending[lk])
+    for (name, start_at, h), d in dense.items():
+        agg = out[(name, start_at)]
+        attr = f"hist_{h}"
+        mine: Histogram = getattr(agg, attr)
+        if mine.counts:  # live data of the same step
+            mine.merge(d.to_histogram())
+        else:
+            setattr(agg, attr, d.to_histogram())
     return out
 
 

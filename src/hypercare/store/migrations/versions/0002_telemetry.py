@@ -62,14 +62,13 @@ def upgrade() -> None:
         sa.Column("trace_id", sa.String(length=64), nullable=False),
         sa.Column("upstream", sa.String(length=200), nullable=False),
         sa.Column("user_agent", sa.String(length=500), nullable=False),
-        sa.Column("capture", sa.JSON(), nullable=True),
+        sa.Column("capture", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_telemetry_calls")),
     )
     with op.batch_alter_table("telemetry_calls", schema=None) as batch_op:
         batch_op.create_index("ix_telemetry_calls_batch_id", ["batch_id"], unique=False)
         batch_op.create_index("ix_telemetry_calls_request_id", ["request_id"], unique=False)
         batch_op.create_index("ix_telemetry_calls_route_ts", ["route", "ts"], unique=False)
-        batch_op.create_index("ix_telemetry_calls_trace_id", ["trace_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_telemetry_calls_ts"), ["ts"], unique=False)
 
     op.create_table(
@@ -170,7 +169,6 @@ def downgrade() -> None:
     op.drop_table("telemetry_hours")
     with op.batch_alter_table("telemetry_calls", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_telemetry_calls_ts"))
-        batch_op.drop_index("ix_telemetry_calls_trace_id")
         batch_op.drop_index("ix_telemetry_calls_route_ts")
         batch_op.drop_index("ix_telemetry_calls_request_id")
         batch_op.drop_index("ix_telemetry_calls_batch_id")
