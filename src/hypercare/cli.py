@@ -31,8 +31,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(no_args_is_help=True, help="Validate configuration files.")
 token_app = typer.Typer(no_args_is_help=True, help="Manage API tokens.")
+telemetry_app = typer.Typer(no_args_is_help=True, help="Telemetry shipping from gateway nodes.")
 app.add_typer(config_app, name="config")
 app.add_typer(token_app, name="token")
+app.add_typer(telemetry_app, name="telemetry")
 
 T = TypeVar("T")
 
@@ -152,6 +154,36 @@ def token_create(
     typer.echo(token)
 
 
+@telemetry_app.command("node-token")
+def telemetry_node_token(
+    name: Annotated[str, typer.Option("--name", help="The gateway node, e.g. edge-1.")],
+    data_dir: DataDir = Path(".hypercare"),
+    database_url_: DatabaseUrl = None,
+) -> None:
+    """Create a node token for a remote gateway and print it once (only its hash is stored).
+
+    A node token can ship telemetry and nothing else; give it to the gateway as
+    HYPERCARE_NODE_TOKEN with HYPERCARE_CONSOLE_URL.
+    """
+    url = _url(data_dir, database_url_)
+
+    async def go() -> str:
+        from hypercare.store.db import session_factory
+        from hypercare.store.migrate import migrate as run_migrations
+        from hypercare.telemetry import nodes
+
+        engine = create_engine(url)
+        try:
+            await run_migrations(engine)
+            async with session_factory(engine)() as session, session.begin():
+                created = await nodes.create_node_token(session=session, name=name)
+            return created.token
+        finally:
+            await engine.dispose()
+
+    typer.echo(_run(go))
+
+
 def _listen(value: str, option: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
@@ -203,7 +235,9 @@ def up(
                 host=host,
                 port=port,
                 admin_token=os.environ.get("HYPERCARE_ADMIN_TOKEN"),
-                gateway=GatewayPlan(gateway_listen, workers, gateway_admin_listen)
+                gateway=GatewayPlan(
+                    gateway_listen, workers, gateway_admin_listen, data_dir.resolve() / "spool"
+                )
                 if workers
                 else None,
             )
@@ -236,6 +270,7 @@ def gateway(
     import signal
     import threading
 
+    from hypercare.errors import ConfigError
     from hypercare.gateway.supervisor import start_workers
 
     cfg = _load(config)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 
@@ -20,6 +22,7 @@ from hypercare.errors import StartupError
 from hypercare.gateway.supervisor import WorkerGroup
 from hypercare.store.db import create_engine, redact_url
 from hypercare.store.migrate import migrate
+from hypercare.telemetry import nodes as telemetry_nodes
 
 log = logging.getLogger("hypercare")
 
@@ -61,6 +64,21 @@ class GatewayPlan:
     listen: str
     workers: int
     admin_listen: str | None
+    spool_dir: Path | None = None  # where workers spool call records the console cannot take
+
+
+async def export_node_token(state: AppState, host: str, port: int) -> str:
+    """Make sure the local gateway workers have a node token, and export it (with the
+    console URL) as HYPERCARE_NODE_TOKEN / HYPERCARE_CONSOLE_URL for the processes this
+    one starts; `hypercare.telemetry.shipper.shipper_from_env` reads them. A token given
+    in HYPERCARE_NODE_TOKEN is kept; otherwise a fresh one replaces the previous one."""
+    async with state.sessions() as session, session.begin():
+        token = await telemetry_nodes.ensure_local_node_token(
+            session=session, token=os.environ.get("HYPERCARE_NODE_TOKEN")
+        )
+    os.environ["HYPERCARE_NODE_TOKEN"] = token
+    os.environ["HYPERCARE_CONSOLE_URL"] = telemetry_nodes.local_console_url(host, port)
+    return token
 
 
 async def serve(
@@ -79,6 +97,7 @@ async def serve(
         await migrate(engine)
         state = AppState.build(config, engine)
         token = await bootstrap_admin(state, admin_token)
+        await export_node_token(state, host, port)
         if gateway is not None:
             group = await start_gateway(config, gateway)
             print(
@@ -117,10 +136,13 @@ async def serve(
 
 async def start_gateway(config: HypercareConfig, plan: GatewayPlan) -> WorkerGroup:
     from hypercare.gateway.supervisor import start_workers
+    from hypercare.telemetry.shipper import worker_sink
 
+    if plan.spool_dir is not None:
+        os.environ["HYPERCARE_SPOOL_DIR"] = str(plan.spool_dir)
     try:
         return await asyncio.to_thread(
-            start_workers, config, plan.listen, plan.workers, plan.admin_listen
+            start_workers, config, plan.listen, plan.workers, plan.admin_listen, worker_sink
         )
     except (OSError, RuntimeError, ValueError) as exc:
         raise StartupError(f"cannot start the gateway on {plan.listen}: {exc}") from None

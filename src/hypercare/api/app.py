@@ -17,6 +17,8 @@ from hypercare.api.state import AppState
 from hypercare.auth.views import router as tokens_router
 from hypercare.feedback import views as feedback_views
 from hypercare.store.db import ping
+from hypercare.telemetry import jobs as telemetry_jobs
+from hypercare.telemetry.views import router as telemetry_router
 from hypercare.triage.jobs import run_sla_clock
 from hypercare.triage.views import router as issues_router
 
@@ -32,6 +34,9 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
         tasks = []
         if background:
             tasks.append(asyncio.create_task(run_sla_clock(state, stop), name="sla-clock"))
+            await telemetry_jobs.start(state)
+            tasks.append(asyncio.create_task(telemetry_jobs.run_flush(state, stop)))
+            tasks.append(asyncio.create_task(telemetry_jobs.run_compaction(state, stop)))
         try:
             yield
         finally:
@@ -39,6 +44,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if background:
+                await telemetry_jobs.shutdown(state)
 
     app = FastAPI(
         title="Hypercare",
@@ -55,6 +62,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     app.include_router(tokens_router)
     app.include_router(feedback_views.router)
     app.include_router(feedback_views.public)
+    app.include_router(telemetry_router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

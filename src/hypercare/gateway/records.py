@@ -7,7 +7,7 @@ in-worker metrics are both `RecordSink`s.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 # Error kinds a record can carry in `error`; "" means the call completed normally.
 ERROR_KINDS = (
@@ -51,3 +51,13 @@ class RecordSink(Protocol):
     """Where finished call records go. `emit` is called on the hot path: it must not block."""
 
     def emit(self, record: CallRecord) -> None: ...
+
+
+@runtime_checkable
+class ManagedSink(RecordSink, Protocol):
+    """A sink with work of its own (a shipper): started on the worker's loop before the
+    first request and closed after the last one, so nothing buffered is lost."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...

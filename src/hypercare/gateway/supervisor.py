@@ -22,11 +22,11 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from hypercare.config import HypercareConfig
-from hypercare.gateway.records import RecordSink
+from hypercare.gateway.records import ManagedSink, RecordSink
 
 log = logging.getLogger("hypercare.gateway")
 
-SinkFactory = Callable[[int], RecordSink]
+SinkFactory = Callable[[int], RecordSink | None]
 
 
 def parse_hostport(value: str, default_port: int = 8080) -> tuple[str, int]:
@@ -241,6 +241,8 @@ async def _serve(
     from hypercare.gateway.runtime import Gateway
 
     sink = sink_factory(index) if sink_factory is not None else None
+    if isinstance(sink, ManagedSink):
+        await sink.start()
     gw = Gateway(config.gateway, sink)
     await gw.start(host, port, admin=admin, reuse_port=True)
     stop = asyncio.Event()
@@ -259,3 +261,5 @@ async def _serve(
     if not drained:
         log.warning("drain timeout: closing %d connections", len(gw.connections))
     await gw.close()
+    if isinstance(sink, ManagedSink):
+        await sink.close()

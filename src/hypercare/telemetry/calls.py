@@ -1,0 +1,133 @@
+"""Call detail: filtered, cursor-paginated listing and the detail of one call."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hypercare.errors import InvalidInput, NotFound
+from hypercare.telemetry.models import CallRead, CallsPage, TelemetryCall
+
+MAX_LIMIT = 1000
+
+
+def encode_cursor(ts: float, row_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([ts, row_id]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        ts, row_id = json.loads(raw)
+        if not isinstance(ts, int | float) or not isinstance(row_id, int):
+            raise ValueError
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise InvalidInput(
+            "invalid cursor; pass the next_cursor of a previous page unchanged"
+        ) from None
+    return float(ts), row_id
+
+
+def to_read(row: TelemetryCall) -> CallRead:
+    return CallRead(
+        id=row.id,
+        time=datetime.fromtimestamp(row.ts, UTC),
+        route=row.route,
+        consumer=row.consumer,
+        method=row.method,
+        path_template=row.path_template,
+        path=row.path,
+        status=row.status,
+        request_bytes=row.request_bytes,
+        response_bytes=row.response_bytes,
+        target=row.target,
+        upstream=row.upstream,
+        gateway_ms=row.gateway_ms,
+        upstream_ms=row.upstream_ms,
+        total_ms=row.total_ms,
+        error=row.error,
+        client_ip=row.client_ip,
+        request_id=row.request_id,
+        trace_id=row.trace_id,
+        user_agent=row.user_agent,
+        capture=json.loads(row.capture) if row.capture else None,
+    )
+
+
+def _status_filter(status: str) -> Any:
+    s = status.strip().lower()
+    if len(s) == 3 and s[0] in "12345" and s[1:] == "xx":
+        low = int(s[0]) * 100
+        return and_(TelemetryCall.status >= low, TelemetryCall.status < low + 100)
+    if s.isdigit() and 100 <= int(s) <= 599:
+        return TelemetryCall.status == int(s)
+    raise InvalidInput(f"invalid status {status!r}: use a code (503) or a class (5xx)")
+
+
+async def list_calls(
+    *,
+    session: AsyncSession,
+    route: str | None = None,
+    status: str | None = None,
+    consumer: str | None = None,
+    error: str | None = None,
+    request_id: str | None = None,
+    trace_id: str | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> CallsPage:
+    """Newest first. `error` is an error kind, or ``any`` for every call with one."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
+    stmt = select(TelemetryCall)
+    conds: list[Any] = []
+    if route is not None:
+        conds.append(TelemetryCall.route == route)
+    if consumer is not None:
+        conds.append(TelemetryCall.consumer == consumer)
+    if status is not None:
+        conds.append(_status_filter(status))
+    if error is not None:
+        conds.append(TelemetryCall.error != "" if error == "any" else TelemetryCall.error == error)
+    if request_id is not None:
+        conds.append(TelemetryCall.request_id == request_id)
+    if trace_id is not None:
+        conds.append(TelemetryCall.trace_id == trace_id)
+    if start is not None:
+        conds.append(TelemetryCall.ts >= start)
+    if end is not None:
+        conds.append(TelemetryCall.ts < end)
+    if cursor:
+        ts, row_id = decode_cursor(cursor)
+        conds.append(
+            or_(TelemetryCall.ts < ts, and_(TelemetryCall.ts == ts, TelemetryCall.id < row_id))
+        )
+    stmt = stmt.where(*conds).order_by(TelemetryCall.ts.desc(), TelemetryCall.id.desc())
+    rows = list((await session.scalars(stmt.limit(limit + 1))).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more and rows else None
+    return CallsPage(items=[to_read(r) for r in rows], next_cursor=next_cursor)
+
+
+async def get_call(*, session: AsyncSession, request_id: str) -> CallRead:
+    row = await session.scalar(
+        select(TelemetryCall)
+        .where(TelemetryCall.request_id == request_id)
+        .order_by(TelemetryCall.ts.desc(), TelemetryCall.id.desc())
+        .limit(1)
+    )
+    if row is None:
+        raise NotFound(
+            f"no stored call with request id {request_id!r} "
+            "(call detail is kept for telemetry.retention.calls)"
+        )
+    return to_read(row)

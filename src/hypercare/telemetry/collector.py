@@ -1,0 +1,252 @@
+"""The console side of shipping: store batches durably, keep live aggregates, flush rollups.
+
+`ingest` writes one batch (its row and all its call detail) in one transaction with
+multi-row inserts, then adds the records to the live aggregates. Only after that returns
+is the batch acknowledged, so an acknowledged record is always in the store.
+`flush` writes closed minutes as rollup rows and flags their batches aggregated, in one
+transaction. `recover` rebuilds the live aggregates of unflagged batches at start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from typing import Any, cast
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from hypercare.gateway.records import CallRecord
+from hypercare.telemetry.aggregate import Aggregate, Key, aggregate_into
+from hypercare.telemetry.capture import CallCapture, should_capture
+from hypercare.telemetry.config import TelemetryConfig
+from hypercare.telemetry.live import LiveStore
+from hypercare.telemetry.models import (
+    SIZES,
+    TelemetryBatch,
+    TelemetryCall,
+    TelemetryHour,
+    TelemetryMinute,
+    TelemetryState,
+)
+from hypercare.telemetry.redact import Redactor
+from hypercare.telemetry.wire import Batch
+
+log = logging.getLogger("hypercare.telemetry")
+
+HOURS_UNTIL = "hours_rolled_until"
+_CALL_COLUMNS = CallRecord._fields
+_LIMITS = [(i, SIZES[f]) for i, f in enumerate(_CALL_COLUMNS) if f in SIZES]
+_ID_CHUNK = 500
+
+
+def _row(r: CallRecord, batch_id: int, capture: str | None) -> tuple[Any, ...]:
+    """The insert parameters of one record, strings cut to their column sizes."""
+    for i, size in _LIMITS:
+        if len(cast(str, r[i])) > size:
+            values: list[Any] = list(r)
+            for j, limit in _LIMITS:
+                values[j] = values[j][:limit]
+            return (*values, batch_id, capture)
+    return (*r, batch_id, capture)
+
+
+_INSERT_COLUMNS = ("ts", *_CALL_COLUMNS[1:], "batch_id", "capture")
+
+
+def insert_calls_sql(paramstyle: str) -> str:
+    """A plain multi-row INSERT for the driver's executemany: on the ingest path the
+    per-row parameter processing of SQLAlchemy costs more than the insert itself."""
+    n = len(_INSERT_COLUMNS)
+    if paramstyle == "qmark":
+        marks = ["?"] * n
+    elif paramstyle == "numeric_dollar":
+        marks = [f"${i + 1}" for i in range(n)]
+    elif paramstyle == "numeric":
+        marks = [f":{i + 1}" for i in range(n)]
+    elif paramstyle == "format":
+        marks = ["%s"] * n
+    else:  # pragma: no cover - every supported driver is above
+        raise RuntimeError(f"unsupported DB-API paramstyle {paramstyle!r}")
+    return (
+        f"INSERT INTO {TelemetryCall.__tablename__} ({', '.join(_INSERT_COLUMNS)}) "
+        f"VALUES ({', '.join(marks)})"
+    )
+
+
+class Collector:
+    """Ingest and flush for one console process; long-lived, kept in `AppState.extras`."""
+
+    def __init__(self, engine: AsyncEngine, config: TelemetryConfig, live: LiveStore) -> None:
+        self.engine = engine
+        self.config = config
+        self.live = live
+        self.redactor = Redactor(config.redact.headers, config.redact.fields)
+        self._insert_calls = insert_calls_sql(engine.dialect.paramstyle)
+
+    def _capture(self, r: CallRecord, cap: CallCapture) -> str | None:
+        policy = self.config.capture.policy_for(r.route)
+        # the sample draw happened on the gateway; the console only refuses what the
+        # policy can never allow
+        if policy.mode == "off" or not should_capture(policy, r.status, r.error, 0.0):
+            return None
+        limit = self.config.capture.max_body_bytes
+        req_type = next((v for n, v in cap.request_headers if n.lower() == "content-type"), "")
+        resp_type = next((v for n, v in cap.response_headers if n.lower() == "content-type"), "")
+        text: str = json.dumps(
+            {
+                "request_headers": self.redactor.redact_headers(cap.request_headers),
+                "response_headers": self.redactor.redact_headers(cap.response_headers),
+                "request_body": self.redactor.redact_body(cap.request_body[:limit], req_type),
+                "response_body": self.redactor.redact_body(cap.response_body[:limit], resp_type),
+                "truncated": len(cap.request_body) > limit or len(cap.response_body) > limit,
+            },
+            ensure_ascii=False,
+        )
+        return text
+
+    async def ingest(self, node: str, batch: Batch) -> tuple[int, bool]:
+        """Store `batch`; returns (records accepted, whether it was a duplicate)."""
+        started = time.perf_counter()
+        stats = self.live.stats
+        stats.node_dropped[node] = batch.dropped_total
+        stats.node_spool_bytes[node] = batch.spool_bytes
+        try:
+            async with self.engine.begin() as conn:
+                existing = await conn.scalar(
+                    select(TelemetryBatch.id).where(TelemetryBatch.batch_key == batch.key)
+                )
+                if existing is not None:
+                    stats.duplicates += 1
+                    return 0, True
+                batch_id = await conn.scalar(
+                    insert(TelemetryBatch)
+                    .values(
+                        batch_key=batch.key,
+                        node=node,
+                        received_at=time.time(),
+                        records=len(batch.records),
+                        aggregated=False,
+                    )
+                    .returning(TelemetryBatch.id)
+                )
+                if batch_id is None:  # pragma: no cover - RETURNING always gives the id
+                    raise RuntimeError("the store returned no id for the new batch")
+                if batch.records:
+                    caps = {
+                        i: self._capture(batch.records[i], c) for i, c in batch.captures.items()
+                    }
+                    rows = [
+                        _row(r, batch_id, caps.get(i) if caps else None)
+                        for i, r in enumerate(batch.records)
+                    ]
+                    await conn.exec_driver_sql(self._insert_calls, rows)
+        except IntegrityError:
+            # the same batch key committed concurrently: the other request stored it
+            stats.duplicates += 1
+            return 0, True
+        self.live.add(batch_id, batch.records)
+        elapsed = time.perf_counter() - started
+        stats.records += len(batch.records)
+        stats.batches += 1
+        stats.write_seconds_sum += elapsed
+        stats.write_seconds_count += 1
+        if batch.records:
+            stats.last_lag_seconds = max(0.0, time.time() - min(r.time for r in batch.records))
+        return len(batch.records), False
+
+    async def flush(self, now: float | None = None) -> int:
+        """Write the minutes closed before ``now - grace`` as rollups; returns rows written."""
+        now = time.time() if now is None else now
+        grace = self.config.minute_grace.total_seconds()
+        cutoff = int((now - grace) // 60) * 60
+        started = time.perf_counter()
+        async with self.live.lock:
+            closed, done, partial = self.live.take_closed(cutoff)
+            if not closed and not done and not partial:
+                return 0
+            try:
+                async with self.engine.begin() as conn:
+                    written = await write_rollups(conn, closed)
+                    for chunk in _chunks(done):
+                        await conn.execute(
+                            update(TelemetryBatch)
+                            .where(TelemetryBatch.id.in_(chunk))
+                            .values(aggregated=True)
+                        )
+                    # recovery skips the minutes of partly flushed batches already written
+                    for chunk in _chunks(partial):
+                        await conn.execute(
+                            update(TelemetryBatch)
+                            .where(TelemetryBatch.id.in_(chunk))
+                            .values(flushed_until=cutoff)
+                        )
+            except BaseException:
+                self.live.put_back(closed, done + partial, cutoff)
+                raise
+        self.live.stats.flush_seconds_sum += time.perf_counter() - started
+        self.live.stats.flush_count += 1
+        return written
+
+
+def _chunks(ids: list[int]) -> list[list[int]]:
+    return [ids[i : i + _ID_CHUNK] for i in range(0, len(ids), _ID_CHUNK)]
+
+
+async def hours_until(conn: AsyncConnection) -> int | None:
+    value: int | None = await conn.scalar(
+        select(TelemetryState.value).where(TelemetryState.name == HOURS_UNTIL)
+    )
+    return value
+
+
+async def write_rollups(conn: AsyncConnection, closed: dict[Key, Aggregate]) -> int:
+    """Insert minute rows for `closed`; minutes of hours already rolled up also add to the
+    hour rollup, so late records (a replayed spool) are never missing from hour queries."""
+    if not closed:
+        return 0
+    rows = [a.to_row(dim, key, bucket) for (dim, key, bucket), a in closed.items()]
+    await conn.execute(insert(TelemetryMinute), rows)
+    rolled = await hours_until(conn)
+    if rolled is not None:
+        late: dict[Key, Aggregate] = defaultdict(Aggregate)
+        for (dim, key, bucket), a in closed.items():
+            if bucket < rolled:
+                late[(dim, key, bucket - bucket % 3600)].merge(a)
+        if late:
+            await conn.execute(
+                insert(TelemetryHour), [a.to_row(d, k, b) for (d, k, b), a in late.items()]
+            )
+    return len(rows)
+
+
+async def recover(engine: AsyncEngine, live: LiveStore) -> int:
+    """Re-aggregate the records of batches not yet in the rollups; returns how many."""
+    count = 0
+    async with engine.connect() as conn:
+        batches = (
+            await conn.execute(
+                select(TelemetryBatch.id, TelemetryBatch.flushed_until).where(
+                    TelemetryBatch.aggregated.is_(False)
+                )
+            )
+        ).all()
+        cols = [getattr(TelemetryCall, "ts" if f == "time" else f) for f in _CALL_COLUMNS]
+        for batch_id, flushed_until in batches:
+            result = await conn.execute(
+                select(*cols).where(
+                    TelemetryCall.batch_id == batch_id, TelemetryCall.ts >= flushed_until
+                )
+            )
+            records = [CallRecord(*row) for row in result]
+            live.add(batch_id, records)
+            count += len(records)
+    if count:
+        log.info("telemetry: re-aggregated %d record(s) of %d batch(es)", count, len(batches))
+    return count
+
+
+__all__ = ["Collector", "aggregate_into", "recover", "write_rollups"]

@@ -1,0 +1,74 @@
+"""The ``telemetry:`` section of the configuration file."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+
+from hypercare.config import Duration, StrictModel
+from hypercare.telemetry.capture import CapturePolicy, Policy
+
+DEFAULT_REDACT_HEADERS = (
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "apikey",
+    "x-auth-token",
+    "x-access-token",
+    "x-csrf-token",
+)
+DEFAULT_REDACT_FIELDS = (
+    "password",
+    "passwd",
+    "*token*",
+    "*secret*",
+    "card*",
+    "cvv",
+    "cvc",
+    "pin",
+    "ssn",
+    "api_key",
+    "apikey",
+    "authorization",
+)
+
+
+class CaptureConfig(StrictModel):
+    default: CapturePolicy = Policy("off")
+    routes: dict[str, CapturePolicy] = Field(default_factory=dict)
+    max_body_bytes: int = Field(default=4096, ge=0, le=65536)
+
+    def policy_for(self, route: str) -> Policy:
+        return self.routes.get(route, self.default)
+
+
+class RedactConfig(StrictModel):
+    # added to the built-in list (Authorization, Cookie, Set-Cookie, API-key headers...)
+    headers: list[str] = Field(default_factory=list)
+    # glob patterns on JSON/form field names, added to the built-in list
+    fields: list[str] = Field(default_factory=list)
+
+
+class RetentionConfig(StrictModel):
+    calls: Duration = timedelta(hours=72)
+    minutes: Duration = timedelta(days=30)
+    hours: Duration = timedelta(days=365)
+
+
+class TelemetryConfig(StrictModel):
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    redact: RedactConfig = Field(default_factory=RedactConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    # how often the live aggregates of closed minutes are written to the store
+    flush_interval: Duration = timedelta(seconds=5)
+    # a minute is closed (written as a rollup) this long after it ends
+    minute_grace: Duration = timedelta(seconds=10)
+    compaction_interval: Duration = timedelta(minutes=1)
+    # rows deleted per transaction by retention, to keep locks short
+    delete_batch: int = Field(default=5000, ge=100, le=100000)
+    # trends compare a window with the same window this long ago
+    baseline: Duration = timedelta(days=7)

@@ -1,0 +1,262 @@
+"""Telemetry tables and API schemas.
+
+Times of calls and rollup buckets are Unix seconds (floats for calls, integers for bucket
+starts): the hot ingest path writes tens of thousands of rows a second and converting each
+to a datetime would cost more than the insert itself. The API shows ISO 8601 UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hypercare.store.base import Base, UTCDateTime, utcnow
+
+# Column sizes; longer values are cut on ingest (never rejected: nothing accepted is lost).
+SIZES = {
+    "route": 200,
+    "consumer": 200,
+    "method": 16,
+    "path_template": 500,
+    "path": 2000,
+    "target": 300,
+    "error": 40,
+    "client_ip": 64,
+    "request_id": 128,
+    "trace_id": 64,
+    "upstream": 200,
+    "user_agent": 500,
+}
+DIMENSIONS = ("route", "consumer", "target")
+# 64-bit ids on PostgreSQL (billions of calls); SQLite's rowid is already 64-bit
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class TelemetryNode(Base):
+    """A gateway node allowed to ship records. Only the token's hash is stored."""
+
+    __tablename__ = "telemetry_nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class TelemetryBatch(Base):
+    """One accepted ingest batch. `batch_key` makes a re-sent batch a no-op; `aggregated`
+    says its records are in the rollup tables (else they are rebuilt from call detail)."""
+
+    __tablename__ = "telemetry_batches"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_key: Mapped[str] = mapped_column(String(64), unique=True)
+    node: Mapped[str] = mapped_column(String(120))
+    received_at: Mapped[float] = mapped_column(Float, index=True)
+    records: Mapped[int] = mapped_column(Integer)
+    aggregated: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    # records before this minute (Unix s) are already in the rollups
+    flushed_until: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class TelemetryCall(Base):
+    __tablename__ = "telemetry_calls"
+    __table_args__ = (
+        Index("ix_telemetry_calls_route_ts", "route", "ts"),
+        Index("ix_telemetry_calls_request_id", "request_id"),
+        Index("ix_telemetry_calls_batch_id", "batch_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    route: Mapped[str] = mapped_column(String(SIZES["route"]))
+    consumer: Mapped[str] = mapped_column(String(SIZES["consumer"]))
+    method: Mapped[str] = mapped_column(String(SIZES["method"]))
+    path_template: Mapped[str] = mapped_column(String(SIZES["path_template"]))
+    path: Mapped[str] = mapped_column(String(SIZES["path"]))
+    status: Mapped[int] = mapped_column(Integer)
+    request_bytes: Mapped[int] = mapped_column(BigInteger)
+    response_bytes: Mapped[int] = mapped_column(BigInteger)
+    target: Mapped[str] = mapped_column(String(SIZES["target"]))
+    gateway_ms: Mapped[float] = mapped_column(Float)
+    upstream_ms: Mapped[float] = mapped_column(Float)
+    total_ms: Mapped[float] = mapped_column(Float)
+    error: Mapped[str] = mapped_column(String(SIZES["error"]))
+    client_ip: Mapped[str] = mapped_column(String(SIZES["client_ip"]))
+    request_id: Mapped[str] = mapped_column(String(SIZES["request_id"]))
+    trace_id: Mapped[str] = mapped_column(String(SIZES["trace_id"]))
+    upstream: Mapped[str] = mapped_column(String(SIZES["upstream"]))
+    user_agent: Mapped[str] = mapped_column(String(SIZES["user_agent"]))
+    # redacted headers and bodies as JSON, when the route's capture policy kept them
+    capture: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class _Rollup:
+    """Columns shared by the minute and hour rollups (one row per dimension key and bucket;
+    late data adds another row for the same bucket, and readers sum them)."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dim: Mapped[str] = mapped_column(String(10))
+    key: Mapped[str] = mapped_column(String(300))
+    bucket: Mapped[int] = mapped_column(BigInteger)  # Unix seconds of the bucket start
+    requests: Mapped[int] = mapped_column(BigInteger)
+    c4xx: Mapped[int] = mapped_column(BigInteger)
+    c5xx: Mapped[int] = mapped_column(BigInteger)
+    auth_failures: Mapped[int] = mapped_column(BigInteger)
+    rate_limited: Mapped[int] = mapped_column(BigInteger)
+    upstream_errors: Mapped[int] = mapped_column(BigInteger)
+    bytes_in: Mapped[int] = mapped_column(BigInteger)
+    bytes_out: Mapped[int] = mapped_column(BigInteger)
+    codes: Mapped[str] = mapped_column(Text)  # JSON {"200": n, ...}
+    errors: Mapped[str] = mapped_column(Text)  # JSON {"timeout": n, ...}
+    hist_total: Mapped[str] = mapped_column(Text)  # Histogram.dumps()
+    hist_upstream: Mapped[str] = mapped_column(Text)
+    hist_gateway: Mapped[str] = mapped_column(Text)
+
+
+class TelemetryMinute(_Rollup, Base):
+    __tablename__ = "telemetry_minutes"
+    __table_args__ = (
+        Index("ix_telemetry_minutes_dim_key_bucket", "dim", "key", "bucket"),
+        Index("ix_telemetry_minutes_bucket", "bucket"),
+    )
+
+
+class TelemetryHour(_Rollup, Base):
+    __tablename__ = "telemetry_hours"
+    __table_args__ = (
+        Index("ix_telemetry_hours_dim_key_bucket", "dim", "key", "bucket"),
+        Index("ix_telemetry_hours_bucket", "bucket"),
+    )
+
+
+class TelemetryState(Base):
+    """Small named watermarks of the background jobs (e.g. hours rolled up until)."""
+
+    __tablename__ = "telemetry_state"
+    __table_args__ = (UniqueConstraint("name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(60))
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+# --- API schemas ----------------------------------------------------------------------
+
+
+class RouteSummary(BaseModel):
+    key: str
+    requests: int
+    rps: float
+    error_rate: float
+    c4xx: int
+    c5xx: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    auth_failures: int
+    rate_limited: int
+    upstream_errors: int
+    bytes_in: int
+    bytes_out: int
+    top_errors: list[tuple[str, int]]
+
+
+class RoutesRead(BaseModel):
+    dim: str
+    start: datetime
+    end: datetime
+    rows: list[RouteSummary]
+
+
+class Point(BaseModel):
+    t: datetime
+    value: float | None
+
+
+class TimeseriesRead(BaseModel):
+    dim: str
+    key: str
+    metric: str
+    start: datetime
+    end: datetime
+    step_seconds: int
+    points: list[Point]
+
+
+class TrendMetric(BaseModel):
+    metric: str
+    current: float | None
+    previous: float | None
+    baseline: float | None
+    vs_previous: str | None
+    vs_baseline: str | None
+
+
+class TrendsRead(BaseModel):
+    dim: str
+    key: str
+    window_seconds: int
+    current_start: datetime
+    previous_start: datetime
+    baseline_start: datetime
+    metrics: list[TrendMetric]
+
+
+class CallRead(BaseModel):
+    id: int
+    time: datetime
+    route: str
+    consumer: str
+    method: str
+    path_template: str
+    path: str
+    status: int
+    request_bytes: int
+    response_bytes: int
+    target: str
+    upstream: str
+    gateway_ms: float
+    upstream_ms: float
+    total_ms: float
+    error: str
+    client_ip: str
+    request_id: str
+    trace_id: str
+    user_agent: str
+    capture: dict[str, Any] | None = None
+
+
+class CallsPage(BaseModel):
+    items: list[CallRead]
+    next_cursor: str | None
+
+
+class IngestResult(BaseModel):
+    batch: str
+    accepted: int
+    duplicate: bool
+
+
+class NodeTokenCreated(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    token: str

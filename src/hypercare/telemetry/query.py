@@ -1,0 +1,329 @@
+"""In-process read API over stored rollups plus the live (unflushed) minutes.
+
+Used by the analytics endpoints and meant for other packages (alert rules evaluated every
+few seconds): every function takes a session and the `LiveStore` from
+``AppState.extras["telemetry.live"]``. Ranges are ``[start, end)`` in Unix seconds,
+widened to whole minutes. Whole hours already rolled up are read from the hour table,
+the rest from minutes, the newest from memory; histograms of all of them merge exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hypercare.errors import InvalidInput
+from hypercare.telemetry.aggregate import Aggregate
+from hypercare.telemetry.collector import HOURS_UNTIL
+from hypercare.telemetry.histogram import Dense, Histogram
+from hypercare.telemetry.live import LiveStore
+from hypercare.telemetry.models import (
+    DIMENSIONS,
+    RouteSummary,
+    TelemetryHour,
+    TelemetryMinute,
+    TelemetryState,
+)
+
+METRICS = (
+    "requests",
+    "rps",
+    "error_rate",
+    "5xx",
+    "4xx",
+    "p50",
+    "p95",
+    "p99",
+    "upstream_p95",
+    "gateway_p95",
+    "auth_failures",
+    "rate_limited",
+    "upstream_errors",
+)
+_HIST_FOR = {
+    "p50": ("total",),
+    "p95": ("total",),
+    "p99": ("total",),
+    "upstream_p95": ("upstream",),
+    "gateway_p95": ("gateway",),
+}
+_LATENCY = frozenset(_HIST_FOR)
+_ROLLUP_COLUMNS = (
+    "key",
+    "bucket",
+    "requests",
+    "c4xx",
+    "c5xx",
+    "auth_failures",
+    "rate_limited",
+    "upstream_errors",
+    "bytes_in",
+    "bytes_out",
+    "errors",
+)
+
+
+def check_dim(dim: str) -> None:
+    if dim not in DIMENSIONS:
+        raise InvalidInput(f"unknown dimension {dim!r}; use one of {', '.join(DIMENSIONS)}")
+
+
+def align(start: float, end: float) -> tuple[int, int]:
+    s = int(start // 60) * 60
+    e = int(math.ceil(end / 60) * 60)
+    if e <= s:
+        raise InvalidInput("'to' must be after 'from'", details={"from": start, "to": end})
+    return s, e
+
+
+async def _rolled_until(session: AsyncSession) -> int:
+    value = await session.scalar(
+        select(TelemetryState.value).where(TelemetryState.name == HOURS_UNTIL)
+    )
+    return int(value or 0)
+
+
+async def _read(
+    session: AsyncSession,
+    table: type[TelemetryMinute] | type[TelemetryHour],
+    dim: str,
+    start: int,
+    end: int,
+    key: str | None,
+    histograms: tuple[str, ...],
+) -> list[Any]:
+    cols = [getattr(table, c) for c in _ROLLUP_COLUMNS]
+    cols += [getattr(table, f"hist_{h}") for h in histograms]
+    stmt = select(*cols).where(table.dim == dim, table.bucket >= start, table.bucket < end)
+    if key is not None:
+        stmt = stmt.where(table.key == key)
+    return list((await session.execute(stmt)).all())
+
+
+async def collect(
+    session: AsyncSession,
+    live: LiveStore,
+    *,
+    dim: str,
+    start: float,
+    end: float,
+    key: str | None = None,
+    step: int | None = None,
+    histograms: tuple[str, ...] = ("total",),
+) -> dict[tuple[str, int], Aggregate]:
+    """Merged aggregates per (key, step start) for [start, end); one step when `step` is
+    None. Whole hours come from hour rollups when the step allows it."""
+    check_dim(dim)
+    s, e = align(start, end)
+    width = step or (e - s)
+    use_hours = step is None or (step % 3600 == 0 and s % 3600 == 0)
+    sources: list[tuple[Any, int, int]] = []
+    if use_hours:
+        rolled = await _rolled_until(session)
+        hs = int(math.ceil(s / 3600) * 3600)
+        he = min(e - e % 3600, rolled)
+        if hs < he:
+            sources = [(TelemetryMinute, s, hs), (TelemetryHour, hs, he), (TelemetryMinute, he, e)]
+    if not sources:
+        sources = [(TelemetryMinute, s, e)]
+    out: dict[tuple[str, int], Aggregate] = {}
+    dense: dict[tuple[str, int, str], Dense] = {}
+    columns = [f"hist_{h}" for h in histograms]
+
+    def slot(k: str, bucket: int) -> tuple[str, int]:
+        at = (k, s + (bucket - s) // width * width)
+        if at not in out:
+            out[at] = Aggregate()
+        return at
+
+    async with live.lock:
+        for table, a, b in sources:
+            if a >= b:
+                continue
+            for row in await _read(session, table, dim, a, b, key, histograms):
+                at = slot(row.key, row.bucket)
+                out[at].merge_row(row, histograms=(), codes=False)
+                for h, col in zip(histograms, columns, strict=True):
+                    d = dense.get((*at, h))
+                    if d is None:
+                        d = dense[(*at, h)] = Dense()
+                    d.merge_dumped(getattr(row, col))
+        for lk in live.select(dim, s, e, key):
+            out[slot(lk[1], lk[2])].merge(live.pending[lk])
+    for (name, start_at, h), d in dense.items():
+        agg = out[(name, start_at)]
+        attr = f"hist_{h}"
+        mine: Histogram = getattr(agg, attr)
+        if mine.counts:  # live data of the same step
+            mine.merge(d.to_histogram())
+        else:
+            setattr(agg, attr, d.to_histogram())
+    return out
+
+
+def metric(agg: Aggregate | None, name: str, seconds: float) -> float | None:
+    """One metric of an aggregate; None where it has no value (no calls, no latency)."""
+    if agg is None or agg.requests == 0:
+        return None if name in _LATENCY or name == "error_rate" else 0.0
+    if name == "requests":
+        return float(agg.requests)
+    if name == "rps":
+        return agg.requests / seconds if seconds > 0 else None
+    if name == "error_rate":
+        return agg.c5xx / agg.requests
+    if name == "5xx":
+        return float(agg.c5xx)
+    if name == "4xx":
+        return float(agg.c4xx)
+    if name in ("p50", "p95", "p99"):
+        return agg.hist_total.quantile(int(name[1:]) / 100)
+    if name == "upstream_p95":
+        return agg.hist_upstream.quantile(0.95)
+    if name == "gateway_p95":
+        return agg.hist_gateway.quantile(0.95)
+    if name == "auth_failures":
+        return float(agg.auth_failures)
+    if name == "rate_limited":
+        return float(agg.rate_limited)
+    if name == "upstream_errors":
+        return float(agg.upstream_errors)
+    raise InvalidInput(f"unknown metric {name!r}; use one of {', '.join(METRICS)}")
+
+
+def summarize(agg: Aggregate, key: str, seconds: float) -> RouteSummary:
+    p50, p95, p99 = agg.hist_total.quantiles((0.5, 0.95, 0.99))
+    top = sorted(agg.errors.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    return RouteSummary(
+        key=key,
+        requests=agg.requests,
+        rps=agg.requests / seconds if seconds > 0 else 0.0,
+        error_rate=agg.c5xx / agg.requests if agg.requests else 0.0,
+        c4xx=agg.c4xx,
+        c5xx=agg.c5xx,
+        p50_ms=p50,
+        p95_ms=p95,
+        p99_ms=p99,
+        auth_failures=agg.auth_failures,
+        rate_limited=agg.rate_limited,
+        upstream_errors=agg.upstream_errors,
+        bytes_in=agg.bytes_in,
+        bytes_out=agg.bytes_out,
+        top_errors=top,
+    )
+
+
+def _elapsed(s: int, e: int, now: float) -> float:
+    """Seconds of [s, e) that have happened, for rates over a range reaching into now."""
+    return max(1.0, min(e, now) - s)
+
+
+async def summary(
+    session: AsyncSession,
+    live: LiveStore,
+    *,
+    dim: str = "route",
+    start: float,
+    end: float,
+    now: float | None = None,
+) -> list[RouteSummary]:
+    """One row per key of `dim` over [start, end), busiest first."""
+    s, e = align(start, end)
+    aggs = await collect(session, live, dim=dim, start=s, end=e)
+    seconds = _elapsed(s, e, time.time() if now is None else now)
+    rows = [summarize(a, k, seconds) for (k, _), a in aggs.items()]
+    rows.sort(key=lambda r: (-r.requests, r.key))
+    return rows
+
+
+async def timeseries(
+    session: AsyncSession,
+    live: LiveStore,
+    *,
+    dim: str,
+    key: str,
+    metric_name: str,
+    start: float,
+    end: float,
+    step: int,
+) -> list[tuple[int, float | None]]:
+    """(step start, value) for each step of [start, end); steps without calls count 0."""
+    if metric_name not in METRICS:
+        raise InvalidInput(f"unknown metric {metric_name!r}; use one of {', '.join(METRICS)}")
+    if step < 60 or step % 60:
+        raise InvalidInput("step must be a whole number of minutes (60s, 5m, 1h...)")
+    s, e = align(start, end)
+    if (e - s) // step > 5000:
+        raise InvalidInput("too many points: at most 5000 steps; use a larger step")
+    hists = _HIST_FOR.get(metric_name, ())
+    aggs = await collect(
+        session, live, dim=dim, start=s, end=e, key=key, step=step, histograms=hists
+    )
+    return [(t, metric(aggs.get((key, t)), metric_name, step)) for t in range(s, e, step)]
+
+
+def describe_change(current: float | None, other: float | None) -> str | None:
+    """How `current` compares with `other`: "+42 %", "-10 %", "x6", "new" or "="."""
+    if current is None or other is None:
+        return None
+    if other == 0:
+        return "=" if current == 0 else "new"
+    ratio = current / other
+    if ratio >= 2:
+        return f"x{ratio:.1f}".removesuffix(".0")
+    pct = (ratio - 1) * 100
+    if abs(pct) < 0.5:
+        return "="
+    return f"{pct:+.0f} %"
+
+
+TREND_METRICS = (
+    "rps",
+    "error_rate",
+    "p50",
+    "p95",
+    "p99",
+    "4xx",
+    "5xx",
+    "auth_failures",
+    "rate_limited",
+    "upstream_errors",
+)
+
+
+async def trends(
+    session: AsyncSession,
+    live: LiveStore,
+    *,
+    dim: str,
+    key: str,
+    window: int,
+    baseline: int,
+    now: float,
+) -> tuple[int, int, int, list[dict[str, Any]]]:
+    """The last `window` seconds against the window before and against the same window
+    `baseline` seconds earlier. Returns the three window starts and one dict per metric."""
+    end = int(math.ceil(now / 60) * 60)
+    cur_s, prev_s, base_s = end - window, end - 2 * window, end - window - baseline
+    got = []
+    for a in (cur_s, prev_s, base_s):
+        aggs = await collect(session, live, dim=dim, start=a, end=a + window, key=key)
+        got.append(aggs.get((key, a)))
+    seconds = [_elapsed(cur_s, end, now), float(window), float(window)]
+    out = []
+    for name in TREND_METRICS:
+        cur, prev, base = (metric(g, name, sec) for g, sec in zip(got, seconds, strict=True))
+        out.append(
+            {
+                "metric": name,
+                "current": cur,
+                "previous": prev,
+                "baseline": base,
+                "vs_previous": describe_change(cur, prev),
+                "vs_baseline": describe_change(cur, base),
+            }
+        )
+    return cur_s, prev_s, base_s, out

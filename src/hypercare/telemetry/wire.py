@@ -1,0 +1,172 @@
+"""The ingest wire format shared by the shipper (encode) and the collector (decode).
+
+One batch is a JSON object::
+
+    {"v": 1, "batch": "<unique key, 8-64 chars>", "sent_at": <unix s>,
+     "dropped_total": <records this node ever dropped>, "spool_bytes": <its spool size>,
+     "records": [[<CallRecord fields in order>], ...],
+     "captures": [[<record index>, [[name, value]...], [[name, value]...],
+                   "<request body, base64>", "<response body, base64>"], ...]}
+
+Records are positional arrays (the field order of `CallRecord`), which keeps batches
+compact and decoding cheap. The batch key makes re-sending a batch idempotent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any, NamedTuple, get_type_hints
+
+from hypercare.errors import InvalidInput
+from hypercare.gateway.records import CallRecord
+from hypercare.telemetry.capture import CallCapture
+
+MAX_RECORDS = 20000
+_FIELDS = CallRecord._fields
+_NUM = (int, float)
+# expected type per field, in order; floats accept ints
+_HINTS = get_type_hints(CallRecord)
+_TYPES: tuple[type | tuple[type, ...], ...] = tuple(
+    _NUM if _HINTS[f] is float else _HINTS[f] for f in _FIELDS
+)
+_REQUIRED = len(_FIELDS) - len(CallRecord._field_defaults)
+_BATCH_KEY = re.compile(r"^[A-Za-z0-9_.\-]{8,64}$")
+
+
+class Batch(NamedTuple):
+    key: str
+    sent_at: float
+    dropped_total: int
+    spool_bytes: int
+    records: list[CallRecord]
+    captures: dict[int, CallCapture]
+
+
+def encode_batch(
+    key: str,
+    records: list[CallRecord],
+    captures: dict[int, CallCapture] | None = None,
+    *,
+    sent_at: float,
+    dropped_total: int = 0,
+    spool_bytes: int = 0,
+) -> bytes:
+    caps = [
+        [
+            i,
+            [list(h) for h in c.request_headers],
+            [list(h) for h in c.response_headers],
+            base64.b64encode(c.request_body).decode(),
+            base64.b64encode(c.response_body).decode(),
+        ]
+        for i, c in (captures or {}).items()
+    ]
+    doc = {
+        "v": 1,
+        "batch": key,
+        "sent_at": sent_at,
+        "dropped_total": dropped_total,
+        "spool_bytes": spool_bytes,
+        "records": records,
+        "captures": caps,
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _bad(message: str, **details: Any) -> InvalidInput:
+    return InvalidInput(message, details=details or None)
+
+
+# the exact JSON types of a record sent by our own shipper: checked in one comparison
+_FAST = tuple(float if _HINTS[f] is float else _HINTS[f] for f in _FIELDS)
+
+
+def _record(row: Any, index: int) -> CallRecord:
+    if type(row) is list and tuple(map(type, row)) == _FAST:
+        return CallRecord._make(row)
+    if not isinstance(row, list) or not _REQUIRED <= len(row) <= len(_FIELDS):
+        raise _bad(
+            f"records[{index}] must be an array of {_REQUIRED} to {len(_FIELDS)} values "
+            f"in the order {', '.join(_FIELDS)}",
+            index=index,
+        )
+    for pos, value in enumerate(row):
+        expected = _TYPES[pos]
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise _bad(
+                f"records[{index}][{pos}] ({_FIELDS[pos]}) has the wrong type "
+                f"{type(value).__name__}",
+                index=index,
+                field=_FIELDS[pos],
+            )
+    return CallRecord(*row)
+
+
+def _headers(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(h, list) and len(h) == 2 and all(isinstance(x, str) for x in h) for h in value
+    ):
+        raise _bad(f"{where} must be an array of [name, value] string pairs")
+    return tuple((h[0], h[1]) for h in value)
+
+
+def _body(value: Any, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise _bad(f"{where} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad(f"{where} is not valid base64") from None
+
+
+def decode_batch(body: bytes) -> Batch:
+    """Parse and check a batch; `InvalidInput` says exactly what is wrong."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _bad(f"the batch is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("v") != 1:
+        raise _bad('the batch must be a JSON object with "v": 1 (see docs/api.md)')
+    key = doc.get("batch")
+    if not isinstance(key, str) or not _BATCH_KEY.match(key):
+        raise _bad('"batch" must be a unique key of 8-64 letters, digits, "_", "-" or "."')
+    rows = doc.get("records")
+    if not isinstance(rows, list):
+        raise _bad('"records" must be an array')
+    if len(rows) > MAX_RECORDS:
+        raise _bad(f"at most {MAX_RECORDS} records per batch (got {len(rows)}); send smaller")
+    numbers = {}
+    for name in ("sent_at", "dropped_total", "spool_bytes"):
+        v = doc.get(name, 0)
+        if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
+            raise _bad(f'"{name}" must be a non-negative number')
+        numbers[name] = v
+    records = [_record(row, i) for i, row in enumerate(rows)]
+    captures: dict[int, CallCapture] = {}
+    caps = doc.get("captures", [])
+    if not isinstance(caps, list):
+        raise _bad('"captures" must be an array')
+    for n, cap in enumerate(caps):
+        where = f"captures[{n}]"
+        if not isinstance(cap, list) or len(cap) != 5:
+            raise _bad(f"{where} must be [index, request_headers, response_headers, b64, b64]")
+        i = cap[0]
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(records):
+            raise _bad(f"{where}[0] must be the index of a record in this batch")
+        captures[i] = CallCapture(
+            _headers(cap[1], f"{where}[1]"),
+            _headers(cap[2], f"{where}[2]"),
+            _body(cap[3], f"{where}[3]"),
+            _body(cap[4], f"{where}[4]"),
+        )
+    return Batch(
+        key,
+        float(numbers["sent_at"]),
+        int(numbers["dropped_total"]),
+        int(numbers["spool_bytes"]),
+        records,
+        captures,
+    )

@@ -1,0 +1,75 @@
+"""The histogram's stated error bound, checked against exact percentiles on random data."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from hypercare.telemetry.histogram import ALPHA, Histogram
+
+QS = (0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
+
+
+def exact(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[math.floor(q * (len(ordered) - 1))]
+
+
+def distributions(rng: random.Random) -> dict[str, list[float]]:
+    return {
+        "lognormal": [rng.lognormvariate(3, 1.5) for _ in range(20000)],
+        "uniform": [rng.uniform(0.01, 5000) for _ in range(20000)],
+        "pareto": [rng.paretovariate(1.2) for _ in range(20000)],
+        "bimodal": [
+            rng.gauss(5, 0.5) if rng.random() < 0.9 else rng.gauss(800, 50) for _ in range(20000)
+        ],
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_quantiles_within_the_stated_relative_error(seed: int) -> None:
+    for name, values in distributions(random.Random(seed)).items():
+        values = [max(v, 0.001) for v in values]
+        h = Histogram.of(values)
+        assert h.count == len(values)
+        for q in QS:
+            got, want = h.quantile(q), exact(values, q)
+            assert got is not None
+            assert abs(got - want) <= ALPHA * want + 1e-12, (name, q, got, want)
+
+
+def test_merge_across_nodes_and_minutes_equals_one_histogram_of_everything() -> None:
+    rng = random.Random(7)
+    parts = [[rng.lognormvariate(2, 1) for _ in range(rng.randrange(1, 3000))] for _ in range(30)]
+    merged = Histogram()
+    for p in parts:
+        merged.merge(Histogram.loads(Histogram.of(p).dumps()))  # as stored, then read back
+    everything = [v for p in parts for v in p]
+    assert merged.counts == Histogram.of(everything).counts
+    for q in QS:
+        want = exact(everything, q)
+        got = merged.quantile(q)
+        assert got is not None and abs(got - want) <= ALPHA * want
+
+
+def test_quantiles_in_one_pass_match_single_quantiles_and_empty_is_none() -> None:
+    h = Histogram.of(random.Random(3).expovariate(0.1) for _ in range(5000))
+    assert h.quantiles(QS) == [h.quantile(q) for q in QS]
+    assert Histogram().quantile(0.5) is None
+    assert Histogram().quantiles((0.5, 0.9)) == [None, None]
+
+
+def test_zero_and_tiny_values_land_in_the_lowest_bucket() -> None:
+    h = Histogram.of([0.0, 0.0, 0.0005])
+    assert h.quantile(1.0) == pytest.approx(0.001, rel=ALPHA)
+
+
+def test_merge_dumped_equals_merge() -> None:
+    a = Histogram.of([1, 2, 3, 400])
+    b = Histogram.of([2, 5000])
+    assert (
+        Histogram().merge(a).merge(b).counts == Histogram().merge(a).merge_dumped(b.dumps()).counts
+    )
+    assert Histogram.loads("").count == 0

@@ -1,0 +1,105 @@
+"""Redaction of captured headers and bodies, and capture policies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hypercare.config import parse_config
+from hypercare.errors import ConfigError
+from hypercare.telemetry.capture import Policy, parse_policy, should_capture
+from hypercare.telemetry.redact import REDACTED, Redactor
+
+
+def test_secret_headers_are_redacted_case_insensitively() -> None:
+    r = Redactor(headers=["X-Session"])
+    out = dict(
+        r.redact_headers(
+            [
+                ("Authorization", "Bearer abc"),
+                ("cookie", "sid=1"),
+                ("Set-Cookie", "sid=2"),
+                ("X-API-Key", "k"),
+                ("x-session", "s"),
+                ("Content-Type", "application/json"),
+            ]
+        )
+    )
+    assert out == {
+        "Authorization": REDACTED,
+        "cookie": REDACTED,
+        "Set-Cookie": REDACTED,
+        "X-API-Key": REDACTED,
+        "x-session": REDACTED,
+        "Content-Type": "application/json",
+    }
+
+
+def test_nested_json_fields_matching_patterns_are_redacted() -> None:
+    r = Redactor(fields=["iban"])
+    body = {
+        "user": {"name": "ann", "password": "hunter2", "cards": [{"card_number": "4111"}]},
+        "items": [{"id": 1, "access_token": "t", "IBAN": "DE00"}],
+        "Secret": "x",
+        "note": "password is not a key here",
+    }
+    out = json.loads(r.redact_body(json.dumps(body).encode()) or "")
+    assert out["user"]["password"] == REDACTED
+    assert out["user"]["name"] == "ann"
+    assert out["user"]["cards"] == REDACTED  # "card*" matches the key itself
+    assert out["items"][0] == {"id": 1, "access_token": REDACTED, "IBAN": REDACTED}
+    assert out["Secret"] == REDACTED
+    assert out["note"] == "password is not a key here"
+
+
+def test_non_json_bodies_are_redacted_best_effort() -> None:
+    r = Redactor()
+    truncated = b'{"user": "ann", "password": "hunter2", "token": "abc'
+    text = r.redact_body(truncated) or ""
+    assert "hunter2" not in text and "abc" not in text and '"user": "ann"' in text
+    form = r.redact_body(
+        b"user=ann&password=hunter2&card_no=4111", "application/x-www-form-urlencoded"
+    )
+    assert form == f"user=ann&password={REDACTED}&card_no={REDACTED}"
+    plain = r.redact_body(b"login ok; secret=s3cr3t token=xyz user=ann") or ""
+    assert "s3cr3t" not in plain and "xyz" not in plain and "user=ann" in plain
+    assert r.redact_body(b"\xff\xfe\x00binary") == "[binary body, 9 bytes, not stored]"
+    assert r.redact_body(b"") is None
+
+
+def test_capture_policies() -> None:
+    assert parse_policy("off") == Policy("off")
+    assert parse_policy(False) == Policy("off")
+    assert parse_policy("sample: 5%") == Policy("sample", 0.05)
+    assert str(parse_policy("sample:5 %")) == "sample: 5%"
+    for bad in ("sometimes", "sample: 0%", "sample: 150%", 3):
+        with pytest.raises(ValueError, match="capture policy|percentage"):
+            parse_policy(bad)
+    assert should_capture(Policy("all"), 200, "", 0.99)
+    assert not should_capture(Policy("off"), 500, "timeout", 0.0)
+    assert should_capture(Policy("errors"), 502, "", 0.5)
+    assert should_capture(Policy("errors"), 200, "client_closed", 0.5)
+    assert not should_capture(Policy("errors"), 200, "", 0.0)
+    assert should_capture(Policy("sample", 0.05), 200, "", 0.04)
+    assert not should_capture(Policy("sample", 0.05), 200, "", 0.06)
+
+
+def test_telemetry_config_section() -> None:
+    cfg = parse_config(
+        "telemetry:\n"
+        "  capture:\n"
+        "    default: errors\n"
+        "    routes:\n"
+        "      orders: 'sample: 5%'\n"
+        "  retention:\n"
+        "    calls: 24h\n"
+    )
+    t = cfg.telemetry
+    assert t.capture.policy_for("orders") == Policy("sample", 0.05)
+    assert t.capture.policy_for("other") == Policy("errors")
+    assert t.retention.calls.total_seconds() == 86400
+    with pytest.raises(ConfigError, match=r"<config>:5: telemetry.capture.routes.orders"):
+        parse_config(
+            "telemetry:\n  capture:\n    default: off\n    routes:\n      orders: sometimes\n"
+        )

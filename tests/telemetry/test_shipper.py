@@ -1,0 +1,219 @@
+"""The shipper against a real console process (`hypercare up` on loopback): spool while the
+console is down, ordered replay when it is back, and no acknowledged record lost to kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hypercare.telemetry.shipper import Shipper
+from tests.telemetry.factory import record
+
+NODE_TOKEN = "hcn_test-node-token-0123456789abcdef"
+ADMIN_TOKEN = "hc_test-admin-token-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Console:
+    """`hypercare up` as a child process on a loopback port."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "HYPERCARE_NODE_TOKEN": NODE_TOKEN,
+            "HYPERCARE_ADMIN_TOKEN": ADMIN_TOKEN,
+        }
+        env.pop("HYPERCARE_DATABASE_URL", None)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hypercare",
+                "up",
+                "--data-dir",
+                str(self.data_dir),
+                "--console-listen",
+                f"127.0.0.1:{self.port}",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("hypercare up exited early")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)  # polling for readiness, not timing
+        raise AssertionError("console did not become ready in 30s")
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self.proc = None
+
+    def calls(self) -> list[str]:
+        db = sqlite3.connect(self.data_dir / "hypercare.db")
+        try:
+            return [r[0] for r in db.execute("SELECT request_id FROM telemetry_calls ORDER BY id")]
+        finally:
+            db.close()
+
+    def routes_requests(self) -> int:
+        r = httpx.get(
+            f"{self.url}/api/v1/analytics/routes",
+            params={"from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
+        )
+        r.raise_for_status()
+        return sum(row["requests"] for row in r.json()["rows"])
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[Console]:
+    c = Console(tmp_path / "console", free_port())
+    yield c
+    c.stop()
+
+
+async def until(check: Callable[[], bool | Awaitable[bool]], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = check()
+        if not isinstance(got, bool):
+            got = await got
+        if got:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def test_spool_survives_a_shipper_restart_and_replays_in_order(
+    console: Console, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    ids = [f"r{i:05d}" for i in range(3000)]
+    now = time.time()
+    first = Shipper(console.url, NODE_TOKEN, spool, interval=0.02, batch_records=500)
+    await first.start()
+    for rid in ids[:1500]:
+        first.emit(record(now, request_id=rid))
+    await first.close()  # console down: close spools what it could not send
+    assert first.spooled_batches == 3 and first.sent_records == 0
+    second = Shipper(
+        console.url, NODE_TOKEN, spool, interval=0.02, batch_records=500, retry_max=0.2
+    )
+    await second.start()
+    try:
+        for rid in ids[1500:]:
+            second.emit(record(now, request_id=rid))
+        await until(lambda: second.buffered == 0 and second.spooled_batches == 6)
+        await asyncio.to_thread(console.start)
+        await until(lambda: second.sent_records == 3000)
+        assert second.spooled_batches == 0 and second.spool_bytes == 0
+    finally:
+        await second.close()
+    assert console.calls() == ids  # exactly once, in order
+    assert not list(spool.iterdir())
+
+
+async def test_kill_9_of_the_console_loses_no_acknowledged_record(
+    console: Console, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(console.start)
+    spool = tmp_path / "spool"
+    shipper = Shipper(
+        console.url, NODE_TOKEN, spool, interval=0.02, batch_records=200, retry_max=0.2
+    )
+    await shipper.start()
+    ids: list[str] = []
+
+    def emit(n: int) -> None:
+        now = time.time()
+        for _ in range(n):
+            rid = f"r{len(ids):05d}"
+            ids.append(rid)
+            shipper.emit(record(now, request_id=rid))
+
+    try:
+        for _ in range(20):
+            emit(100)
+            await asyncio.sleep(0.01)
+        await until(lambda: shipper.sent_records > 0)
+        acknowledged = shipper.sent_records
+        console.kill9()
+        for _ in range(20):  # keep emitting while the console is dead
+            emit(100)
+            await asyncio.sleep(0.01)
+        await until(lambda: shipper.buffered == 0 and shipper.spooled_batches > 0)
+        await asyncio.to_thread(console.start)
+        emit(500)
+        await until(lambda: shipper.buffered == 0 and shipper.spooled_batches == 0)
+        assert shipper.sent_records >= len(ids) - acknowledged
+    finally:
+        await shipper.close()
+    await until(lambda: len(console.calls()) == len(ids))
+    stored = console.calls()
+    assert sorted(stored) == sorted(ids) and len(set(stored)) == len(ids)
+    # the restarted console rebuilt its live aggregates from the stored detail
+    assert await asyncio.to_thread(console.routes_requests) == len(ids)
+
+
+async def test_full_spool_drops_and_counts(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    shipper = Shipper(
+        url,
+        NODE_TOKEN,
+        tmp_path / "spool",
+        interval=0.02,
+        batch_records=100,
+        max_spool_bytes=40_000,
+    )
+    await shipper.start()
+    now = time.time()
+    for i in range(2000):
+        shipper.emit(record(now, request_id=f"r{i}"))
+    await shipper.close()
+    assert shipper.spool_bytes <= 40_000
+    assert shipper.dropped_total > 0
+    spooled = shipper.spooled_batches * 100
+    assert spooled + shipper.dropped_total == 2000
+    shipper.emit(record(now))  # after close: dropped, never raises
+    assert shipper.dropped_total + spooled == 2001
