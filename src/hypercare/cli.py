@@ -212,6 +212,13 @@ def up(
             help="HOST:PORT of worker 0's /metrics, /healthz, /targets (worker i: PORT+i).",
         ),
     ] = "127.0.0.1:8081",
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Also run a demo shop behind the gateway with traffic and a scripted incident.",
+        ),
+    ] = False,
 ) -> None:
     """Start hypercare: migrate the store, start the gateway workers, run the console."""
     cfg = _load(config)
@@ -240,6 +247,7 @@ def up(
                 )
                 if workers
                 else None,
+                demo=demo,
             )
         )
     except HypercareError as exc:

@@ -138,6 +138,7 @@ class TriageConfig(StrictModel):
 
 
 # Each section's models live in the package that owns it and build on the models above.
+from hypercare.detection.config import DetectionConfig  # noqa: E402
 from hypercare.feedback.settings import FeedbackConfig  # noqa: E402
 from hypercare.gateway.config import GatewayConfig  # noqa: E402
 from hypercare.telemetry.config import TelemetryConfig  # noqa: E402
@@ -149,6 +150,7 @@ class HypercareConfig(StrictModel):
     triage: TriageConfig = Field(default_factory=TriageConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
 

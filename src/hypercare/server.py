@@ -18,6 +18,9 @@ from hypercare.api.state import AppState
 from hypercare.auth import service as auth_service
 from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig
+from hypercare.demo import run as demo_run
+from hypercare.demo.run import Demo
+from hypercare.demo.shop import Shop
 from hypercare.errors import StartupError
 from hypercare.gateway.supervisor import WorkerGroup
 from hypercare.store.db import create_engine, redact_url
@@ -89,17 +92,33 @@ async def serve(
     port: int,
     admin_token: str | None,
     gateway: GatewayPlan | None = None,
+    demo: bool = False,
 ) -> None:
+    """Run everything until SIGINT/SIGTERM. With `demo`, the shop's configuration replaces
+    `config` and the demo's traffic and scenario run against the started product."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
     engine = create_engine(url)
     group: WorkerGroup | None = None
+    shop: Shop | None = None
+    running_demo: Demo | None = None
     try:
+        if demo:
+            if gateway is None:
+                raise StartupError("--demo needs the gateway: use --workers 1 or more")
+            shop, config = await demo_run.prepare(gateway.listen)
         await migrate(engine)
         state = AppState.build(config, engine)
         token = await bootstrap_admin(state, admin_token)
         await export_node_token(state, host, port)
         if gateway is not None:
             group = await start_gateway(config, gateway)
+            if group.admin_port is not None:
+                from hypercare.detection.jobs import runtime as detection_runtime
+
+                detection_runtime(state).health_urls = [
+                    f"http://{_admin_host(gateway.admin_listen)}:{group.admin_port + i}/targets"
+                    for i in range(gateway.workers)
+                ]
             print(
                 f"gateway: http://{group.host}:{group.port}/ ({gateway.workers} worker(s))",
                 flush=True,
@@ -125,13 +144,36 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, server.request_exit)
-        await server.serve()
+        serving = asyncio.create_task(server.serve())
+        if shop is not None and group is not None:
+            # uvicorn offers a flag, not an event, for "listening"
+            while not server.started and not serving.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            running_demo = await demo_run.start(
+                state, shop, console=(host, port), gateway=(group.host, group.port)
+            )
+            print(
+                f"demo: sign in at http://{host}:{port}/ with {running_demo.tokens['admin']}\n"
+                f"demo: the shop is at http://{group.host}:{group.port}/ — the incident "
+                "starts in 45 s",
+                flush=True,
+            )
+        await serving
     finally:
+        if running_demo is not None:
+            await running_demo.stop()
+        elif shop is not None:
+            await shop.close()
         if group is not None:
             await asyncio.to_thread(
                 group.stop, config.gateway.limits.drain_timeout.total_seconds() + 5
             )
         await engine.dispose()
+
+
+def _admin_host(listen: str | None) -> str:
+    host = (listen or "127.0.0.1:0").rpartition(":")[0].strip("[]")
+    return host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
 
 
 async def start_gateway(config: HypercareConfig, plan: GatewayPlan) -> WorkerGroup:

@@ -15,6 +15,9 @@ from hypercare.api.errors import error_body
 from hypercare.api.limits import BodyLimit
 from hypercare.api.state import AppState
 from hypercare.auth.views import router as tokens_router
+from hypercare.detection.jobs import run_detection
+from hypercare.detection.jobs import runtime as detection_runtime
+from hypercare.detection.views import router as detection_router
 from hypercare.feedback import views as feedback_views
 from hypercare.store.db import ping
 from hypercare.telemetry import jobs as telemetry_jobs
@@ -37,6 +40,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
             await telemetry_jobs.start(state)
             tasks.append(asyncio.create_task(telemetry_jobs.run_flush(state, stop)))
             tasks.append(asyncio.create_task(telemetry_jobs.run_compaction(state, stop)))
+            if state.config.detection.enabled:
+                tasks.append(asyncio.create_task(run_detection(state, stop), name="detection"))
         try:
             yield
         finally:
@@ -56,6 +61,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.hypercare = state
+    if state.config.detection.enabled:
+        state.record_observers.append(detection_runtime(state).live.observe)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(issues_router)
@@ -63,6 +70,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     app.include_router(feedback_views.router)
     app.include_router(feedback_views.public)
     app.include_router(telemetry_router)
+    app.include_router(detection_router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hypercare.config import HypercareConfig
+from hypercare.detection.attach import Correlator
+from hypercare.feedback.attach import AttachStep
+from hypercare.gateway.records import CallRecord
 from hypercare.store.db import session_factory
 from hypercare.triage.rules import Matrix
 
@@ -18,6 +22,10 @@ class AppState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     matrix: Matrix
+    # the intake's attach step: which issue a new signal belongs to (None: dedup only)
+    attach: AttachStep | None = None
+    # called with every batch of call records the console accepts (detection's live windows)
+    record_observers: list[Callable[[Sequence[CallRecord]], None]] = field(default_factory=list)
     # long-lived helpers owned by the app (background jobs, caches), keyed by name
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -28,4 +36,5 @@ class AppState:
             engine=engine,
             sessions=session_factory(engine),
             matrix=Matrix(config.triage),
+            attach=Correlator(config),
         )

@@ -115,8 +115,11 @@ async def serve(handler: Handler, host: str, port: int) -> asyncio.Server:
 class Client:
     """One keep-alive connection to host:port; reconnects when the server closes it."""
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
+    def __init__(
+        self, host: str, port: int, timeout: float = 10.0, *, keep_alive: bool = True
+    ) -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        self.keep_alive = keep_alive
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def request(
@@ -151,6 +154,8 @@ class Client:
             f"content-length: {len(body)}",
         ]
         head += [f"{k}: {v}" for k, v in headers.items()]
+        if not self.keep_alive:
+            head.append("connection: close")
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
         await writer.drain()
         status_head = await reader.readuntil(b"\r\n\r\n")
@@ -175,7 +180,7 @@ class Client:
             payload = b""
         else:
             payload = await reader.readexactly(int(resp_headers.get("content-length", "0")))
-        if resp_headers.get("connection", "").lower() == "close":
+        if not self.keep_alive or resp_headers.get("connection", "").lower() == "close":
             await self.close()
         return Response(status, payload, resp_headers)
 

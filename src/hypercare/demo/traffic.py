@@ -86,7 +86,7 @@ class Traffic:
                     resp = await client.request(
                         method, path, headers={"x-api-key": self.api_key}, body=body
                     )
-                except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError):
+                except (OSError, TimeoutError, ValueError, EOFError):
                     self.stats.failed += 1
                     continue
                 self.stats.sent += 1

@@ -218,7 +218,8 @@ def score(
     shared_route = route is not None and route in issue.routes
     if shared_route:
         total += 0.6
-        reasons.append(f"same {route_reason or f'route {route}'}")
+        why = route_reason or f"route {route}"
+        reasons.append(f"same {why}" if why.startswith("route ") else why)
     if component and component in issue.components:
         total += 0.3 if shared_route else 0.45
         reasons.append(f"same component {component}")

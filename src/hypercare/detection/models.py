@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hypercare.feedback.models import IssueDetail
 from hypercare.store.base import Base, UTCDateTime, utcnow
 
 
@@ -74,18 +75,6 @@ class ValidationWatch(Base):
     outcome: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-class IssueAutomation(Base):
-    """What automation may still change on an issue (a person's override wins)."""
-
-    __tablename__ = "issue_automation"
-
-    issue_id: Mapped[int] = mapped_column(
-        ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
-    )
-    priority_locked_by: Mapped[str | None] = mapped_column(String(120), nullable=True)
-    impact_corrected_by: Mapped[str | None] = mapped_column(String(120), nullable=True)
-
-
 # --- API schemas --------------------------------------------------------------------------
 
 
@@ -136,3 +125,21 @@ class WatchRead(BaseModel):
     ends_at: datetime
     state: str
     outcome: dict[str, Any]
+
+
+class LinkRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    signal_id: int
+    issue_id: int
+    score: float
+    reasons: list[str]
+    by: str
+    at: datetime
+
+
+class IssueAnalysis(IssueDetail):
+    """One issue with its signals, why each is linked, and how its fix is being validated."""
+
+    links: list[LinkRead]
+    validation: list[WatchRead]

@@ -9,6 +9,7 @@ the timeline; a new firing key opens an issue in ``new`` with a suggested priori
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +39,22 @@ async def open_groups(*, session: AsyncSession, keys: Iterable[str]) -> OpenGrou
         .order_by(SignalGroup.id)
     )
     return {group.dedup_key: (group, issue) for group, issue in rows}
+
+
+class AttachStep(Protocol):
+    """The shape of an attach step; `attach` below is the dedup-only one, and the detection
+    package provides a correlating one that `hypercare up` uses."""
+
+    async def __call__(
+        self,
+        *,
+        session: AsyncSession,
+        matrix: Matrix,
+        signal: Signal,
+        priorities: Mapping[str, Mapping[str, str]],
+        create: bool = True,
+        known: OpenGroups | None = None,
+    ) -> Issue | None: ...
 
 
 async def attach(

@@ -11,7 +11,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import NotFound
-from hypercare.feedback.attach import attach, open_groups
+from hypercare.feedback.attach import AttachStep, open_groups
+from hypercare.feedback.attach import attach as dedup_attach
 from hypercare.feedback.drafts import SignalDraft
 from hypercare.feedback.models import (
     IntakeDelivery,
@@ -81,8 +82,10 @@ async def ingest(
     delivery: IntakeDelivery | None = None,
     integration_id: str | None = None,
     now: datetime | None = None,
+    attach: AttachStep | None = None,
 ) -> Ingested:
-    """Store each draft as a signal and run the attach step on it.
+    """Store each draft as a signal and run the attach step on it (`attach`, or the
+    dedup-only step when None).
 
     The signals of one delivery are inserted together and their open dedup groups loaded in
     one query, so a notification of many alerts costs a handful of statements."""
@@ -131,8 +134,9 @@ async def ingest(
     keys = [s.dedup_key for s in stored]
     await _lock_keys(session, keys)
     known = await open_groups(session=session, keys=keys)
+    step = attach or dedup_attach
     for signal, d in zip(stored, drafts, strict=True):
-        issue = await attach(
+        issue = await step(
             session=session,
             matrix=matrix,
             signal=signal,

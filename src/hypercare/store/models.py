@@ -1,6 +1,7 @@
 """Every table, gathered in one metadata for Alembic."""
 
 from hypercare.auth import models as _auth  # noqa: F401
+from hypercare.detection import models as _detection  # noqa: F401
 from hypercare.feedback import models as _feedback  # noqa: F401
 from hypercare.store.base import Base
 from hypercare.telemetry import models as _telemetry  # noqa: F401

@@ -80,6 +80,7 @@ class TelemetryCall(Base):
     __table_args__ = (
         Index("ix_telemetry_calls_route_ts", "route", "ts"),
         Index("ix_telemetry_calls_request_id", "request_id"),
+        Index("ix_telemetry_calls_trace_id", "trace_id"),
         Index("ix_telemetry_calls_batch_id", "batch_id"),
     )
 

@@ -283,6 +283,8 @@ def worker_sink(index: int) -> Shipper | None:
     """The `sink_factory` `hypercare up` gives its gateway workers: worker `index` ships to
     the console with the exported node token and spools under HYPERCARE_SPOOL_DIR/worker-N."""
     spool_root = os.environ.get("HYPERCARE_SPOOL_DIR")
+    # one line per shipped batch would drown the worker's log
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if not spool_root:
         return None
     return shipper_from_env(Path(spool_root) / f"worker-{index}")

@@ -67,6 +67,9 @@ async def ingest(request: Request, state: State, session: Db) -> IngestResult:
     node = await nodes.authenticate_node(session=session, token=bearer_token(request))
     batch = decode_batch(await request.body())
     accepted, duplicate = await collector_of(state).ingest(node, batch)
+    if not duplicate:
+        for observe in state.record_observers:
+            observe(batch.records)
     return IngestResult(batch=batch.key, accepted=accepted, duplicate=duplicate)
 
 

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hypercare.api.deps import Db, Responder, State, Support, Viewer
+from hypercare.detection import service as detection_service
+from hypercare.detection.models import IssueAnalysis
 from hypercare.errors import InvalidInput
 from hypercare.feedback import service as feedback_service
-from hypercare.feedback.models import IssueDetail
 from hypercare.triage import service
 from hypercare.triage.models import (
     CommentCreate,
@@ -80,12 +81,14 @@ async def create_issue(state: State, session: Db, who: Support, body: IssueCreat
     return service.to_read(issue, state.matrix)
 
 
-@router.get("/issues/{issue_id}", response_model=IssueDetail)
-async def get_issue(state: State, session: Db, _: Viewer, issue_id: int) -> IssueDetail:
+@router.get("/issues/{issue_id}", response_model=IssueAnalysis)
+async def get_issue(state: State, session: Db, _: Viewer, issue_id: int) -> IssueAnalysis:
+    """The issue with its signals, why each is linked, and the validation of its fix."""
     issue = await service.get_issue(session=session, issue_id=issue_id)
-    return await feedback_service.issue_detail(
+    detail = await feedback_service.issue_detail(
         session=session, read=service.to_read(issue, state.matrix)
     )
+    return await detection_service.issue_analysis(session=session, detail=detail)
 
 
 @router.patch("/issues/{issue_id}", response_model=IssueRead)

@@ -61,6 +61,7 @@ async def store(
         matrix=state.matrix,
         priorities=cfg(state).priorities,
         drafts=drafts,
+        attach=state.attach,
         delivery=delivery,
         integration_id=integration_id,
         now=now,

@@ -136,6 +136,7 @@ async def replay(state: State, session: Db, _: Responder, delivery_id: int) -> R
         matrix=state.matrix,
         priorities=cfg(state).priorities,
         drafts=drafts,
+        attach=state.attach,
         delivery=row,
         integration_id=integration_id,
         now=now,

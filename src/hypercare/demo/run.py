@@ -1,0 +1,91 @@
+"""Start and stop the demo next to a running console: shop, traffic and the scenario."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+from hypercare.api.state import AppState
+from hypercare.auth import service as auth_service
+from hypercare.auth.rules import Role
+from hypercare.config import HypercareConfig
+from hypercare.demo.config import DEMO_KEY, demo_config
+from hypercare.demo.scenario import WIDGET_KEY, Scenario
+from hypercare.demo.shop import Shop
+from hypercare.demo.traffic import Traffic
+
+
+def demo_extra(gateway_origin: str) -> str:
+    """The feedback and detection settings of the demo (a short validation window)."""
+    return (
+        "feedback:\n"
+        "  widget_keys:\n"
+        f"    - {{key: {WIDGET_KEY}, name: shop web, origins: ['{gateway_origin}']}}\n"
+        "detection:\n"
+        "  validation_window: 45s\n"
+    )
+
+
+async def prepare(gateway_listen: str) -> tuple[Shop, HypercareConfig]:
+    """Start the shop's services and build the configuration that routes to them."""
+    shop = Shop()
+    await shop.start()
+    origin = f"http://{gateway_listen}"
+    return shop, demo_config(shop.ports, demo_extra(origin))
+
+
+@dataclass
+class Demo:
+    shop: Shop
+    traffic: Traffic
+    scenario: Scenario
+    tokens: dict[str, str]
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        await self.traffic.stop()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self.shop.close()
+
+
+async def demo_tokens(state: AppState) -> dict[str, str]:
+    """Fresh tokens for the demo's people: an admin to sign in with, support, on-call."""
+    out = {}
+    async with state.sessions() as session, session.begin():
+        for role, name in (
+            (Role.admin, "demo-admin"),
+            (Role.support, "demo-support"),
+            (Role.responder, "dana"),
+        ):
+            created = await auth_service.create_token(session=session, name=name, role=role)
+            out[role.value] = created.token
+    return out
+
+
+async def start(
+    state: AppState,
+    shop: Shop,
+    *,
+    console: tuple[str, int],
+    gateway: tuple[str, int],
+    rate: float = 25.0,
+) -> Demo:
+    tokens = await demo_tokens(state)
+    traffic = Traffic(gateway[0], gateway[1], rate=rate, api_key=DEMO_KEY)
+    scenario = Scenario(
+        console=console,
+        gateway_origin=f"http://{gateway[0]}:{gateway[1]}",
+        tokens=tokens,
+        shop=shop,
+        traffic=traffic,
+    )
+    demo = Demo(shop, traffic, scenario, tokens)
+    traffic.start()
+    demo.task = asyncio.create_task(scenario.run(demo.stop_event), name="demo-scenario")
+    return demo

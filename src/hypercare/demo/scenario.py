@@ -1,0 +1,182 @@
+"""The scripted launch: traffic, a payments incident, feedback, a hotfix, and its validation.
+
+It drives hypercare only through its public HTTP API, with demo tokens, exactly as people
+and tools would: the widget and support tickets post feedback, a responder acknowledges, a
+deploy pipeline posts the hotfix. Detection, correlation, prioritisation and validation are
+hypercare's own work; the scenario only prints what to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from hypercare.demo.http import Client, Response
+from hypercare.demo.shop import Faults, Shop
+from hypercare.demo.traffic import Traffic
+
+log = logging.getLogger("hypercare.demo")
+
+WIDGET_KEY = "wk_demo_shop_web_01"
+
+
+class Scenario:
+    def __init__(
+        self,
+        *,
+        console: tuple[str, int],
+        gateway_origin: str,
+        tokens: dict[str, str],
+        shop: Shop,
+        traffic: Traffic,
+        say: Callable[[str], None] = print,
+        fault_at: float = 45.0,
+        seed: int = 5,
+    ) -> None:
+        # one connection per call: the scenario is slow and idle connections time out
+        self.console = Client(*console, timeout=15, keep_alive=False)
+        self.origin = gateway_origin
+        self.tokens = tokens
+        self.shop = shop
+        self.traffic = traffic
+        self.say = say
+        self.fault_at = fault_at
+        self.rng = random.Random(seed)
+        self.started = time.monotonic()
+        self.issue_id: int | None = None
+
+    def _clock(self) -> str:
+        s = int(time.monotonic() - self.started)
+        return f"{s // 60:02d}:{s % 60:02d}"
+
+    def tell(self, text: str) -> None:
+        self.say(f"[demo {self._clock()}] {text}")
+
+    async def _api(self, method: str, path: str, role: str, body: object = None) -> Response:
+        return await self.console.request(
+            method, path, headers={"authorization": f"Bearer {self.tokens[role]}"}, json_body=body
+        )
+
+    async def _until(self, seconds: float, stop: asyncio.Event) -> bool:
+        """Wait until `seconds` after the start; False when asked to stop."""
+        delay = self.started + seconds - time.monotonic()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        return not stop.is_set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self._launch(stop)
+            await self._background(stop)
+        except Exception:
+            # the demo must never take the product down with it
+            log.exception("demo scenario stopped")
+        finally:
+            await self.console.close()
+
+    async def _launch(self, stop: asyncio.Event) -> None:
+        t = self.fault_at
+        self.tell("launch day: shop traffic flows through the gateway; watch the overview")
+        if not await self._until(t, stop):
+            return
+        self.shop.services["payments"].faults = Faults(
+            error_rate=0.4, delay_ms=700, paths=("/payment/status",)
+        )
+        self.tell("payments starts failing: 40 % of /payment/status answer 503, +700 ms")
+        if not await self._until(t + 15, stop):
+            return
+        failed = self.traffic.stats.recent_failures("/payment/status")
+        r = await self.console.request(
+            "POST",
+            f"/api/v1/feedback?key={WIDGET_KEY}",
+            headers={"origin": self.origin},
+            json_body={
+                "category": "bug",
+                "message": "Payment stuck on 'checking status' after I paid",
+                "url": f"{self.origin}/checkout/confirm",
+                "request_ids": failed,
+                "user_agent": "Mozilla/5.0 (demo)",
+            },
+        )
+        self.tell(
+            f"a shopper reports it in the in-app widget (cites {len(failed)} failed calls)"
+            f" -> {r.status}"
+        )
+        if not await self._until(t + 25, stop):
+            return
+        for who, text in (
+            ("ana@example.com", "Payment status updates are delayed for my order"),
+            ("li@example.com", "Payment status page keeps spinning, was I charged?"),
+        ):
+            await self._api(
+                "POST",
+                "/api/v1/feedback",
+                "support",
+                {
+                    "type": "ticket",
+                    "subject": text,
+                    "description": "Customer contacted support by chat.",
+                    "requester": who,
+                    "channel": "chat",
+                    "severity": "high",
+                },
+            )
+        self.tell("support files two tickets: 'payment status updates are delayed'")
+        if not await self._until(t + 35, stop):
+            return
+        self.issue_id = await self._find_issue()
+        if self.issue_id is None:
+            self.tell("no gateway issue found yet; the demo keeps running")
+            return
+        await self._api(
+            "PATCH", f"/api/v1/issues/{self.issue_id}", "responder", {"assignee": "dana"}
+        )
+        await self._api(
+            "POST",
+            f"/api/v1/issues/{self.issue_id}/transitions",
+            "responder",
+            {"to": "investigating", "reason": "on it"},
+        )
+        self.tell(f"on-call (dana) acknowledges issue #{self.issue_id} and investigates")
+        if not await self._until(t + 60, stop):
+            return
+        self.shop.services["payments"].faults = Faults()
+        await self._api(
+            "POST",
+            "/api/v1/deployments",
+            "responder",
+            {
+                "service": "payments",
+                "version": "2.4.1-hotfix",
+                "kind": "hotfix",
+                "description": "connection pool size for the status poller",
+                "issue_ids": [self.issue_id],
+            },
+        )
+        self.tell("hotfix payments 2.4.1 deployed; hypercare now validates it on live traffic")
+
+    async def _find_issue(self) -> int | None:
+        r = await self._api("GET", "/api/v1/signals?source=gateway&limit=20", "support")
+        if r.status != 200:
+            return None
+        for item in r.json().get("items", []):
+            if item.get("route") == "payment-status" and item.get("issue_id"):
+                return int(item["issue_id"])
+        return None
+
+    async def _background(self, stop: asyncio.Event) -> None:
+        """After the launch incident: steady traffic and, now and then, a minor blip."""
+        next_blip = time.monotonic() - self.started + self.rng.uniform(360, 600)
+        while await self._until(next_blip, stop):
+            catalog = self.shop.services["catalog"]
+            catalog.faults = Faults(delay_ms=450, paths=("/catalog/search",))
+            self.tell("catalog search slows down for a minute (a minor issue)")
+            if not await self._until(next_blip + 60, stop):
+                return
+            catalog.faults = Faults()
+            next_blip += self.rng.uniform(480, 900)

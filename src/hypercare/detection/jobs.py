@@ -1,0 +1,208 @@
+"""Background work of detection: evaluate rules every few seconds, turn findings into
+signals, poll gateway target health, and validate fixes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from hypercare.api.state import AppState
+from hypercare.detection import service
+from hypercare.detection.engine import Detector, Finding
+from hypercare.detection.live import LiveWindows
+from hypercare.detection.rules import Metric, metric_value
+from hypercare.detection.validation import compare, describe, judge
+from hypercare.store.base import utcnow
+from hypercare.triage import service as triage
+from hypercare.triage.rules import Status
+
+log = logging.getLogger("hypercare.detection")
+
+
+@dataclass
+class DetectionRuntime:
+    """Detection's long-lived state, kept in `AppState.extras["detection"]`."""
+
+    live: LiveWindows
+    detector: Detector
+    # admin URLs of local gateway workers, polled for target health
+    health_urls: list[str] = field(default_factory=list)
+    findings: int = 0
+    last_tick_ms: float = 0.0
+
+
+def runtime(state: AppState) -> DetectionRuntime:
+    found = state.extras.get("detection")
+    if isinstance(found, DetectionRuntime):
+        return found
+    cfg = state.config.detection
+    live = LiveWindows(keep_seconds=3600)
+    made = DetectionRuntime(
+        live=live,
+        detector=Detector(
+            cfg.all_rules(),
+            live,
+            window_seconds=cfg.window.total_seconds(),
+            forecast_horizon=cfg.forecast_horizon.total_seconds(),
+        ),
+    )
+    state.extras["detection"] = made
+    return made
+
+
+async def emit_findings(state: AppState, findings: list[Finding]) -> None:
+    components = {r.name: r.tags.get("component") for r in state.config.gateway.routes}
+    for finding in findings:
+        async with state.sessions() as session, session.begin():
+            await service.emit(
+                session=session,
+                matrix=state.matrix,
+                priorities=state.config.feedback.priorities,
+                attach=state.attach,
+                finding=finding,
+                component=components.get(finding.route),
+            )
+        log.info("%s %s on %s", finding.kind, finding.rule.name, finding.route)
+
+
+async def poll_health(state: AppState, rt: DetectionRuntime, client: httpx.AsyncClient) -> None:
+    """Healthy targets per route, from the local gateway workers' admin listeners."""
+    if not rt.health_urls:
+        return
+    healthy: dict[str, int] = {}
+    for url in rt.health_urls:
+        try:
+            view = (await client.get(url)).json()
+        except (httpx.HTTPError, ValueError):
+            continue
+        for upstream, targets in (view.get("upstreams") or {}).items():
+            count = sum(1 for t in targets if t.get("in_rotation"))
+            healthy[upstream] = min(healthy.get(upstream, count), count)
+        break  # one worker's view is enough: each runs the same checks
+    for route in state.config.gateway.routes:
+        if route.upstream in healthy:
+            rt.live.set_healthy_targets(route.name, healthy[route.upstream])
+
+
+async def validate(state: AppState, rt: DetectionRuntime) -> None:
+    """Start watches for fixed issues, and decide the ones under way."""
+    now = utcnow()
+    window = state.config.detection.validation_window
+    known_routes = {r.name for r in state.config.gateway.routes}
+    async with state.sessions() as session, session.begin():
+        await service.start_watches(
+            session=session, window=window, now=now, known_routes=known_routes
+        )
+        firing = rt.detector.firing()
+        for watch in await service.watching(session=session):
+            started = watch.started_at.timestamp()
+            firing_here = [rule for rule, route in firing if route in watch.routes]
+            reports = await service.user_reports_since(
+                session=session, routes=watch.routes, since=watch.started_at
+            )
+            after = [rt.live.stats(r, started, now.timestamp()) for r in watch.routes]
+            verdict = judge(
+                elapsed=(now - watch.started_at).total_seconds(),
+                window=window.total_seconds(),
+                firing=firing_here,
+                new_user_reports=reports,
+                after=after,
+            )
+            if verdict.outcome == "watching":
+                continue
+            issue = await triage.get_issue(session=session, issue_id=watch.issue_id)
+            lines = list(verdict.reasons)
+            if issue.impact_started_at is not None:
+                end = (issue.mitigated_at or issue.resolved_at or watch.started_at).timestamp()
+                for r, a in zip(watch.routes, after, strict=True):
+                    before = rt.live.stats(r, issue.impact_started_at.timestamp(), end)
+                    if before.requests:
+                        lines.append("before → after: " + compare(before, a))
+            watch.state = verdict.outcome
+            watch.outcome = {"reasons": lines, "decided_at": now.isoformat()}
+            text = "; ".join(lines)
+            if verdict.outcome == "verified":
+                for step in _path_to_verified(Status(issue.status)):
+                    await triage.transition(
+                        session=session,
+                        matrix=state.matrix,
+                        issue_id=issue.id,
+                        to=step,
+                        reason=f"validated by hypercare: {text}"[:4000]
+                        if step is Status.verified
+                        else "fix deployed and validated by hypercare",
+                        actor="hypercare",
+                        now=now,
+                    )
+            elif Status(issue.status) in (Status.resolved, Status.verified):
+                await triage.transition(
+                    session=session,
+                    matrix=state.matrix,
+                    issue_id=issue.id,
+                    to=Status.reopened,
+                    reason=f"regression after the fix: {text}"[:4000],
+                    actor="hypercare",
+                    now=now,
+                )
+            else:
+                triage.record(
+                    session,
+                    issue,
+                    actor="hypercare",
+                    kind="validation",
+                    text=f"Fix not validated: {text}"[:4000],
+                    data={"outcome": verdict.outcome, "reasons": lines},
+                    at=now,
+                )
+
+
+def _path_to_verified(current: Status) -> list[Status]:
+    """The moves from `current` to verified, through resolved where needed."""
+    if current is Status.resolved:
+        return [Status.verified]
+    if current in (Status.triaged, Status.investigating, Status.mitigated, Status.reopened):
+        return [Status.resolved, Status.verified]
+    if current is Status.new:
+        return [Status.triaged, Status.resolved, Status.verified]
+    return []
+
+
+async def run_detection(state: AppState, stop: asyncio.Event) -> None:
+    """The detection loop: every `detection.interval`, evaluate, emit, validate."""
+    rt = runtime(state)
+    interval = state.config.detection.interval.total_seconds()
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                await poll_health(state, rt, client)
+                findings = rt.detector.tick(time.time())
+                await emit_findings(state, findings)
+                rt.findings += len(findings)
+                await validate(state, rt)
+            except Exception:
+                # detection must outlive a passing store error; the next pass retries
+                log.exception("detection pass failed")
+            rt.last_tick_ms = (time.perf_counter() - started) * 1000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+def route_summary(rt: DetectionRuntime, route: str, seconds: float = 60) -> dict[str, object]:
+    """The live numbers of one route over the last `seconds` (for views and the demo)."""
+    now = time.time()
+    stats = rt.live.stats(route, now - seconds, now)
+    return {
+        "route": route,
+        "summary": describe(stats),
+        "requests": stats.requests,
+        "error_rate": metric_value(stats, Metric.error_rate),
+        "p95_ms": stats.p95,
+        "healthy_targets": stats.healthy_targets,
+        "firing": [rule for rule, r in rt.detector.firing() if r == route],
+    }

@@ -1,0 +1,111 @@
+"""HTTP for analysis: deployments, corrections (merge, split, unlink), links and live state."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from hypercare.api.deps import Db, Responder, State, Viewer
+from hypercare.detection import service
+from hypercare.detection.jobs import route_summary, runtime
+from hypercare.detection.models import (
+    DeploymentCreate,
+    DeploymentRead,
+    LinkRead,
+    MergeRequest,
+    SplitRequest,
+    WatchRead,
+)
+from hypercare.feedback.models import SignalRead
+from hypercare.triage import service as triage
+from hypercare.triage.models import IssueRead
+
+router = APIRouter(prefix="/api/v1", tags=["analysis"])
+
+
+@router.post("/deployments", response_model=DeploymentRead, status_code=201)
+async def create_deployment(session: Db, who: Responder, body: DeploymentCreate) -> DeploymentRead:
+    """Record a deploy or hotfix; linked issues get a timeline entry and a validation watch."""
+    row = await service.record_deployment(session=session, data=body, actor=who.name)
+    return DeploymentRead.model_validate(row)
+
+
+@router.get("/deployments", response_model=list[DeploymentRead])
+async def list_deployments(
+    session: Db, _: Viewer, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[DeploymentRead]:
+    rows = await service.list_deployments(session=session, limit=limit)
+    return [DeploymentRead.model_validate(r) for r in rows]
+
+
+@router.post("/issues/{issue_id}/merge", response_model=IssueRead)
+async def merge_issue(
+    state: State, session: Db, who: Responder, issue_id: int, body: MergeRequest
+) -> IssueRead:
+    """Move this issue's signals into `into` and close this one as its duplicate."""
+    target = await service.merge(
+        session=session, matrix=state.matrix, source_id=issue_id, into_id=body.into, actor=who.name
+    )
+    return triage.to_read(target, state.matrix)
+
+
+@router.post("/signals/{signal_id}/split", response_model=IssueRead, status_code=201)
+async def split_signal(
+    state: State, session: Db, who: Responder, signal_id: int, body: SplitRequest | None = None
+) -> IssueRead:
+    """Open a new issue for this signal; automation never links it back to the old one."""
+    issue = await service.split(
+        session=session,
+        matrix=state.matrix,
+        signal_id=signal_id,
+        title=body.title if body else None,
+        actor=who.name,
+    )
+    return triage.to_read(issue, state.matrix)
+
+
+@router.post("/signals/{signal_id}/unlink", response_model=SignalRead)
+async def unlink_signal(session: Db, who: Responder, signal_id: int) -> SignalRead:
+    signal = await service.unlink(session=session, signal_id=signal_id, actor=who.name)
+    return SignalRead.model_validate(signal)
+
+
+@router.get("/issues/{issue_id}/links", response_model=list[LinkRead])
+async def issue_links(session: Db, _: Viewer, issue_id: int) -> list[LinkRead]:
+    """Why each signal is on this issue: score and reasons."""
+    await triage.get_issue(session=session, issue_id=issue_id)
+    links = await service.links_of(session=session, issue_id=issue_id)
+    return [LinkRead.model_validate(link) for link in links.values()]
+
+
+@router.get("/issues/{issue_id}/validation", response_model=list[WatchRead])
+async def issue_validation(session: Db, _: Viewer, issue_id: int) -> list[WatchRead]:
+    await triage.get_issue(session=session, issue_id=issue_id)
+    watches = await service.watches_of(session=session, issue_id=issue_id)
+    return [WatchRead.model_validate(w) for w in watches]
+
+
+@router.get("/detection/live")
+async def detection_live(state: State, _: Viewer) -> dict[str, Any]:
+    """Every route's last minute as detection sees it, and the rules firing now."""
+    rt = runtime(state)
+    return {
+        "routes": [route_summary(rt, r) for r in sorted(rt.live.routes)],
+        "firing": [{"rule": rule, "route": route} for rule, route in rt.detector.firing()],
+        "rules": [
+            {
+                "name": r.name,
+                "metric": r.metric.value,
+                "condition": r.condition.value,
+                "threshold": r.threshold,
+                "for_seconds": r.for_seconds,
+                "severity": r.severity,
+                "routes": list(r.routes) or ["*"],
+                "description": r.description,
+            }
+            for r in rt.detector.rules
+        ],
+        "last_tick_ms": round(rt.last_tick_ms, 2),
+        "findings": rt.findings,
+    }
