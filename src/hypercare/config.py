@@ -137,10 +137,15 @@ class TriageConfig(StrictModel):
         return self
 
 
+# Sections owned by other packages; imported here, after the shared types they build on.
+from hypercare.web.settings import WebConfig  # noqa: E402
+
+
 class HypercareConfig(StrictModel):
     """The whole file. Each section is owned by the package that uses it."""
 
     triage: TriageConfig = Field(default_factory=TriageConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
 
 # --- loading ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from hypercare.auth.views import router as tokens_router
 from hypercare.store.db import ping
 from hypercare.triage.jobs import run_sla_clock
 from hypercare.triage.views import router as issues_router
+from hypercare.web.app import install as install_console
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -52,6 +53,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(issues_router)
     app.include_router(tokens_router)
+    install_console(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

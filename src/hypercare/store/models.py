@@ -3,5 +3,6 @@
 from hypercare.auth import models as _auth  # noqa: F401
 from hypercare.store.base import Base
 from hypercare.triage import models as _triage  # noqa: F401
+from hypercare.web import models as _web  # noqa: F401
 
 metadata = Base.metadata
