@@ -142,6 +142,7 @@
     var help = document.getElementById("help");
     if (evt.key === "Escape") {
       if (typing(document.activeElement)) {
+        evt.preventDefault(); // a search field would clear itself and refilter the queue
         document.activeElement.blur();
         var row = selected();
         if (row) row.focus();
