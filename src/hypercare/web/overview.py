@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.api.deps import Db, State
 from hypercare.api.state import AppState
+from hypercare.store.base import utcnow
 from hypercare.triage import service
 from hypercare.web import queries
 from hypercare.web.console import Console, console_of
@@ -20,6 +21,7 @@ router = APIRouter(include_in_schema=False)
 
 URGENT_ROWS = 12
 ACTIVITY_ROWS = 15
+FLOW_HOURS = 48
 
 
 async def _live_context(session: AsyncSession, state: AppState) -> dict[str, Any]:
@@ -32,6 +34,7 @@ async def _live_context(session: AsyncSession, state: AppState) -> dict[str, Any
         "urgent": [service.to_read(i, state.matrix) for i in urgent],
         "activity": await queries.recent_activity(session=session, limit=ACTIVITY_ROWS),
         "marker": await queries.change_marker(session=session),
+        "flow": await queries.hourly_flow(session=session, now=utcnow(), hours=FLOW_HOURS),
     }
 
 

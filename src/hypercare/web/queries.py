@@ -5,7 +5,7 @@ Functions take a keyword-only session and never write."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -102,3 +102,31 @@ async def change_marker(*, session: AsyncSession) -> int:
     """The newest timeline entry id. Every change to an issue appends one (that is the
     tracker's rule), so the live stream only has to compare this number."""
     return int(await session.scalar(select(func.max(TimelineEntry.id))) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class HourlySeries:
+    """Issues opened and resolved per hour: x is the start of each hour, in Unix seconds."""
+
+    x: list[int]
+    opened: list[int]
+    resolved: list[int]
+
+
+async def hourly_flow(*, session: AsyncSession, now: datetime, hours: int) -> HourlySeries:
+    """Opened and resolved issues per hour over the last `hours` hours (for the chart)."""
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = end - timedelta(hours=hours)
+    first = int(start.timestamp())
+    opened = [0] * hours
+    resolved = [0] * hours
+    for column, counts in ((Issue.created_at, opened), (Issue.resolved_at, resolved)):
+        for (at,) in await session.execute(select(column).where(column >= start)):
+            if at is None:
+                continue
+            slot = int((at.timestamp() - first) // 3600)
+            if 0 <= slot < hours:
+                counts[slot] += 1
+    return HourlySeries(
+        x=[first + 3600 * i for i in range(hours)], opened=opened, resolved=resolved
+    )
