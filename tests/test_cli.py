@@ -64,8 +64,31 @@ def test_token_create_on_sqlite(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_migrate_on_postgres() -> None:
     require_service("PostgreSQL", PG_HOST, PG_PORT)
-    r = run("migrate", "--database-url", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test")
-    assert r.returncode == 0, r.stderr
+    # a database of its own: the shared `test` database's public schema may hold revisions
+    # of branches this checkout does not have (several worktrees share one server)
+    name = f"t_cli_{os.urandom(6).hex()}"
+    admin = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
+    _psql(admin, f'CREATE DATABASE "{name}"')
+    try:
+        r = run("migrate", "--database-url", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}")
+        assert r.returncode == 0, r.stderr
+    finally:
+        _psql(admin, f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def _psql(url: str, sql: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def go() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[str], deadline: float) -> None:
