@@ -195,3 +195,21 @@ def test_new_issue_form(
     expect(page.get_by_role("heading", level=1)).to_contain_text("Export to CSV is empty")
     page.context.close()
     assert errors == []
+
+
+@pytest.mark.parametrize("path", ["/", "/triage", "/issues/1", "/issues/new"])
+def test_pages_fit_a_phone_screen(
+    chromium: Browser, server: LiveServer, tokens: dict[str, str], errors: Errors, path: str
+) -> None:
+    server.api("POST", "/issues", tokens["support"], json={"title": "A long enough title " * 4})
+    context = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.url + path)
+    page.get_by_label("API token").fill(server.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("main h1").first).to_be_visible()
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{path} is {overflow}px wider than a phone screen"
+    context.close()
+    assert errors == []

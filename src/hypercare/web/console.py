@@ -83,6 +83,8 @@ class Console:
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(["html"]),
             undefined=StrictUndefined,
+            # templates ship with the package: no need to stat them on every render
+            auto_reload=False,
             trim_blocks=True,
             lstrip_blocks=True,
         )
