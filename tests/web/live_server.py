@@ -71,7 +71,7 @@ def running_console(data_dir: Path, config_text: str = "") -> Iterator[LiveServe
     port = free_port()
     admin = "hc_browser-test-admin-" + os.urandom(8).hex()
     config = data_dir / "hypercare.yaml"
-    config.write_text(config_text or "web:\n  live_check_interval: 300ms\n")
+    config.write_text(config_text or "web:\n  live_check_interval: 300ms\n  poll_interval: 1s\n")
     env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": admin}
     env.pop("HYPERCARE_DATABASE_URL", None)
     log = (data_dir / "server.log").open("w")

@@ -213,3 +213,18 @@ def test_pages_fit_a_phone_screen(
     assert overflow <= 0, f"{path} is {overflow}px wider than a phone screen"
     context.close()
     assert errors == []
+
+
+def test_overview_falls_back_to_polling_without_sse(
+    chromium: Browser, server: LiveServer, tokens: dict[str, str], errors: Errors
+) -> None:
+    page = open_page(chromium, errors)
+    page.add_init_script("delete window.EventSource")
+    sign_in(page, server, tokens["viewer"])
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "polling")
+    title = "Polling picks this up"
+    r = server.api("POST", "/issues", tokens["support"], json={"title": title})
+    assert r.status_code == 201
+    expect(page.locator("#activity-list")).to_contain_text(title)
+    page.context.close()
+    assert errors == []
