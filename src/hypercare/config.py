@@ -142,6 +142,7 @@ from hypercare.detection.config import DetectionConfig  # noqa: E402
 from hypercare.feedback.settings import FeedbackConfig  # noqa: E402
 from hypercare.gateway.config import GatewayConfig  # noqa: E402
 from hypercare.telemetry.config import TelemetryConfig  # noqa: E402
+from hypercare.web.settings import WebConfig  # noqa: E402
 
 
 class HypercareConfig(StrictModel):
@@ -152,6 +153,7 @@ class HypercareConfig(StrictModel):
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
 
 # --- loading ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from hypercare.telemetry import jobs as telemetry_jobs
 from hypercare.telemetry.views import router as telemetry_router
 from hypercare.triage.jobs import run_sla_clock
 from hypercare.triage.views import router as issues_router
+from hypercare.web.app import install as install_console
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -71,6 +72,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     app.include_router(feedback_views.public)
     app.include_router(telemetry_router)
     app.include_router(detection_router)
+    install_console(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

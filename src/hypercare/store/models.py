@@ -6,5 +6,6 @@ from hypercare.feedback import models as _feedback  # noqa: F401
 from hypercare.store.base import Base
 from hypercare.telemetry import models as _telemetry  # noqa: F401
 from hypercare.triage import models as _triage  # noqa: F401
+from hypercare.web import models as _web  # noqa: F401
 
 metadata = Base.metadata

@@ -134,10 +134,28 @@ async def get_issue(*, session: AsyncSession, issue_id: int) -> Issue:
     return issue
 
 
+_SORT_COLUMNS: dict[str, Any] = {
+    "id": Issue.id,
+    "priority": Issue.priority,
+    "status": Issue.status,
+    "due": Issue.due_at,
+    "updated": Issue.updated_at,
+    "assignee": Issue.assignee,
+    "component": Issue.component,
+}
+
+
 async def list_issues(
-    *, session: AsyncSession, filters: IssueFilter, limit: int, offset: int
+    *,
+    session: AsyncSession,
+    filters: IssueFilter,
+    limit: int,
+    offset: int,
+    sort: str = "urgency",
+    descending: bool = False,
 ) -> tuple[list[Issue], int]:
-    """Issues matching `filters`, most urgent first: priority, then due time, then age."""
+    """Issues matching `filters`, most urgent first (priority, then due time, then age), or
+    by one of `_SORT_COLUMNS` with empty values last and the id breaking ties."""
     query = select(Issue)
     if filters.status:
         query = query.where(Issue.status.in_(filters.status))
@@ -158,11 +176,13 @@ async def list_issues(
             )
         )
     total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    ordered = (
-        query.order_by(Issue.priority, Issue.due_at.is_(None), Issue.due_at, Issue.id)
-        .limit(limit)
-        .offset(offset)
-    )
+    column = _SORT_COLUMNS.get(sort)
+    if column is None:
+        order: tuple[Any, ...] = (Issue.priority, Issue.due_at.is_(None), Issue.due_at, Issue.id)
+    else:
+        direction = column.desc() if descending else column.asc()
+        order = (column.is_(None), direction, Issue.id)
+    ordered = query.order_by(*order).limit(limit).offset(offset)
     return list(await session.scalars(ordered)), total
 
 

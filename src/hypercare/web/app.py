@@ -1,0 +1,70 @@
+"""Wire the console into the FastAPI app: its parts, static files and error pages."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from markupsafe import escape
+
+from hypercare.auth.rules import Role
+from hypercare.web import issues, live, overview, signin
+from hypercare.web.console import SECURITY_HEADERS, STATIC, Console, console_of, is_htmx
+from hypercare.web.deps import PageError, SignInRequired
+from hypercare.web.registry import ConsolePart, NavItem
+
+_tracker_router = APIRouter(include_in_schema=False)
+_tracker_router.include_router(overview.router)
+_tracker_router.include_router(issues.router)
+
+# The issue tracker's pages. Parts for telemetry, feedback, integrations and handover are
+# added here as their backends land, each with its own router, templates and nav items.
+TRACKER = ConsolePart(
+    name="tracker",
+    router=_tracker_router,
+    nav=(
+        NavItem(label="Overview", href="/", section="", order=0, key="o"),
+        NavItem(label="Triage", href="/triage", section="triage", order=10, key="t"),
+        NavItem(
+            label="New issue",
+            href="/issues/new",
+            section="issues/new",
+            order=90,
+            min_role=Role.support,
+            key="n",
+        ),
+    ),
+)
+
+PARTS: tuple[ConsolePart, ...] = (TRACKER,)
+
+
+def install(app: FastAPI, parts: tuple[ConsolePart, ...] = PARTS) -> None:
+    """Add the console (pages, live stream, sign-in, static files) to `app`."""
+    app.state.console = Console(parts)
+    app.include_router(signin.router)
+    app.include_router(live.router)
+    for part in parts:
+        app.include_router(part.router)
+    app.mount("/static", StaticFiles(directory=STATIC, follow_symlink=False), name="static")
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(request: Request, exc: SignInRequired) -> Response:
+        target = "/signin?" + urlencode({"next": exc.next_path})
+        if is_htmx(request):
+            # a fragment request from an expired session: send the whole page to sign-in
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        if request.url.path == "/live":
+            return Response(status_code=401, headers=SECURITY_HEADERS)
+        return RedirectResponse(target, status_code=303)
+
+    @app.exception_handler(PageError)
+    async def _page_error(request: Request, exc: PageError) -> Response:
+        if is_htmx(request):
+            body = f'<p class="flash error" role="alert">{escape(exc.message)}</p>'
+            return HTMLResponse(body, status_code=exc.status, headers=SECURITY_HEADERS)
+        console = console_of(request)
+        ctx = console.context(request, None, "", status=exc.status, message=exc.message)
+        return console.render(request, "error.html", ctx, status=exc.status)

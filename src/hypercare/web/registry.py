@@ -1,0 +1,68 @@
+"""How a part of the console plugs in: its routes, its navigation items, its overview tiles.
+
+A domain adds its pages by defining one `ConsolePart` (a router, templates, nav items and
+optional overview slots) and listing it in `hypercare.web.app.PARTS`. Nothing is shown for
+a part that is not installed: the navigation and the overview are built from the parts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hypercare.api.state import AppState
+from hypercare.auth.rules import Role
+from hypercare.triage.models import IssueRead
+
+# Regions of the overview page that later parts fill in; an empty region is not rendered.
+Region = Literal["api_health", "latest_signals"]
+SlotLoader = Callable[[AsyncSession, AppState], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class NavItem:
+    label: str
+    href: str
+    # the first path segment that marks this item as the current page ("" for the overview)
+    section: str
+    order: int = 100
+    min_role: Role = Role.viewer
+    # single-key shortcut "g <key>" that jumps here
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewSlot:
+    """A tile on the overview: `template` is rendered with what `load` returns."""
+
+    region: Region
+    title: str
+    template: str
+    load: SlotLoader
+
+
+# Regions of the issue page that later parts fill in (signals linked to the issue, charts of
+# the issue's route); the loader gets the issue being shown.
+IssueRegion = Literal["linked_signals", "route_charts"]
+IssuePanelLoader = Callable[[AsyncSession, AppState, IssueRead], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuePanel:
+    region: IssueRegion
+    title: str
+    template: str
+    load: IssuePanelLoader
+
+
+@dataclass(frozen=True, slots=True)
+class ConsolePart:
+    name: str
+    router: APIRouter
+    nav: tuple[NavItem, ...] = ()
+    slots: tuple[OverviewSlot, ...] = ()
+    issue_panels: tuple[IssuePanel, ...] = ()

@@ -1,0 +1,101 @@
+"""Pure console decisions: CSRF tokens, redirects, cookie flags, countdowns, sorting.
+
+No I/O here, so each rule is tested without a server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta
+from typing import Literal
+
+SESSION_COOKIE = "hc_session"
+SIGNIN_COOKIE = "hc_signin"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf"
+
+
+def new_secret() -> str:
+    """256 random bits, URL-safe: session ids and sign-in form nonces."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_sid(sid: str) -> str:
+    """What the store keeps of a session id (the id itself only lives in the cookie)."""
+    return hashlib.sha256(b"session:" + sid.encode("utf-8")).hexdigest()
+
+
+def csrf_token(sid: str) -> str:
+    """The synchronizer token of a session, derived from its id.
+
+    Only the holder of the HttpOnly cookie can know it, and it is never stored, so a form
+    or htmx request that carries it was made by a page this console served to that browser.
+    """
+    return hmac.new(sid.encode("utf-8"), b"hypercare-csrf", hashlib.sha256).hexdigest()
+
+
+def same(a: str | None, b: str | None) -> bool:
+    return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path on this console only (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    if any(ord(c) < 0x20 for c in target):
+        return "/"
+    return target
+
+
+def cookie_secure(mode: Literal["auto", "always", "never"], scheme: str) -> bool:
+    if mode == "always":
+        return True
+    if mode == "never":
+        return False
+    return scheme == "https"
+
+
+def countdown(due: datetime | None, now: datetime, stopped_at: datetime | None = None) -> str:
+    """Time left until `due` ("2h 05m left") or past it ("overdue 12m"); "" without SLA."""
+    if due is None:
+        return ""
+    left = due - (stopped_at or now)
+    text = _short(abs(left))
+    return f"{text} left" if left > timedelta(0) else f"overdue {text}"
+
+
+def _short(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def duration(seconds: float | None) -> str:
+    """MTTx for people: "—" until known, else "1h 05m" and the like."""
+    if seconds is None:
+        return "—"
+    return _short(timedelta(seconds=round(seconds)))
+
+
+# The triage queue's sort keys, as offered in its column headers.
+SORTS = ("urgency", "id", "priority", "status", "due", "updated", "assignee", "component")
+SortKey = Literal["urgency", "id", "priority", "status", "due", "updated", "assignee", "component"]
+
+
+def parse_sort(value: str | None) -> tuple[str, bool]:
+    """`"-updated"` → ("updated", descending). Unknown keys fall back to urgency."""
+    if not value:
+        return "urgency", False
+    descending = value.startswith("-")
+    key = value.lstrip("-")
+    return (key, descending) if key in SORTS else ("urgency", False)

@@ -1,0 +1,59 @@
+"""Pure console rules: CSRF derivation, redirects, cookie flags, countdowns, sort keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hypercare.web import rules
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def test_csrf_token_is_tied_to_the_session_and_not_the_id_itself() -> None:
+    a, b = rules.new_secret(), rules.new_secret()
+    assert a != b and len(a) >= 43
+    assert rules.csrf_token(a) == rules.csrf_token(a) != rules.csrf_token(b)
+    assert a not in rules.csrf_token(a) and rules.hash_sid(a) != rules.csrf_token(a)
+    assert rules.same("x", "x") and not rules.same("x", "y")
+    assert not rules.same(None, None) and not rules.same("", "")
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (None, "/"),
+        ("/triage?q=x", "/triage?q=x"),
+        ("//evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("/ok\r\nSet-Cookie: x", "/"),
+        ("triage", "/"),
+    ],
+)
+def test_safe_next_stays_on_the_console(target: str | None, expected: str) -> None:
+    assert rules.safe_next(target) == expected
+
+
+def test_cookie_secure_modes() -> None:
+    assert rules.cookie_secure("auto", "https") and not rules.cookie_secure("auto", "http")
+    assert rules.cookie_secure("always", "http") and not rules.cookie_secure("never", "https")
+
+
+def test_countdown_and_duration_texts() -> None:
+    assert rules.countdown(None, NOW) == ""
+    assert rules.countdown(NOW + timedelta(hours=2, minutes=5), NOW) == "2h 05m left"
+    assert rules.countdown(NOW - timedelta(minutes=12, seconds=3), NOW) == "overdue 12m 03s"
+    assert rules.countdown(NOW + timedelta(days=1, hours=3), NOW) == "1d 03h left"
+    stopped = NOW - timedelta(hours=1)
+    assert rules.countdown(NOW, NOW + timedelta(days=9), stopped) == "1h 00m left"
+    assert rules.duration(None) == "—" and rules.duration(59) == "59s"
+    assert rules.duration(3900) == "1h 05m"
+
+
+def test_parse_sort() -> None:
+    assert rules.parse_sort(None) == ("urgency", False)
+    assert rules.parse_sort("-updated") == ("updated", True)
+    assert rules.parse_sort("id") == ("id", False)
+    assert rules.parse_sort("-password") == ("urgency", False)
