@@ -71,6 +71,14 @@ class Detector:
         """(rule, route) pairs currently firing."""
         return [key for key, st in self.states.items() if st.phase.value == "firing"]
 
+    def firing_since(self, route: str) -> list[tuple[str, float]]:
+        """(rule, firing since) for the rules firing on `route`."""
+        return [
+            (rule, st.firing_since or 0.0)
+            for (rule, r), st in self.states.items()
+            if r == route and st.phase.value == "firing"
+        ]
+
     def baseline(self, route: str, metric: Metric, now: float) -> Baseline:
         cached = self._baselines.get(route)
         if cached is None or now - cached.computed_at >= 60:

@@ -98,10 +98,15 @@ async def validate(state: AppState, rt: DetectionRuntime) -> None:
         await service.start_watches(
             session=session, window=window, now=now, known_routes=known_routes
         )
-        firing = rt.detector.firing()
+        cfg = state.config.detection
+        grace = (
+            cfg.window.total_seconds()
+            + max((r.clear_for_seconds for r in rt.detector.rules), default=0.0)
+            + 10.0
+        )
         for watch in await service.watching(session=session):
             started = watch.started_at.timestamp()
-            firing_here = [rule for rule, route in firing if route in watch.routes]
+            firing_here = [f for route in watch.routes for f in rt.detector.firing_since(route)]
             reports = await service.user_reports_since(
                 session=session, routes=watch.routes, since=watch.started_at
             )
@@ -109,6 +114,8 @@ async def validate(state: AppState, rt: DetectionRuntime) -> None:
             verdict = judge(
                 elapsed=(now - watch.started_at).total_seconds(),
                 window=window.total_seconds(),
+                grace=max(grace, window.total_seconds()),
+                started=started,
                 firing=firing_here,
                 new_user_reports=reports,
                 after=after,

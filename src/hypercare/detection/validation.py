@@ -22,18 +22,31 @@ def judge(
     *,
     elapsed: float,
     window: float,
-    firing: list[str],
+    grace: float,
+    started: float,
+    firing: list[tuple[str, float]],
     new_user_reports: int,
     after: list[WindowStats],
 ) -> Judgement:
-    """Decide one watch. `firing` names rules firing on the watched routes right now."""
-    if firing:
-        return Judgement("regressed", tuple(f"rule {name} fired again" for name in firing))
+    """Decide one watch, `elapsed` seconds after it started at `started` (Unix seconds).
+
+    `firing` lists (rule, firing since) for the rules firing on the watched routes. A rule
+    that was already firing when the fix landed gets `grace` seconds to recover (it needs
+    its own clear time); one that fires after the fix is a regression at once."""
+    refired = [name for name, since in firing if since > started]
+    if refired:
+        return Judgement("regressed", tuple(f"rule {name} fired again" for name in refired))
+    stuck = [name for name, _ in firing if elapsed > grace]
+    if stuck:
+        return Judgement(
+            "regressed",
+            tuple(f"rule {name} still firing {elapsed:.0f} s after the fix" for name in stuck),
+        )
     if new_user_reports:
         return Judgement(
             "regressed", (f"{new_user_reports} new user report(s) about the same route",)
         )
-    if elapsed < window:
+    if elapsed < window or firing:
         return Judgement("watching", ())
     return Judgement("verified", tuple(describe(s) for s in after) or ("no traffic to judge",))
 

@@ -1,0 +1,197 @@
+"""The acceptance scenario, end to end through `hypercare up` on loopback.
+
+A payments API behind the gateway starts answering 503 and slowing down under load; a
+catalog route fails at the same time for an unrelated reason. Tickets arrive, one citing the
+request id of a failed call. Expected: one payments issue holding the gateway signal and the
+tickets with their reasons, prioritised P1/P2 by the matrix, MTTD measured from telemetry; a
+separate catalog issue; after the upstream recovers and a deployment is posted, the payments
+issue becomes verified once the validation window passes healthy.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hypercare.demo.config import demo_yaml
+from hypercare.demo.shop import Faults, Shop
+from hypercare.demo.traffic import Traffic
+from tests.gateway.helpers import LoopThread
+
+ADMIN = "hc_acceptance-admin-token"
+H = {"Authorization": f"Bearer {ADMIN}"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def product(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    loop = LoopThread()
+    shop = Shop()
+    loop.run(shop.start())
+    console, gateway, admin = free_port(), free_port(), free_port()
+    cfg = tmp_path / "hypercare.yaml"
+    cfg.write_text(
+        demo_yaml(
+            shop.ports,
+            "detection:\n  interval: 1s\n  window: 10s\n  validation_window: 15s\n",
+        )
+    )
+    env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": ADMIN}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hypercare",
+            "up",
+            "--config",
+            str(cfg),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--console-listen",
+            f"127.0.0.1:{console}",
+            "--gateway-listen",
+            f"127.0.0.1:{gateway}",
+            "--gateway-admin-listen",
+            f"127.0.0.1:{admin}",
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{console}"
+    traffic = Traffic("127.0.0.1", gateway, rate=60, api_key="demo-shop-web-key-0001")
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"hypercare up exited: {proc.stdout and proc.stdout.read()}")
+            try:
+                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for("the console", ready, 60)
+        loop.call(traffic.start)
+        yield {"base": base, "shop": shop, "traffic": traffic, "loop": loop}
+    finally:
+        loop.run(traffic.stop())
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+        loop.run(shop.close())
+        loop.stop()
+
+
+def gateway_issue(base: str, route: str) -> int | None:
+    r = httpx.get(f"{base}/api/v1/signals", params={"source": "gateway", "limit": 50}, headers=H)
+    for s in r.json()["items"]:
+        if s["route"] == route and s["issue_id"] and s["status"] == "firing":
+            return int(s["issue_id"])
+    return None
+
+
+def test_payments_incident_is_detected_correlated_prioritised_and_validated(
+    product: dict[str, Any],
+) -> None:
+    base, shop, traffic = product["base"], product["shop"], product["traffic"]
+    wait_for("healthy traffic", lambda: traffic.stats.sent > 150, 30)
+    onset = time.time()
+    shop.services["payments"].faults = Faults(
+        error_rate=0.5, delay_ms=300, paths=("/payment/status",)
+    )
+    shop.services["catalog"].faults = Faults(error_rate=0.6, paths=("/catalog/search",))
+
+    payments = wait_for("the payments signal", lambda: gateway_issue(base, "payment-status"), 45)
+    detected_after = time.time() - onset
+    catalog = wait_for("the catalog signal", lambda: gateway_issue(base, "catalog-search"), 30)
+    assert payments != catalog, "two unrelated failing routes must be two issues"
+    assert detected_after < 30
+
+    failed_ids = wait_for(
+        "failed payment calls", lambda: traffic.stats.recent_failures("/payment/status"), 10
+    )
+    tickets = [
+        {
+            "type": "ticket",
+            "subject": "Payment status updates are delayed",
+            "description": "Customers wait minutes for the confirmation.",
+            "requester": "a@x.io",
+            "channel": "email",
+        },
+        {
+            "type": "ticket",
+            "subject": "Checkout broken?",
+            "description": "It failed for me.",
+            "requester": "b@x.io",
+            "channel": "chat",
+            "request_ids": failed_ids[-1:],
+        },
+    ]
+    for t in tickets:
+        r = httpx.post(f"{base}/api/v1/feedback", json=t, headers=H)
+        assert r.status_code == 202, r.text
+        assert r.json()["issues"] == [payments]
+
+    issue = httpx.get(f"{base}/api/v1/issues/{payments}", headers=H).json()
+    assert issue["priority"] in ("P1", "P2")
+    assert issue["route"] == "payment-status"
+    assert issue["mttd_seconds"] is not None
+    assert 0 <= issue["mttd_seconds"] < 30
+    kinds = sorted(s["kind"] for s in issue["signals"])
+    assert kinds.count("user") == 2
+    assert "system" in kinds
+    reasons = " | ".join(r for link in issue["links"] for r in link["reasons"])
+    assert "text mentions payment-status" in reasons
+    assert f"cites request id {failed_ids[-1][:12]}" in reasons
+
+    shop.services["payments"].faults = Faults()
+    shop.services["catalog"].faults = Faults()
+    r = httpx.post(
+        f"{base}/api/v1/deployments",
+        json={"service": "payments", "version": "2.4.1", "kind": "hotfix", "issue_ids": [payments]},
+        headers=H,
+    )
+    assert r.status_code == 201, r.text
+
+    def verified() -> dict[str, Any] | None:
+        data: dict[str, Any] = httpx.get(f"{base}/api/v1/issues/{payments}", headers=H).json()
+        return data if data["status"] == "verified" else None
+
+    done = wait_for("the payments issue to be verified", verified, 120)
+    assert done["validation"][-1]["state"] == "verified"
+    timeline = httpx.get(f"{base}/api/v1/issues/{payments}/timeline", headers=H).json()
+    text = " ".join(e["text"] for e in timeline)
+    assert "before → after: payment-status: error rate" in text
+    assert any(e["kind"] == "deployment" for e in timeline)
