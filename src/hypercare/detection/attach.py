@@ -66,8 +66,15 @@ class Correlator:
         if route and signal.route != route:
             signal.labels = {**(signal.labels or {}), "url_path": signal.route or ""}
             signal.route = route
-        if signal.component is None and route:
-            signal.component = self.components.get(route)
+        features = await self._features(session, signal)
+        if signal.route is None:
+            # no route stated: one cited through a failed call, or named in the text
+            found, why = correlate.resolve_route(features, self.routes)
+            if found:
+                signal.route = found
+                signal.labels = {**(signal.labels or {}), "route_from": why or ""}
+        if signal.component is None and signal.route:
+            signal.component = self.components.get(signal.route)
         explicit = signal.issue_id is not None
         issue = await dedup.attach(
             session=session,
@@ -84,7 +91,6 @@ class Correlator:
             return issue
         if signal.status == "resolved" or not create:
             return None
-        features = await self._features(session, signal)
         candidates = await self._open_issues(session, signal)
         link, _ = correlate.best_link(
             features,
