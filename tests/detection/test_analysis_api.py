@@ -178,3 +178,41 @@ async def test_detection_live_lists_rules(client: httpx.AsyncClient, tokens: Tok
     names = {rule["name"] for rule in r.json()["rules"]}
     assert {"5xx-rate", "p95-vs-baseline", "traffic-drop"} <= names
     assert (await client.get("/api/v1/detection/live")).status_code == 401
+
+
+async def test_rules_can_be_added_and_removed_through_the_api(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    rule = {
+        "name": "checkout-p99",
+        "metric": "p99",
+        "threshold": 800,
+        "for": "10s",
+        "routes": ["payment-status"],
+        "severity": "critical",
+    }
+    r = await client.post(
+        "/api/v1/detection/rules", json=rule, headers=auth(tokens[Role.responder])
+    )
+    assert r.status_code == 403
+    r = await client.post("/api/v1/detection/rules", json=rule, headers=auth(tokens[Role.admin]))
+    assert r.status_code == 201, r.text
+    assert r.json()["for_seconds"] == 10
+    r = await client.post("/api/v1/detection/rules", json=rule, headers=auth(tokens[Role.admin]))
+    assert r.status_code == 409
+    listed = (await client.get("/api/v1/detection/rules", headers=auth(tokens[Role.viewer]))).json()
+    origins = {x["name"]: x["origin"] for x in listed}
+    assert origins["checkout-p99"] == "api"
+    assert origins["5xx-rate"] == "default"
+    bad = {**rule, "name": "x", "metric": "p42"}
+    r = await client.post("/api/v1/detection/rules", json=bad, headers=auth(tokens[Role.admin]))
+    assert r.status_code == 422
+    assert "metric" in r.json()["error"]["message"]
+    r = await client.delete(
+        "/api/v1/detection/rules/checkout-p99", headers=auth(tokens[Role.admin])
+    )
+    assert r.status_code == 204
+    r = await client.delete(
+        "/api/v1/detection/rules/checkout-p99", headers=auth(tokens[Role.admin])
+    )
+    assert r.status_code == 404

@@ -57,9 +57,10 @@ class DetectionConfig(StrictModel):
     validation_window: Duration = timedelta(minutes=15)
     impact: ImpactTable = Field(default_factory=ImpactTable)
 
-    def all_rules(self) -> list[Rule]:
-        """Configured rules, plus the defaults not overridden by name."""
-        mine = [r.to_rule() for r in self.rules]
+    def all_rules(self, extra: list[RuleConfig] | None = None) -> list[Rule]:
+        """Configured rules and `extra` ones (added through the API), plus the defaults not
+        overridden by name."""
+        mine = [r.to_rule() for r in [*self.rules, *(extra or [])]]
         if not self.default_rules:
             return mine
         names = {r.name for r in mine}

@@ -179,9 +179,17 @@ def _path_to_verified(current: Status) -> list[Status]:
     return []
 
 
+async def load_rules(state: AppState) -> None:
+    """The detector's rules: configured, added through the API, and the defaults."""
+    async with state.sessions() as session:
+        extra = await service.stored_rules(session=session)
+    runtime(state).detector.rules = state.config.detection.all_rules(extra)
+
+
 async def run_detection(state: AppState, stop: asyncio.Event) -> None:
     """The detection loop: every `detection.interval`, evaluate, emit, validate."""
     rt = runtime(state)
+    await load_rules(state)
     interval = state.config.detection.interval.total_seconds()
     async with httpx.AsyncClient(timeout=1.0) as client:
         while not stop.is_set():

@@ -75,6 +75,17 @@ class ValidationWatch(Base):
     outcome: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class AlertRule(Base):
+    """A rule added through the API (rules from the configuration file are not stored)."""
+
+    __tablename__ = "alert_rules"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 # --- API schemas --------------------------------------------------------------------------
 
 

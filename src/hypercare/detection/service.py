@@ -12,8 +12,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hypercare.detection.config import RuleConfig
 from hypercare.detection.engine import Finding
 from hypercare.detection.models import (
+    AlertRule,
     Deployment,
     DeploymentCreate,
     IssueAnalysis,
@@ -456,3 +458,44 @@ async def issue_analysis(*, session: AsyncSession, detail: IssueDetail) -> Issue
         links=[LinkRead.model_validate(link) for link in links.values()],
         validation=[WatchRead.model_validate(w) for w in watches],
     )
+
+
+# --- rules added through the API -----------------------------------------------------------
+
+
+async def stored_rules(*, session: AsyncSession) -> list[RuleConfig]:
+    rows = await session.scalars(select(AlertRule).order_by(AlertRule.name))
+    return [RuleConfig.model_validate(r.definition) for r in rows]
+
+
+async def add_rule(
+    *, session: AsyncSession, rule: RuleConfig, configured: set[str], actor: str
+) -> AlertRule:
+    if rule.name in configured:
+        raise Conflict(
+            f"rule {rule.name!r} comes from the configuration file; change it there, "
+            "or give this one another name"
+        )
+    if await session.get(AlertRule, rule.name) is not None:
+        raise Conflict(f"rule {rule.name!r} exists; delete it first to replace it")
+    row = AlertRule(
+        name=rule.name,
+        # durations as seconds: the loader reads numbers, not ISO 8601 strings
+        definition={
+            k: v.total_seconds() if isinstance(v, timedelta) else v
+            for k, v in rule.model_dump(by_alias=True).items()
+        },
+        created_by=actor,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def delete_rule(*, session: AsyncSession, name: str) -> None:
+    row = await session.get(AlertRule, name)
+    if row is None:
+        raise NotFound(
+            f"no rule {name!r} added through the API (configured rules live in the file)"
+        )
+    await session.delete(row)

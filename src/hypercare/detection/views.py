@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
-from hypercare.api.deps import Db, Responder, State, Viewer
+from hypercare.api.deps import Admin, Db, Responder, State, Viewer
 from hypercare.detection import service
+from hypercare.detection.config import RuleConfig
 from hypercare.detection.jobs import route_summary, runtime
 from hypercare.detection.models import (
     DeploymentCreate,
@@ -17,6 +18,7 @@ from hypercare.detection.models import (
     SplitRequest,
     WatchRead,
 )
+from hypercare.detection.rules import Rule
 from hypercare.feedback.models import SignalRead
 from hypercare.triage import service as triage
 from hypercare.triage.models import IssueRead
@@ -86,6 +88,58 @@ async def issue_validation(session: Db, _: Viewer, issue_id: int) -> list[WatchR
     return [WatchRead.model_validate(w) for w in watches]
 
 
+@router.get("/detection/rules")
+async def list_rules(state: State, session: Db, _: Viewer) -> list[dict[str, Any]]:
+    """Every rule in force: from the file, added through the API, and the built-in ones."""
+    added = {r.name for r in await service.stored_rules(session=session)}
+    configured = {r.name for r in state.config.detection.rules}
+    return [
+        {
+            **_rule(r),
+            "origin": "api" if r.name in added else "config" if r.name in configured else "default",
+        }
+        for r in runtime(state).detector.rules
+    ]
+
+
+@router.post("/detection/rules", status_code=201)
+async def add_rule(state: State, session: Db, who: Admin, body: RuleConfig) -> dict[str, Any]:
+    """Add an alert rule (same fields as `detection.rules` in the file); effective at once."""
+    await service.add_rule(
+        session=session,
+        rule=body,
+        configured={r.name for r in state.config.detection.rules},
+        actor=who.name,
+    )
+    extra = await service.stored_rules(session=session)
+    runtime(state).detector.rules = state.config.detection.all_rules(extra)
+    return _rule(body.to_rule())
+
+
+@router.delete("/detection/rules/{name}", status_code=204)
+async def delete_rule(state: State, session: Db, _: Admin, name: str) -> Response:
+    await service.delete_rule(session=session, name=name)
+    await session.flush()
+    extra = await service.stored_rules(session=session)
+    runtime(state).detector.rules = state.config.detection.all_rules(extra)
+    return Response(status_code=204)
+
+
+def _rule(r: Rule) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "metric": r.metric.value,
+        "condition": r.condition.value,
+        "threshold": r.threshold,
+        "for_seconds": r.for_seconds,
+        "clear_for_seconds": r.clear_for_seconds,
+        "min_requests": r.min_requests,
+        "severity": r.severity,
+        "routes": list(r.routes) or ["*"],
+        "description": r.description,
+    }
+
+
 @router.get("/detection/live")
 async def detection_live(state: State, _: Viewer) -> dict[str, Any]:
     """Every route's last minute as detection sees it, and the rules firing now."""
@@ -93,19 +147,7 @@ async def detection_live(state: State, _: Viewer) -> dict[str, Any]:
     return {
         "routes": [route_summary(rt, r) for r in sorted(rt.live.routes)],
         "firing": [{"rule": rule, "route": route} for rule, route in rt.detector.firing()],
-        "rules": [
-            {
-                "name": r.name,
-                "metric": r.metric.value,
-                "condition": r.condition.value,
-                "threshold": r.threshold,
-                "for_seconds": r.for_seconds,
-                "severity": r.severity,
-                "routes": list(r.routes) or ["*"],
-                "description": r.description,
-            }
-            for r in rt.detector.rules
-        ],
+        "rules": [_rule(r) for r in rt.detector.rules],
         "last_tick_ms": round(rt.last_tick_ms, 2),
         "findings": rt.findings,
     }

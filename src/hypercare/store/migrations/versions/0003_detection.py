@@ -24,6 +24,14 @@ def upgrade() -> None:
         batch_op.create_index("ix_telemetry_calls_trace_id", ["trace_id"], unique=False)
 
     op.create_table(
+        "alert_rules",
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("definition", sa.JSON(), nullable=False),
+        sa.Column("created_by", sa.String(length=120), nullable=False),
+        sa.Column("created_at", hypercare.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_alert_rules")),
+    )
+    op.create_table(
         "deployments",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("service", sa.String(length=120), nullable=False),
@@ -130,6 +138,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_deployments_deployed_at"))
 
     op.drop_table("deployments")
+    op.drop_table("alert_rules")
     with op.batch_alter_table("telemetry_calls", schema=None) as batch_op:
         batch_op.drop_index("ix_telemetry_calls_trace_id")
     # ### end Alembic commands ###
