@@ -101,18 +101,7 @@ class Correlator:
         )
         if link is not None:
             issue = await triage.get_issue(session=session, issue_id=link.issue_id)
-            signal.issue_id = issue.id
-            group = SignalGroup(
-                dedup_key=signal.dedup_key,
-                issue_id=issue.id,
-                open=True,
-                count=1,
-                status=signal.status,
-                first_seen=signal.received_at,
-                last_seen=signal.received_at,
-            )
-            session.add(group)
-            known[signal.dedup_key] = (group, issue)
+            dedup.start_group(session, signal, issue, known)
             triage.record(
                 session,
                 issue,

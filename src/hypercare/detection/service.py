@@ -28,7 +28,7 @@ from hypercare.detection.models import (
 from hypercare.detection.rules import Evidence
 from hypercare.errors import Conflict, InvalidInput, NotFound
 from hypercare.feedback import service as feedback
-from hypercare.feedback.attach import AttachStep
+from hypercare.feedback.attach import AttachStep, start_group
 from hypercare.feedback.drafts import SignalDraft
 from hypercare.feedback.models import IssueDetail, Signal, SignalGroup
 from hypercare.store.base import utcnow
@@ -260,18 +260,7 @@ async def split(
         actor=actor,
         detected_at=signal.received_at,
     )
-    signal.issue_id = issue.id
-    session.add(
-        SignalGroup(
-            dedup_key=signal.dedup_key,
-            issue_id=issue.id,
-            open=True,
-            count=1,
-            status=signal.status,
-            first_seen=signal.received_at,
-            last_seen=signal.received_at,
-        )
-    )
+    start_group(session, signal, issue)
     link = await session.get(SignalLink, signal.id)
     reasons = [f"split off issue {old.id if old else '?'} by {actor}"]
     if link is None:

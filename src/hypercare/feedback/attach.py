@@ -106,6 +106,15 @@ async def attach(
         detected_at=signal.received_at,
         now=signal.received_at,
     )
+    start_group(session, signal, issue, known)
+    _note(session, issue, signal, kind="signal")
+    return issue
+
+
+def start_group(
+    session: AsyncSession, signal: Signal, issue: Issue, known: OpenGroups | None = None
+) -> SignalGroup:
+    """Put `signal` on `issue` and open the dedup group that later signals of its key join."""
     group = SignalGroup(
         dedup_key=signal.dedup_key,
         issue_id=issue.id,
@@ -116,10 +125,10 @@ async def attach(
         last_seen=signal.received_at,
     )
     session.add(group)
-    known[signal.dedup_key] = (group, issue)
+    if known is not None:
+        known[signal.dedup_key] = (group, issue)
     signal.issue_id = issue.id
-    _note(session, issue, signal, kind="signal")
-    return issue
+    return group
 
 
 def _update_group(session: AsyncSession, group: SignalGroup, issue: Issue, signal: Signal) -> Issue:
