@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -9,12 +10,15 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
-from tests.conftest import PG_HOST, PG_PORT, require_service
+from hypercare.store.db import create_engine
+from tests.conftest import PG_HOST, PG_PORT, PG_URL, require_service
 
 HYPERCARE = [sys.executable, "-m", "hypercare"]
 
@@ -61,11 +65,27 @@ def test_token_create_on_sqlite(tmp_path: Path) -> None:
     assert r.returncode == 2 and "king" in r.stderr
 
 
+async def _pg_admin(sql: str) -> None:
+    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
 @pytest.mark.postgres
 def test_migrate_on_postgres() -> None:
     require_service("PostgreSQL", PG_HOST, PG_PORT)
-    r = run("migrate", "--database-url", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test")
-    assert r.returncode == 0, r.stderr
+    # a private database: the shared `test` database's public schema may hold revisions
+    # of other branches, which this checkout cannot know
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        r = run("migrate", "--database-url", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}")
+        assert r.returncode == 0, r.stderr
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[str], deadline: float) -> None:
