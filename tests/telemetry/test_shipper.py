@@ -61,7 +61,7 @@ class Console:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError("hypercare up exited early")
@@ -71,7 +71,7 @@ class Console:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)  # polling for readiness, not timing
-        raise AssertionError("console did not become ready in 30s")
+        raise AssertionError("console did not become ready in 60s")
 
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -113,7 +113,7 @@ def console(tmp_path: Path) -> Iterator[Console]:
     c.stop()
 
 
-async def until(check: Callable[[], bool | Awaitable[bool]], seconds: float = 30) -> None:
+async def until(check: Callable[[], bool | Awaitable[bool]], seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         got = check()
