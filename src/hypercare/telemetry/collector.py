@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hypercare.gateway.records import CallRecord
-from hypercare.telemetry.aggregate import Aggregate, Key, aggregate_into
+from hypercare.telemetry.aggregate import Aggregate, Key
 from hypercare.telemetry.capture import CallCapture, should_capture
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.telemetry.live import LiveStore
@@ -262,4 +262,4 @@ async def recover(engine: AsyncEngine, live: LiveStore) -> int:
     return count
 
 
-__all__ = ["Collector", "aggregate_into", "recover", "write_rollups"]
+__all__ = ["Collector", "recover", "write_rollups"]
