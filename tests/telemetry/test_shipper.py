@@ -177,8 +177,7 @@ async def test_kill_9_of_the_console_loses_no_acknowledged_record(
             emit(100)
             await asyncio.sleep(0.01)
         await until(lambda: shipper.sent_records > 0)
-        acknowledged = shipper.sent_records
-        console.kill9()
+        console.kill9()  # possibly with a batch in flight: committed or not, never acked
         for _ in range(20):  # keep emitting while the console is dead
             emit(100)
             await asyncio.sleep(0.01)
@@ -186,7 +185,6 @@ async def test_kill_9_of_the_console_loses_no_acknowledged_record(
         await asyncio.to_thread(console.start)
         emit(500)
         await until(lambda: shipper.buffered == 0 and shipper.spooled_batches == 0)
-        assert shipper.sent_records >= len(ids) - acknowledged
     finally:
         await shipper.close()
     await until(lambda: len(console.calls()) == len(ids))
