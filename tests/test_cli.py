@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
-from tests.conftest import PG_HOST, PG_PORT, require_service
+from hypercare.store.db import create_engine
+from tests.conftest import PG_HOST, PG_PORT, PG_URL, require_service
 
 HYPERCARE = [sys.executable, "-m", "hypercare"]
 
@@ -60,6 +63,15 @@ def test_token_create_on_sqlite(tmp_path: Path) -> None:
     assert r.returncode == 0 and r.stdout.strip().startswith("hc_")
     r = run("token", "create", "--role", "king", "--name", "me", "--data-dir", str(tmp_path))
     assert r.returncode == 2 and "king" in r.stderr
+
+
+async def _pg_admin(sql: str) -> None:
+    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()
 
 
 @pytest.mark.postgres

@@ -77,6 +77,17 @@ async def test_bad_batches_are_rejected_with_what_is_wrong(
             b'[[1.0, "r", "c", "GET", "/", "/", "200", 0, 0, "", 0, 0, 0, "", "", "", ""]]}',
             "(status)",
         ),
+        (
+            b'{"v": 1, "batch": "abcdefgh", "records": '
+            b'[[NaN, "r", "c", "GET", "/", "/", 200, 0, 0, "", 0.0, 0.0, 0.0, "", "", "", ""]]}',
+            "not a Unix time",
+        ),
+        (
+            b'{"v": 1, "batch": "abcdefgh", "records": '
+            b'[[1764236400.0, "r", "c", "GET", "/", "/", 200, 0, 0, "", 0.0, 0.0, -1.0,'
+            b' "", "", "", ""]]}',
+            "total_ms",
+        ),
     ]
     for body, expected in cases:
         r = await client.post(INGEST, content=body, headers=auth(node_token))

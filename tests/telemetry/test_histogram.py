@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from hypercare.telemetry.histogram import ALPHA, Histogram
+from hypercare.telemetry.histogram import ALPHA, Dense, Histogram
 
 QS = (0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
 
@@ -73,3 +73,26 @@ def test_merge_dumped_equals_merge() -> None:
         Histogram().merge(a).merge(b).counts == Histogram().merge(a).merge_dumped(b.dumps()).counts
     )
     assert Histogram.loads("").count == 0
+
+
+def test_dense_merge_of_stored_runs_equals_dict_merge() -> None:
+    rng = random.Random(11)
+    parts = [
+        Histogram.of(rng.lognormvariate(rng.uniform(0, 6), 1) for _ in range(300))
+        for _ in range(40)
+    ]
+    dense = Dense()
+    for p in parts:
+        dense.merge_dumped(p.dumps())
+    dense.merge_dumped("")
+    want = Histogram()
+    for p in parts:
+        want.merge(p)
+    assert dense.to_histogram().counts == want.counts
+    assert Dense().to_histogram().count == 0
+
+
+def test_stored_form_falls_back_to_json_for_huge_counts() -> None:
+    h = Histogram({5: 2**33, 7: 1})
+    assert h.dumps().startswith("[")
+    assert Histogram.loads(h.dumps()).counts == h.counts

@@ -9,10 +9,13 @@ transaction. `recover` rebuilds the live aggregates of unflagged batches at star
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from sqlalchemy import insert, select, update
@@ -20,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hypercare.gateway.records import CallRecord
-from hypercare.telemetry.aggregate import Aggregate, Key, aggregate_into
+from hypercare.telemetry.aggregate import Aggregate, Key
 from hypercare.telemetry.capture import CallCapture, should_capture
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.telemetry.live import LiveStore
@@ -86,6 +89,21 @@ class Collector:
         self.live = live
         self.redactor = Redactor(config.redact.headers, config.redact.fields)
         self._insert_calls = insert_calls_sql(engine.dialect.paramstyle)
+        # SQLite has one writer; a transaction that read first and then writes fails at once
+        # (SQLITE_BUSY, no wait) when another one committed meanwhile. Telemetry's writers
+        # take turns instead. PostgreSQL needs no such lock.
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, taking turns with the other telemetry writers on SQLite."""
+        if self._sqlite:
+            async with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
 
     def _capture(self, r: CallRecord, cap: CallCapture) -> str | None:
         policy = self.config.capture.policy_for(r.route)
@@ -115,13 +133,8 @@ class Collector:
         stats.node_dropped[node] = batch.dropped_total
         stats.node_spool_bytes[node] = batch.spool_bytes
         try:
-            async with self.engine.begin() as conn:
-                existing = await conn.scalar(
-                    select(TelemetryBatch.id).where(TelemetryBatch.batch_key == batch.key)
-                )
-                if existing is not None:
-                    stats.duplicates += 1
-                    return 0, True
+            async with self.writing() as conn:
+                # insert first: a re-sent batch fails on the unique key (IntegrityError below)
                 batch_id = await conn.scalar(
                     insert(TelemetryBatch)
                     .values(
@@ -145,7 +158,7 @@ class Collector:
                     ]
                     await conn.exec_driver_sql(self._insert_calls, rows)
         except IntegrityError:
-            # the same batch key committed concurrently: the other request stored it
+            # the batch key is stored already: this batch was sent before
             stats.duplicates += 1
             return 0, True
         self.live.add(batch_id, batch.records)
@@ -169,7 +182,7 @@ class Collector:
             if not closed and not done and not partial:
                 return 0
             try:
-                async with self.engine.begin() as conn:
+                async with self.writing() as conn:
                     written = await write_rollups(conn, closed)
                     for chunk in _chunks(done):
                         await conn.execute(
@@ -249,4 +262,4 @@ async def recover(engine: AsyncEngine, live: LiveStore) -> int:
     return count
 
 
-__all__ = ["Collector", "aggregate_into", "recover", "write_rollups"]
+__all__ = ["Collector", "recover", "write_rollups"]

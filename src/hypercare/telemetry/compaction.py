@@ -13,7 +13,6 @@ from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hypercare.telemetry.aggregate import Aggregate
 from hypercare.telemetry.collector import HOURS_UNTIL, Collector, hours_until
@@ -35,10 +34,9 @@ async def rollup_hours(collector: Collector, now: float) -> int:
     grace = collector.config.minute_grace.total_seconds()
     cutoff = int((now - grace) // 60) * 60
     limit = cutoff - cutoff % 3600
-    engine = collector.engine
     done = 0
     async with collector.live.lock:
-        async with engine.begin() as conn:
+        async with collector.writing() as conn:
             rolled = await hours_until(conn)
             if rolled is None:
                 first = await conn.scalar(select(func.min(TelemetryMinute.bucket)))
@@ -46,7 +44,7 @@ async def rollup_hours(collector: Collector, now: float) -> int:
                 conn_value: dict[str, Any] = {"name": HOURS_UNTIL, "value": rolled}
                 await conn.execute(insert(TelemetryState).values(**conn_value))
         while rolled < limit and done < MAX_HOURS_PER_PASS:
-            async with engine.begin() as conn:
+            async with collector.writing() as conn:
                 merged: dict[tuple[str, str], Aggregate] = defaultdict(Aggregate)
                 table = TelemetryMinute.__table__
                 rows = await conn.execute(
@@ -71,10 +69,10 @@ async def rollup_hours(collector: Collector, now: float) -> int:
     return done
 
 
-async def _delete_where(engine: AsyncEngine, table: Any, cond: Any, batch: int) -> int:
+async def _delete_where(collector: Collector, table: Any, cond: Any, batch: int) -> int:
     deleted = 0
     while True:
-        async with engine.begin() as conn:
+        async with collector.writing() as conn:
             ids = list((await conn.scalars(select(table.id).where(cond).limit(batch))).all())
             if ids:
                 await conn.execute(delete(table).where(table.id.in_(ids)))
@@ -96,17 +94,19 @@ async def expire(collector: Collector, now: float) -> dict[str, int]:
     minutes_before = min(now - keep.minutes.total_seconds(), rolled)
     hours_before = now - keep.hours.total_seconds()
     return {
-        "calls": await _delete_where(engine, TelemetryCall, TelemetryCall.ts < calls_before, batch),
+        "calls": await _delete_where(
+            collector, TelemetryCall, TelemetryCall.ts < calls_before, batch
+        ),
         "batches": await _delete_where(
-            engine,
+            collector,
             TelemetryBatch,
             (TelemetryBatch.received_at < calls_before) & TelemetryBatch.aggregated.is_(True),
             batch,
         ),
         "minutes": await _delete_where(
-            engine, TelemetryMinute, TelemetryMinute.bucket < minutes_before, batch
+            collector, TelemetryMinute, TelemetryMinute.bucket < minutes_before, batch
         ),
         "hours": await _delete_where(
-            engine, TelemetryHour, TelemetryHour.bucket < hours_before, batch
+            collector, TelemetryHour, TelemetryHour.bucket < hours_before, batch
         ),
     }

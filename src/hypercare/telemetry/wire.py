@@ -84,9 +84,25 @@ def _bad(message: str, **details: Any) -> InvalidInput:
 _FAST = tuple(float if _HINTS[f] is float else _HINTS[f] for f in _FIELDS)
 
 
+# a record's time must be a plausible Unix time (2001 to 2100): a NaN or a far-future time
+# would keep its minute open forever
+_EARLIEST, _LATEST = 1e9, 4102444800.0
+
+
+def _sane(r: CallRecord, index: int) -> CallRecord:
+    t = r.time
+    if not _EARLIEST < t < _LATEST:
+        raise _bad(f"records[{index}] time {t!r} is not a Unix time in seconds", index=index)
+    for name in ("total_ms", "upstream_ms", "gateway_ms"):
+        v = getattr(r, name)
+        if not 0 <= v < 1e12:  # also false for NaN
+            raise _bad(f"records[{index}] {name} {v!r} must be a finite duration ≥ 0", index=index)
+    return r
+
+
 def _record(row: Any, index: int) -> CallRecord:
     if type(row) is list and tuple(map(type, row)) == _FAST:
-        return CallRecord._make(row)
+        return _sane(CallRecord._make(row), index)
     if not isinstance(row, list) or not _REQUIRED <= len(row) <= len(_FIELDS):
         raise _bad(
             f"records[{index}] must be an array of {_REQUIRED} to {len(_FIELDS)} values "
@@ -102,7 +118,7 @@ def _record(row: Any, index: int) -> CallRecord:
                 index=index,
                 field=_FIELDS[pos],
             )
-    return CallRecord(*row)
+    return _sane(CallRecord(*row), index)
 
 
 def _headers(value: Any, where: str) -> tuple[tuple[str, str], ...]:
