@@ -6,7 +6,7 @@ Starts `hypercare up --workers 1` (a subprocess, its own temporary data dir, fre
 ports) routing `--routes` routes to an asyncio HTTP upstream in this process, and drives steady
 paced traffic (`--rate` req/s in all, spread evenly over the routes) through the gateway. Each
 run picks the next route and, at T0, makes the upstream answer 503 to 40 % of that route's calls
-(every 5th call and the one after it: deterministic). T_signal is when
+(2 of every 5 of that route's calls, counted per route: deterministic). T_signal is when
 `GET /api/v1/signals?source=gateway&status=firing` (polled every 100 ms) first shows the
 `5xx-rate` signal of that route. The issue's `mttd_seconds` is read from `GET /api/v1/issues/ID`.
 The upstream is then restored and the run ends when `GET /api/v1/detection/live` shows nothing
@@ -50,6 +50,7 @@ class Upstream:
         self.failing: str | None = None
         self.calls = 0
         self.failed = 0
+        self.per_path: dict[str, int] = {}  # calls per path: 40 % of each route's own calls
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -64,8 +65,9 @@ class Upstream:
                 if length:
                     await reader.readexactly(length)
                 self.calls += 1
+                n = self.per_path[path] = self.per_path.get(path, 0) + 1
                 fail = self.failing is not None and path.startswith(self.failing)
-                if fail and self.calls % 5 < 2:
+                if fail and n % 5 < 2:
                     self.failed += 1
                     body = b'{"error":"unavailable"}'
                     status = b"503 Service Unavailable"
@@ -101,7 +103,14 @@ def config_text(upstream_port: int, routes: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def drive(client: httpx.AsyncClient, base: str, rate: float, routes: int, stop: float) -> int:
+async def drive(
+    client: httpx.AsyncClient,
+    base: str,
+    rate: float,
+    routes: int,
+    stop: float,
+    stopping: asyncio.Event,
+) -> int:
     """Paced GETs, round robin over the routes, until `stop` (monotonic). Returns errors."""
     errors = 0
     sem = asyncio.Semaphore(64)
@@ -118,7 +127,7 @@ async def drive(client: httpx.AsyncClient, base: str, rate: float, routes: int, 
 
     i = 0
     start = time.monotonic()
-    while time.monotonic() < stop:
+    while time.monotonic() < stop and not stopping.is_set():
         due = start + i / rate
         delay = due - time.monotonic()
         if delay > 0:
@@ -193,6 +202,7 @@ async def bench(args: argparse.Namespace) -> None:
             timeout=10, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
         )
         traffic: asyncio.Task[int] | None = None
+        stopping = asyncio.Event()
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -212,6 +222,7 @@ async def bench(args: argparse.Namespace) -> None:
                     args.rate,
                     args.routes,
                     time.monotonic() + budget,
+                    stopping,
                 )
             )
             print(
@@ -222,6 +233,7 @@ async def bench(args: argparse.Namespace) -> None:
                 route = f"route-{run % args.routes}"
                 if await firing_signal(api, route) is not None:
                     raise RuntimeError(f"{route} already has a firing signal")
+                calls0, failed0 = up.per_path.get(f"/r{run % args.routes}/items", 0), up.failed
                 t0 = time.time()
                 up.failing = f"/r{run % args.routes}/"
                 signal = None
@@ -232,6 +244,8 @@ async def bench(args: argparse.Namespace) -> None:
                     await asyncio.sleep(0.1)
                 latency = time.time() - t0
                 up.failing = None
+                calls = up.per_path.get(f"/r{run % args.routes}/items", 0) - calls0
+                share = (up.failed - failed0) / calls if calls else 0.0
                 mttd = issue_id = None
                 if signal is None:
                     latency = float("inf")
@@ -245,7 +259,8 @@ async def bench(args: argparse.Namespace) -> None:
                 results.append((latency, mttd, issue_id if isinstance(issue_id, int) else None))
                 print(
                     f"run {run + 1:2d} {route:8s} T_signal-T0 {latency:6.2f} s"
-                    f"  issue {issue_id}  mttd_seconds {mttd}",
+                    f"  issue {issue_id}  mttd_seconds {mttd}"
+                    f"  ({calls} calls to the route meanwhile, {share:.0%} 503)",
                     file=sys.stderr,
                 )
                 recovered = time.time()
@@ -260,8 +275,9 @@ async def bench(args: argparse.Namespace) -> None:
                     file=sys.stderr,
                 )
         finally:
+            stopping.set()
             if traffic is not None:
-                traffic.cancel()
+                await asyncio.wait([traffic], timeout=15)
             await client.aclose()
             await api.aclose()
             proc.terminate()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,13 +36,32 @@ _MAX_OPEN = 2000  # open issues a signal is scored against (the most recently up
 _CACHE = "hypercare.detection.open_issues"
 
 
+class _IssueRow(NamedTuple):
+    id: int
+    status: str
+    updated_at: datetime
+    created_at: datetime
+    route: str | None
+    component: str | None
+
+
+_ISSUE_COLUMNS = (
+    Issue.id,
+    Issue.status,
+    Issue.updated_at,
+    Issue.created_at,
+    Issue.route,
+    Issue.component,
+)
+
+
 @dataclass(eq=False)
 class _OpenIssues:
     """The open issues of one transaction with their signals' features (see `_open_cache`)."""
 
     transaction: object
     since: datetime
-    issues: dict[int, Issue]
+    issues: dict[int, _IssueRow]  # the candidates: open, updated since `since`
     routes: dict[int, set[str]] = field(default_factory=dict)
     components: dict[int, set[str]] = field(default_factory=dict)
     keys: dict[int, set[str]] = field(default_factory=dict)
@@ -246,13 +266,7 @@ class Correlator:
         )
         if cache.order is None:
             ranked = sorted(
-                (
-                    i
-                    for i in cache.issues.values()
-                    if i.status not in _DONE and i.updated_at >= since
-                ),
-                key=lambda i: (i.updated_at, i.id),
-                reverse=True,
+                cache.issues.values(), key=lambda i: (i.updated_at, i.id), reverse=True
             )[:_MAX_OPEN]
             cache.order = [self._issue_features(cache, issue) for issue in ranked]
         if not excluded:
@@ -262,7 +276,7 @@ class Correlator:
             replace(f, excluded_signals=mine) if f.issue_id in excluded else f for f in cache.order
         ]
 
-    def _issue_features(self, cache: _OpenIssues, issue: Issue) -> correlate.IssueFeatures:
+    def _issue_features(self, cache: _OpenIssues, issue: _IssueRow) -> correlate.IssueFeatures:
         found = cache.features.get(issue.id)
         if found is not None:
             return found
@@ -300,14 +314,13 @@ class Correlator:
                 await self._refresh(session, cache, sorted(cache.dirty))
                 cache.dirty.clear()
             return cache
-        issues = list(
-            await session.scalars(
-                select(Issue)
-                .where(Issue.status.not_in(_DONE), Issue.updated_at >= since)
-                .order_by(Issue.updated_at.desc(), Issue.id.desc())
-                .limit(_MAX_OPEN)
-            )
+        rows = await session.execute(
+            select(*_ISSUE_COLUMNS)
+            .where(Issue.status.not_in(_DONE), Issue.updated_at >= since)
+            .order_by(Issue.updated_at.desc(), Issue.id.desc())
+            .limit(_MAX_OPEN)
         )
+        issues = [_IssueRow(*row) for row in rows]
         cache = _OpenIssues(transaction, since, {i.id: i for i in issues})
         await self._load_features(session, cache, list(cache.issues))
         # at the limit, the issues past it could become candidates later in the transaction:
@@ -316,13 +329,14 @@ class Correlator:
         return cache
 
     async def _refresh(self, session: AsyncSession, cache: _OpenIssues, ids: list[int]) -> None:
+        """Read the issues `ids` again (with this transaction's changes): still candidates?"""
         for issue_id in ids:
-            if issue_id not in cache.issues:
-                issue = await session.get(Issue, issue_id)
-                if issue is None or issue.status in _DONE or issue.updated_at < cache.since:
-                    continue
-                cache.issues[issue_id] = issue
-        await self._load_features(session, cache, [i for i in ids if i in cache.issues])
+            cache.issues.pop(issue_id, None)
+        for row in await session.execute(select(*_ISSUE_COLUMNS).where(Issue.id.in_(ids))):
+            issue = _IssueRow(*row)
+            if issue.status not in _DONE and issue.updated_at >= cache.since:
+                cache.issues[issue.id] = issue
+        await self._load_features(session, cache, ids)
 
     async def _load_features(
         self, session: AsyncSession, cache: _OpenIssues, ids: list[int]
