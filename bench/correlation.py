@@ -1,7 +1,7 @@
 """Correlation throughput: signals/s through the intake with the correlating attach step.
 
     .venv/bin/python bench/correlation.py [--issues 1000] [--signals 600] [--batch 10] [--runs 3]
-    .venv/bin/python bench/correlation.py --postgres postgresql://USER@127.0.0.1:5432/test
+    .venv/bin/python bench/correlation.py --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 Each run starts from a fresh store (SQLite in a temporary directory, or a private schema of the
 PostgreSQL database, dropped afterwards) holding `--issues` open issues made with
@@ -147,8 +147,11 @@ async def seed(state: AppState, issues: int) -> None:
             )
 
 
-async def one_run(url: str, args: argparse.Namespace, seed_value: int) -> float:
-    engine = create_engine(url)
+async def one_run(
+    url: str, args: argparse.Namespace, seed_value: int, schema: str | None = None
+) -> float:
+    extra = {"connect_args": {"server_settings": {"search_path": schema}}} if schema else {}
+    engine = create_engine(url, **extra)
     try:
         await migrate(engine)
         cfg = config()
@@ -190,9 +193,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 async with admin.begin() as conn:
                     await conn.execute(text(f"CREATE SCHEMA {schema}"))
                 try:
-                    sep = "&" if "?" in base else "?"
-                    url = f"{base}{sep}options=-csearch_path%3D{schema}"
-                    rates.append(await one_run(url, args, run))
+                    rates.append(await one_run(base, args, run, schema))
                 finally:
                     async with admin.begin() as conn:
                         await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
