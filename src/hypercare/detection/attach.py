@@ -11,7 +11,9 @@ the impact table unless a person set it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +32,44 @@ from hypercare.triage.rules import DONE, Matrix
 
 AUTOMATION = ("hypercare", "feedback", "detection")
 _DONE = tuple(s.value for s in DONE)
+_MAX_OPEN = 2000  # open issues a signal is scored against (the most recently updated)
+_CACHE = "hypercare.detection.open_issues"
+
+
+class _IssueRow(NamedTuple):
+    id: int
+    status: str
+    updated_at: datetime
+    created_at: datetime
+    route: str | None
+    component: str | None
+
+
+_ISSUE_COLUMNS = (
+    Issue.id,
+    Issue.status,
+    Issue.updated_at,
+    Issue.created_at,
+    Issue.route,
+    Issue.component,
+)
+
+
+@dataclass(eq=False)
+class _OpenIssues:
+    """The open issues of one transaction with their signals' features (see `_open_cache`)."""
+
+    transaction: object
+    since: datetime
+    issues: dict[int, _IssueRow]  # the candidates: open, updated since `since`
+    routes: dict[int, set[str]] = field(default_factory=dict)
+    components: dict[int, set[str]] = field(default_factory=dict)
+    keys: dict[int, set[str]] = field(default_factory=dict)
+    last: dict[int, datetime] = field(default_factory=dict)
+    dirty: set[int] = field(default_factory=set)
+    # built from the above, without exclusions; dropped for the issues read again
+    features: dict[int, correlate.IssueFeatures] = field(default_factory=dict)
+    order: list[correlate.IssueFeatures] | None = None  # candidates, most recently updated first
 
 
 class Correlator:
@@ -51,6 +91,29 @@ class Correlator:
         self.criticality = {r.name: r.tags.get("criticality") for r in config.gateway.routes}
 
     async def __call__(
+        self,
+        *,
+        session: AsyncSession,
+        matrix: Matrix,
+        signal: Signal,
+        priorities: Mapping[str, Mapping[str, str]],
+        create: bool = True,
+        known: dedup.OpenGroups | None = None,
+    ) -> Issue | None:
+        issue = await self._attach(
+            session=session,
+            matrix=matrix,
+            signal=signal,
+            priorities=priorities,
+            create=create,
+            known=known,
+        )
+        cache = session.info.get(_CACHE)
+        if issue is not None and isinstance(cache, _OpenIssues):
+            cache.dirty.add(issue.id)  # its features changed: read them again before scoring
+        return issue
+
+    async def _attach(
         self,
         *,
         session: AsyncSession,
@@ -188,67 +251,122 @@ class Correlator:
         self, session: AsyncSession, signal: Signal
     ) -> list[correlate.IssueFeatures]:
         since = signal.received_at - self.detection.correlation_window
-        issues = list(
-            await session.scalars(
-                select(Issue)
-                .where(Issue.status.not_in(_DONE), Issue.updated_at >= since)
-                .order_by(Issue.updated_at.desc())
-                .limit(2000)
-            )
-        )
-        if not issues:
+        cache = await self._open_cache(session, since)
+        if not cache.issues:
             return []
-        ids = [i.id for i in issues]
-        routes: dict[int, set[str]] = {i: set() for i in ids}
-        components: dict[int, set[str]] = {i: set() for i in ids}
-        last: dict[int, datetime] = {}
-        rows = await session.execute(
-            select(Signal.issue_id, Signal.route, Signal.component, func.max(Signal.received_at))
-            .where(Signal.issue_id.in_(ids))
-            .group_by(Signal.issue_id, Signal.route, Signal.component)
-        )
-        for issue_id, route, component, seen in rows:
-            if issue_id is None:
-                continue
-            if route in self.by_name:
-                routes[issue_id].add(route)
-            if component:
-                components[issue_id].add(component)
-            if seen is not None and (issue_id not in last or seen > last[issue_id]):
-                last[issue_id] = seen
-        keys: dict[int, set[str]] = {i: set() for i in ids}
-        for issue_id, key in await session.execute(
-            select(SignalGroup.issue_id, SignalGroup.dedup_key).where(
-                SignalGroup.issue_id.in_(ids), SignalGroup.open.is_(True)
-            )
-        ):
-            keys[issue_id].add(key)
         excluded = set(
             await session.scalars(
                 select(SignalExclusion.issue_id).where(SignalExclusion.signal_id == signal.id)
             )
         )
-        out = []
-        for issue in issues:
-            if issue.route in self.by_name:
-                routes[issue.id].add(issue.route)
-            if issue.component:
-                components[issue.id].add(issue.component)
-            seen_at = last.get(issue.id, issue.created_at)
-            out.append(
-                correlate.IssueFeatures(
-                    issue_id=issue.id,
-                    dedup_keys=frozenset(keys[issue.id]),
-                    routes=frozenset(routes[issue.id]),
-                    components=frozenset(components[issue.id]),
-                    first_seen=issue.created_at.timestamp(),
-                    last_seen=max(seen_at, issue.updated_at).timestamp(),
-                    excluded_signals=frozenset({signal.id})
-                    if issue.id in excluded
-                    else frozenset(),
-                )
+        if cache.order is None:
+            ranked = sorted(
+                cache.issues.values(), key=lambda i: (i.updated_at, i.id), reverse=True
+            )[:_MAX_OPEN]
+            cache.order = [self._issue_features(cache, issue) for issue in ranked]
+        if not excluded:
+            return list(cache.order)
+        mine = frozenset({signal.id})
+        return [
+            replace(f, excluded_signals=mine) if f.issue_id in excluded else f for f in cache.order
+        ]
+
+    def _issue_features(self, cache: _OpenIssues, issue: _IssueRow) -> correlate.IssueFeatures:
+        found = cache.features.get(issue.id)
+        if found is not None:
+            return found
+        routes = set(cache.routes[issue.id])
+        components = set(cache.components[issue.id])
+        if issue.route in self.by_name:
+            routes.add(issue.route)
+        if issue.component:
+            components.add(issue.component)
+        seen_at = cache.last.get(issue.id, issue.created_at)
+        made = cache.features[issue.id] = correlate.IssueFeatures(
+            issue_id=issue.id,
+            dedup_keys=frozenset(cache.keys[issue.id]),
+            routes=frozenset(routes),
+            components=frozenset(components),
+            first_seen=issue.created_at.timestamp(),
+            last_seen=max(seen_at, issue.updated_at).timestamp(),
+            excluded_signals=frozenset(),
+        )
+        return made
+
+    async def _open_cache(self, session: AsyncSession, since: datetime) -> _OpenIssues:
+        """The open issues and what their signals say, loaded once per transaction (and per
+        correlation window start): a delivery of many signals scores each against the same
+        open issues, so only the issues a signal of this transaction joined (or opened) are
+        read again, just before the next signal is scored."""
+        transaction = session.get_transaction()
+        cache = session.info.get(_CACHE)
+        if (
+            isinstance(cache, _OpenIssues)
+            and cache.transaction is transaction
+            and cache.since == since
+        ):
+            if cache.dirty:
+                await self._refresh(session, cache, sorted(cache.dirty))
+                cache.dirty.clear()
+            return cache
+        rows = await session.execute(
+            select(*_ISSUE_COLUMNS)
+            .where(Issue.status.not_in(_DONE), Issue.updated_at >= since)
+            .order_by(Issue.updated_at.desc(), Issue.id.desc())
+            .limit(_MAX_OPEN)
+        )
+        issues = [_IssueRow(*row) for row in rows]
+        cache = _OpenIssues(transaction, since, {i.id: i for i in issues})
+        await self._load_features(session, cache, list(cache.issues))
+        # at the limit, the issues past it could become candidates later in the transaction:
+        # load everything again for every signal then (the cache would not know them)
+        session.info[_CACHE] = cache if len(issues) < _MAX_OPEN else None
+        return cache
+
+    async def _refresh(self, session: AsyncSession, cache: _OpenIssues, ids: list[int]) -> None:
+        """Read the issues `ids` again (with this transaction's changes): still candidates?"""
+        for issue_id in ids:
+            cache.issues.pop(issue_id, None)
+        for row in await session.execute(select(*_ISSUE_COLUMNS).where(Issue.id.in_(ids))):
+            issue = _IssueRow(*row)
+            if issue.status not in _DONE and issue.updated_at >= cache.since:
+                cache.issues[issue.id] = issue
+        await self._load_features(session, cache, ids)
+
+    async def _load_features(
+        self, session: AsyncSession, cache: _OpenIssues, ids: list[int]
+    ) -> None:
+        """(Re)load the routes, components, last signal time and open dedup keys of `ids`."""
+        if not ids:
+            return
+        cache.order = None
+        for i in ids:
+            cache.features.pop(i, None)
+            cache.routes[i] = set()
+            cache.components[i] = set()
+            cache.keys[i] = set()
+            cache.last.pop(i, None)
+        rows = await session.execute(
+            select(Signal.issue_id, Signal.route, Signal.component, func.max(Signal.received_at))
+            .where(Signal.issue_id.in_(ids))
+            .group_by(Signal.issue_id, Signal.route, Signal.component)
+        )
+        last = cache.last
+        for issue_id, route, component, seen in rows:
+            if issue_id is None:
+                continue
+            if route in self.by_name:
+                cache.routes[issue_id].add(route)
+            if component:
+                cache.components[issue_id].add(component)
+            if seen is not None and (issue_id not in last or seen > last[issue_id]):
+                last[issue_id] = seen
+        for issue_id, key in await session.execute(
+            select(SignalGroup.issue_id, SignalGroup.dedup_key).where(
+                SignalGroup.issue_id.in_(ids), SignalGroup.open.is_(True)
             )
-        return out
+        ):
+            cache.keys[issue_id].add(key)
 
     async def _link(
         self,

@@ -1,0 +1,220 @@
+"""Correlation throughput: signals/s through the intake with the correlating attach step.
+
+    .venv/bin/python bench/correlation.py [--issues 1000] [--signals 600] [--batch 10] [--runs 3]
+    .venv/bin/python bench/correlation.py --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test
+
+Each run starts from a fresh store (SQLite in a temporary directory, or a private schema of the
+PostgreSQL database, dropped afterwards) holding `--issues` open issues made with
+`triage.service.create_issue`, spread over 100 routes in 20 components, each with its own
+signal. Then `--signals` signals go through `feedback.service.ingest(..., attach=Correlator)`,
+`--batch` per transaction, in a realistic mix: a third tickets with free text (some naming a
+route's path or words), a third gateway findings on a route, a third alerts with a component
+label; one in five repeats a dedup key seen earlier in the run. Prints signals/s per run and the
+median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+
+from hypercare.api.state import AppState
+from hypercare.config import HypercareConfig, parse_config
+from hypercare.detection.attach import Correlator
+from hypercare.feedback import service as feedback
+from hypercare.feedback.drafts import SignalDraft
+from hypercare.store.base import utcnow
+from hypercare.store.db import create_engine
+from hypercare.store.migrate import migrate
+from hypercare.triage import service as triage
+from hypercare.triage.models import IssueCreate
+
+ROUTES = 100
+COMPONENTS = 20
+NOUNS = ["payment", "checkout", "cart", "search", "profile", "orders", "invoice", "login"]
+NOUNS += ["shipping", "stock", "coupon", "review", "wishlist", "refund", "avatar", "address"]
+NOUNS += ["catalog", "session", "basket", "receipt"]
+
+
+def config() -> HypercareConfig:
+    lines = ["gateway:", "  upstreams:", "    app:", '      targets: ["127.0.0.1:9"]', "  routes:"]
+    for i in range(ROUTES):
+        noun = NOUNS[i % COMPONENTS]
+        lines += [
+            f"    - name: {noun}-{i}",
+            f"      match: {{path: /api/{noun}/v{i}}}",
+            "      upstream: app",
+            f"      tags: {{component: {noun}-svc, description: {noun} endpoint number {i}}}",
+        ]
+    return parse_config("\n".join(lines) + "\n")
+
+
+def route(i: int) -> tuple[str, str, str]:
+    noun = NOUNS[i % COMPONENTS]
+    return f"{noun}-{i}", f"{noun}-svc", f"/api/{noun}/v{i}"
+
+
+def draft(rng: random.Random, n: int, seen: list[str]) -> SignalDraft:
+    if seen and rng.random() < 0.2:
+        key = rng.choice(seen)
+    else:
+        key = f"bench-{uuid.uuid4().hex}"
+        seen.append(key)
+    name, component, path = route(rng.randrange(ROUTES))
+    kind = n % 3
+    if kind == 0:
+        words = " ".join(rng.choice(NOUNS) for _ in range(6))
+        mention = path if rng.random() < 0.5 else name.split("-")[0]
+        return SignalDraft(
+            kind="user",
+            source="ticket",
+            summary=f"Customer cannot finish {mention}",
+            body=f"Hello, since this morning the page keeps spinning. {words}. "
+            f"I tried {mention} three times and got an error each time. Please help.",
+            dedup_key=key,
+            raw={"n": n},
+            user_ref=f"user-{rng.randrange(500)}",
+        )
+    if kind == 1:
+        return SignalDraft(
+            kind="system",
+            source="gateway",
+            summary=f"5xx-rate firing on {name}",
+            body=f"error rate 12 % on {name} over 30 s",
+            dedup_key=f"gateway:5xx-rate:{name}:{key}",
+            raw={"rule": "5xx-rate", "metric": "error_rate", "value": 0.12},
+            severity="critical",
+            status="firing",
+            route=name,
+        )
+    return SignalDraft(
+        kind="system",
+        source="alertmanager",
+        summary=f"HighLatency {component}",
+        body="p99 latency above 2 s for 5 minutes",
+        dedup_key=f"am:{key}",
+        raw={"alertname": "HighLatency"},
+        severity="warning",
+        status="firing",
+        labels={"alertname": "HighLatency", "component": component, "instance": "host-1"},
+    )
+
+
+async def seed(state: AppState, issues: int) -> None:
+    now = utcnow()
+    async with state.sessions() as session, session.begin():
+        for i in range(issues):
+            name, component, _ = route(i % ROUTES)
+            issue = await triage.create_issue(
+                session=session,
+                matrix=state.matrix,
+                data=IssueCreate(
+                    title=f"{name} failing for some users ({i})",
+                    component=component,
+                    route=name,
+                ),
+                actor="bench",
+                now=now - timedelta(seconds=issues - i),
+            )
+            await session.flush()
+            await feedback.ingest(
+                session=session,
+                matrix=state.matrix,
+                priorities=state.config.feedback.priorities,
+                drafts=[
+                    SignalDraft(
+                        kind="system",
+                        source="seed",
+                        summary=f"seed {i}",
+                        dedup_key=f"seed-{i}",
+                        raw={},
+                        route=name,
+                        component=component,
+                        issue_id=issue.id,
+                    )
+                ],
+                now=now - timedelta(seconds=issues - i),
+            )
+
+
+async def one_run(
+    url: str, args: argparse.Namespace, seed_value: int, schema: str | None = None
+) -> float:
+    extra = {"connect_args": {"server_settings": {"search_path": schema}}} if schema else {}
+    engine = create_engine(url, **extra)
+    try:
+        await migrate(engine)
+        cfg = config()
+        state = AppState.build(cfg, engine)
+        await seed(state, args.issues)
+        correlator = Correlator(cfg)
+        rng = random.Random(seed_value)
+        seen: list[str] = []
+        drafts = [draft(rng, n, seen) for n in range(args.signals)]
+        started = time.perf_counter()
+        for i in range(0, len(drafts), args.batch):
+            async with state.sessions() as session, session.begin():
+                await feedback.ingest(
+                    session=session,
+                    matrix=state.matrix,
+                    priorities=cfg.feedback.priorities,
+                    drafts=drafts[i : i + args.batch],
+                    attach=correlator,
+                )
+        return len(drafts) / (time.perf_counter() - started)
+    finally:
+        await engine.dispose()
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    stores: list[tuple[str, str]] = [("sqlite", "")]
+    if args.postgres:
+        stores.append(("postgres", args.postgres))
+    for name, base in stores:
+        rates = []
+        for run in range(args.runs):
+            if name == "sqlite":
+                with tempfile.TemporaryDirectory(prefix="hc-bench-corr-") as d:
+                    url = f"sqlite+aiosqlite:///{Path(d) / 'hc.db'}"
+                    rates.append(await one_run(url, args, run))
+            else:
+                schema = f"bench_corr_{uuid.uuid4().hex[:8]}"
+                admin = create_engine(base)
+                async with admin.begin() as conn:
+                    await conn.execute(text(f"CREATE SCHEMA {schema}"))
+                try:
+                    rates.append(await one_run(base, args, run, schema))
+                finally:
+                    async with admin.begin() as conn:
+                        await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+                    await admin.dispose()
+            print(f"{name} run {run + 1}: {rates[-1]:8.1f} signals/s", file=sys.stderr)
+        print(
+            f"{name:8s} {args.issues} open issues, {args.signals} signals in batches of"
+            f" {args.batch}: median {statistics.median(rates):.1f} signals/s"
+            f" (runs: {', '.join(f'{r:.1f}' for r in rates)})"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--issues", type=int, default=1000)
+    ap.add_argument("--signals", type=int, default=600)
+    ap.add_argument("--batch", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--postgres", default="")
+    asyncio.run(main_async(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
