@@ -150,7 +150,8 @@ class Correlator:
         if issue is not None:
             reason = "added to this issue by its sender" if explicit else "same dedup key"
             await self._link(session, signal, issue, 1.0, [reason], by="hypercare")
-            await self._reprioritise(session, matrix, issue, signal)
+            if _may_change_impact(signal):
+                await self._reprioritise(session, matrix, issue, signal)
             return issue
         if signal.status == "resolved" or not create:
             return None
@@ -377,15 +378,7 @@ class Correlator:
         reasons: list[str],
         by: str,
     ) -> None:
-        existing = await session.get(SignalLink, signal.id)
-        if existing is not None:
-            existing.issue_id, existing.score, existing.reasons, existing.by = (
-                issue.id,
-                score,
-                reasons,
-                by,
-            )
-            return
+        # the signal was stored a moment ago: it has no link yet (people relink later)
         session.add(
             SignalLink(
                 signal_id=signal.id,
@@ -452,6 +445,13 @@ class Correlator:
             distinct_users=max(users or 0, reporters or 0),
             source_severity=(signal.severity or "").lower() or None,
         )
+
+
+def _may_change_impact(signal: Signal) -> bool:
+    """A repeat of a known alert changes nothing the impact table looks at (its severity was
+    weighed when it first arrived); a new report by a person (more users) or fresh gateway
+    evidence (the failing share) may."""
+    return signal.kind == "user" or signal.source == "gateway"
 
 
 async def person_set(session: AsyncSession, issue_id: int, what: str) -> bool:
