@@ -191,3 +191,32 @@ async def test_handover_is_drafted_saved_and_listed(
     page = (await s.http.get("/handover")).text
     saved = page.split('id="saved"')[1]
     assert "EU day" in saved and "payments; login" in saved and "all quiet &lt;ok&gt;" in saved
+
+
+async def test_integrations_are_admin_only_show_the_token_once_and_send_a_test_event(
+    browser_for: Make,
+) -> None:
+    responder = await browser_for(Role.responder)
+    assert (await responder.http.get("/integrations")).status_code == 403
+    r = await responder.post("/integrations", {"type": "alertmanager", "name": "x"})
+    assert r.status_code == 403
+    assert 'href="/integrations"' not in (await responder.http.get("/")).text
+    admin = await browser_for(Role.admin)
+    r = await admin.http.post("/integrations", data={"type": "alertmanager", "name": "x"})
+    assert r.status_code == 403  # no CSRF token
+    r = await admin.post("/integrations", {"type": "nope", "name": "x"})
+    assert r.status_code == 422 and "choose a type" in r.text
+    r = await admin.post("/integrations", {"type": "alertmanager", "name": "Prometheus prod"})
+    assert r.status_code == 201 and "only this once" in r.text
+    token = r.text.split('<code id="new-token">')[1].split("<")[0]
+    assert token.startswith("hci_") or len(token) > 20
+    page = (await admin.http.get("/integrations")).text
+    assert "Prometheus prod" in page and token not in page
+    iid = page.split('action="/integrations/')[1].split("/test")[0]
+    assert (await admin.http.post(f"/integrations/{iid}/test", data={})).status_code == 403
+    r = await admin.post(f"/integrations/{iid}/test", {})
+    assert r.status_code == 200, r.text
+    assert "Test event sent to Prometheus prod" in r.text and "HypercareTestAlert" in r.text
+    signals = await admin.http.get("/overview/signals")
+    assert "HypercareTestAlert" in signals.text
+    assert (await admin.post("/integrations/nope/test", {})).status_code == 404
