@@ -81,6 +81,8 @@ async def test_apis_page_route_page_and_call_detail(browser_for: Make, state: Ap
     assert r.status_code == 200 and "503" in r.text and "timeout" in r.text and "Upstream" in r.text
     assert (await b.http.get("/calls/nope")).status_code == 404
     assert "no failing call" in (await b.http.get("/apis/unknown")).text.lower()
+    r = await b.http.get("/apis//checkout/pay")  # routes named by a path
+    assert r.status_code == 200 and "<code>/checkout/pay</code>" in r.text
 
 
 async def test_issue_page_shows_linked_signals_with_reasons_and_charts(

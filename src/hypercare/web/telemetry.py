@@ -189,7 +189,7 @@ async def apis(
     return console.render(request, "apis.html", ctx)
 
 
-@router.get("/apis/{route}")
+@router.get("/apis/{route:path}")
 async def api_route(
     request: Request,
     state: State,
