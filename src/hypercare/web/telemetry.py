@@ -143,6 +143,8 @@ async def route_charts(
 async def _issue_charts(session: AsyncSession, state: AppState, issue: IssueRead) -> dict[str, Any]:
     row = await triage.get_issue(session=session, issue_id=issue.id)
     routes = await detection.issue_routes(session=session, issue=row)
+    # the issue's own route first, then the routes its signals name
+    routes.sort(key=lambda r: (r != issue.route, r))
     if not routes:
         return {"charts": []}
     now = datetime.now(UTC)
