@@ -222,3 +222,21 @@ async def test_integrations_are_admin_only_show_the_token_once_and_send_a_test_e
     signals = await admin.http.get("/overview/signals")
     assert "HypercareTestAlert" in signals.text
     assert (await admin.post("/integrations/nope/test", {})).status_code == 404
+
+
+async def test_rejected_intake_is_listed_and_replayed_by_admins(browser_for: Make) -> None:
+    admin = await browser_for(Role.admin)
+    r = await admin.post("/integrations", {"type": "alertmanager", "name": "Prom"})
+    token = r.text.split('<code id="new-token">')[1].split("<")[0]
+    iid = r.text.split('action="/integrations/')[1].split("/test")[0]
+    r = await admin.http.post(
+        f"/api/v1/integrations/{iid}/webhook", json={"alerts": []}, params={"token": token}
+    )
+    assert r.status_code == 422, r.text
+    page = (await admin.http.get("/feedback")).text
+    assert "Rejected intake <span" in page and "non-empty list" in page
+    delivery = page.split('action="/feedback/rejected/')[1].split("/replay")[0]
+    r = await admin.post(f"/feedback/rejected/{delivery}/replay", {})
+    assert r.status_code == 422 and "still rejected" in r.text
+    page = (await admin.http.get("/feedback")).text
+    assert "replay failed" in page  # the new reason was kept, as the API keeps it

@@ -4,6 +4,7 @@ actions go through the same functions the API uses."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -103,7 +104,16 @@ async def replay(
     user.require(Role.admin, "Replaying rejected intake")
     result = await signal_views.replay(state, session, user.principal, delivery_id)
     if result.status_code >= 400:
-        raise PageError(result.status_code, bytes(result.body).decode("utf-8", "replace"))
+        # still rejected: the API keeps the new reason, so answer without rolling back
+        try:
+            message = str(json.loads(bytes(result.body))["error"]["message"])
+        except (ValueError, KeyError, TypeError):
+            message = "the delivery was rejected again"
+        console = console_of(request)
+        ctx = console.context(
+            request, user.principal, user.csrf, status=result.status_code, message=message
+        )
+        return console.render(request, "error.html", ctx, status=result.status_code)
     return RedirectResponse("/feedback#rejected", status_code=303)
 
 
