@@ -113,7 +113,7 @@ def demo_shots() -> None:
                     (
                         "console-issue-signals.png",
                         f"/issues/{issue}",
-                        {"width": 1360, "height": 1700},
+                        {"width": 1360, "height": 2300},
                     ),
                     ("console-feedback.png", "/feedback", {"width": 1360, "height": 1100}),
                     ("console-integrations.png", "/integrations", {"width": 1360, "height": 800}),
