@@ -4,22 +4,38 @@ Seeds a fresh store with two days of issues, starts `hypercare up` on loopback, 
 with Debian's Chromium through Playwright and saves PNGs of the main pages, on a laptop
 and on a phone screen. Run from the repository root:
 
-    .venv/bin/python scripts/screenshots.py
+    .venv/bin/python scripts/screenshots.py            # seeded pages, then the demo
+    .venv/bin/python scripts/screenshots.py --demo     # only the demo pages
+
+The pages that show telemetry, signals and detection (overview, APIs, a route, the issue
+with linked signals, feedback, integrations, handover) are taken from `hypercare up --demo`
+about 2.5 minutes in, once its scripted payments incident has become a correlated issue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
-from tests.web.live_server import CHROMIUM, CHROMIUM_ARGS, running_console  # noqa: E402
+from tests.web.live_server import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    free_port,
+    running_console,
+)
 
 from web_seed import seed  # noqa: E402
 
@@ -33,19 +49,123 @@ def sign_in(page: Page, url: str, token: str) -> None:
     page.wait_for_url(url + "/")
 
 
+DEMO_WAIT = 150.0  # seconds after start: the incident starts at 45 s
+
+
+def demo_shots() -> None:
+    """Start `hypercare up --demo`, wait for its incident, and shoot the part pages."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        console, gateway, admin = free_port(), free_port(), free_port()
+        log_path = data / "up.log"
+        env = {k: v for k, v in os.environ.items() if k != "HYPERCARE_DATABASE_URL"}
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hypercare",
+                    "up",
+                    "--demo",
+                    "--data-dir",
+                    str(data),
+                    "--console-listen",
+                    f"127.0.0.1:{console}",
+                    "--gateway-listen",
+                    f"127.0.0.1:{gateway}",
+                    "--gateway-admin-listen",
+                    f"127.0.0.1:{admin}",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        started = time.monotonic()
+        url = f"http://127.0.0.1:{console}"
+        try:
+            token = ""
+            while not token:
+                if proc.poll() is not None or time.monotonic() - started > 60:
+                    raise SystemExit("hypercare up --demo failed:\n" + log_path.read_text())
+                m = re.search(r"sign in at \S+ with (\S+)", log_path.read_text())
+                token = m.group(1) if m else ""
+                time.sleep(0.5)
+            while time.monotonic() - started < DEMO_WAIT:
+                time.sleep(1)
+            auth = {"Authorization": f"Bearer {token}"}
+            issues = httpx.get(
+                f"{url}/api/v1/issues", params={"priority": "P1"}, headers=auth, timeout=10
+            ).json()
+            items = issues["items"] if isinstance(issues, dict) else issues
+            issue = items[0]["id"] if items else 1
+            route = items[0].get("route") if items else None
+            shoot(
+                url,
+                token,
+                [
+                    ("console-overview.png", "/", {"width": 1360, "height": 1100}),
+                    ("console-apis.png", "/apis?range=15m", {"width": 1360, "height": 700}),
+                    (
+                        "console-route.png",
+                        f"/apis/{route or 'payment-status'}?range=15m",
+                        {"width": 1360, "height": 1100},
+                    ),
+                    (
+                        "console-issue-signals.png",
+                        f"/issues/{issue}",
+                        {"width": 1360, "height": 2300},
+                    ),
+                    ("console-feedback.png", "/feedback", {"width": 1360, "height": 1100}),
+                    ("console-integrations.png", "/integrations", {"width": 1360, "height": 800}),
+                    ("console-handover.png", "/handover", {"width": 1360, "height": 1000}),
+                    ("console-overview-phone.png", "/", {"width": 390, "height": 844}),
+                ],
+            )
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+def shoot(url: str, token: str, shots: list[tuple[str, str, dict[str, int]]]) -> None:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for name, path, viewport in shots:
+            context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
+            page = context.new_page()
+            sign_in(page, url, token)
+            page.goto(url + path)
+            page.wait_for_selector("#live-status[data-state='live']")
+            if path == "/integrations":
+                # show a created integration and a test event's signal
+                page.get_by_label("Name").fill("Prometheus prod")
+                page.get_by_role("button", name="Create").click()
+                page.get_by_role("button", name="Send a test event to Prometheus prod").click()
+                page.wait_for_selector("#tested")
+            page.wait_for_timeout(500)  # let uPlot draw
+            page.screenshot(path=str(OUT / name), full_page=False)
+            context.close()
+            print(f"wrote {OUT / name}")
+        browser.close()
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
+    if "--demo" in sys.argv:
+        demo_shots()
+        return
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         last = asyncio.run(seed(data, 60, days=2, rng_seed=11))
         with running_console(data) as server, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             shots = [
-                ("console-overview.png", "/", {"width": 1360, "height": 900}),
                 ("console-triage.png", "/triage", {"width": 1360, "height": 900}),
                 ("console-issue.png", f"/issues/{last - 3}", {"width": 1360, "height": 1100}),
                 ("console-new-issue.png", "/issues/new", {"width": 1360, "height": 900}),
-                ("console-overview-phone.png", "/", {"width": 390, "height": 844}),
                 ("console-triage-phone.png", "/triage", {"width": 390, "height": 844}),
             ]
             for name, path, viewport in shots:
@@ -61,6 +181,7 @@ def main() -> None:
                 context.close()
                 print(f"wrote {OUT / name}")
             browser.close()
+    demo_shots()
 
 
 if __name__ == "__main__":

@@ -228,3 +228,30 @@ def test_overview_falls_back_to_polling_without_sse(
     expect(page.locator("#activity-list")).to_contain_text(title)
     page.context.close()
     assert errors == []
+
+
+def test_apis_page_and_issue_with_linked_signals_and_charts(
+    chromium: Browser, server: LiveServer, tokens: dict[str, str], errors: Errors
+) -> None:
+    r = server.api(
+        "POST",
+        "/feedback",
+        tokens["support"],
+        json={"type": "ticket", "subject": "Payment page spins", "url": "https://shop/pay"},
+    )
+    iid = r.json()["issues"][0]
+    page = open_page(chromium, errors)
+    sign_in(page, server, tokens["responder"], "/apis")
+    expect(page.get_by_role("heading", name="APIs", exact=True)).to_be_visible()
+    page.get_by_role("link", name="24h").click()
+    expect(page).to_have_url(re.compile(r"range=24h"))
+    page.goto(f"{server.url}/issues/{iid}")
+    expect(page.locator("#linked-signals")).to_be_visible()
+    expect(page.locator(".signal")).to_contain_text("Payment page spins")
+    expect(page.get_by_role("button", name=re.compile("Split signal"))).to_be_visible()
+    expect(page.locator(".chart .uplot")).to_have_count(3)
+    page.get_by_role("link", name="/pay").first.click()
+    expect(page).to_have_url(re.compile(r"/apis//pay"))
+    expect(page.locator(".chart .uplot")).to_have_count(3)
+    page.context.close()
+    assert errors == []

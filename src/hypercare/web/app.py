@@ -10,7 +10,16 @@ from fastapi.staticfiles import StaticFiles
 from markupsafe import escape
 
 from hypercare.auth.rules import Role
-from hypercare.web import issues, live, overview, signin
+from hypercare.web import (
+    detection,
+    feedback,
+    integrations,
+    issues,
+    live,
+    overview,
+    signin,
+    telemetry,
+)
 from hypercare.web.console import SECURITY_HEADERS, STATIC, Console, console_of, is_htmx
 from hypercare.web.deps import PageError, SignInRequired
 from hypercare.web.registry import ConsolePart, NavItem
@@ -38,7 +47,13 @@ TRACKER = ConsolePart(
     ),
 )
 
-PARTS: tuple[ConsolePart, ...] = (TRACKER,)
+PARTS: tuple[ConsolePart, ...] = (
+    TRACKER,
+    telemetry.PART,
+    detection.PART,
+    feedback.PART,
+    integrations.PART,
+)
 
 
 def install(app: FastAPI, parts: tuple[ConsolePart, ...] = PARTS) -> None:

@@ -1,0 +1,271 @@
+"""Telemetry in the console: API health tiles, the APIs page, route pages, call detail and
+the charts of an issue's routes. Everything is read through `telemetry.query` /
+`telemetry.calls` and the live store, like the API does."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hypercare.api.deps import Db, State
+from hypercare.api.state import AppState
+from hypercare.detection import service as detection
+from hypercare.detection.jobs import runtime
+from hypercare.telemetry import calls, query
+from hypercare.telemetry.jobs import live_of
+from hypercare.triage import service as triage
+from hypercare.triage.models import IssueRead
+from hypercare.web.console import console_of
+from hypercare.web.deps import ConsoleUser, PageError
+from hypercare.web.registry import ConsolePart, IssuePanel, NavItem, OverviewSlot
+
+router = APIRouter(include_in_schema=False)
+
+# range name -> (seconds, chart step)
+RANGES: dict[str, tuple[int, int]] = {
+    "15m": (900, 60),
+    "1h": (3600, 60),
+    "24h": (86400, 900),
+    "7d": (7 * 86400, 3600),
+}
+TILE_SECONDS = 300
+SPARK_SECONDS = 1800
+FAILING_ROWS = 20
+
+
+def _firing(state: AppState) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for rule, route in runtime(state).detector.firing():
+        out.setdefault(route, []).append(rule)
+    return out
+
+
+def _healthy(state: AppState) -> dict[str, int | None]:
+    rt = runtime(state)
+    out: dict[str, int | None] = {}
+    now = time.time()
+    for route in rt.live.routes:
+        out[route] = rt.live.stats(route, now - 60, now).healthy_targets
+    return out
+
+
+def spark(values: list[float | None], width: int = 120, height: int = 28) -> str:
+    """An SVG polyline's points for a small sparkline (no script needed)."""
+    nums = [v or 0.0 for v in values]
+    if not nums:
+        return ""
+    top = max(nums) or 1.0
+    step = width / max(1, len(nums) - 1)
+    return " ".join(
+        f"{i * step:.1f},{height - 2 - (v / top) * (height - 4):.1f}" for i, v in enumerate(nums)
+    )
+
+
+async def _tiles(session: AsyncSession, state: AppState) -> dict[str, Any]:
+    now = time.time()
+    live = live_of(state)
+    rows = await query.summary(session, live, start=now - TILE_SECONDS, end=now, now=now)
+    firing = _firing(state)
+    configured = [r.name for r in state.config.gateway.routes]
+    by_key = {r.key: r for r in rows}
+    names = list(dict.fromkeys([*configured, *by_key]))
+    tiles = []
+    for name in names:
+        points = await query.timeseries(
+            session,
+            live,
+            dim="route",
+            key=name,
+            metric_name="requests",
+            start=now - SPARK_SECONDS,
+            end=now,
+            step=60,
+        )
+        tiles.append(
+            {
+                "route": name,
+                "row": by_key.get(name),
+                "spark": spark([v for _, v in points]),
+                "firing": firing.get(name, []),
+            }
+        )
+    tiles.sort(key=lambda t: (not t["firing"], t["route"]))
+    return {"tiles": tiles}
+
+
+def _chart(cid: str, x: list[int], series: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"id": cid, "data": {"x": x, "series": series}}
+
+
+async def route_charts(
+    session: AsyncSession, state: AppState, route: str, start: float, end: float, step: int
+) -> list[dict[str, Any]]:
+    """uPlot charts of one route: requests, error rate (%), p95 (ms)."""
+    live = live_of(state)
+    out = []
+    slug = "".join(c if c.isalnum() else "-" for c in route)
+    for metric, label, color, scale in (
+        ("requests", "requests", "#175cd3", 1.0),
+        ("error_rate", "error rate %", "#b42318", 100.0),
+        ("p95", "p95 ms", "#6941c6", 1.0),
+    ):
+        points = await query.timeseries(
+            session,
+            live,
+            dim="route",
+            key=route,
+            metric_name=metric,
+            start=start,
+            end=end,
+            step=step,
+        )
+        x = [t for t, _ in points]
+        values = [None if v is None else round(v * scale, 3) for _, v in points]
+        out.append(
+            {
+                "title": label,
+                **_chart(
+                    f"chart-{slug}-{metric}",
+                    x,
+                    [{"label": label, "color": color, "values": values}],
+                ),
+            }
+        )
+    return out
+
+
+async def _issue_charts(session: AsyncSession, state: AppState, issue: IssueRead) -> dict[str, Any]:
+    row = await triage.get_issue(session=session, issue_id=issue.id)
+    routes = await detection.issue_routes(session=session, issue=row)
+    # the issue's own route first, then the routes its signals name
+    routes.sort(key=lambda r: (r != issue.route, r))
+    if not routes:
+        return {"charts": []}
+    now = datetime.now(UTC)
+    start = (issue.impact_started_at or issue.created_at) - timedelta(minutes=15)
+    end = min(now, issue.resolved_at + timedelta(minutes=15)) if issue.resolved_at else now
+    seconds = max(60.0, (end - start).total_seconds())
+    step = max(60, int(seconds // 240) // 60 * 60)
+    charts = []
+    for route in routes[:4]:
+        charts.append(
+            {
+                "route": route,
+                "charts": await route_charts(
+                    session, state, route, start.timestamp(), end.timestamp(), step
+                ),
+            }
+        )
+    return {"charts": charts, "start": start, "end": end}
+
+
+def _range_of(value: str | None) -> str:
+    return value if value in RANGES else "1h"
+
+
+@router.get("/apis")
+async def apis(
+    request: Request, state: State, session: Db, user: ConsoleUser, range: str | None = None
+) -> Response:
+    chosen = _range_of(range)
+    seconds, _ = RANGES[chosen]
+    now = time.time()
+    rows = await query.summary(session, live_of(state), start=now - seconds, end=now, now=now)
+    console = console_of(request)
+    ctx = console.context(
+        request,
+        user.principal,
+        user.csrf,
+        rows=rows,
+        ranges=list(RANGES),
+        chosen=chosen,
+        healthy=_healthy(state),
+        firing=_firing(state),
+    )
+    return console.render(request, "apis.html", ctx)
+
+
+@router.get("/apis/{route:path}")
+async def api_route(
+    request: Request,
+    state: State,
+    session: Db,
+    user: ConsoleUser,
+    route: str,
+    range: str | None = None,
+) -> Response:
+    if len(route) > 200:
+        raise PageError(404, "no such route")
+    chosen = _range_of(range)
+    seconds, step = RANGES[chosen]
+    now = time.time()
+    live = live_of(state)
+    baseline = int(state.config.telemetry.baseline.total_seconds())
+    window = min(seconds, 86400)
+    _, _, _, trend_rows = await query.trends(
+        session, live, dim="route", key=route, window=window, baseline=baseline, now=now
+    )
+    failing = await calls.list_calls(
+        session=session, route=route, error="any", limit=FAILING_ROWS, start=now - seconds
+    )
+    server_errors = await calls.list_calls(
+        session=session, route=route, status="5xx", limit=FAILING_ROWS, start=now - seconds
+    )
+    seen: dict[str, Any] = {}
+    for c in [*failing.items, *server_errors.items]:
+        seen.setdefault(c.request_id, c)
+    recent = sorted(seen.values(), key=lambda c: c.time, reverse=True)[:FAILING_ROWS]
+    console = console_of(request)
+    ctx = console.context(
+        request,
+        user.principal,
+        user.csrf,
+        route=route,
+        ranges=list(RANGES),
+        chosen=chosen,
+        charts=await route_charts(session, state, route, now - seconds, now, step),
+        trends=trend_rows,
+        window=window,
+        failing=recent,
+        firing=_firing(state).get(route, []),
+    )
+    return console.render(request, "api_route.html", ctx)
+
+
+@router.get("/calls/{request_id}")
+async def call_detail(
+    request: Request, session: Db, user: ConsoleUser, request_id: str
+) -> Response:
+    if len(request_id) > 128:
+        raise PageError(404, "no such call")
+    call = await calls.get_call(session=session, request_id=request_id)
+    capture = json.dumps(call.capture, indent=2, sort_keys=True) if call.capture else None
+    console = console_of(request)
+    ctx = console.context(request, user.principal, user.csrf, call=call, capture=capture)
+    return console.render(request, "call.html", ctx)
+
+
+PART = ConsolePart(
+    name="telemetry",
+    router=router,
+    nav=(NavItem(label="APIs", href="/apis", section="apis", order=20, key="a"),),
+    slots=(
+        OverviewSlot(
+            region="api_health", title="API health", template="_api_tiles.html", load=_tiles
+        ),
+    ),
+    issue_panels=(
+        IssuePanel(
+            region="route_charts",
+            title="Route charts",
+            template="_issue_charts.html",
+            load=_issue_charts,
+        ),
+    ),
+)
