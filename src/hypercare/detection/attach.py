@@ -127,6 +127,8 @@ class Correlator:
             known = await dedup.open_groups(session=session, keys=[signal.dedup_key])
         route = self.route_of(signal.route)
         if route and signal.route != route:
+            # a URL path that a gateway route matches: the route it is, the path as a label
+            # (a path no route matches stays as the signal's route: it is all we know)
             signal.labels = {**(signal.labels or {}), "url_path": signal.route or ""}
             signal.route = route
         features = await self._features(session, signal)

@@ -237,7 +237,7 @@ def score(
     elif gap > 6 * 3600:
         total *= 0.5
         reasons.append(f"{_ago(gap)} apart (weaker)")
-    return Link(issue.issue_id, round(total, 3), tuple(reasons))
+    return Link(issue.issue_id, round(min(total, 1.0), 3), tuple(reasons))
 
 
 def best_link(
