@@ -3,16 +3,19 @@
     .venv/bin/python bench/gateway_shipping.py [--duration 5] [--runs 5] [--connections 50]
 
 The full-featured configuration of `bench/gateway.py` (key auth + local rate limit; one worker),
-in two deployments, started once each and measured interleaved, run after run:
+in three deployments, started once each and measured interleaved, run after run:
 
   shipping     `hypercare up --workers 1`: the worker ships every call record to the console
                (the shipper `up` enables), which stores them (SQLite) and feeds detection
-  no-shipping  `hypercare gateway --workers 1`: the same configuration, no console
+  records      the same configuration with each call record handed to a trivial in-memory
+               sink (`bench/gateway.py`'s "full" BatchSink): the fair baseline, so the ratio
+               shipping / records isolates the cost of shipping
+  no-shipping  `hypercare gateway --workers 1`: the same configuration, no sink at all
 
-The gateway worker is pinned to CPU 0 in both; nginx (upstream), wrk and the console process
-share CPU 1. Prints req/s and the worker's requests per CPU-second (utime+stime from /proc)
-with the shipping/no-shipping ratio per run and its median, and the console's ingested record
-count (from its /metrics) to show the records really arrive.
+The gateway worker is pinned to CPU 0 in all three; nginx (upstream), wrk and the console
+process share CPU 1. Prints req/s and the worker's requests per CPU-second (utime+stime from
+/proc), the shipping/records and shipping/no-shipping ratios (per-run medians), and the
+console's ingested record count (from its /metrics) to show the records really arrive.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from gateway import (
     KEY,
     UPSTREAM_BODY,
     UPSTREAM_PORT,
+    batch_sink,
     cpu_seconds,
     ensure_tools,
     hypercare_config,
@@ -43,7 +47,7 @@ from gateway import (
     wrk,
 )
 
-SHIP_PORT, PLAIN_PORT = 19111, 19112
+SHIP_PORT, PLAIN_PORT, RECORDS_PORT = 19111, 19112, 19117
 CONSOLE_PORT, SHIP_ADMIN, PLAIN_ADMIN = 19113, 19114, 19116
 ADMIN = "bench-admin-token-0123456789abcdef"
 
@@ -89,9 +93,14 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYPERCARE_")} | {
         "HYPERCARE_ADMIN_TOKEN": ADMIN
     }
+    from hypercare.config import parse_config
+    from hypercare.gateway.supervisor import start_workers
+
     hc = [sys.executable, "-m", "hypercare"]
-    rps: dict[str, list[float]] = {"shipping": [], "no-shipping": []}
-    cap: dict[str, list[float]] = {"shipping": [], "no-shipping": []}
+    names = ("shipping", "records", "no-shipping")
+    rps: dict[str, list[float]] = {n: [] for n in names}
+    cap: dict[str, list[float]] = {n: [] for n in names}
+    group = None
     with tempfile.TemporaryDirectory(prefix="hc-bench-ship-") as d:
         tmp = Path(d)
         cfg = tmp / "hypercare.yaml"
@@ -147,14 +156,21 @@ def main() -> None:
                 env=env,
             )
             procs.append(gw)
+            group = start_workers(
+                parse_config(cfg.read_text()),
+                f"127.0.0.1:{RECORDS_PORT}",
+                workers=1,
+                sink_factory=batch_sink,
+            )
             pids = {
                 "shipping": workers_of(up.pid, SHIP_PORT),
+                "records": group.pids,
                 "no-shipping": workers_of(gw.pid, PLAIN_PORT),
             }
-            for group in pids.values():
-                for pid in group:
+            for worker_pids in pids.values():
+                for pid in worker_pids:
                     os.sched_setaffinity(pid, {0})
-            ports = {"shipping": SHIP_PORT, "no-shipping": PLAIN_PORT}
+            ports = {"shipping": SHIP_PORT, "records": RECORDS_PORT, "no-shipping": PLAIN_PORT}
             headers = [f"apikey: {KEY}"]
             console = httpx.Client(timeout=10, headers={"authorization": f"Bearer {ADMIN}"})
             for port in ports.values():
@@ -180,6 +196,8 @@ def main() -> None:
             after = ingested(console)
             console.close()
         finally:
+            if group is not None:
+                group.stop(5)
             for p in reversed(procs):
                 p.send_signal(signal.SIGQUIT if p is procs[0] else signal.SIGTERM)
                 try:
@@ -189,8 +207,10 @@ def main() -> None:
                     p.wait(5)
             for f in logs:
                 f.close()
-    per_run = [s / n for s, n in zip(rps["shipping"], rps["no-shipping"], strict=True)]
-    per_cap = [s / n for s, n in zip(cap["shipping"], cap["no-shipping"], strict=True)]
+
+    def ratios(series: dict[str, list[float]], base: str) -> list[float]:
+        return [s / b for s, b in zip(series["shipping"], series[base], strict=True)]
+
     print(
         f"\nmedians of {args.runs} runs, {args.duration}s each, {args.connections} connections,"
         f" full configuration, load average {os.getloadavg()[0]:.2f}"
@@ -200,10 +220,11 @@ def main() -> None:
             f"{name:12s} {statistics.median(rps[name]):8.0f} req/s"
             f" {statistics.median(cap[name]):8.0f} req per CPU-second"
         )
-    print(
-        f"shipping / no-shipping: req/s {statistics.median(per_run):.3f} (per-run median),"
-        f" req per CPU-second {statistics.median(per_cap):.3f}"
-    )
+    for base in ("records", "no-shipping"):
+        print(
+            f"shipping / {base}: req/s {statistics.median(ratios(rps, base)):.3f}"
+            f" (per-run median), req per CPU-second {statistics.median(ratios(cap, base)):.3f}"
+        )
     print(f"console ingested {after - before:.0f} records of {served} served while shipping")
 
 

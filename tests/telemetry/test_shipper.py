@@ -17,7 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hypercare.telemetry.capture import CallCapture
 from hypercare.telemetry.shipper import Shipper
+from hypercare.telemetry.wire import decode_batch, encode_batch
 from tests.telemetry.factory import record
 
 NODE_TOKEN = "hcn_test-node-token-0123456789abcdef"
@@ -215,3 +217,18 @@ async def test_full_spool_drops_and_counts(tmp_path: Path) -> None:
     assert spooled + shipper.dropped_total == 2000
     shipper.emit(record(now))  # after close: dropped, never raises
     assert shipper.dropped_total + spooled == 2001
+
+
+def test_encoded_batches_decode_to_the_same_records_and_captures() -> None:
+    now = time.time()
+    records = [
+        record(now, request_id="r1"),
+        record(now + 0.5, route="pay\u00e9", total_ms=3.0, error="timeout"),
+        record(now, request_id="bad-\ud800"),  # orjson refuses a lone surrogate: stdlib path
+    ]
+    caps = {1: CallCapture((("a", "b"),), (), b"x", b"\x00\xffy")}
+    for batch in (records[:2], records):
+        body = encode_batch("k" * 32, batch, caps, sent_at=now, dropped_total=4, spool_bytes=7)
+        got = decode_batch(body)
+        assert got.records == batch and got.captures == caps
+        assert (got.key, got.sent_at, got.dropped_total, got.spool_bytes) == ("k" * 32, now, 4, 7)

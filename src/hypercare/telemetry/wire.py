@@ -20,6 +20,8 @@ import json
 import re
 from typing import Any, NamedTuple, get_type_hints
 
+import orjson
+
 from hypercare.errors import InvalidInput
 from hypercare.gateway.records import CallRecord
 from hypercare.telemetry.capture import CallCapture
@@ -73,7 +75,14 @@ def encode_batch(
         "records": records,
         "captures": caps,
     }
-    return json.dumps(doc, separators=(",", ":")).encode()
+    try:
+        # orjson writes the records (tuples, via `default`) without per-field Python work:
+        # about a tenth of the stdlib encoder's time per record, on the gateway worker's loop
+        return orjson.dumps(doc, default=tuple)
+    except (orjson.JSONEncodeError, TypeError):
+        # what orjson refuses (a lone surrogate, an int beyond 64 bits) the stdlib still
+        # writes; a value the decoder cannot accept is rejected by the console as before
+        return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def _bad(message: str, **details: Any) -> InvalidInput:
