@@ -80,17 +80,6 @@ def insert_calls_sql(paramstyle: str) -> str:
     )
 
 
-def insert_records_sql(batch_id: int) -> str:
-    """SQLite: an INSERT whose parameters are the `CallRecord` tuples themselves (no row
-    built per record): the batch id is a literal, capture NULL, and strings are cut to
-    their column sizes by ``substr`` (characters, as Python slicing) inside SQLite."""
-    values = [f"substr(?, 1, {SIZES[f]})" if f in SIZES else "?" for f in _CALL_COLUMNS]
-    return (
-        f"INSERT INTO {TelemetryCall.__tablename__} ({', '.join(_INSERT_COLUMNS)}) "
-        f"VALUES ({', '.join(values)}, {int(batch_id)}, NULL)"
-    )
-
-
 class Collector:
     """Ingest and flush for one console process; long-lived, kept in `AppState.extras`."""
 
@@ -159,9 +148,7 @@ class Collector:
                 )
                 if batch_id is None:  # pragma: no cover - RETURNING always gives the id
                     raise RuntimeError("the store returned no id for the new batch")
-                if batch.records and self._sqlite and not batch.captures:
-                    await conn.exec_driver_sql(insert_records_sql(batch_id), batch.records)
-                elif batch.records:
+                if batch.records:
                     caps = {
                         i: self._capture(batch.records[i], c) for i, c in batch.captures.items()
                     }
