@@ -20,7 +20,7 @@ from hypercare.telemetry.compaction import expire, rollup_hours
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.telemetry.histogram import ALPHA
 from hypercare.telemetry.live import LiveStore
-from hypercare.telemetry.models import TelemetryCall, TelemetryHour, TelemetryMinute
+from hypercare.telemetry.models import SIZES, TelemetryCall, TelemetryHour, TelemetryMinute
 from hypercare.telemetry.redact import REDACTED
 from hypercare.telemetry.wire import Batch
 from tests.telemetry.factory import random_records, record
@@ -188,3 +188,27 @@ async def test_captures_are_redacted_before_they_are_stored(engine: AsyncEngine)
     assert dict(stored["request_headers"])["Authorization"] == REDACTED
     assert '"email": "[REDACTED]"' in stored["request_body"]
     assert stored["truncated"] is True
+
+
+async def test_long_strings_are_cut_to_their_column_sizes(engine: AsyncEngine) -> None:
+    c = collector(engine)
+    t = time.time()
+    long = record(t)._replace(path="/p" + "é" * 3000, user_agent="u" * 900, error="x" * 50)
+    # one batch takes the plain path, one (with a capture) the path with per-row values
+    cap = CallCapture((), (), b"", b"")
+    await c.ingest("n", batch([long, record(t)]))
+    await c.ingest("n", batch([long._replace(status=500), record(t)], {0: cap}))
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(TelemetryCall.path, TelemetryCall.user_agent, TelemetryCall.error).where(
+                    TelemetryCall.user_agent != "bench"
+                )
+            )
+        ).all()
+    cut = [r for r in rows if r.path.startswith("/pé")]
+    assert len(cut) == 2
+    for r in cut:
+        assert r.path == ("/p" + "é" * 3000)[: SIZES["path"]]
+        assert r.user_agent == "u" * SIZES["user_agent"]
+        assert r.error == "x" * SIZES["error"]

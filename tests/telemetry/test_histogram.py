@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
 import pytest
 
-from hypercare.telemetry.histogram import ALPHA, Dense, Histogram
+from hypercare.telemetry.aggregate import Aggregate, Key, aggregate_into, buckets_of
+from hypercare.telemetry.histogram import (
+    ALPHA,
+    MAX_MS,
+    MIN_MS,
+    Dense,
+    Histogram,
+    bucket_of,
+    unpack_dumped,
+)
+from tests.telemetry.factory import record
 
 QS = (0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
 
@@ -96,3 +107,72 @@ def test_stored_form_falls_back_to_json_for_huge_counts() -> None:
     h = Histogram({5: 2**33, 7: 1})
     assert h.dumps().startswith("[")
     assert Histogram.loads(h.dumps()).counts == h.counts
+
+
+def test_dense_merges_and_quantiles_equal_the_histograms() -> None:
+    rng = random.Random(11)
+    parts = [Histogram.of(rng.lognormvariate(3, 1.5) for _ in range(300)) for _ in range(12)]
+    parts.append(Histogram({5: 2**33}))  # a count past 32 bits (stored as JSON)
+    want = Histogram()
+    dense = Dense()
+    for h in parts:
+        want.merge(h)
+        dense.add_packed(*unpack_dumped(h.dumps()))
+    qs = (0.0, 0.01, 0.5, 0.9, 0.95, 0.99, 1.0)
+    view = dense.view()
+    assert view.quantiles(qs) == want.quantiles(qs) == dense.quantiles(qs)
+    assert [view.quantile(q) for q in qs] == [want.quantile(q) for q in qs]
+    assert view.count == want.count
+    assert dense.to_histogram().counts == want.counts
+    # a merge into the view turns it into a plain histogram with the summed counts
+    view.merge(Histogram({3: 1}))
+    want.add_bucket(3)
+    assert view.counts == want.counts and view.quantiles(qs) == want.quantiles(qs)
+    assert Dense().view().quantiles(qs) == [None] * len(qs)
+    assert Dense().view().count == 0
+
+
+def test_buckets_of_is_bucket_of() -> None:
+    rng = random.Random(3)
+    values: list[float] = [0, 0.0, 1e-9, MIN_MS, 0.0010001, 1, 1.0, 20, MAX_MS, MAX_MS * 2, 1e11]
+    values += [rng.lognormvariate(2, 3) for _ in range(5000)]
+    assert list(buckets_of(values)) == [bucket_of(v) for v in values]
+
+
+def test_column_wise_aggregation_equals_counting_record_by_record() -> None:
+    rng = random.Random(4)
+    t0 = 1_700_000_000.0
+    records = [
+        record(
+            t0 + rng.uniform(0, 300),
+            route=rng.choice(("a", "b")),
+            consumer=rng.choice(("", "c1", "c2")),
+            target=rng.choice(("", "t1")),
+            status=rng.choice((200, 201, 401, 403, 404, 429, 500, 503)),
+            error=rng.choice(("", "", "timeout", "client_closed")),
+            total_ms=rng.lognormvariate(3, 1),
+        )
+        for _ in range(3000)
+    ]
+    got: dict[Key, Aggregate] = {}
+    buckets = aggregate_into(got, records)
+    want: dict[Key, Aggregate] = {}
+    for r in records:
+        b = int(r.time // 60) * 60
+        one = Aggregate()
+        one.add(
+            r,
+            bucket_of(r.total_ms),
+            bucket_of(r.upstream_ms) if r.target else None,
+            bucket_of(r.gateway_ms),
+        )
+        for k in (("route", r.route, b), ("consumer", r.consumer, b), ("target", r.target, b)):
+            if k[1]:
+                want.setdefault(k, Aggregate()).merge(one)
+    assert buckets == {int(r.time // 60) * 60 for r in records}
+    assert got.keys() == want.keys()
+    for k, a in want.items():
+        mine, theirs = got[k].to_row(*k), a.to_row(*k)
+        for field in ("codes", "errors"):
+            assert json.loads(mine.pop(field)) == json.loads(theirs.pop(field))
+        assert mine == theirs

@@ -22,10 +22,11 @@ from __future__ import annotations
 import base64
 import json
 import math
-import operator
 import sys
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterable
+from itertools import accumulate, compress
 
 ALPHA = 0.01
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
@@ -106,36 +107,13 @@ class Histogram:
 
     def quantile(self, q: float) -> float | None:
         """The q-quantile (0 ≤ q ≤ 1) within ALPHA relative error; None when empty."""
-        total = self.count
-        if total == 0:
-            return None
-        rank = math.floor(min(max(q, 0.0), 1.0) * (total - 1))
-        seen = 0
-        for i in sorted(self.counts):
-            seen += self.counts[i]
-            if seen > rank:
-                return bucket_value(i)
-        return bucket_value(max(self.counts))  # pragma: no cover - unreachable
+        return self.quantiles((q,))[0]
 
     def quantiles(self, qs: Iterable[float]) -> list[float | None]:
-        """Several quantiles in one pass over the sorted buckets."""
-        wanted = list(qs)
-        total = self.count
-        if total == 0:
-            return [None] * len(wanted)
-        ranks = [math.floor(min(max(q, 0.0), 1.0) * (total - 1)) for q in wanted]
-        out: list[float | None] = [None] * len(wanted)
-        order = sorted(range(len(wanted)), key=lambda k: ranks[k])
-        pos = 0
-        seen = 0
-        for i in sorted(self.counts):
-            seen += self.counts[i]
-            while pos < len(order) and seen > ranks[order[pos]]:
-                out[order[pos]] = bucket_value(i)
-                pos += 1
-            if pos == len(order):
-                break
-        return out
+        """Several quantiles from one cumulative sum over the sorted buckets."""
+        counts = self.counts
+        keys = sorted(counts)
+        return _quantiles(keys, list(accumulate(map(counts.__getitem__, keys))), qs)
 
     def dumps(self) -> str:
         """The stored form (see the module docstring); "" when empty."""
@@ -160,34 +138,122 @@ class Histogram:
         return self
 
 
-class Dense:
-    """A dense run of bucket counts, for merging many stored histograms quickly: runs are
-    added with C-speed slice operations instead of one dict update per bucket."""
+def _quantiles(
+    keys: list[int] | range, cumulative: list[int], qs: Iterable[float]
+) -> list[float | None]:
+    """Quantiles of buckets `keys` (ascending) whose running count totals are `cumulative`:
+    the bucket of rank ``floor(q * (n - 1))`` is the first whose running total exceeds it."""
+    wanted = list(qs)
+    total = cumulative[-1] if cumulative else 0
+    if total == 0:
+        return [None] * len(wanted)
+    return [
+        bucket_value(
+            keys[bisect_right(cumulative, math.floor(min(max(q, 0.0), 1.0) * (total - 1)))]
+        )
+        for q in wanted
+    ]
 
-    __slots__ = ("lo", "run")
+
+# Dense packs counts into one Python integer, one 64-bit field per bucket: adding two
+# histograms is then one big-integer addition (C speed, no per-bucket Python work). A field
+# never carries into the next: that would take 2**64 calls in one bucket.
+_FIELD = 64
+
+
+def _pack(run: array[int] | list[int]) -> int:
+    if isinstance(run, array) and run.itemsize == 4 and sys.byteorder == "little":
+        # widen uint32 to uint64 fields with four strided byte copies (no per-count objects)
+        data = run.tobytes()
+        wide = bytearray(len(data) * 2)
+        for k in range(4):
+            wide[k::8] = data[k::4]
+        return int.from_bytes(wide, "little")
+    return int.from_bytes(array("Q", run).tobytes(), sys.byteorder)
+
+
+class Dense:
+    """Bucket counts for merging many stored histograms quickly (see `_pack`)."""
+
+    __slots__ = ("acc", "hi", "lo")
 
     def __init__(self) -> None:
-        self.lo = 0
-        self.run: list[int] | None = None
+        self.lo = 0  # the bucket of the acc's lowest field
+        self.hi = 0  # one past the highest bucket with a count
+        self.acc = 0
 
-    def merge_dumped(self, text: str | None) -> None:
-        if not text:
+    def add_packed(self, lo: int, length: int, packed: int) -> None:
+        """Add a run of `length` counts from bucket `lo`, as packed by `_pack`."""
+        if not packed:
             return
-        lo, other = _decode_run(text)
-        run = self.run
-        if run is None:
-            self.lo, self.run = lo, list(other)
+        if not self.acc:
+            self.lo, self.hi, self.acc = lo, lo + length, packed
             return
         if lo < self.lo:
-            run[0:0] = [0] * (self.lo - lo)
+            self.acc <<= (self.lo - lo) * _FIELD
             self.lo = lo
-        start = lo - self.lo
-        end = start + len(other)
-        if end > len(run):
-            run.extend([0] * (end - len(run)))
-        run[start:end] = map(operator.add, run[start:end], other)
+        self.acc += packed << ((lo - self.lo) * _FIELD)
+        self.hi = max(self.hi, lo + length)
+
+    def add_counts(self, counts: dict[int, int]) -> None:
+        for i, n in counts.items():
+            self.add_packed(i, 1, n)
+
+    def merge_dumped(self, text: str | None) -> None:
+        if text:
+            lo, run = _decode_run(text)
+            self.add_packed(lo, len(run), _pack(run))
+
+    def run(self) -> array[int]:
+        """The counts of buckets lo..hi-1."""
+        out = array("Q")
+        if self.acc:
+            out.frombytes(self.acc.to_bytes((self.hi - self.lo) * 8, sys.byteorder))
+        return out
+
+    def quantiles(self, qs: Iterable[float]) -> list[float | None]:
+        return _quantiles(range(self.lo, self.hi), list(accumulate(self.run())), qs)
+
+    def counts(self) -> dict[int, int]:
+        run = self.run()
+        return dict(compress(zip(range(self.lo, self.hi), run, strict=True), run))
 
     def to_histogram(self) -> Histogram:
-        if self.run is None:
-            return Histogram()
-        return Histogram({i: n for i, n in enumerate(self.run, start=self.lo) if n})
+        return Histogram(self.counts())
+
+    def view(self) -> Histogram:
+        """A Histogram of these counts that answers quantiles without building its dict."""
+        return _DenseHistogram(self)
+
+
+class _DenseHistogram(Histogram):
+    """Quantiles straight from a `Dense`; the first use of `counts` (e.g. a merge) builds
+    the dict, and from then on it is a plain Histogram."""
+
+    __slots__ = ("_dense",)
+
+    def __init__(self, dense: Dense) -> None:  # `counts` stays unset until asked for
+        self._dense: Dense | None = dense
+
+    def __getattr__(self, name: str) -> dict[int, int]:
+        dense = self._dense
+        if name != "counts" or dense is None:
+            raise AttributeError(name)
+        self._dense = None
+        self.counts = dense.counts()
+        return self.counts
+
+    @property
+    def count(self) -> int:
+        dense = self._dense
+        return sum(self.counts.values()) if dense is None else sum(dense.run())
+
+    def quantiles(self, qs: Iterable[float]) -> list[float | None]:
+        dense = self._dense
+        return super().quantiles(qs) if dense is None else dense.quantiles(qs)
+
+
+def unpack_dumped(text: str) -> tuple[int, int, int]:
+    """(lo, length, packed) of a stored histogram, for `Dense.add_packed`."""
+    lo, run = _decode_run(text)
+    return lo, len(run), _pack(run)

@@ -50,8 +50,7 @@ class LiveStore:
         self.stats = IngestStats()
 
     def add(self, batch_id: int, records: list[CallRecord]) -> None:
-        aggregate_into(self.pending, records)
-        self.batches[batch_id] = {int(r.time // 60) * 60 for r in records}
+        self.batches[batch_id] = aggregate_into(self.pending, records)
 
     def take_closed(self, cutoff: int) -> tuple[dict[Key, Aggregate], list[int], list[int]]:
         """Remove and return aggregates of buckets before `cutoff`, the batches now wholly
