@@ -142,7 +142,11 @@ async def route_charts(
 
 async def _issue_charts(session: AsyncSession, state: AppState, issue: IssueRead) -> dict[str, Any]:
     row = await triage.get_issue(session=session, issue_id=issue.id)
-    routes = await detection.issue_routes(session=session, issue=row)
+    gateway_routes = {r.name for r in state.config.gateway.routes}
+    # only gateway routes have telemetry (a ticket's unmatched URL path has none)
+    routes = [
+        r for r in await detection.issue_routes(session=session, issue=row) if r in gateway_routes
+    ]
     # the issue's own route first, then the routes its signals name
     routes.sort(key=lambda r: (r != issue.route, r))
     if not routes:
