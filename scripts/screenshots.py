@@ -49,7 +49,7 @@ def sign_in(page: Page, url: str, token: str) -> None:
     page.wait_for_url(url + "/")
 
 
-DEMO_WAIT = 150.0  # seconds after start: the incident starts at 45 s
+DEMO_WAIT = 175.0  # seconds after start: the incident at 45 s is verified by ~150 s
 
 
 def demo_shots() -> None:
