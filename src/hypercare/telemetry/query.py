@@ -102,7 +102,7 @@ async def _read(
     stmt = select(*cols).where(table.dim == dim, table.bucket >= start, table.bucket < end)
     if key is not None:
         stmt = stmt.where(table.key == key)
-    return list((await session.execute(stmt)).tuples().all())
+    return [tuple(row) for row in await session.execute(stmt)]
 
 
 async def collect(
