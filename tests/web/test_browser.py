@@ -249,8 +249,9 @@ def test_apis_page_and_issue_with_linked_signals_and_charts(
     expect(page.locator("#linked-signals")).to_be_visible()
     expect(page.locator(".signal")).to_contain_text("Payment page spins")
     expect(page.get_by_role("button", name=re.compile("Split signal"))).to_be_visible()
-    expect(page.locator(".chart .uplot")).to_have_count(3)
-    page.get_by_role("link", name="/pay").first.click()
+    # the ticket's URL path matches no gateway route: no telemetry, so no route charts here
+    expect(page.locator(".chart .uplot")).to_have_count(0)
+    page.goto(f"{server.url}/apis//pay")
     expect(page).to_have_url(re.compile(r"/apis//pay"))
     expect(page.locator(".chart .uplot")).to_have_count(3)
     page.context.close()
