@@ -218,14 +218,18 @@ async def _panels(
     }
 
 
+async def _read(session: AsyncSession, state: AppState, issue_id: int) -> IssueRead:
+    return service.to_read(
+        await service.get_issue(session=session, issue_id=issue_id), state.matrix
+    )
+
+
 @router.get("/issues/{issue_id}")
 async def issue_page(
     request: Request, state: State, session: Db, user: ConsoleUser, issue_id: int
 ) -> Response:
     console = console_of(request)
-    issue = service.to_read(
-        await service.get_issue(session=session, issue_id=issue_id), state.matrix
-    )
+    issue = await _read(session, state, issue_id)
     ctx = console.context(
         request,
         user.principal,
@@ -247,9 +251,7 @@ async def issue_timeline(
 ) -> Response:
     """The timeline and the header facts of an issue, refreshed live on its page."""
     console = console_of(request)
-    issue = service.to_read(
-        await service.get_issue(session=session, issue_id=issue_id), state.matrix
-    )
+    issue = await _read(session, state, issue_id)
     ctx = console.context(
         request,
         user.principal,
@@ -270,9 +272,7 @@ async def _done(
     form = await request.form()
     if is_htmx(request) and form.get("view") == "row":
         console = console_of(request)
-        issue = service.to_read(
-            await service.get_issue(session=session, issue_id=issue_id), state.matrix
-        )
+        issue = await _read(session, state, issue_id)
         ctx = console.context(
             request, user.principal, user.csrf, issue=issue, levels=state.matrix.levels
         )
