@@ -29,7 +29,7 @@ from hypercare.telemetry.live import LiveStore
 from hypercare.telemetry.wire import decode_batch, encode_batch
 
 
-def records(n: int, start: float, routes: int = 50) -> list[CallRecord]:
+def records(n: int, start: float, routes: int = 50, spacing: float = 0.001) -> list[CallRecord]:
     rng = random.Random(1)
     out = []
     for i in range(n):
@@ -37,7 +37,7 @@ def records(n: int, start: float, routes: int = 50) -> list[CallRecord]:
         total = rng.lognormvariate(3, 1)
         out.append(
             CallRecord(
-                time=start + i * 0.001,
+                time=start + i * spacing,
                 route=f"route-{i % routes}",
                 consumer=f"consumer-{i % 20}",
                 method="GET",
@@ -61,12 +61,14 @@ def records(n: int, start: float, routes: int = 50) -> list[CallRecord]:
     return out
 
 
-async def run(url: str, n: int, batch: int, schema: str | None, concurrency: int) -> float:
+async def run(
+    url: str, n: int, batch: int, schema: str | None, concurrency: int, spacing: float
+) -> float:
     kwargs = {"connect_args": {"server_settings": {"search_path": schema}}} if schema else {}
     engine = create_engine(url, **kwargs)
     await migrate(engine)
     collector = Collector(engine, TelemetryConfig(), LiveStore())
-    recs = records(n, time.time() - 3600)
+    recs = records(n, time.time() - 3600, spacing=spacing)
     bodies = [
         encode_batch(uuid.uuid4().hex, recs[i : i + batch], sent_at=time.time())
         for i in range(0, n, batch)
@@ -96,12 +98,20 @@ async def main() -> None:
     ap.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--concurrency", type=int, default=1, help="batches in flight at once")
     ap.add_argument("--skip-postgres", action="store_true")
+    ap.add_argument(
+        "--record-rate",
+        type=float,
+        default=1000.0,
+        help="records per second of record time (their timestamps' spacing); 50000 puts as "
+        "many records in each second as a gateway fleet serving 50,000 req/s would",
+    )
     args = ap.parse_args()
+    spacing = 1 / args.record_rate
     what = f"{args.records:,} records, batch {args.batch}, {args.concurrency} in flight"
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        rate = await run(url, args.records, args.batch, None, args.concurrency)
+        rate = await run(url, args.records, args.batch, None, args.concurrency, spacing)
         print(f"sqlite:     {rate:10,.0f} records/s ({what})")
     if not args.skip_postgres:
         schema = f"bench_{uuid.uuid4().hex[:8]}"
@@ -109,7 +119,9 @@ async def main() -> None:
         async with admin.begin() as conn:
             await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         try:
-            rate = await run(args.postgres, args.records, args.batch, schema, args.concurrency)
+            rate = await run(
+                args.postgres, args.records, args.batch, schema, args.concurrency, spacing
+            )
             print(f"postgresql: {rate:10,.0f} records/s ({what})")
         finally:
             async with admin.begin() as conn:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.config import HypercareConfig
@@ -25,10 +25,14 @@ from hypercare.detection.impact import Impact, suggest_priority
 from hypercare.detection.models import SignalExclusion, SignalLink
 from hypercare.feedback import attach as dedup
 from hypercare.feedback.models import Signal, SignalGroup
+from hypercare.telemetry.callkeys import key_match
 from hypercare.telemetry.models import TelemetryCall as CallRow
 from hypercare.triage import service as triage
 from hypercare.triage.models import Issue, TimelineEntry
 from hypercare.triage.rules import DONE, Matrix
+
+# how long before a report the calls it cites (request ids, trace id) are searched for
+CITED_CALLS_BEFORE = 1800.0
 
 AUTOMATION = ("hypercare", "feedback", "detection")
 _DONE = tuple(s.value for s in DONE)
@@ -216,18 +220,30 @@ class Correlator:
 
     async def _features(self, session: AsyncSession, signal: Signal) -> correlate.SignalFeatures:
         cited: dict[str, str] = {}
-        ids = [i for i in (signal.request_ids or []) if i][:20]
+        # the calls a report cites happened shortly before it was sent
+        start = signal.occurred_at.timestamp() - CITED_CALLS_BEFORE
+        end = signal.received_at.timestamp() + 60
+        ids = list(dict.fromkeys(i for i in (signal.request_ids or []) if i))[:20]
         if ids:
             rows = await session.execute(
                 select(CallRow.request_id, CallRow.route).where(
-                    CallRow.request_id.in_(ids), CallRow.route != ""
+                    or_(
+                        *(
+                            key_match(CallRow.request_key, CallRow.request_id, i, start, end)
+                            for i in ids
+                        )
+                    ),
+                    CallRow.route != "",
                 )
             )
             cited.update({str(rid): str(route) for rid, route in rows})
         if signal.trace_id and not cited:
             row = await session.execute(
                 select(CallRow.trace_id, CallRow.route)
-                .where(CallRow.trace_id == signal.trace_id, CallRow.route != "")
+                .where(
+                    key_match(CallRow.trace_key, CallRow.trace_id, signal.trace_id, start, end),
+                    CallRow.route != "",
+                )
                 .limit(1)
             )
             cited.update({str(tid): str(route) for tid, route in row})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,9 +13,12 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import InvalidInput, NotFound
+from hypercare.telemetry.callkeys import key_match, windows_back
 from hypercare.telemetry.models import CallRead, CallsPage, TelemetryCall
 
 MAX_LIMIT = 1000
+# how far back an id lookup without a time range searches: the default call retention
+DEFAULT_HORIZON = 72 * 3600.0
 
 
 def encode_cursor(ts: float, row_id: int) -> str:
@@ -70,6 +74,21 @@ def _status_filter(status: str) -> Any:
     raise InvalidInput(f"invalid status {status!r}: use a code (503) or a class (5xx)")
 
 
+def _id_matches(
+    request_id: str | None, trace_id: str | None, start: float, end: float
+) -> list[Any]:
+    conds = []
+    if request_id is not None:
+        conds.append(
+            key_match(TelemetryCall.request_key, TelemetryCall.request_id, request_id, start, end)
+        )
+    if trace_id is not None:
+        conds.append(
+            key_match(TelemetryCall.trace_key, TelemetryCall.trace_id, trace_id, start, end)
+        )
+    return conds
+
+
 async def list_calls(
     *,
     session: AsyncSession,
@@ -83,11 +102,16 @@ async def list_calls(
     end: float | None = None,
     limit: int = 100,
     cursor: str | None = None,
+    horizon: float = DEFAULT_HORIZON,
+    now: float | None = None,
 ) -> CallsPage:
-    """Newest first. `error` is an error kind, or ``any`` for every call with one."""
+    """Newest first. `error` is an error kind, or ``any`` for every call with one.
+
+    With a request or trace id, calls are found through their keys (see callkeys.py), one
+    index seek per second searched: in [from, to) when given, else newest first back to
+    `horizon` seconds ago (the call retention), stopping once the page is full."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
-    stmt = select(TelemetryCall)
     conds: list[Any] = []
     if route is not None:
         conds.append(TelemetryCall.route == route)
@@ -97,10 +121,6 @@ async def list_calls(
         conds.append(_status_filter(status))
     if error is not None:
         conds.append(TelemetryCall.error != "" if error == "any" else TelemetryCall.error == error)
-    if request_id is not None:
-        conds.append(TelemetryCall.request_id == request_id)
-    if trace_id is not None:
-        conds.append(TelemetryCall.trace_id == trace_id)
     if start is not None:
         conds.append(TelemetryCall.ts >= start)
     if end is not None:
@@ -110,24 +130,52 @@ async def list_calls(
         conds.append(
             or_(TelemetryCall.ts < ts, and_(TelemetryCall.ts == ts, TelemetryCall.id < row_id))
         )
-    stmt = stmt.where(*conds).order_by(TelemetryCall.ts.desc(), TelemetryCall.id.desc())
-    rows = list((await session.scalars(stmt.limit(limit + 1))).all())
+    order = (TelemetryCall.ts.desc(), TelemetryCall.id.desc())
+    if request_id is None and trace_id is None:
+        stmt = select(TelemetryCall).where(*conds).order_by(*order).limit(limit + 1)
+        rows = list((await session.scalars(stmt)).all())
+    else:
+        now = time.time() if now is None else now
+        if start is not None or end is not None:
+            ranges = [
+                (
+                    start if start is not None else now - horizon,
+                    end if end is not None else now + 60,
+                )
+            ]
+        else:
+            ranges = list(windows_back(now, now - horizon))
+        rows = []
+        for a, b in ranges:
+            stmt = (
+                select(TelemetryCall)
+                .where(*conds, *_id_matches(request_id, trace_id, a, b))
+                .order_by(*order)
+                .limit(limit + 1 - len(rows))
+            )
+            rows += (await session.scalars(stmt)).all()
+            if len(rows) > limit:
+                break
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more and rows else None
     return CallsPage(items=[to_read(r) for r in rows], next_cursor=next_cursor)
 
 
-async def get_call(*, session: AsyncSession, request_id: str) -> CallRead:
-    row = await session.scalar(
-        select(TelemetryCall)
-        .where(TelemetryCall.request_id == request_id)
-        .order_by(TelemetryCall.ts.desc(), TelemetryCall.id.desc())
-        .limit(1)
+async def get_call(
+    *,
+    session: AsyncSession,
+    request_id: str,
+    horizon: float = DEFAULT_HORIZON,
+    now: float | None = None,
+) -> CallRead:
+    """The newest stored call with this request id."""
+    page = await list_calls(
+        session=session, request_id=request_id, limit=1, horizon=horizon, now=now
     )
-    if row is None:
+    if not page.items:
         raise NotFound(
             f"no stored call with request id {request_id!r} "
             "(call detail is kept for telemetry.retention.calls)"
         )
-    return to_read(row)
+    return page.items[0]

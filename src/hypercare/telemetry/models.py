@@ -79,8 +79,10 @@ class TelemetryCall(Base):
     __tablename__ = "telemetry_calls"
     __table_args__ = (
         Index("ix_telemetry_calls_route_ts", "route", "ts"),
-        Index("ix_telemetry_calls_request_id", "request_id"),
-        Index("ix_telemetry_calls_trace_id", "trace_id"),
+        # time-prefixed hashes of the random ids (telemetry/callkeys.py): an index on the
+        # ids themselves costs a random page write per call on ingest
+        Index("ix_telemetry_calls_request_key", "request_key"),
+        Index("ix_telemetry_calls_trace_key", "trace_key"),
         Index("ix_telemetry_calls_batch_id", "batch_id"),
     )
 
@@ -105,6 +107,8 @@ class TelemetryCall(Base):
     trace_id: Mapped[str] = mapped_column(String(SIZES["trace_id"]))
     upstream: Mapped[str] = mapped_column(String(SIZES["upstream"]))
     user_agent: Mapped[str] = mapped_column(String(SIZES["user_agent"]))
+    request_key: Mapped[int] = mapped_column(BigInteger)
+    trace_key: Mapped[int] = mapped_column(BigInteger)
     # redacted headers and bodies as JSON, when the route's capture policy kept them
     capture: Mapped[str | None] = mapped_column(Text, nullable=True)
 

@@ -173,6 +173,7 @@ async def trends(
 @api.get("/calls", response_model=CallsPage)
 async def list_calls(
     session: Db,
+    state: State,
     _: Viewer,
     route: Annotated[str | None, Query(max_length=300)] = None,
     status: Annotated[str | None, Query(max_length=3, description="503 or 5xx")] = None,
@@ -197,12 +198,17 @@ async def list_calls(
         end=end.timestamp() if end else None,
         limit=limit,
         cursor=cursor,
+        horizon=_horizon(state),
     )
 
 
+def _horizon(state: State) -> float:
+    return state.config.telemetry.retention.calls.total_seconds()
+
+
 @api.get("/calls/{request_id}", response_model=CallRead)
-async def get_call(session: Db, _: Viewer, request_id: str) -> CallRead:
-    return await calls.get_call(session=session, request_id=request_id)
+async def get_call(session: Db, state: State, _: Viewer, request_id: str) -> CallRead:
+    return await calls.get_call(session=session, request_id=request_id, horizon=_horizon(state))
 
 
 @router.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)

@@ -244,11 +244,12 @@ async def api_route(
 
 @router.get("/calls/{request_id}")
 async def call_detail(
-    request: Request, session: Db, user: ConsoleUser, request_id: str
+    request: Request, session: Db, state: State, user: ConsoleUser, request_id: str
 ) -> Response:
     if len(request_id) > 128:
         raise PageError(404, "no such call")
-    call = await calls.get_call(session=session, request_id=request_id)
+    horizon = state.config.telemetry.retention.calls.total_seconds()
+    call = await calls.get_call(session=session, request_id=request_id, horizon=horizon)
     capture = json.dumps(call.capture, indent=2, sort_keys=True) if call.capture else None
     console = console_of(request)
     ctx = console.context(request, user.principal, user.csrf, call=call, capture=capture)

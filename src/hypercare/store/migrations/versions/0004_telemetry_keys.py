@@ -1,0 +1,78 @@
+"""telemetry: call lookup keys instead of indexes on random ids
+
+Revision ID: 0004_telemetry_keys
+Revises: 0003_detection
+Create Date: 2026-11-28 00:10:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from hypercare.telemetry.callkeys import call_key
+
+revision: str = "0004_telemetry_keys"
+down_revision: str | Sequence[str] | None = "0003_detection"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_CHUNK = 5000
+
+
+def _backfill() -> None:
+    """Keys of the calls already stored, in chunks (the hash is computed in Python)."""
+    conn = op.get_bind()
+    calls = sa.table(
+        "telemetry_calls",
+        sa.column("id", sa.BigInteger),
+        sa.column("ts", sa.Float),
+        sa.column("request_id", sa.String),
+        sa.column("trace_id", sa.String),
+        sa.column("request_key", sa.BigInteger),
+        sa.column("trace_key", sa.BigInteger),
+    )
+    after = -1
+    while True:
+        rows = conn.execute(
+            sa.select(calls.c.id, calls.c.ts, calls.c.request_id, calls.c.trace_id)
+            .where(calls.c.id > after)
+            .order_by(calls.c.id)
+            .limit(_CHUNK)
+        ).all()
+        if not rows:
+            return
+        conn.execute(
+            calls.update()
+            .where(calls.c.id == sa.bindparam("b_id"))
+            .values(request_key=sa.bindparam("b_rk"), trace_key=sa.bindparam("b_tk")),
+            [
+                {"b_id": i, "b_rk": call_key(rid, ts), "b_tk": call_key(tid, ts)}
+                for i, ts, rid, tid in rows
+            ],
+        )
+        after = rows[-1][0]
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("telemetry_calls", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("request_key", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("trace_key", sa.BigInteger(), nullable=True))
+        batch_op.drop_index("ix_telemetry_calls_request_id")
+        batch_op.drop_index("ix_telemetry_calls_trace_id")
+    _backfill()
+    with op.batch_alter_table("telemetry_calls", schema=None) as batch_op:
+        batch_op.alter_column("request_key", existing_type=sa.BigInteger(), nullable=False)
+        batch_op.alter_column("trace_key", existing_type=sa.BigInteger(), nullable=False)
+        batch_op.create_index("ix_telemetry_calls_request_key", ["request_key"], unique=False)
+        batch_op.create_index("ix_telemetry_calls_trace_key", ["trace_key"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("telemetry_calls", schema=None) as batch_op:
+        batch_op.drop_index("ix_telemetry_calls_trace_key")
+        batch_op.drop_index("ix_telemetry_calls_request_key")
+        batch_op.create_index("ix_telemetry_calls_trace_id", ["trace_id"], unique=False)
+        batch_op.create_index("ix_telemetry_calls_request_id", ["request_id"], unique=False)
+        batch_op.drop_column("trace_key")
+        batch_op.drop_column("request_key")
