@@ -19,6 +19,10 @@ UPSTREAM_ERRORS = frozenset(
 )
 
 
+# the quantiles of total latency stored with each rollup row (columns p50, p95, p99)
+STORED_QUANTILES = (0.5, 0.95, 0.99)
+
+
 class Aggregate:
     """Counters and latency histograms of the calls of one key in one bucket."""
 
@@ -102,6 +106,7 @@ class Aggregate:
         return self
 
     def to_row(self, dim: str, key: str, bucket: int) -> dict[str, Any]:
+        p50, p95, p99 = self.hist_total.quantiles(STORED_QUANTILES)
         return {
             "dim": dim,
             "key": key,
@@ -119,6 +124,9 @@ class Aggregate:
             "hist_total": self.hist_total.dumps(),
             "hist_upstream": self.hist_upstream.dumps(),
             "hist_gateway": self.hist_gateway.dumps(),
+            "p50": p50,
+            "p95": p95,
+            "p99": p99,
         }
 
     def merge_row(

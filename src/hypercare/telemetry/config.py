@@ -72,3 +72,5 @@ class TelemetryConfig(StrictModel):
     delete_batch: int = Field(default=5000, ge=100, le=100000)
     # trends compare a window with the same window this long ago
     baseline: Duration = timedelta(days=7)
+    # memory for decoded rollup histograms kept between analytics queries (0: no cache)
+    histogram_cache_mb: int = Field(default=64, ge=0, le=65536)

@@ -23,7 +23,7 @@ def collector_of(state: AppState) -> Collector:
     """The console's collector (and its live store), created on first use."""
     found: Collector | None = state.extras.get(COLLECTOR)
     if found is None:
-        live = LiveStore()
+        live = LiveStore(state.config.telemetry.histogram_cache_mb << 20)
         found = Collector(state.engine, state.config.telemetry, live)
         state.extras[LIVE] = live
         state.extras[COLLECTOR] = found

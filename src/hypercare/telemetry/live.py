@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from hypercare.gateway.records import CallRecord
 from hypercare.telemetry.aggregate import Aggregate, Key, aggregate_into
+from hypercare.telemetry.histcache import HistogramCache
 
 
 @dataclass
@@ -42,8 +43,10 @@ class LiveStore:
     minute is never counted twice or missed while it moves to the store.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, histogram_cache_bytes: int = 64 << 20) -> None:
         self.pending: dict[Key, Aggregate] = {}
+        # decoded histograms of stored rollup rows, for the queries (see histcache.py)
+        self.histograms = HistogramCache(histogram_cache_bytes)
         # unflushed batch id -> the minute buckets its records fall in
         self.batches: dict[int, set[int]] = {}
         self.lock = asyncio.Lock()

@@ -134,12 +134,20 @@ class _Rollup:
     hist_total: Mapped[str] = mapped_column(Text)  # Histogram.dumps()
     hist_upstream: Mapped[str] = mapped_column(Text)
     hist_gateway: Mapped[str] = mapped_column(Text)
+    # quantiles of hist_total (ms), computed when the row is written: a percentile series
+    # at the row's own step reads these instead of the histograms. NULL: none (no calls,
+    # or a row written before they were stored)
+    p50: Mapped[float | None] = mapped_column(Float, nullable=True)
+    p95: Mapped[float | None] = mapped_column(Float, nullable=True)
+    p99: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class TelemetryMinute(_Rollup, Base):
     __tablename__ = "telemetry_minutes"
     __table_args__ = (
         Index("ix_telemetry_minutes_dim_key_bucket", "dim", "key", "bucket"),
+        # every key of a dimension over a range (the routes table) reads only that range
+        Index("ix_telemetry_minutes_dim_bucket", "dim", "bucket"),
         Index("ix_telemetry_minutes_bucket", "bucket"),
     )
 
@@ -148,6 +156,7 @@ class TelemetryHour(_Rollup, Base):
     __tablename__ = "telemetry_hours"
     __table_args__ = (
         Index("ix_telemetry_hours_dim_key_bucket", "dim", "key", "bucket"),
+        Index("ix_telemetry_hours_dim_bucket", "dim", "bucket"),
         Index("ix_telemetry_hours_bucket", "bucket"),
     )
 

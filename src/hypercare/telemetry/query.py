@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.errors import InvalidInput
 from hypercare.telemetry.aggregate import Aggregate
 from hypercare.telemetry.collector import HOURS_UNTIL
+from hypercare.telemetry.histcache import HistogramCache, Packed
 from hypercare.telemetry.histogram import Dense, Histogram, unpack_dumped
 from hypercare.telemetry.live import LiveStore
 from hypercare.telemetry.models import (
@@ -54,6 +55,7 @@ _HIST_FOR = {
 }
 _LATENCY = frozenset(_HIST_FOR)
 _ROLLUP_COLUMNS = (
+    "id",
     "key",
     "bucket",
     "requests",
@@ -95,14 +97,52 @@ async def _read(
     start: int,
     end: int,
     key: str | None,
-    histograms: tuple[str, ...],
 ) -> list[Any]:
+    """The counters of the rows (no histograms: those come from `_histograms`)."""
     cols = [getattr(table, c) for c in _ROLLUP_COLUMNS]
-    cols += [getattr(table, f"hist_{h}") for h in histograms]
     stmt = select(*cols).where(table.dim == dim, table.bucket >= start, table.bucket < end)
     if key is not None:
         stmt = stmt.where(table.key == key)
-    return [tuple(row) for row in await session.execute(stmt)]
+    # Core execution (no ORM result processing): thousands of rows per request
+    conn = await session.connection()
+    return list((await conn.execute(stmt)).all())
+
+
+_EMPTY: Packed = (0, 0, 0)
+_ID_CHUNK = 500
+
+
+async def _histograms(
+    session: AsyncSession,
+    cache: HistogramCache,
+    table: type[TelemetryMinute] | type[TelemetryHour],
+    rows: list[Any],
+    histograms: tuple[str, ...],
+) -> dict[tuple[int, str], Packed]:
+    """The packed histograms of `rows` (from `_read`), from the cache or else the store."""
+    name = table.__tablename__
+    found: dict[tuple[int, str], Packed] = {}
+    missing: dict[int, int] = {}  # row id -> bucket
+    for row in rows:
+        row_id, bucket = row[0], row[2]
+        for h in histograms:
+            packed = cache.get((name, row_id, h), bucket)
+            if packed is None:
+                missing[row_id] = bucket
+            else:
+                found[(row_id, h)] = packed
+    ids = list(missing)
+    cols = [getattr(table, f"hist_{h}") for h in histograms]
+    conn = await session.connection()
+    for i in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[i : i + _ID_CHUNK]
+        result = await conn.execute(select(table.id, *cols).where(table.id.in_(chunk)))
+        for row_id, *texts in result.all():
+            for h, text in zip(histograms, texts, strict=True):
+                packed = unpack_dumped(text) if text else _EMPTY
+                cache.put((name, row_id, h), missing[row_id], packed)
+                found[(row_id, h)] = packed
+    return found
 
 
 async def collect(
@@ -144,32 +184,34 @@ async def collect(
         for table, a, b in sources:
             if a >= b:
                 continue
-            for row in await _read(session, table, dim, a, b, key, histograms):
+            rows = await _read(session, table, dim, a, b, key)
+            packed = await _histograms(session, live.histograms, table, rows, histograms)
+            for row in rows:
                 # plain tuple indexing (the order of _ROLLUP_COLUMNS): this loop runs once
                 # per stored row, thousands of times per request
-                at = (row[0], s + (row[1] - s) // width * width)
+                at = (row[1], s + (row[2] - s) // width * width)
                 agg = out.get(at)
                 if agg is None:
                     agg = out[at] = Aggregate()
-                agg.requests += row[2]
-                agg.c4xx += row[3]
-                agg.c5xx += row[4]
-                agg.auth_failures += row[5]
-                agg.rate_limited += row[6]
-                agg.upstream_errors += row[7]
-                agg.bytes_in += row[8]
-                agg.bytes_out += row[9]
-                if row[10] != "{}":
+                agg.requests += row[3]
+                agg.c4xx += row[4]
+                agg.c5xx += row[5]
+                agg.auth_failures += row[6]
+                agg.rate_limited += row[7]
+                agg.upstream_errors += row[8]
+                agg.bytes_in += row[9]
+                agg.bytes_out += row[10]
+                if row[11] != "{}":
                     errors = agg.errors
-                    for err, n in json.loads(row[10]).items():
+                    for err, n in json.loads(row[11]).items():
                         errors[err] = errors.get(err, 0) + n
-                for pos, h in enumerate(histograms, start=11):
-                    text = row[pos]
-                    if text:
+                for h in histograms:
+                    p = packed[(row[0], h)]
+                    if p[2]:
                         d = dense.get((*at, h))
                         if d is None:
                             d = dense[(*at, h)] = Dense()
-                        d.add_packed(*unpack_dumped(text))
+                        d.add_packed(*p)
         for lk in live.select(dim, s, e, key):
             out[slot(lk[1], lk[2])].merge(live.pending[lk])
     for (name, start_at, h), d in dense.items():
@@ -274,11 +316,46 @@ async def timeseries(
     s, e = align(start, end)
     if (e - s) // step > 5000:
         raise InvalidInput("too many points: at most 5000 steps; use a larger step")
+    if step == 60 and metric_name in _STORED:
+        return await _stored_quantiles(session, live, dim, key, metric_name, s, e)
     hists = _HIST_FOR.get(metric_name, ())
     aggs = await collect(
         session, live, dim=dim, start=s, end=e, key=key, step=step, histograms=hists
     )
     return [(t, metric(aggs.get((key, t)), metric_name, step)) for t in range(s, e, step)]
+
+
+_STORED = frozenset({"p50", "p95", "p99"})
+
+
+async def _stored_quantiles(
+    session: AsyncSession, live: LiveStore, dim: str, key: str, name: str, s: int, e: int
+) -> list[tuple[int, float | None]]:
+    """A per-minute percentile series from the quantiles stored in the minute rows. Minutes
+    with more than one row (late data), a row from before quantiles were stored, or live
+    (unflushed) data are merged from histograms instead, as `collect` does."""
+    conn = await session.connection()
+    column = getattr(TelemetryMinute, name)
+    stmt = select(TelemetryMinute.bucket, column).where(
+        TelemetryMinute.dim == dim,
+        TelemetryMinute.key == key,
+        TelemetryMinute.bucket >= s,
+        TelemetryMinute.bucket < e,
+    )
+    values: dict[int, float | None] = {}
+    merge: set[int] = set()
+    async with live.lock:  # a minute moving from live to stored is seen exactly once
+        for bucket, value in (await conn.execute(stmt)).all():
+            if bucket in values or value is None:
+                merge.add(bucket)
+            values[bucket] = value
+        merge.update(k[2] for k in live.select(dim, s, e, key))
+    if merge:
+        a, b = min(merge), max(merge) + 60
+        aggs = await collect(session, live, dim=dim, start=a, end=b, key=key, step=60)
+        for t in merge:
+            values[t] = metric(aggs.get((key, t)), name, 60)
+    return [(t, values.get(t)) for t in range(s, e, 60)]
 
 
 def describe_change(current: float | None, other: float | None) -> str | None:

@@ -1,4 +1,5 @@
-"""telemetry: call lookup keys instead of indexes on random ids
+"""telemetry: call lookup keys instead of indexes on random ids; rollups by dim and
+bucket, with their stored quantiles
 
 Revision ID: 0004_telemetry_keys
 Revises: 0003_detection
@@ -66,9 +67,20 @@ def upgrade() -> None:
         batch_op.alter_column("trace_key", existing_type=sa.BigInteger(), nullable=False)
         batch_op.create_index("ix_telemetry_calls_request_key", ["request_key"], unique=False)
         batch_op.create_index("ix_telemetry_calls_trace_key", ["trace_key"], unique=False)
+    for table in ("telemetry_minutes", "telemetry_hours"):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.create_index(f"ix_{table}_dim_bucket", ["dim", "bucket"], unique=False)
+            # rows written before stay NULL: readers then use their histograms
+            for q in ("p50", "p95", "p99"):
+                batch_op.add_column(sa.Column(q, sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    for table in ("telemetry_minutes", "telemetry_hours"):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_index(f"ix_{table}_dim_bucket")
+            for q in ("p50", "p95", "p99"):
+                batch_op.drop_column(q)
     with op.batch_alter_table("telemetry_calls", schema=None) as batch_op:
         batch_op.drop_index("ix_telemetry_calls_trace_key")
         batch_op.drop_index("ix_telemetry_calls_request_key")

@@ -1,0 +1,113 @@
+"""The fast read paths of analytics queries give what the histogram merge gives: stored
+per-minute quantiles, the histogram cache, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hypercare.gateway.records import CallRecord
+from hypercare.store.db import session_factory
+from hypercare.telemetry import query
+from hypercare.telemetry.collector import Collector
+from hypercare.telemetry.config import TelemetryConfig
+from hypercare.telemetry.histcache import HistogramCache
+from hypercare.telemetry.histogram import Histogram
+from hypercare.telemetry.live import LiveStore
+from hypercare.telemetry.models import TelemetryMinute
+from hypercare.telemetry.wire import Batch
+from tests.telemetry.factory import random_records
+
+HOUR = 3600
+
+
+def _batch(records: list[CallRecord]) -> Batch:
+    return Batch(uuid.uuid4().hex, time.time(), 0, 0, records, {})
+
+
+async def _series(c: Collector, metric: str, start: float, end: float) -> list[float | None]:
+    async with session_factory(c.engine)() as s:
+        points = await query.timeseries(
+            s, c.live, dim="route", key="route-0", metric_name=metric, start=start, end=end, step=60
+        )
+    return [v for _, v in points]
+
+
+def _expected(records: list[CallRecord], start: int, minutes: int, q: float) -> list[float | None]:
+    out: list[float | None] = []
+    for m in range(minutes):
+        h = Histogram.of(
+            r.total_ms
+            for r in records
+            if r.route == "route-0" and start + m * 60 <= r.time < start + (m + 1) * 60
+        )
+        out.append(h.quantile(q) if h.counts else None)
+    return out
+
+
+async def test_percentile_series_from_stored_quantiles_equal_the_histogram_merge(
+    engine: AsyncEngine,
+) -> None:
+    c = Collector(engine, TelemetryConfig(), LiveStore())
+    start = (int(time.time()) // HOUR - 2) * HOUR
+    recs = random_records(2000, start, 600, routes=2)
+    await c.ingest("node-a", _batch(recs))
+    await c.flush(now=start + HOUR)
+    want = {q: _expected(recs, start, 10, q) for q in (0.5, 0.95, 0.99)}
+    for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        assert await _series(c, name, start, start + 600) == want[q]
+
+    # late records for minute 3 (another row for the same minute), and records still live
+    # for minute 5: those minutes are merged from histograms, the rest read as stored
+    late = random_records(300, start + 180, 60, routes=1)
+    live = random_records(300, start + 300, 60, routes=1)
+    await c.ingest("node-a", _batch(late))
+    await c.flush(now=start + HOUR)
+    await c.ingest("node-a", _batch(live))
+    everything = recs + late + live
+    assert await _series(c, "p95", start, start + 600) == _expected(everything, start, 10, 0.95)
+
+    # rows written before quantiles were stored (NULL) are merged from their histograms
+    async with engine.begin() as conn:
+        await conn.execute(update(TelemetryMinute).values(p50=None, p95=None, p99=None))
+    assert await _series(c, "p99", start, start + 600) == _expected(everything, start, 10, 0.99)
+
+
+async def test_queries_answer_the_same_from_the_histogram_cache(engine: AsyncEngine) -> None:
+    c = Collector(engine, TelemetryConfig(), LiveStore())
+    start = (int(time.time()) // HOUR - 3) * HOUR
+    await c.ingest("node-a", _batch(random_records(3000, start, 2 * HOUR, routes=3)))
+    await c.flush(now=start + 3 * HOUR)
+
+    async def routes() -> list[query.RouteSummary]:
+        async with session_factory(engine)() as s:
+            return await query.summary(s, c.live, start=start, end=start + 2 * HOUR)
+
+    cache = c.live.histograms
+    cold = await routes()
+    assert cache.misses > 0 and cache.hits == 0 and len(cache) > 0
+    misses = cache.misses
+    assert await routes() == cold
+    assert cache.misses == misses and cache.hits > 0
+    # with no cache at all, the same answer
+    c.live.histograms = HistogramCache(0)
+    assert await routes() == cold and len(c.live.histograms) == 0
+
+
+def test_cache_evicts_least_recently_used_by_bytes_and_checks_the_bucket() -> None:
+    big = (0, 100, (1 << 6400) - 1)  # one 100-bucket run: about 1 KB
+    cache = HistogramCache(max_bytes=2500)  # room for two of them
+    cache.put(("m", 1, "total"), 60, big)
+    assert cache.get(("m", 1, "total"), 60) == big
+    # the same row id with another bucket (a reused id): a miss
+    assert cache.get(("m", 1, "total"), 120) is None
+    cache.put(("m", 2, "total"), 60, big)
+    cache.get(("m", 1, "total"), 60)  # 1 is now the most recently used
+    cache.put(("m", 3, "total"), 60, big)
+    assert cache.bytes <= cache.max_bytes
+    assert cache.get(("m", 2, "total"), 60) is None
+    assert cache.get(("m", 1, "total"), 60) == big
+    assert cache.get(("m", 3, "total"), 60) == big
