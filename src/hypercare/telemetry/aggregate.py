@@ -176,35 +176,54 @@ _GATEWAY, _UPSTREAM, _TOTAL = (
 )
 
 
-def _of_group(rs: list[CallRecord], has_target: bool) -> Aggregate:
-    """The aggregate of records of one (bucket, route, consumer, target), counted column by
-    column with C-level builtins (Counter, sum, map) rather than one Python step per record."""
+def _count_group(
+    out: dict[Key, Aggregate], keys: list[Key], rs: list[CallRecord], has_target: bool
+) -> None:
+    """Add the records of one (bucket, route, consumer, target) combination to the
+    aggregates of `keys`, column by column with C-level builtins (Counter, sum, map): the
+    latency buckets are computed once and counted straight into each key's histograms."""
     cols = list(zip(*rs, strict=True))
-    agg = Aggregate()
-    agg.requests = len(rs)
     codes = Counter(cols[_STATUS])
-    agg.codes = dict(codes)
+    c4xx = c5xx = auth = limited = 0
     for status, n in codes.items():
         if status >= 500:
-            agg.c5xx += n
+            c5xx += n
         elif status >= 400:
-            agg.c4xx += n
+            c4xx += n
             if status == 401 or status == 403:
-                agg.auth_failures += n
+                auth += n
             elif status == 429:
-                agg.rate_limited += n
+                limited += n
     errors = Counter(cols[_ERROR])
     errors.pop("", None)
-    if errors:
-        agg.errors = dict(errors)
-        agg.upstream_errors = sum(n for e, n in errors.items() if e in UPSTREAM_ERRORS)
-    agg.bytes_in = sum(cols[_REQ_BYTES])
-    agg.bytes_out = sum(cols[_RESP_BYTES])
-    agg.hist_total.counts = dict(Counter(buckets_of(cols[_TOTAL])))
-    if has_target:
-        agg.hist_upstream.counts = dict(Counter(buckets_of(cols[_UPSTREAM])))
-    agg.hist_gateway.counts = dict(Counter(buckets_of(cols[_GATEWAY])))
-    return agg
+    upstream_errors = sum(n for e, n in errors.items() if e in UPSTREAM_ERRORS)
+    bytes_in = sum(cols[_REQ_BYTES])
+    bytes_out = sum(cols[_RESP_BYTES])
+    total = list(buckets_of(cols[_TOTAL]))
+    upstream = list(buckets_of(cols[_UPSTREAM])) if has_target else []
+    gateway = list(buckets_of(cols[_GATEWAY]))
+    for k in keys:
+        agg = out.get(k)
+        if agg is None:
+            agg = out[k] = Aggregate()
+        agg.requests += len(rs)
+        agg.c4xx += c4xx
+        agg.c5xx += c5xx
+        agg.auth_failures += auth
+        agg.rate_limited += limited
+        agg.upstream_errors += upstream_errors
+        agg.bytes_in += bytes_in
+        agg.bytes_out += bytes_out
+        mine = agg.codes
+        for c, n in codes.items():
+            mine[c] = mine.get(c, 0) + n
+        if errors:
+            errs = agg.errors
+            for e, n in errors.items():
+                errs[e] = errs.get(e, 0) + n
+        agg.hist_total.add_indices(total)
+        agg.hist_upstream.add_indices(upstream)
+        agg.hist_gateway.add_indices(gateway)
 
 
 def aggregate_into(
@@ -214,8 +233,8 @@ def aggregate_into(
     Returns the bucket starts the records fall in.
 
     Records are first grouped per (bucket, route, consumer, target) combination (the only
-    Python step per record), each group is counted column-wise, and the combinations (far
-    fewer than records) are then merged into the three dimensions.
+    Python step per record); each group is counted column-wise once and added to the
+    aggregates of its route, consumer and target.
     """
     groups: dict[tuple[float, str, str, str], list[CallRecord]] = {}
     get = groups.get
@@ -230,17 +249,10 @@ def aggregate_into(
     for (fb, route, consumer, target), rs in groups.items():
         b = int(fb) * bucket_seconds
         buckets.add(b)
-        agg = _of_group(rs, bool(target))
-        for k in (
-            ("route", route, b),
-            ("consumer", consumer, b) if consumer else None,
-            ("target", target, b) if target else None,
-        ):
-            if k is None:
-                continue
-            mine = out.get(k)
-            if mine is None:
-                out[k] = Aggregate().merge(agg)
-            else:
-                mine.merge(agg)
+        keys: list[Key] = [("route", route, b)]
+        if consumer:
+            keys.append(("consumer", consumer, b))
+        if target:
+            keys.append(("target", target, b))
+        _count_group(out, keys, rs, bool(target))
     return buckets
