@@ -231,3 +231,5 @@ async def test_metrics_exposition(
     assert 'hypercare_telemetry_spool_bytes{node="edge-1"} 9\n' in text
     assert "hypercare_telemetry_store_write_seconds_count 1\n" in text
     assert "# TYPE hypercare_telemetry_batch_lag_seconds gauge" in text
+    assert 'hypercare_telemetry_histogram_cache_lookups_total{result="hit"} 0\n' in text
+    assert "# TYPE hypercare_telemetry_histogram_cache_bytes gauge" in text

@@ -140,7 +140,5 @@ async def test_the_migration_computes_keys_of_calls_stored_before_it(engine: Asy
         assert row is not None
         assert row.request_key == call_key("before-keys", row.ts)
         assert row.trace_key == call_key(row.trace_id, row.ts)
-        found = await calls.get_call(
-            session=session, request_id="before-keys", now=1_800_000_100.0
-        )
+        found = await calls.get_call(session=session, request_id="before-keys", now=1_800_000_100.0)
         assert found.id == row.id

@@ -61,6 +61,20 @@ def render(live: LiveStore) -> str:
         "Aggregates held in memory, not yet written as rollups.",
         [("", len(live.pending))],
     )
+    cache = live.histograms
+    metric(
+        "hypercare_telemetry_histogram_cache_lookups_total",
+        "counter",
+        "Rollup histograms asked for by queries, found decoded in memory (hit) or read "
+        "from the store (miss).",
+        [('{result="hit"}', cache.hits), ('{result="miss"}', cache.misses)],
+    )
+    metric(
+        "hypercare_telemetry_histogram_cache_bytes",
+        "gauge",
+        "Memory held by decoded rollup histograms (telemetry.histogram_cache_mb).",
+        [("", cache.bytes)],
+    )
     metric(
         "hypercare_telemetry_dropped_total",
         "counter",
