@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -42,6 +43,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
             await telemetry_jobs.start(state)
             tasks.append(asyncio.create_task(telemetry_jobs.run_flush(state, stop)))
             tasks.append(asyncio.create_task(telemetry_jobs.run_compaction(state, stop)))
+            tasks.append(asyncio.create_task(telemetry_jobs.prewarm(state, time.time())))
             if state.config.detection.enabled:
                 tasks.append(asyncio.create_task(run_detection(state, stop), name="detection"))
             # everything loaded at start lives as long as the process: out of the cyclic

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from hypercare.api.state import AppState
+from hypercare.telemetry import query
 from hypercare.telemetry.collector import Collector, recover
 from hypercare.telemetry.compaction import expire, rollup_hours
 from hypercare.telemetry.live import LiveStore
@@ -57,6 +58,21 @@ async def run_flush(state: AppState, stop: asyncio.Event) -> None:
     collector = collector_of(state)
     interval = state.config.telemetry.flush_interval.total_seconds()
     await _every(interval, stop, "flush", lambda: collector.flush(time.time()))
+
+
+PREWARM_SECONDS = 24 * 3600
+
+
+async def prewarm(state: AppState, now: float) -> None:
+    """Read the last day's route table once, so the histogram cache holds its rows before
+    the first person opens the console (a cold 24 h read takes several times longer)."""
+    try:
+        async with state.sessions() as session:
+            await query.summary(
+                session, live_of(state), start=now - PREWARM_SECONDS, end=now, now=now
+            )
+    except Exception:
+        log.warning("telemetry: could not prewarm the histogram cache", exc_info=True)
 
 
 async def compact(state: AppState, now: float) -> None:
