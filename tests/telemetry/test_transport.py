@@ -146,6 +146,22 @@ async def test_chunked_and_closing_answers(serve: Serve) -> None:
     assert console.connections == 2
 
 
+async def test_answers_without_a_length(serve: Serve) -> None:
+    async def odd(n: int) -> bytes:
+        if n == 1:
+            return b"HTTP/1.1 204 No Content\r\n\r\n"
+        return b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n" + b"y" * 100_000
+
+    console = await serve(odd)
+    t = transport(console.url)
+    try:
+        assert await t.post(b"{}") == Reply(204, b"")
+        assert await t.post(b"{}") == Reply(200, b"y" * 100_000)  # read to the end
+    finally:
+        await t.close()
+    assert console.connections == 1
+
+
 async def test_a_connection_the_console_closed_while_idle_is_replaced(serve: Serve) -> None:
     async def ok(n: int) -> bytes:
         return answer(200, extra="connection: keep-alive\r\n")

@@ -129,14 +129,20 @@ class HttpTransport:
             # have closed it while idle
             raise _Stale(str(exc)) from exc
         status, length, chunked, keep = _parse_head(head)
-        if chunked:
+        if status < 200 or status in (204, 304):
+            data = b""  # no body (RFC 9112 section 6.3); 1xx is not expected: no Expect sent
+        elif chunked:
             data = await _read_chunked(reader)
         elif length is not None:
             if length > MAX_BODY_BYTES:
                 raise ValueError(f"answer body of {length} bytes")
             data = await reader.readexactly(length)
-        else:
-            data = await reader.read(MAX_BODY_BYTES)
+        else:  # the body ends with the connection
+            data = b""
+            while not reader.at_eof():
+                data += await reader.read(MAX_BODY_BYTES)
+                if len(data) > MAX_BODY_BYTES:
+                    raise ValueError(f"answer body over {MAX_BODY_BYTES} bytes")
             keep = False
         if not keep:
             self._drop()
