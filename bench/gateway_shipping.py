@@ -1,6 +1,6 @@
 """End-to-end gateway benchmark with call records shipped to a live console.
 
-    .venv/bin/python bench/gateway_shipping.py [--duration 5] [--runs 7] [--connections 50]
+    .venv/bin/python bench/gateway_shipping.py [--duration 3] [--runs 15] [--connections 50]
     .venv/bin/python bench/gateway_shipping.py --instructions 3000
 
 The full-featured configuration of `bench/gateway.py` (key auth + local rate limit; one worker),
@@ -128,8 +128,8 @@ CG_BATCH = 500
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=5)
-    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--duration", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument(
         "--instructions",
