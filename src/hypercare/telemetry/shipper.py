@@ -11,8 +11,9 @@ Contract (for the gateway worker that owns one)::
 `emit` only appends to an in-memory buffer. A background task on the same loop sends a
 batch every ``interval`` (250 ms) or as soon as ``batch_records`` records are waiting,
 as JSON (`hypercare.telemetry.wire`) to ``POST /api/v1/internal/telemetry`` with the node
-token. A record is *acknowledged* when the console answered 2xx for its batch; the console
-answers only after the batch is committed to its store.
+token, over one kept-alive HTTP/1.1 connection on the same loop
+(`hypercare.telemetry.transport`). A record is *acknowledged* when the console answered 2xx
+for its batch; the console answers only after the batch is committed to its store.
 
 When the console cannot be reached (or answers 5xx), the batch is written to the spool
 directory, one file per batch, and every later batch goes behind it: the spool is replayed
@@ -37,10 +38,11 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
+import orjson
 
 from hypercare.gateway.records import CallRecord
 from hypercare.telemetry.capture import CallCapture
+from hypercare.telemetry.transport import ConsoleUnreachable, HttpTransport, Transport
 from hypercare.telemetry.wire import encode_batch
 
 log = logging.getLogger("hypercare.telemetry.shipper")
@@ -64,6 +66,7 @@ class Shipper:
         max_spool_bytes: int = 256 * 1024 * 1024,
         timeout: float = 5.0,
         retry_max: float = 5.0,
+        transport: Transport | None = None,
     ) -> None:
         self.console_url = console_url.rstrip("/")
         self.spool_dir = Path(spool_dir)
@@ -79,7 +82,8 @@ class Shipper:
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._transport = transport
+        self._started = False
         self._spool: list[tuple[int, Path, int]] = []  # (seq, file, bytes), oldest first
         self._seq = 0
         self._retry_at = 0.0
@@ -110,14 +114,14 @@ class Shipper:
         self._spool = await asyncio.to_thread(self._scan)
         self.spool_bytes = sum(size for _, _, size in self._spool)
         self._seq = self._spool[-1][0] if self._spool else 0
-        self._client = httpx.AsyncClient(
-            base_url=self.console_url,
-            timeout=self.timeout,
-            headers={
-                "Authorization": f"Bearer {self._token}",
-                "Content-Type": "application/json",
-            },
-        )
+        if self._transport is None:
+            self._transport = HttpTransport(
+                self.console_url,
+                INGEST_PATH,
+                headers={"Authorization": f"Bearer {self._token}"},
+                timeout=self.timeout,
+            )
+        self._started = True
         self._task = asyncio.create_task(self._run(), name="telemetry-shipper")
 
     async def close(self) -> None:
@@ -129,9 +133,8 @@ class Shipper:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._transport is not None:
+            await self._transport.close()
 
     @property
     def buffered(self) -> int:
@@ -201,25 +204,26 @@ class Shipper:
 
     async def _send(self, body: bytes) -> bool:
         """POST one batch; True when acknowledged or permanently rejected (not to retry)."""
-        if self._client is None:
+        if self._transport is None or not self._started:
             raise RuntimeError("start() the shipper before it ships")
         try:
-            resp = await self._client.post(INGEST_PATH, content=body)
-        except httpx.HTTPError as exc:
-            self._failed(f"console unreachable: {type(exc).__name__}")
+            status, answer = await self._transport.post(body)
+        except ConsoleUnreachable as exc:
+            self._failed(f"console unreachable: {exc}")
             return False
-        if resp.is_success:
+        if 200 <= status < 300:
             self._backoff = 0.0
             self._retry_at = 0.0
             self.sent_batches += 1
             with contextlib.suppress(ValueError, AttributeError, TypeError):
-                self.sent_records += int(resp.json().get("accepted", 0))
+                self.sent_records += int(orjson.loads(answer).get("accepted", 0))
             return True
-        if resp.status_code in (401, 403, 408, 429) or resp.status_code >= 500:
-            self._failed(f"console answered {resp.status_code}: {resp.text[:200]}")
+        text = answer.decode("utf-8", "replace")
+        if status in (401, 403, 408, 429) or status >= 500:
+            self._failed(f"console answered {status}: {text[:200]}")
             return False
         self.rejected_total += 1
-        log.error("console rejected a telemetry batch (%s): %s", resp.status_code, resp.text[:500])
+        log.error("console rejected a telemetry batch (%s): %s", status, text[:500])
         return True
 
     def _failed(self, why: str) -> None:
@@ -283,8 +287,6 @@ def worker_sink(index: int) -> Shipper | None:
     """The `sink_factory` `hypercare up` gives its gateway workers: worker `index` ships to
     the console with the exported node token and spools under HYPERCARE_SPOOL_DIR/worker-N."""
     spool_root = os.environ.get("HYPERCARE_SPOOL_DIR")
-    # one line per shipped batch would drown the worker's log
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     if not spool_root:
         return None
     return shipper_from_env(Path(spool_root) / f"worker-{index}")
