@@ -83,6 +83,11 @@ def console(tmp_path: Path, config_yaml: str) -> Iterator[str]:
             str(tmp_path / "data"),
             "--console-listen",
             f"127.0.0.1:{port}",
+            # its gateway on free ports: the defaults may be held by another process
+            "--gateway-listen",
+            f"127.0.0.1:{free_port()}",
+            "--gateway-admin-listen",
+            f"127.0.0.1:{free_port()}",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

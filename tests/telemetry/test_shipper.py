@@ -32,6 +32,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 class Console:
     """`hypercare up` as a child process on a loopback port."""
 
@@ -39,6 +47,9 @@ class Console:
         self.data_dir = data_dir
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        # its gateway worker on free ports: never the defaults another process may hold
+        self.gateway_port = free_port()
+        self.gateway_admin_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -58,6 +69,10 @@ class Console:
                 str(self.data_dir),
                 "--console-listen",
                 f"127.0.0.1:{self.port}",
+                "--gateway-listen",
+                f"127.0.0.1:{self.gateway_port}",
+                "--gateway-admin-listen",
+                f"127.0.0.1:{self.gateway_admin_port}",
             ],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -180,6 +195,8 @@ async def test_kill_9_of_the_console_loses_no_acknowledged_record(
             await asyncio.sleep(0.01)
         await until(lambda: shipper.sent_records > 0)
         console.kill9()  # possibly with a batch in flight: committed or not, never acked
+        # its gateway worker notices it is orphaned, drains and exits: the port is free
+        await until(lambda: not listening(console.gateway_port), seconds=15)
         for _ in range(20):  # keep emitting while the console is dead
             emit(100)
             await asyncio.sleep(0.01)

@@ -87,6 +87,11 @@ def running_console(data_dir: Path, config_text: str = "") -> Iterator[LiveServe
             str(data_dir),
             "--console-listen",
             f"127.0.0.1:{port}",
+            # its gateway on free ports: the defaults may be held by another process
+            "--gateway-listen",
+            f"127.0.0.1:{free_port()}",
+            "--gateway-admin-listen",
+            f"127.0.0.1:{free_port()}",
         ],
         env=env,
         stdout=log,

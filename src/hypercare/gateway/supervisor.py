@@ -229,6 +229,21 @@ def worker_main(
         raise SystemExit(1) from None
 
 
+ORPHAN_CHECK_SECONDS = 1.0
+
+
+async def _stop_when_orphaned(stop: asyncio.Event) -> None:
+    """Drain and exit when the process that started this worker is gone (killed with
+    SIGKILL, it could not tell us): a worker left behind would keep the port and serve
+    with nobody to ship its records to or to stop it."""
+    parent = os.getppid()
+    while not stop.is_set():
+        await asyncio.sleep(ORPHAN_CHECK_SECONDS)
+        if os.getppid() != parent:
+            log.warning("the supervising process %d is gone: draining and exiting", parent)
+            stop.set()
+
+
 async def _serve(
     config: HypercareConfig,
     host: str,
@@ -249,6 +264,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    orphan_watch = asyncio.create_task(_stop_when_orphaned(stop))
     # Everything allocated so far (modules, config, routing tables) lives as long as the
     # worker: keep the cyclic GC from walking it again on every full collection.
     gc.freeze()
@@ -257,6 +273,7 @@ async def _serve(
         ready.close()
     log.info("listening on %s:%d", host, port)
     await stop.wait()
+    orphan_watch.cancel()
     drained = await gw.drain(config.gateway.limits.drain_timeout.total_seconds())
     if not drained:
         log.warning("drain timeout: closing %d connections", len(gw.connections))
