@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.api.deps import Db
 from hypercare.api.errors import error_body
@@ -46,12 +48,68 @@ async def store(
     drafts: list[SignalDraft],
     integration_id: str | None = None,
 ) -> IntakeAccepted:
-    now = utcnow()
-    delivery = service.record_delivery(
+    """Store one accepted delivery and its signals in the request's transaction."""
+    return await _accept(
+        state,
         session,
         channel=channel,
         source=source,
         headers=redact_headers(request.headers),
+        body=body,
+        drafts=drafts,
+        integration_id=integration_id,
+        now=utcnow(),
+    )
+
+
+async def store_grouped(
+    state: AppState,
+    request: Request,
+    *,
+    channel: str,
+    source: str,
+    body: bytes,
+    drafts: list[SignalDraft],
+    integration_id: str | None = None,
+) -> IntakeAccepted:
+    """`store`, through the group-commit writer: the delivery shares a transaction with
+    other concurrent deliveries and this returns once that transaction is committed."""
+    headers = redact_headers(request.headers)
+    now = utcnow()  # received now, whenever the writer gets to it
+
+    async def work(session: AsyncSession) -> IntakeAccepted:
+        return await _accept(
+            state,
+            session,
+            channel=channel,
+            source=source,
+            headers=headers,
+            body=body,
+            drafts=drafts,
+            integration_id=integration_id,
+            now=now,
+        )
+
+    return await state.writer.run(work)
+
+
+async def _accept(
+    state: AppState,
+    session: AsyncSession,
+    *,
+    channel: str,
+    source: str,
+    headers: dict[str, str],
+    body: bytes,
+    drafts: list[SignalDraft],
+    integration_id: str | None,
+    now: datetime,
+) -> IntakeAccepted:
+    delivery = service.record_delivery(
+        session,
+        channel=channel,
+        source=source,
+        headers=headers,
         body=body,
         outcome=service.ACCEPTED,
         now=now,
@@ -83,6 +141,29 @@ def dead_letter(
         outcome=service.REJECTED,
         reason=reason,
     )
+    log.info("intake rejected on %s: %s", channel, reason)
+
+
+async def dead_letter_grouped(
+    state: AppState, request: Request, *, channel: str, source: str, body: bytes, reason: str
+) -> None:
+    """`dead_letter`, through the group-commit writer (committed when this returns)."""
+    headers = redact_headers(request.headers)
+    now = utcnow()
+
+    async def work(session: AsyncSession) -> None:
+        service.record_delivery(
+            session,
+            channel=channel,
+            source=source,
+            headers=headers,
+            body=body,
+            outcome=service.REJECTED,
+            reason=reason,
+            now=now,
+        )
+
+    await state.writer.run(work)
     log.info("intake rejected on %s: %s", channel, reason)
 
 
