@@ -109,3 +109,37 @@ async def test_groups_are_bounded(engine: AsyncEngine) -> None:
 def test_max_group_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         GroupCommit(async_sessionmaker(), max_group=0)
+
+
+class Named:
+    """A work that the writer may run `together` with its kind, recording each call."""
+
+    calls: list[list[str]] = []
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def __call__(self, session: AsyncSession) -> str:
+        (result,) = await self.together(session, [self])
+        return result
+
+    @staticmethod
+    async def together(session: AsyncSession, works: list[Named]) -> list[str]:
+        Named.calls.append([w.name for w in works])
+        for w in works:
+            await add(w.name)(session)
+        return [w.name for w in works]
+
+
+async def test_consecutive_works_of_a_kind_run_together(engine: AsyncEngine) -> None:
+    Named.calls = []
+    writer = GroupCommit(session_factory(engine))
+    results = await asyncio.gather(
+        writer.run(Named("a")),
+        writer.run(Named("b")),
+        writer.run(add("plain")),
+        writer.run(Named("c")),
+    )
+    assert results == ["a", "b", "plain", "c"]
+    assert Named.calls == [["a", "b"], ["c"]]
+    assert await stored(engine) == ["a", "b", "c", "plain"]

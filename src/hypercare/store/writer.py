@@ -19,6 +19,11 @@ Guarantees, in the order they matter:
 - a caller cancelled before its work starts is dropped; one cancelled later may still be
   committed (like a request whose client went away after the commit).
 
+A work may also offer ``work.together(session, works) -> results``, a function (the same
+object for all works of its kind) that does consecutive works of its kind in one call — the
+intake stores several deliveries with one insert of their signals that way. Alone, a work
+is still called as ``work(session)``.
+
 The writer task exists only while work is queued: it starts with the first call and ends
 when the queue is empty, so nothing is left running when the event loop closes.
 """
@@ -103,8 +108,21 @@ class GroupCommit:
         try:
             async with self._sessions() as session:
                 try:
-                    for job in group:
-                        results.append(await job.work(session))
+                    start = 0
+                    while start < len(group):
+                        together = getattr(group[start].work, "together", None)
+                        end = start + 1
+                        if together is None:
+                            results.append(await group[start].work(session))
+                        else:
+                            while (
+                                end < len(group)
+                                and getattr(group[end].work, "together", None) is together
+                            ):
+                                end += 1
+                            works = [job.work for job in group[start:end]]
+                            results.extend(await together(session, works))
+                        start = end
                     await session.commit()
                 except BaseException:
                     await session.rollback()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -49,17 +51,10 @@ async def store(
     integration_id: str | None = None,
 ) -> IntakeAccepted:
     """Store one accepted delivery and its signals in the request's transaction."""
-    return await _accept(
-        state,
-        session,
-        channel=channel,
-        source=source,
-        headers=redact_headers(request.headers),
-        body=body,
-        drafts=drafts,
-        integration_id=integration_id,
-        now=utcnow(),
+    accept = Accept(
+        state, channel, source, redact_headers(request.headers), body, drafts, integration_id
     )
+    return await accept(session)
 
 
 async def store_grouped(
@@ -72,61 +67,65 @@ async def store_grouped(
     drafts: list[SignalDraft],
     integration_id: str | None = None,
 ) -> IntakeAccepted:
-    """`store`, through the group-commit writer: the delivery shares a transaction with
-    other concurrent deliveries and this returns once that transaction is committed."""
-    headers = redact_headers(request.headers)
-    now = utcnow()  # received now, whenever the writer gets to it
+    """`store`, through the group-commit writer: the delivery shares a transaction (and an
+    `ingest_many`) with other concurrent deliveries; this returns once it is committed."""
+    accept = Accept(
+        state, channel, source, redact_headers(request.headers), body, drafts, integration_id
+    )
+    return await state.writer.run(accept)
 
-    async def work(session: AsyncSession) -> IntakeAccepted:
-        return await _accept(
-            state,
-            session,
-            channel=channel,
-            source=source,
-            headers=headers,
-            body=body,
-            drafts=drafts,
-            integration_id=integration_id,
-            now=now,
+
+@dataclass(frozen=True, eq=False)
+class Accept:
+    """One accepted delivery to store: a work for the group-commit writer, which runs
+    consecutive ones `together` (see `hypercare.store.writer`)."""
+
+    state: AppState
+    channel: str
+    source: str
+    headers: dict[str, str]
+    body: bytes
+    drafts: list[SignalDraft]
+    integration_id: str | None
+    now: datetime = field(default_factory=utcnow)  # received now, whenever it is stored
+
+    async def __call__(self, session: AsyncSession) -> IntakeAccepted:
+        (accepted,) = await self.together(session, [self])
+        return accepted
+
+    @staticmethod
+    async def together(session: AsyncSession, accepts: Sequence[Accept]) -> list[IntakeAccepted]:
+        state = accepts[0].state
+        deliveries = [
+            service.record_delivery(
+                session,
+                channel=a.channel,
+                source=a.source,
+                headers=a.headers,
+                body=a.body,
+                outcome=service.ACCEPTED,
+                now=a.now,
+            )
+            for a in accepts
+        ]
+        done = await service.ingest_many(
+            session=session,
+            matrix=state.matrix,
+            priorities=cfg(state).priorities,
+            batches=[
+                service.Batch(a.drafts, delivery, a.integration_id, a.now)
+                for a, delivery in zip(accepts, deliveries, strict=True)
+            ],
+            attach=state.attach,
         )
-
-    return await state.writer.run(work)
-
-
-async def _accept(
-    state: AppState,
-    session: AsyncSession,
-    *,
-    channel: str,
-    source: str,
-    headers: dict[str, str],
-    body: bytes,
-    drafts: list[SignalDraft],
-    integration_id: str | None,
-    now: datetime,
-) -> IntakeAccepted:
-    delivery = service.record_delivery(
-        session,
-        channel=channel,
-        source=source,
-        headers=headers,
-        body=body,
-        outcome=service.ACCEPTED,
-        now=now,
-    )
-    done = await service.ingest(
-        session=session,
-        matrix=state.matrix,
-        priorities=cfg(state).priorities,
-        drafts=drafts,
-        attach=state.attach,
-        delivery=delivery,
-        integration_id=integration_id,
-        now=now,
-    )
-    return IntakeAccepted(
-        delivery_id=delivery.id, signals=[s.id for s in done.signals], issues=done.issue_ids
-    )
+        return [
+            IntakeAccepted(
+                delivery_id=delivery.id,
+                signals=[s.id for s in ingested.signals],
+                issues=ingested.issue_ids,
+            )
+            for delivery, ingested in zip(deliveries, done, strict=True)
+        ]
 
 
 def dead_letter(
