@@ -8,6 +8,13 @@ PagerDuty v2 events (``--mode pagerduty``) to the console for ``--seconds``, wit
     python bench/intake.py                     # in-process app (ASGI), SQLite in a temp dir
     python bench/intake.py --http              # real `hypercare up` on loopback, over HTTP
     python bench/intake.py --mode pagerduty --http
+    python bench/intake.py --http --database-url postgresql://postgres@127.0.0.1:5432/test
+
+``cpu_ms_per_signal`` is the CPU time (user + system) the console spent per signal during the
+measured run (in-process: the whole process, client included; over HTTP: the `hypercare up`
+process only, read from /proc), so a noisy machine shows up as a lower rate at the same cost.
+With ``--database-url`` (a PostgreSQL server) the benchmark creates a scratch database on that
+server, runs against it and drops it afterwards.
 
 Exit status 1 when the rate is under ``--target`` (default 500 signals/s).
 """
@@ -16,24 +23,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import socket
 import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 
 from hypercare.api.app import create_app
 from hypercare.api.state import AppState
 from hypercare.config import HypercareConfig
 from hypercare.feedback.models import Signal, SignalGroup
 from hypercare.feedback.settings import FeedbackConfig, IntegrationSettings
-from hypercare.store.db import create_engine
+from hypercare.store.db import create_engine, database_url
 from hypercare.store.migrate import migrate
 from hypercare.triage.models import Issue
 
@@ -113,9 +125,10 @@ async def _drive(client: httpx.AsyncClient, args: argparse.Namespace) -> dict[st
             if r.status_code != 202:
                 errors += 1
 
-    started = time.perf_counter()
+    cpu = args.cpu_clock
+    started, cpu_started = time.perf_counter(), cpu()
     await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu_used = time.perf_counter() - started, cpu() - cpu_started
     ok = len(latencies) - errors
     latencies.sort()
     return {
@@ -126,6 +139,8 @@ async def _drive(client: httpx.AsyncClient, args: argparse.Namespace) -> dict[st
         "signals_sent": ok * per_request,
         "elapsed_s": round(elapsed, 2),
         "signals_per_s": round(ok * per_request / elapsed, 1),
+        "cpu_ms_per_signal": round(cpu_used * 1000 / max(ok * per_request, 1), 2),
+        "load_average": os.getloadavg()[0],
         "requests_per_s": round(len(latencies) / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1) if latencies else None,
@@ -143,8 +158,8 @@ def _config() -> HypercareConfig:
     )
 
 
-async def _count(db: Path) -> dict[str, int]:
-    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+async def _count(url: str) -> dict[str, int]:
+    engine = create_engine(url)
     try:
         async with engine.connect() as conn:
             signals = await conn.scalar(select(func.count()).select_from(Signal)) or 0
@@ -155,24 +170,57 @@ async def _count(db: Path) -> dict[str, int]:
     return {"signals_stored": signals, "issues": issues, "max_dedup_count": groups}
 
 
-async def in_process(args: argparse.Namespace, data: Path) -> dict[str, Any]:
-    db = data / "hypercare.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+@contextlib.asynccontextmanager
+async def _scratch_database(server: str | None, data: Path) -> AsyncIterator[str]:
+    """The async URL of an empty store: a SQLite file in `data`, or a database created on the
+    PostgreSQL `server` for this run and dropped afterwards."""
+    if server is None:
+        yield database_url(data, None)
+        return
+    url = make_url(database_url(data, server))
+    name = f"hc_bench_intake_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            async with admin.connect() as conn:
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
+async def in_process(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    engine = create_engine(url)
     await migrate(engine)
     app = create_app(AppState.build(_config(), engine), background=False)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+    args.cpu_clock = time.process_time
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://bench") as client,
+    ):
         result = await _drive(client, args)
     await engine.dispose()
-    return result | await _count(db)
+    return result | await _count(url)
 
 
-async def over_http(args: argparse.Namespace, data: Path) -> dict[str, Any]:
-    import socket
-
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def over_http(args: argparse.Namespace, data: Path, url: str) -> dict[str, Any]:
+    port, gateway, gateway_admin = _free_port(), _free_port(), _free_port()
     cfg = data / "hc.yaml"
     cfg.write_text(
         "feedback:\n  integrations:\n"
@@ -189,13 +237,21 @@ async def over_http(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         str(cfg),
         "--data-dir",
         str(data),
+        "--database-url",
+        url,
         "--console-listen",
         f"127.0.0.1:{port}",
+        # the gateway runs as users run it, on ports of its own (other benchmarks may hold 8080)
+        "--gateway-listen",
+        f"127.0.0.1:{gateway}",
+        "--gateway-admin-listen",
+        f"127.0.0.1:{gateway_admin}",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
         env=env,
     )
     base = f"http://127.0.0.1:{port}"
+    args.cpu_clock = lambda: _cpu_seconds(proc.pid)
     try:
         deadline = time.monotonic() + 30
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
@@ -212,7 +268,14 @@ async def over_http(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), timeout=20)
-    return result | await _count(data / "hypercare.db")
+    return result | await _count(url)
+
+
+async def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
+    async with _scratch_database(args.database_url, data) as url:
+        if args.http:
+            return await over_http(args, data, url)
+        return await in_process(args, url)
 
 
 def main() -> int:
@@ -230,13 +293,18 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=200, help="distinct dedup keys")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--target", type=float, default=500)
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server (postgresql://user@host:5432/db) to create a scratch "
+        "database on, instead of SQLite",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hc-bench-") as tmp:
-        runner = over_http if args.http else in_process
-        result = asyncio.run(runner(args, Path(tmp)))
+        result = asyncio.run(run(args, Path(tmp)))
     result |= {
         "mode": args.mode,
         "transport": "http" if args.http else "asgi",
+        "store": "postgresql" if args.database_url else "sqlite",
         "batch": args.batch,
         "keys": args.keys,
         "concurrency": args.concurrency,

@@ -118,3 +118,46 @@ def test_priority_suggestion(config: HypercareConfig) -> None:
     assert suggest(table, matrix, source="grafana", severity=None) == matrix.default_priority
     assert suggest(table, matrix, source="odd", severity="x") == matrix.default_priority
     assert suggest(DEFAULT_PRIORITIES, matrix, source="feature", severity=None) == "P4"
+
+
+async def test_ingest_many_is_ingest_one_delivery_after_the_other(
+    session: AsyncSession, config: HypercareConfig
+) -> None:
+    """Group commit stores several deliveries with one `ingest_many`: a key opened by the
+    first delivery is deduplicated in the second and resolved in the third."""
+    matrix = Matrix(config.triage)
+    deliveries = [
+        service.record_delivery(
+            session,
+            channel="integration:am",
+            source="alertmanager",
+            headers={},
+            body=b"{}",
+            outcome=service.ACCEPTED,
+        )
+        for _ in range(3)
+    ]
+    drafts = [[_draft(), _draft(key="am:other")], [_draft()], [_draft("resolved")]]
+    done = await service.ingest_many(
+        session=session,
+        matrix=matrix,
+        priorities=DEFAULT_PRIORITIES,
+        batches=[
+            service.Batch(d, delivery) for d, delivery in zip(drafts, deliveries, strict=True)
+        ],
+    )
+    assert [len(d.signals) for d in done] == [2, 1, 1]
+    assert [delivery.signal_count for delivery in deliveries] == [2, 1, 1]
+    first, other = done[0].issue_ids
+    assert other != first
+    assert done[1].issue_ids == [first] and done[2].issue_ids == [first]
+    ids = [s.id for d in done for s in d.signals]
+    assert ids == sorted(ids) and all(
+        s.delivery_id == delivery.id
+        for d, delivery in zip(done, deliveries, strict=True)
+        for s in d.signals
+    )
+    group = await session.scalar(select(SignalGroup).where(SignalGroup.dedup_key == "am:fp1"))
+    assert group is not None and (group.count, group.status) == (3, "resolved")
+    kinds = [e.kind for e in await triage.timeline(session=session, issue_id=first)]
+    assert kinds.count("signal") == 2 and kinds.count("signal_resolved") == 1

@@ -6,10 +6,14 @@ import asyncio
 import hashlib
 import hmac
 import json
+from typing import Any
 
 import httpx
 
+from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
+from hypercare.errors import NotFound
+from hypercare.triage.models import Issue
 from tests.conftest import auth
 from tests.feedback.helpers import (
     AM_TOKEN,
@@ -219,6 +223,40 @@ async def test_concurrent_deliveries_keep_every_signal(
     )
     assert page.json()["total"] == 30
     assert len({s["issue_id"] for s in page.json()["items"]}) == 30
+
+
+async def test_a_failing_delivery_does_not_lose_concurrent_ones(
+    client: httpx.AsyncClient, state: AppState, tokens: dict[Role, str]
+) -> None:
+    """Concurrent deliveries share a commit (group commit); one that fails in the attach step
+    gets its error and stores nothing, and the others are all stored and acknowledged."""
+    attach = state.attach
+    assert attach is not None
+
+    async def failing(**kwargs: Any) -> Issue | None:
+        if kwargs["signal"].dedup_key.endswith("fp-boom"):
+            raise NotFound("no issue for this alert")
+        return await attach(**kwargs)
+
+    state.attach = failing
+
+    def body(name: str) -> bytes:
+        alerts = [{"status": "firing", "labels": {"alertname": name}, "fingerprint": f"fp-{name}"}]
+        return json.dumps({"version": "4", "alerts": alerts}).encode()
+
+    names = ["a", "b", "boom", "c", "d"]
+    results = await asyncio.gather(
+        *(client.post(AM_URL, content=body(n), headers=auth(AM_TOKEN)) for n in names)
+    )
+    assert [r.status_code for r in results] == [202, 202, 404, 202, 202]
+    assert results[2].json()["error"]["message"] == "no issue for this alert"
+    page = await client.get(
+        "/api/v1/signals", params={"limit": 100}, headers=auth(tokens[Role.viewer])
+    )
+    stored = {s["id"]: s for s in page.json()["items"]}
+    acknowledged = [i for r in results if r.status_code == 202 for i in r.json()["signals"]]
+    assert sorted(stored) == sorted(acknowledged) and len(acknowledged) == 4
+    assert all(s["issue_id"] is not None for s in stored.values())
 
 
 async def test_concurrent_first_sightings_of_one_key_open_one_issue(

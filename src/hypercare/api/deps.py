@@ -15,7 +15,13 @@ from hypercare.auth.rules import Role, allows
 from hypercare.errors import Forbidden, Unauthenticated
 
 
-def app_state(request: Request) -> AppState:
+async def app_state(request: Request) -> AppState:
+    # async, though it awaits nothing: FastAPI runs a sync dependency in a worker thread,
+    # a thread hop on every request for one attribute read
+    return _state(request)
+
+
+def _state(request: Request) -> AppState:
     state: AppState = request.app.state.hypercare
     return state
 
@@ -26,8 +32,7 @@ State = Annotated[AppState, Depends(app_state)]
 async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed when the handler returns, rolled back when it
     raises. Services never commit on their own."""
-    state = app_state(request)
-    async with state.sessions() as session:
+    async with _state(request).sessions() as session:
         try:
             yield session
         except BaseException:

@@ -13,6 +13,7 @@ from hypercare.detection.attach import Correlator
 from hypercare.feedback.attach import AttachStep
 from hypercare.gateway.records import CallRecord
 from hypercare.store.db import session_factory
+from hypercare.store.writer import GroupCommit
 from hypercare.triage.rules import Matrix
 
 
@@ -28,6 +29,11 @@ class AppState:
     record_observers: list[Callable[[Sequence[CallRecord]], None]] = field(default_factory=list)
     # long-lived helpers owned by the app (background jobs, caches), keyed by name
     extras: dict[str, Any] = field(default_factory=dict)
+    # the integrations' intake writes through this: concurrent deliveries share a commit
+    writer: GroupCommit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writer = GroupCommit(self.sessions)
 
     @classmethod
     def build(cls, config: HypercareConfig, engine: AsyncEngine) -> AppState:

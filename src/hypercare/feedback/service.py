@@ -73,6 +73,16 @@ def record_delivery(
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One delivery's drafts for `ingest_many`."""
+
+    drafts: Sequence[SignalDraft]
+    delivery: IntakeDelivery | None = None
+    integration_id: str | None = None
+    now: datetime | None = None
+
+
 async def ingest(
     *,
     session: AsyncSession,
@@ -89,68 +99,105 @@ async def ingest(
 
     The signals of one delivery are inserted together and their open dedup groups loaded in
     one query, so a notification of many alerts costs a handful of statements."""
-    now = now or utcnow()
+    (done,) = await ingest_many(
+        session=session,
+        matrix=matrix,
+        priorities=priorities,
+        batches=[Batch(drafts, delivery, integration_id, now)],
+        attach=attach,
+    )
+    return done
+
+
+async def ingest_many(
+    *,
+    session: AsyncSession,
+    matrix: Matrix,
+    priorities: Mapping[str, Mapping[str, str]],
+    batches: Sequence[Batch],
+    attach: AttachStep | None = None,
+) -> list[Ingested]:
+    """`ingest` for several deliveries at once, with the same outcome as ingesting them one
+    after the other in this order: their signals are inserted in one statement, their open
+    dedup groups loaded in one query and the attach step's writes flushed together (group
+    commit hands the writer several deliveries at a time)."""
+    fallback = utcnow()
     holds_write_lock = False
-    if delivery is not None:
-        delivery.signal_count = len(drafts)
-        if delivery.id is None:
-            await session.flush()
-            holds_write_lock = True
-    for linked in {d.issue_id for d in drafts if d.issue_id is not None}:
+    unsaved = False
+    for batch in batches:
+        if batch.delivery is not None:
+            batch.delivery.signal_count = len(batch.drafts)
+            unsaved = unsaved or batch.delivery.id is None
+    if unsaved:
+        await session.flush()
+        holds_write_lock = True
+    linked_ids = {d.issue_id for b in batches for d in b.drafts if d.issue_id is not None}
+    for linked in sorted(linked_ids):
         await triage.get_issue(session=session, issue_id=linked)  # 404 if absent
-    stored: list[Signal] = []
-    issues: list[int] = []
-    for d in drafts:
-        d = _without_nul(d)
-        signal = Signal(
-            kind=d.kind,
-            source=d.source,
-            integration_id=integration_id,
-            delivery_id=delivery.id if delivery is not None else None,
-            occurred_at=d.occurred_at or now,
-            received_at=now,
-            summary=d.summary[:500],
-            body=d.body,
-            severity=d.severity,
-            status=d.status,
-            component=d.component,
-            service=d.service,
-            route=d.route,
-            consumer=d.consumer,
-            request_ids=list(d.request_ids),
-            trace_id=d.trace_id,
-            user_ref=d.user_ref,
-            labels=dict(d.labels),
-            score=d.score,
-            dedup_key=d.dedup_key[:400],
-            issue_id=d.issue_id,
-            raw=d.raw,
-        )
-        stored.append(signal)
+    stored: list[list[Signal]] = []
+    for batch in batches:
+        now = batch.now or fallback
+        delivery_id = batch.delivery.id if batch.delivery is not None else None
+        stored.append([_signal(d, batch.integration_id, delivery_id, now) for d in batch.drafts])
+    every = [signal for signals in stored for signal in signals]
     if holds_write_lock:
-        await _preassign_ids(session, Signal, stored)
-    session.add_all(stored)
+        await _preassign_ids(session, Signal, every)
+    session.add_all(every)
     await session.flush()
-    keys = [s.dedup_key for s in stored]
+    keys = [s.dedup_key for s in every]
     await _lock_keys(session, keys)
     known = await open_groups(session=session, keys=keys)
     step = attach or dedup_attach
-    for signal, d in zip(stored, drafts, strict=True):
-        issue = await step(
-            session=session,
-            matrix=matrix,
-            signal=signal,
-            priorities=priorities,
-            create=d.create_issue,
-            known=known,
-        )
-        if issue is not None and issue.id not in issues:
-            issues.append(issue.id)
+    done: list[Ingested] = []
+    for batch, signals in zip(batches, stored, strict=True):
+        issues: list[int] = []
+        for signal, d in zip(signals, batch.drafts, strict=True):
+            issue = await step(
+                session=session,
+                matrix=matrix,
+                signal=signal,
+                priorities=priorities,
+                create=d.create_issue,
+                known=known,
+            )
+            if issue is not None and issue.id not in issues:
+                issues.append(issue.id)
+        done.append(Ingested(signals, issues))
     if holds_write_lock:
         entries = [o for o in session.new if isinstance(o, TimelineEntry) and o.id is None]
         await _preassign_ids(session, TimelineEntry, entries)
     await session.flush()
-    return Ingested(stored, issues)
+    return done
+
+
+def _signal(
+    d: SignalDraft, integration_id: str | None, delivery_id: int | None, now: datetime
+) -> Signal:
+    d = _without_nul(d)
+    return Signal(
+        kind=d.kind,
+        source=d.source,
+        integration_id=integration_id,
+        delivery_id=delivery_id,
+        occurred_at=d.occurred_at or now,
+        received_at=now,
+        summary=d.summary[:500],
+        body=d.body,
+        severity=d.severity,
+        status=d.status,
+        component=d.component,
+        service=d.service,
+        route=d.route,
+        consumer=d.consumer,
+        request_ids=list(d.request_ids),
+        trace_id=d.trace_id,
+        user_ref=d.user_ref,
+        labels=dict(d.labels),
+        score=d.score,
+        dedup_key=d.dedup_key[:400],
+        issue_id=d.issue_id,
+        raw=d.raw,
+    )
 
 
 def _clean(value: str) -> str:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.api.deps import Db
 from hypercare.api.errors import error_body
@@ -46,29 +50,82 @@ async def store(
     drafts: list[SignalDraft],
     integration_id: str | None = None,
 ) -> IntakeAccepted:
-    now = utcnow()
-    delivery = service.record_delivery(
-        session,
-        channel=channel,
-        source=source,
-        headers=redact_headers(request.headers),
-        body=body,
-        outcome=service.ACCEPTED,
-        now=now,
+    """Store one accepted delivery and its signals in the request's transaction."""
+    accept = Accept(
+        state, channel, source, redact_headers(request.headers), body, drafts, integration_id
     )
-    done = await service.ingest(
-        session=session,
-        matrix=state.matrix,
-        priorities=cfg(state).priorities,
-        drafts=drafts,
-        attach=state.attach,
-        delivery=delivery,
-        integration_id=integration_id,
-        now=now,
+    return await accept(session)
+
+
+async def store_grouped(
+    state: AppState,
+    request: Request,
+    *,
+    channel: str,
+    source: str,
+    body: bytes,
+    drafts: list[SignalDraft],
+    integration_id: str | None = None,
+) -> IntakeAccepted:
+    """`store`, through the group-commit writer: the delivery shares a transaction (and an
+    `ingest_many`) with other concurrent deliveries; this returns once it is committed."""
+    accept = Accept(
+        state, channel, source, redact_headers(request.headers), body, drafts, integration_id
     )
-    return IntakeAccepted(
-        delivery_id=delivery.id, signals=[s.id for s in done.signals], issues=done.issue_ids
-    )
+    return await state.writer.run(accept)
+
+
+@dataclass(frozen=True, eq=False)
+class Accept:
+    """One accepted delivery to store: a work for the group-commit writer, which runs
+    consecutive ones `together` (see `hypercare.store.writer`)."""
+
+    state: AppState
+    channel: str
+    source: str
+    headers: dict[str, str]
+    body: bytes
+    drafts: list[SignalDraft]
+    integration_id: str | None
+    now: datetime = field(default_factory=utcnow)  # received now, whenever it is stored
+
+    async def __call__(self, session: AsyncSession) -> IntakeAccepted:
+        (accepted,) = await self.together(session, [self])
+        return accepted
+
+    @staticmethod
+    async def together(session: AsyncSession, accepts: Sequence[Accept]) -> list[IntakeAccepted]:
+        state = accepts[0].state
+        deliveries = [
+            service.record_delivery(
+                session,
+                channel=a.channel,
+                source=a.source,
+                headers=a.headers,
+                body=a.body,
+                outcome=service.ACCEPTED,
+                now=a.now,
+            )
+            for a in accepts
+        ]
+        done = await service.ingest_many(
+            session=session,
+            matrix=state.matrix,
+            priorities=cfg(state).priorities,
+            batches=[
+                service.Batch(a.drafts, delivery, a.integration_id, a.now)
+                for a, delivery in zip(accepts, deliveries, strict=True)
+            ],
+            attach=state.attach,
+        )
+        return [
+            IntakeAccepted(
+                delivery_id=delivery.id,
+                signals=[s.id for s in ingested.signals],
+                issues=ingested.issue_ids,
+            )
+            for delivery, ingested in zip(deliveries, done, strict=True)
+        ]
 
 
 def dead_letter(
@@ -83,6 +140,29 @@ def dead_letter(
         outcome=service.REJECTED,
         reason=reason,
     )
+    log.info("intake rejected on %s: %s", channel, reason)
+
+
+async def dead_letter_grouped(
+    state: AppState, request: Request, *, channel: str, source: str, body: bytes, reason: str
+) -> None:
+    """`dead_letter`, through the group-commit writer (committed when this returns)."""
+    headers = redact_headers(request.headers)
+    now = utcnow()
+
+    async def work(session: AsyncSession) -> None:
+        service.record_delivery(
+            session,
+            channel=channel,
+            source=source,
+            headers=headers,
+            body=body,
+            outcome=service.REJECTED,
+            reason=reason,
+            now=now,
+        )
+
+    await state.writer.run(work)
     log.info("intake rejected on %s: %s", channel, reason)
 
 

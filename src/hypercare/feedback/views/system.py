@@ -22,7 +22,14 @@ from hypercare.feedback.models import (
     IntegrationRead,
     IntegrationUpdate,
 )
-from hypercare.feedback.views.common import base_url, cfg, dead_letter, log, rejection, store
+from hypercare.feedback.views.common import (
+    base_url,
+    cfg,
+    dead_letter_grouped,
+    log,
+    rejection,
+    store_grouped,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["feedback"])
 
@@ -78,16 +85,18 @@ def _presented_token(request: Request, body: bytes, pagerduty: bool) -> str | No
     return None
 
 
-async def _intake(
-    state: AppState, session: Db, request: Request, integration_id: str, *, pd: bool
-) -> Response:
+async def _intake(state: AppState, request: Request, integration_id: str, *, pd: bool) -> Response:
+    """One delivery to an integration. Its writes (the delivery, its signals, or the dead
+    letter) go through the group-commit writer, so concurrent deliveries share a transaction;
+    the answer is sent only after that transaction is committed."""
     body = await request.body()
-    resolved = await integrations.authenticate(
-        session=session,
-        config=cfg(state),
-        integration_id=integration_id,
-        token=_presented_token(request, body, pd),
-    )
+    async with state.sessions() as session:  # reads only: the integration and its token
+        resolved = await integrations.authenticate(
+            session=session,
+            config=cfg(state),
+            integration_id=integration_id,
+            token=_presented_token(request, body, pd),
+        )
     if pd and resolved.type != "pagerduty":
         raise NotFound(
             f"integration {integration_id!r} is {resolved.type}; post to its /webhook URL"
@@ -99,8 +108,8 @@ async def _intake(
         if exc.status in (401, 403) or exc.status >= 500:
             # authentication failures are not stored: they cannot be replayed honestly
             return rejection(exc, pagerduty=pd)
-        dead_letter(
-            session, request, channel=channel, source=resolved.type, body=body, reason=exc.reason
+        await dead_letter_grouped(
+            state, request, channel=channel, source=resolved.type, body=body, reason=exc.reason
         )
         return rejection(exc, pagerduty=pd)
     except Exception:
@@ -108,14 +117,13 @@ async def _intake(
         reason = (
             f"the {resolved.type} adapter could not read this payload (the console log has details)"
         )
-        dead_letter(
-            session, request, channel=channel, source=resolved.type, body=body, reason=reason
+        await dead_letter_grouped(
+            state, request, channel=channel, source=resolved.type, body=body, reason=reason
         )
         return rejection(Rejected(reason), pagerduty=pd)
     drafts = [await _confirm_sns(d, resolved.options.sns_auto_confirm) for d in drafts]
-    accepted = await store(
+    accepted = await store_grouped(
         state,
-        session,
         request,
         channel=channel,
         source=resolved.type,
@@ -157,15 +165,11 @@ async def _confirm_sns(draft: SignalDraft, auto: bool) -> SignalDraft:
 @router.post(
     "/integrations/{integration_id}/webhook", status_code=202, response_model=IntakeAccepted
 )
-async def integration_webhook(
-    state: State, session: Db, request: Request, integration_id: str
-) -> Response:
-    return await _intake(state, session, request, integration_id, pd=False)
+async def integration_webhook(state: State, request: Request, integration_id: str) -> Response:
+    return await _intake(state, request, integration_id, pd=False)
 
 
 @router.post("/integrations/{integration_id}/v2/enqueue", status_code=202)
-async def integration_enqueue(
-    state: State, session: Db, request: Request, integration_id: str
-) -> Response:
+async def integration_enqueue(state: State, request: Request, integration_id: str) -> Response:
     """PagerDuty Events API v2 compatible: the token may also be the ``routing_key``."""
-    return await _intake(state, session, request, integration_id, pd=True)
+    return await _intake(state, request, integration_id, pd=True)
