@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import NotFound
@@ -23,6 +23,7 @@ from hypercare.feedback.models import (
     SignalGroupRead,
     SignalRead,
 )
+from hypercare.feedback.samples import TEST_LABEL, mark
 from hypercare.store.base import utcnow
 from hypercare.triage import service as triage
 from hypercare.triage.models import IssueRead, TimelineEntry
@@ -83,13 +84,19 @@ async def ingest(
     integration_id: str | None = None,
     now: datetime | None = None,
     attach: AttachStep | None = None,
+    test: bool = False,
 ) -> Ingested:
     """Store each draft as a signal and run the attach step on it (`attach`, or the
     dedup-only step when None).
 
+    The drafts of a `test` delivery (see `hypercare.feedback.samples`) are marked (label
+    ``test``, own dedup key) and skip the attach step: they join no issue and open none.
+
     The signals of one delivery are inserted together and their open dedup groups loaded in
     one query, so a notification of many alerts costs a handful of statements."""
     now = now or utcnow()
+    if test:
+        drafts = mark(drafts)
     holds_write_lock = False
     if delivery is not None:
         delivery.signal_count = len(drafts)
@@ -131,6 +138,8 @@ async def ingest(
         await _preassign_ids(session, Signal, stored)
     session.add_all(stored)
     await session.flush()
+    if test:
+        return Ingested(stored, [])
     keys = [s.dedup_key for s in stored]
     await _lock_keys(session, keys)
     known = await open_groups(session=session, keys=keys)
@@ -151,6 +160,30 @@ async def ingest(
         await _preassign_ids(session, TimelineEntry, entries)
     await session.flush()
     return Ingested(stored, issues)
+
+
+def not_test() -> ColumnElement[bool]:
+    """SQL condition: the signal is not a test event (label ``test`` absent or not "true").
+
+    Test signals attach to no issue, so issue-based queries (MTTx, SLA, reports) never see
+    them; queries over signals themselves add this condition."""
+    label = Signal.labels[TEST_LABEL].as_string()
+    return or_(label.is_(None), label != "true")
+
+
+async def last_integration_signals(
+    *, session: AsyncSession, integration_ids: Sequence[str]
+) -> dict[str, Signal]:
+    """The newest signal of each integration (test or not), in one query."""
+    if not integration_ids:
+        return {}
+    newest = (
+        select(func.max(Signal.id))
+        .where(Signal.integration_id.in_(integration_ids))
+        .group_by(Signal.integration_id)
+    )
+    rows = await session.scalars(select(Signal).where(Signal.id.in_(newest)))
+    return {r.integration_id: r for r in rows if r.integration_id is not None}
 
 
 def _clean(value: str) -> str:
@@ -272,6 +305,7 @@ async def survey_scores(
             Signal.score.is_not(None),
             Signal.occurred_at >= start,
             Signal.occurred_at < end,
+            not_test(),
         )
     )
     return [(src, at, score) for src, at, score in rows if score is not None]

@@ -45,7 +45,10 @@ async def store(
     body: bytes,
     drafts: list[SignalDraft],
     integration_id: str | None = None,
+    test: bool = False,
 ) -> IntakeAccepted:
+    """Keep the delivery and store its drafts; a `test` delivery's drafts become test
+    signals (no issue, see `hypercare.feedback.samples`)."""
     now = utcnow()
     delivery = service.record_delivery(
         session,
@@ -65,6 +68,7 @@ async def store(
         delivery=delivery,
         integration_id=integration_id,
         now=now,
+        test=test,
     )
     return IntakeAccepted(
         delivery_id=delivery.id, signals=[s.id for s in done.signals], issues=done.issue_ids
