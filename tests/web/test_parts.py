@@ -219,8 +219,9 @@ async def test_integrations_are_admin_only_show_the_token_once_and_send_a_test_e
     r = await admin.post(f"/integrations/{iid}/test", {})
     assert r.status_code == 200, r.text
     assert "Test event sent to Prometheus prod" in r.text and "HypercareTestAlert" in r.text
+    assert "(no issue)" in r.text and "/issues/" not in r.text.split('id="tested"')[1]
     signals = await admin.http.get("/overview/signals")
-    assert "HypercareTestAlert" in signals.text
+    assert "HypercareTestAlert" in signals.text and "label-test" in signals.text
     assert (await admin.post("/integrations/nope/test", {})).status_code == 404
 
 
@@ -240,3 +241,39 @@ async def test_rejected_intake_is_listed_and_replayed_by_admins(browser_for: Mak
     assert r.status_code == 422 and "still rejected" in r.text
     page = (await admin.http.get("/feedback")).text
     assert "replay failed" in page  # the new reason was kept, as the API keeps it
+
+
+@pytest.mark.parametrize("kind", ["grafana", "pagerduty", "sentry", "datadog", "cloudwatch"])
+async def test_a_test_event_of_each_type_is_a_test_signal_and_opens_no_issue(
+    browser_for: Make, tokens: dict[Role, str], kind: str
+) -> None:
+    admin = await browser_for(Role.admin)
+    r = await admin.post("/integrations", {"type": kind, "name": f"{kind} prod"})
+    iid = r.text.split('action="/integrations/')[1].split("/test")[0]
+    assert "never" in r.text  # no event received yet
+    r = await admin.post(f"/integrations/{iid}/test", {})
+    assert r.status_code == 200, r.text
+    tested = r.text.split('id="tested-signals"')[1].split("</ul>")[0]
+    assert "Signal #" in tested and "(no issue)" in tested and "Test event" in r.text
+    last = r.text.split('class="last-event"')[1].split("</td>")[0]
+    assert "</time> (test): signal #" in last
+    issues = await admin.http.get("/api/v1/issues", headers=auth(tokens[Role.viewer]))
+    assert issues.json()["total"] == 0
+
+
+async def test_a_webhook_test_event_is_built_from_its_mapping(
+    browser_for: Make, tokens: dict[Role, str]
+) -> None:
+    admin = await browser_for(Role.admin)
+    body = {
+        "type": "webhook",
+        "name": "Status checks",
+        "mapping": {"items": "checks", "summary": "check.name", "status": "state"},
+    }
+    r = await admin.http.post("/api/v1/integrations", json=body, headers=auth(tokens[Role.admin]))
+    assert r.status_code == 201, r.text
+    r = await admin.post(f"/integrations/{r.json()['id']}/test", {})
+    assert r.status_code == 200, r.text
+    assert "webhook — Test event from the Hypercare console (webhook)" in r.text
+    issues = await admin.http.get("/api/v1/issues", headers=auth(tokens[Role.viewer]))
+    assert issues.json()["total"] == 0
