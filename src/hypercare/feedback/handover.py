@@ -13,6 +13,16 @@ from hypercare.triage.models import Issue
 from hypercare.triage.rules import OPEN, SlaState, Status
 
 WATCH_WINDOW = timedelta(hours=12)
+# lines per list of the draft (a Handover holds at most 200): the most urgent first, then
+# one line saying how many more there are
+MAX_LINES = 50
+
+
+def capped(lines: list[str], limit: int = MAX_LINES) -> list[str]:
+    """`lines` cut to `limit`, the last line counting what was left out."""
+    if len(lines) <= limit:
+        return lines
+    return [*lines[: limit - 1], f"… and {len(lines) - limit + 1} more (see the triage queue)"]
 
 
 async def draft(
@@ -51,6 +61,8 @@ async def draft(
             mitigations.append(f"#{i.id} {i.title}{how}")
         if i.sla_state in (SlaState.at_risk.value, SlaState.breached.value):
             watch.append(f"#{i.id} SLA {i.sla_state.replace('_', ' ')} (due {_hhmm(i.due_at)})")
+    # SLA lines are capped on their own so that firing alerts and observations still show
+    watch = capped(watch, MAX_LINES // 2)
     firing = await session.scalars(
         select(SignalGroup)
         .where(SignalGroup.open.is_(True), SignalGroup.status == "firing")
@@ -75,9 +87,9 @@ async def draft(
     return Handover(
         shift=f"handover {now.strftime('%Y-%m-%d %H:%M')} UTC",
         open_issues={k: v for k, v in by_priority.items() if v},
-        investigations=investigations,
-        mitigations=mitigations,
-        watch=watch,
+        investigations=capped(investigations),
+        mitigations=capped(mitigations),
+        watch=watch,  # at most 25 + 50 + 50 lines
     )
 
 
