@@ -56,8 +56,10 @@ async def test_overview_has_api_health_tiles_and_latest_signals(
     await _ship(state, b.http)
     await _ticket(b.http, tokens[Role.support], subject="Checkout <b>broken</b>")
     page = (await b.http.get("/")).text
-    assert 'id="api-health"' in page and "payment-status" in page and "req/s" in page
-    assert "<polyline" in page
+    # the tiles are fetched once the page is there
+    assert 'id="api-health"' in page and 'hx-get="/overview/api-health"' in page
+    tiles = (await b.http.get("/overview/api-health", headers={"HX-Request": "true"})).text
+    assert "payment-status" in tiles and "req/s" in tiles and "<polyline" in tiles
     assert 'id="latest-signals"' in page and "Checkout &lt;b&gt;broken&lt;/b&gt;" in page
     frag = await b.http.get("/overview/signals")
     assert frag.status_code == 200 and 'id="latest-signals-list"' in frag.text
@@ -74,15 +76,20 @@ async def test_apis_page_route_page_and_call_detail(browser_for: Make, state: Ap
     assert ">31<" in row and ">1<" in row  # requests, 5xx
     r = await b.http.get("/apis/payment-status?range=15m")
     assert r.status_code == 200
+    assert 'hx-get="/route-charts/payment-status?range=15m"' in r.text
+    assert f'href="/calls/{failing}"' in r.text
+    r = await b.http.get("/route-charts/payment-status?range=15m")
     assert r.text.count('data-chart="chart-payment-status-') == 3
     assert 'id="trends"' in r.text and "vs baseline" in r.text
-    assert f'href="/calls/{failing}"' in r.text
     r = await b.http.get(f"/calls/{failing}")
     assert r.status_code == 200 and "503" in r.text and "timeout" in r.text and "Upstream" in r.text
     assert (await b.http.get("/calls/nope")).status_code == 404
     assert "no failing call" in (await b.http.get("/apis/unknown")).text.lower()
     r = await b.http.get("/apis//checkout/pay")  # routes named by a path
     assert r.status_code == 200 and "<code>/checkout/pay</code>" in r.text
+    assert 'hx-get="/route-charts//checkout/pay?range=1h"' in r.text
+    r = await b.http.get("/route-charts//checkout/pay?range=1h")
+    assert r.status_code == 200 and 'data-chart="chart--checkout-pay-requests"' in r.text
 
 
 async def test_issue_page_shows_linked_signals_with_reasons_and_charts(
