@@ -79,7 +79,7 @@ async def test_apis_page_route_page_and_call_detail(browser_for: Make, state: Ap
     assert 'hx-get="/route-charts/payment-status?range=15m"' in r.text
     assert f'href="/calls/{failing}"' in r.text
     r = await b.http.get("/route-charts/payment-status?range=15m")
-    assert r.text.count('data-chart="chart-payment-status-') == 3
+    assert r.text.count('id="chart-payment-status-') == 3
     assert 'id="trends"' in r.text and "vs baseline" in r.text
     r = await b.http.get(f"/calls/{failing}")
     assert r.status_code == 200 and "503" in r.text and "timeout" in r.text and "Upstream" in r.text
@@ -89,7 +89,7 @@ async def test_apis_page_route_page_and_call_detail(browser_for: Make, state: Ap
     assert r.status_code == 200 and "<code>/checkout/pay</code>" in r.text
     assert 'hx-get="/route-charts//checkout/pay?range=1h"' in r.text
     r = await b.http.get("/route-charts//checkout/pay?range=1h")
-    assert r.status_code == 200 and 'data-chart="chart--checkout-pay-requests"' in r.text
+    assert r.status_code == 200 and 'id="chart--checkout-pay-requests"' in r.text
 
 
 async def test_issue_page_shows_linked_signals_with_reasons_and_charts(
@@ -174,7 +174,7 @@ async def test_feedback_page_and_replay_for_admins_only(
     v = await browser_for(Role.viewer)
     page = (await v.http.get("/feedback")).text
     assert "Widget says hello" in page and "(3 responses)" in page
-    assert 'data-chart="scores-data"' in page and "Rejected intake" in page
+    assert 'id="scores-data"' in page and "Rejected intake" in page
     r = await v.post("/feedback/rejected/1/replay", {})
     assert r.status_code == 403 and "needs the" in r.text
     admin = await browser_for(Role.admin)
