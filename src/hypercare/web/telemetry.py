@@ -21,6 +21,7 @@ from hypercare.telemetry import calls, query
 from hypercare.telemetry.jobs import live_of
 from hypercare.triage import service as triage
 from hypercare.triage.models import IssueRead
+from hypercare.web import rules
 from hypercare.web.console import console_of
 from hypercare.web.deps import ConsoleUser, PageError
 from hypercare.web.registry import ConsolePart, IssuePanel, NavItem, OverviewSlot
@@ -117,6 +118,7 @@ async def route_charts(
 ) -> list[dict[str, Any]]:
     """uPlot charts of one route: requests, error rate (%), p95 (ms)."""
     live = live_of(state)
+    start, step = rules.chart_window(start, step)
     out = []
     slug = "".join(c if c.isalnum() else "-" for c in route)
     for metric, label, color, scale in (
