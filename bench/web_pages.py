@@ -195,7 +195,7 @@ def extra_fragments(http: httpx.Client, paths: list[str]) -> list[tuple[str, str
             got = re.search(r'hx-get="([^"]+)"', tag)
             if got:
                 fragment = got.group(1).replace("&amp;", "&")
-                found.setdefault(fragment, f"fragment of {path.split('?')[0]}")
+                found.setdefault(fragment, f"fragment {fragment.split('?')[0]}"[:30])
     return [(label, fragment) for fragment, label in found.items()]
 
 
