@@ -9,10 +9,12 @@ warm-up fetch) and prints p50/p95 of the wall time (request to last byte) and of
 server side (the `Server-Timing: app` header: request to response headers), with the
 load average. Run from the repository root:
 
-    .venv/bin/python bench/web_pages.py [COUNT] [ROUNDS] [--data DIR]
+    .venv/bin/python bench/web_pages.py [COUNT] [ROUNDS] [--data DIR] [--in-process]
 
 With --data, the seeded store is kept in DIR and reused by the next run with the same DIR
-(seeding takes about two minutes; the data ages: reuse it within the hour).
+(seeding takes about two minutes; the data ages: reuse it within the hour). With
+--in-process the pages are then timed once more through the app in the bench's own process
+(no server, no background jobs).
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from tests.web.live_server import running_console  # noqa: E402
 
+from hypercare.api.app import create_app  # noqa: E402
+from hypercare.api.state import AppState  # noqa: E402
 from hypercare.auth import service as auth_service  # noqa: E402
 from hypercare.auth.rules import Role  # noqa: E402
+from hypercare.config import parse_config  # noqa: E402
 from hypercare.store.db import create_engine, session_factory  # noqa: E402
 from web_seed import API_ROUTES, gateway_yaml, seed, seed_week  # noqa: E402
 
@@ -75,7 +80,38 @@ async def admin_token(data: Path) -> str:
         await engine.dispose()
 
 
-def main(count: int, rounds: int, keep: Path | None) -> None:
+async def in_process(data: Path, pages: list[tuple[str, str, dict[str, str]]], runs: int) -> None:
+    """The same pages through the app in this process (no server, no background jobs): the
+    console's own cost, apart from what the server's jobs and other processes add."""
+    config = parse_config((data / "hypercare.yaml").read_text(), "hypercare.yaml")
+    engine = create_engine(f"sqlite+aiosqlite:///{data / 'hypercare.db'}")
+    state = AppState.build(config, engine)
+    app = create_app(state, background=False)
+    token = await admin_token(data)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://console") as http:
+            await http.get("/signin")
+            nonce = http.cookies.get("hc_signin", path="/signin") or ""
+            await http.post("/signin", data={"token": token, "csrf": nonce})
+            print(f"\nin process, {runs} runs after one warm-up: p50 / p95 ms")
+            for label, path, headers in pages:
+                times = []
+                for n in range(runs + 1):
+                    t0 = time.perf_counter()
+                    r = await http.get(path, headers=headers)
+                    assert r.status_code == 200, (path, r.status_code)
+                    if n:
+                        times.append((time.perf_counter() - t0) * 1000)
+                print(
+                    f"{label:30} {path[:44]:44} {statistics.median(times):8.1f} "
+                    f"{pct(times, 0.95):6.1f}"
+                )
+    finally:
+        await engine.dispose()
+
+
+def main(count: int, rounds: int, keep: Path | None, inproc: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = keep or Path(tmp)
         config = gateway_yaml()
@@ -180,6 +216,8 @@ def main(count: int, rounds: int, keep: Path | None) -> None:
             load = os.getloadavg()
             print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
             print(f"over {BUDGET_MS:.0f} ms at p95: {', '.join(slow) or 'none'}")
+        if inproc:
+            asyncio.run(in_process(data, [p for p in pages if p[1] != "/live"], rounds))
 
 
 def extra_fragments(http: httpx.Client, paths: list[str]) -> list[tuple[str, str]]:
@@ -204,5 +242,6 @@ if __name__ == "__main__":
     ap.add_argument("count", type=int, nargs="?", default=3000)
     ap.add_argument("rounds", type=int, nargs="?", default=20)
     ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--in-process", action="store_true", help="also time the app in process")
     a = ap.parse_args()
-    main(a.count, a.rounds, a.data)
+    main(a.count, a.rounds, a.data, a.in_process)
