@@ -145,6 +145,8 @@ def shoot(url: str, token: str, shots: list[tuple[str, str, dict[str, int]]]) ->
                 page.get_by_role("button", name="Create").click()
                 page.get_by_role("button", name="Send a test event to Prometheus prod").click()
                 page.wait_for_selector("#tested")
+            # fragments fetched after the page (API health tiles, a route's charts)
+            page.wait_for_selector("[aria-busy='true']", state="detached", timeout=20_000)
             page.wait_for_timeout(500)  # let uPlot draw
             page.screenshot(path=str(OUT / name), full_page=False)
             context.close()

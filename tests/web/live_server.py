@@ -66,8 +66,11 @@ class LiveServer:
 
 
 @contextmanager
-def running_console(data_dir: Path, config_text: str = "") -> Iterator[LiveServer]:
-    """`hypercare up` on a free loopback port with a SQLite store in `data_dir`."""
+def running_console(
+    data_dir: Path, config_text: str = "", args: tuple[str, ...] = ()
+) -> Iterator[LiveServer]:
+    """`hypercare up` on a free loopback port with a SQLite store in `data_dir`; `args` are
+    added to its command line (e.g. `--workers 0` to run without the gateway)."""
     port = free_port()
     admin = "hc_browser-test-admin-" + os.urandom(8).hex()
     config = data_dir / "hypercare.yaml"
@@ -92,6 +95,7 @@ def running_console(data_dir: Path, config_text: str = "") -> Iterator[LiveServe
             f"127.0.0.1:{free_port()}",
             "--gateway-admin-listen",
             f"127.0.0.1:{free_port()}",
+            *args,
         ],
         env=env,
         stdout=log,

@@ -97,6 +97,8 @@ def test_overview_shows_an_issue_created_through_the_api_without_reload(
     expect(page.locator("#activity-list")).to_contain_text(title)
     expect(page.locator("#urgent-list")).to_contain_text(title)
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
+    # the swapped-in fragment's chart is drawn again (its data is not in a <script>)
+    expect(page.locator("#flow-chart .uplot")).to_have_count(1)
     countdown = page.locator(f'[data-issue="{r.json()["id"]}"] .countdown')
     expect(countdown).to_have_text(re.compile(r"\d+m \d\ds left"))
     page.context.close()
@@ -255,4 +257,37 @@ def test_apis_page_and_issue_with_linked_signals_and_charts(
     expect(page).to_have_url(re.compile(r"/apis//pay"))
     expect(page.locator(".chart .uplot")).to_have_count(3)
     page.context.close()
+    assert errors == []
+
+
+def test_a_test_event_shows_its_test_signal_and_opens_no_issue(
+    chromium: Browser, server: LiveServer, errors: Errors
+) -> None:
+    def issue_count() -> int:
+        total: int = server.api("GET", "/issues", server.admin_token).json()["total"]
+        return total
+
+    before = issue_count()
+    page = open_page(chromium, errors)
+    sign_in(page, server, server.admin_token, "/integrations")
+    page.get_by_label("Type").select_option("datadog")
+    page.get_by_label("Name").fill("Datadog prod")
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator("#created")).to_contain_text("only this once")
+    row = page.get_by_role("row", name=re.compile("Datadog prod"))
+    expect(row.locator(".last-event")).to_have_text("never")
+    page.get_by_role("button", name="Send a test event to Datadog prod").click()
+    tested = page.locator("#tested")
+    expect(tested).to_contain_text("Test event sent to Datadog prod")
+    expect(tested.locator(".label-test")).to_have_text("test")
+    expect(tested).to_contain_text("Test event from the Hypercare console (datadog)")
+    expect(tested).to_contain_text("(no issue)")
+    expect(tested.get_by_role("link")).to_have_count(0)
+    expect(row.locator(".last-event")).to_contain_text("(test): signal #")
+    # the overview lists the signal, marked as a test
+    page.goto(server.url + "/")
+    latest = page.locator("#latest-signals-list li", has_text="(datadog)")
+    expect(latest.locator(".label-test")).to_be_visible()
+    page.context.close()
+    assert issue_count() == before
     assert errors == []

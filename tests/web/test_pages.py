@@ -24,7 +24,7 @@ async def test_overview_shows_counts_deadlines_and_activity(browser_for: Make) -
     assert "Open issues by priority" in html and "Latest activity" in html
     assert "Checkout fails" in html and "Slow search" in html
     assert 'data-count="1"' in html and "data-due=" in html
-    assert 'id="flow-data"' in html and "2 issues were opened" in html
+    assert 'id="flow-chart"' in html and "2 issues were opened" in html
     # the telemetry and feedback parts fill the overview's regions
     assert 'id="api-health"' in html and 'id="latest-signals"' in html
     live = await b.http.get("/overview/live")

@@ -56,8 +56,10 @@ async def test_overview_has_api_health_tiles_and_latest_signals(
     await _ship(state, b.http)
     await _ticket(b.http, tokens[Role.support], subject="Checkout <b>broken</b>")
     page = (await b.http.get("/")).text
-    assert 'id="api-health"' in page and "payment-status" in page and "req/s" in page
-    assert "<polyline" in page
+    # the tiles are fetched once the page is there
+    assert 'id="api-health"' in page and 'hx-get="/overview/api-health"' in page
+    tiles = (await b.http.get("/overview/api-health", headers={"HX-Request": "true"})).text
+    assert "payment-status" in tiles and "req/s" in tiles and "<polyline" in tiles
     assert 'id="latest-signals"' in page and "Checkout &lt;b&gt;broken&lt;/b&gt;" in page
     frag = await b.http.get("/overview/signals")
     assert frag.status_code == 200 and 'id="latest-signals-list"' in frag.text
@@ -74,15 +76,20 @@ async def test_apis_page_route_page_and_call_detail(browser_for: Make, state: Ap
     assert ">31<" in row and ">1<" in row  # requests, 5xx
     r = await b.http.get("/apis/payment-status?range=15m")
     assert r.status_code == 200
-    assert r.text.count('data-chart="chart-payment-status-') == 3
-    assert 'id="trends"' in r.text and "vs baseline" in r.text
+    assert 'hx-get="/route-charts/payment-status?range=15m"' in r.text
     assert f'href="/calls/{failing}"' in r.text
+    r = await b.http.get("/route-charts/payment-status?range=15m")
+    assert r.text.count('id="chart-payment-status-') == 3
+    assert 'id="trends"' in r.text and "vs baseline" in r.text
     r = await b.http.get(f"/calls/{failing}")
     assert r.status_code == 200 and "503" in r.text and "timeout" in r.text and "Upstream" in r.text
     assert (await b.http.get("/calls/nope")).status_code == 404
     assert "no failing call" in (await b.http.get("/apis/unknown")).text.lower()
     r = await b.http.get("/apis//checkout/pay")  # routes named by a path
     assert r.status_code == 200 and "<code>/checkout/pay</code>" in r.text
+    assert 'hx-get="/route-charts//checkout/pay?range=1h"' in r.text
+    r = await b.http.get("/route-charts//checkout/pay?range=1h")
+    assert r.status_code == 200 and 'id="chart--checkout-pay-requests"' in r.text
 
 
 async def test_issue_page_shows_linked_signals_with_reasons_and_charts(
@@ -167,7 +174,7 @@ async def test_feedback_page_and_replay_for_admins_only(
     v = await browser_for(Role.viewer)
     page = (await v.http.get("/feedback")).text
     assert "Widget says hello" in page and "(3 responses)" in page
-    assert 'data-chart="scores-data"' in page and "Rejected intake" in page
+    assert 'id="scores-data"' in page and "Rejected intake" in page
     r = await v.post("/feedback/rejected/1/replay", {})
     assert r.status_code == 403 and "needs the" in r.text
     admin = await browser_for(Role.admin)
@@ -219,8 +226,9 @@ async def test_integrations_are_admin_only_show_the_token_once_and_send_a_test_e
     r = await admin.post(f"/integrations/{iid}/test", {})
     assert r.status_code == 200, r.text
     assert "Test event sent to Prometheus prod" in r.text and "HypercareTestAlert" in r.text
+    assert "(no issue)" in r.text and "/issues/" not in r.text.split('id="tested"')[1]
     signals = await admin.http.get("/overview/signals")
-    assert "HypercareTestAlert" in signals.text
+    assert "HypercareTestAlert" in signals.text and "label-test" in signals.text
     assert (await admin.post("/integrations/nope/test", {})).status_code == 404
 
 
@@ -240,3 +248,39 @@ async def test_rejected_intake_is_listed_and_replayed_by_admins(browser_for: Mak
     assert r.status_code == 422 and "still rejected" in r.text
     page = (await admin.http.get("/feedback")).text
     assert "replay failed" in page  # the new reason was kept, as the API keeps it
+
+
+@pytest.mark.parametrize("kind", ["grafana", "pagerduty", "sentry", "datadog", "cloudwatch"])
+async def test_a_test_event_of_each_type_is_a_test_signal_and_opens_no_issue(
+    browser_for: Make, tokens: dict[Role, str], kind: str
+) -> None:
+    admin = await browser_for(Role.admin)
+    r = await admin.post("/integrations", {"type": kind, "name": f"{kind} prod"})
+    iid = r.text.split('action="/integrations/')[1].split("/test")[0]
+    assert "never" in r.text  # no event received yet
+    r = await admin.post(f"/integrations/{iid}/test", {})
+    assert r.status_code == 200, r.text
+    tested = r.text.split('id="tested-signals"')[1].split("</ul>")[0]
+    assert "Signal #" in tested and "(no issue)" in tested and "Test event" in r.text
+    last = r.text.split('class="last-event"')[1].split("</td>")[0]
+    assert "</time> (test): signal #" in last
+    issues = await admin.http.get("/api/v1/issues", headers=auth(tokens[Role.viewer]))
+    assert issues.json()["total"] == 0
+
+
+async def test_a_webhook_test_event_is_built_from_its_mapping(
+    browser_for: Make, tokens: dict[Role, str]
+) -> None:
+    admin = await browser_for(Role.admin)
+    body = {
+        "type": "webhook",
+        "name": "Status checks",
+        "mapping": {"items": "checks", "summary": "check.name", "status": "state"},
+    }
+    r = await admin.http.post("/api/v1/integrations", json=body, headers=auth(tokens[Role.admin]))
+    assert r.status_code == 201, r.text
+    r = await admin.post(f"/integrations/{r.json()['id']}/test", {})
+    assert r.status_code == 200, r.text
+    assert "webhook — Test event from the Hypercare console (webhook)" in r.text
+    issues = await admin.http.get("/api/v1/issues", headers=auth(tokens[Role.viewer]))
+    assert issues.json()["total"] == 0

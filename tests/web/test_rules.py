@@ -57,3 +57,9 @@ def test_parse_sort() -> None:
     assert rules.parse_sort("-updated") == ("updated", True)
     assert rules.parse_sort("id") == ("id", False)
     assert rules.parse_sort("-password") == ("urgency", False)
+
+
+def test_chart_window_uses_whole_hours_for_long_steps() -> None:
+    assert rules.chart_window(7_250.0, 900) == (7_250.0, 900)
+    assert rules.chart_window(7_250.0, 3_600) == (7_200.0, 3_600)
+    assert rules.chart_window(7_250.0, 5_000) == (7_200.0, 7_200)

@@ -412,7 +412,10 @@ async def user_reports_since(*, session: AsyncSession, routes: list[str], since:
         return 0
     rows = await session.scalars(
         select(Signal.id).where(
-            Signal.kind == "user", Signal.route.in_(routes), Signal.received_at > since
+            Signal.kind == "user",
+            Signal.route.in_(routes),
+            Signal.received_at > since,
+            feedback.not_test(),
         )
     )
     return len(list(rows))

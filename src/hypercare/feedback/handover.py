@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,7 +14,20 @@ from hypercare.store.base import utcnow
 from hypercare.triage.models import Issue
 from hypercare.triage.rules import OPEN, SlaState, Status
 
+T = TypeVar("T")
 WATCH_WINDOW = timedelta(hours=12)
+# lines per list of the draft (a Handover holds at most 200): the most urgent first, then
+# one line saying how many more there are
+MAX_LINES = 50
+
+
+def capped(items: Sequence[T], limit: int = MAX_LINES, line: Callable[[T], str] = str) -> list[str]:
+    """The first `items` as lines, at most `limit` of them, the last one counting what was
+    left out. Only the lines kept are formatted."""
+    if len(items) <= limit:
+        return [line(i) for i in items]
+    kept = [line(i) for i in items[: limit - 1]]
+    return [*kept, f"… and {len(items) - limit + 1} more (see the triage queue)"]
 
 
 async def draft(
@@ -22,15 +37,25 @@ async def draft(
     mitigations in place, and things to watch: SLA at risk or breached, alerts still
     firing, and the team's observations of the last 12 hours."""
     now = now or utcnow()
-    issues = list(
-        await session.scalars(
-            select(Issue)
+    # plain rows of the columns used: a launch week can have well over a thousand open
+    # issues, and ORM objects for all of them cost more than the rest of the draft
+    issues = (
+        await session.execute(
+            select(
+                Issue.id,
+                Issue.title,
+                Issue.priority,
+                Issue.status,
+                Issue.assignee,
+                Issue.sla_state,
+                Issue.due_at,
+                Issue.workaround,
+            )
             .where(Issue.status.in_([s.value for s in OPEN]))
             .order_by(Issue.priority, Issue.due_at.is_(None), Issue.due_at, Issue.id)
         )
-    )
+    ).all()
     by_priority: dict[str, list[HandoverIssue]] = {lv: [] for lv in levels}
-    investigations, mitigations, watch = [], [], []
     for i in issues:
         by_priority.setdefault(i.priority, []).append(
             HandoverIssue(
@@ -43,14 +68,20 @@ async def draft(
                 due_at=i.due_at,
             )
         )
-        owner = i.assignee or "unassigned"
-        if i.status == Status.investigating.value:
-            investigations.append(f"#{i.id} {i.title} ({i.priority}, {owner})")
-        if i.status == Status.mitigated.value or i.workaround:
-            how = f": {i.workaround}" if i.workaround else ""
-            mitigations.append(f"#{i.id} {i.title}{how}")
-        if i.sla_state in (SlaState.at_risk.value, SlaState.breached.value):
-            watch.append(f"#{i.id} SLA {i.sla_state.replace('_', ' ')} (due {_hhmm(i.due_at)})")
+    investigations = capped(
+        [i for i in issues if i.status == Status.investigating.value],
+        line=lambda i: f"#{i.id} {i.title} ({i.priority}, {i.assignee or 'unassigned'})",
+    )
+    mitigations = capped(
+        [i for i in issues if i.status == Status.mitigated.value or i.workaround],
+        line=lambda i: f"#{i.id} {i.title}" + (f": {i.workaround}" if i.workaround else ""),
+    )
+    # SLA lines are capped on their own so that firing alerts and observations still show
+    watch = capped(
+        [i for i in issues if i.sla_state in (SlaState.at_risk.value, SlaState.breached.value)],
+        MAX_LINES // 2,
+        line=lambda i: f"#{i.id} SLA {i.sla_state.replace('_', ' ')} (due {_hhmm(i.due_at)})",
+    )
     firing = await session.scalars(
         select(SignalGroup)
         .where(SignalGroup.open.is_(True), SignalGroup.status == "firing")
@@ -77,7 +108,7 @@ async def draft(
         open_issues={k: v for k, v in by_priority.items() if v},
         investigations=investigations,
         mitigations=mitigations,
-        watch=watch,
+        watch=watch,  # at most 25 + 50 + 50 lines
     )
 
 

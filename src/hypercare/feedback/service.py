@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import NotFound
@@ -23,6 +23,7 @@ from hypercare.feedback.models import (
     SignalGroupRead,
     SignalRead,
 )
+from hypercare.feedback.samples import TEST_LABEL, mark
 from hypercare.store.base import utcnow
 from hypercare.triage import service as triage
 from hypercare.triage.models import IssueRead, TimelineEntry
@@ -81,6 +82,9 @@ class Batch:
     delivery: IntakeDelivery | None = None
     integration_id: str | None = None
     now: datetime | None = None
+    # a test delivery (see `hypercare.feedback.samples`): its signals are marked and join
+    # no issue
+    test: bool = False
 
 
 async def ingest(
@@ -93,9 +97,13 @@ async def ingest(
     integration_id: str | None = None,
     now: datetime | None = None,
     attach: AttachStep | None = None,
+    test: bool = False,
 ) -> Ingested:
     """Store each draft as a signal and run the attach step on it (`attach`, or the
     dedup-only step when None).
+
+    The drafts of a `test` delivery (see `hypercare.feedback.samples`) are marked (label
+    ``test``, own dedup key) and skip the attach step: they join no issue and open none.
 
     The signals of one delivery are inserted together and their open dedup groups loaded in
     one query, so a notification of many alerts costs a handful of statements."""
@@ -103,7 +111,7 @@ async def ingest(
         session=session,
         matrix=matrix,
         priorities=priorities,
-        batches=[Batch(drafts, delivery, integration_id, now)],
+        batches=[Batch(drafts, delivery, integration_id, now, test)],
         attach=attach,
     )
     return done
@@ -135,6 +143,7 @@ async def ingest_many(
     for linked in sorted(linked_ids):
         await triage.get_issue(session=session, issue_id=linked)  # 404 if absent
     stored: list[list[Signal]] = []
+    batches = [replace(b, drafts=mark(b.drafts)) if b.test else b for b in batches]
     for batch in batches:
         now = batch.now or fallback
         delivery_id = batch.delivery.id if batch.delivery is not None else None
@@ -144,13 +153,21 @@ async def ingest_many(
         await _preassign_ids(session, Signal, every)
     session.add_all(every)
     await session.flush()
-    keys = [s.dedup_key for s in every]
+    keys = [
+        s.dedup_key
+        for b, signals in zip(batches, stored, strict=True)
+        if not b.test
+        for s in signals
+    ]
     await _lock_keys(session, keys)
     known = await open_groups(session=session, keys=keys)
     step = attach or dedup_attach
     done: list[Ingested] = []
     for batch, signals in zip(batches, stored, strict=True):
         issues: list[int] = []
+        if batch.test:
+            done.append(Ingested(signals, issues))
+            continue
         for signal, d in zip(signals, batch.drafts, strict=True):
             issue = await step(
                 session=session,
@@ -198,6 +215,30 @@ def _signal(
         issue_id=d.issue_id,
         raw=d.raw,
     )
+
+
+def not_test() -> ColumnElement[bool]:
+    """SQL condition: the signal is not a test event (label ``test`` absent or not "true").
+
+    Test signals attach to no issue, so issue-based queries (MTTx, SLA, reports) never see
+    them; queries over signals themselves add this condition."""
+    label = Signal.labels[TEST_LABEL].as_string()
+    return or_(label.is_(None), label != "true")
+
+
+async def last_integration_signals(
+    *, session: AsyncSession, integration_ids: Sequence[str]
+) -> dict[str, Signal]:
+    """The newest signal of each integration (test or not), in one query."""
+    if not integration_ids:
+        return {}
+    newest = (
+        select(func.max(Signal.id))
+        .where(Signal.integration_id.in_(integration_ids))
+        .group_by(Signal.integration_id)
+    )
+    rows = await session.scalars(select(Signal).where(Signal.id.in_(newest)))
+    return {r.integration_id: r for r in rows if r.integration_id is not None}
 
 
 def _clean(value: str) -> str:
@@ -319,6 +360,7 @@ async def survey_scores(
             Signal.score.is_not(None),
             Signal.occurred_at >= start,
             Signal.occurred_at < end,
+            not_test(),
         )
     )
     return [(src, at, score) for src, at, score in rows if score is not None]

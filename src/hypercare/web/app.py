@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from markupsafe import escape
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hypercare.auth.rules import Role
 from hypercare.web import (
@@ -56,9 +58,35 @@ PARTS: tuple[ConsolePart, ...] = (
 )
 
 
+class ServerTiming:
+    """Adds `Server-Timing: app;dur=<ms>` to every response: the time from the request to
+    its response headers, i.e. the page's server side without the transfer (browsers show
+    it in the network panel; bench/web_pages.py reports it next to the wall time)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - started) * 1000
+                headers = list(message.get("headers", []))
+                headers.append((b"server-timing", f"app;dur={ms:.1f}".encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, timed)
+
+
 def install(app: FastAPI, parts: tuple[ConsolePart, ...] = PARTS) -> None:
     """Add the console (pages, live stream, sign-in, static files) to `app`."""
     app.state.console = Console(parts)
+    app.add_middleware(ServerTiming)
     app.include_router(signin.router)
     app.include_router(live.router)
     for part in parts:

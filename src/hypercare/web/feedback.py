@@ -33,6 +33,8 @@ LATEST_SIGNALS = 12
 USER_ROWS = 50
 REJECTED_ROWS = 30
 HANDOVERS_SHOWN = 5
+# open issues listed per priority on the handover page (the saved handover keeps them all)
+HANDOVER_ISSUE_ROWS = 25
 
 
 async def _latest(session: AsyncSession, state: AppState) -> dict[str, Any]:
@@ -141,7 +143,12 @@ async def handover_page(request: Request, state: State, session: Db, user: Conso
     )
     console = console_of(request)
     ctx = console.context(
-        request, user.principal, user.csrf, draft=draft, saved=await _saved(session)
+        request,
+        user.principal,
+        user.csrf,
+        draft=draft,
+        saved=await _saved(session),
+        issue_rows=HANDOVER_ISSUE_ROWS,
     )
     return console.render(request, "handover.html", ctx)
 

@@ -1,11 +1,10 @@
 """Integrations in the console (admins): their intake URLs, creating one (its token is shown
-once), and a test event of the integration's type run through the real adapter and intake."""
+once), the last event each received, and a test event of the integration's type run
+through the real adapter and intake. A test event is stored as a signal marked as a test
+and opens no issue (see `hypercare.feedback.samples`)."""
 
 from __future__ import annotations
 
-import json
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 
 from hypercare.api.deps import Db, State
 from hypercare.auth.rules import Role
-from hypercare.feedback import integrations, service
+from hypercare.feedback import integrations, samples, service
 from hypercare.feedback.adapters import ADAPTERS
 from hypercare.feedback.drafts import Rejected
 from hypercare.feedback.models import IntegrationCreate, IntegrationCreated
@@ -25,49 +24,6 @@ from hypercare.web.deps import ConsoleUser, CsrfUser, PageError, SignedIn, form_
 from hypercare.web.registry import ConsolePart, NavItem
 
 router = APIRouter(include_in_schema=False)
-
-
-def _alerts(source: str) -> dict[str, Any]:
-    now = datetime.now(UTC).isoformat()
-    return {
-        "version": "4",
-        "status": "firing",
-        "receiver": "hypercare",
-        "alerts": [
-            {
-                "status": "firing",
-                "fingerprint": f"hypercare-test-{uuid.uuid4().hex[:12]}",
-                "labels": {"alertname": "HypercareTestAlert", "severity": "info", "test": "true"},
-                "annotations": {
-                    "summary": f"Test alert from the Hypercare console ({source})",
-                    "description": "Sent by the 'send test event' button; safe to ignore.",
-                },
-                "startsAt": now,
-            }
-        ],
-    }
-
-
-def _pagerduty() -> dict[str, Any]:
-    return {
-        "routing_key": "test",
-        "event_action": "trigger",
-        "dedup_key": f"hypercare-test-{uuid.uuid4().hex[:12]}",
-        "payload": {
-            "summary": "Test event from the Hypercare console (pagerduty)",
-            "source": "hypercare-console",
-            "severity": "info",
-            "timestamp": datetime.now(UTC).isoformat(),
-        },
-    }
-
-
-# the sample event sent by "send test event", per integration type
-SAMPLES = {
-    "alertmanager": lambda: _alerts("alertmanager"),
-    "grafana": lambda: _alerts("grafana"),
-    "pagerduty": _pagerduty,
-}
 
 
 async def _page(
@@ -84,14 +40,18 @@ async def _page(
     rows = await integrations.list_all(
         session=session, config=cfg(state), base=base_url(state, request)
     )
+    last = await service.last_integration_signals(
+        session=session, integration_ids=[i.id for i in rows]
+    )
     console = console_of(request)
     ctx = console.context(
         request,
         user.principal,
         user.csrf,
         integrations=rows,
+        last=last,
         types=[t for t in INTEGRATION_TYPES if t != "webhook"],
-        samples=SAMPLES,
+        samples=samples.KINDS,
         created=created,
         tested=tested,
         error=error,
@@ -143,14 +103,11 @@ async def send_test_event(
     resolved = await integrations.find(
         session=session, config=cfg(state), integration_id=integration_id
     )
-    sample = SAMPLES.get(resolved.type)
-    if sample is None:
-        raise PageError(422, f"there is no sample event for {resolved.type} integrations")
-    body = json.dumps(sample()).encode()
     try:
-        drafts = ADAPTERS[resolved.type](body, {}, resolved.options)
+        body, headers = samples.sample(resolved.type, resolved.options)
+        drafts = ADAPTERS[resolved.type](body, headers, resolved.options)
     except Rejected as exc:
-        raise PageError(422, f"the sample was rejected: {exc.reason}") from exc
+        raise PageError(422, f"no test event sent: {exc.reason}") from exc
     accepted = await store(
         state,
         session,
@@ -160,6 +117,7 @@ async def send_test_event(
         body=body,
         drafts=drafts,
         integration_id=resolved.id,
+        test=True,
     )
     signals = [await service.get_signal(session=session, signal_id=i) for i in accepted.signals]
     tested = {"integration": resolved, "signals": signals, "issues": accepted.issues}

@@ -40,10 +40,13 @@ async def _live_context(session: AsyncSession, state: AppState) -> dict[str, Any
 
 async def _slots(
     console: Console, session: AsyncSession, state: AppState
-) -> dict[str, list[tuple[OverviewSlot, dict[str, Any]]]]:
-    filled: dict[str, list[tuple[OverviewSlot, dict[str, Any]]]] = {}
+) -> dict[str, list[tuple[OverviewSlot, dict[str, Any] | None]]]:
+    """Each region's slots with their data; None for a deferred slot (it has an `href`)."""
+    filled: dict[str, list[tuple[OverviewSlot, dict[str, Any] | None]]] = {}
     for region, slots in console.slots.items():
-        filled[region] = [(slot, await slot.load(session, state)) for slot in slots]
+        filled[region] = [
+            (slot, None if slot.href else await slot.load(session, state)) for slot in slots
+        ]
     return filled
 
 

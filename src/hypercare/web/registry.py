@@ -37,12 +37,17 @@ class NavItem:
 
 @dataclass(frozen=True, slots=True)
 class OverviewSlot:
-    """A tile on the overview: `template` is rendered with what `load` returns."""
+    """A tile on the overview: `template` is rendered with what `load` returns.
+
+    With `href`, the overview does not wait for `load`: it shows a placeholder that fetches
+    `href` (a route of the part rendering `template`) once the page is there. For slots
+    whose data is slow to read, so that the overview itself loads fast."""
 
     region: Region
     title: str
     template: str
     load: SlotLoader
+    href: str | None = None
 
 
 # Regions of the issue page that later parts fill in (signals linked to the issue, charts of

@@ -21,6 +21,7 @@ from hypercare.telemetry import calls, query
 from hypercare.telemetry.jobs import live_of
 from hypercare.triage import service as triage
 from hypercare.triage.models import IssueRead
+from hypercare.web import rules
 from hypercare.web.console import console_of
 from hypercare.web.deps import ConsoleUser, PageError
 from hypercare.web.registry import ConsolePart, IssuePanel, NavItem, OverviewSlot
@@ -99,6 +100,15 @@ async def _tiles(session: AsyncSession, state: AppState) -> dict[str, Any]:
     return {"tiles": tiles}
 
 
+@router.get("/overview/api-health")
+async def api_health(request: Request, state: State, session: Db, user: ConsoleUser) -> Response:
+    """The overview's API health tiles, fetched once the overview has loaded (one
+    sparkline query per route)."""
+    console = console_of(request)
+    ctx = console.context(request, user.principal, user.csrf, data=await _tiles(session, state))
+    return console.render(request, "_api_tiles.html", ctx)
+
+
 def _chart(cid: str, x: list[int], series: list[dict[str, Any]]) -> dict[str, Any]:
     return {"id": cid, "data": {"x": x, "series": series}}
 
@@ -108,6 +118,7 @@ async def route_charts(
 ) -> list[dict[str, Any]]:
     """uPlot charts of one route: requests, error rate (%), p95 (ms)."""
     live = live_of(state)
+    start, step = rules.chart_window(start, step)
     out = []
     slug = "".join(c if c.isalnum() else "-" for c in route)
     for metric, label, color, scale in (
@@ -195,8 +206,14 @@ async def apis(
     return console.render(request, "apis.html", ctx)
 
 
-@router.get("/apis/{route:path}")
-async def api_route(
+def _route_of(route: str) -> str:
+    if len(route) > 200:
+        raise PageError(404, "no such route")
+    return route
+
+
+@router.get("/route-charts/{route:path}")
+async def api_route_charts(
     request: Request,
     state: State,
     session: Db,
@@ -204,8 +221,9 @@ async def api_route(
     route: str,
     range: str | None = None,
 ) -> Response:
-    if len(route) > 200:
-        raise PageError(404, "no such route")
+    """The route page's charts and trends, fetched by the page once it has loaded: they read
+    the most rollups (a week of hours for 7d), the rest of the page reads a few rows."""
+    route = _route_of(route)
     chosen = _range_of(range)
     seconds, step = RANGES[chosen]
     now = time.time()
@@ -215,6 +233,33 @@ async def api_route(
     _, _, _, trend_rows = await query.trends(
         session, live, dim="route", key=route, window=window, baseline=baseline, now=now
     )
+    console = console_of(request)
+    ctx = console.context(
+        request,
+        user.principal,
+        user.csrf,
+        route=route,
+        chosen=chosen,
+        charts=await route_charts(session, state, route, now - seconds, now, step),
+        trends=trend_rows,
+        window=window,
+    )
+    return console.render(request, "_route_charts.html", ctx)
+
+
+@router.get("/apis/{route:path}")
+async def api_route(
+    request: Request,
+    state: State,
+    session: Db,
+    user: ConsoleUser,
+    route: str,
+    range: str | None = None,
+) -> Response:
+    route = _route_of(route)
+    chosen = _range_of(range)
+    seconds, _ = RANGES[chosen]
+    now = time.time()
     failing = await calls.list_calls(
         session=session, route=route, error="any", limit=FAILING_ROWS, start=now - seconds
     )
@@ -233,9 +278,6 @@ async def api_route(
         route=route,
         ranges=list(RANGES),
         chosen=chosen,
-        charts=await route_charts(session, state, route, now - seconds, now, step),
-        trends=trend_rows,
-        window=window,
         failing=recent,
         firing=_firing(state).get(route, []),
     )
@@ -262,7 +304,11 @@ PART = ConsolePart(
     nav=(NavItem(label="APIs", href="/apis", section="apis", order=20, key="a"),),
     slots=(
         OverviewSlot(
-            region="api_health", title="API health", template="_api_tiles.html", load=_tiles
+            region="api_health",
+            title="API health",
+            template="_api_tiles.html",
+            load=_tiles,
+            href="/overview/api-health",
         ),
     ),
     issue_panels=(

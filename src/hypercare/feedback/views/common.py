@@ -49,10 +49,12 @@ async def store(
     body: bytes,
     drafts: list[SignalDraft],
     integration_id: str | None = None,
+    test: bool = False,
 ) -> IntakeAccepted:
-    """Store one accepted delivery and its signals in the request's transaction."""
+    """Store one accepted delivery and its signals in the request's transaction; a `test`
+    delivery's drafts become test signals (no issue, see `hypercare.feedback.samples`)."""
     accept = Accept(
-        state, channel, source, redact_headers(request.headers), body, drafts, integration_id
+        state, channel, source, redact_headers(request.headers), body, drafts, integration_id, test
     )
     return await accept(session)
 
@@ -66,11 +68,19 @@ async def store_grouped(
     body: bytes,
     drafts: list[SignalDraft],
     integration_id: str | None = None,
+    test: bool = False,
 ) -> IntakeAccepted:
     """`store`, through the group-commit writer: the delivery shares a transaction (and an
     `ingest_many`) with other concurrent deliveries; this returns once it is committed."""
     accept = Accept(
-        state, channel, source, redact_headers(request.headers), body, drafts, integration_id
+        state,
+        channel,
+        source,
+        redact_headers(request.headers),
+        body,
+        drafts,
+        integration_id,
+        test,
     )
     return await state.writer.run(accept)
 
@@ -87,6 +97,7 @@ class Accept:
     body: bytes
     drafts: list[SignalDraft]
     integration_id: str | None
+    test: bool = False
     now: datetime = field(default_factory=utcnow)  # received now, whenever it is stored
 
     async def __call__(self, session: AsyncSession) -> IntakeAccepted:
@@ -113,7 +124,7 @@ class Accept:
             matrix=state.matrix,
             priorities=cfg(state).priorities,
             batches=[
-                service.Batch(a.drafts, delivery, a.integration_id, a.now)
+                service.Batch(a.drafts, delivery, a.integration_id, a.now, a.test)
                 for a, delivery in zip(accepts, deliveries, strict=True)
             ],
             attach=state.attach,

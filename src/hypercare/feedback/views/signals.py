@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from hypercare.api.deps import Db, Responder, State, Viewer
 from hypercare.api.errors import error_body
 from hypercare.errors import InvalidInput, NotFound
-from hypercare.feedback import integrations, service, user
+from hypercare.feedback import integrations, samples, service, user
 from hypercare.feedback.adapters import ADAPTERS
 from hypercare.feedback.drafts import Rejected
 from hypercare.feedback.models import (
@@ -131,6 +131,7 @@ async def replay(state: State, session: Db, _: Responder, delivery_id: int) -> R
             error_body("rejected_payload", f"still rejected: {exc.reason}"), status_code=422
         )
     now = utcnow()
+    test = samples.is_test(row.headers or {})
     done = await service.ingest(
         session=session,
         matrix=state.matrix,
@@ -140,6 +141,7 @@ async def replay(state: State, session: Db, _: Responder, delivery_id: int) -> R
         delivery=row,
         integration_id=integration_id,
         now=now,
+        test=test,
     )
     row.outcome = service.REPLAYED
     row.replayed_at = now

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from hypercare.api.deps import Admin, Db, State
 from hypercare.api.state import AppState
 from hypercare.errors import NotFound
-from hypercare.feedback import integrations
+from hypercare.feedback import integrations, samples
 from hypercare.feedback.adapters import ADAPTERS
 from hypercare.feedback.drafts import Rejected, SignalDraft, parse_json
 from hypercare.feedback.models import (
@@ -130,6 +130,7 @@ async def _intake(state: AppState, request: Request, integration_id: str, *, pd:
         body=body,
         drafts=drafts,
         integration_id=resolved.id,
+        test=samples.is_test(request.headers),
     )
     if pd:
         key = drafts[0].labels.get("dedup_key", drafts[0].dedup_key) if drafts else ""

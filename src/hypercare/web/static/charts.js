@@ -1,7 +1,8 @@
-// Time-series charts with the vendored uPlot. An element with data-chart="ID" is drawn from
-// the JSON in <script type="application/json" id="ID">: {"x": [unix seconds...],
-// "series": [{"label", "color", "values": [...]}, ...]}. Charts in fragments swapped in by
-// htmx are drawn after each swap; they follow the width of their container.
+// Time-series charts with the vendored uPlot. An element with data-chart='JSON' is drawn
+// from that JSON: {"x": [unix seconds...], "series": [{"label", "color", "values": [...]},
+// ...]}. The data sits in the attribute, not in a <script> element, because htmx drops
+// script elements from the fragments it swaps in (allowScriptTags is off). Charts in
+// fragments are drawn after each swap; they follow the width of their container.
 (function () {
   "use strict";
   var charts = [];
@@ -9,9 +10,8 @@
   function draw(root) {
     root.querySelectorAll("[data-chart]").forEach(function (el) {
       if (el.dataset.drawn) return;
-      var source = document.getElementById(el.dataset.chart);
-      if (!source || !window.uPlot) return;
-      var data = JSON.parse(source.textContent);
+      if (!window.uPlot) return;
+      var data = JSON.parse(el.dataset.chart);
       el.dataset.drawn = "1";
       var series = [{}].concat(data.series.map(function (s) {
         return { label: s.label, stroke: s.color, width: 2, fill: s.color + "22", points: { show: false } };
