@@ -280,7 +280,10 @@ async def _done(
             request,
             "_row.html",
             ctx,
-            headers={"HX-Trigger": json.dumps({"hc:flash": f"#{issue_id}: {message}"})},
+            # after the swap has settled: the message confirms what the row already shows
+            headers={
+                "HX-Trigger-After-Settle": json.dumps({"hc:flash": f"#{issue_id}: {message}"})
+            },
         )
     if is_htmx(request):
         return Response(status_code=204, headers={"HX-Refresh": "true"})
