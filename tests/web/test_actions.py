@@ -75,7 +75,7 @@ async def test_triage_row_actions_swap_the_row(
     iid = await new_issue(b, priority="P3")
     r = await b.htmx(f"/issues/{iid}/assign", {"assignee": "dana", "view": "row"})
     assert r.status_code == 200 and r.text.lstrip().startswith(f'<tr id="issue-{iid}"')
-    assert 'value="dana"' in r.text and "assigned to dana" in r.headers["hx-trigger"]
+    assert 'value="dana"' in r.text and "assigned to dana" in r.headers["hx-trigger-after-settle"]
     r = await b.htmx(f"/issues/{iid}/priority", {"priority": "P1", "view": "row"})
     assert 'class="pri pri-p1"' in r.text
     r = await b.htmx(f"/issues/{iid}/transition", {"to": "investigating", "view": "row"})
