@@ -30,6 +30,7 @@ from hypercare.store.base import utcnow
 from hypercare.store.db import create_engine
 from hypercare.store.migrate import migrate
 from hypercare.telemetry.aggregate import Aggregate
+from hypercare.telemetry.callkeys import call_key
 from hypercare.telemetry.compaction import rollup_hours
 from hypercare.telemetry.jobs import collector_of
 from hypercare.telemetry.models import TelemetryCall, TelemetryMinute
@@ -270,6 +271,8 @@ async def _calls(state: AppState, rng: random.Random, now: float, per_minute: in
                             "client_ip": "203.0.113.7",
                             "request_id": f"req-{written:08d}",
                             "trace_id": f"{written:032x}",
+                            "request_key": call_key(f"req-{written:08d}", ts),
+                            "trace_key": call_key(f"{written:032x}", ts),
                             "upstream": "shop",
                             "user_agent": "bench",
                             "capture": None,

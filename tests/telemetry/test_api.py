@@ -209,6 +209,11 @@ async def test_calls_filters_pagination_and_detail(
         "Bearer" not in r.text and '"password": "[REDACTED]"' in detail["capture"]["request_body"]
     )
     assert (await client.get("/api/v1/calls/nope", headers=v)).status_code == 404
+    # `at` says when to look first
+    hinted = await client.get("/api/v1/calls/boom", params={"at": iso(now)}, headers=v)
+    assert hinted.status_code == 200 and hinted.json()["request_id"] == "boom"
+    bad = await client.get("/api/v1/calls/boom", params={"at": "yesterday"}, headers=v)
+    assert bad.status_code == 422
     for params in ({"status": "9xx"}, {"cursor": "garbage!"}, {"limit": 0}):
         r = await client.get("/api/v1/calls", params=params, headers=v)
         assert r.status_code == 422, params

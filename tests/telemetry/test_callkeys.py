@@ -78,6 +78,13 @@ async def test_lookup_by_request_and_trace_id_over_the_whole_retention(
             session=session, request_id="twice", limit=1, cursor=first.next_cursor, now=now
         )
         assert [c.route for c in rest.items] == ["first"] and rest.next_cursor is None
+        # a hint of when the call happened is searched first; a wrong hint still finds it
+        hinted = await calls.get_call(
+            session=session, request_id="old", near=now - 70 * HOUR + 30, now=now
+        )
+        assert hinted.request_id == "old"
+        wrong = await calls.get_call(session=session, request_id="old", near=now, now=now)
+        assert wrong.request_id == "old"
         # a shorter horizon (retention) does not reach the oldest call
         with pytest.raises(NotFound):
             await calls.get_call(session=session, request_id="old", horizon=24 * HOUR, now=now)

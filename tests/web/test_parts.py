@@ -77,7 +77,7 @@ async def test_apis_page_route_page_and_call_detail(browser_for: Make, state: Ap
     r = await b.http.get("/apis/payment-status?range=15m")
     assert r.status_code == 200
     assert 'hx-get="/route-charts/payment-status?range=15m"' in r.text
-    assert f'href="/calls/{failing}"' in r.text
+    assert f'href="/calls/{failing}?at=' in r.text  # with when to look
     r = await b.http.get("/route-charts/payment-status?range=15m")
     assert r.text.count('id="chart-payment-status-') == 3
     assert 'id="trends"' in r.text and "vs baseline" in r.text

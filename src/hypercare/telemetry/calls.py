@@ -19,6 +19,8 @@ from hypercare.telemetry.models import CallRead, CallsPage, TelemetryCall
 MAX_LIMIT = 1000
 # how far back an id lookup without a time range searches: the default call retention
 DEFAULT_HORIZON = 72 * 3600.0
+# how far either side of a hinted time (`get_call(near=...)`) the first search looks
+NEAR_SECONDS = 3600.0
 
 
 def encode_cursor(ts: float, row_id: int) -> str:
@@ -168,8 +170,21 @@ async def get_call(
     request_id: str,
     horizon: float = DEFAULT_HORIZON,
     now: float | None = None,
+    near: float | None = None,
 ) -> CallRead:
-    """The newest stored call with this request id."""
+    """The newest stored call with this request id. `near`, when the caller knows roughly
+    when the call happened (a link from a call list, a report citing it), is searched
+    first (an hour either side: 7,200 index seeks instead of one per second back to it)."""
+    if near is not None:
+        page = await list_calls(
+            session=session,
+            request_id=request_id,
+            limit=1,
+            start=near - NEAR_SECONDS,
+            end=near + NEAR_SECONDS,
+        )
+        if page.items:
+            return page.items[0]
     page = await list_calls(
         session=session, request_id=request_id, limit=1, horizon=horizon, now=now
     )

@@ -207,8 +207,21 @@ def _horizon(state: State) -> float:
 
 
 @api.get("/calls/{request_id}", response_model=CallRead)
-async def get_call(session: Db, state: State, _: Viewer, request_id: str) -> CallRead:
-    return await calls.get_call(session=session, request_id=request_id, horizon=_horizon(state))
+async def get_call(
+    session: Db,
+    state: State,
+    _: Viewer,
+    request_id: str,
+    at: Annotated[
+        datetime | None, Query(description="roughly when the call happened: searched first")
+    ] = None,
+) -> CallRead:
+    return await calls.get_call(
+        session=session,
+        request_id=request_id,
+        horizon=_horizon(state),
+        near=at.timestamp() if at else None,
+    )
 
 
 @router.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)

@@ -5,6 +5,7 @@ the charts of an issue's routes. Everything is read through `telemetry.query` /
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -286,12 +287,19 @@ async def api_route(
 
 @router.get("/calls/{request_id}")
 async def call_detail(
-    request: Request, session: Db, state: State, user: ConsoleUser, request_id: str
+    request: Request,
+    session: Db,
+    state: State,
+    user: ConsoleUser,
+    request_id: str,
+    at: float | None = None,
 ) -> Response:
+    """One call; `at` (Unix seconds, set by the console's own links) says when to look."""
     if len(request_id) > 128:
         raise PageError(404, "no such call")
     horizon = state.config.telemetry.retention.calls.total_seconds()
-    call = await calls.get_call(session=session, request_id=request_id, horizon=horizon)
+    near = at if at is not None and math.isfinite(at) else None
+    call = await calls.get_call(session=session, request_id=request_id, horizon=horizon, near=near)
     capture = json.dumps(call.capture, indent=2, sort_keys=True) if call.capture else None
     console = console_of(request)
     ctx = console.context(request, user.principal, user.csrf, call=call, capture=capture)
