@@ -24,6 +24,7 @@ from hypercare.telemetry.histcache import HistogramCache, Packed
 from hypercare.telemetry.histogram import Dense, Histogram, unpack_dumped
 from hypercare.telemetry.live import LiveStore
 from hypercare.telemetry.models import (
+    COUNTER_COLUMNS,
     DIMENSIONS,
     RouteSummary,
     TelemetryHour,
@@ -54,20 +55,9 @@ _HIST_FOR = {
     "gateway_p95": ("gateway",),
 }
 _LATENCY = frozenset(_HIST_FOR)
-_ROLLUP_COLUMNS = (
-    "id",
-    "key",
-    "bucket",
-    "requests",
-    "c4xx",
-    "c5xx",
-    "auth_failures",
-    "rate_limited",
-    "upstream_errors",
-    "bytes_in",
-    "bytes_out",
-    "errors",
-)
+# id, key, bucket, then the counters in the order of COUNTER_COLUMNS (requests ... errors):
+# `collect` reads the rows by position
+_ROLLUP_COLUMNS = ("id", "key", "bucket", *COUNTER_COLUMNS[1:])
 
 
 def check_dim(dim: str) -> None:
