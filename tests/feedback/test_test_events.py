@@ -42,6 +42,14 @@ async def test_a_test_delivery_is_a_test_signal_without_issue(
     assert len(detail["signals"]) == 1 and detail["signal_groups"][0]["count"] == 1
     assert (await client.get("/api/v1/issues", headers=viewer)).json()["total"] == 1
 
+    # nor can a person split a test signal off into an issue of its own
+    (test_signal,) = r.json()["signals"]
+    split = await client.post(
+        f"/api/v1/signals/{test_signal}/split", json={}, headers=auth(tokens[Role.responder])
+    )
+    assert split.status_code == 409 and "test event" in split.json()["error"]["message"]
+    assert (await client.get("/api/v1/issues", headers=viewer)).json()["total"] == 1
+
 
 async def test_signal_queries_leave_test_signals_out(state: AppState) -> None:
     now = utcnow()

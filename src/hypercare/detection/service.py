@@ -31,6 +31,7 @@ from hypercare.feedback import service as feedback
 from hypercare.feedback.attach import AttachStep, start_group
 from hypercare.feedback.drafts import SignalDraft
 from hypercare.feedback.models import IssueDetail, Signal, SignalGroup
+from hypercare.feedback.samples import TEST_LABEL
 from hypercare.store.base import utcnow
 from hypercare.triage import service as triage
 from hypercare.triage.models import Issue, IssueCreate
@@ -245,6 +246,11 @@ async def split(
 ) -> Issue:
     """Take a signal off its issue into a new issue of its own; it never goes back."""
     signal = await _signal(session, signal_id)
+    if (signal.labels or {}).get(TEST_LABEL) == "true":
+        raise Conflict(
+            f"signal {signal_id} is a test event (an integration's test delivery): "
+            "test signals open no issue; send a real event to open one"
+        )
     old = await _exclude(session, signal, actor)
     issue = await triage.create_issue(
         session=session,
