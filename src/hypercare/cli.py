@@ -232,6 +232,9 @@ def up(
         stream=sys.stderr,
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # one INFO line per outbound request (the detection loop asks the gateway workers for
+    # their targets every few seconds) would drown the console's own log
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from hypercare.server import GatewayPlan, serve
 
     try:

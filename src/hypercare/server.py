@@ -97,6 +97,9 @@ async def serve(
     """Run everything until SIGINT/SIGTERM. With `demo`, the shop's configuration replaces
     `config` and the demo's traffic and scenario run against the started product."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # one INFO line per outbound request (the detection loop asks the gateway workers for
+    # their targets every few seconds) would drown the console's own log
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     engine = create_engine(url)
     group: WorkerGroup | None = None
     shop: Shop | None = None
