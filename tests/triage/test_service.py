@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.config import TriageConfig
 from hypercare.errors import InvalidTransition, NotFound
 from hypercare.triage import service
-from hypercare.triage.models import IssueCreate
+from hypercare.triage.models import Issue, IssueCreate
 from hypercare.triage.rules import Matrix, SlaState, Status
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -160,6 +160,21 @@ async def test_sla_clock_records_at_risk_breach_and_escalation(session: AsyncSes
         ("escalation", "24/7 on-call engineering"),
     ]
     issue = await service.get_issue(session=session, issue_id=issue_id)
+    assert issue.sla_state == "breached" and issue.escalation_level == 2
+
+
+async def test_the_clock_skips_issues_breached_at_their_last_escalation_step(
+    session: AsyncSession,
+) -> None:
+    done = await _new(session, priority="P1")
+    await service.refresh_sla(session=session, matrix=MATRIX, now=T0 + timedelta(minutes=61))
+    young = await _new(session, priority="P1")
+    await session.flush()
+    session.expunge_all()
+    await service.refresh_sla(session=session, matrix=MATRIX, now=T0 + timedelta(minutes=62))
+    loaded = {o.id for o in session.identity_map.values() if isinstance(o, Issue)}
+    assert young in loaded and done not in loaded
+    issue = await service.get_issue(session=session, issue_id=done)
     assert issue.sla_state == "breached" and issue.escalation_level == 2
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import InvalidInput, NotFound
@@ -317,8 +317,27 @@ async def refresh_sla(*, session: AsyncSession, matrix: Matrix, now: datetime) -
     """Re-evaluate the SLA of every open issue; record each one that became at risk or
     breached, or moved up its escalation path. Returns the issues that changed."""
     changed = []
+    # breached at the last escalation step of its priority: time can change nothing more
+    # (a new due time is applied where it is set), so the clock does not load it again
+    settled = and_(
+        Issue.sla_state == SlaState.breached.value,
+        or_(
+            *(
+                and_(
+                    Issue.priority == lv.level,
+                    Issue.escalation_level
+                    >= rules.escalation_level(SlaState.breached, lv.escalation),
+                )
+                for lv in matrix.levels
+            )
+        ),
+    )
     open_issues = await session.scalars(
-        select(Issue).where(Issue.status.not_in([s.value for s in DONE]), Issue.due_at.is_not(None))
+        select(Issue).where(
+            Issue.status.not_in([s.value for s in DONE]),
+            Issue.due_at.is_not(None),
+            not_(settled),
+        )
     )
     for issue in open_issues:
         before_state, before_level = issue.sla_state, issue.escalation_level
