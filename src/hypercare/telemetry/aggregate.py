@@ -57,36 +57,6 @@ class Aggregate:
         self.hist_upstream = Histogram()
         self.hist_gateway = Histogram()
 
-    def add(self, r: CallRecord, i_total: int, i_upstream: int | None, i_gateway: int) -> None:
-        """Count one record whose latency buckets were computed once by the caller."""
-        self.requests += 1
-        status = r.status
-        codes = self.codes
-        codes[status] = codes.get(status, 0) + 1
-        if status >= 400:
-            if status >= 500:
-                self.c5xx += 1
-            else:
-                self.c4xx += 1
-                if status == 401 or status == 403:
-                    self.auth_failures += 1
-                elif status == 429:
-                    self.rate_limited += 1
-        err = r.error
-        if err:
-            self.errors[err] = self.errors.get(err, 0) + 1
-            if err in UPSTREAM_ERRORS:
-                self.upstream_errors += 1
-        self.bytes_in += r.request_bytes
-        self.bytes_out += r.response_bytes
-        h = self.hist_total.counts
-        h[i_total] = h.get(i_total, 0) + 1
-        if i_upstream is not None:
-            h = self.hist_upstream.counts
-            h[i_upstream] = h.get(i_upstream, 0) + 1
-        h = self.hist_gateway.counts
-        h[i_gateway] = h.get(i_gateway, 0) + 1
-
     def merge(self, o: Aggregate) -> Aggregate:
         self.requests += o.requests
         self.c4xx += o.c4xx

@@ -55,9 +55,5 @@ class HistogramCache:
             _, (_, _, freed) = self._entries.popitem(last=False)
             self.bytes -= freed
 
-    def clear(self) -> None:
-        self._entries.clear()
-        self.bytes = 0
-
 
 __all__ = ["CacheKey", "HistogramCache", "Packed"]
