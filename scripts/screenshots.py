@@ -30,12 +30,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
-from tests.web.live_server import (  # noqa: E402
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    free_port,
-    running_console,
-)
+from tests.conftest import free_port  # noqa: E402
+from tests.web.live_server import CHROMIUM, CHROMIUM_ARGS, running_console  # noqa: E402
 
 from web_seed import seed  # noqa: E402
 

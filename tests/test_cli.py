@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from hypercare.store.db import create_engine
-from tests.conftest import PG_HOST, PG_PORT, PG_URL, require_service
+from tests.conftest import PG_HOST, PG_PORT, PG_URL, free_port, require_service
 
 HYPERCARE = [sys.executable, "-m", "hypercare"]
 
@@ -26,12 +25,6 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     return subprocess.run(
         [*HYPERCARE, *args], capture_output=True, text=True, timeout=60, env=env, check=False
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_version() -> None:

@@ -26,18 +26,11 @@ import pytest
 from hypercare.demo.config import demo_yaml
 from hypercare.demo.shop import Faults, Shop
 from hypercare.demo.traffic import Traffic
+from tests.conftest import free_port
 from tests.gateway.helpers import LoopThread
 
 ADMIN = "hc_acceptance-admin-token"
 H = {"Authorization": f"Bearer {ADMIN}"}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:

@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, free_port
 
 ADMIN_TOKEN = "hc_feedback-e2e-admin-token"
 T = TypeVar("T")
@@ -32,12 +31,6 @@ def require_binary(path: str, package: str) -> str:
     if IN_CI:
         pytest.fail(f"{message}; CI=true: .ci/run must install it")
     pytest.skip(f"{message}; apt-get install -y {package} to run this test")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 30) -> T:

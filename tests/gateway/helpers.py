@@ -286,12 +286,6 @@ class Upstream:
             self.lt.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def raw_request(port: int, data: bytes, timeout: float = 5.0, read_all: bool = True) -> bytes:
     """Send raw bytes and read until the server closes (or `timeout`)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

@@ -9,7 +9,8 @@ import socket
 import httpx
 import pytest
 
-from tests.gateway.helpers import free_port, raw_request, wait_for
+from tests.conftest import free_port
+from tests.gateway.helpers import raw_request, wait_for
 from tests.gateway.test_proxy import config
 
 # fmt: off

@@ -9,7 +9,8 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.gateway.helpers import free_port, wait_for
+from tests.conftest import free_port
+from tests.gateway.helpers import wait_for
 from tests.gateway.test_units import make_hs256
 
 

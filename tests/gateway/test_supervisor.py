@@ -13,7 +13,8 @@ import pytest
 
 from hypercare.config import parse_config
 from hypercare.gateway.supervisor import start_workers
-from tests.gateway.helpers import ListSink, free_port, wait_for
+from tests.conftest import free_port
+from tests.gateway.helpers import ListSink, wait_for
 from tests.gateway.test_features import need_redis
 
 

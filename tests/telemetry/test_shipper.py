@@ -20,16 +20,11 @@ import pytest
 from hypercare.telemetry.capture import CallCapture
 from hypercare.telemetry.shipper import Shipper
 from hypercare.telemetry.wire import decode_batch, encode_batch
+from tests.conftest import free_port
 from tests.telemetry.factory import record
 
 NODE_TOKEN = "hcn_test-node-token-0123456789abcdef"
 ADMIN_TOKEN = "hc_test-admin-token-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def listening(port: int) -> bool:

@@ -12,8 +12,9 @@ import pytest
 
 from hypercare.telemetry.shipper import INGEST_PATH, Shipper
 from hypercare.telemetry.transport import ConsoleUnreachable, HttpTransport, Reply
+from tests.conftest import free_port
 from tests.telemetry.factory import record
-from tests.telemetry.test_shipper import NODE_TOKEN, free_port
+from tests.telemetry.test_shipper import NODE_TOKEN
 
 Answer = Callable[[int], Awaitable[bytes | None]]  # request number → raw answer, None: hang
 
