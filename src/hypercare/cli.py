@@ -231,11 +231,7 @@ def up(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # one INFO line per outbound request (the detection loop asks the gateway workers for
-    # their targets every few seconds) would drown the console's own log
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    from hypercare.server import GatewayPlan, serve
+    from hypercare.server import GatewayPlan, serve  # serve() quiets alembic and httpx
 
     try:
         asyncio.run(
