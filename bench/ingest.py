@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from hypercare.gateway.records import CallRecord
+from hypercare.runtime import settle_gc
 from hypercare.store.db import create_engine
 from hypercare.store.migrate import migrate
 from hypercare.telemetry.collector import Collector
@@ -74,6 +75,7 @@ async def run(
         for i in range(0, n, batch)
     ]
     queue = list(reversed(bodies))
+    settle_gc()  # as the console does once it has started
 
     async def worker() -> None:
         # like concurrent ingest requests: one decodes while another's insert runs

@@ -26,14 +26,16 @@ from hypercare.feedback import integrations
 from hypercare.feedback import service as feedback
 from hypercare.feedback.drafts import SignalDraft
 from hypercare.feedback.models import IntegrationCreate
+from hypercare.gateway.records import CallRecord
 from hypercare.store.base import utcnow
 from hypercare.store.db import create_engine
 from hypercare.store.migrate import migrate
+from hypercare.telemetry import segments
 from hypercare.telemetry.aggregate import Aggregate
-from hypercare.telemetry.callkeys import call_key
+from hypercare.telemetry.collector import write_block
 from hypercare.telemetry.compaction import rollup_hours
 from hypercare.telemetry.jobs import collector_of
-from hypercare.telemetry.models import TelemetryCall, TelemetryMinute
+from hypercare.telemetry.models import TelemetryBatch, TelemetryMinute
 from hypercare.triage import service
 from hypercare.triage.models import IssueCreate
 from hypercare.triage.rules import Status
@@ -236,53 +238,66 @@ async def _telemetry(state: AppState, rng: random.Random, days: float, now: floa
 
 
 async def _calls(state: AppState, rng: random.Random, now: float, per_minute: int) -> int:
-    """Three days of calls, `per_minute` per route and minute, a few percent failing."""
+    """Three days of calls, `per_minute` per route and minute, a few percent failing,
+    stored as the collector stores them (one block per batch of about 5,000 calls); the
+    batches count as aggregated (the rollups are seeded apart)."""
     routes = state.config.gateway.routes
     start = now - 3 * 86400
     written = 0
+    sqlite = state.engine.dialect.name == "sqlite"
     async with state.engine.begin() as conn:
-        rows = []
+
+        async def store(records: list[CallRecord]) -> None:
+            batch_id = await conn.scalar(
+                insert(TelemetryBatch)
+                .values(
+                    batch_key=f"seed-{written:010d}",
+                    node="seed",
+                    received_at=records[-1].time,
+                    records=len(records),
+                    aggregated=True,
+                )
+                .returning(TelemetryBatch.id)
+            )
+            await write_block(conn, batch_id, segments.build(records, {}), sqlite=sqlite)
+
+        records: list[CallRecord] = []
         for m in range(3 * 1440):
             for r in routes:
                 for _ in range(per_minute):
                     ts = start + m * 60 + rng.random() * 60
                     fail = rng.random() < 0.04
                     status = rng.choice((500, 502, 503, 429)) if fail else 200
-                    error = "upstream_connect" if status == 502 else ""
                     total = rng.lognormvariate(3.3, 0.9)
                     written += 1
-                    rows.append(
-                        {
-                            "batch_id": 0,
-                            "ts": ts,
-                            "route": r.name,
-                            "consumer": rng.choice(("shop-web", "shop-ios", "partner")),
-                            "method": r.match.methods[0] if r.match.methods else "GET",
-                            "path_template": r.match.path,
-                            "path": r.match.path.replace("{id}", str(rng.randrange(1, 9999))),
-                            "status": status,
-                            "request_bytes": 300,
-                            "response_bytes": 2000,
-                            "target": "127.0.0.1:9",
-                            "gateway_ms": 0.3,
-                            "upstream_ms": total * 0.95,
-                            "total_ms": total,
-                            "error": error,
-                            "client_ip": "203.0.113.7",
-                            "request_id": f"req-{written:08d}",
-                            "trace_id": f"{written:032x}",
-                            "request_key": call_key(f"req-{written:08d}", ts),
-                            "trace_key": call_key(f"{written:032x}", ts),
-                            "upstream": "shop",
-                            "user_agent": "bench",
-                            "capture": None,
-                        }
+                    records.append(
+                        CallRecord(
+                            time=ts,
+                            route=r.name,
+                            consumer=rng.choice(("shop-web", "shop-ios", "partner")),
+                            method=r.match.methods[0] if r.match.methods else "GET",
+                            path_template=r.match.path,
+                            path=r.match.path.replace("{id}", str(rng.randrange(1, 9999))),
+                            status=status,
+                            request_bytes=300,
+                            response_bytes=2000,
+                            target="127.0.0.1:9",
+                            gateway_ms=0.3,
+                            upstream_ms=total * 0.95,
+                            total_ms=total,
+                            error="upstream_connect" if status == 502 else "",
+                            client_ip="203.0.113.7",
+                            request_id=f"req-{written:08d}",
+                            trace_id=f"{written:032x}",
+                            upstream="shop",
+                            user_agent="bench",
+                        )
                     )
-            if len(rows) >= 5000:
-                await conn.execute(insert(TelemetryCall), rows)
-                rows = []
-        if rows:
-            await conn.execute(insert(TelemetryCall), rows)
+            if len(records) >= 5000:
+                await store(records)
+                records = []
+        if records:
+            await store(records)
     return written
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import random
 import uuid
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from hypercare.gateway.records import CallRecord
+from hypercare.telemetry.calls import Found, to_read
+from hypercare.telemetry.models import CallRead, TelemetrySegment
+from hypercare.telemetry.segments import call_id, loads
 
 
 def record(
@@ -62,3 +68,18 @@ def random_records(
             )
         )
     return out
+
+
+async def stored_calls(engine: AsyncEngine) -> list[CallRead]:
+    """Every stored call, in the order of their batches and of the calls in each."""
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            select(TelemetrySegment.batch_id, TelemetrySegment.calls).order_by(
+                TelemetrySegment.batch_id
+            )
+        )
+        return [
+            to_read(Found(row[0], call_id(batch_id, pos), row))
+            for batch_id, data in result
+            for pos, row in enumerate(loads(data))
+        ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 from alembic import command
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,7 +19,8 @@ from hypercare.telemetry.callkeys import SECOND, call_key, id_hash, windows_back
 from hypercare.telemetry.collector import Collector
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.telemetry.live import LiveStore
-from hypercare.telemetry.models import TelemetryBatch, TelemetryCall
+from hypercare.telemetry.models import TelemetryBatch, TelemetrySegment
+from hypercare.telemetry.segments import F_REQUEST_ID, call_id, loads
 from hypercare.telemetry.wire import Batch
 from tests.telemetry.factory import record
 
@@ -109,27 +111,32 @@ async def test_lookup_by_request_and_trace_id_over_the_whole_retention(
 async def test_a_hash_collision_never_returns_another_call(engine: AsyncEngine) -> None:
     now = time.time()
     await _store(engine, now)
+    # another id whose key (same second, same hash) is the key of "old": the key finds
+    # the call, the id comparison refuses it
+    async with engine.begin() as conn:
+        data = await conn.scalar(select(TelemetrySegment.calls))
+        rows = loads(data)
+        for row in rows:
+            if row[F_REQUEST_ID] == "old":
+                row[F_REQUEST_ID] = "impostor"
+        await conn.execute(update(TelemetrySegment).values(calls=json.dumps(rows).encode()))
     async with session_factory(engine)() as session:
-        row = await session.scalar(select(TelemetryCall).where(TelemetryCall.request_id == "old"))
-        assert row is not None
-        # another id whose key (same second, same hash) is the key of "old": the key
-        # finds the row, the id comparison refuses it
-        row.request_id = "impostor"
-        await session.commit()
         with pytest.raises(NotFound):
             await calls.get_call(session=session, request_id="old", now=now)
-        assert (await calls.get_call(session=session, request_id="recent", now=now)).id != row.id
+        assert (await calls.get_call(session=session, request_id="recent", now=now)).status == 503
 
 
-def _downgrade(conn: Connection) -> None:
+def _downgrade(conn: Connection, revision: str) -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = conn
-    command.downgrade(cfg, "0003_detection")
+    command.downgrade(cfg, revision)
 
 
-async def test_the_migration_computes_keys_of_calls_stored_before_it(engine: AsyncEngine) -> None:
+async def test_calls_stored_before_the_migrations_are_found_after_them(
+    engine: AsyncEngine,
+) -> None:
     async with engine.begin() as conn:
-        await conn.run_sync(_downgrade)
+        await conn.run_sync(_downgrade, "0003_detection")
         batch = await conn.scalar(
             insert(TelemetryBatch.__table__)  # type: ignore[arg-type]
             .values(batch_key="b-000001", node="n", received_at=1.0, records=1, aggregated=True)
@@ -143,9 +150,24 @@ async def test_the_migration_computes_keys_of_calls_stored_before_it(engine: Asy
         await conn.execute(text(f"INSERT INTO telemetry_calls ({cols}) VALUES ({marks})"), values)
     await migrate(engine)
     async with session_factory(engine)() as session:
-        row = await session.scalar(select(TelemetryCall))
-        assert row is not None
-        assert row.request_key == call_key("before-keys", row.ts)
-        assert row.trace_key == call_key(row.trace_id, row.ts)
         found = await calls.get_call(session=session, request_id="before-keys", now=1_800_000_100.0)
-        assert found.id == row.id
+        assert found.trace_id == r.trace_id and found.time.timestamp() == r.time
+        assert found.id == call_id(batch, 0)
+        by_trace = await calls.list_calls(
+            session=session, trace_id=r.trace_id, start=r.time - 60, end=r.time + 60
+        )
+        assert [c.request_id for c in by_trace.items] == ["before-keys"]
+
+
+async def test_blocks_go_back_to_rows_on_downgrade_and_return(engine: AsyncEngine) -> None:
+    now = time.time()
+    await _store(engine, now)
+    async with engine.begin() as conn:
+        await conn.run_sync(_downgrade, "0004_telemetry_keys")
+        stored = await conn.scalar(text("SELECT count(*) FROM telemetry_calls"))
+        assert stored == 5
+    await migrate(engine)
+    async with session_factory(engine)() as session:
+        for rid in ("old", "hours-ago", "recent"):
+            found = await calls.get_call(session=session, request_id=rid, now=now)
+            assert found.request_id == rid

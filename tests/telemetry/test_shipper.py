@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from hypercare.telemetry.capture import CallCapture
+from hypercare.telemetry.segments import F_REQUEST_ID, loads
 from hypercare.telemetry.shipper import Shipper
 from hypercare.telemetry.wire import decode_batch, encode_batch
 from tests.conftest import free_port
@@ -103,7 +104,8 @@ class Console:
     def calls(self) -> list[str]:
         db = sqlite3.connect(self.data_dir / "hypercare.db")
         try:
-            return [r[0] for r in db.execute("SELECT request_id FROM telemetry_calls ORDER BY id")]
+            blocks = db.execute("SELECT calls FROM telemetry_segments ORDER BY batch_id")
+            return [row[F_REQUEST_ID] for (data,) in blocks for row in loads(data)]
         finally:
             db.close()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 from collections.abc import AsyncIterator
 
@@ -21,6 +20,7 @@ from hypercare.detection.jobs import run_detection
 from hypercare.detection.jobs import runtime as detection_runtime
 from hypercare.detection.views import router as detection_router
 from hypercare.feedback import views as feedback_views
+from hypercare.runtime import settle_gc
 from hypercare.store.db import ping
 from hypercare.telemetry import jobs as telemetry_jobs
 from hypercare.telemetry.views import router as telemetry_router
@@ -46,10 +46,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
             tasks.append(asyncio.create_task(telemetry_jobs.prewarm(state, time.time())))
             if state.config.detection.enabled:
                 tasks.append(asyncio.create_task(run_detection(state, stop), name="detection"))
-            # everything loaded at start lives as long as the process: out of the cyclic
-            # GC's reach, full collections stop walking it (they cost up to a few hundred
-            # ms in the middle of a query otherwise)
-            gc.freeze()
+            settle_gc()
         try:
             yield
         finally:

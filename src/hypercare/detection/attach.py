@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.config import HypercareConfig
@@ -25,8 +25,8 @@ from hypercare.detection.impact import Impact, suggest_priority
 from hypercare.detection.models import SignalExclusion, SignalLink
 from hypercare.feedback import attach as dedup
 from hypercare.feedback.models import Signal, SignalGroup
-from hypercare.telemetry.callkeys import key_match
-from hypercare.telemetry.models import TelemetryCall as CallRow
+from hypercare.telemetry import calls
+from hypercare.telemetry.segments import F_REQUEST_ID, F_ROUTE, F_TRACE_ID, REQUEST, TRACE
 from hypercare.triage import service as triage
 from hypercare.triage.models import Issue, TimelineEntry
 from hypercare.triage.rules import DONE, Matrix
@@ -225,28 +225,13 @@ class Correlator:
         end = signal.received_at.timestamp() + 60
         ids = list(dict.fromkeys(i for i in (signal.request_ids or []) if i))[:20]
         if ids:
-            rows = await session.execute(
-                select(CallRow.request_id, CallRow.route).where(
-                    or_(
-                        *(
-                            key_match(CallRow.request_key, CallRow.request_id, i, start, end)
-                            for i in ids
-                        )
-                    ),
-                    CallRow.route != "",
-                )
-            )
-            cited.update({str(rid): str(route) for rid, route in rows})
+            rows = await calls.find_by_ids(session, REQUEST, ids, start, end)
+            cited.update({r[F_REQUEST_ID]: r[F_ROUTE] for r in rows if r[F_ROUTE]})
         if signal.trace_id and not cited:
-            row = await session.execute(
-                select(CallRow.trace_id, CallRow.route)
-                .where(
-                    key_match(CallRow.trace_key, CallRow.trace_id, signal.trace_id, start, end),
-                    CallRow.route != "",
-                )
-                .limit(1)
-            )
-            cited.update({str(tid): str(route) for tid, route in row})
+            rows = await calls.find_by_ids(session, TRACE, [signal.trace_id], start, end)
+            first = next((r for r in rows if r[F_ROUTE]), None)
+            if first is not None:
+                cited[first[F_TRACE_ID]] = first[F_ROUTE]
         component = signal.component
         if component is None:
             for key in ("component", "service", "job"):

@@ -1,4 +1,11 @@
-"""Call detail: filtered, cursor-paginated listing and the detail of one call."""
+"""Call detail: filtered, cursor-paginated listing and the detail of one call.
+
+Calls are stored as one block per ingest batch (segments.py). A search reads the blocks
+that overlap its time range and whose summaries can match, newest first, a few per round
+trip, and filters their rows; it stops once the page is full and no block left can hold a
+newer call. A search by request or trace id reads only the blocks its lookup keys point
+at (callkeys.py).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +13,49 @@ import base64
 import binascii
 import json
 import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import InvalidInput, NotFound
-from hypercare.telemetry.callkeys import key_match, windows_back
-from hypercare.telemetry.models import CallRead, CallsPage, TelemetryCall
+from hypercare.telemetry import segments
+from hypercare.telemetry.callkeys import candidate_keys, windows_back
+from hypercare.telemetry.models import CallRead, CallsPage, TelemetryCallKey, TelemetrySegment
+from hypercare.telemetry.segments import (
+    F_CAPTURE,
+    F_CONSUMER,
+    F_ERROR,
+    F_REQUEST_ID,
+    F_ROUTE,
+    F_STATUS,
+    F_TIME,
+    F_TRACE_ID,
+    FIELDS,
+    REQUEST,
+    TRACE,
+)
 
 MAX_LIMIT = 1000
 # how far back an id lookup without a time range searches: the default call retention
 DEFAULT_HORIZON = 72 * 3600.0
 # how far either side of a hinted time (`get_call(near=...)`) the first search looks
 NEAR_SECONDS = 3600.0
+# blocks a search reads per round trip: 1, then doubling up to this (a page of recent
+# calls is usually in the newest block)
+MAX_BLOCKS_PER_READ = 16
+_SEG = TelemetrySegment
+Row = list[Any]
+
+
+class Found(NamedTuple):
+    ts: float
+    id: int
+    row: Row
 
 
 def encode_cursor(ts: float, row_id: int) -> str:
@@ -40,55 +75,196 @@ def decode_cursor(cursor: str) -> tuple[float, int]:
     return float(ts), row_id
 
 
-def to_read(row: TelemetryCall) -> CallRead:
+def to_read(found: Found) -> CallRead:
+    row = found.row
+    values = dict(zip(FIELDS[1:], row[1:F_CAPTURE], strict=True))
     return CallRead(
-        id=row.id,
-        time=datetime.fromtimestamp(row.ts, UTC),
-        route=row.route,
-        consumer=row.consumer,
-        method=row.method,
-        path_template=row.path_template,
-        path=row.path,
-        status=row.status,
-        request_bytes=row.request_bytes,
-        response_bytes=row.response_bytes,
-        target=row.target,
-        upstream=row.upstream,
-        gateway_ms=row.gateway_ms,
-        upstream_ms=row.upstream_ms,
-        total_ms=row.total_ms,
-        error=row.error,
-        client_ip=row.client_ip,
-        request_id=row.request_id,
-        trace_id=row.trace_id,
-        user_agent=row.user_agent,
-        capture=json.loads(row.capture) if row.capture else None,
+        id=found.id,
+        time=datetime.fromtimestamp(row[F_TIME], UTC),
+        capture=row[F_CAPTURE] if len(row) > F_CAPTURE else None,
+        **values,
     )
 
 
-def _status_filter(status: str) -> Any:
+@dataclass
+class Criteria:
+    """What a search asks for: conditions on a block's summary (which blocks to read) and
+    checks on each row of a block read (which calls match)."""
+
+    blocks: list[Any] = field(default_factory=list)
+    checks: list[Callable[[Row], bool]] = field(default_factory=list)
+    cursor: tuple[float, int] | None = None
+
+    def where(self, block: Any, check: Callable[[Row], bool]) -> None:
+        self.blocks.append(block)
+        self.checks.append(check)
+
+    def matches(
+        self, batch_id: int, rows: Sequence[Row], positions: Iterable[int] | None = None
+    ) -> list[Found]:
+        """The matching calls of a block (of its rows at `positions` only, when given)."""
+        base = batch_id << segments.POS_BITS
+        checks, cursor = self.checks, self.cursor
+        found = []
+        for pos in range(len(rows)) if positions is None else positions:
+            if pos >= len(rows):
+                continue
+            row = rows[pos]
+            if all(check(row) for check in checks):
+                item = Found(row[F_TIME], base | pos, row)
+                if cursor is None or (item.ts, item.id) < cursor:
+                    found.append(item)
+        return found
+
+
+def _status(want: Criteria, status: str) -> None:
     s = status.strip().lower()
     if len(s) == 3 and s[0] in "12345" and s[1:] == "xx":
         low = int(s[0]) * 100
-        return and_(TelemetryCall.status >= low, TelemetryCall.status < low + 100)
+        want.where(
+            _SEG.statuses.contains(f"\n{s[0]}", autoescape=True),
+            lambda r: low <= r[F_STATUS] < low + 100,
+        )
+        return
     if s.isdigit() and 100 <= int(s) <= 599:
-        return TelemetryCall.status == int(s)
+        code = int(s)
+        want.where(
+            _SEG.statuses.contains(segments.tag(code), autoescape=True),
+            lambda r: r[F_STATUS] == code,
+        )
+        return
     raise InvalidInput(f"invalid status {status!r}: use a code (503) or a class (5xx)")
 
 
-def _id_matches(
-    request_id: str | None, trace_id: str | None, start: float, end: float
-) -> list[Any]:
-    conds = []
+def _equal(column: Any, index: int, value: str, want: Criteria) -> None:
+    want.where(column.contains(segments.tag(value), autoescape=True), lambda r: r[index] == value)
+
+
+def criteria(
+    *,
+    route: str | None,
+    consumer: str | None,
+    status: str | None,
+    error: str | None,
+    request_id: str | None,
+    trace_id: str | None,
+    start: float | None,
+    end: float | None,
+    cursor: str | None,
+) -> Criteria:
+    want = Criteria()
+    if route is not None:
+        _equal(_SEG.routes, F_ROUTE, route, want)
+    if consumer is not None:
+        _equal(_SEG.consumers, F_CONSUMER, consumer, want)
+    if status is not None:
+        _status(want, status)
+    if error == "any":
+        want.where(_SEG.errors != "\n", lambda r: r[F_ERROR] != "")
+    elif error is not None:
+        _equal(_SEG.errors, F_ERROR, error, want)
+    if start is not None:
+        want.where(_SEG.last_ts >= start, lambda r: r[F_TIME] >= start)
+    if end is not None:
+        want.where(_SEG.first_ts < end, lambda r: r[F_TIME] < end)
+    # the ids are found through their keys; the rows are still checked
     if request_id is not None:
-        conds.append(
-            key_match(TelemetryCall.request_key, TelemetryCall.request_id, request_id, start, end)
-        )
+        want.checks.append(lambda r: r[F_REQUEST_ID] == request_id)
     if trace_id is not None:
-        conds.append(
-            key_match(TelemetryCall.trace_key, TelemetryCall.trace_id, trace_id, start, end)
-        )
-    return conds
+        want.checks.append(lambda r: r[F_TRACE_ID] == trace_id)
+    if cursor:
+        want.cursor = decode_cursor(cursor)
+        want.blocks.append(_SEG.first_ts <= want.cursor[0])
+    return want
+
+
+async def load_blocks(session: AsyncSession, batch_ids: Iterable[int]) -> dict[int, list[Row]]:
+    """The rows of these batches' blocks, by batch id (a deleted block is left out)."""
+    ids = list(batch_ids)
+    if not ids:
+        return {}
+    result = await session.execute(select(_SEG.batch_id, _SEG.calls).where(_SEG.batch_id.in_(ids)))
+    return {batch_id: segments.loads(calls) for batch_id, calls in result}
+
+
+def _newest(found: list[Found], count: int) -> list[Found]:
+    found.sort(key=lambda f: (f.ts, f.id), reverse=True)
+    return found[:count]
+
+
+async def _scan(session: AsyncSession, want: Criteria, count: int) -> list[Found]:
+    """The `count` newest matching calls, reading blocks newest first (by their last call)."""
+    found: list[Found] = []
+    order = (_SEG.last_ts.desc(), _SEG.batch_id.desc())
+    after: Any = None
+    per_read = 1
+    while True:
+        conds = list(want.blocks)
+        if after is not None:
+            last_ts, batch_id = after[1], after[0]
+            conds.append(
+                or_(_SEG.last_ts < last_ts, and_(_SEG.last_ts == last_ts, _SEG.batch_id < batch_id))
+            )
+        metas = (
+            await session.execute(
+                select(_SEG.batch_id, _SEG.last_ts).where(*conds).order_by(*order).limit(per_read)
+            )
+        ).all()
+        if not metas:
+            return found
+        # every call still unread is at or before this block's last call
+        if len(found) >= count and found[count - 1].ts > metas[0][1]:
+            return found
+        blocks = await load_blocks(session, (m[0] for m in metas))
+        for batch_id, _ in metas:
+            found += want.matches(batch_id, blocks.get(batch_id, ()))
+        found = _newest(found, count)
+        after = metas[-1]
+        per_read = min(per_read * 2, MAX_BLOCKS_PER_READ)
+
+
+async def _by_key(
+    session: AsyncSession, kind: int, idents: Sequence[str], start: float, end: float
+) -> dict[int, list[int]]:
+    """Positions of the calls whose keys match one of `idents` in [start, end), by batch
+    (candidates: a hash can collide, so the rows are checked after)."""
+    cond = or_(*(TelemetryCallKey.key.in_(candidate_keys(i, start, end)) for i in idents))
+    places: dict[int, list[int]] = defaultdict(list)
+    for (ref,) in await session.execute(select(TelemetryCallKey.ref).where(cond)):
+        batch_id, pos, ref_kind = segments.place(ref)
+        if ref_kind == kind:
+            places[batch_id].append(pos)
+    return places
+
+
+async def find_by_ids(
+    session: AsyncSession, kind: int, idents: Sequence[str], start: float, end: float
+) -> list[Row]:
+    """The stored calls whose request id (`kind` REQUEST) or trace id (TRACE) is one of
+    `idents`, in [start, end)."""
+    places = await _by_key(session, kind, idents, start, end)
+    blocks = await load_blocks(session, places)
+    index = F_REQUEST_ID if kind == REQUEST else F_TRACE_ID
+    wanted = set(idents)
+    rows = []
+    for batch_id, positions in places.items():
+        block = blocks.get(batch_id, ())
+        for pos in positions:
+            if pos < len(block) and block[pos][index] in wanted and start <= block[pos][0] < end:
+                rows.append(block[pos])
+    return rows
+
+
+async def _find(
+    session: AsyncSession, want: Criteria, kind: int, ident: str, start: float, end: float
+) -> list[Found]:
+    places = await _by_key(session, kind, [ident], start, end)
+    blocks = await load_blocks(session, places)
+    found: list[Found] = []
+    for batch_id, positions in places.items():
+        found += want.matches(batch_id, blocks.get(batch_id, ()), positions)
+    # a second at the edge of two ranges is searched in both
+    return [f for f in found if start <= f.ts < end]
 
 
 async def list_calls(
@@ -114,29 +290,22 @@ async def list_calls(
     `horizon` seconds ago (the call retention), stopping once the page is full."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
-    conds: list[Any] = []
-    if route is not None:
-        conds.append(TelemetryCall.route == route)
-    if consumer is not None:
-        conds.append(TelemetryCall.consumer == consumer)
-    if status is not None:
-        conds.append(_status_filter(status))
-    if error is not None:
-        conds.append(TelemetryCall.error != "" if error == "any" else TelemetryCall.error == error)
-    if start is not None:
-        conds.append(TelemetryCall.ts >= start)
-    if end is not None:
-        conds.append(TelemetryCall.ts < end)
-    if cursor:
-        ts, row_id = decode_cursor(cursor)
-        conds.append(
-            or_(TelemetryCall.ts < ts, and_(TelemetryCall.ts == ts, TelemetryCall.id < row_id))
-        )
-    order = (TelemetryCall.ts.desc(), TelemetryCall.id.desc())
+    want = criteria(
+        route=route,
+        consumer=consumer,
+        status=status,
+        error=error,
+        request_id=request_id,
+        trace_id=trace_id,
+        start=start,
+        end=end,
+        cursor=cursor,
+    )
     if request_id is None and trace_id is None:
-        stmt = select(TelemetryCall).where(*conds).order_by(*order).limit(limit + 1)
-        rows = list((await session.scalars(stmt)).all())
+        found = await _scan(session, want, limit + 1)
     else:
+        kind, ident = (REQUEST, request_id) if request_id is not None else (TRACE, trace_id)
+        assert ident is not None
         now = time.time() if now is None else now
         if start is not None or end is not None:
             ranges = [
@@ -147,21 +316,16 @@ async def list_calls(
             ]
         else:
             ranges = list(windows_back(now, now - horizon))
-        rows = []
+        found = []
         for a, b in ranges:
-            stmt = (
-                select(TelemetryCall)
-                .where(*conds, *_id_matches(request_id, trace_id, a, b))
-                .order_by(*order)
-                .limit(limit + 1 - len(rows))
-            )
-            rows += (await session.scalars(stmt)).all()
-            if len(rows) > limit:
+            found += await _find(session, want, kind, ident, a, b)
+            if len(found) > limit:
                 break
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more and rows else None
-    return CallsPage(items=[to_read(r) for r in rows], next_cursor=next_cursor)
+        found = _newest(found, limit + 1)
+    more = len(found) > limit
+    found = found[:limit]
+    next_cursor = encode_cursor(found[-1].ts, found[-1].id) if more and found else None
+    return CallsPage(items=[to_read(f) for f in found], next_cursor=next_cursor)
 
 
 async def get_call(

@@ -1,9 +1,9 @@
 """The console side of shipping: store batches durably, keep live aggregates, flush rollups.
 
-`ingest` writes one batch (its row and all its call detail) in one transaction with
-multi-row inserts, then adds the records to the live aggregates. Only after that returns
-is the batch acknowledged, so an acknowledged record is always in the store.
-`flush` writes closed minutes as rollup rows and flags their batches aggregated, in one
+`ingest` writes one batch (its row, its call detail as one block and the calls' lookup
+keys, see segments.py) in one transaction, then adds the records to the live aggregates.
+Only after that returns is the batch acknowledged, so an acknowledged record is always in
+the store. `flush` writes closed minutes as rollup rows and flags their batches aggregated, in one
 transaction. `recover` rebuilds the live aggregates of unflagged batches at start.
 """
 
@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
-from itertools import chain, repeat
+from collections.abc import AsyncIterator
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -26,17 +25,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hypercare.gateway.records import CallRecord
+from hypercare.telemetry import segments
 from hypercare.telemetry.aggregate import Aggregate, Key
-from hypercare.telemetry.callkeys import keys_of
 from hypercare.telemetry.capture import CallCapture, should_capture
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.telemetry.live import LiveStore
 from hypercare.telemetry.models import (
-    SIZES,
     TelemetryBatch,
-    TelemetryCall,
+    TelemetryCallKey,
     TelemetryHour,
     TelemetryMinute,
+    TelemetrySegment,
     TelemetryState,
 )
 from hypercare.telemetry.redact import Redactor
@@ -45,82 +44,17 @@ from hypercare.telemetry.wire import Batch
 log = logging.getLogger("hypercare.telemetry")
 
 HOURS_UNTIL = "hours_rolled_until"
-_CALL_COLUMNS = CallRecord._fields
-_LIMITS = [(i, SIZES[f]) for i, f in enumerate(_CALL_COLUMNS) if f in SIZES]
 _ID_CHUNK = 500
-_REQUEST_ID, _TRACE_ID = _CALL_COLUMNS.index("request_id"), _CALL_COLUMNS.index("trace_id")
-
-
-def call_rows(
-    records: list[CallRecord], batch_id: int, captures: dict[int, str | None]
-) -> list[tuple[Any, ...]]:
-    """The insert parameters of a batch's records, built column by column (C-level zip and
-    map instead of a Python step per field): strings cut to their column sizes, then the
-    batch id, the capture and the two lookup keys."""
-    n = len(records)
-    cols: list[Sequence[Any]] = list(zip(*records))  # noqa: B905 - records are uniform
-    for i, size in _LIMITS:
-        if max(map(len, cols[i])) > size:
-            cols[i] = [v[:size] for v in cols[i]]
-    times = cols[0]
-    capture: list[str | None] = [None] * n
-    for i, text in captures.items():
-        capture[i] = text
-    return list(
-        zip(
-            *cols,
-            repeat(batch_id, n),
-            capture,
-            keys_of(cols[_REQUEST_ID], times),
-            keys_of(cols[_TRACE_ID], times),
-            strict=True,
-        )
-    )
-
-
-_INSERT_COLUMNS = (
-    "ts",
-    *_CALL_COLUMNS[1:],
-    "batch_id",
-    "capture",
-    "request_key",
-    "trace_key",
-)
-
-
-def insert_calls_sql(paramstyle: str) -> str:
-    """A plain multi-row INSERT for the driver's executemany: on the ingest path the
-    per-row parameter processing of SQLAlchemy costs more than the insert itself."""
-    n = len(_INSERT_COLUMNS)
-    if paramstyle == "qmark":
-        marks = ["?"] * n
-    elif paramstyle == "numeric_dollar":
-        marks = [f"${i + 1}" for i in range(n)]
-    elif paramstyle == "numeric":
-        marks = [f":{i + 1}" for i in range(n)]
-    elif paramstyle == "format":
-        marks = ["%s"] * n
-    else:  # pragma: no cover - every supported driver is above
-        raise RuntimeError(f"unsupported DB-API paramstyle {paramstyle!r}")
-    return (
-        f"INSERT INTO {TelemetryCall.__tablename__} ({', '.join(_INSERT_COLUMNS)}) "
-        f"VALUES ({', '.join(marks)})"
-    )
-
-
-# SQLite's limit on parameters per statement (999 before 3.32)
+_KEYS = TelemetryCallKey.__tablename__
+# SQLite's limit on parameters per statement (999 before 3.32); a key row has two
 _SQLITE_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
-_MULTI_ROWS = _SQLITE_PARAMS // len(_INSERT_COLUMNS)
+_MULTI_ROWS = _SQLITE_PARAMS // 2
 
 
 @functools.lru_cache(maxsize=32)
 def multirow_insert_sql(rows: int) -> str:
-    """One INSERT of `rows` rows (qmark style)."""
-    one = f"({', '.join('?' * len(_INSERT_COLUMNS))})"
-    return (
-        f"INSERT INTO {TelemetryCall.__tablename__} ({', '.join(_INSERT_COLUMNS)}) "
-        f"VALUES {', '.join([one] * rows)}"
-    )
+    """One INSERT of `rows` key rows (qmark style)."""
+    return f"INSERT INTO {_KEYS} (key, ref) VALUES {', '.join(['(?, ?)'] * rows)}"
 
 
 def multirow_chunks(n: int, most: int = _MULTI_ROWS) -> list[int]:
@@ -137,6 +71,40 @@ def multirow_chunks(n: int, most: int = _MULTI_ROWS) -> list[int]:
     return sizes
 
 
+async def write_block(
+    conn: AsyncConnection, batch_id: int, block: segments.Block, *, sqlite: bool
+) -> None:
+    """Store a batch's call detail: its block row and its calls' lookup keys."""
+    await conn.execute(
+        insert(TelemetrySegment).values(
+            batch_id=batch_id,
+            first_ts=block.first_ts,
+            last_ts=block.last_ts,
+            routes=block.routes,
+            consumers=block.consumers,
+            statuses=block.statuses,
+            errors=block.errors,
+            calls=block.calls,
+        )
+    )
+    keys, refs = segments.key_rows(batch_id, block)
+    if not sqlite:
+        # PostgreSQL: two arrays in one statement instead of a row of parameters per key
+        await conn.exec_driver_sql(
+            f"INSERT INTO {_KEYS} (key, ref) SELECT * FROM unnest($1::bigint[], $2::bigint[])",
+            (keys, refs),
+        )
+        return
+    # SQLite: a few statements of many rows each; the driver gives up the GIL for each
+    # step, so one step per row would make the insert wait for the GIL thousands of times
+    pairs = list(zip(keys, refs, strict=True))
+    at = 0
+    for size in multirow_chunks(len(pairs)):
+        params = tuple(chain.from_iterable(pairs[at : at + size]))
+        await conn.exec_driver_sql(multirow_insert_sql(size), params)
+        at += size
+
+
 class Collector:
     """Ingest and flush for one console process; long-lived, kept in `AppState.extras`."""
 
@@ -145,7 +113,6 @@ class Collector:
         self.config = config
         self.live = live
         self.redactor = Redactor(config.redact.headers, config.redact.fields)
-        self._insert_calls = insert_calls_sql(engine.dialect.paramstyle)
         # SQLite has one writer; a transaction that read first and then writes fails at once
         # (SQLITE_BUSY, no wait) when another one committed meanwhile. Telemetry's writers
         # take turns instead. PostgreSQL needs no such lock.
@@ -162,20 +129,7 @@ class Collector:
             async with self.engine.begin() as conn:
                 yield conn
 
-    async def _insert(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
-        if not self._sqlite:
-            await conn.exec_driver_sql(self._insert_calls, rows)
-            return
-        # SQLite: a few statements of many rows each instead of one step per row. The
-        # driver gives up the GIL for each step: per row, the event loop's Python work
-        # (decoding the next batch) made the insert wait for the GIL thousands of times.
-        at = 0
-        for size in multirow_chunks(len(rows)):
-            params = tuple(chain.from_iterable(rows[at : at + size]))
-            await conn.exec_driver_sql(multirow_insert_sql(size), params)
-            at += size
-
-    def _capture(self, r: CallRecord, cap: CallCapture) -> str | None:
+    def _capture(self, r: CallRecord, cap: CallCapture) -> dict[str, Any] | None:
         policy = self.config.capture.policy_for(r.route)
         # the sample draw happened on the gateway; the console only refuses what the
         # policy can never allow
@@ -184,17 +138,13 @@ class Collector:
         limit = self.config.capture.max_body_bytes
         req_type = next((v for n, v in cap.request_headers if n.lower() == "content-type"), "")
         resp_type = next((v for n, v in cap.response_headers if n.lower() == "content-type"), "")
-        text: str = json.dumps(
-            {
-                "request_headers": self.redactor.redact_headers(cap.request_headers),
-                "response_headers": self.redactor.redact_headers(cap.response_headers),
-                "request_body": self.redactor.redact_body(cap.request_body[:limit], req_type),
-                "response_body": self.redactor.redact_body(cap.response_body[:limit], resp_type),
-                "truncated": len(cap.request_body) > limit or len(cap.response_body) > limit,
-            },
-            ensure_ascii=False,
-        )
-        return text
+        return {
+            "request_headers": self.redactor.redact_headers(cap.request_headers),
+            "response_headers": self.redactor.redact_headers(cap.response_headers),
+            "request_body": self.redactor.redact_body(cap.request_body[:limit], req_type),
+            "response_body": self.redactor.redact_body(cap.response_body[:limit], resp_type),
+            "truncated": len(cap.request_body) > limit or len(cap.response_body) > limit,
+        }
 
     async def ingest(self, node: str, batch: Batch) -> tuple[int, bool]:
         """Store `batch`; returns (records accepted, whether it was a duplicate)."""
@@ -220,10 +170,12 @@ class Collector:
                     raise RuntimeError("the store returned no id for the new batch")
                 if batch.records:
                     caps = {
-                        i: self._capture(batch.records[i], c) for i, c in batch.captures.items()
+                        i: cap
+                        for i, c in batch.captures.items()
+                        if (cap := self._capture(batch.records[i], c)) is not None
                     }
-                    rows = call_rows(batch.records, batch_id, caps)
-                    await self._insert(conn, rows)
+                    block = segments.build(batch.records, caps, batch.rows)
+                    await write_block(conn, batch_id, block, sqlite=self._sqlite)
         except IntegrityError:
             # the batch key is stored already: this batch was sent before
             stats.duplicates += 1
@@ -314,14 +266,12 @@ async def recover(engine: AsyncEngine, live: LiveStore) -> int:
                 )
             )
         ).all()
-        cols = [getattr(TelemetryCall, "ts" if f == "time" else f) for f in _CALL_COLUMNS]
         for batch_id, flushed_until in batches:
-            result = await conn.execute(
-                select(*cols).where(
-                    TelemetryCall.batch_id == batch_id, TelemetryCall.ts >= flushed_until
-                )
+            calls = await conn.scalar(
+                select(TelemetrySegment.calls).where(TelemetrySegment.batch_id == batch_id)
             )
-            records = [CallRecord(*row) for row in result]
+            rows = segments.loads(calls) if calls is not None else []
+            records = [segments.record_of(r) for r in rows if r[0] >= flushed_until]
             live.add(batch_id, records)
             count += len(records)
     if count:

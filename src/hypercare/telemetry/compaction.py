@@ -18,9 +18,10 @@ from hypercare.telemetry.aggregate import Aggregate
 from hypercare.telemetry.collector import HOURS_UNTIL, Collector, hours_until
 from hypercare.telemetry.models import (
     TelemetryBatch,
-    TelemetryCall,
+    TelemetryCallKey,
     TelemetryHour,
     TelemetryMinute,
+    TelemetrySegment,
     TelemetryState,
 )
 
@@ -82,6 +83,60 @@ async def _delete_where(collector: Collector, table: Any, cond: Any, batch: int)
         await asyncio.sleep(0)  # let ingest and queries run between batches
 
 
+async def _expire_segments(collector: Collector, before: float, batch: int) -> int:
+    """Delete the call blocks whose calls are all older than `before` (but never one whose
+    batch is not in the rollups yet), about `batch` calls per transaction; returns calls."""
+    waiting = select(TelemetryBatch.id).where(TelemetryBatch.aggregated.is_(False))
+    cond = (TelemetrySegment.last_ts < before) & TelemetrySegment.batch_id.not_in(waiting)
+    deleted = 0
+    per = max(1, batch // 100)  # blocks looked at per transaction
+    while True:
+        async with collector.writing() as conn:
+            blocks = (
+                await conn.execute(
+                    select(TelemetrySegment.batch_id, func.coalesce(TelemetryBatch.records, 0))
+                    .outerjoin(TelemetryBatch, TelemetryBatch.id == TelemetrySegment.batch_id)
+                    .where(cond)
+                    .order_by(TelemetrySegment.last_ts)
+                    .limit(per)
+                )
+            ).all()
+            ids, calls = [], 0
+            for batch_id, records in blocks:
+                ids.append(batch_id)
+                calls += records
+                if calls >= batch:
+                    break
+            if ids:
+                await conn.execute(
+                    delete(TelemetrySegment).where(TelemetrySegment.batch_id.in_(ids))
+                )
+        deleted += calls
+        if not ids or (len(ids) == len(blocks) < per):
+            return deleted
+        await asyncio.sleep(0)  # let ingest and queries run between batches
+
+
+async def _expire_keys(collector: Collector, before: float, batch: int) -> int:
+    """Delete the lookup keys of calls older than `before`, `batch` keys per transaction
+    (keys start with their call's second: this is a range at the start of the index)."""
+    limit = int(before) << 31
+    key = TelemetryCallKey.key
+    deleted = 0
+    while True:
+        async with collector.writing() as conn:
+            bound = await conn.scalar(
+                select(key).where(key < limit).order_by(key).offset(batch).limit(1)
+            )
+            result = await conn.execute(
+                delete(TelemetryCallKey).where(key < (limit if bound is None else bound))
+            )
+        deleted += result.rowcount or 0
+        if bound is None:
+            return deleted
+        await asyncio.sleep(0)
+
+
 async def expire(collector: Collector, now: float) -> dict[str, int]:
     """Delete call detail, batches, minute and hour rollups past their retention."""
     cfg = collector.config
@@ -94,9 +149,8 @@ async def expire(collector: Collector, now: float) -> dict[str, int]:
     minutes_before = min(now - keep.minutes.total_seconds(), rolled)
     hours_before = now - keep.hours.total_seconds()
     return {
-        "calls": await _delete_where(
-            collector, TelemetryCall, TelemetryCall.ts < calls_before, batch
-        ),
+        "calls": await _expire_segments(collector, calls_before, batch),
+        "call_keys": await _expire_keys(collector, calls_before, batch),
         "batches": await _delete_where(
             collector,
             TelemetryBatch,

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -61,7 +62,7 @@ class TelemetryNode(Base):
 
 class TelemetryBatch(Base):
     """One accepted ingest batch. `batch_key` makes a re-sent batch a no-op; `aggregated`
-    says its records are in the rollup tables (else they are rebuilt from call detail)."""
+    says its records are in the rollup tables (else they are rebuilt from its segment)."""
 
     __tablename__ = "telemetry_batches"
 
@@ -75,42 +76,36 @@ class TelemetryBatch(Base):
     flushed_until: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class TelemetryCall(Base):
-    __tablename__ = "telemetry_calls"
-    __table_args__ = (
-        Index("ix_telemetry_calls_route_ts", "route", "ts"),
-        # time-prefixed hashes of the random ids (telemetry/callkeys.py): an index on the
-        # ids themselves costs a random page write per call on ingest
-        Index("ix_telemetry_calls_request_key", "request_key"),
-        Index("ix_telemetry_calls_trace_key", "trace_key"),
-        Index("ix_telemetry_calls_batch_id", "batch_id"),
-    )
+class TelemetrySegment(Base):
+    """The call detail of one batch, stored as one block (telemetry/segments.py): its calls
+    as a JSON array of rows, with the time range and the distinct routes, consumers,
+    statuses and error kinds in it, so that a search reads only the blocks that can match.
+    Written once and never updated (a batch's mutable flags live in `telemetry_batches`)."""
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    batch_id: Mapped[int] = mapped_column(BigInteger)
-    ts: Mapped[float] = mapped_column(Float, index=True)
-    route: Mapped[str] = mapped_column(String(SIZES["route"]))
-    consumer: Mapped[str] = mapped_column(String(SIZES["consumer"]))
-    method: Mapped[str] = mapped_column(String(SIZES["method"]))
-    path_template: Mapped[str] = mapped_column(String(SIZES["path_template"]))
-    path: Mapped[str] = mapped_column(String(SIZES["path"]))
-    status: Mapped[int] = mapped_column(Integer)
-    request_bytes: Mapped[int] = mapped_column(BigInteger)
-    response_bytes: Mapped[int] = mapped_column(BigInteger)
-    target: Mapped[str] = mapped_column(String(SIZES["target"]))
-    gateway_ms: Mapped[float] = mapped_column(Float)
-    upstream_ms: Mapped[float] = mapped_column(Float)
-    total_ms: Mapped[float] = mapped_column(Float)
-    error: Mapped[str] = mapped_column(String(SIZES["error"]))
-    client_ip: Mapped[str] = mapped_column(String(SIZES["client_ip"]))
-    request_id: Mapped[str] = mapped_column(String(SIZES["request_id"]))
-    trace_id: Mapped[str] = mapped_column(String(SIZES["trace_id"]))
-    upstream: Mapped[str] = mapped_column(String(SIZES["upstream"]))
-    user_agent: Mapped[str] = mapped_column(String(SIZES["user_agent"]))
-    request_key: Mapped[int] = mapped_column(BigInteger)
-    trace_key: Mapped[int] = mapped_column(BigInteger)
-    # redacted headers and bodies as JSON, when the route's capture policy kept them
-    capture: Mapped[str | None] = mapped_column(Text, nullable=True)
+    __tablename__ = "telemetry_segments"
+
+    batch_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    first_ts: Mapped[float] = mapped_column(Float)
+    last_ts: Mapped[float] = mapped_column(Float, index=True)
+    # "\n"-separated sets with a "\n" at both ends, so that `instr` matches whole values
+    routes: Mapped[str] = mapped_column(Text)
+    consumers: Mapped[str] = mapped_column(Text)
+    statuses: Mapped[str] = mapped_column(Text)
+    errors: Mapped[str] = mapped_column(Text)
+    # last, so that reading the columns above never touches the block's overflow pages
+    calls: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TelemetryCallKey(Base):
+    """Lookup of calls by request id and trace id: `key` starts with the call's second and
+    ends with a hash of the id (telemetry/callkeys.py); `ref` is the call's place, see
+    `segments.ref`. Keyed on (key, ref) without a rowid: one B-tree, appended near its end."""
+
+    __tablename__ = "telemetry_call_keys"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    key: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ref: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
 
 
 # what the analytics queries read of a rollup row besides its histograms (query.py)

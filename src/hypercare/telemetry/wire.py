@@ -45,6 +45,9 @@ class Batch(NamedTuple):
     spool_bytes: int
     records: list[CallRecord]
     captures: dict[int, CallCapture]
+    # the records as decoded JSON arrays, when each was exactly a record (the collector
+    # stores these as they are when nothing in them needs cutting)
+    rows: list[list[Any]] | None = None
 
 
 def encode_batch(
@@ -147,10 +150,11 @@ def _body(value: Any, where: str) -> bytes:
         raise _bad(f"{where} is not valid base64") from None
 
 
-def _records(rows: list[Any], strict_json: bool) -> list[CallRecord]:
-    """Records of a batch. Rows of exactly the types our shipper writes are taken as they
-    are and their numbers checked column by column (C-level min/max); anything else is
-    checked field by field. `strict_json`: the parser refused NaN and infinities."""
+def _records(rows: list[Any], strict_json: bool) -> tuple[list[CallRecord], bool]:
+    """Records of a batch, and whether every row was exactly a record. Rows of exactly
+    the types our shipper writes are taken as they are and their numbers checked column
+    by column (C-level min/max); anything else is checked field by field. `strict_json`:
+    the parser refused NaN and infinities."""
     make = CallRecord._make
     fast = _FAST
     records: list[CallRecord] = []
@@ -163,7 +167,7 @@ def _records(rows: list[Any], strict_json: bool) -> list[CallRecord]:
             slow = True
             break
     if slow or not strict_json:
-        return [_record(row, i) for i, row in enumerate(rows)]
+        return [_record(row, i) for i, row in enumerate(rows)], False
     if records:
         times: list[float] = [r.time for r in records]
         durations = [r.gateway_ms for r in records]
@@ -177,7 +181,7 @@ def _records(rows: list[Any], strict_json: bool) -> list[CallRecord]:
         ):
             for i, r in enumerate(records):
                 _sane(r, i)  # raises with the index of the first bad record
-    return records
+    return records, True
 
 
 def _parse(body: bytes) -> tuple[Any, bool]:
@@ -213,7 +217,7 @@ def decode_batch(body: bytes) -> Batch:
         if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
             raise _bad(f'"{name}" must be a non-negative number')
         numbers[name] = v
-    records = _records(rows, strict)
+    records, exact = _records(rows, strict)
     captures: dict[int, CallCapture] = {}
     caps = doc.get("captures", [])
     if not isinstance(caps, list):
@@ -238,4 +242,5 @@ def decode_batch(body: bytes) -> Batch:
         int(numbers["spool_bytes"]),
         records,
         captures,
+        rows if exact else None,
     )
