@@ -237,34 +237,33 @@ async def _by_key(
     return places
 
 
-async def find_by_ids(
-    session: AsyncSession, kind: int, idents: Sequence[str], start: float, end: float
-) -> list[Row]:
-    """The stored calls whose request id (`kind` REQUEST) or trace id (TRACE) is one of
-    `idents`, in [start, end)."""
-    places = await _by_key(session, kind, idents, start, end)
-    blocks = await load_blocks(session, places)
-    index = F_REQUEST_ID if kind == REQUEST else F_TRACE_ID
-    wanted = set(idents)
-    rows = []
-    for batch_id, positions in places.items():
-        block = blocks.get(batch_id, ())
-        for pos in positions:
-            if pos < len(block) and block[pos][index] in wanted and start <= block[pos][0] < end:
-                rows.append(block[pos])
-    return rows
-
-
-async def _find(
-    session: AsyncSession, want: Criteria, kind: int, ident: str, start: float, end: float
+async def _keyed(
+    session: AsyncSession,
+    want: Criteria,
+    kind: int,
+    idents: Sequence[str],
+    start: float,
+    end: float,
 ) -> list[Found]:
-    places = await _by_key(session, kind, [ident], start, end)
+    """The calls `want` accepts among those whose keys match `idents` in [start, end)."""
+    places = await _by_key(session, kind, idents, start, end)
     blocks = await load_blocks(session, places)
     found: list[Found] = []
     for batch_id, positions in places.items():
         found += want.matches(batch_id, blocks.get(batch_id, ()), positions)
     # a second at the edge of two ranges is searched in both
     return [f for f in found if start <= f.ts < end]
+
+
+async def find_by_ids(
+    session: AsyncSession, kind: int, idents: Sequence[str], start: float, end: float
+) -> list[Row]:
+    """The stored calls whose request id (`kind` REQUEST) or trace id (TRACE) is one of
+    `idents`, in [start, end)."""
+    index = F_REQUEST_ID if kind == REQUEST else F_TRACE_ID
+    wanted = set(idents)
+    want = Criteria(checks=[lambda r: r[index] in wanted])
+    return [f.row for f in await _keyed(session, want, kind, idents, start, end)]
 
 
 async def list_calls(
@@ -318,7 +317,7 @@ async def list_calls(
             ranges = list(windows_back(now, now - horizon))
         found = []
         for a, b in ranges:
-            found += await _find(session, want, kind, ident, a, b)
+            found += await _keyed(session, want, kind, [ident], a, b)
             if len(found) > limit:
                 break
         found = _newest(found, limit + 1)
