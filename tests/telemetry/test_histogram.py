@@ -144,6 +144,9 @@ def test_buckets_of_is_bucket_of() -> None:
     values: list[float] = [0, 0.0, 1e-9, MIN_MS, 0.0010001, 1, 1.0, 20, MAX_MS, MAX_MS * 2, 1e11]
     values += [rng.lognormvariate(2, 3) for _ in range(5000)]
     assert list(buckets_of(values)) == [bucket_of(v) for v in values]
+    # the paths that skip a clamp: all values above the lowest bucket, none past the last
+    for part in (values[4:8], [v for v in values if MIN_MS <= v <= MAX_MS], values[:3], []):
+        assert list(buckets_of(iter(part))) == [bucket_of(v) for v in part]
 
 
 def _one(r: CallRecord) -> Aggregate:

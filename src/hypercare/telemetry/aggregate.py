@@ -134,8 +134,17 @@ Key = tuple[str, str, int]  # (dimension, key, bucket start)
 def buckets_of(values: Iterable[float]) -> Iterator[int]:
     """`bucket_of` of each value, with the same arithmetic, but as a chain of C-level maps:
     ``min(ceil(log(max(v, MIN_MS)) / ln(GAMMA)), MAX_INDEX)``."""
-    logs = map(math.log, map(max, values, repeat(MIN_MS)))
-    return map(min, map(math.ceil, map(truediv, logs, repeat(_LN_GAMMA))), repeat(_MAX_INDEX))
+    if not isinstance(values, list | tuple):
+        values = list(values)
+    # the clamps cost more than the rest: skipped (one C-level pass each) when not needed
+    if values and min(values) >= MIN_MS:
+        logs = map(math.log, values)
+    else:
+        logs = map(math.log, map(max, values, repeat(MIN_MS)))
+    indices = list(map(math.ceil, map(truediv, logs, repeat(_LN_GAMMA))))
+    if indices and max(indices) > _MAX_INDEX:
+        return map(min, indices, repeat(_MAX_INDEX))
+    return iter(indices)
 
 
 _STATUS, _REQ_BYTES, _RESP_BYTES, _ERROR = (
