@@ -15,7 +15,7 @@ from hypercare.errors import NotFound
 from hypercare.store.db import session_factory
 from hypercare.store.migrate import alembic_config, migrate
 from hypercare.telemetry import calls
-from hypercare.telemetry.callkeys import SECOND, call_key, id_hash, windows_back
+from hypercare.telemetry.callkeys import SECOND, call_key, id_hash, keys_of, windows_back
 from hypercare.telemetry.collector import Collector
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.telemetry.live import LiveStore
@@ -36,6 +36,10 @@ def test_keys_of_one_second_share_their_prefix_and_fit_64_bits() -> None:
     assert call_key("\U0010ffff" * 64, 4_102_444_799.9) < 2**63
     # ids that are not valid UTF-8 text (lone surrogates) still get a key
     assert call_key("bad\ud800id", 1e9) >= 0
+    # the column-wise version gives the same keys
+    ids, times = ["req-a", "bad\ud800id", "x"], [1e9, 1.5e9 + 0.7, 4_102_444_799.9]
+    assert keys_of(ids, times) == [call_key(i, t) for i, t in zip(ids, times, strict=True)]
+    assert keys_of(ids[::2], times[::2]) == [call_key(ids[0], times[0]), call_key("x", times[2])]
 
 
 def test_search_windows_go_back_newest_first_without_gaps() -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from itertools import repeat
+from operator import and_, lshift, or_
 from zlib import crc32
 
 from sqlalchemy import BigInteger, Select, literal, select
@@ -45,8 +47,10 @@ def keys_of(ids: Sequence[str], times: Sequence[float]) -> list[int]:
         hashes = list(map(crc32, map(str.encode, ids)))
     except UnicodeEncodeError:  # a lone surrogate somewhere: the careful way
         return list(map(call_key, ids, times))
-    mask = _HASH_MASK
-    return [(int(t) << _HASH_BITS) | (h & mask) for t, h in zip(times, hashes, strict=True)]
+    if len(hashes) != len(times):
+        raise ValueError("keys_of needs one time per id")
+    seconds = map(lshift, map(int, times), repeat(_HASH_BITS))
+    return list(map(or_, seconds, map(and_, hashes, repeat(_HASH_MASK))))
 
 
 def seconds_of(start: float, end: float) -> tuple[int, int]:
