@@ -161,6 +161,10 @@ async def test_calls_stored_before_the_migrations_are_found_after_them(
             session=session, trace_id=r.trace_id, start=r.time - 60, end=r.time + 60
         )
         assert [c.request_id for c in by_trace.items] == ["before-keys"]
+        by_route = await calls.list_calls(
+            session=session, route=r.route, status="2xx", start=r.time - 60, end=r.time + 60
+        )
+        assert [c.request_id for c in by_route.items] == ["before-keys"]
 
 
 async def test_blocks_go_back_to_rows_on_downgrade_and_return(engine: AsyncEngine) -> None:

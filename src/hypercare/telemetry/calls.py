@@ -25,7 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.errors import InvalidInput, NotFound
 from hypercare.telemetry import segments
 from hypercare.telemetry.callkeys import candidate_keys, windows_back
-from hypercare.telemetry.models import CallRead, CallsPage, TelemetryCallKey, TelemetrySegment
+from hypercare.telemetry.models import (
+    CallRead,
+    CallsPage,
+    TelemetryCallKey,
+    TelemetrySegment,
+    TelemetrySegmentRoute,
+)
 from hypercare.telemetry.segments import (
     F_CAPTURE,
     F_CONSUMER,
@@ -94,6 +100,10 @@ class Criteria:
     blocks: list[Any] = field(default_factory=list)
     checks: list[Callable[[Row], bool]] = field(default_factory=list)
     cursor: tuple[float, int] | None = None
+    # the summaries searched: the blocks', or one route's parts of them
+    table: Any = TelemetrySegment
+    # conditions on the blocks' own sets while searching route parts
+    joined: list[Any] = field(default_factory=list)
 
     def where(self, block: Any, check: Callable[[Row], bool]) -> None:
         self.blocks.append(block)
@@ -119,17 +129,18 @@ class Criteria:
 
 def _status(want: Criteria, status: str) -> None:
     s = status.strip().lower()
+    statuses = want.table.statuses
     if len(s) == 3 and s[0] in "12345" and s[1:] == "xx":
         low = int(s[0]) * 100
         want.where(
-            _SEG.statuses.contains(f"\n{s[0]}", autoescape=True),
+            statuses.contains(f"\n{s[0]}", autoescape=True),
             lambda r: low <= r[F_STATUS] < low + 100,
         )
         return
     if s.isdigit() and 100 <= int(s) <= 599:
         code = int(s)
         want.where(
-            _SEG.statuses.contains(segments.tag(code), autoescape=True),
+            statuses.contains(segments.tag(code), autoescape=True),
             lambda r: r[F_STATUS] == code,
         )
         return
@@ -153,20 +164,27 @@ def criteria(
     cursor: str | None,
 ) -> Criteria:
     want = Criteria()
+    summary: Any
     if route is not None:
-        _equal(_SEG.routes, F_ROUTE, route, want)
+        # one route: its parts of the blocks, through the (route, last_ts) index
+        want.table = summary = TelemetrySegmentRoute
+        want.where(summary.route == route, lambda r: r[F_ROUTE] == route)
+    else:
+        summary = _SEG
     if consumer is not None:
         _equal(_SEG.consumers, F_CONSUMER, consumer, want)
+        if summary is not _SEG:
+            want.joined.append(want.blocks.pop())
     if status is not None:
         _status(want, status)
     if error == "any":
-        want.where(_SEG.errors != "\n", lambda r: r[F_ERROR] != "")
+        want.where(summary.errors != "\n", lambda r: r[F_ERROR] != "")
     elif error is not None:
-        _equal(_SEG.errors, F_ERROR, error, want)
+        _equal(summary.errors, F_ERROR, error, want)
     if start is not None:
-        want.where(_SEG.last_ts >= start, lambda r: r[F_TIME] >= start)
+        want.where(summary.last_ts >= start, lambda r: r[F_TIME] >= start)
     if end is not None:
-        want.where(_SEG.first_ts < end, lambda r: r[F_TIME] < end)
+        want.where(summary.first_ts < end, lambda r: r[F_TIME] < end)
     # the ids are found through their keys; the rows are still checked
     if request_id is not None:
         want.checks.append(lambda r: r[F_REQUEST_ID] == request_id)
@@ -174,7 +192,7 @@ def criteria(
         want.checks.append(lambda r: r[F_TRACE_ID] == trace_id)
     if cursor:
         want.cursor = decode_cursor(cursor)
-        want.blocks.append(_SEG.first_ts <= want.cursor[0])
+        want.blocks.append(summary.first_ts <= want.cursor[0])
     return want
 
 
@@ -195,21 +213,20 @@ def _newest(found: list[Found], count: int) -> list[Found]:
 async def _scan(session: AsyncSession, want: Criteria, count: int) -> list[Found]:
     """The `count` newest matching calls, reading blocks newest first (by their last call)."""
     found: list[Found] = []
-    order = (_SEG.last_ts.desc(), _SEG.batch_id.desc())
+    table = want.table
+    order = (table.last_ts.desc(), table.batch_id.desc())
     after: Any = None
     per_read = 1
     while True:
         conds = list(want.blocks)
         if after is not None:
             last_ts, batch_id = after[1], after[0]
-            conds.append(
-                or_(_SEG.last_ts < last_ts, and_(_SEG.last_ts == last_ts, _SEG.batch_id < batch_id))
-            )
-        metas = (
-            await session.execute(
-                select(_SEG.batch_id, _SEG.last_ts).where(*conds).order_by(*order).limit(per_read)
-            )
-        ).all()
+            older = and_(table.last_ts == last_ts, table.batch_id < batch_id)
+            conds.append(or_(table.last_ts < last_ts, older))
+        stmt = select(table.batch_id, table.last_ts).where(*conds)
+        if want.joined:
+            stmt = stmt.join(_SEG, _SEG.batch_id == table.batch_id).where(*want.joined)
+        metas = (await session.execute(stmt.order_by(*order).limit(per_read))).all()
         if not metas:
             return found
         # every call still unread is at or before this block's last call

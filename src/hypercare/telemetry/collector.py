@@ -36,6 +36,7 @@ from hypercare.telemetry.models import (
     TelemetryHour,
     TelemetryMinute,
     TelemetrySegment,
+    TelemetrySegmentRoute,
     TelemetryState,
 )
 from hypercare.telemetry.redact import Redactor
@@ -86,6 +87,20 @@ async def write_block(
             errors=block.errors,
             calls=block.calls,
         )
+    )
+    await conn.execute(
+        insert(TelemetrySegmentRoute),
+        [
+            {
+                "batch_id": batch_id,
+                "route": part.route,
+                "first_ts": block.first_ts,
+                "last_ts": block.last_ts,
+                "statuses": part.statuses,
+                "errors": part.errors,
+            }
+            for part in block.route_parts
+        ],
     )
     keys, refs = segments.key_rows(batch_id, block)
     if not sqlite:

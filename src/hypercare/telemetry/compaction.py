@@ -22,6 +22,7 @@ from hypercare.telemetry.models import (
     TelemetryHour,
     TelemetryMinute,
     TelemetrySegment,
+    TelemetrySegmentRoute,
     TelemetryState,
 )
 
@@ -110,6 +111,9 @@ async def _expire_segments(collector: Collector, before: float, batch: int) -> i
             if ids:
                 await conn.execute(
                     delete(TelemetrySegment).where(TelemetrySegment.batch_id.in_(ids))
+                )
+                await conn.execute(
+                    delete(TelemetrySegmentRoute).where(TelemetrySegmentRoute.batch_id.in_(ids))
                 )
         deleted += calls
         if not ids or (len(ids) == len(blocks) < per):

@@ -96,6 +96,26 @@ class TelemetrySegment(Base):
     calls: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class TelemetrySegmentRoute(Base):
+    """One route's part of a call block: the statuses and error kinds of that route's calls
+    in the block, so that a search of one route (the route page's failing calls) reads only
+    the blocks holding a match, through the (route, last_ts) index, however many other
+    routes and blocks there are. The time range is the block's."""
+
+    __tablename__ = "telemetry_segment_routes"
+    __table_args__ = (
+        Index("ix_telemetry_segment_routes_route_last_ts", "route", "last_ts"),
+        {"sqlite_with_rowid": False},
+    )
+
+    batch_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    route: Mapped[str] = mapped_column(String(SIZES["route"]), primary_key=True)
+    first_ts: Mapped[float] = mapped_column(Float)
+    last_ts: Mapped[float] = mapped_column(Float)
+    statuses: Mapped[str] = mapped_column(Text)
+    errors: Mapped[str] = mapped_column(Text)
+
+
 class TelemetryCallKey(Base):
     """Lookup of calls by request id and trace id: `key` starts with the call's second and
     ends with a hash of the id (telemetry/callkeys.py); `ref` is the call's place, see

@@ -10,6 +10,9 @@ the route's policy kept one) in one `telemetry_segments` row, with:
   blocks that overlap it, newest first;
 - its distinct routes, consumers, statuses and error kinds as ``\\n``-separated sets, so a
   filtered search decodes only blocks that hold a match;
+- per route, the statuses and error kinds of that route's calls (`telemetry_segment_routes`,
+  indexed by route and time), so a search of one route finds the blocks with its matches
+  without reading the blocks of other routes;
 - two lookup keys per call, request id and trace id, in `telemetry_call_keys` (see
   callkeys.py), each pointing at the call's place: ``ref = batch_id << 16 | pos << 1 | kind``.
 
@@ -19,6 +22,7 @@ A call's id in the API is ``batch_id << 15 | pos``: unique, and ordered like the
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -65,6 +69,12 @@ def tagset(values: Iterable[Any]) -> str:
     return "\n" + "".join(f"{v}\n" for v in sorted(set(values)))
 
 
+class RoutePart(NamedTuple):
+    route: str
+    statuses: str
+    errors: str
+
+
 class Block(NamedTuple):
     first_ts: float
     last_ts: float
@@ -75,6 +85,7 @@ class Block(NamedTuple):
     calls: bytes
     request_keys: list[int]
     trace_keys: list[int]
+    route_parts: list[RoutePart]
 
 
 def _dumps(rows: list[Any]) -> bytes:
@@ -116,6 +127,15 @@ def build(
         rows = list(zip(*cols))  # noqa: B905 - columns of equal length
         for i, capture in captures.items():
             rows[i] = (*rows[i], capture)
+    # per route, from the distinct (route, value) pairs (C-level set of zip)
+    statuses: dict[str, list[int]] = defaultdict(list)
+    for route, status in set(zip(cols[F_ROUTE], cols[F_STATUS])):  # noqa: B905
+        statuses[route].append(status)
+    errors: dict[str, list[str]] = defaultdict(list)
+    for route, error in set(zip(cols[F_ROUTE], cols[F_ERROR])):  # noqa: B905
+        if error:
+            errors[route].append(error)
+    parts = [RoutePart(r, tagset(c), tagset(errors.get(r, ()))) for r, c in statuses.items()]
     return Block(
         first_ts=min(times),
         last_ts=max(times),
@@ -126,6 +146,7 @@ def build(
         calls=_dumps(rows),
         request_keys=keys_of(cols[F_REQUEST_ID], times),
         trace_keys=keys_of(cols[F_TRACE_ID], times),
+        route_parts=parts,
     )
 
 
@@ -145,6 +166,7 @@ def record_of(row: Sequence[Any]) -> CallRecord:
 
 __all__ = [
     "Block",
+    "RoutePart",
     "build",
     "call_id",
     "key_rows",

@@ -68,6 +68,15 @@ _SEGMENTS = sa.table(
     sa.column("errors", sa.Text),
     sa.column("calls", sa.LargeBinary),
 )
+_ROUTES = sa.table(
+    "telemetry_segment_routes",
+    sa.column("batch_id", sa.BigInteger),
+    sa.column("route", sa.String),
+    sa.column("first_ts", sa.Float),
+    sa.column("last_ts", sa.Float),
+    sa.column("statuses", sa.Text),
+    sa.column("errors", sa.Text),
+)
 _KEYS = sa.table(
     "telemetry_call_keys", sa.column("key", sa.BigInteger), sa.column("ref", sa.BigInteger)
 )
@@ -112,6 +121,26 @@ def _move_calls_into_blocks() -> None:
             )
         )
         conn.execute(_KEYS.insert(), keys)
+        parts: dict[str, tuple[set[Any], set[Any]]] = {}
+        for row in rows:
+            codes, errors = parts.setdefault(row[1], (set(), set()))
+            codes.add(row[6])
+            if row[13]:
+                errors.add(row[13])
+        conn.execute(
+            _ROUTES.insert(),
+            [
+                {
+                    "batch_id": batch_id,
+                    "route": route,
+                    "first_ts": min(times),
+                    "last_ts": max(times),
+                    "statuses": _tagset(codes),
+                    "errors": _tagset(errors),
+                }
+                for route, (codes, errors) in parts.items()
+            ],
+        )
 
 
 def upgrade() -> None:
@@ -130,6 +159,21 @@ def upgrade() -> None:
     with op.batch_alter_table("telemetry_segments", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_telemetry_segments_last_ts"), ["last_ts"], unique=False
+        )
+    op.create_table(
+        "telemetry_segment_routes",
+        sa.Column("batch_id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("route", sa.String(length=200), nullable=False),
+        sa.Column("first_ts", sa.Float(), nullable=False),
+        sa.Column("last_ts", sa.Float(), nullable=False),
+        sa.Column("statuses", sa.Text(), nullable=False),
+        sa.Column("errors", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("batch_id", "route", name=op.f("pk_telemetry_segment_routes")),
+        sqlite_with_rowid=False,
+    )
+    with op.batch_alter_table("telemetry_segment_routes", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_telemetry_segment_routes_route_last_ts", ["route", "last_ts"], unique=False
         )
     op.create_table(
         "telemetry_call_keys",
@@ -195,6 +239,9 @@ def downgrade() -> None:
         batch_op.create_index("ix_telemetry_calls_trace_key", ["trace_key"], unique=False)
     _restore_calls()
     op.drop_table("telemetry_call_keys")
+    with op.batch_alter_table("telemetry_segment_routes", schema=None) as batch_op:
+        batch_op.drop_index("ix_telemetry_segment_routes_route_last_ts")
+    op.drop_table("telemetry_segment_routes")
     with op.batch_alter_table("telemetry_segments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_telemetry_segments_last_ts"))
     op.drop_table("telemetry_segments")
