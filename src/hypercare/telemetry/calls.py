@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import InvalidInput, NotFound
@@ -51,9 +52,11 @@ MAX_LIMIT = 1000
 DEFAULT_HORIZON = 72 * 3600.0
 # how far either side of a hinted time (`get_call(near=...)`) the first search looks
 NEAR_SECONDS = 3600.0
-# blocks a search reads per round trip: 1, then doubling up to this (a page of recent
-# calls is usually in the newest block)
-MAX_BLOCKS_PER_READ = 16
+# how much of the blocks a search reads per round trip: this much first (a page of recent
+# calls is usually in the newest block), then twice as much each time, up to the maximum
+FIRST_READ_BYTES = 64 * 1024
+MAX_READ_BYTES = 8 * 1024 * 1024
+CANDIDATE_PAGE = 512  # block summaries read at a time
 _SEG = TelemetrySegment
 Row = list[Any]
 
@@ -210,34 +213,61 @@ def _newest(found: list[Found], count: int) -> list[Found]:
     return found[:count]
 
 
-async def _scan(session: AsyncSession, want: Criteria, count: int) -> list[Found]:
-    """The `count` newest matching calls, reading blocks newest first (by their last call)."""
-    found: list[Found] = []
+async def _candidates(
+    session: AsyncSession, want: Criteria
+) -> AsyncGenerator[tuple[int, float, int], None]:
+    """(batch id, last call time, bytes) of the blocks that can match, newest last call
+    first, read from the summaries a page at a time."""
     table = want.table
     order = (table.last_ts.desc(), table.batch_id.desc())
     after: Any = None
-    per_read = 1
     while True:
         conds = list(want.blocks)
         if after is not None:
-            last_ts, batch_id = after[1], after[0]
-            older = and_(table.last_ts == last_ts, table.batch_id < batch_id)
-            conds.append(or_(table.last_ts < last_ts, older))
-        stmt = select(table.batch_id, table.last_ts).where(*conds)
-        if want.joined:
-            stmt = stmt.join(_SEG, _SEG.batch_id == table.batch_id).where(*want.joined)
-        metas = (await session.execute(stmt.order_by(*order).limit(per_read))).all()
-        if not metas:
-            return found
-        # every call still unread is at or before this block's last call
-        if len(found) >= count and found[count - 1].ts > metas[0][1]:
-            return found
-        blocks = await load_blocks(session, (m[0] for m in metas))
-        for batch_id, _ in metas:
+            older = and_(table.last_ts == after[1], table.batch_id < after[0])
+            conds.append(or_(table.last_ts < after[1], older))
+        stmt = select(table.batch_id, table.last_ts, func.length(_SEG.calls))
+        if table is not _SEG:
+            stmt = stmt.join_from(table, _SEG, _SEG.batch_id == table.batch_id)
+        stmt = stmt.where(*conds, *want.joined).order_by(*order).limit(CANDIDATE_PAGE)
+        metas = [(int(b), float(t), int(n or 0)) for b, t, n in await session.execute(stmt)]
+        for meta in metas:
+            yield meta
+        if len(metas) < CANDIDATE_PAGE:
+            return
+        after = metas[-1]
+
+
+async def _scan(session: AsyncSession, want: Criteria, count: int) -> list[Found]:
+    """The `count` newest matching calls, reading blocks newest first (by their last
+    call): the first read takes about FIRST_READ_BYTES of blocks, each next one twice as
+    much, up to MAX_READ_BYTES; it stops when no block left can hold a newer match."""
+    found: list[Found] = []
+    budget = FIRST_READ_BYTES
+    group: list[tuple[int, float, int]] = []
+    size = 0
+
+    async def read() -> None:
+        nonlocal found
+        blocks = await load_blocks(session, (m[0] for m in group))
+        for batch_id, _, _ in group:
             found += want.matches(batch_id, blocks.get(batch_id, ()))
         found = _newest(found, count)
-        after = metas[-1]
-        per_read = min(per_read * 2, MAX_BLOCKS_PER_READ)
+
+    async with contextlib.aclosing(_candidates(session, want)) as candidates:
+        async for meta in candidates:
+            if not group and len(found) >= count and found[count - 1].ts > meta[1]:
+                # every call still unread is at or before this block's last call
+                return found
+            group.append(meta)
+            size += meta[2]
+            if size >= budget:
+                await read()
+                group, size = [], 0
+                budget = min(budget * 2, MAX_READ_BYTES)
+    if group:
+        await read()
+    return found
 
 
 async def _by_key(
