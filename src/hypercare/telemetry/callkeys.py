@@ -30,7 +30,7 @@ SECOND = 1 << _HASH_BITS
 
 # Lookups without a time range search newest first in these windows (seconds back from
 # now), stopping at the first window that finds the id: most lookups are of recent calls.
-SEARCH_WINDOWS = (3600, 24 * 3600)
+SEARCH_WINDOWS = (300, 3600, 24 * 3600)
 
 
 def id_hash(ident: str) -> int:

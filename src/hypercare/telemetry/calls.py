@@ -313,6 +313,24 @@ async def find_by_ids(
     return [f.row for f in await _keyed(session, want, kind, idents, start, end)]
 
 
+async def _by_id(
+    session: AsyncSession,
+    want: Criteria,
+    kind: int,
+    ident: str,
+    ranges: Sequence[tuple[float, float]],
+    count: int,
+) -> list[Found]:
+    """The `count` newest calls `want` accepts with this id, searching `ranges` in order
+    (newest first) and stopping at the first range after which `count` are found."""
+    found: list[Found] = []
+    for a, b in ranges:
+        found += await _keyed(session, want, kind, [ident], a, b)
+        if len(found) >= count:
+            break
+    return _newest(found, count)
+
+
 async def list_calls(
     *,
     session: AsyncSession,
@@ -362,12 +380,7 @@ async def list_calls(
             ]
         else:
             ranges = list(windows_back(now, now - horizon))
-        found = []
-        for a, b in ranges:
-            found += await _keyed(session, want, kind, [ident], a, b)
-            if len(found) > limit:
-                break
-        found = _newest(found, limit + 1)
+        found = await _by_id(session, want, kind, ident, ranges, limit + 1)
     more = len(found) > limit
     found = found[:limit]
     next_cursor = encode_cursor(found[-1].ts, found[-1].id) if more and found else None
@@ -382,25 +395,33 @@ async def get_call(
     now: float | None = None,
     near: float | None = None,
 ) -> CallRead:
-    """The newest stored call with this request id. `near`, when the caller knows roughly
-    when the call happened (a link from a call list, a report citing it), is searched
-    first (an hour either side: 7,200 index seeks instead of one per second back to it)."""
-    if near is not None:
-        page = await list_calls(
-            session=session,
-            request_id=request_id,
-            limit=1,
-            start=near - NEAR_SECONDS,
-            end=near + NEAR_SECONDS,
-        )
-        if page.items:
-            return page.items[0]
-    page = await list_calls(
-        session=session, request_id=request_id, limit=1, horizon=horizon, now=now
+    """The newest stored call with this request id: the search stops at the first (newest)
+    window that holds one. `near`, when the caller knows roughly when the call happened (a
+    link from a call list, a report citing it), is searched first (an hour either side:
+    7,200 index seeks instead of one per second back to it)."""
+    want = criteria(
+        route=None,
+        consumer=None,
+        status=None,
+        error=None,
+        request_id=request_id,
+        trace_id=None,
+        start=None,
+        end=None,
+        cursor=None,
     )
-    if not page.items:
+    found: list[Found] = []
+    if near is not None:
+        found = await _by_id(
+            session, want, REQUEST, request_id, [(near - NEAR_SECONDS, near + NEAR_SECONDS)], 1
+        )
+    if not found:
+        now = time.time() if now is None else now
+        windows = list(windows_back(now, now - horizon))
+        found = await _by_id(session, want, REQUEST, request_id, windows, 1)
+    if not found:
         raise NotFound(
             f"no stored call with request id {request_id!r} "
             "(call detail is kept for telemetry.retention.calls)"
         )
-    return page.items[0]
+    return to_read(found[0])
