@@ -156,15 +156,15 @@ def _equal(column: Any, index: int, value: str, want: Criteria) -> None:
 
 def criteria(
     *,
-    route: str | None,
-    consumer: str | None,
-    status: str | None,
-    error: str | None,
-    request_id: str | None,
-    trace_id: str | None,
-    start: float | None,
-    end: float | None,
-    cursor: str | None,
+    route: str | None = None,
+    consumer: str | None = None,
+    status: str | None = None,
+    error: str | None = None,
+    request_id: str | None = None,
+    trace_id: str | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    cursor: str | None = None,
 ) -> Criteria:
     want = Criteria()
     summary: Any
@@ -399,17 +399,7 @@ async def get_call(
     window that holds one. `near`, when the caller knows roughly when the call happened (a
     link from a call list, a report citing it), is searched first (an hour either side:
     7,200 index seeks instead of one per second back to it)."""
-    want = criteria(
-        route=None,
-        consumer=None,
-        status=None,
-        error=None,
-        request_id=request_id,
-        trace_id=None,
-        start=None,
-        end=None,
-        cursor=None,
-    )
+    want = criteria(request_id=request_id)
     found: list[Found] = []
     if near is not None:
         found = await _by_id(
