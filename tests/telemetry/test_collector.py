@@ -20,7 +20,13 @@ from hypercare.telemetry.compaction import expire, rollup_hours
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.telemetry.histogram import ALPHA
 from hypercare.telemetry.live import LiveStore
-from hypercare.telemetry.models import SIZES, TelemetryHour, TelemetryMinute
+from hypercare.telemetry.models import (
+    SIZES,
+    TelemetryCallKey,
+    TelemetryHour,
+    TelemetryMinute,
+    TelemetrySegmentRoute,
+)
 from hypercare.telemetry.redact import REDACTED
 from hypercare.telemetry.wire import Batch
 from tests.telemetry.factory import random_records, record, stored_calls
@@ -146,8 +152,11 @@ async def test_retention_deletes_expired_rows_in_small_batches(engine: AsyncEngi
     await c.flush(now=now)
     await rollup_hours(c, now=now)
     deleted = await expire(c, now)
-    assert deleted["calls"] == 250
+    assert deleted["calls"] == 250 and deleted["call_keys"] == 500
     assert len(await stored_calls(engine)) == 5
+    # the blocks' route parts and the calls' keys go with them
+    assert await count(engine, TelemetrySegmentRoute) == 1
+    assert await count(engine, TelemetryCallKey) == 10
     # rollups outlive call detail
     assert (await summary(c, old - 60, old + 400))["orders"].requests == 250
     later = now + 40 * 86400
