@@ -124,3 +124,32 @@ def test_rising_error_rate_raises_a_forecast_before_the_breach() -> None:
     kinds = [(e[1], e[2]) for e in events]
     assert ("forecast", "5xx-rate") in kinds
     assert ("fire", "5xx-rate") not in kinds
+
+
+def test_a_batch_counts_the_same_as_its_records_one_by_one() -> None:
+    rng = random.Random(7)
+    records = []
+    for i in range(3000):
+        status = rng.choice((200, 200, 200, 401, 403, 404, 429, 500, 502, 503))
+        error = rng.choice(("", "", "timeout", "no_healthy_target", "reset")) if i % 3 else ""
+        r = record(T0 + rng.random() * 5, rng.choice(("a", "b", "")), status, rng.random() * 90)
+        records.append(r._replace(error=error, path=f"/p/{rng.randrange(80)}"))
+    together, alone = LiveWindows(), LiveWindows()
+    together.observe(records)
+    for r in records:
+        alone.observe([r])
+    assert set(together.routes) == set(alone.routes) == {"a", "b"}
+    for route in ("a", "b"):
+        for t in range(5):
+            got = together.stats(route, T0 + t, T0 + t + 1)
+            assert got == alone.stats(route, T0 + t, T0 + t + 1)
+        both = together.stats(route, T0, T0 + 5)
+        mine = [r for r in records if r.route == route]
+        assert both.requests == len(mine)
+        assert both.status_5xx == sum(r.status >= 500 for r in mine)
+        assert both.auth_failures == sum(r.status in (401, 403) for r in mine)
+        assert both.rate_limited == sum(r.status == 429 for r in mine)
+        assert both.upstream_errors == sum(r.error in ("timeout", "reset") for r in mine)
+        assert both.gateway_errors == sum(
+            r.status < 500 and r.error in ("timeout", "reset", "no_healthy_target") for r in mine
+        )

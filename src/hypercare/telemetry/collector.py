@@ -39,6 +39,7 @@ from hypercare.telemetry.models import (
     TelemetrySegmentRoute,
     TelemetryState,
 )
+from hypercare.telemetry.nodes import VerifiedNodes
 from hypercare.telemetry.redact import Redactor
 from hypercare.telemetry.wire import Batch
 
@@ -72,24 +73,32 @@ def multirow_chunks(n: int, most: int = _MULTI_ROWS) -> list[int]:
     return sizes
 
 
+_INSERT_BATCH = insert(TelemetryBatch).returning(TelemetryBatch.id)
+_INSERT_SEGMENT = insert(TelemetrySegment)
+_INSERT_SEGMENT_ROUTE = insert(TelemetrySegmentRoute)
+
+
 async def write_block(
     conn: AsyncConnection, batch_id: int, block: segments.Block, *, sqlite: bool
 ) -> None:
     """Store a batch's call detail: its block row and its calls' lookup keys."""
+    # statements without .values() and the row as parameters: compiled once and cached
+    # (building a statement around a block's values costs more than running it)
     await conn.execute(
-        insert(TelemetrySegment).values(
-            batch_id=batch_id,
-            first_ts=block.first_ts,
-            last_ts=block.last_ts,
-            routes=block.routes,
-            consumers=block.consumers,
-            statuses=block.statuses,
-            errors=block.errors,
-            calls=block.calls,
-        )
+        _INSERT_SEGMENT,
+        {
+            "batch_id": batch_id,
+            "first_ts": block.first_ts,
+            "last_ts": block.last_ts,
+            "routes": block.routes,
+            "consumers": block.consumers,
+            "statuses": block.statuses,
+            "errors": block.errors,
+            "calls": block.calls,
+        },
     )
     await conn.execute(
-        insert(TelemetrySegmentRoute),
+        _INSERT_SEGMENT_ROUTE,
         [
             {
                 "batch_id": batch_id,
@@ -128,6 +137,7 @@ class Collector:
         self.config = config
         self.live = live
         self.redactor = Redactor(config.redact.headers, config.redact.fields)
+        self.nodes = VerifiedNodes()
         # SQLite has one writer; a transaction that read first and then writes fails at once
         # (SQLITE_BUSY, no wait) when another one committed meanwhile. Telemetry's writers
         # take turns instead. PostgreSQL needs no such lock.
@@ -171,15 +181,14 @@ class Collector:
             async with self.writing() as conn:
                 # insert first: a re-sent batch fails on the unique key (IntegrityError below)
                 batch_id = await conn.scalar(
-                    insert(TelemetryBatch)
-                    .values(
-                        batch_key=batch.key,
-                        node=node,
-                        received_at=time.time(),
-                        records=len(batch.records),
-                        aggregated=False,
-                    )
-                    .returning(TelemetryBatch.id)
+                    _INSERT_BATCH,
+                    {
+                        "batch_key": batch.key,
+                        "node": node,
+                        "received_at": time.time(),
+                        "records": len(batch.records),
+                        "aggregated": False,
+                    },
                 )
                 if batch_id is None:  # pragma: no cover - RETURNING always gives the id
                     raise RuntimeError("the store returned no id for the new batch")

@@ -7,6 +7,8 @@ check and an API token (even an admin's) can never ingest. Only their SHA-256 is
 from __future__ import annotations
 
 import secrets
+import time
+from collections.abc import Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,14 +62,53 @@ async def ensure_local_node_token(*, session: AsyncSession, token: str | None = 
     return (await create_node_token(session=session, name=LOCAL_NODE)).token
 
 
-async def authenticate_node(*, session: AsyncSession, token: str) -> str:
-    """The node's name for a valid node token; 403 for an API token, 401 otherwise."""
+class VerifiedNodes:
+    """Node tokens (by their SHA-256) found valid in the store in the last `ttl` seconds.
+
+    A node sends a batch every 250 ms or so; looking its token up for each one costs a
+    query per batch. A token revoked in the store is refused again at most `ttl` seconds
+    later. Bounded: the oldest entries go when `most` is reached.
+    """
+
+    def __init__(
+        self, ttl: float = 10.0, most: int = 1024, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.most = most
+        self._clock = clock
+        self._seen: dict[str, tuple[str, float]] = {}
+
+    def get(self, digest: str) -> str | None:
+        found = self._seen.get(digest)
+        if found is None:
+            return None
+        if self._clock() - found[1] >= self.ttl:
+            del self._seen[digest]
+            return None
+        return found[0]
+
+    def put(self, digest: str, name: str) -> None:
+        self._seen.pop(digest, None)
+        while len(self._seen) >= self.most:
+            del self._seen[next(iter(self._seen))]
+        self._seen[digest] = (name, self._clock())
+
+
+async def authenticate_node(
+    *, session: AsyncSession, token: str, verified: VerifiedNodes | None = None
+) -> str:
+    """The node's name for a valid node token; 403 for an API token, 401 otherwise.
+    With `verified`, a token found valid within its ttl is not looked up again."""
     digest = hash_token(token)
+    if verified is not None and (name := verified.get(digest)) is not None:
+        return name
     row = await session.scalar(select(TelemetryNode).where(TelemetryNode.token_hash == digest))
     if row is not None and not row.revoked:
         now = utcnow()
         if row.last_seen_at is None or (now - row.last_seen_at).total_seconds() > 60:
             row.last_seen_at = now
+        if verified is not None:
+            verified.put(digest, row.name)
         return row.name
     if await session.scalar(select(ApiToken.id).where(ApiToken.token_hash == digest)):
         raise Forbidden(

@@ -61,7 +61,7 @@ class Shipper:
         spool_dir: Path,
         *,
         interval: float = 0.25,
-        batch_records: int = 2000,
+        batch_records: int = 3000,
         max_buffer_records: int = 100_000,
         max_spool_bytes: int = 256 * 1024 * 1024,
         timeout: float = 5.0,

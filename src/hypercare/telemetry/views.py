@@ -64,9 +64,12 @@ def _at(ts: float) -> datetime:
 @api.post("/internal/telemetry", response_model=IngestResult, include_in_schema=True)
 async def ingest(request: Request, state: State, session: Db) -> IngestResult:
     """Accept one batch from a gateway node (node token only; see docs/api.md)."""
-    node = await nodes.authenticate_node(session=session, token=bearer_token(request))
+    collector = collector_of(state)
+    node = await nodes.authenticate_node(
+        session=session, token=bearer_token(request), verified=collector.nodes
+    )
     batch = decode_batch(await request.body())
-    accepted, duplicate = await collector_of(state).ingest(node, batch)
+    accepted, duplicate = await collector.ingest(node, batch)
     if not duplicate:
         for observe in state.record_observers:
             observe(batch.records)
