@@ -198,7 +198,7 @@ class Collector:
                         for i, c in batch.captures.items()
                         if (cap := self._capture(batch.records[i], c)) is not None
                     }
-                    block = segments.build(batch.records, caps, batch.rows)
+                    block = segments.build(batch.records, caps)
                     await write_block(conn, batch_id, block, sqlite=self._sqlite)
         except IntegrityError:
             # the batch key is stored already: this batch was sent before

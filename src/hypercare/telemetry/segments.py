@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 
 from hypercare.gateway.records import CallRecord
@@ -88,10 +89,15 @@ class Block(NamedTuple):
     route_parts: list[RoutePart]
 
 
-def _dumps(rows: list[Any]) -> bytes:
+_ENCODER = msgspec.json.Encoder()
+
+
+def _dumps(rows: Sequence[Any]) -> bytes:
+    """The rows as one JSON array (a `CallRecord` as the array of its fields)."""
     try:
-        return orjson.dumps(rows)
-    except TypeError:  # a lone surrogate (the stdlib decoder lets it through): escaped
+        return _ENCODER.encode(rows)
+    except (msgspec.EncodeError, UnicodeEncodeError, TypeError):
+        # a lone surrogate (the stdlib decoder lets it through): escaped
         return json.dumps(rows).encode()
 
 
@@ -107,12 +113,10 @@ def loads(calls: bytes) -> list[list[Any]]:
 def build(
     records: Sequence[CallRecord],
     captures: dict[int, dict[str, Any]],
-    raw: list[list[Any]] | None = None,
 ) -> Block:
     """The block of a batch's records (not empty), built column by column with C-level
-    zip and map: strings cut to their sizes, a capture appended to its call's row.
-    `raw`: the same records as the JSON arrays they were decoded from, written as they
-    are when nothing needs cutting and nothing was captured."""
+    zip and map: strings cut to their sizes, a capture appended to its call's row. The
+    records are written as they are when nothing needs cutting and nothing was captured."""
     cols: list[Sequence[Any]] = list(zip(*records))  # noqa: B905 - records are uniform
     cut = False
     for i, size in _LIMITS:
@@ -120,13 +124,12 @@ def build(
             cols[i] = [v[:size] for v in cols[i]]
             cut = True
     times = cols[F_TIME]
-    rows: list[Any]
-    if raw is not None and not cut and not captures:
-        rows = raw
-    else:
-        rows = list(zip(*cols))  # noqa: B905 - columns of equal length
+    rows: Sequence[Any] = records
+    if cut or captures:
+        table = list(zip(*cols))  # noqa: B905 - columns of equal length
         for i, capture in captures.items():
-            rows[i] = (*rows[i], capture)
+            table[i] = (*table[i], capture)
+        rows = table
     # per route, from the distinct (route, value) pairs (C-level set of zip)
     statuses: dict[str, list[int]] = defaultdict(list)
     for route, status in set(zip(cols[F_ROUTE], cols[F_STATUS])):  # noqa: B905

@@ -18,9 +18,10 @@ import base64
 import binascii
 import json
 import re
-from itertools import repeat
+from operator import itemgetter
 from typing import Any, NamedTuple, get_type_hints
 
+import msgspec
 import orjson
 
 from hypercare.errors import InvalidInput
@@ -46,9 +47,6 @@ class Batch(NamedTuple):
     spool_bytes: int
     records: list[CallRecord]
     captures: dict[int, CallCapture]
-    # the records as decoded JSON arrays, when each was exactly a record (the collector
-    # stores these as they are when nothing in them needs cutting)
-    rows: list[list[Any]] | None = None
 
 
 def encode_batch(
@@ -93,10 +91,8 @@ def _bad(message: str, **details: Any) -> InvalidInput:
     return InvalidInput(message, details=details or None)
 
 
-# the exact JSON types of a record sent by our own shipper: checked in one comparison
-_FAST = tuple(float if _HINTS[f] is float else _HINTS[f] for f in _FIELDS)
 _TIME, _GATEWAY_MS, _UPSTREAM_MS, _TOTAL_MS = (
-    _FIELDS.index(f) for f in ("time", "gateway_ms", "upstream_ms", "total_ms")
+    itemgetter(_FIELDS.index(f)) for f in ("time", "gateway_ms", "upstream_ms", "total_ms")
 )
 
 
@@ -117,8 +113,6 @@ def _sane(r: CallRecord, index: int) -> CallRecord:
 
 
 def _record(row: Any, index: int) -> CallRecord:
-    if type(row) is list and tuple(map(type, row)) == _FAST:
-        return _sane(CallRecord._make(row), index)
     if not isinstance(row, list) or not _REQUIRED <= len(row) <= len(_FIELDS):
         raise _bad(
             f"records[{index}] must be an array of {_REQUIRED} to {len(_FIELDS)} values "
@@ -154,58 +148,75 @@ def _body(value: Any, where: str) -> bytes:
         raise _bad(f"{where} is not valid base64") from None
 
 
-def _columns(rows: list[Any]) -> list[tuple[Any, ...]] | None:
-    """The columns of `rows` when every row is exactly a record as our shipper writes it
-    (a list of the exact JSON types of every field), else None. Checked column by column
-    with C-level set and map: a fraction of a per-row comparison's cost."""
-    if set(map(type, rows)) != {list} or set(map(len, rows)) != {len(_FAST)}:
-        return None
-    cols = list(zip(*rows))  # noqa: B905 - every row has the same length (checked)
-    for col, expected in zip(cols, _FAST, strict=True):
-        if set(map(type, col)) != {expected}:
-            return None
-    return cols
-
-
-def _records(rows: list[Any], strict_json: bool) -> tuple[list[CallRecord], bool]:
-    """Records of a batch, and whether every row was exactly a record. Rows of exactly
-    the types our shipper writes are taken as they are and their numbers checked column
-    by column (C-level min/max); anything else is checked field by field. `strict_json`:
-    the parser refused NaN and infinities."""
-    cols = _columns(rows) if rows and strict_json else None
-    if cols is None:
-        return [_record(row, i) for i, row in enumerate(rows)], False
-    durations = (*cols[_GATEWAY_MS], *cols[_UPSTREAM_MS], *cols[_TOTAL_MS])
-    if not (
-        min(cols[_TIME]) > _EARLIEST
-        and max(cols[_TIME]) < _LATEST
-        and min(durations) >= 0
-        and max(durations) < 1e12
-    ):
-        for i, row in enumerate(rows):
-            _sane(CallRecord._make(row), i)  # raises with the index of the first bad record
-    # a record is the row's values as they are: tuple.__new__ over the rows, no Python step
-    records: list[CallRecord] = list(map(tuple.__new__, repeat(CallRecord), rows))
-    return records, True
-
-
-def _parse(body: bytes) -> tuple[Any, bool]:
-    """The JSON document and whether it was parsed strictly (no NaN or infinities).
-    What orjson refuses but the stdlib reads (lone surrogates, NaN) is read by the stdlib
-    and then checked record by record."""
+def _parse(body: bytes) -> Any:
+    """The JSON document. What orjson refuses but the stdlib reads (lone surrogates, NaN)
+    is read by the stdlib; the records are then checked one by one."""
     try:
-        return orjson.loads(body), True
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(body), False
+        return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _bad(f"the batch is not valid JSON: {exc}") from None
 
 
+class _Wire(msgspec.Struct):
+    """A batch as our shipper writes it: decoded and type-checked in one C-level pass,
+    records straight into `CallRecord`s (ints where floats go are taken; bools, floats
+    where ints go, wrong lengths and strings where numbers go are not)."""
+
+    v: int
+    batch: str
+    records: list[CallRecord]
+    sent_at: float = 0.0
+    dropped_total: int = 0
+    spool_bytes: int = 0
+    captures: list[Any] = msgspec.field(default_factory=list)
+
+
+_WIRE = msgspec.json.Decoder(_Wire)
+
+
+def _exact(body: bytes) -> tuple[_Wire, list[CallRecord]] | None:
+    """The batch when it decodes as exactly what our shipper writes and every number is
+    sane, else None (the careful path then says what is wrong, or accepts what is merely
+    unusual: NaN in a field, a lone surrogate, an int beyond 64 bits, a float count)."""
+    try:
+        doc = _WIRE.decode(body)
+    except msgspec.DecodeError:  # also every msgspec.ValidationError
+        return None
+    records = doc.records
+    if doc.v != 1 or not _BATCH_KEY.match(doc.batch) or len(records) > MAX_RECORDS:
+        return None
+    if min(doc.sent_at, doc.dropped_total, doc.spool_bytes) < 0:
+        return None
+    if records:
+        times = list(map(_TIME, records))
+        durations = [*map(_GATEWAY_MS, records), *map(_UPSTREAM_MS, records)]
+        durations += map(_TOTAL_MS, records)
+        if not (
+            min(times) > _EARLIEST
+            and max(times) < _LATEST
+            and min(durations) >= 0
+            and max(durations) < 1e12
+        ):
+            return None
+    return doc, records
+
+
 def decode_batch(body: bytes) -> Batch:
     """Parse and check a batch; `InvalidInput` says exactly what is wrong."""
-    doc, strict = _parse(body)
+    exact = _exact(body)
+    if exact is not None:
+        wire, records = exact
+        return _with_captures(
+            wire.batch,
+            (wire.sent_at, wire.dropped_total, wire.spool_bytes),
+            records,
+            wire.captures,
+        )
+    doc = _parse(body)
     if not isinstance(doc, dict) or doc.get("v") != 1:
         raise _bad('the batch must be a JSON object with "v": 1 (see docs/api.md)')
     key = doc.get("batch")
@@ -216,15 +227,24 @@ def decode_batch(body: bytes) -> Batch:
         raise _bad('"records" must be an array')
     if len(rows) > MAX_RECORDS:
         raise _bad(f"at most {MAX_RECORDS} records per batch (got {len(rows)}); send smaller")
-    numbers = {}
+    numbers = []
     for name in ("sent_at", "dropped_total", "spool_bytes"):
         v = doc.get(name, 0)
         if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
             raise _bad(f'"{name}" must be a non-negative number')
-        numbers[name] = v
-    records, exact = _records(rows, strict)
+        numbers.append(v)
+    records = [_record(row, i) for i, row in enumerate(rows)]
+    sent_at, dropped_total, spool_bytes = numbers
+    return _with_captures(
+        key, (sent_at, dropped_total, spool_bytes), records, doc.get("captures", [])
+    )
+
+
+def _with_captures(
+    key: str, numbers: tuple[float, float, float], records: list[CallRecord], caps: Any
+) -> Batch:
+    sent_at, dropped_total, spool_bytes = numbers
     captures: dict[int, CallCapture] = {}
-    caps = doc.get("captures", [])
     if not isinstance(caps, list):
         raise _bad('"captures" must be an array')
     for n, cap in enumerate(caps):
@@ -240,12 +260,4 @@ def decode_batch(body: bytes) -> Batch:
             _body(cap[3], f"{where}[3]"),
             _body(cap[4], f"{where}[4]"),
         )
-    return Batch(
-        key,
-        float(numbers["sent_at"]),
-        int(numbers["dropped_total"]),
-        int(numbers["spool_bytes"]),
-        records,
-        captures,
-        rows if exact else None,
-    )
+    return Batch(key, float(sent_at), int(dropped_total), int(spool_bytes), records, captures)
