@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -180,6 +182,17 @@ def test_up_with_invalid_config_names_the_line(tmp_path: Path) -> None:
     assert r.returncode == 2 and f"{cfg}:2" in r.stderr
 
 
+def _until_refused(port: int, served: list[int], most: int = 20_000) -> None:
+    """GET through the gateway, one connection each, until it refuses (at most `most`,
+    at most 20 s); every answer's status goes into `served`."""
+    deadline = time.monotonic() + 20
+    while len(served) < most and time.monotonic() < deadline:
+        try:
+            served.append(httpx.get(f"http://127.0.0.1:{port}/items/{len(served)}").status_code)
+        except httpx.TransportError:
+            return
+
+
 def test_up_runs_the_gateway_next_to_the_console(tmp_path: Path) -> None:
     """`hypercare up` proxies through its gateway workers to a real upstream on loopback."""
     from tests.gateway.helpers import Upstream
@@ -222,8 +235,15 @@ def test_up_runs_the_gateway_next_to_the_console(tmp_path: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{gw}/elsewhere").status_code == 404
         metrics = httpx.get(f"http://127.0.0.1:{admin}/metrics").text
         assert "hypercare_http_requests_total" in metrics
+        # traffic keeps flowing while `up` stops, until the gateway refuses it
+        served: list[int] = []
+        traffic = threading.Thread(target=_until_refused, args=(gw, served), daemon=True)
+        traffic.start()
+        while len(served) < 20:
+            time.sleep(0.01)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
+        traffic.join(30)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -231,3 +251,10 @@ def test_up_runs_the_gateway_next_to_the_console(tmp_path: Path) -> None:
     assert f"gateway: http://127.0.0.1:{gw}/ (2 worker(s))" in out
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{gw}/items/1")
+    # the workers stopped first and shipped their last records to the console, which
+    # stored them before it stopped: nothing spooled, every call stored
+    assert "console unreachable" not in out and "Traceback" not in out, out
+    assert not list(tmp_path.rglob("*.batch"))
+    with sqlite3.connect(tmp_path / "hypercare.db") as db:
+        (stored,) = db.execute("SELECT sum(records) FROM telemetry_batches").fetchone()
+    assert stored == 2 + len(served)  # /items/42, the 404, and what the traffic got back

@@ -144,9 +144,33 @@ async def serve(
                 server_header=False,
             )
         )
+        drain_timeout = config.gateway.limits.drain_timeout.total_seconds() + 5
+        stopping: asyncio.Task[None] | None = None
+
+        async def stop_in_order() -> None:
+            """The demo and the gateway workers first, while the console still takes their
+            last call records (nothing left to spool), then the console."""
+            nonlocal running_demo, shop, group
+            try:
+                if running_demo is not None:
+                    demo_now, running_demo, shop = running_demo, None, None
+                    await demo_now.stop()
+                if group is not None:
+                    group_now, group = group, None
+                    await asyncio.to_thread(group_now.stop, drain_timeout)
+            finally:
+                server.request_exit()
+
+        def on_signal() -> None:
+            nonlocal stopping
+            if stopping is None:
+                stopping = asyncio.create_task(stop_in_order())
+            else:  # a second signal: stop now
+                server.request_exit()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, server.request_exit)
+            loop.add_signal_handler(sig, on_signal)
         serving = asyncio.create_task(server.serve())
         if shop is not None and group is not None:
             # uvicorn offers a flag, not an event, for "listening"

@@ -104,6 +104,10 @@ async def serve(handler: Handler, host: str, port: int) -> asyncio.Server:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # shutting down: end quietly (asyncio logs a cancelled connection task as an
+            # "Exception in callback" with a traceback)
+            pass
         finally:
             writer.close()
             with contextlib.suppress(Exception):
