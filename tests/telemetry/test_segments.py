@@ -4,12 +4,14 @@ can match; on both stores."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hypercare.gateway.records import CallRecord
@@ -18,6 +20,7 @@ from hypercare.telemetry import calls, segments
 from hypercare.telemetry.collector import Collector
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.telemetry.live import LiveStore
+from hypercare.telemetry.models import TelemetrySegment
 from hypercare.telemetry.wire import Batch, decode_batch, encode_batch
 from tests.telemetry.factory import record, stored_calls
 
@@ -168,3 +171,30 @@ def test_refs_and_ids_keep_batch_and_position_apart() -> None:
         assert segments.place(segments.ref(batch_id, pos, kind)) == (batch_id, pos, kind)
         assert segments.call_id(batch_id, pos) >> segments.POS_BITS == batch_id
     assert segments.tagset(["b", "a", "b"]) == "\na\nb\n" and segments.tagset([]) == "\n"
+
+
+async def test_blocks_are_stored_compressed_and_plain_json_blocks_still_read(
+    engine: AsyncEngine,
+) -> None:
+    now = time.time()
+    recs = [record(now + i / 10, request_id=f"c-{i}") for i in range(200)]
+    collector = Collector(engine, TelemetryConfig(), LiveStore())
+    await collector.ingest("n", decode_batch(encode_batch("batch-zstd-1", recs, sent_at=now)))
+    async with engine.begin() as conn:
+        batch_id, data = (
+            await conn.execute(sa.select(TelemetrySegment.batch_id, TelemetrySegment.calls))
+        ).one()
+        assert data[:4] == segments.ZSTD_MAGIC
+        plain = json.dumps(segments.loads(data)).encode()
+        assert len(data) * 3 < len(plain)  # ~4x smaller on these records
+        # a block written before compression: plain JSON
+        await conn.execute(
+            sa.update(TelemetrySegment)
+            .where(TelemetrySegment.batch_id == batch_id)
+            .values(calls=plain)
+        )
+    stored = await stored_calls(engine)
+    assert sorted(c.request_id for c in stored) == sorted(f"c-{i}" for i in range(200))
+    async with session_factory(engine)() as session:
+        found = await calls.get_call(session=session, request_id="c-17")
+    assert found is not None and found.request_id == "c-17"

@@ -4,7 +4,9 @@ summaries that let a search skip the blocks that cannot match.
 A row per call with an index per searchable column made each stored call cost several
 B-tree inserts: about half of the collector's time. A batch's calls are instead written
 as one JSON array of rows (the `CallRecord` fields in order, then the capture object when
-the route's policy kept one) in one `telemetry_segments` row, with:
+the route's policy kept one), compressed as one zstd frame (level 1: about a quarter of the
+JSON's size for ~0.4 µs per call; blocks stored as plain JSON before still read), in one
+`telemetry_segments` row, with:
 
 - the block's time range (`first_ts`, `last_ts`), so a time-ranged search reads only the
   blocks that overlap it, newest first;
@@ -22,12 +24,14 @@ A call's id in the API is ``batch_id << 15 | pos``: unique, and ordered like the
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import msgspec
 import orjson
+import zstandard
 
 from hypercare.gateway.records import CallRecord
 from hypercare.telemetry.callkeys import keys_of
@@ -90,19 +94,33 @@ class Block(NamedTuple):
 
 
 _ENCODER = msgspec.json.Encoder()
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # how every zstd frame starts; JSON starts with "["
+_codecs = threading.local()  # zstd contexts are not thread-safe: one pair per thread
+
+
+def _codec() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+    pair: tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor] | None = getattr(
+        _codecs, "pair", None
+    )
+    if pair is None:
+        pair = _codecs.pair = (zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor())
+    return pair
 
 
 def _dumps(rows: Sequence[Any]) -> bytes:
-    """The rows as one JSON array (a `CallRecord` as the array of its fields)."""
+    """The rows as one JSON array (a `CallRecord` as the array of its fields), compressed."""
     try:
-        return _ENCODER.encode(rows)
+        text = _ENCODER.encode(rows)
     except (msgspec.EncodeError, UnicodeEncodeError, TypeError):
         # a lone surrogate (the stdlib decoder lets it through): escaped
-        return json.dumps(rows).encode()
+        text = json.dumps(rows).encode()
+    return _codec()[0].compress(text)
 
 
 def loads(calls: bytes) -> list[list[Any]]:
-    """The rows of a block."""
+    """The rows of a block (a zstd frame of JSON, or plain JSON as stored before)."""
+    if calls[:4] == ZSTD_MAGIC:
+        calls = _codec()[1].decompress(calls)
     try:
         rows: list[list[Any]] = orjson.loads(calls)
     except orjson.JSONDecodeError:  # written by the stdlib fallback above

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+import zstandard
 from alembic import op
 
 from hypercare.telemetry.callkeys import call_key
@@ -42,6 +43,7 @@ _FIELDS = (
     "user_agent",
 )
 _POS_BITS = 15
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
@@ -191,6 +193,8 @@ def _restore_calls() -> None:
     calls = _calls_table()
     for batch_id, data in conn.execute(sa.select(_SEGMENTS.c.batch_id, _SEGMENTS.c.calls)):
         values = []
+        if data[:4] == _ZSTD_MAGIC:  # blocks written since compression came in
+            data = zstandard.ZstdDecompressor().decompress(data)
         for row in json.loads(data):
             value = dict(zip(_FIELDS, row[: len(_FIELDS)], strict=True))
             value["batch_id"] = batch_id
