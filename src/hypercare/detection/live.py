@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from operator import itemgetter
 
 from hypercare.detection.rules import WindowStats
 from hypercare.gateway.records import CallRecord
@@ -20,10 +19,6 @@ from hypercare.gateway.records import CallRecord
 MAX_SAMPLES_PER_SECOND = 256
 UPSTREAM_ERRORS = frozenset({"timeout", "connect_failed", "reset", "bad_response"})
 GATEWAY_FAILURES = frozenset({"no_healthy_target"}) | UPSTREAM_ERRORS
-_ROUTE, _TIME, _STATUS, _ERROR, _TOTAL_MS = (
-    itemgetter(CallRecord._fields.index(f))
-    for f in ("route", "time", "status", "error", "total_ms")
-)
 
 
 @dataclass
@@ -42,50 +37,31 @@ class Bucket:
     failed_ids: list[str] = field(default_factory=list)
 
     def add(self, r: CallRecord) -> None:
-        self.add_many([r])
-
-    def add_many(self, rs: Sequence[CallRecord]) -> None:
-        """Count records of this second, column by column (C-level Counter and map); only
-        the failed ones, for their paths, error kinds and request ids, one by one."""
-        self.requests += len(rs)
-        statuses = Counter(map(_STATUS, rs))
-        errors = Counter(map(_ERROR, rs))
-        any_5xx = False
-        for status, n in statuses.items():
-            if status >= 500:
-                self.status_5xx += n
-                any_5xx = True
-            elif status >= 400:
-                self.status_4xx += n
-                if status in (401, 403):
-                    self.auth_failures += n
-                elif status == 429:
-                    self.rate_limited += n
-        gateway_failures = False
-        for error, n in errors.items():
-            if error in UPSTREAM_ERRORS:
-                self.upstream_errors += n
-            if error in GATEWAY_FAILURES:
-                gateway_failures = True
-        room = MAX_SAMPLES_PER_SECOND - len(self.latencies)
-        if room > 0:
-            self.latencies.extend(map(_TOTAL_MS, rs[:room]))
-        if not (any_5xx or gateway_failures):
-            return
-        for r in rs:
-            status = r.status
-            if status >= 500:
-                self._failed(r)
-            elif r.error in GATEWAY_FAILURES:
-                self.gateway_errors += 1
-                self._failed(r)
-
-    def _failed(self, r: CallRecord) -> None:
-        if len(self.paths) < 50 or r.path in self.paths:
-            self.paths[r.path] += 1
-        self.errors[r.error or f"http_{r.status}"] += 1
-        if len(self.failed_ids) < 5 and r.request_id:
-            self.failed_ids.append(r.request_id)
+        self.requests += 1
+        status = r.status
+        failed = False
+        if status >= 500:
+            self.status_5xx += 1
+            failed = True
+        elif status >= 400:
+            self.status_4xx += 1
+            if status in (401, 403):
+                self.auth_failures += 1
+            elif status == 429:
+                self.rate_limited += 1
+        if r.error in UPSTREAM_ERRORS:
+            self.upstream_errors += 1
+        if r.error in GATEWAY_FAILURES and status < 500:
+            self.gateway_errors += 1
+            failed = True
+        if len(self.latencies) < MAX_SAMPLES_PER_SECOND:
+            self.latencies.append(r.total_ms)
+        if failed:
+            if len(self.paths) < 50 or r.path in self.paths:
+                self.paths[r.path] += 1
+            self.errors[r.error or f"http_{status}"] += 1
+            if len(self.failed_ids) < 5 and r.request_id:
+                self.failed_ids.append(r.request_id)
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -106,7 +82,7 @@ class RouteWindow:
         self.healthy_targets: int | None = None
 
     def bucket(self, second: int) -> Bucket | None:
-        if self.buckets and second <= self.buckets[-1].second - self.keep:
+        if self.buckets and second < self.buckets[0].second:
             return None  # older than what we keep
         if not self.buckets or second > self.buckets[-1].second:
             self.buckets.append(Bucket(second))
@@ -163,27 +139,15 @@ class LiveWindows:
         self.routes: dict[str, RouteWindow] = {}
 
     def observe(self, records: Iterable[CallRecord]) -> None:
-        """Add records to their route's second; records of the same (route, second) are
-        grouped first (the only step per record) and counted together."""
-        if not isinstance(records, list | tuple):
-            records = list(records)
-        groups: dict[tuple[str, int], list[CallRecord]] = {}
-        get = groups.get
-        for key, r in zip(zip(map(_ROUTE, records), map(int, map(_TIME, records))), records):  # noqa: B905
-            group = get(key)
-            if group is None:
-                groups[key] = [r]
-            else:
-                group.append(r)
-        for (route, second), rs in groups.items():
-            if not route:
+        for r in records:
+            if not r.route:
                 continue
-            window = self.routes.get(route)
+            window = self.routes.get(r.route)
             if window is None:
-                window = self.routes[route] = RouteWindow(route, self.keep)
-            bucket = window.bucket(second)
+                window = self.routes[r.route] = RouteWindow(r.route, self.keep)
+            bucket = window.bucket(int(r.time))
             if bucket is not None:
-                bucket.add_many(rs)
+                bucket.add(r)
 
     def set_healthy_targets(self, route: str, healthy: int) -> None:
         window = self.routes.get(route)
