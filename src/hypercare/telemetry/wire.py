@@ -178,7 +178,7 @@ class _Wire(msgspec.Struct):
 _WIRE = msgspec.json.Decoder(_Wire)
 
 
-def _exact(body: bytes) -> tuple[_Wire, list[CallRecord]] | None:
+def _exact(body: bytes) -> _Wire | None:
     """The batch when it decodes as exactly what our shipper writes and every number is
     sane, else None (the careful path then says what is wrong, or accepts what is merely
     unusual: NaN in a field, a lone surrogate, an int beyond 64 bits, a float count)."""
@@ -202,18 +202,19 @@ def _exact(body: bytes) -> tuple[_Wire, list[CallRecord]] | None:
             and max(durations) < 1e12
         ):
             return None
-    return doc, records
+    return doc
 
 
 def decode_batch(body: bytes) -> Batch:
     """Parse and check a batch; `InvalidInput` says exactly what is wrong."""
-    exact = _exact(body)
-    if exact is not None:
-        wire, records = exact
-        return _with_captures(
+    wire = _exact(body)
+    if wire is not None:
+        return _batch(
             wire.batch,
-            (wire.sent_at, wire.dropped_total, wire.spool_bytes),
-            records,
+            wire.sent_at,
+            wire.dropped_total,
+            wire.spool_bytes,
+            wire.records,
             wire.captures,
         )
     doc = _parse(body)
@@ -235,15 +236,18 @@ def decode_batch(body: bytes) -> Batch:
         numbers.append(v)
     records = [_record(row, i) for i, row in enumerate(rows)]
     sent_at, dropped_total, spool_bytes = numbers
-    return _with_captures(
-        key, (sent_at, dropped_total, spool_bytes), records, doc.get("captures", [])
-    )
+    return _batch(key, sent_at, dropped_total, spool_bytes, records, doc.get("captures", []))
 
 
-def _with_captures(
-    key: str, numbers: tuple[float, float, float], records: list[CallRecord], caps: Any
+def _batch(
+    key: str,
+    sent_at: float,
+    dropped_total: float,
+    spool_bytes: float,
+    records: list[CallRecord],
+    caps: Any,
 ) -> Batch:
-    sent_at, dropped_total, spool_bytes = numbers
+    """The batch, with its captures checked."""
     captures: dict[int, CallCapture] = {}
     if not isinstance(caps, list):
         raise _bad('"captures" must be an array')
