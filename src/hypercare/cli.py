@@ -94,6 +94,16 @@ def _load(config: Path | None) -> HypercareConfig:
         raise _fail(exc.message) from None
 
 
+def _source(config: Path | None) -> str:
+    """The YAML text of a configuration `_load` accepted (empty: every default)."""
+    if config is None:
+        return ""
+    try:
+        return config.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"{config}: cannot read: {exc}") from None
+
+
 def _url(data_dir: Path, database_url_: str | None) -> str:
     try:
         return database_url(data_dir, database_url_)
@@ -184,9 +194,11 @@ def telemetry_node_token(
     typer.echo(_run(go))
 
 
-def _listen(value: str, option: str) -> tuple[str, int]:
+def _listen(value: str, option: str, *, any_port: bool = False) -> tuple[str, int]:
+    """HOST:PORT; with `any_port`, port 0 (the system picks one) is allowed too."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    lowest = 0 if any_port else 1
+    if not sep or not port.isdigit() or not lowest <= int(port) < 65536:
         raise _fail(f"{option} must be HOST:PORT, e.g. 127.0.0.1:8700 (got {value!r})")
     return host.strip("[]") or "127.0.0.1", int(port)
 
@@ -197,10 +209,13 @@ def up(
     data_dir: DataDir = Path(".hypercare"),
     database_url_: DatabaseUrl = None,
     console_listen: Annotated[
-        str, typer.Option("--console-listen", help="HOST:PORT for the console (API and UI).")
+        str,
+        typer.Option(
+            "--console-listen", help="HOST:PORT for the console (API and UI); port 0: any."
+        ),
     ] = "127.0.0.1:8700",
     gateway_listen: Annotated[
-        str, typer.Option("--gateway-listen", help="HOST:PORT for the API gateway.")
+        str, typer.Option("--gateway-listen", help="HOST:PORT for the API gateway; port 0: any.")
     ] = "127.0.0.1:8080",
     workers: Annotated[
         int, typer.Option("--workers", min=0, help="Gateway worker processes (0: no gateway).")
@@ -220,11 +235,13 @@ def up(
         ),
     ] = False,
 ) -> None:
-    """Start hypercare: migrate the store, start the gateway workers, run the console."""
+    """Start hypercare: migrate the store, then supervise the console and the gateway
+    workers (a child that dies is restarted; the workers serve while the console is away)."""
     cfg = _load(config)
+    text = _source(config)
     url = _url(data_dir, database_url_)
-    host, port = _listen(console_listen, "--console-listen")
-    _listen(gateway_listen, "--gateway-listen")
+    host, port = _listen(console_listen, "--console-listen", any_port=True)
+    _listen(gateway_listen, "--gateway-listen", any_port=True)
     _listen(gateway_admin_listen, "--gateway-admin-listen")
     logging.basicConfig(
         level=logging.INFO,
@@ -232,6 +249,8 @@ def up(
         stream=sys.stderr,
     )
     from hypercare.server import GatewayPlan, serve  # serve() quiets alembic and httpx
+
+    data = data_dir.resolve()
 
     try:
         asyncio.run(
@@ -242,11 +261,16 @@ def up(
                 port=port,
                 admin_token=os.environ.get("HYPERCARE_ADMIN_TOKEN"),
                 gateway=GatewayPlan(
-                    gateway_listen, workers, gateway_admin_listen, data_dir.resolve() / "spool"
+                    gateway_listen,
+                    workers,
+                    gateway_admin_listen,
+                    spool_dir=data / "spool",
+                    config_dir=data / "gateway",
                 )
                 if workers
                 else None,
                 demo=demo,
+                config_text=text,
             )
         )
     except HypercareError as exc:
