@@ -282,6 +282,8 @@ async def serve(
                 f"gateway: http://{group.host}:{group.port}/ ({gateway.workers} worker(s))",
                 flush=True,
             )
+            for i, pid in enumerate(group.pids):
+                log.info("gateway worker %d started (pid %s)", i, pid)
         console = _Console(config, url, sock, health_urls)
         console.start()
         print(f"hypercare {host}:{port} — store {redact_url(url)}", flush=True)
@@ -419,7 +421,7 @@ async def _watch_workers(
                 log.error("%s (%s)", child.died(None, now, policy), exc)
                 continue
             child.started(time.monotonic())
-            log.warning("gateway worker %d restarted (pid %s)", i, group.processes[i].pid)
+            log.info("gateway worker %d started (pid %s)", i, group.processes[i].pid)
 
 
 def _admin_host(listen: str | None) -> str:

@@ -38,10 +38,9 @@ def describe_exit(exit_code: int | None) -> str:
         return "ended without an exit status"
     if exit_code < 0:
         try:
-            name = signal.Signals(-exit_code).name
+            return f"killed by signal {signal.Signals(-exit_code).name} ({-exit_code})"
         except ValueError:
-            name = "an unknown signal"
-        return f"killed by signal {name} ({-exit_code})"
+            return f"killed by signal {-exit_code}"
     return f"exited with code {exit_code}"
 
 

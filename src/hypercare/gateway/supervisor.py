@@ -103,9 +103,13 @@ class WorkerGroup:
         config = self.config
         if self.config_dir is not None:
             try:
-                config = lastgood.load(self.config_dir) or config
+                kept = lastgood.load(self.config_dir)
             except ConfigError as exc:
                 log.error("%s; worker %d starts from the configuration in memory", exc, index)
+            else:
+                if kept is not None:
+                    config = kept
+                    log.info("worker %d starts from %s", index, lastgood.path_in(self.config_dir))
         if config is None:
             raise RuntimeError("the worker group has no configuration to restart a worker with")
         old = self.processes[index]
