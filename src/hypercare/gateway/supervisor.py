@@ -63,7 +63,10 @@ class WorkerGroup:
     def _keep(self, config: HypercareConfig, text: str | None) -> None:
         self.config = config
         if self.config_dir is not None and text is not None:
-            lastgood.save(self.config_dir, text)
+            try:
+                lastgood.save(self.config_dir, text)
+            except OSError as exc:  # the workers serve anyway; only a later restart is affected
+                log.error("cannot keep the last good configuration in %s: %s", self.config_dir, exc)
 
     def reload(self, config: HypercareConfig, text: str | None = None) -> None:
         """Replace the workers with ones running `config`, without dropping in-flight requests.
