@@ -45,7 +45,8 @@ class Output:
         return [m for line in list(self.lines) if (m := re.search(pattern, line))]
 
 
-def wait_until(check: Callable[[], object], what: str, timeout: float = 40) -> None:
+def wait_until(check: Callable[[], object], what: str, timeout: float = 120) -> None:
+    """Poll `check` until true; generous, because the suite runs on busy shared cores."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -102,9 +103,9 @@ def _url_of(out: Output, what: str) -> str:
 
 
 def _load(url: str, answered: list[str], failed: list[str], stop: threading.Event) -> None:
-    """GET through the gateway on one kept-alive connection until `stop` (at most 2000)."""
+    """GET through the gateway on one kept-alive connection until `stop` (at most 3000)."""
     with httpx.Client(timeout=10) as client:
-        for i in range(2000):
+        for i in range(3000):
             if stop.is_set():
                 return
             try:
@@ -144,24 +145,24 @@ def test_kill_9_of_the_console_under_load_loses_and_duplicates_nothing(tmp_path:
         # the supervisor notices, logs why and starts a new console; traffic goes on
         wait_until(lambda: "console killed by signal SIGKILL" in out.text, "the death logged")
         wait_until(lambda: len(out.find(r"console started \(pid (\d+)\)")) >= 2, "a new console")
+        # the load goes on over the whole outage, until the new console answers
+        wait_until(lambda: _ready(f"{console}/readyz"), "the restarted console to be ready")
         during = len(answered)
-        wait_until(lambda: len(answered) >= during + 300, "traffic after the restart")
+        wait_until(lambda: len(answered) >= during + 200, "traffic after the restart")
         stop.set()
         for t in loaders:
             t.join(30)
         assert not failed, failed[:5]
         assert proc.poll() is None
 
-        # the new console comes up on the same URL and the workers' records all arrive:
-        # the spooled batches replayed, a batch whose answer the kill cut off stored once
-        wait_until(lambda: _ready(f"{console}/readyz"), "the restarted console to be ready")
+        # the new console came up on the same URL and the workers' records all arrive: the
+        # spooled batches replayed, a batch whose answer the kill cut off stored once
         expected = Counter(answered)
         assert len(expected) == len(answered)
         db = tmp_path / "hypercare.db"
         wait_until(
             lambda: sum(_stored_request_ids(db).values()) >= len(answered),
             "every answered call stored",
-            timeout=60,
         )
         assert _stored_request_ids(db) == expected
         assert not list(tmp_path.rglob("*.batch"))
@@ -170,7 +171,7 @@ def test_kill_9_of_the_console_under_load_loses_and_duplicates_nothing(tmp_path:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(30)
+            proc.wait(60)
         finally:
             if proc.poll() is None:
                 proc.kill()
