@@ -259,6 +259,7 @@ async def serve(
     console: _Console | None = None
     sock: socket.socket | None = None
     group_lock = asyncio.Lock()
+    demo_task: asyncio.Task[None] | None = None
     try:
         if demo:
             if gateway is None:
@@ -302,13 +303,17 @@ async def serve(
             last call records (nothing left to spool), then the console."""
             nonlocal running_demo, shop, group
             try:
+                if demo_task is not None and not demo_task.done():
+                    demo_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await demo_task
                 if running_demo is not None:
                     demo_now, running_demo, shop = running_demo, None, None
                     await demo_now.stop()
                 async with group_lock:
                     if group is not None:
-                        group_now, group = group, None
-                        await asyncio.to_thread(group_now.stop, drain_timeout)
+                        await asyncio.to_thread(group.stop, drain_timeout)
+                        group = None
                 if console is not None:
                     await asyncio.to_thread(console.stop, CONSOLE_STOP_SECONDS)
             finally:
@@ -328,23 +333,29 @@ async def serve(
             if console is not None:
                 console.kill()
 
+        async def start_demo(shop: Shop, group: WorkerGroup) -> None:
+            nonlocal running_demo
+            await _wait_ready(f"http://{host}:{port}/readyz", stop)
+            if stopping is not None:
+                return
+            running_demo = await demo_run.start(
+                sessions, shop, console=(host, port), gateway=(group.host, group.port)
+            )
+            print(
+                f"demo: sign in at http://{host}:{port}/ with {running_demo.tokens['admin']}\n"
+                f"demo: the shop is at http://{group.host}:{group.port}/ — the incident "
+                "starts in 45 s",
+                flush=True,
+            )
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
         if shop is not None and group is not None:
-            await _wait_ready(f"http://{host}:{port}/readyz", stop)
-            if not stop.is_set():
-                running_demo = await demo_run.start(
-                    sessions, shop, console=(host, port), gateway=(group.host, group.port)
-                )
-                print(
-                    f"demo: sign in at http://{host}:{port}/ with "
-                    f"{running_demo.tokens['admin']}\n"
-                    f"demo: the shop is at http://{group.host}:{group.port}/ — the incident "
-                    "starts in 45 s",
-                    flush=True,
-                )
-        await engine.dispose()  # the children own the store from here on
+            # in the background: the children are watched while the console gets ready
+            demo_task = asyncio.create_task(start_demo(shop, group), name="demo-start")
+        else:
+            await engine.dispose()  # the children own the store from here on
         workers = (
             [ChildState(f"gateway worker {i}") for i in range(len(group.processes))]
             if (group is not None)
@@ -364,6 +375,10 @@ async def serve(
                     if stopping is None and group is not None:
                         await _watch_workers(group, workers, policy)
     finally:
+        if demo_task is not None and not demo_task.done():
+            demo_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await demo_task
         if running_demo is not None:
             await running_demo.stop()
         elif shop is not None:
