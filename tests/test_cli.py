@@ -118,7 +118,7 @@ def test_up_bootstraps_an_admin_once_and_serves_the_api(tmp_path: Path) -> None:
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     try:
-        _wait_ready(f"{base}/readyz", proc, time.monotonic() + 30)
+        _wait_ready(f"{base}/readyz", proc, time.monotonic() + 90)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=20)
     finally:
@@ -131,7 +131,7 @@ def test_up_bootstraps_an_admin_once_and_serves_the_api(tmp_path: Path) -> None:
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     try:
-        _wait_ready(f"{base}/readyz", proc, time.monotonic() + 30)
+        _wait_ready(f"{base}/readyz", proc, time.monotonic() + 90)
         h = {"Authorization": f"Bearer {token.group(1)}"}
         r = httpx.post(f"{base}/api/v1/issues", json={"title": "Checkout 500s"}, headers=h)
         assert r.status_code == 201
@@ -162,7 +162,7 @@ def test_up_uses_the_admin_token_from_the_environment(tmp_path: Path) -> None:
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     try:
-        _wait_ready(f"{base}/readyz", proc, time.monotonic() + 30)
+        _wait_ready(f"{base}/readyz", proc, time.monotonic() + 90)
         r = httpx.get(
             f"{base}/api/v1/whoami", headers={"Authorization": "Bearer hc_automation-secret-123"}
         )
@@ -228,7 +228,7 @@ def test_up_runs_the_gateway_next_to_the_console(tmp_path: Path) -> None:
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     try:
-        _wait_ready(f"http://127.0.0.1:{console}/readyz", proc, time.monotonic() + 40)
+        _wait_ready(f"http://127.0.0.1:{console}/readyz", proc, time.monotonic() + 90)
         r = httpx.get(f"http://127.0.0.1:{gw}/items/42")
         assert r.status_code == 200
         assert r.headers["x-request-id"]

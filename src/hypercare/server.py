@@ -271,22 +271,17 @@ async def serve(
         sock = bind_console(host, port)
         port = sock.getsockname()[1]
         await export_node_token(sessions, host, port)
-        health_urls: list[str] = []
+        # the console first: its interpreter starts while the workers start theirs
+        console = _Console(config, url, sock, _health_urls(gateway))
+        console.start()
         if gateway is not None:
             group = await start_gateway(config, gateway, config_text)
-            if group.admin_port is not None:
-                health_urls = [
-                    f"http://{_admin_host(gateway.admin_listen)}:{group.admin_port + i}/targets"
-                    for i in range(gateway.workers)
-                ]
             print(
                 f"gateway: http://{group.host}:{group.port}/ ({gateway.workers} worker(s))",
                 flush=True,
             )
             for i, pid in enumerate(group.pids):
                 log.info("gateway worker %d started (pid %s)", i, pid)
-        console = _Console(config, url, sock, health_urls)
-        console.start()
         print(f"hypercare {host}:{port} — store {redact_url(url)}", flush=True)
         print(f"console: http://{host}:{port}/  API: http://{host}:{port}/api/v1", flush=True)
         if token:
@@ -437,6 +432,15 @@ async def _watch_workers(
                 continue
             child.started(time.monotonic())
             log.info("gateway worker %d started (pid %s)", i, group.processes[i].pid)
+
+
+def _health_urls(plan: GatewayPlan | None) -> list[str]:
+    """Where the console's detection loop asks each worker for its targets' health."""
+    if plan is None or not plan.admin_listen:
+        return []
+    admin_port = int(plan.admin_listen.rpartition(":")[2])
+    host = _admin_host(plan.admin_listen)
+    return [f"http://{host}:{admin_port + i}/targets" for i in range(plan.workers)]
 
 
 def _admin_host(listen: str | None) -> str:
