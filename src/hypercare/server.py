@@ -342,6 +342,7 @@ async def serve(
                 "starts in 45 s",
                 flush=True,
             )
+            await engine.dispose()  # the demo's tokens exist: the children own the store
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -349,6 +350,7 @@ async def serve(
         if shop is not None and group is not None:
             # in the background: the children are watched while the console gets ready
             demo_task = asyncio.create_task(start_demo(shop, group), name="demo-start")
+            demo_task.add_done_callback(_log_failure)
         else:
             await engine.dispose()  # the children own the store from here on
         workers = (
@@ -387,6 +389,11 @@ async def serve(
         if sock is not None:
             sock.close()
         await engine.dispose()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("%s failed: %s: %s", task.get_name(), type(exc).__name__, exc)
 
 
 async def _wait_ready(url: str, stop: asyncio.Event, timeout: float = 60.0) -> None:
