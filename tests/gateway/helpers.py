@@ -16,15 +16,12 @@ import uvloop
 from hypercare.config import parse_config
 from hypercare.gateway.records import CallRecord
 from hypercare.gateway.runtime import Gateway
+from tests.support import wait_until
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+    """`tests.support.wait_until` with this package's defaults: every exception propagates."""
+    wait_until(cond, timeout, what, interval=0.01, ignore=())
 
 
 class LoopThread:
