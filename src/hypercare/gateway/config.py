@@ -7,6 +7,7 @@ a line number instead of at the first request.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from typing import Literal
@@ -149,6 +150,7 @@ class RouteConfig(StrictModel):
     retries: int = Field(default=0, ge=0, le=5)
     max_body: int = Field(default=10 * 1024 * 1024, ge=0, description="bytes; 413 above")
     strip_prefix: bool = False
+    websocket: bool = False  # forward WebSocket handshakes (Upgrade: websocket); off: plain
     tags: dict[str, str] = Field(default_factory=dict)
 
 
@@ -193,9 +195,25 @@ class JwtConfig(StrictModel):
         return self
 
 
+def check_networks(value: list[str]) -> list[str]:
+    """Validate a list of addresses/CIDRs (``10.0.0.0/8``, ``127.0.0.1``, ``::1``)."""
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"invalid trusted proxy {entry!r} (use an IP address or a CIDR like 10.0.0.0/8)"
+            ) from None
+    return value
+
+
 class LimitsConfig(StrictModel):
     max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    max_headers: int = Field(default=100, ge=8, le=10000, description="header fields; 431 above")
     header_timeout: Duration = timedelta(seconds=10)  # 408 when a request's head is slower
+    # 408 when a client that is sending a request body pauses longer than this; the upstream
+    # is not blamed (no 504, no passive failure)
+    client_body_timeout: Duration = timedelta(seconds=30)
     keepalive_timeout: Duration = timedelta(seconds=75)  # idle client connections
     drain_timeout: Duration = timedelta(seconds=30)  # SIGTERM: wait this long for in-flight
 
@@ -212,6 +230,11 @@ class GatewayConfig(StrictModel):
     redis_prefix: str = "hypercare:rl:"
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     trusted_proxies: list[str] = Field(default_factory=list)  # their X-Forwarded-For is kept
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        return check_networks(value)
 
     @model_validator(mode="after")
     def _cross_check(self) -> GatewayConfig:

@@ -14,6 +14,7 @@ import json
 import random
 import re
 from collections.abc import Iterable, Sequence
+from urllib.parse import unquote_to_bytes
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -227,6 +228,36 @@ def _in(ip: str, nets: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) 
     except ValueError:
         return False
     return any(addr in n for n in nets)
+
+
+KEY_PARAMS = frozenset({b"apikey", b"api_key"})
+
+
+def take_query_key(url: bytes) -> tuple[bytes, bytes | None]:
+    """(url without the API-key query parameters, the first key's value or None).
+
+    The credential is consumed by the gateway, like the ``apikey`` header: the upstream never
+    sees it, and neither does anything that stores the forwarded URL. Names are compared
+    percent-decoded, so ``api%6Bey`` is removed too.
+    """
+    q = url.find(b"?")
+    if q < 0:
+        return url, None
+    key: bytes | None = None
+    kept = []
+    removed = False
+    for part in url[q + 1 :].split(b"&"):
+        name, _, value = part.partition(b"=")
+        if unquote_to_bytes(name) in KEY_PARAMS:
+            removed = True
+            if key is None:
+                key = unquote_to_bytes(value)
+            continue
+        kept.append(part)
+    if not removed:
+        return url, None
+    path = url[:q]
+    return (path + b"?" + b"&".join(kept) if kept else path), key
 
 
 def error_body(code: str, message: str) -> bytes:
