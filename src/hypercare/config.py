@@ -10,6 +10,7 @@ offending key and what would be valid, e.g.::
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -18,6 +19,7 @@ from typing import Annotated, Any
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -53,6 +55,22 @@ def parse_duration(value: object) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def check_networks(value: list[str]) -> list[str]:
+    """Validate addresses and CIDRs (``10.0.0.0/8``, ``127.0.0.1``, ``::1``)."""
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"invalid trusted proxy {entry!r} (use an IP address or a CIDR like 10.0.0.0/8)"
+            ) from None
+    return value
+
+
+# Proxies whose X-Forwarded-For is believed: a list of addresses or CIDRs, empty by default.
+Networks = Annotated[list[str], AfterValidator(check_networks)]
 
 
 class StrictModel(BaseModel):

@@ -115,10 +115,12 @@ def upstream_request_head(
     """The request line and headers sent to the upstream.
 
     `headers` are the client's, already without `DROP_UPSTREAM` names (the parser callback
-    filters them); `extra_hop` are names the client's Connection header listed. `framing` is
+    filters them); `extra_hop` are names the client's Connection header listed. `prior_xff` is
+    the complete X-Forwarded-For when the peer is a trusted proxy (see `client_address`), else
+    None and the header is the client's address alone. `framing` is
     a ready ``content-length: N\\r\\n``/``transfer-encoding: chunked\\r\\n`` line or empty.
     """
-    xff = prior_xff + b", " + client_ip.encode() if prior_xff else client_ip.encode()
+    xff = prior_xff or client_ip.encode()
     parts = [
         method,
         b" ",
@@ -206,20 +208,23 @@ def client_address(
     xff: bytes | None,
     trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
 ) -> tuple[str, bytes | None]:
-    """(client IP, X-Forwarded-For to extend) given the TCP peer and the trusted proxies.
+    """(client IP, X-Forwarded-For to send upstream or None) given the TCP peer and proxies.
 
     A client's own X-Forwarded-For is only believed when the peer is a trusted proxy; then the
-    client is the right-most address that is not itself trusted.
+    client is the right-most address that is not itself trusted, and the list sent on is the
+    received one plus the peer (each proxy appends the address it got the request from).
+    Otherwise the header is dropped and rebuilt from the peer alone.
     """
     if not trusted or not _in(peer, trusted):
         return peer, None
     if not xff:
         return peer, None
     hops = [h.strip().decode("latin-1") for h in xff.split(b",") if h.strip()]
+    sent = xff + b", " + peer.encode()
     for hop in reversed(hops):
         if not _in(hop, trusted):
-            return hop, xff
-    return (hops[0] if hops else peer), xff
+            return hop, sent
+    return (hops[0] if hops else peer), sent
 
 
 def _in(ip: str, nets: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
