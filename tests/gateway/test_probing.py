@@ -131,17 +131,38 @@ def test_h2c_upgrade_is_proxied_as_plain_request_and_the_connection_stays_http(
         s.sendall(
             b"GET /first HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
             b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
-            b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"POST /second HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+            b"Content-Length: 5\r\n\r\nhello"
+            b"POST /third HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
+            b"GET /fourth HTTP/1.1\r\nHost: a\r\n\r\n"
         )
-        first = read_response(s)
-        second = read_response(s)
-    assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200")
+        responses = [read_response(s) for _ in range(4)]
+    assert all(r.startswith(b"HTTP/1.1 200") for r in responses), responses
     seen = upstream.requests[0]["headers"]
     assert "upgrade" not in seen and "http2-settings" not in seen
     assert "upgrade" not in seen.get("connection", "").lower()
-    assert [r["path"] for r in upstream.requests] == ["/first", "/second"]
-    wait_for(lambda: len(gw.records) == 2, what="a record for each request")
-    assert [r.path for r in gw.records] == ["/first", "/second"]
+    paths = ["/first", "/second", "/third", "/fourth"]
+    assert [r["path"] for r in upstream.requests] == paths
+    assert [r["body_len"] for r in upstream.requests] == [0, 5, 7, 0]
+    wait_for(lambda: len(gw.records) == 4, what="a record for each request")
+    assert [r.path for r in gw.records] == paths
+
+
+def test_declined_upgrade_body_arriving_after_the_head_is_forwarded(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(
+            b"POST /late HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+            b"Content-Length: 6\r\n\r\n"
+        )
+        wait_for(lambda: upstream.connections == 1, what="the head forwarded on its own")
+        s.sendall(b"abc")
+        s.sendall(b"def")
+        out = read_response(s)
+    assert out.startswith(b"HTTP/1.1 200"), out[:200]
+    assert upstream.requests[0]["body_len"] == 6
+    assert json.loads(out.partition(b"\r\n\r\n")[2])["body_head"] == "abcdef"
 
 
 def test_upstream_switching_protocols_unasked_is_502_not_a_tunnel(make_gateway, upstream):

@@ -53,6 +53,10 @@ class ClientConnection(asyncio.Protocol):
         self.paused = 0
         self.write_paused = False
         self.tunnel: Exchange | None = None
+        # A declined upgrade with a body: httptools tells llhttp to skip the body of any
+        # request that asks to upgrade, so it is read by a fresh parser fed a synthetic head.
+        self.body_after_upgrade: Exchange | None = None
+        self.body_only: Exchange | None = None
         self.in_head = False
         self.head_raw = 0
         self.corked: list[bytes] | None = None
@@ -109,6 +113,16 @@ class ClientConnection(asyncio.Protocol):
                 # upgrade, hence a fresh parser for the rest (a loop, not recursion: one read
                 # may hold many such requests).
                 self.parser = httptools.HttpRequestParser(self)
+                pending = self.body_after_upgrade
+                if pending is not None:
+                    self.body_after_upgrade = None
+                    self.body_only = pending
+                    framing = (
+                        b"transfer-encoding: chunked"
+                        if pending.chunked
+                        else b"content-length: %d" % (pending.content_length or 0)
+                    )
+                    self.parser.feed_data(b"PUT / HTTP/1.1\r\nhost: body\r\n%b\r\n\r\n" % framing)
                 if rest:
                     data = rest
                     continue
@@ -163,6 +177,9 @@ class ClientConnection(asyncio.Protocol):
     # --- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.body_only is not None:
+            self.parsing = None  # the synthetic head before a declined upgrade's body
+            return
         ex = Exchange(self)
         self.parsing = ex
         self.head_bytes = 0
@@ -253,6 +270,8 @@ class ClientConnection(asyncio.Protocol):
         self.in_head = False
         self.head_raw = 0
         if ex is None:
+            if self.body_only is not None:  # what follows is that exchange's body
+                self.parsing, self.body_only = self.body_only, None
             return
         gw = self.gw
         now = time.monotonic()
@@ -317,6 +336,8 @@ class ClientConnection(asyncio.Protocol):
                     else:
                         ex.upgrade = verdict
                         ex.upgrade_value = b"websocket" if verdict else None
+        if wants_upgrade and not ex.upgrade and (ex.chunked or ex.content_length):
+            self.body_after_upgrade = ex
         if ex.content_length is None and not ex.chunked:
             ex.body_done = True  # no body at all (RFC 9112 §6.3 rule 7)
         if ex.host is None:
@@ -334,7 +355,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         ex = self.parsing
-        if ex is not None and not ex.upgrade:
+        if ex is not None and not ex.upgrade and ex is not self.body_after_upgrade:
             self.parsing = None
             ex.request_complete()
 
