@@ -11,7 +11,9 @@ import httpx
 import pytest
 
 from hypercare.config import parse_config
+from hypercare.detection.live import Bucket
 from hypercare.errors import ConfigError
+from hypercare.telemetry.aggregate import UPSTREAM_ERRORS as TELEMETRY_UPSTREAM_ERRORS
 from tests.gateway.helpers import GatewayUnderTest, Upstream, raw_request, wait_for
 
 WS_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -85,6 +87,12 @@ def test_stalled_client_body_is_408_and_never_ejects_the_upstream(make_gateway, 
     wait_for(lambda: len(gw.records) == 3, what="three records")
     assert {r.error for r in gw.records} == {"client_timeout"}
     assert {r.status for r in gw.records} == {408}
+    # neither detection's live windows nor telemetry's aggregates count it against the upstream
+    window = Bucket(0)
+    for r in gw.records:
+        window.add(r)
+    assert (window.upstream_errors, window.gateway_errors, window.status_5xx) == (0, 0, 0)
+    assert not any(r.error in TELEMETRY_UPSTREAM_ERRORS for r in gw.records)
     target = gw.gw.upstreams["a"].targets[0]
     assert gw.lt.call(
         lambda: (target.consecutive_failures, target.available(time.monotonic()))
