@@ -134,6 +134,9 @@ class Upstream:
                 served += 1
                 if path == "/stale" and served > 1:
                     return  # a keep-alive connection closed just as a request arrives
+                if path == "/noread":  # neither read the request body nor answer
+                    await asyncio.sleep(float(params.get("s", "5")))
+                    return
                 if path == "/early":  # answer without reading the request body
                     writer.write(b"HTTP/1.1 413 X\r\ncontent-length: 2\r\n\r\nno")
                     await writer.drain()

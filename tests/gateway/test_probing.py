@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from typing import BinaryIO
 
@@ -35,6 +36,7 @@ gateway:
       match: {{path: /*}}
       upstream: a
       timeouts: {{connect: 1s, response: 400ms, idle: 1s}}
+      max_body: 104857600
 {route}
   limits: {{client_body_timeout: 300ms{limits}}}
 {extra}
@@ -112,6 +114,34 @@ def test_complete_body_then_slow_upstream_is_still_504(make_gateway, upstream):
     assert r.json()["error"]["code"] == "upstream_timeout"
     wait_for(lambda: len(gw.records) == 1, what="the record")
     assert gw.records[0].error == "timeout"
+    target = gw.gw.upstreams["a"].targets[0]
+    assert gw.lt.call(lambda: target.consecutive_failures) == 1
+
+
+def test_upstream_not_reading_the_body_is_the_upstreams_timeout(make_gateway, upstream):
+    # Reading from the client pauses while the upstream takes no body: that wait is the
+    # upstream's (504, a passive failure), even though the client sends nothing meanwhile.
+    gw = make_gateway(config(upstream))
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    size = 64 * 1024 * 1024
+    s.sendall(b"POST /noread?s=5 HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+
+    def push() -> None:
+        block = b"x" * 65536
+        try:
+            for _ in range(size // len(block)):
+                s.sendall(block)
+        except OSError:
+            pass  # the gateway answered and closed
+
+    sender = threading.Thread(target=push, daemon=True)
+    sender.start()
+    try:
+        wait_for(lambda: len(gw.records) == 1, timeout=10, what="the record")
+    finally:
+        s.close()
+        sender.join(5)
+    assert (gw.records[0].status, gw.records[0].error) == (504, "timeout")
     target = gw.gw.upstreams["a"].targets[0]
     assert gw.lt.call(lambda: target.consecutive_failures) == 1
 
