@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hypercare.config import Duration, Networks, StrictModel
+from hypercare.configtypes import Duration, Networks, StrictModel
 
 
 class WebConfig(StrictModel):
