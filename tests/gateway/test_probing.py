@@ -146,6 +146,18 @@ def test_upstream_not_reading_the_body_is_the_upstreams_timeout(make_gateway, up
     assert gw.lt.call(lambda: target.consecutive_failures) == 1
 
 
+def test_client_not_reading_the_response_is_not_the_upstreams_fault(make_gateway, upstream):
+    gw = make_gateway(config(upstream))
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b"GET /big?n=268435456 HTTP/1.1\r\nHost: a\r\n\r\n")
+        # and never read: after the route's idle time (1 s) the gateway gives up on us
+        wait_for(lambda: len(gw.records) == 1, timeout=15, what="the record")
+    assert gw.records[0].error == "client_timeout"
+    target = gw.gw.upstreams["a"].targets[0]
+    assert gw.lt.call(lambda: target.consecutive_failures) == 0
+
+
 def test_client_body_timeout_is_configurable_and_validated():
     cfg = parse_config("gateway: {limits: {client_body_timeout: 5s, max_headers: 50}}").gateway
     assert cfg.limits.client_body_timeout.total_seconds() == 5

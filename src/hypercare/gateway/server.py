@@ -455,6 +455,15 @@ class ClientConnection(asyncio.Protocol):
                 "client_body_timeout",
                 "the request body stalled for longer than the client body timeout",
             )
+        elif ex is not None and kind == "idle" and self.write_paused:
+            # The response body stalled because the client stopped reading it (our write
+            # buffer to it is full, so reading from the upstream is paused): the client's wait.
+            ex.abort(
+                "client_timeout",
+                408,
+                "client_read_timeout",
+                "the client stopped reading the response",
+            )
         elif ex is not None:
             ex.error = "timeout"
             if ex.target is not None and ex.conn is not None:
