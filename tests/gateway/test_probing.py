@@ -166,6 +166,8 @@ def test_client_body_timeout_is_configurable_and_validated():
     assert default.client_body_timeout.total_seconds() == 30 and default.max_headers == 100
     with pytest.raises(ConfigError, match="client_body_timeout"):
         parse_config("gateway: {limits: {client_body_timeout: soon}}")
+    with pytest.raises(ConfigError, match="client_body_timeout must be a positive duration"):
+        parse_config("gateway: {limits: {client_body_timeout: 0s}}")
 
 
 # --- upgrades ---------------------------------------------------------------------------------

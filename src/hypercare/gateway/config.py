@@ -204,6 +204,13 @@ class LimitsConfig(StrictModel):
     keepalive_timeout: Duration = timedelta(seconds=75)  # idle client connections
     drain_timeout: Duration = timedelta(seconds=30)  # SIGTERM: wait this long for in-flight
 
+    @field_validator("client_body_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() <= 0:
+            raise ValueError("client_body_timeout must be a positive duration (e.g. 30s)")
+        return value
+
 
 class GatewayConfig(StrictModel):
     """The data plane: where requests go, who may send them, and how fast."""
