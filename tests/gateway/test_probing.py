@@ -96,12 +96,8 @@ def test_stalled_client_body_is_408_and_never_ejects_the_upstream(make_gateway, 
     assert (window.upstream_errors, window.gateway_errors, window.status_5xx) == (0, 0, 0)
     assert not any(r.error in TELEMETRY_UPSTREAM_ERRORS for r in gw.records)
     target = gw.gw.upstreams["a"].targets[0]
-    assert gw.lt.call(
-        lambda: (target.consecutive_failures, target.available(time.monotonic()))
-    ) == (
-        0,
-        True,
-    )
+    state = gw.lt.call(lambda: (target.consecutive_failures, target.available(time.monotonic())))
+    assert state == (0, True)
     view = httpx.get(f"http://127.0.0.1:{gw.admin_port}/targets").json()
     assert view["upstreams"]["a"][0]["in_rotation"] is True
     assert httpx.get(gw.url + "/after").status_code == 200  # innocent requests still served
