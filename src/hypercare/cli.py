@@ -197,7 +197,7 @@ def telemetry_node_token(
 
 
 def _listen(value: str, option: str, *, any_port: bool = False) -> tuple[str, int]:
-    """HOST:PORT; with `any_port`, port 0 (the system picks one) is allowed too."""
+    """HOST:PORT; with `any_port`, port 0 (a free port chosen at bind time) is allowed."""
     host, sep, port = value.rpartition(":")
     lowest = 0 if any_port else 1
     if not sep or not port.isdigit() or not lowest <= int(port) < 65536:
@@ -213,11 +213,11 @@ def up(
     console_listen: Annotated[
         str,
         typer.Option(
-            "--console-listen", help="HOST:PORT for the console (API and UI); port 0: any."
+            "--console-listen", help="HOST:PORT for the console (API and UI); port 0: any free."
         ),
     ] = "127.0.0.1:8700",
     gateway_listen: Annotated[
-        str, typer.Option("--gateway-listen", help="HOST:PORT for the API gateway; port 0: any.")
+        str, typer.Option("--gateway-listen", help="HOST:PORT for the API gateway; 0: any free.")
     ] = "127.0.0.1:8080",
     workers: Annotated[
         int, typer.Option("--workers", min=0, help="Gateway worker processes (0: no gateway).")
@@ -236,6 +236,14 @@ def up(
             help="Also run a demo shop behind the gateway with traffic and a scripted incident.",
         ),
     ] = False,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ready-file",
+            help="Once serving, write the bound addresses here as JSON (console, gateway, "
+            "gateway_admin, pid); removed on exit.",
+        ),
+    ] = None,
 ) -> None:
     """Start hypercare: migrate the store, then supervise the console and the gateway
     workers (a child that dies is restarted; the workers serve while the console is away)."""
@@ -272,6 +280,7 @@ def up(
                 else None,
                 demo=demo,
                 config_text=text,
+                ready_file=ready_file.resolve() if ready_file else None,
             )
         )
     except HypercareError as exc:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import multiprocessing
 import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -29,6 +30,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp
 
 from hypercare.auth import service as auth_service
 from hypercare.auth.rules import Role
@@ -96,9 +98,41 @@ async def export_node_token(
     return token
 
 
+def console_config(
+    app: ASGIApp, host: str, port: int, trusted_proxies: Sequence[str]
+) -> uvicorn.Config:
+    """uvicorn's settings for the console.
+
+    uvicorn believes X-Forwarded-For/-Proto from 127.0.0.1 and ::1 by default (or from
+    FORWARDED_ALLOW_IPS): anyone on the machine, the gateway's own clients included, could then
+    pick the address the widget rate limit counts. Only `web.trusted_proxies` are believed.
+    """
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=list(trusted_proxies),
+    )
+
+
+def write_ready_file(path: Path, ready: dict[str, object]) -> None:
+    """Write `ready` as JSON to `path` all at once (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(ready, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def bind_console(host: str, port: int) -> socket.socket:
-    """The console's listening socket, owned by the supervisor for its whole life: while
-    the console restarts, connections wait in the backlog instead of being refused."""
+    """The console's listening socket, bound before anything else starts so that port 0
+    resolves to the real port the gateway workers ship to and the ready file reports, and
+    owned by the supervisor for its whole life: while the console restarts, connections
+    wait in the backlog instead of being refused. The console child gets it explicitly
+    (multiprocessing passes it); no other child inherits it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -108,6 +142,7 @@ def bind_console(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise StartupError(f"cannot listen on {host}:{port} for the console: {exc}") from None
+    sock.set_inheritable(False)
     return sock
 
 
@@ -158,15 +193,8 @@ async def _run_console(
     try:
         state = AppState.build(config, engine)
         detection_runtime(state).health_urls = list(health_urls)
-        server = _Server(
-            uvicorn.Config(
-                create_app(state),
-                log_level="warning",
-                access_log=False,
-                lifespan="on",
-                server_header=False,
-            )
-        )
+        host, port = sock.getsockname()[:2]
+        server = _Server(console_config(create_app(state), host, port, config.web.trusted_proxies))
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, server.request_exit)
         watch = asyncio.create_task(_exit_when_orphaned(server))
@@ -244,12 +272,20 @@ async def serve(
     gateway: GatewayPlan | None = None,
     demo: bool = False,
     config_text: str | None = None,
+    ready_file: Path | None = None,
     policy: RestartPolicy | None = None,
 ) -> None:
     """Run everything until SIGINT/SIGTERM. With `demo`, the shop's configuration replaces
     `config` and the demo's traffic and scenario run against the started product.
     `config_text` is the YAML source of `config`, kept as the workers' last good
-    configuration when `gateway.config_dir` is set."""
+    configuration when `gateway.config_dir` is set.
+
+    Port 0 for the console (or the gateway) takes a free port. With `ready_file`, once the
+    console answers /readyz the bound addresses are written there as JSON, e.g.
+    ``{"console": "http://127.0.0.1:41234", "gateway": "127.0.0.1:41240",
+    "gateway_admin": "127.0.0.1:8081", "workers": 1, "pid": 4242}`` (``gateway`` and
+    ``gateway_admin`` are null without workers; ``pid`` is the supervisor's); the file is
+    removed on the way out."""
     _quiet_loggers()
     policy = policy or RestartPolicy()
     engine = create_engine(url)
@@ -259,7 +295,7 @@ async def serve(
     console: _Console | None = None
     sock: socket.socket | None = None
     group_lock = asyncio.Lock()
-    demo_task: asyncio.Task[None] | None = None
+    ready_task: asyncio.Task[None] | None = None
     try:
         if demo:
             if gateway is None:
@@ -298,10 +334,10 @@ async def serve(
             last call records (nothing left to spool), then the console."""
             nonlocal running_demo, shop, group
             try:
-                if demo_task is not None and not demo_task.done():
-                    demo_task.cancel()
+                if ready_task is not None and not ready_task.done():
+                    ready_task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await demo_task
+                        await ready_task
                 if running_demo is not None:
                     demo_now, running_demo, shop = running_demo, None, None
                     await demo_now.stop()
@@ -328,10 +364,27 @@ async def serve(
             if console is not None:
                 console.kill()
 
-        async def start_demo(shop: Shop, group: WorkerGroup) -> None:
+        async def when_ready() -> None:
+            """Once the console answers: the ready file, then the demo."""
             nonlocal running_demo
-            await _wait_ready(f"http://{host}:{port}/readyz", stop)
-            if stopping is not None:
+            if not await _wait_ready(f"http://{_url_host(host)}:{port}/readyz", stop):
+                return
+            if ready_file is not None:
+                write_ready_file(
+                    ready_file,
+                    {
+                        "console": f"http://{_url_host(host)}:{port}",
+                        "gateway": f"{_url_host(group.host)}:{group.port}" if group else None,
+                        "gateway_admin": (
+                            f"{_admin_host(gateway.admin_listen)}:{group.admin_port}"
+                            if group is not None and gateway and group.admin_port is not None
+                            else None
+                        ),
+                        "workers": gateway.workers if gateway else 0,
+                        "pid": os.getpid(),
+                    },
+                )
+            if shop is None or group is None or stopping is not None:
                 return
             running_demo = await demo_run.start(
                 sessions, shop, console=(host, port), gateway=(group.host, group.port)
@@ -347,11 +400,10 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        if shop is not None and group is not None:
-            # in the background: the children are watched while the console gets ready
-            demo_task = asyncio.create_task(start_demo(shop, group), name="demo-start")
-            demo_task.add_done_callback(_log_failure)
-        else:
+        # in the background: the children are watched while the console gets ready
+        ready_task = asyncio.create_task(when_ready(), name="when-ready")
+        ready_task.add_done_callback(_log_failure)
+        if shop is None:
             await engine.dispose()  # the children own the store from here on
         workers = (
             [ChildState(f"gateway worker {i}") for i in range(len(group.processes))]
@@ -372,10 +424,13 @@ async def serve(
                     if stopping is None and group is not None:
                         await _watch_workers(group, workers, policy)
     finally:
-        if demo_task is not None and not demo_task.done():
-            demo_task.cancel()
+        if ready_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(ready_file)
+        if ready_task is not None and not ready_task.done():
+            ready_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await demo_task
+                await ready_task
         if running_demo is not None:
             await running_demo.stop()
         elif shop is not None:
@@ -396,18 +451,25 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.error("%s failed: %s: %s", task.get_name(), type(exc).__name__, exc)
 
 
-async def _wait_ready(url: str, stop: asyncio.Event, timeout: float = 60.0) -> None:
-    """Poll the console's /readyz until it answers 200, `stop` is set or `timeout` passes."""
-    deadline = time.monotonic() + timeout
+async def _wait_ready(url: str, stop: asyncio.Event, warn_after: float = 60.0) -> bool:
+    """Poll the console's /readyz until it answers 200 (True) or `stop` is set (False);
+    a console still not ready after `warn_after` seconds is logged once."""
+    deadline = time.monotonic() + warn_after
     async with httpx.AsyncClient(timeout=2.0) as client:
-        while not stop.is_set() and time.monotonic() < deadline:
+        while not stop.is_set():
             with contextlib.suppress(httpx.HTTPError):
                 if (await client.get(url)).status_code == 200:
-                    return
+                    return True
+            if deadline and time.monotonic() > deadline:
+                log.warning("the console is not ready after %.0fs", warn_after)
+                deadline = 0.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.1)
-    if not stop.is_set():
-        log.warning("the console is not ready after %.0fs", timeout)
+    return False
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 async def _watch_console(console: _Console, policy: RestartPolicy) -> None:
