@@ -1,11 +1,15 @@
-"""Redaction of captured headers and bodies, applied by the console before anything is stored.
+"""Redaction of captured headers, query strings and bodies.
 
-Secret headers (Authorization, Cookie, Set-Cookie, API-key headers and configured ones)
-and body fields whose names match configured glob patterns (``password``, ``*token*``,
-``card*``...) become ``[REDACTED]``. JSON bodies are parsed and redacted at any depth;
-form bodies field by field; anything else (truncated JSON, text) is scanned for
-``"name": value`` and ``name=value`` pairs with a matching name. Binary bodies are not
-stored, only their size.
+The gateway worker redacts a capture before it leaves the worker, and the console redacts
+it again before storing it (so a capture from an older or foreign node is safe too).
+
+Headers whose names match a configured name or glob (Authorization, Cookie, Set-Cookie,
+API-key headers, ``*password*``, ``*secret*``, ``*token*``...) and fields whose names
+match configured glob patterns (``password``, ``*token*``, ``card*``...) become
+``[REDACTED]``: fields of JSON bodies at any depth, of form-urlencoded bodies, of
+multipart/form-data parts and of the query string. Anything else (truncated JSON, text) is
+scanned for ``"name": value`` and ``name=value`` pairs with a matching name. Binary bodies
+are not stored, only their size.
 """
 
 from __future__ import annotations
@@ -15,22 +19,29 @@ import json
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import unquote_plus
 
 from hypercare.telemetry.config import DEFAULT_REDACT_FIELDS, DEFAULT_REDACT_HEADERS
 
 REDACTED = "[REDACTED]"
+
+_BOUNDARY = re.compile(r'boundary\s*=\s*(?:"([^"]{1,200})"|([^\s;]{1,200}))', re.IGNORECASE)
+_PART_NAME = re.compile(r'(?:^|;)\s*name\s*=\s*(?:"([^"]*)"|([^\s;]*))', re.IGNORECASE)
+
+
+def _globs(patterns: Iterable[str]) -> re.Pattern[str]:
+    cleaned = [p.strip().lower() for p in patterns if p.strip()]
+    if not cleaned:
+        return re.compile(r"(?!)")  # matches nothing
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in cleaned), re.IGNORECASE)
 
 
 class Redactor:
     """Redaction rules compiled once from configuration."""
 
     def __init__(self, headers: Iterable[str] = (), fields: Iterable[str] = ()) -> None:
-        self.headers = {h.strip().lower() for h in (*DEFAULT_REDACT_HEADERS, *headers)}
-        patterns = [p.strip().lower() for p in (*DEFAULT_REDACT_FIELDS, *fields) if p.strip()]
-        self._field = re.compile(
-            "|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.IGNORECASE
-        )
+        self._header = _globs((*DEFAULT_REDACT_HEADERS, *headers))
+        self._field = _globs((*DEFAULT_REDACT_FIELDS, *fields))
         # a quoted name matching a pattern, then its JSON value (string, number, literal)
         self._json_pair = re.compile(
             r'("(?P<name>[^"\\]{1,200})"\s*:\s*)(?P<value>"(?:[^"\\]|\\.)*"?|[^,}\]\s]+)'
@@ -40,15 +51,16 @@ class Redactor:
     def secret_field(self, name: str) -> bool:
         return bool(self._field.fullmatch(name.lower()))
 
+    def secret_header(self, name: str) -> bool:
+        lname = name.lower()
+        return bool(self._header.fullmatch(lname)) or self.secret_field(lname)
+
     def redact_headers(self, headers: Iterable[tuple[str, str]]) -> list[list[str]]:
-        out = []
-        for name, value in headers:
-            secret = name.lower() in self.headers or self.secret_field(name)
-            out.append([name, REDACTED if secret else value])
-        return out
+        return [[name, REDACTED if self.secret_header(name) else value] for name, value in headers]
 
     def redact_value(self, value: Any) -> Any:
-        """Redact a parsed JSON value at any depth."""
+        """Redact a parsed JSON value at any depth (string values holding ``name=value``
+        or ``"name": value`` pairs included)."""
         if isinstance(value, dict):
             return {
                 k: REDACTED if self.secret_field(str(k)) else self.redact_value(v)
@@ -56,6 +68,9 @@ class Redactor:
             }
         if isinstance(value, list):
             return [self.redact_value(v) for v in value]
+        if isinstance(value, str) and ("=" in value or ":" in value):
+            # a URL with a query, an embedded form or JSON document: its pairs too
+            return self.redact_text(value)
         return value
 
     def redact_text(self, text: str) -> str:
@@ -73,14 +88,86 @@ class Redactor:
 
         return self._kv_pair.sub(kv_sub, self._json_pair.sub(json_sub, text))
 
-    def redact_body(self, body: bytes, content_type: str = "") -> str | None:
-        """The body as text safe to store, or None when empty."""
+    def redact_query(self, query: str) -> str:
+        """A query string (or form-urlencoded text) with the values of secret fields
+        replaced; everything else is kept as sent, also a pair cut off at the end."""
+        if not query:
+            return ""
+        out = []
+        for pair in query.split("&"):
+            name, eq, _ = pair.partition("=")
+            if self.secret_field(unquote_plus(name)) or (not eq and self.secret_field(name)):
+                out.append(f"{name}={REDACTED}")
+            else:
+                # a name that is not secret may still hide "secret=..." in a mangled pair
+                out.append(self.redact_text(pair))
+        return "&".join(out)
+
+    def redact_multipart(self, text: str, boundary: str) -> str:
+        """multipart/form-data with each part redacted by its field name (a secret part's
+        content becomes the marker) or, for other parts, by its own content; a part cut off
+        at the end of a truncated body is treated the same."""
+        delimiter = f"--{boundary}"
+        pieces = text.split(delimiter)
+        out = [self.redact_text(pieces[0])]  # the preamble
+        for piece in pieces[1:]:
+            head, sep, content = piece.partition("\r\n\r\n")
+            if not sep:
+                # no content yet (the closing "--", or a head cut off): only headers
+                out.append(self.redact_text(head))
+                continue
+            disposition = next(
+                (
+                    line.partition(":")[2]
+                    for line in head.split("\r\n")
+                    if line.lower().startswith("content-disposition:")
+                ),
+                "",
+            )
+            m = _PART_NAME.search(disposition)
+            name = (m.group(1) if m.group(1) is not None else m.group(2)) if m else ""
+            # the line break before the next delimiter belongs to the delimiter
+            end = "\r\n" if content.endswith("\r\n") else ""
+            content = content[: len(content) - len(end)]
+            if name and self.secret_field(name):
+                out.append(f"{head}\r\n\r\n{REDACTED}{end}")
+                continue
+            part_type = next(
+                (
+                    line.partition(":")[2].strip()
+                    for line in head.split("\r\n")
+                    if line.lower().startswith("content-type:")
+                ),
+                "",
+            )
+            if _has_surrogates(content):
+                body = f"[binary part, {len(content.encode('utf-8', 'surrogateescape'))} bytes]"
+            else:
+                body = self._redact_text_body(content, part_type)
+            out.append(f"{head}\r\n\r\n{body}{end}")
+        # bytes that were not UTF-8 outside the parts' contents: "?" (never a lone surrogate)
+        return delimiter.join(out).encode("utf-8", "replace").decode("utf-8")
+
+    def redact_body(
+        self, body: bytes, content_type: str = "", *, truncated: bool = False
+    ) -> str | None:
+        """The body as text safe to store, or None when empty. `truncated`: the body is the
+        start of a longer one (a character cut in two at its end is dropped, not taken for
+        binary data)."""
         if not body:
             return None
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
+        ctype = content_type.lower()
+        if "multipart/form-data" in ctype:
+            m = _BOUNDARY.search(content_type)
+            if m is not None:
+                boundary = m.group(1) if m.group(1) is not None else m.group(2)
+                return self.redact_multipart(body.decode("utf-8", "surrogateescape"), boundary)
+        text = _text(body, truncated)
+        if text is None:
             return f"[binary body, {len(body)} bytes, not stored]"
+        return self._redact_text_body(text, ctype)
+
+    def _redact_text_body(self, text: str, ctype: str) -> str:
         stripped = text.lstrip()
         if stripped[:1] in ("{", "["):
             try:
@@ -88,9 +175,23 @@ class Redactor:
             except ValueError:
                 return self.redact_text(text)
             return json.dumps(self.redact_value(parsed), ensure_ascii=False)
-        if "application/x-www-form-urlencoded" in content_type.lower():
-            pairs = parse_qsl(text, keep_blank_values=True)
-            return urlencode(
-                [(k, REDACTED if self.secret_field(k) else v) for k, v in pairs], safe="[]"
-            )
+        if "application/x-www-form-urlencoded" in ctype.lower():
+            return self.redact_query(text)
         return self.redact_text(text)
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= c <= "\udcff" for c in text)
+
+
+def _text(body: bytes, truncated: bool) -> str | None:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # the body was cut inside a multi-byte character: keep what is before it
+        if truncated and exc.start >= len(body) - 3 and exc.end == len(body):
+            try:
+                return body[: exc.start].decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        return None
