@@ -87,9 +87,7 @@ def test_bad_rows_are_named() -> None:
 
 def test_captures_carry_query_truncation_and_redaction_and_old_ones_still_decode() -> None:
     now = time.time()
-    cap = CallCapture(
-        (("Accept", "*/*"),), (), b"{}", b"x" * 10, "a=1", True, False, redacted=True
-    )
+    cap = CallCapture((("Accept", "*/*"),), (), b"{}", b"x" * 10, "a=1", True, False, redacted=True)
     got = decode_batch(encode_batch("batch-0003", [record(now)], {0: cap}, sent_at=now))
     assert got.captures == {0: cap}
     old = orjson.loads(encode_batch("batch-0004", [record(now)], sent_at=now))
