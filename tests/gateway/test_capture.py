@@ -12,7 +12,7 @@ import httpx
 from hypercare.config import parse_config
 from hypercare.gateway.capture import Capturer, Tap
 from hypercare.telemetry.capture import Policy
-from hypercare.telemetry.redact import REDACTED
+from hypercare.telemetry.redact import REDACTED, Redactor
 from tests.gateway.helpers import GatewayUnderTest, Upstream, wait_for
 
 SECRET = "hunter2-sekrit"
@@ -147,3 +147,20 @@ def test_a_tap_keeps_at_most_its_limit_without_holding_the_stream() -> None:
         tap.response(chunk * 3)
     assert bytes(tap.request_body) == b"abcdefghij"
     assert bytes(tap.response_body) == b"abcdabcdab"
+
+
+class BrokenRedactor(Redactor):
+    def redact_body(self, body: bytes, content_type: str = "", *, truncated: bool = False) -> None:
+        raise ValueError(f"cannot redact {body!r}")
+
+
+def test_a_failing_capture_costs_neither_the_call_nor_its_record(make_gateway, upstream, caplog):
+    gw = make_gateway(config(upstream, "    default: all\n"))
+    broken = Capturer(Policy("all"), {}, 1024, BrokenRedactor())
+    gw.lt.call(lambda: setattr(gw.gw, "capture", broken))
+    with httpx.Client() as c:
+        r = c.post(gw.url + "/login", json={"password": SECRET}, headers={"x-request-id": "x"})
+    assert r.status_code == 200
+    wait_for(lambda: len(gw.records) == 1, what="the record")
+    assert gw.records[0].request_id == "x" and gw.sink.captures == {}
+    assert "capturing call x failed (ValueError)" in caplog.text and SECRET not in caplog.text

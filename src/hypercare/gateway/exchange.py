@@ -636,11 +636,10 @@ class Exchange:
             self.user_agent,
         )
         tap = self.tap
-        gw = client.gw
-        if tap is None or gw.capture is None:
-            gw.emit(record)
+        if tap is None:
+            client.gw.emit(record)
         else:
-            gw.emit(record, gw.capture.finish(tap, self))
+            client.gw.emit_captured(record, tap, self)
         client.exchange_done(self)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from hypercare.gateway import headers as hdr
 from hypercare.gateway.auth import AuthError, JwtVerifier, KeyStore
 from hypercare.gateway.balancer import Balancer, Target, make_balancer
-from hypercare.gateway.capture import Capturer
+from hypercare.gateway.capture import Capturer, Tap
 from hypercare.gateway.config import GatewayConfig, PassiveConfig, RouteConfig
 from hypercare.gateway.exchange import Exchange
 from hypercare.gateway.health import ActiveChecker, record_failure
@@ -312,6 +312,17 @@ class Gateway:
         if not self.trusted:
             return peer, None
         return hdr.client_address(peer, xff, self.trusted)
+
+    def emit_captured(self, record: CallRecord, tap: Tap, ex: Exchange) -> None:
+        """Emit a record with its capture, when its policy keeps one."""
+        capture = None
+        if self.capture is not None:
+            try:
+                capture = self.capture.finish(tap, ex)
+            except Exception as exc:  # a capture must never cost the record or the request
+                # the exception's text could quote captured bytes: only its type is logged
+                log.error("capturing call %s failed (%s)", record.request_id, type(exc).__name__)
+        self.emit(record, capture)
 
     def emit(self, record: CallRecord, capture: CallCapture | None = None) -> None:
         self.metrics.emit(record)
