@@ -140,18 +140,28 @@ def redacted_capture(
     response_total: int,
 ) -> CallCapture:
     """A capture with every secret replaced by the marker (pure: testable alone)."""
-    req_type = _content_type(req_headers)
-    resp_type = _content_type(resp_headers)
-    req = redactor.redact_body(request_body, req_type, truncated=request_total > len(request_body))
-    resp = redactor.redact_body(
-        response_body, resp_type, truncated=response_total > len(response_body)
+    req = (
+        redactor.redact_body(
+            request_body, _content_type(req_headers), truncated=request_total > len(request_body)
+        )
+        if request_body
+        else None
+    )
+    resp = (
+        redactor.redact_body(
+            response_body,
+            _content_type(resp_headers),
+            truncated=response_total > len(response_body),
+        )
+        if response_body
+        else None
     )
     return CallCapture(
-        tuple((n, v) for n, v in redactor.redact_headers(req_headers)),
-        tuple((n, v) for n, v in redactor.redact_headers(resp_headers)),
+        redactor.redact_header_pairs(req_headers),
+        redactor.redact_header_pairs(resp_headers),
         (req or "").encode("utf-8", "replace"),
         (resp or "").encode("utf-8", "replace"),
-        query=redactor.redact_query(query),
+        query=redactor.redact_query(query) if query else "",
         request_truncated=request_total > len(request_body),
         response_truncated=response_total > len(response_body),
         redacted=True,

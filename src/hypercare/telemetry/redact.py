@@ -25,8 +25,23 @@ from hypercare.telemetry.config import DEFAULT_REDACT_FIELDS, DEFAULT_REDACT_HEA
 
 REDACTED = "[REDACTED]"
 
+_KNOWN_MAX = 4096  # field names whose verdict is remembered
 _BOUNDARY = re.compile(r'boundary\s*=\s*(?:"([^"]{1,200})"|([^\s;]{1,200}))', re.IGNORECASE)
 _PART_NAME = re.compile(r'(?:^|;)\s*name\s*=\s*(?:"([^"]*)"|([^\s;]*))', re.IGNORECASE)
+
+
+def _names(patterns: list[str], char: str) -> str:
+    """Glob patterns (``*``, ``?``) as one regex alternation over names made of `char`."""
+    alts = []
+    for p in patterns:
+        parts = (f"{char}{{0,200}}" if c == "*" else char if c == "?" else re.escape(c) for c in p)
+        alts.append("".join(parts))
+    return "|".join(alts) or "(?!)"
+
+
+def _literal(pattern: str) -> str:
+    """The longest run of plain characters in a glob ("" when it has none)."""
+    return max(re.split(r"[*?]", pattern), key=len)
 
 
 def _globs(patterns: Iterable[str]) -> re.Pattern[str]:
@@ -42,21 +57,54 @@ class Redactor:
     def __init__(self, headers: Iterable[str] = (), fields: Iterable[str] = ()) -> None:
         self._header = _globs((*DEFAULT_REDACT_HEADERS, *headers))
         self._field = _globs((*DEFAULT_REDACT_FIELDS, *fields))
-        # a quoted name matching a pattern, then its JSON value (string, number, literal)
+        self._known: dict[str, bool] = {}
+        self._known_headers: dict[str, bool] = {}
+        patterns = [p.strip() for p in (*DEFAULT_REDACT_FIELDS, *fields) if p.strip()]
+        # in text: a quoted name matching a pattern, then its JSON value (string, number,
+        # literal); and name=value. Only secret names match, so text without any costs one
+        # scan in C and no Python call per pair.
+        quoted = _names(patterns, r'[^"\\]')
+        bare = _names(patterns, r"[\w.\-\[\]]")
         self._json_pair = re.compile(
-            r'("(?P<name>[^"\\]{1,200})"\s*:\s*)(?P<value>"(?:[^"\\]|\\.)*"?|[^,}\]\s]+)'
+            rf'("(?:{quoted})"\s*:\s*)(?:"(?:[^"\\]|\\.)*"?|[^,}}\]\s]+)', re.IGNORECASE
         )
-        self._kv_pair = re.compile(r"(?P<pre>(?:^|[?&;\s,])(?P<name>[\w.\-\[\]]{1,200})=)[^&;\s,]*")
+        # a delimiter first (the text gets a leading space), then only names followed by
+        # "=": most positions fail on the first character or the lookahead
+        self._kv_pair = re.compile(
+            rf"([?&;\s,](?=[\w.\-\[\]]{{1,200}}=)(?:{bare})=)[^&;\s,]*", re.IGNORECASE
+        )
+        # every secret name holds one of these: text without any has no pair to redact
+        self._literals = tuple({_literal(p.lower()) for p in patterns})
 
     def secret_field(self, name: str) -> bool:
-        return bool(self._field.fullmatch(name.lower()))
+        # the same few names recur in every body: remember the answer (bounded)
+        known = self._known.get(name)
+        if known is None:
+            known = bool(self._field.fullmatch(name.lower()))
+            if len(self._known) >= _KNOWN_MAX:
+                self._known.clear()
+            self._known[name] = known
+        return known
 
     def secret_header(self, name: str) -> bool:
-        lname = name.lower()
-        return bool(self._header.fullmatch(lname)) or self.secret_field(lname)
+        known = self._known_headers.get(name)
+        if known is None:
+            lname = name.lower()
+            known = bool(self._header.fullmatch(lname)) or self.secret_field(lname)
+            if len(self._known_headers) >= _KNOWN_MAX:
+                self._known_headers.clear()
+            self._known_headers[name] = known
+        return known
 
     def redact_headers(self, headers: Iterable[tuple[str, str]]) -> list[list[str]]:
         return [[name, REDACTED if self.secret_header(name) else value] for name, value in headers]
+
+    def redact_header_pairs(
+        self, headers: Iterable[tuple[str, str]]
+    ) -> tuple[tuple[str, str], ...]:
+        """`redact_headers` as (name, value) tuples."""
+        secret = self.secret_header
+        return tuple((name, REDACTED if secret(name) else value) for name, value in headers)
 
     def redact_value(self, value: Any) -> Any:
         """Redact a parsed JSON value at any depth (string values holding ``name=value``
@@ -68,25 +116,21 @@ class Redactor:
             }
         if isinstance(value, list):
             return [self.redact_value(v) for v in value]
-        if isinstance(value, str) and ("=" in value or ":" in value):
+        if isinstance(value, str) and ("=" in value or '"' in value):
             # a URL with a query, an embedded form or JSON document: its pairs too
             return self.redact_text(value)
         return value
 
     def redact_text(self, text: str) -> str:
         """Best effort for text that is not parseable JSON: redact name/value pairs."""
-
-        def json_sub(m: re.Match[str]) -> str:
-            if self.secret_field(m.group("name")):
-                return f'{m.group(1)}"{REDACTED}"'
-            return m.group(0)
-
-        def kv_sub(m: re.Match[str]) -> str:
-            if self.secret_field(m.group("name")):
-                return f"{m.group('pre')}{REDACTED}"
-            return m.group(0)
-
-        return self._kv_pair.sub(kv_sub, self._json_pair.sub(json_sub, text))
+        lowered = text.lower()
+        if not any(lit in lowered for lit in self._literals):
+            return text
+        if '"' in text:
+            text = self._json_pair.sub(rf'\1"{REDACTED}"', text)
+        if "=" in text:
+            text = self._kv_pair.sub(rf"\1{REDACTED}", f" {text}")[1:]
+        return text
 
     def redact_query(self, query: str) -> str:
         """A query string (or form-urlencoded text) with the values of secret fields
