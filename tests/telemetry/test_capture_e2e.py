@@ -6,13 +6,7 @@ are served by the API and shown on the console's call page."""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +16,8 @@ import zstandard
 
 from hypercare.telemetry.redact import REDACTED
 from hypercare.telemetry.segments import ZSTD_MAGIC, loads
-from tests.conftest import free_port
 from tests.gateway.helpers import Upstream
+from tests.support import Up, start_up, wait_until
 
 ADMIN_TOKEN = "hc_capture-e2e-admin-token-0123456789"
 MARK = b"S3CRET"  # in every secret below, and nowhere else
@@ -37,78 +31,31 @@ SECRETS = {
 }
 
 
-class Up:
-    """`hypercare up` with capture on for every call, its output in a log file."""
-
-    def __init__(self, data_dir: Path, upstream: Upstream) -> None:
-        self.data_dir = data_dir
-        self.log = data_dir / "up.log"
-        self.console = f"http://127.0.0.1:{free_port()}"
-        config = data_dir / "hc.yaml"
-        config.write_text(
-            "gateway:\n"
-            f"  upstreams:\n    shop: {{targets: ['{upstream.address}']}}\n"
-            "  routes:\n    - {name: shop, match: {path: /*}, upstream: shop}\n"
-            "telemetry:\n  capture:\n    default: all\n    max_body_bytes: 4096\n"
-        )
-        env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": ADMIN_TOKEN}
-        env.pop("HYPERCARE_DATABASE_URL", None)
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "hypercare",
-                    "up",
-                    "--config",
-                    str(config),
-                    "--data-dir",
-                    str(data_dir),
-                    "--console-listen",
-                    self.console.removeprefix("http://"),
-                    # `up` takes fixed ports only (its console URL goes to the workers)
-                    "--gateway-listen",
-                    f"127.0.0.1:{free_port()}",
-                    "--gateway-admin-listen",
-                    f"127.0.0.1:{free_port()}",
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.gateway = self._wait_ready()
-
-    def _wait_ready(self) -> str:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"hypercare up exited early:\n{self.log.read_text()}")
-            m = re.search(r"gateway: (http://127\.0\.0\.1:\d+)/", self.log.read_text())
-            try:
-                if m and httpx.get(f"{self.console}/readyz", timeout=1).status_code == 200:
-                    return m.group(1)
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)  # polling for readiness, not timing
-        raise AssertionError(f"hypercare up did not become ready:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+CONFIG = (
+    "gateway:\n"
+    "  upstreams:\n    shop: {{targets: ['{upstream}']}}\n"
+    "  routes:\n    - {{name: shop, match: {{path: /*}}, upstream: shop}}\n"
+    "telemetry:\n  capture:\n    default: all\n    max_body_bytes: 4096\n"
+)
 
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[tuple[Up, Upstream]]:
+    """`hypercare up` with capture on for every call, its data dir and log under `data`."""
     upstream = Upstream("shop")
     upstream.issued_token = SECRETS["response"]
+    config = tmp_path / "hc.yaml"
+    config.write_text(CONFIG.format(upstream=upstream.address))
+    data = tmp_path / "data"
+    data.mkdir()
     running: Up | None = None
     try:
-        running = Up(tmp_path, upstream)
+        running = start_up(
+            data,
+            config=config,
+            env={"HYPERCARE_ADMIN_TOKEN": ADMIN_TOKEN},
+            log=data / "up.log",
+        )
         yield running, upstream
     finally:
         if running is not None:
@@ -200,24 +147,23 @@ def send_secrets(gateway: str) -> dict[str, str]:
     return ids
 
 
-def test_secrets_sent_through_the_gateway_are_stored_nowhere(
-    up: tuple[Up, Upstream], tmp_path: Path
-) -> None:
+def test_secrets_sent_through_the_gateway_are_stored_nowhere(up: tuple[Up, Upstream]) -> None:
     hc, upstream = up
-    ids = send_secrets(hc.gateway)
+    data = hc.log.parent
+    ids = send_secrets(f"http://{hc.gateway}")
     assert len(upstream.requests) == 5  # the upstream itself got the real requests
     api = httpx.Client(
-        base_url=hc.console, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+        base_url=hc.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
     )
+
+    def stored(rid: str) -> httpx.Response | None:
+        r = api.get(f"/api/v1/calls/{rid}")
+        assert r.status_code in (200, 404), r.text
+        return r if r.status_code == 200 else None
+
     captures = {}
-    deadline = time.monotonic() + 60
     for place, rid in ids.items():
-        while True:
-            r = api.get(f"/api/v1/calls/{rid}")
-            if r.status_code == 200:
-                break
-            assert r.status_code == 404 and time.monotonic() < deadline, r.text
-            time.sleep(0.05)  # polling for the shipped record, not timing
+        r = wait_until(lambda rid=rid: stored(rid), 60, f"call {rid} in the store")
         assert MARK not in r.content
         captures[place] = r.json()["capture"]
     api.close()
@@ -232,7 +178,7 @@ def test_secrets_sent_through_the_gateway_are_stored_nowhere(
     assert f'name="client_secret"\r\n\r\n{REDACTED}' in multipart and "plain text" in multipart
 
     # the console's call page shows the redacted capture
-    with httpx.Client(base_url=hc.console, timeout=60) as browser:
+    with httpx.Client(base_url=hc.url, timeout=60) as browser:
         browser.get("/signin")
         nonce = browser.cookies["hc_signin"]
         r = browser.post("/signin", data={"token": ADMIN_TOKEN, "csrf": nonce})
@@ -244,10 +190,10 @@ def test_secrets_sent_through_the_gateway_are_stored_nowhere(
         assert REDACTED in page.text and "access_token" in page.text
         assert MARK not in page.content
 
-    assert (tmp_path / "hypercare.db-wal").exists()  # scanned while the store is open
-    found, redacted = scan(tmp_path)
+    assert (data / "hypercare.db-wal").exists()  # scanned while the store is open
+    found, redacted = scan(data)
     assert found == [] and redacted >= 2  # frames in the file or WAL, and the blocks
-    hc.stop()
-    found, redacted = scan(tmp_path)
+    output = hc.stop()
+    found, redacted = scan(data)
     assert found == [] and redacted >= 2
-    assert "Traceback" not in hc.log.read_text()
+    assert "Traceback" not in output
