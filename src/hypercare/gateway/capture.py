@@ -15,6 +15,7 @@ on the wire only ever hold the redacted capture. The console redacts again befor
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hypercare.telemetry.capture import CallCapture, Policy, should_capture
@@ -64,11 +65,13 @@ class Capturer:
         routes: dict[str, Policy],
         max_body_bytes: int,
         redactor: Redactor,
+        draw: Callable[[], float] = random.random,
     ) -> None:
         self.default = default
         self.routes = routes
         self.limit = max_body_bytes
         self.redactor = redactor
+        self.draw = draw  # uniform in [0, 1): the `sample` policy's coin
 
     @classmethod
     def from_config(cls, config: TelemetryConfig) -> Capturer | None:
@@ -88,7 +91,7 @@ class Capturer:
         will not be captured (``sample`` draws here, so unsampled calls copy nothing)."""
         policy = self.routes.get(route, self.default)
         mode = policy.mode
-        if mode == "off" or (mode == "sample" and random.random() >= policy.fraction):
+        if mode == "off" or (mode == "sample" and self.draw() >= policy.fraction):
             return None
         return Tap(policy, self.limit)
 
