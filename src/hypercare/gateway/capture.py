@@ -29,7 +29,7 @@ _JSON = (b"content-type", b"application/json")
 
 
 class Tap:
-    """The captured start of one call's bodies; `draw` decided a ``sample`` policy."""
+    """The captured start of one call's bodies and its response headers, under `policy`."""
 
     __slots__ = ("limit", "policy", "request_body", "response_body", "response_headers")
 

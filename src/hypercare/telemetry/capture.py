@@ -1,10 +1,11 @@
 """Which calls get their headers and bodies captured, and the shape a capture travels in.
 
-A route's policy is one of ``off`` (or ``none``), ``errors`` (status ≥ 400 or a gateway error kind),
-``sample: 5%`` (that fraction of calls, chosen at random) or ``all``. The gateway worker decides
-with `should_capture` (it holds the bodies, see `hypercare.gateway.capture`) and redacts
-before the capture leaves the worker; the console checks the policy again and redacts again
-before anything is stored (`hypercare.telemetry.redact`).
+A route's policy is one of ``off`` (or ``none``), ``errors`` (status ≥ 400 or a gateway
+error kind), ``sample: 5%`` (that fraction of calls, chosen at random) or ``all``. The
+gateway worker decides with `should_capture` (it holds the bodies, see
+`hypercare.gateway.capture`) and redacts before the capture leaves the worker; the console
+checks the policy again and redacts again before anything is stored
+(`hypercare.telemetry.redact`).
 """
 
 from __future__ import annotations
