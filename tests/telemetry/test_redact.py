@@ -182,3 +182,10 @@ def test_a_truncated_body_cut_inside_a_character_is_still_text() -> None:
 
 def test_none_is_off() -> None:
     assert parse_policy("none") == Policy("off")
+
+
+def test_json_nested_too_deep_to_walk_is_redacted_as_text() -> None:
+    r = Redactor()
+    body = b"[" * 5000 + b'{"password": "hunter2"}' + b"]" * 5000
+    out = r.redact_body(body, "application/json") or ""
+    assert "hunter2" not in out and f'"password": "{REDACTED}"' in out

@@ -155,8 +155,18 @@ class Collector:
                 yield conn
 
     def _capture(self, r: CallRecord, cap: CallCapture) -> dict[str, Any] | None:
-        """The capture as stored: the policy checked again and everything redacted again
-        (a gateway worker already redacted it; a node of another version may not have)."""
+        """The capture as stored, or None: its record is stored either way (a capture that
+        cannot be redacted is dropped, never stored as it came)."""
+        try:
+            return self._redacted(r, cap)
+        except Exception as exc:
+            # the exception's text could quote captured bytes: only its type is logged
+            log.error("capture of call %s dropped (%s)", r.request_id, type(exc).__name__)
+            return None
+
+    def _redacted(self, r: CallRecord, cap: CallCapture) -> dict[str, Any] | None:
+        """The policy checked again and everything redacted again (a gateway worker
+        already redacted it; a node of another version may not have)."""
         policy = self.config.capture.policy_for(r.route)
         # the sample draw happened on the gateway; the console only refuses what the
         # policy can never allow

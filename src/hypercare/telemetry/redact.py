@@ -25,6 +25,7 @@ from hypercare.telemetry.config import DEFAULT_REDACT_FIELDS, DEFAULT_REDACT_HEA
 
 REDACTED = "[REDACTED]"
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
 _KNOWN_MAX = 4096  # field names whose verdict is remembered
 _BOUNDARY = re.compile(r'boundary\s*=\s*(?:"([^"]{1,200})"|([^\s;]{1,200}))', re.IGNORECASE)
 _PART_NAME = re.compile(r'(?:^|;)\s*name\s*=\s*(?:"([^"]*)"|([^\s;]*))', re.IGNORECASE)
@@ -215,17 +216,18 @@ class Redactor:
         stripped = text.lstrip()
         if stripped[:1] in ("{", "["):
             try:
-                parsed = json.loads(text)
-            except ValueError:
+                return json.dumps(self.redact_value(json.loads(text)), ensure_ascii=False)
+            except (ValueError, RecursionError):
+                # not JSON after all, or nested too deep to walk: its pairs, as text
                 return self.redact_text(text)
-            return json.dumps(self.redact_value(parsed), ensure_ascii=False)
         if "application/x-www-form-urlencoded" in ctype.lower():
             return self.redact_query(text)
         return self.redact_text(text)
 
 
 def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= c <= "\udcff" for c in text)
+    """Whether decoding with "surrogateescape" met bytes that are not UTF-8."""
+    return _SURROGATE.search(text) is not None
 
 
 def _text(body: bytes, truncated: bool) -> str | None:
