@@ -189,3 +189,10 @@ def test_json_nested_too_deep_to_walk_is_redacted_as_text() -> None:
     body = b"[" * 5000 + b'{"password": "hunter2"}' + b"]" * 5000
     out = r.redact_body(body, "application/json") or ""
     assert "hunter2" not in out and f'"password": "{REDACTED}"' in out
+
+
+def test_multipart_without_its_boundary_in_the_content_type_is_still_redacted() -> None:
+    r = Redactor()
+    for ctype in ("multipart/form-data", "text/plain", "", "multipart/form-data; boundary=other"):
+        out = r.redact_body(MULTIPART, ctype) or ""
+        assert "hunter2" not in out and f'name="password"\r\n\r\n{REDACTED}' in out, ctype

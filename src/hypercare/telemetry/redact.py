@@ -202,11 +202,11 @@ class Redactor:
         if not body:
             return None
         ctype = content_type.lower()
-        if "multipart/form-data" in ctype:
-            m = _BOUNDARY.search(content_type)
-            if m is not None:
-                boundary = m.group(1) if m.group(1) is not None else m.group(2)
-                return self.redact_multipart(body.decode("utf-8", "surrogateescape"), boundary)
+        boundary = (
+            _boundary(content_type, body) if "multipart/" in ctype or body[:2] == b"--" else ""
+        )
+        if boundary:
+            return self.redact_multipart(body.decode("utf-8", "surrogateescape"), boundary)
         text = _text(body, truncated)
         if text is None:
             return f"[binary body, {len(body)} bytes, not stored]"
@@ -223,6 +223,20 @@ class Redactor:
         if "application/x-www-form-urlencoded" in ctype.lower():
             return self.redact_query(text)
         return self.redact_text(text)
+
+
+def _boundary(content_type: str, body: bytes) -> str:
+    """The multipart boundary: from the content type, else from the body's first line when
+    the body looks like form data (a missing or wrong header must not hide its fields)."""
+    m = _BOUNDARY.search(content_type)
+    if m is not None:
+        boundary = m.group(1) if m.group(1) is not None else m.group(2)
+        if b"--" + boundary.encode("latin-1", "replace") in body:
+            return boundary
+    end = body.find(b"\r\n")
+    if body[:2] == b"--" and 2 < end <= 202 and b"content-disposition:" in body[:1024].lower():
+        return body[2:end].decode("latin-1")
+    return ""
 
 
 def _has_surrogates(text: str) -> bool:
