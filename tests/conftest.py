@@ -11,7 +11,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -26,7 +26,7 @@ from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig
 from hypercare.store.db import create_engine, session_factory
 from hypercare.store.migrate import migrate
-from tests.support import free_port as free_port  # re-exported: tests import it from here
+from tests.support import refused_port
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_URL = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/test"
@@ -49,6 +49,13 @@ def require_service(name: str, host: str, port: int) -> None:
     if IN_CI:
         pytest.fail(f"{message} (CI=true: tests must not skip; start the service in .ci/run)")
     pytest.skip(f"{message}; start it to run these tests")
+
+
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test (see `refused_port`)."""
+    with refused_port() as port:
+        yield port
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

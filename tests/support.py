@@ -5,9 +5,9 @@
         httpx.get(f"{up.url}/readyz")           # the console
         httpx.get(f"http://{up.gateway}/items")  # its gateway worker(s)
 
-The console and the gateway listen on port 0 and report the ports they got through
-``--ready-file``, so no port is probed and then lost to another process under load. Only the
-gateway's admin listener still needs a port chosen in advance (worker i listens on PORT + i).
+The console, the gateway and each gateway worker's admin listener bind port 0 and report the
+ports they got through ``--ready-file``, so no port is probed and then lost to another process
+under load.
 """
 
 from __future__ import annotations
@@ -80,12 +80,14 @@ async def wait_until_async(
         await asyncio.sleep(interval)
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on right now. It can be taken by another process
-    before the caller binds it: use only where the server cannot bind port 0 itself."""
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port where connections are refused for as long as the context lasts: a
+    socket bound to it that does not listen holds it, so no other process can take it
+    (unlike a port probed free and released)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
 @dataclass
@@ -96,6 +98,7 @@ class Up:
     url: str  # the console, e.g. http://127.0.0.1:41234
     gateway: str | None  # HOST:PORT of the gateway workers, None with --workers 0
     gateway_admin: str | None  # HOST:PORT of worker 0's admin listener
+    gateway_admins: list[str]  # HOST:PORT of each worker's admin listener
     log: Path
     ready: dict[str, object] = field(default_factory=dict)
 
@@ -172,7 +175,7 @@ def start_up(
         "--gateway-listen",
         "127.0.0.1:0",
         "--gateway-admin-listen",
-        f"127.0.0.1:{free_port()}",
+        "127.0.0.1:0",
         "--ready-file",
         str(ready_file),
         *args,
@@ -211,11 +214,13 @@ def start_up(
         raise
     gateway = ready.get("gateway")
     admin = ready.get("gateway_admin")
+    admins = ready.get("gateway_admins")
     return Up(
         proc=proc,
         url=url,
         gateway=str(gateway) if gateway else None,
         gateway_admin=str(admin) if admin else None,
+        gateway_admins=[str(a) for a in admins] if isinstance(admins, list) else [],
         log=log,
         ready=ready,
     )

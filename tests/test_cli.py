@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -20,7 +21,7 @@ from sqlalchemy import text
 
 from hypercare.store.db import create_engine
 from tests.conftest import PG_HOST, PG_PORT, PG_URL, require_service
-from tests.support import free_port, start_up, wait_until
+from tests.support import start_up, wait_until
 
 HYPERCARE = [sys.executable, "-m", "hypercare"]
 
@@ -61,32 +62,51 @@ def test_token_create_on_sqlite(tmp_path: Path) -> None:
     assert r.returncode == 2 and "king" in r.stderr
 
 
-async def _pg_admin(sql: str) -> None:
+async def _pg_admin(*statements: str) -> None:
     engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
-            await conn.execute(text(sql))
+            for sql in statements:
+                await conn.execute(text(sql))
     finally:
         await engine.dispose()
 
 
 @pytest.mark.postgres
 def test_migrate_and_token_on_postgres() -> None:
+    """A login role with a schema of its own name: PostgreSQL's default search_path
+    ("$user", public) puts the CLI's tables there. Not a database of its own: DROP DATABASE
+    forces a checkpoint, which took 27 s on a busy machine."""
     require_service("PostgreSQL", PG_HOST, PG_PORT)
     name = f"hc_cli_{uuid.uuid4().hex[:10]}"
-    admin = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
-    subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True, timeout=30)
+    asyncio.run(
+        _pg_admin(f"CREATE ROLE {name} LOGIN", f"CREATE SCHEMA {name} AUTHORIZATION {name}")
+    )
     try:
-        url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+        url = f"postgresql://{name}@{PG_HOST}:{PG_PORT}/test"
         r = run("migrate", "--database-url", url)
         assert r.returncode == 0, r.stderr
         r = run("token", "create", "--role", "admin", "--name", "ops", "--database-url", url)
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith("hc_")
+        tables = asyncio.run(_pg_tables(name))
+        assert {"alembic_version", "api_tokens"} <= tables, tables
     finally:
-        subprocess.run(
-            ["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], timeout=30
+        asyncio.run(
+            _pg_admin(f"DROP SCHEMA IF EXISTS {name} CASCADE", f"DROP ROLE IF EXISTS {name}")
         )
+
+
+async def _pg_tables(schema: str) -> set[str]:
+    engine = create_engine(PG_URL)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": schema}
+            )
+            return {str(r[0]) for r in rows}
+    finally:
+        await engine.dispose()
 
 
 def test_up_bootstraps_an_admin_once_and_serves_the_api(tmp_path: Path) -> None:
@@ -121,10 +141,9 @@ def test_up_uses_the_admin_token_from_the_environment(tmp_path: Path) -> None:
 
 
 def test_up_reports_the_ports_it_bound_in_the_ready_file(tmp_path: Path) -> None:
-    """Port 0 for the console and the gateway: the ready file says what was bound, and
-    goes away when `up` stops."""
+    """Port 0 for the console, the gateway and the workers' admin listeners: the ready file
+    says what was bound, and goes away when `up` stops."""
     ready = tmp_path / "ready.json"
-    admin = free_port()
     proc = subprocess.Popen(
         [
             *HYPERCARE,
@@ -136,7 +155,9 @@ def test_up_reports_the_ports_it_bound_in_the_ready_file(tmp_path: Path) -> None
             "--gateway-listen",
             "127.0.0.1:0",
             "--gateway-admin-listen",
-            f"127.0.0.1:{admin}",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
             "--ready-file",
             str(ready),
         ],
@@ -148,9 +169,21 @@ def test_up_reports_the_ports_it_bound_in_the_ready_file(tmp_path: Path) -> None
         wait_until(lambda: proc.poll() is not None or ready.exists(), 60, "the ready file")
         assert proc.poll() is None, proc.stdout and proc.stdout.read()
         info = json.loads(ready.read_text())
-        assert set(info) == {"console", "gateway", "gateway_admin", "workers", "pid"}
-        assert info["pid"] == proc.pid and info["workers"] == 1
-        assert info["gateway_admin"] == f"127.0.0.1:{admin}"
+        assert set(info) == {
+            "console",
+            "gateway",
+            "gateway_admin",
+            "gateway_admins",
+            "workers",
+            "pid",
+        }
+        assert info["pid"] == proc.pid and info["workers"] == 2
+        admins = info["gateway_admins"]
+        assert len(set(admins)) == 2 and info["gateway_admin"] == admins[0]
+        for admin in admins:
+            host, _, port = admin.rpartition(":")
+            assert host == "127.0.0.1" and int(port) > 0
+            assert httpx.get(f"http://{admin}/healthz").status_code == 200
         console_port = int(info["console"].rpartition(":")[2])
         gateway_port = int(info["gateway"].rpartition(":")[2])
         assert 0 < console_port != gateway_port > 0

@@ -226,7 +226,8 @@ def up(
         str,
         typer.Option(
             "--gateway-admin-listen",
-            help="HOST:PORT of worker 0's /metrics, /healthz, /targets (worker i: PORT+i).",
+            help="HOST:PORT of worker 0's /metrics, /healthz, /targets (worker i: PORT+i); "
+            "port 0: each worker any free one (see --ready-file).",
         ),
     ] = "127.0.0.1:8081",
     demo: Annotated[
@@ -251,7 +252,7 @@ def up(
     url = _url(data_dir, database_url_)
     host, port = _listen(console_listen, "--console-listen", any_port=True)
     _listen(gateway_listen, "--gateway-listen", any_port=True)
-    _listen(gateway_admin_listen, "--gateway-admin-listen")
+    _listen(gateway_admin_listen, "--gateway-admin-listen", any_port=True)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -299,15 +300,18 @@ def gateway(
             help="The hypercare YAML file (without it: the last good one kept in --data-dir).",
         ),
     ] = None,
-    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT for the proxy.")] = (
-        "127.0.0.1:8080"
-    ),
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT for the proxy; port 0: any free.")
+    ] = "127.0.0.1:8080",
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Worker processes (SO_REUSEPORT).")
     ] = 1,
     admin_listen: Annotated[
         str | None,
-        typer.Option("--admin-listen", help="HOST:PORT for /metrics, /healthz, /targets (+i)."),
+        typer.Option(
+            "--admin-listen",
+            help="HOST:PORT for /metrics, /healthz, /targets (worker i: PORT+i; 0: any free).",
+        ),
     ] = None,
     data_dir: Annotated[
         Path | None,
@@ -348,7 +352,9 @@ def gateway(
             )
         cfg, text = kept, None
         typer.echo(f"hypercare gateway: starting from {lastgood.path_in(kept_dir)}")
-    _listen(listen, "--listen")
+    _listen(listen, "--listen", any_port=True)
+    if admin_listen is not None:
+        _listen(admin_listen, "--admin-listen", any_port=True)
     try:
         group = start_workers(
             cfg, listen, workers, admin_listen, config_text=text, config_dir=kept_dir
@@ -356,6 +362,10 @@ def gateway(
     except (OSError, RuntimeError, ValueError) as exc:
         raise _fail(f"cannot start the gateway on {listen}: {exc}") from None
     typer.echo(f"hypercare gateway: {workers} worker(s) on {group.host}:{group.port}")
+    if group.admin_ports:
+        admin_host = _listen(admin_listen or "", "--admin-listen", any_port=True)[0]
+        ports = ", ".join(str(p) for p in group.admin_ports)
+        typer.echo(f"hypercare gateway: admin listeners on {admin_host} port(s) {ports}")
     done = threading.Event()
     reload = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

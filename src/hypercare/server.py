@@ -283,9 +283,12 @@ async def serve(
     Port 0 for the console (or the gateway) takes a free port. With `ready_file`, once the
     console answers /readyz the bound addresses are written there as JSON, e.g.
     ``{"console": "http://127.0.0.1:41234", "gateway": "127.0.0.1:41240",
-    "gateway_admin": "127.0.0.1:8081", "workers": 1, "pid": 4242}`` (``gateway`` and
-    ``gateway_admin`` are null without workers; ``pid`` is the supervisor's); the file is
-    removed on the way out."""
+    "gateway_admin": "127.0.0.1:8081", "gateway_admins": ["127.0.0.1:8081"], "workers": 1,
+    "pid": 4242}`` (``gateway_admin`` is worker 0's admin listener, ``gateway_admins`` every
+    worker's; ``gateway`` and ``gateway_admin`` are null without workers, ``gateway_admins``
+    empty; ``pid`` is the supervisor's); the file is removed on the way out. With the gateway's
+    admin port 0, each worker binds a free admin port and keeps it across restarts; the
+    workers then start before the console, which is handed their addresses."""
     _quiet_loggers()
     policy = policy or RestartPolicy()
     engine = create_engine(url)
@@ -307,11 +310,17 @@ async def serve(
         sock = bind_console(host, port)
         port = sock.getsockname()[1]
         await export_node_token(sessions, host, port)
-        # the console first: its interpreter starts while the workers start theirs
-        console = _Console(config, url, sock, _health_urls(gateway))
+        health = _health_urls(gateway)
+        if gateway is not None and health is None:
+            # admin port 0: the workers first, the console learns where they listen
+            group = await start_gateway(config, gateway, config_text)
+            health = _bound_health_urls(gateway, group)
+        # otherwise the console first: its interpreter starts while the workers start theirs
+        console = _Console(config, url, sock, health or [])
         console.start()
         if gateway is not None:
-            group = await start_gateway(config, gateway, config_text)
+            if group is None:
+                group = await start_gateway(config, gateway, config_text)
             print(
                 f"gateway: http://{group.host}:{group.port}/ ({gateway.workers} worker(s))",
                 flush=True,
@@ -370,16 +379,18 @@ async def serve(
             if not await _wait_ready(f"http://{_url_host(host)}:{port}/readyz", stop):
                 return
             if ready_file is not None:
+                admins = (
+                    [f"{_admin_host(gateway.admin_listen)}:{p}" for p in group.admin_ports]
+                    if group is not None and gateway is not None
+                    else []
+                )
                 write_ready_file(
                     ready_file,
                     {
                         "console": f"http://{_url_host(host)}:{port}",
                         "gateway": f"{_url_host(group.host)}:{group.port}" if group else None,
-                        "gateway_admin": (
-                            f"{_admin_host(gateway.admin_listen)}:{group.admin_port}"
-                            if group is not None and gateway and group.admin_port is not None
-                            else None
-                        ),
+                        "gateway_admin": admins[0] if admins else None,
+                        "gateway_admins": admins,
                         "workers": gateway.workers if gateway else 0,
                         "pid": os.getpid(),
                     },
@@ -503,13 +514,21 @@ async def _watch_workers(
             log.info("gateway worker %d started (pid %s)", i, group.processes[i].pid)
 
 
-def _health_urls(plan: GatewayPlan | None) -> list[str]:
-    """Where the console's detection loop asks each worker for its targets' health."""
+def _health_urls(plan: GatewayPlan | None) -> list[str] | None:
+    """Where the console's detection loop asks each worker for its targets' health; None
+    when the admin port is 0 (known once the workers have bound theirs)."""
     if plan is None or not plan.admin_listen:
         return []
     admin_port = int(plan.admin_listen.rpartition(":")[2])
+    if admin_port == 0:
+        return None
     host = _admin_host(plan.admin_listen)
     return [f"http://{host}:{admin_port + i}/targets" for i in range(plan.workers)]
+
+
+def _bound_health_urls(plan: GatewayPlan, group: WorkerGroup) -> list[str]:
+    host = _admin_host(plan.admin_listen)
+    return [f"http://{host}:{port}/targets" for port in group.admin_ports]
 
 
 def _admin_host(listen: str | None) -> str:

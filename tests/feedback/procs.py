@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import IN_CI
-from tests.support import free_port, hypercare_up, wait_until
+from tests.support import hypercare_up, wait_until
 
 ADMIN_TOKEN = "hc_feedback-e2e-admin-token"
 T = TypeVar("T")
@@ -58,7 +59,6 @@ def console(tmp_path: Path, config_yaml: str) -> Iterator[str]:
 def alertmanager(tmp_path: Path, webhook_url: str, token: str) -> Iterator[str]:
     """A real Prometheus Alertmanager on loopback whose one receiver is `webhook_url`."""
     binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
-    port = free_port()
     cfg = tmp_path / "alertmanager.yml"
     cfg.write_text(
         f"""route:
@@ -83,24 +83,28 @@ receivers:
             binary,
             f"--config.file={cfg}",
             f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.listen-address=127.0.0.1:0",  # it logs the port it bound (at info)
             "--cluster.listen-address=",
-            "--log.level=warn",
+            "--log.level=info",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    base = f"http://127.0.0.1:{port}"
     try:
 
-        def ready() -> bool:
+        def listening() -> str | None:
+            text = (tmp_path / "alertmanager.log").read_text(errors="replace")
             if proc.poll() is not None:
-                raise AssertionError(
-                    f"alertmanager exited: {(tmp_path / 'alertmanager.log').read_text()}"
-                )
-            return httpx.get(f"{base}/-/ready", timeout=1).status_code == 200
+                raise AssertionError(f"alertmanager exited: {text}")
+            bound = re.search(r'msg="Listening on" address=(127\.0\.0\.1:\d+)', text)
+            return f"http://{bound.group(1)}" if bound else None
 
-        wait_until(ready, 30, "Alertmanager to be ready")
+        base = wait_until(listening, 60, "Alertmanager to report its port")
+
+        def ready() -> bool:
+            return httpx.get(f"{base}/-/ready", timeout=5).status_code == 200
+
+        wait_until(ready, 60, "Alertmanager to be ready")
         yield base
     finally:
         _stop(proc)

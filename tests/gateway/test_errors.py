@@ -9,7 +9,6 @@ import socket
 import httpx
 import pytest
 
-from tests.conftest import free_port
 from tests.gateway.helpers import raw_request, wait_for
 from tests.gateway.test_proxy import config
 
@@ -125,8 +124,8 @@ def test_upstream_idle_body_timeout_cuts_connection(make_gateway, upstream):
     wait_for(lambda: gw.open_connections() == 0, what="client connection closed")
 
 
-def test_connect_refused_502(make_gateway):
-    port = free_port()
+def test_connect_refused_502(make_gateway, dead_port):
+    port = dead_port
     yaml = f"""
 gateway:
   upstreams:

@@ -9,7 +9,6 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.conftest import free_port
 from tests.gateway.helpers import wait_for
 from tests.gateway.test_units import make_hs256
 
@@ -76,8 +75,8 @@ def test_active_health_ejects_and_returns(make_gateway, upstream, upstream_b):
         assert {c.get(gw.url + "/x").json()["upstream"] for _ in range(6)} == {"a", "b"}
 
 
-def test_passive_ejection_and_no_healthy_target_503(make_gateway, upstream):
-    dead = free_port()
+def test_passive_ejection_and_no_healthy_target_503(make_gateway, upstream, dead_port):
+    dead = dead_port
     yaml = f"""
 gateway:
   upstreams:
@@ -244,8 +243,8 @@ def need_redis() -> None:
         pytest.skip("Redis at 127.0.0.1:6379 is unreachable")
 
 
-def test_redis_rate_limit_falls_back_when_down(make_gateway, upstream):
-    dead = free_port()
+def test_redis_rate_limit_falls_back_when_down(make_gateway, upstream, dead_port):
+    dead = dead_port
     yaml = f"""
 gateway:
   redis_url: redis://127.0.0.1:{dead}/0

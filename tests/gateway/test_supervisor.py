@@ -3,19 +3,70 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 
 from hypercare.config import parse_config
 from hypercare.gateway.supervisor import start_workers
-from tests.conftest import free_port
 from tests.gateway.helpers import ListSink, wait_for
 from tests.gateway.test_features import need_redis
+from tests.support import wait_until
+
+
+@dataclass
+class CliGateway:
+    """`hypercare gateway` as a child process on port 0, its output in files."""
+
+    proc: subprocess.Popen[bytes]
+    out: Path
+    err: Path
+
+    @classmethod
+    def start(cls, tmp: Path, *args: str) -> CliGateway:
+        tmp.mkdir(parents=True, exist_ok=True)
+        out, err = tmp / "gateway.out", tmp / "gateway.err"
+        with out.open("wb") as o, err.open("wb") as e:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hypercare", "gateway", "--listen", "127.0.0.1:0", *args],
+                stdout=o,
+                stderr=e,
+            )
+        return cls(proc, out, err)
+
+    def listening(self, timeout: float = 60) -> tuple[int, list[int]]:
+        """The proxy port and the admin ports it printed, once it printed them."""
+
+        def printed() -> tuple[int, list[int]] | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"hypercare gateway exited: {self.err.read_text()}")
+            text = self.out.read_text()
+            port = re.search(r"worker\(s\) on 127\.0\.0\.1:(\d+)\n", text)
+            if port is None:
+                return None
+            admin = re.search(r"admin listeners on 127\.0\.0\.1 port\(s\) ([\d, ]+)\n", text)
+            admins = [int(p) for p in admin.group(1).split(", ")] if admin else []
+            return int(port.group(1)), admins
+
+        return wait_until(printed, timeout, "hypercare gateway to print its ports", ignore=())
+
+    def stop(self, timeout: float = 30) -> tuple[int, str, str]:
+        """SIGTERM, wait; returns (exit code, stdout, stderr)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode, self.out.read_text(), self.err.read_text()
 
 
 def test_two_workers_share_a_port_and_drain(upstream):
@@ -26,18 +77,20 @@ gateway:
   routes: [{{name: all, match: {{path: /*}}, upstream: a}}]
 """
     )
-    admin = free_port()
-    group = start_workers(cfg, "127.0.0.1:0", workers=2, admin_listen=f"127.0.0.1:{admin}")
+    group = start_workers(cfg, "127.0.0.1:0", workers=2, admin_listen="127.0.0.1:0")
     try:
         assert group.alive()
         assert len(group.pids) == 2
+        # each worker bound an admin port of its own and reported it
+        assert len(set(group.admin_ports)) == 2 and 0 not in group.admin_ports
         url = f"http://127.0.0.1:{group.port}"
         for _ in range(10):
             with httpx.Client() as c:
                 assert c.get(url + "/x").status_code == 200
-        assert httpx.get(f"http://127.0.0.1:{admin}/healthz").status_code == 200
+        for admin in group.admin_ports:
+            assert httpx.get(f"http://127.0.0.1:{admin}/healthz").status_code == 200
         # a request in flight during SIGTERM still completes
-        with httpx.Client(timeout=5) as c:
+        with httpx.Client(timeout=30) as c:
             import threading
 
             result: dict[str, int] = {}
@@ -48,8 +101,8 @@ gateway:
             wait_for(
                 lambda: any(r["path"] == "/slow" for r in upstream.requests), what="slow request"
             )
-            group.drain(timeout=5)
-            t.join(5)
+            group.drain(timeout=30)
+            t.join(30)
         assert result == {"s": 200}
         assert not any(p.is_alive() for p in group.processes)
     finally:
@@ -59,17 +112,9 @@ gateway:
 def test_cli_gateway_runs_reloads_on_sighup_and_stops(tmp_path, upstream, upstream_b):
     cfg = tmp_path / "h.yaml"
     cfg.write_text(_route_to(upstream))
-    port = free_port()
-    admin = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "hypercare", "gateway", "--config", str(cfg),
-            "--listen", f"127.0.0.1:{port}", "--workers", "1",
-            "--admin-listen", f"127.0.0.1:{admin}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
+    gw = CliGateway.start(
+        tmp_path, "--config", str(cfg), "--workers", "1", "--admin-listen", "127.0.0.1:0"
+    )
 
     def served_by() -> str:
         try:
@@ -78,16 +123,18 @@ def test_cli_gateway_runs_reloads_on_sighup_and_stops(tmp_path, upstream, upstre
             return ""
 
     try:
-        wait_for(lambda: served_by() == "a", timeout=20, what="the CLI gateway to answer")
+        port, (admin,) = gw.listening()
+        wait_for(lambda: served_by() == "a", timeout=60, what="the CLI gateway to answer")
         assert httpx.get(f"http://127.0.0.1:{admin}/healthz").status_code == 200
         cfg.write_text(_route_to(upstream_b))
-        proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: served_by() == "b", timeout=20, what="the reloaded configuration")
+        gw.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: served_by() == "b", timeout=60, what="the reloaded configuration")
+        # the new worker took over the admin port the old one had
+        assert httpx.get(f"http://127.0.0.1:{admin}/healthz").status_code == 200
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
-    assert proc.returncode == 0, err
-    assert b"configuration reloaded" in out
+        code, out, err = gw.stop()
+    assert code == 0, err
+    assert "configuration reloaded" in out
 
 
 def test_cli_reports_config_errors(tmp_path):
@@ -96,7 +143,7 @@ def test_cli_reports_config_errors(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "hypercare", "gateway", "--config", str(cfg)],
         capture_output=True,
-        timeout=20,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert b"unknown upstream" in proc.stderr
@@ -211,15 +258,10 @@ def test_cli_gateway_starts_from_the_kept_config_without_one(tmp_path, upstream)
     cfg.write_text(_route_to(upstream))
     data = tmp_path / "data"
 
-    def run_gateway(*extra: str) -> tuple[subprocess.Popen[bytes], int]:
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hypercare", "gateway", "--listen", f"127.0.0.1:{port}",
-             "--data-dir", str(data), *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        return proc, port
+    runs = iter(range(10))
+
+    def run_gateway(*extra: str) -> CliGateway:
+        return CliGateway.start(tmp_path / f"run{next(runs)}", "--data-dir", str(data), *extra)
 
     def serves(port: int) -> bool:
         try:
@@ -237,11 +279,11 @@ def test_cli_gateway_starts_from_the_kept_config_without_one(tmp_path, upstream)
     assert b"no last good configuration" in missing.stderr
     assert b"Traceback" not in missing.stderr
     for extra in (("--config", str(cfg)), ()):
-        proc, port = run_gateway(*extra)
+        gw = run_gateway(*extra)
         try:
-            wait_for(lambda port=port: serves(port), timeout=20, what="the gateway to answer")
+            port, _ = gw.listening()
+            wait_for(lambda port=port: serves(port), timeout=60, what="the gateway to answer")
         finally:
-            proc.send_signal(signal.SIGTERM)
-            out, err = proc.communicate(timeout=15)
-        assert proc.returncode == 0, err
-    assert b"starting from" in out and b"last-good.yaml" in out
+            code, out, err = gw.stop()
+        assert code == 0, err
+    assert "starting from" in out and "last-good.yaml" in out

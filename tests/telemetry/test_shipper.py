@@ -17,7 +17,7 @@ from hypercare.telemetry.capture import CallCapture
 from hypercare.telemetry.segments import F_REQUEST_ID, loads
 from hypercare.telemetry.shipper import Shipper
 from hypercare.telemetry.wire import decode_batch, encode_batch
-from tests.support import Up, free_port, start_up, wait_until_async
+from tests.support import Up, start_up, wait_until_async
 from tests.telemetry.factory import record
 
 NODE_TOKEN = "hcn_test-node-token-0123456789abcdef"
@@ -33,11 +33,20 @@ def listening(port: int) -> bool:
 
 
 class Console:
-    """`hypercare up` as a child process on a loopback port."""
+    """`hypercare up` as a child process on a loopback port of its own.
 
-    def __init__(self, data_dir: Path, port: int) -> None:
-        # a fixed port: the shippers under test are pointed at the console before it runs
+    The shippers under test are pointed at the console before it runs, and it restarts on
+    the same port: this process holds the port for the console's whole life with a socket
+    bound to it that never listens (connections are refused while the console is down; no
+    other process can take the port). Both sockets set SO_REUSEADDR, which lets the console
+    bind and listen next to one that does not listen. Call `close()` when done."""
+
+    def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
+        self._holder = socket.socket()
+        self._holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._holder.bind(("127.0.0.1", 0))
+        port = int(self._holder.getsockname()[1])
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.gateway_port = 0  # its gateway worker's, once started
@@ -50,6 +59,10 @@ class Console:
             env={"HYPERCARE_NODE_TOKEN": NODE_TOKEN, "HYPERCARE_ADMIN_TOKEN": ADMIN_TOKEN},
         )
         self.gateway_port = self.up.gateway_port
+
+    def close(self) -> None:
+        """Release the port (after `stop`)."""
+        self._holder.close()
 
     def kill9(self) -> None:
         if self.up is not None:
@@ -82,9 +95,12 @@ class Console:
 
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[Console]:
-    c = Console(tmp_path / "console", free_port())
-    yield c
-    c.stop()
+    c = Console(tmp_path / "console")
+    try:
+        yield c
+    finally:
+        c.stop()
+        c.close()
 
 
 async def test_spool_survives_a_shipper_restart_and_replays_in_order(
@@ -179,8 +195,8 @@ async def test_kill_9_of_the_console_loses_no_acknowledged_record(
     assert await asyncio.to_thread(console.routes_requests) == len(ids)
 
 
-async def test_full_spool_drops_and_counts(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+async def test_full_spool_drops_and_counts(tmp_path: Path, dead_port: int) -> None:
+    url = f"http://127.0.0.1:{dead_port}"  # nothing listens there
     shipper = Shipper(
         url,
         NODE_TOKEN,

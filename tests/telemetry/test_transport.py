@@ -4,6 +4,7 @@ console down, slow console, and what the shipper does with each answer."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -12,7 +13,6 @@ import pytest
 
 from hypercare.telemetry.shipper import INGEST_PATH, Shipper
 from hypercare.telemetry.transport import ConsoleUnreachable, HttpTransport, Reply
-from tests.conftest import free_port
 from tests.support import wait_until_async
 from tests.telemetry.factory import record
 from tests.telemetry.test_shipper import NODE_TOKEN
@@ -36,8 +36,12 @@ class Console:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, port: int = 0) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port)
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on a free port, or on `sock` (bound by the caller, which hands it over)."""
+        if sock is None:
+            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        else:
+            self._server = await asyncio.start_server(self._handle, sock=sock)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -91,9 +95,11 @@ Serve = Callable[..., Awaitable[Console]]
 async def serve() -> AsyncIterator[Serve]:
     started: list[Console] = []
 
-    async def start(how: Answer, port: int = 0, close_after_answer: bool = False) -> Console:
+    async def start(
+        how: Answer, sock: socket.socket | None = None, close_after_answer: bool = False
+    ) -> Console:
         c = Console(how, close_after_answer=close_after_answer)
-        await c.start(port)
+        await c.start(sock)
         started.append(c)
         return c
 
@@ -180,8 +186,8 @@ async def test_a_connection_the_console_closed_while_idle_is_replaced(serve: Ser
     assert console.connections == 3
 
 
-async def test_console_down_raises_unreachable() -> None:
-    t = transport(f"http://127.0.0.1:{free_port()}")
+async def test_console_down_raises_unreachable(dead_port: int) -> None:
+    t = transport(f"http://127.0.0.1:{dead_port}")
     with pytest.raises(ConsoleUnreachable):
         await t.post(b"{}")
     await t.close()
@@ -228,7 +234,10 @@ async def shipper_against(
 async def test_shipper_spools_when_the_console_is_down_then_replays(
     serve: Serve, tmp_path: Path
 ) -> None:
-    port = free_port()
+    # the console's port, held (bound, not listening: connections are refused) until it starts
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    port = held.getsockname()[1]
     s = await shipper_against(f"http://127.0.0.1:{port}", tmp_path / "spool", retry_max=0.1)
     now = time.time()
     try:
@@ -243,10 +252,11 @@ async def test_shipper_spools_when_the_console_is_down_then_replays(
         async def ok(n: int) -> bytes:
             return answer(200, b'{"accepted": 10}')
 
-        console = await serve(ok, port)
+        console = await serve(ok, held)
         await wait_until_async(lambda: s.spooled_batches == 0, 30, "s.spooled_batches == 0")
     finally:
         await s.close()
+        held.close()  # the console's server closed it already, unless it never started
     assert s.sent_batches == 3 and s.sent_records == 30 and s.dropped_total == 0
     ids = [b'"r0"', b'"r10"', b'"r20"']
     assert [i in r[2] for i, r in zip(ids, console.requests, strict=True)] == [True] * 3  # order

@@ -3,7 +3,9 @@
 Each worker is a fresh interpreter (multiprocessing "spawn") running its own uvloop and its own
 `Gateway`; the kernel spreads connections across their listening sockets. The parent keeps a
 bound, non-listening placeholder socket on the port so that port 0 resolves once and the port
-stays reserved for the group's lifetime. Worker i's admin listener is on admin port + i.
+stays reserved for the group's lifetime. Worker i's admin listener is on admin port + i, or,
+with admin port 0, on a port it binds itself and reports back with its ready message; a
+worker that replaces it later (reload, restart) binds that same port again.
 """
 
 from __future__ import annotations
@@ -45,11 +47,12 @@ def parse_hostport(value: str, default_port: int = 8080) -> tuple[str, int]:
 
 @dataclass
 class WorkerGroup:
-    """Handle on running workers. `host`/`port` is where the proxy listens."""
+    """Handle on running workers. `host`/`port` is where the proxy listens; `admin_ports[i]`
+    is where worker i's admin listener is (empty without admin listeners)."""
 
     host: str
     port: int
-    admin_port: int | None
+    admin_port: int | None  # as asked: None (no admin listener), 0 (any free) or the base
     processes: list[BaseProcess] = field(default_factory=list)
     _placeholder: socket.socket | None = None
     admin_host: str = "127.0.0.1"
@@ -59,6 +62,7 @@ class WorkerGroup:
     config: HypercareConfig | None = None
     # where the configuration the workers run is kept (`lastgood`); None: nowhere
     config_dir: Path | None = None
+    admin_ports: list[int] = field(default_factory=list)
 
     def _keep(self, config: HypercareConfig, text: str | None) -> None:
         self.config = config
@@ -78,16 +82,18 @@ class WorkerGroup:
         becomes the last good configuration once the new workers run it.
         """
         old = self.processes
-        new = _spawn(
+        indices = range(len(old))
+        new, admin_ports = _spawn(
             config,
             self.host,
             self.port,
-            self._admin,
-            range(len(old)),
+            [self._admin(i) for i in indices],
+            indices,
             self.sink_factory,
             self.ready_timeout,
         )
         self.processes = new
+        self._set_admin_ports(indices, admin_ports)
         self._keep(config, text)
         for p in old:
             if p.pid is not None and p.is_alive():
@@ -95,9 +101,25 @@ class WorkerGroup:
                     os.kill(p.pid, signal.SIGTERM)
         self._draining = [p for p in [*self._draining, *old] if p.is_alive()]
 
-    @property
-    def _admin(self) -> tuple[str, int] | None:
-        return (self.admin_host, self.admin_port) if self.admin_port is not None else None
+    def _admin(self, index: int) -> tuple[str, int] | None:
+        """Where worker `index` binds its admin listener: the port its predecessor had, so
+        the addresses handed out stay true; PORT + index; or 0 for a first start."""
+        if self.admin_port is None:
+            return None
+        if index < len(self.admin_ports):
+            return self.admin_host, self.admin_ports[index]
+        if self.admin_port == 0:
+            return self.admin_host, 0
+        return self.admin_host, self.admin_port + index
+
+    def _set_admin_ports(self, indices: Iterable[int], bound: list[int | None]) -> None:
+        for i, got in zip(indices, bound, strict=True):
+            if got is None:
+                continue
+            if i < len(self.admin_ports):
+                self.admin_ports[i] = got
+            else:
+                self.admin_ports.append(got)
 
     def restart(self, index: int) -> None:
         """Start worker `index` again (after it died), from the last good configuration on
@@ -119,15 +141,16 @@ class WorkerGroup:
         if old.is_alive():
             raise RuntimeError(f"gateway worker {index} is still running")
         old.join(0)
-        (self.processes[index],) = _spawn(
+        (self.processes[index],), admin_ports = _spawn(
             config,
             self.host,
             self.port,
-            self._admin,
+            [self._admin(index)],
             [index],
             self.sink_factory,
             self.ready_timeout,
         )
+        self._set_admin_ports([index], admin_ports)
 
     @property
     def pids(self) -> list[int]:
@@ -177,8 +200,9 @@ def start_workers(
       read its ``gateway`` section).
     - `listen` is ``HOST:PORT``; port 0 picks a free port (read it from `WorkerGroup.port`).
       Every worker binds it with SO_REUSEPORT; the returned group holds the port until `stop()`.
-    - `admin_listen` (``HOST:PORT``, port > 0) gives worker i an admin listener on PORT + i with
-      ``/metrics``, ``/healthz`` and ``/targets``; None means no admin listener.
+    - `admin_listen` (``HOST:PORT``) gives worker i an admin listener on PORT + i with
+      ``/metrics``, ``/healthz`` and ``/targets``; with port 0 each worker binds a free port
+      (read them from `WorkerGroup.admin_ports`); None means no admin listener.
     - `sink_factory(worker_index)` is called *inside* each worker to make its `RecordSink`; it
       must be picklable (a module-level function). None: records only feed the worker's metrics.
     - Blocking: returns once every worker is listening (typically well under a second per
@@ -200,8 +224,8 @@ def start_workers(
         raise ValueError("workers must be at least 1")
     host, port = parse_hostport(listen)
     admin: tuple[str, int] | None = parse_hostport(admin_listen) if admin_listen else None
-    if admin is not None and admin[1] == 0:
-        raise ValueError("admin_listen needs a fixed port (worker i listens on PORT + i)")
+    if admin is not None and admin[1] + workers - 1 > 65535:
+        raise ValueError(f"admin_listen port {admin[1]} + {workers} workers is past 65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     placeholder = socket.socket(family, socket.SOCK_STREAM)
     placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -223,9 +247,16 @@ def start_workers(
         config_dir=config_dir,
     )
     try:
-        group.processes = _spawn(
-            config, host, port, admin, range(workers), sink_factory, ready_timeout
+        group.processes, admin_ports = _spawn(
+            config,
+            host,
+            port,
+            [group._admin(i) for i in range(workers)],
+            range(workers),
+            sink_factory,
+            ready_timeout,
         )
+        group._set_admin_ports(range(workers), admin_ports)
     except BaseException:
         placeholder.close()
         raise
@@ -237,20 +268,20 @@ def _spawn(
     config: HypercareConfig,
     host: str,
     port: int,
-    admin: tuple[str, int] | None,
+    admins: list[tuple[str, int] | None],
     indices: Iterable[int],
     sink_factory: SinkFactory | None,
     ready_timeout: float,
-) -> list[BaseProcess]:
-    """Start the workers numbered `indices` and wait until each listens; on failure stop
-    them all."""
+) -> tuple[list[BaseProcess], list[int | None]]:
+    """Start the workers numbered `indices` (worker `indices[k]` with its admin listener on
+    `admins[k]`) and wait until each listens; on failure stop them all. Returns the
+    processes and the admin port each one bound."""
     ctx = multiprocessing.get_context("spawn")
     processes: list[BaseProcess] = []
     pipes: list[Connection] = []
     indices = list(indices)
-    for i in indices:
+    for i, worker_admin in zip(indices, admins, strict=True):
         parent_end, child_end = ctx.Pipe(duplex=False)
-        worker_admin = (admin[0], admin[1] + i) if admin else None
         p = ctx.Process(
             target=worker_main,
             args=(config, host, port, worker_admin, i, sink_factory, child_end),
@@ -261,15 +292,18 @@ def _spawn(
         child_end.close()
         processes.append(p)
         pipes.append(parent_end)
+    admin_ports: list[int | None] = []
     for i, pipe in zip(indices, pipes, strict=True):
         message = pipe.recv() if pipe.poll(ready_timeout) else f"worker {i} did not start in time"
         pipe.close()
-        if message != "ready":
+        # a worker that listens sends ("ready", its admin port or None); one that failed, why
+        if not (isinstance(message, tuple) and message[:1] == ("ready",)):
             for started in processes:
                 started.kill()
                 started.join(5)
             raise RuntimeError(f"gateway worker {i} failed: {message}")
-    return processes
+        admin_ports.append(message[1])
+    return processes, admin_ports
 
 
 def worker_main(
@@ -339,9 +373,11 @@ async def _serve(
     # worker: keep the cyclic GC from walking it again on every full collection.
     gc.freeze()
     if ready is not None:
-        ready.send("ready")
+        ready.send(("ready", gw.admin_address[1] if gw.admin_address else None))
         ready.close()
     log.info("listening on %s:%d", host, port)
+    if gw.admin_address is not None:
+        log.info("admin listener on %s:%d", *gw.admin_address)
     await stop.wait()
     orphan_watch.cancel()
     drained = await gw.drain(config.gateway.limits.drain_timeout.total_seconds())
