@@ -203,7 +203,7 @@ def start_up(
         ready = wait_until(reported, timeout, "hypercare up to write its ready file")
         url = str(ready["console"])
         wait_until(
-            lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200,
+            lambda: httpx.get(f"{url}/readyz", timeout=10).status_code == 200,
             timeout,
             f"{url}/readyz",
         )

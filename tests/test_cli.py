@@ -259,7 +259,7 @@ def test_up_runs_the_gateway_next_to_the_console(tmp_path: Path) -> None:
     )
     env = {"HYPERCARE_ADMIN_TOKEN": "hc_gateway-test-admin"}
     try:
-        up = start_up(tmp_path / "data", config=cfg, args=["--workers", "2"], env=env, timeout=40)
+        up = start_up(tmp_path / "data", config=cfg, args=["--workers", "2"], env=env, timeout=90)
         try:
             gw = up.gateway_port
             r = httpx.get(f"http://127.0.0.1:{gw}/items/42")
@@ -268,6 +268,17 @@ def test_up_runs_the_gateway_next_to_the_console(tmp_path: Path) -> None:
             assert httpx.get(f"http://127.0.0.1:{gw}/elsewhere").status_code == 404
             metrics = httpx.get(f"http://{up.gateway_admin}/metrics").text
             assert "hypercare_http_requests_total" in metrics
+            # the workers' admin listeners took free ports; the console polls them for its
+            # detection loop's target health
+            assert len(set(up.gateway_admins)) == 2
+            headers = {"Authorization": "Bearer hc_gateway-test-admin"}
+
+            def items_healthy() -> bool:
+                r = httpx.get(f"{up.url}/api/v1/detection/live", headers=headers, timeout=10)
+                rows = r.json()["routes"]
+                return any(x["route"] == "items" and x["healthy_targets"] == 1 for x in rows)
+
+            wait_until(items_healthy, 60, "the console to see the items route's healthy target")
             # traffic keeps flowing while `up` stops, until the gateway refuses it
             served: list[int] = []
             traffic = threading.Thread(target=_until_refused, args=(gw, served), daemon=True)

@@ -88,7 +88,7 @@ def test_payments_incident_is_detected_correlated_prioritised_and_validated(
     assert payments != catalog, "two unrelated failing routes must be two issues"
 
     failed_ids = wait_until(
-        lambda: traffic.stats.recent_failures("/payment/status"), 10, "failed payment calls"
+        lambda: traffic.stats.recent_failures("/payment/status"), 60, "failed payment calls"
     )
     tickets = [
         {

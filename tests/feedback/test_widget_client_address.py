@@ -37,7 +37,7 @@ async def console(config: HypercareConfig, engine: AsyncEngine) -> AsyncIterator
     )
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while not server.started:  # uvicorn has a flag, no event
             if serving.done() or time.monotonic() > deadline:
                 raise AssertionError("the console server did not start")

@@ -25,7 +25,7 @@ from tests.support import wait_until
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+def wait_for(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
     """`tests.support.wait_until` with this package's defaults: every exception propagates."""
     wait_until(cond, timeout, what, interval=0.01, ignore=())
 

@@ -244,4 +244,4 @@ def test_no_file_descriptors_leak_across_failures(make_gateway, upstream):
         s.recv(1000)
     wait_for(lambda: gw.open_connections() == 0, what="client connections closed")
     gw.lt.call(lambda: [p.close() for u in gw.gw.upstreams.values() for p in u.pools.values()])
-    wait_for(lambda: fd_count() <= baseline, timeout=10, what=f"fds back to {baseline}")
+    wait_for(lambda: fd_count() <= baseline, timeout=60, what=f"fds back to {baseline}")

@@ -287,3 +287,37 @@ def test_cli_gateway_starts_from_the_kept_config_without_one(tmp_path, upstream)
             code, out, err = gw.stop()
         assert code == 0, err
     assert "starting from" in out and "last-good.yaml" in out
+
+
+def test_admin_ports_bound_at_port_0_stay_across_restart_and_reload(upstream):
+    cfg = parse_config(_route_to(upstream))
+    group = start_workers(cfg, "127.0.0.1:0", workers=2, admin_listen="127.0.0.1:0")
+    try:
+        ports = list(group.admin_ports)
+        assert len(set(ports)) == 2 and 0 not in ports
+
+        def answered_by(port: int) -> int:
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+            assert metrics.status_code == 200
+            return port
+
+        first_pid = group.processes[1].pid
+        group.processes[1].kill()
+        group.processes[1].join(30)
+        group.restart(1)
+        assert group.processes[1].pid != first_pid
+        assert group.admin_ports == ports  # the restarted worker took its old port again
+        assert [answered_by(p) for p in ports] == ports
+        group.reload(cfg)
+        assert group.admin_ports == ports
+        assert [answered_by(p) for p in ports] == ports
+    finally:
+        group.stop(timeout=10)
+
+
+def test_no_admin_listener_reports_no_admin_ports(upstream):
+    group = start_workers(parse_config(_route_to(upstream)), "127.0.0.1:0", workers=1)
+    try:
+        assert group.admin_ports == []
+    finally:
+        group.stop(timeout=10)

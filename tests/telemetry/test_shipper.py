@@ -87,7 +87,7 @@ class Console:
             f"{self.url}/api/v1/analytics/routes",
             params={"from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))},
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=10,
+            timeout=30,
         )
         r.raise_for_status()
         return sum(row["requests"] for row in r.json()["rows"])
@@ -167,7 +167,7 @@ async def test_kill_9_of_the_console_loses_no_acknowledged_record(
         console.kill9()  # possibly with a batch in flight: committed or not, never acked
         # its gateway worker notices it is orphaned, drains and exits: the port is free
         await wait_until_async(
-            lambda: not listening(console.gateway_port), 15, "not listening(console.gateway_port)"
+            lambda: not listening(console.gateway_port), 60, "not listening(console.gateway_port)"
         )
         for _ in range(20):  # keep emitting while the console is dead
             emit(100)
