@@ -46,7 +46,7 @@ class LiveServer:
             f"{self.url}/api/v1/tokens",
             json={"name": name, "role": role},
             headers={"Authorization": f"Bearer {self.admin_token}"},
-            timeout=10,
+            timeout=30,
         )
         r.raise_for_status()
         token: str = r.json()["token"]
@@ -54,7 +54,7 @@ class LiveServer:
 
     def api(self, method: str, path: str, token: str, **kw: object) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"}
-        return httpx.request(method, f"{self.url}/api/v1{path}", headers=headers, timeout=10, **kw)  # type: ignore[arg-type]
+        return httpx.request(method, f"{self.url}/api/v1{path}", headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
 
 
 @contextmanager
@@ -72,7 +72,7 @@ def running_console(
         config=config,
         args=args,
         env={"HYPERCARE_ADMIN_TOKEN": admin},
-        timeout=30,
+        timeout=90,
         log=data_dir / "server.log",
     ) as up:
         yield LiveServer(url=up.url, admin_token=admin)

@@ -47,7 +47,7 @@ def errors() -> Errors:
 def open_page(chromium: Browser, errors: Errors) -> Page:
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(30_000)  # a busy shared machine: Chromium can be slow
 
     def on_console(msg: ConsoleMessage) -> None:
         if msg.type == "error":
