@@ -165,9 +165,13 @@ async def test_kill_9_of_the_console_loses_no_acknowledged_record(
             await asyncio.sleep(0.01)
         await wait_until_async(lambda: shipper.sent_records > 0, 60, "shipper.sent_records > 0")
         console.kill9()  # possibly with a batch in flight: committed or not, never acked
-        # its gateway worker notices it is orphaned, drains and exits: the port is free
+        # its console child and gateway worker notice they are orphaned (each checks once a
+        # second), stop and exit. Until the console child has, it takes batches: what is
+        # emitted below must find it gone, or nothing is spooled
         await wait_until_async(
-            lambda: not listening(console.gateway_port), 60, "not listening(console.gateway_port)"
+            lambda: not listening(console.port) and not listening(console.gateway_port),
+            60,
+            "the orphaned console and gateway worker to stop listening",
         )
         for _ in range(20):  # keep emitting while the console is dead
             emit(100)
