@@ -14,7 +14,7 @@ import math
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import InvalidInput
@@ -264,9 +264,25 @@ def summarize(agg: Aggregate, key: str, seconds: float) -> RouteSummary:
     )
 
 
-def _elapsed(s: int, e: int, now: float) -> float:
-    """Seconds of [s, e) that have happened, for rates over a range reaching into now."""
-    return max(1.0, min(e, now) - s)
+def _elapsed(s: int, e: int, now: float, first: int | None = None) -> float:
+    """Seconds of [s, e) that were observed, for rates: the part that has happened (a
+    range reaching into now) since the first recorded minute (a range reaching back before
+    telemetry began). Without the second, an hour's rate over ten minutes of traffic is a
+    sixth of the five-minute rate of the same traffic."""
+    since = s if first is None else max(s, first)
+    return max(1.0, min(e, now) - since)
+
+
+async def first_observed(session: AsyncSession, live: LiveStore) -> int | None:
+    """The first minute bucket anything was recorded in, stored or still live; None before
+    the first call (two index lookups)."""
+    found = [
+        await session.scalar(select(func.min(TelemetryMinute.bucket))),
+        await session.scalar(select(func.min(TelemetryHour.bucket))),
+        min((k[2] for k in live.pending), default=None),
+    ]
+    values = [int(v) for v in found if v is not None]
+    return min(values) if values else None
 
 
 async def summary(
@@ -281,7 +297,9 @@ async def summary(
     """One row per key of `dim` over [start, end), busiest first."""
     s, e = align(start, end)
     aggs = await collect(session, live, dim=dim, start=s, end=e)
-    seconds = _elapsed(s, e, time.time() if now is None else now)
+    seconds = _elapsed(
+        s, e, time.time() if now is None else now, await first_observed(session, live)
+    )
     rows = [summarize(a, k, seconds) for (k, _), a in aggs.items()]
     rows.sort(key=lambda r: (-r.requests, r.key))
     return rows
