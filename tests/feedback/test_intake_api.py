@@ -46,6 +46,7 @@ async def test_alertmanager_fire_dedup_resolve_and_issue_detail(
     viewer = auth(tokens[Role.viewer])
     detail = (await client.get(f"/api/v1/issues/{first['issues'][0]}", headers=viewer)).json()
     assert detail["priority"] == "P1"  # severity critical
+    assert detail["reporter"] == "Hypercare detection"
     assert len(detail["signals"]) == 3
     assert detail["signal_groups"][0]["count"] == 3
     assert detail["signal_groups"][0]["status"] == "resolved"

@@ -44,6 +44,27 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's validation error as a 422 with one detail per field."""
+    if not isinstance(exc, RequestValidationError):
+        raise exc
+    details = _validation_details(exc)
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+    return JSONResponse(
+        error_body("invalid_input", f"the request is not valid: {summary}", details),
+        status_code=422,
+    )
+
+
+async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    """Starlette's HTTP errors (unknown URL, wrong method...) in the error shape."""
+    if not isinstance(exc, StarletteHTTPException):
+        raise exc
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
@@ -52,22 +73,8 @@ def install(app: FastAPI) -> None:
             error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=headers
         )
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = _validation_details(exc)
-        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
-        return JSONResponse(
-            error_body("invalid_input", f"the request is not valid: {summary}", details),
-            status_code=422,
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "error")
-        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return JSONResponse(
-            error_body(code, message), status_code=exc.status_code, headers=exc.headers
-        )
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -159,7 +159,7 @@ async def authenticate(
         raise Forbidden(
             f"integration {integration_id!r} is disabled: this delivery was NOT stored. "
             "An admin can enable it again (console Integrations page, or PATCH "
-            f"/api/v1/integrations/{integration_id} with {{\"enabled\": true}}); "
+            f'/api/v1/integrations/{integration_id} with {{"enabled": true}}); '
             "then resend it"
         )
     return Resolved(row.id, row.type, row.name, _options(row))

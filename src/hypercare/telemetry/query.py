@@ -273,6 +273,19 @@ def _elapsed(s: int, e: int, now: float, first: int | None = None) -> float:
     return max(1.0, min(e, now) - since)
 
 
+async def known_key(session: AsyncSession, live: LiveStore, *, dim: str, key: str) -> bool:
+    """Whether any call was ever recorded for `key` of `dim` (within retention)."""
+    if any(k[0] == dim and k[1] == key for k in live.pending):
+        return True
+    for table in (TelemetryMinute, TelemetryHour):
+        found = await session.scalar(
+            select(table.bucket).where(table.dim == dim, table.key == key).limit(1)
+        )
+        if found is not None:
+            return True
+    return False
+
+
 async def first_observed(session: AsyncSession, live: LiveStore) -> int | None:
     """The first minute bucket anything was recorded in, stored or still live; None before
     the first call (two index lookups)."""

@@ -70,9 +70,7 @@ async def update_integration(
 
 
 @router.delete("/integrations/{integration_id}", status_code=204)
-async def delete_integration(
-    state: State, session: Db, _: Admin, integration_id: str
-) -> Response:
+async def delete_integration(state: State, session: Db, _: Admin, integration_id: str) -> Response:
     await integrations.delete(session=session, config=cfg(state), integration_id=integration_id)
     return Response(status_code=204)
 
