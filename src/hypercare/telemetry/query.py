@@ -426,7 +426,12 @@ async def trends(
     for a in (cur_s, prev_s, base_s):
         aggs = await collect(session, live, dim=dim, start=a, end=a + window, key=key)
         got.append(aggs.get((key, a)))
-    seconds = [_elapsed(cur_s, end, now), float(window), float(window)]
+    first = await first_observed(session, live)
+    seconds = [
+        _elapsed(cur_s, end, now, first),
+        max(1.0, float(window) - max(0, (first or prev_s) - prev_s)),
+        max(1.0, float(window) - max(0, (first or base_s) - base_s)),
+    ]
     out = []
     for name in TREND_METRICS:
         cur, prev, base = (metric(g, name, sec) for g, sec in zip(got, seconds, strict=True))

@@ -7,6 +7,17 @@
   "use strict";
   var charts = [];
 
+  // the console's clock on the x-axis: 24-hour UTC, with the date once the range spans days
+  function two(n) { return n < 10 ? "0" + n : String(n); }
+  function timeLabels(u, ticks) {
+    var span = ticks.length > 1 ? ticks[ticks.length - 1] - ticks[0] : 0;
+    return ticks.map(function (t) {
+      var d = new Date(t * 1000);
+      var hm = two(d.getUTCHours()) + ":" + two(d.getUTCMinutes());
+      return span > 86400 ? two(d.getUTCMonth() + 1) + "-" + two(d.getUTCDate()) + " " + hm : hm;
+    });
+  }
+
   function draw(root) {
     root.querySelectorAll("[data-chart]").forEach(function (el) {
       if (el.dataset.drawn) return;
@@ -34,7 +45,7 @@
           },
         },
         axes: [
-          { stroke: "#59636e", label: "time (UTC)", labelSize: 18 },
+          { stroke: "#59636e", label: "time (UTC)", labelSize: 18, values: timeLabels },
           {
             stroke: "#59636e",
             size: 56,
@@ -46,12 +57,14 @@
           },
         ],
         legend: { live: true },
+        hooks: {
+          // what the y-axis shows, for assistive technology and for tests
+          setScale: [function (u, key) { if (key === "y") el.dataset.yMin = String(u.scales.y.min); }],
+        },
       };
       var values = [data.x].concat(data.series.map(function (s) { return s.values; }));
       var plot = new window.uPlot(opts, values, el);
-      // what the axes show, for people using assistive technology and for tests
       el.dataset.yUnit = unit;
-      el.dataset.yMin = String(plot.scales.y.min);
       charts.push({ el: el, plot: plot });
     });
     charts = charts.filter(function (c) { return document.body.contains(c.el); });
