@@ -143,6 +143,9 @@ def test_token_list_and_revoke(tmp_path: Path) -> None:
     assert listed["dana"][-1] == "revoked" and listed["ops"][-1] == "active"
     r = run("token", "revoke", by_name["dana"][0], *d)
     assert r.returncode == 0 and "already revoked" in r.stdout
+    assert "no active admin" not in r.stderr
+    r = run("token", "revoke", by_name["ops"][0], *d)
+    assert r.returncode == 0 and "no active admin token is left" in r.stderr
     r = run("token", "revoke", "999", *d)
     assert r.returncode == 2 and "no token with id 999" in r.stderr and "Traceback" not in r.stderr
 

@@ -266,7 +266,7 @@ def token_revoke(
     """Revoke a token: the API refuses it from now on and its console sessions end."""
     url = _existing_store(data_dir, database_url_, False)
 
-    async def go() -> tuple[TokenRead, bool]:
+    async def go() -> tuple[TokenRead, bool, bool]:
         from hypercare.auth import service
         from hypercare.store.db import session_factory
 
@@ -275,17 +275,25 @@ def token_revoke(
             async with session_factory(engine)() as session, session.begin():
                 before = {t.id: t.revoked for t in await service.list_tokens(session=session)}
                 revoked = await service.revoke_token(session=session, token_id=token_id)
-            return revoked, before.get(token_id, False)
+                admin_left = await service.has_admin(session=session)
+            return revoked, before.get(token_id, False), admin_left
         finally:
             await engine.dispose()
 
-    token, already = _run(go)
+    token, already, admin_left = _run(go)
     if already:
         typer.echo(f"token {token.id} ({token.name}, {token.role.value}) was already revoked")
     else:
         typer.echo(
             f"revoked token {token.id} ({token.name}, {token.role.value}); "
             "its console sessions are signed out"
+        )
+    if not admin_left:
+        typer.secho(
+            "warning: no active admin token is left; make one with "
+            "`hypercare token create --role admin --name NAME` (same --data-dir)",
+            err=True,
+            fg=typer.colors.YELLOW,
         )
 
 
