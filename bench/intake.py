@@ -43,8 +43,8 @@ from sqlalchemy.engine import make_url
 from hypercare.api.app import create_app
 from hypercare.api.state import AppState
 from hypercare.config import HypercareConfig
+from hypercare.feedback.config import FeedbackConfig, IntegrationSettings
 from hypercare.feedback.models import Signal, SignalGroup
-from hypercare.feedback.settings import FeedbackConfig, IntegrationSettings
 from hypercare.store.db import create_engine, database_url
 from hypercare.store.migrate import migrate
 from hypercare.triage.models import Issue

@@ -32,13 +32,6 @@ PG_URL = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/test"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on right now (for a server a test starts)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def service_reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from hypercare.feedback.adapters import ADAPTERS
+from hypercare.feedback.config import FieldMapping, IntegrationOptions
 from hypercare.feedback.drafts import Rejected, SignalDraft
 from hypercare.feedback.samples import KINDS, is_test, mark, sample
-from hypercare.feedback.settings import FieldMapping, IntegrationOptions
 
 
 @pytest.mark.parametrize("kind", KINDS)

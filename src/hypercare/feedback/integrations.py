@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.auth.rules import hash_token, same_hash
 from hypercare.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from hypercare.feedback.config import FeedbackConfig, IntegrationOptions
 from hypercare.feedback.models import (
     Integration,
     IntegrationCreate,
@@ -22,7 +23,6 @@ from hypercare.feedback.models import (
     IntegrationRead,
     IntegrationUpdate,
 )
-from hypercare.feedback.settings import FeedbackConfig, IntegrationOptions
 
 INTEGRATION_TOKEN_PREFIX = "hci_"
 

@@ -22,8 +22,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from hypercare.feedback.config import FieldMapping, IntegrationOptions
 from hypercare.feedback.drafts import Rejected, SignalDraft
-from hypercare.feedback.settings import FieldMapping, IntegrationOptions
 
 TEST_HEADER = "x-hypercare-test"
 TEST_LABEL = "test"

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from hypercare.config import Duration, StrictModel
+from hypercare.configtypes import Duration, StrictModel
 
 _TARGET = re.compile(
     r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})(?:\s+(?P<weight>\d+))?$"

@@ -15,9 +15,9 @@ from hypercare.api.deps import Db, State
 from hypercare.auth.rules import Role
 from hypercare.feedback import integrations, samples, service
 from hypercare.feedback.adapters import ADAPTERS
+from hypercare.feedback.config import INTEGRATION_TYPES
 from hypercare.feedback.drafts import Rejected
 from hypercare.feedback.models import IntegrationCreate, IntegrationCreated, IntegrationUpdate
-from hypercare.feedback.settings import INTEGRATION_TYPES
 from hypercare.feedback.views.common import base_url, cfg, store
 from hypercare.web.console import console_of
 from hypercare.web.deps import ConsoleUser, CsrfUser, PageError, SignedIn, form_text

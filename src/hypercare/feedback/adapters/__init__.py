@@ -16,8 +16,8 @@ from hypercare.feedback.adapters import (
     pagerduty,
     sentry,
 )
+from hypercare.feedback.config import IntegrationOptions
 from hypercare.feedback.drafts import SignalDraft
-from hypercare.feedback.settings import IntegrationOptions
 
 Adapter = Callable[[bytes, Mapping[str, str], IntegrationOptions], list[SignalDraft]]
 

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from hypercare.feedback.config import IntegrationOptions
 from hypercare.feedback.drafts import (
     Rejected,
     SignalDraft,
@@ -21,7 +22,6 @@ from hypercare.feedback.drafts import (
     str_labels,
     text,
 )
-from hypercare.feedback.settings import IntegrationOptions
 
 MAX_ALERTS = 1000
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from hypercare.feedback.config import IntegrationOptions
 from hypercare.feedback.drafts import (
     Rejected,
     SignalDraft,
@@ -15,7 +16,6 @@ from hypercare.feedback.drafts import (
     parse_time,
     text,
 )
-from hypercare.feedback.settings import IntegrationOptions
 
 _PREFIX = re.compile(
     r"^\s*\[(Triggered|Recovered|Warn|Re-Triggered|No Data|Renotify)[^\]]*\]\s*", re.I

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from hypercare.feedback.config import FieldMapping, IntegrationOptions
 from hypercare.feedback.drafts import (
     Rejected,
     SignalDraft,
@@ -15,7 +16,6 @@ from hypercare.feedback.drafts import (
     parse_time,
     text,
 )
-from hypercare.feedback.settings import FieldMapping, IntegrationOptions
 
 _MISSING = object()
 MAX_ITEMS = 1000

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from hypercare.feedback.adapters.alertmanager import alert_drafts
+from hypercare.feedback.config import IntegrationOptions
 from hypercare.feedback.drafts import (
     Rejected,
     SignalDraft,
@@ -14,7 +15,6 @@ from hypercare.feedback.drafts import (
     str_labels,
     text,
 )
-from hypercare.feedback.settings import IntegrationOptions
 
 _LEGACY_STATES = {"alerting": "firing", "ok": "resolved", "no_data": "firing"}
 

@@ -9,6 +9,7 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
+from hypercare.feedback.config import IntegrationOptions
 from hypercare.feedback.drafts import (
     Rejected,
     SignalDraft,
@@ -19,7 +20,6 @@ from hypercare.feedback.drafts import (
     parse_time,
     text,
 )
-from hypercare.feedback.settings import IntegrationOptions
 
 
 def verify(body: bytes, headers: Mapping[str, str], secret: str) -> None:

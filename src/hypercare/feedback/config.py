@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from hypercare.config import Duration, StrictModel
+from hypercare.configtypes import Duration, StrictModel
 
 IntegrationType = Literal[
     "alertmanager", "grafana", "sentry", "pagerduty", "datadog", "cloudwatch", "webhook"

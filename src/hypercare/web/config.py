@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hypercare.config import Duration, StrictModel
+from hypercare.configtypes import Duration, StrictModel
 
 
 class WebConfig(StrictModel):
