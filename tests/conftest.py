@@ -26,6 +26,7 @@ from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig
 from hypercare.store.db import create_engine, session_factory
 from hypercare.store.migrate import migrate
+from tests.support import free_port as free_port  # re-exported: tests import it from here
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_URL = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/test"

@@ -122,9 +122,9 @@ def start_up(
     command line (e.g. ``--workers 0``).
     `console_port` 0 binds any free port; give the port of an earlier run to restart on it."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    ready_file = data_dir.parent / f"{data_dir.name}.ready.json"
+    ready_file = data_dir / "up.ready.json"
     ready_file.unlink(missing_ok=True)
-    log = log or data_dir.parent / f"{data_dir.name}.log"
+    log = log or data_dir / "up.log"
     full_env = {k: v for k, v in os.environ.items() if k != "HYPERCARE_DATABASE_URL"}
     for name, value in (env or {}).items():
         if value is None:

@@ -44,13 +44,30 @@ def write_cyclic_package(root: Path) -> None:
 
 def test_a_cycle_is_reported_with_module_and_error(tmp_path: Path) -> None:
     write_cyclic_package(tmp_path)
-    for mode in ([], ["--fresh"]):
+    for mode, alone in (([], "2 alone"), (["--all"], "3 alone"), (["--fresh"], "each alone")):
         out = run_check("--package", "cyc", *mode, pythonpath=tmp_path)
         assert out.returncode == 1, out.stdout + out.stderr
         lines = out.stdout.splitlines()
         assert len(lines) == 1, lines
         assert lines[0].startswith("cyc.part: ImportError: cannot import name 'SECTION'")
-        assert "2 of 3 modules import on their own" in out.stderr
+        assert f"2 of 3 modules import on their own ({alone}" in out.stderr
+
+
+def test_modules_outside_cycles_are_imported_together(tmp_path: Path) -> None:
+    # `cyc.user` only reaches the cycle through `cyc.part`, `cyc.leaf` reaches none: the
+    # static pass imports alone only what can reach the cycle
+    write_cyclic_package(tmp_path)
+    (tmp_path / "cyc" / "leaf.py").write_text("import json\nVALUE = json.dumps(1)\n")
+    (tmp_path / "cyc" / "user.py").write_text(
+        "from cyc import leaf\nfrom cyc.part import SECTION\n"
+    )
+    out = run_check("--package", "cyc", pythonpath=tmp_path)
+    assert out.returncode == 1
+    assert sorted(line.split(":")[0] for line in out.stdout.splitlines()) == [
+        "cyc.part",
+        "cyc.user",
+    ]
+    assert "3 of 5 modules import on their own (3 alone" in out.stderr
 
 
 def test_a_missing_package_is_a_clear_error(tmp_path: Path) -> None:

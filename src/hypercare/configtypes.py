@@ -6,11 +6,12 @@ import it without importing the root `hypercare.config`, which imports every sec
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -36,6 +37,22 @@ def parse_duration(value: object) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def check_networks(value: list[str]) -> list[str]:
+    """Validate addresses and CIDRs (``10.0.0.0/8``, ``127.0.0.1``, ``::1``)."""
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"invalid trusted proxy {entry!r} (use an IP address or a CIDR like 10.0.0.0/8)"
+            ) from None
+    return value
+
+
+# Proxies whose X-Forwarded-For is believed: a list of addresses or CIDRs, empty by default.
+Networks = Annotated[list[str], AfterValidator(check_networks)]
 
 
 class StrictModel(BaseModel):

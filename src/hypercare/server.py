@@ -9,11 +9,12 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from hypercare.api.app import create_app
 from hypercare.api.state import AppState
@@ -61,6 +62,28 @@ async def bootstrap_admin(state: AppState, admin_token: str | None) -> str | Non
             session=session, name="bootstrap-admin", role=Role.admin, token=admin_token
         )
     return None if admin_token else created.token
+
+
+def console_config(
+    app: ASGIApp, host: str, port: int, trusted_proxies: Sequence[str]
+) -> uvicorn.Config:
+    """uvicorn's settings for the console.
+
+    uvicorn believes X-Forwarded-For/-Proto from 127.0.0.1 and ::1 by default (or from
+    FORWARDED_ALLOW_IPS): anyone on the machine, the gateway's own clients included, could then
+    pick the address the widget rate limit counts. Only `web.trusted_proxies` are believed.
+    """
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=list(trusted_proxies),
+    )
 
 
 class _Server(uvicorn.Server):
@@ -181,17 +204,7 @@ async def serve(
         print(f"console: http://{host}:{port}/  API: http://{host}:{port}/api/v1", flush=True)
         if not demo:  # the demo prints its line once the shop is up, with the same token
             print(sign_in_line(host, port, token, from_env=bool(admin_token)), flush=True)
-        server = _Server(
-            uvicorn.Config(
-                create_app(state),
-                host=host,
-                port=port,
-                log_level="warning",
-                access_log=False,
-                lifespan="on",
-                server_header=False,
-            )
-        )
+        server = _Server(console_config(create_app(state), host, port, config.web.trusted_proxies))
         drain_timeout = config.gateway.limits.drain_timeout.total_seconds() + 5
         stopping: asyncio.Task[None] | None = None
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.auth.rules import hash_token, same_hash
 from hypercare.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from hypercare.feedback.adapters import INTEGRATIONS
 from hypercare.feedback.config import FeedbackConfig, IntegrationOptions
 from hypercare.feedback.models import (
     Integration,
@@ -36,8 +37,7 @@ class Resolved:
 
 
 def intake_path(integration_id: str, kind: str) -> str:
-    tail = "v2/enqueue" if kind == "pagerduty" else "webhook"
-    return f"/api/v1/integrations/{integration_id}/{tail}"
+    return f"/api/v1/integrations/{integration_id}/{INTEGRATIONS[kind].intake}"
 
 
 def _slug(name: str) -> str:
@@ -48,7 +48,7 @@ def _slug(name: str) -> str:
 async def create(
     *, session: AsyncSession, config: FeedbackConfig, data: IntegrationCreate, actor: str, base: str
 ) -> IntegrationCreated:
-    if data.type == "webhook" and data.mapping is None:
+    if INTEGRATIONS[data.type].needs_mapping and data.mapping is None:
         raise InvalidInput(
             "a 'webhook' integration needs a 'mapping' (at least {\"summary\": \"path.to.title\"})"
         )
@@ -94,7 +94,7 @@ async def update(
     if "mapping" in changes:
         options = dict(row.options or {})
         if data.mapping is None:
-            if row.type == "webhook":
+            if INTEGRATIONS[row.type].needs_mapping:
                 raise InvalidInput("a 'webhook' integration needs its 'mapping'; change it instead")
             options.pop("mapping", None)
         else:
