@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from hypercare import __version__
-from hypercare.api import errors
+from hypercare.api import docs, errors, openapi
 from hypercare.api.errors import error_body
-from hypercare.api.limits import BodyLimit
+from hypercare.api.limits import BodyLimit, InputGuard
 from hypercare.api.state import AppState
 from hypercare.auth.views import router as tokens_router
 from hypercare.detection.jobs import run_detection
@@ -61,7 +61,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
         title="Hypercare",
         version=__version__,
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served by hypercare.api.docs from vendored files
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -69,7 +69,10 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     if state.config.detection.enabled:
         state.record_observers.append(detection_runtime(state).live.observe)
     errors.install(app)
+    openapi.install(app)
+    app.add_middleware(InputGuard)  # inside BodyLimit, which bounds what it reads
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.include_router(docs.router)
     app.include_router(issues_router)
     app.include_router(tokens_router)
     app.include_router(feedback_views.router)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hypercare.bounds import Id, Instant
 from hypercare.feedback.models import IssueDetail
 from hypercare.store.base import Base, UTCDateTime, utcnow
 
@@ -97,7 +98,7 @@ class DeploymentCreate(BaseModel):
     description: str = Field(default="", max_length=5000)
     kind: str = Field(default="deploy", pattern="^(deploy|hotfix|rollback)$")
     issue_ids: list[int] = Field(default_factory=list, max_length=50)
-    deployed_at: datetime | None = None
+    deployed_at: Instant | None = None
 
 
 class DeploymentRead(BaseModel):
@@ -116,7 +117,7 @@ class DeploymentRead(BaseModel):
 class MergeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    into: int = Field(description="the issue that keeps the signals")
+    into: Id = Field(description="the issue that keeps the signals")
 
 
 class SplitRequest(BaseModel):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hypercare.bounds import Id
 from hypercare.feedback.settings import FieldMapping, IntegrationType
 from hypercare.store.base import Base, UTCDateTime, utcnow
 from hypercare.triage.models import IssueRead
@@ -259,7 +260,7 @@ class TeamNoteIn(BaseModel):
     type: Literal["observation", "standup", "runbook"]
     text: str = Field(min_length=1, max_length=20_000)
     component: str | None = Field(default=None, max_length=120)
-    issue_id: int | None = None
+    issue_id: Id | None = None
     url: str | None = Field(default=None, max_length=2000)
 
 

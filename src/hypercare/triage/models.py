@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hypercare.bounds import Instant
 from hypercare.store.base import Base, UTCDateTime, utcnow
 from hypercare.triage.rules import SlaState, Status
 
@@ -73,7 +74,7 @@ class IssueCreate(BaseModel):
     route: str | None = Field(default=None, max_length=200)
     labels: list[str] = Field(default_factory=list, max_length=50)
     assignee: str | None = Field(default=None, max_length=120)
-    impact_started_at: datetime | None = None
+    impact_started_at: Instant | None = None
 
 
 class IssueUpdate(BaseModel):
@@ -91,7 +92,7 @@ class IssueUpdate(BaseModel):
     workaround: str | None = _Text
     root_cause: str | None = _Text
     fix_ref: str | None = Field(default=None, max_length=300)
-    impact_started_at: datetime | None = None
+    impact_started_at: Instant | None = None
 
 
 class TransitionRequest(BaseModel):
