@@ -222,6 +222,7 @@ async def test_deep_json_everywhere_including_the_widget(
         ("/issues", {"title": "t", "impact_started_at": "5821-01-01T00:00:00Z"}),
         ("/deployments", {"service": "s", "version": "1", "deployed_at": "2026-11-27T10:00:00"}),
         ("/deployments", {"service": "s", "version": "1", "deployed_at": "9999-12-31T00:00:00Z"}),
+        ("/deployments", {"service": "s", "version": "1", "issue_ids": [2**63]}),
         ("/team/notes", {"type": "observation", "text": "t", "issue_id": 2**63}),
         ("/issues/1/merge", {"into": 2**63}),
         ("/issues/1/merge", {"into": 2**31}),

@@ -30,7 +30,7 @@ class ErrorBody(BaseModel):
 
 
 _WHY = {
-    400: "Bad request (PagerDuty-compatible intake: an invalid event)",
+    400: "The body cannot be read (not JSON, or not UTF-8)",
     401: "Missing, invalid or revoked token",
     403: "The token's role is too low, or the origin is not allowed",
     404: "No such resource",
@@ -76,7 +76,6 @@ _SECURITY: dict[tuple[str, str], list[dict[str, list[str]]]] = {
 }
 _EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/api/v1/feedback"): (429,),
-    ("post", "/api/v1/integrations/{integration_id}/v2/enqueue"): (400,),
     ("get", "/readyz"): (503,),
 }
 
@@ -89,7 +88,7 @@ def error_statuses(method: str, path: str) -> list[int]:
         if method in ("post", "put", "patch", "delete"):
             statuses += [409]
         if method in ("post", "put", "patch"):
-            statuses += [413]
+            statuses += [400, 413]
     return sorted([*statuses, *_EXTRA.get((method, path), ())])
 
 

@@ -97,7 +97,7 @@ class DeploymentCreate(BaseModel):
     version: str = Field(min_length=1, max_length=120)
     description: str = Field(default="", max_length=5000)
     kind: str = Field(default="deploy", pattern="^(deploy|hotfix|rollback)$")
-    issue_ids: list[int] = Field(default_factory=list, max_length=50)
+    issue_ids: list[Id] = Field(default_factory=list, max_length=50)
     deployed_at: Instant | None = None
 
 
