@@ -47,6 +47,7 @@ class Endpoint:
     path_params: dict[str, type]
     query_params: dict[str, type]
     has_body: bool
+    typed_body: bool  # a pydantic schema reads the body (else the endpoint reads raw bytes)
 
     def url(self, **values: str) -> str:
         filled = {
@@ -90,6 +91,7 @@ def endpoints(app: FastAPI) -> Iterator[Endpoint]:
                     p.alias: _kind(p.field_info.annotation) for p in _all_queries(dependant)
                 },
                 has_body=method in ("POST", "PUT", "PATCH"),
+                typed_body=bool(dependant.body_params),
             )
 
 
@@ -185,15 +187,31 @@ async def test_bad_times_in_queries(client: httpx.AsyncClient, tokens: dict[Role
 
 
 async def test_nul_in_any_query_or_body(client: httpx.AsyncClient, tokens: dict[Role, str]) -> None:
-    problems = []
+    """Refused in queries and typed bodies; intake endpoints, which read raw payloads from
+    tools that cannot be fixed, strip it (tests/feedback) and never fail on it."""
+    problems, typed = [], 0
     nul_body = json.dumps({"title": "a\x00b", "text": "a\x00b", "type": "bug"}).encode()
     for e in endpoints(_app(client)):
         r = await _send(client, tokens[Role.admin], e.method, e.url() + "?q=a%00b")
         problems.append(_problem(r, f"{e.method} {e.path}?q=NUL"))
         if e.has_body:
             r = await _send(client, tokens[Role.admin], e.method, e.url(), nul_body)
-            problems.append(_problem(r, f"{e.method} {e.path} NUL body"))
+            if e.typed_body:
+                typed += 1
+                problems.append(_problem(r, f"{e.method} {e.path} NUL body"))
+            elif r.status_code >= 500:
+                problems.append(f"{e.method} {e.path} NUL body: {r.status_code}")
+    assert typed >= 12
     assert [p for p in problems if p] == []
+
+
+async def test_nul_error_names_the_field(
+    client: httpx.AsyncClient, tokens: dict[Role, str]
+) -> None:
+    body = {"title": "t", "labels": ["ok", "b\x00d"]}
+    r = await client.post(f"{API}/issues", json=body, headers=auth(tokens[Role.admin]))
+    assert _problem(r, "NUL label") is None
+    assert "labels.1 holds a NUL character" in r.json()["error"]["message"]
 
 
 async def test_deep_json_everywhere_including_the_widget(

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hypercare.bounds import Id, Instant
+from hypercare.bounds import Id, Input, Instant
 from hypercare.feedback.models import IssueDetail
 from hypercare.store.base import Base, UTCDateTime, utcnow
 
@@ -90,7 +90,7 @@ class AlertRule(Base):
 # --- API schemas --------------------------------------------------------------------------
 
 
-class DeploymentCreate(BaseModel):
+class DeploymentCreate(Input):
     model_config = ConfigDict(extra="forbid")
 
     service: str = Field(min_length=1, max_length=120)
@@ -114,13 +114,13 @@ class DeploymentRead(BaseModel):
     actor: str
 
 
-class MergeRequest(BaseModel):
+class MergeRequest(Input):
     model_config = ConfigDict(extra="forbid")
 
     into: Id = Field(description="the issue that keeps the signals")
 
 
-class SplitRequest(BaseModel):
+class SplitRequest(Input):
     model_config = ConfigDict(extra="forbid")
 
     title: str | None = Field(default=None, max_length=300)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hypercare.bounds import Id
+from hypercare.bounds import Id, Input
 from hypercare.feedback.settings import FieldMapping, IntegrationType
 from hypercare.store.base import Base, UTCDateTime, utcnow
 from hypercare.triage.models import IssueRead
@@ -184,7 +184,7 @@ class RejectedPage(BaseModel):
     total: int
 
 
-class IntegrationCreate(BaseModel):
+class IntegrationCreate(Input):
     model_config = ConfigDict(extra="forbid")
 
     type: IntegrationType
@@ -195,7 +195,7 @@ class IntegrationCreate(BaseModel):
     sns_auto_confirm: bool = False
 
 
-class IntegrationUpdate(BaseModel):
+class IntegrationUpdate(Input):
     model_config = ConfigDict(extra="forbid")
 
     mapping: FieldMapping | None = None
@@ -254,7 +254,7 @@ class SurveyIn(_Feedback):
 FeedbackIn = Annotated[TicketIn | SurveyIn, Field(discriminator="type")]
 
 
-class TeamNoteIn(BaseModel):
+class TeamNoteIn(Input):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["observation", "standup", "runbook"]
@@ -274,7 +274,7 @@ class HandoverIssue(BaseModel):
     due_at: datetime | None
 
 
-class Handover(BaseModel):
+class Handover(Input):
     """A shift handover: the draft the console builds, edited and posted back."""
 
     model_config = ConfigDict(extra="forbid")

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hypercare.bounds import Instant
+from hypercare.bounds import Input, Instant
 from hypercare.store.base import Base, UTCDateTime, utcnow
 from hypercare.triage.rules import SlaState, Status
 
@@ -64,7 +64,7 @@ class TimelineEntry(Base):
 _Text = Field(default=None, max_length=20_000)
 
 
-class IssueCreate(BaseModel):
+class IssueCreate(Input):
     model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1, max_length=300)
@@ -77,7 +77,7 @@ class IssueCreate(BaseModel):
     impact_started_at: Instant | None = None
 
 
-class IssueUpdate(BaseModel):
+class IssueUpdate(Input):
     """Fields to change; omitted fields stay as they are, `null` clears an optional field."""
 
     model_config = ConfigDict(extra="forbid")
@@ -95,14 +95,14 @@ class IssueUpdate(BaseModel):
     impact_started_at: Instant | None = None
 
 
-class TransitionRequest(BaseModel):
+class TransitionRequest(Input):
     model_config = ConfigDict(extra="forbid")
 
     to: Status
     reason: str | None = Field(default=None, max_length=5_000)
 
 
-class CommentCreate(BaseModel):
+class CommentCreate(Input):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=20_000)
