@@ -22,8 +22,11 @@ from fastapi.routing import iter_route_contexts
 from pydantic import AwareDatetime
 
 from hypercare.api.limits import MAX_JSON_DEPTH, json_depth
+from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig
+from hypercare.telemetry import nodes
+from hypercare.telemetry.shipper import INGEST_PATH
 from tests.conftest import auth
 from tests.feedback.helpers import WIDGET_KEY, intake_config
 
@@ -219,7 +222,7 @@ async def test_deep_json_everywhere_including_the_widget(
 ) -> None:
     problems = []
     for e in endpoints(_app(client)):
-        if not e.has_body:
+        if not e.has_body or e.path == INGEST_PATH:  # node token only: see below
             continue
         for body in (DEEP, DEEP_OBJECT):
             r = await _send(client, tokens[Role.admin], e.method, e.url(), body)
@@ -285,6 +288,17 @@ async def test_good_input_still_passes(client: httpx.AsyncClient, tokens: dict[R
     r = await client.post(f"{API}/issues", json={"title": "t", "labels": labels}, headers=admin)
     assert r.status_code == 422  # deep, but it reaches validation: labels must be strings
     assert "labels" in r.json()["error"]["message"]
+
+
+async def test_deep_telemetry_batches_are_refused_by_the_decoder(
+    client: httpx.AsyncClient, state: AppState
+) -> None:
+    """Telemetry batches skip the depth count (hot path); their decoder refuses nesting."""
+    async with state.sessions() as s, s.begin():
+        node = (await nodes.create_node_token(session=s, name="edge-1")).token
+    for body in (DEEP, DEEP_OBJECT, b'{"v": 1, "batch": "abcdefgh1234", "records": ' + DEEP + b"}"):
+        r = await client.post(INGEST_PATH, content=body, headers=auth(node))
+        assert _problem(r, "deep telemetry batch") is None
 
 
 def test_json_depth() -> None:

@@ -23,6 +23,7 @@ from hypercare.feedback import views as feedback_views
 from hypercare.runtime import settle_gc
 from hypercare.store.db import ping
 from hypercare.telemetry import jobs as telemetry_jobs
+from hypercare.telemetry.shipper import INGEST_PATH
 from hypercare.telemetry.views import router as telemetry_router
 from hypercare.triage.jobs import run_sla_clock
 from hypercare.triage.views import router as issues_router
@@ -70,7 +71,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
         state.record_observers.append(detection_runtime(state).live.observe)
     errors.install(app)
     openapi.install(app)
-    app.add_middleware(InputGuard)  # inside BodyLimit, which bounds what it reads
+    # inside BodyLimit, which bounds what it reads
+    app.add_middleware(InputGuard, raw_bodies=(INGEST_PATH,))
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(docs.router)
     app.include_router(issues_router)
