@@ -9,7 +9,7 @@ field) instead of failing deep inside a query (500, and a different one per stor
     Offset    0 .. 2**31-1        paging offsets
     Instant   aware datetime, 1970-01-01 .. 2200-01-01 UTC
     Input     base of request body schemas: no NUL character in any text (PostgreSQL's
-              text columns cannot hold one)
+              text columns cannot hold one), no NaN or infinite number
 
 NUL characters in paths, queries and forms, and JSON nested too deep, are refused before
 any endpoint runs, by `hypercare.api.limits.InputGuard`.
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from annotated_types import Interval
-from pydantic import AfterValidator, AwareDatetime, BaseModel, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, model_validator
 
 MAX_ID = 2**31 - 1
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -63,7 +63,10 @@ def nul_at(value: Any, where: str = "") -> str | None:
 
 class Input(BaseModel):
     """Base of every request body schema: text holding a NUL character is refused (422
-    naming the field) instead of failing on PostgreSQL, and the same on SQLite."""
+    naming the field) instead of failing on PostgreSQL, and the same on SQLite; so are
+    NaN and infinite numbers, which JSON columns cannot hold."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

@@ -306,3 +306,30 @@ def test_json_depth() -> None:
     assert json_depth(b'{"a": [1, {"b": "]]"}]}') == 3
     assert json_depth(b'["\\"[[[[", []]') == 2
     assert json_depth(DEEP) == 5000
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("GET", "/feedback/scores?step=99999999999d", None),
+        ("GET", "/analytics/timeseries?route=/x&step=99999999999d", None),
+        ("GET", "/analytics/trends?route=/x&window=99999999999d", None),
+        (
+            "POST",
+            "/detection/rules",
+            b'{"name": "r", "metric": "error_rate", "threshold": 1, "for": "99999999999d"}',
+        ),
+        ("POST", "/detection/rules", b'{"name": "r", "metric": "error_rate", "threshold": NaN}'),
+        ("POST", "/detection/rules", b'{"name": "r", "metric": "error_rate", "threshold": 1e400}'),
+        (
+            "POST",
+            "/detection/rules",
+            b'{"name": "r", "metric": "error_rate", "threshold": 1, "floor": -Infinity}',
+        ),
+    ],
+)
+async def test_huge_durations_and_non_finite_numbers(
+    client: httpx.AsyncClient, tokens: dict[Role, str], method: str, url: str, body: bytes | None
+) -> None:
+    r = await _send(client, tokens[Role.admin], method, API + url, body)
+    assert _problem(r, url) is None
