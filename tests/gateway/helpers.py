@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import socket
@@ -16,15 +18,14 @@ import uvloop
 from hypercare.config import parse_config
 from hypercare.gateway.records import CallRecord
 from hypercare.gateway.runtime import Gateway
+from tests.support import wait_until
+
+WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+    """`tests.support.wait_until` with this package's defaults: every exception propagates."""
+    wait_until(cond, timeout, what, interval=0.01, ignore=())
 
 
 class LoopThread:
@@ -130,6 +131,9 @@ class Upstream:
                 served += 1
                 if path == "/stale" and served > 1:
                     return  # a keep-alive connection closed just as a request arrives
+                if path == "/noread":  # neither read the request body nor answer
+                    await asyncio.sleep(float(params.get("s", "5")))
+                    return
                 if path == "/early":  # answer without reading the request body
                     writer.write(b"HTTP/1.1 413 X\r\ncontent-length: 2\r\n\r\nno")
                     await writer.drain()
@@ -249,10 +253,17 @@ class Upstream:
             w.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil-close")
             await w.drain()
             return False
-        elif path == "/ws":
+        elif path in ("/ws", "/switch"):
+            # /ws: a WebSocket server (?accept=bad: with a wrong Sec-WebSocket-Accept);
+            # /switch: a careless one that switches to whatever was asked, or websocket.
+            key = headers.get("sec-websocket-key", "").encode()
+            accept = base64.b64encode(hashlib.sha1(key + WEBSOCKET_GUID).digest())
+            if params.get("accept") == "bad":
+                accept = b"x" + accept[1:]
+            upgrade = headers.get("upgrade", "websocket") if path == "/switch" else "websocket"
             w.write(
-                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
-                b"sec-websocket-accept: x\r\n\r\n"
+                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: %s\r\nconnection: upgrade\r\n"
+                b"sec-websocket-accept: %s\r\n\r\n" % (upgrade.encode(), accept)
             )
             await w.drain()
             while True:

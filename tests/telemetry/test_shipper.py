@@ -4,12 +4,8 @@ console is down, ordered replay when it is back, and no acknowledged record lost
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,7 +17,7 @@ from hypercare.telemetry.capture import CallCapture
 from hypercare.telemetry.segments import F_REQUEST_ID, loads
 from hypercare.telemetry.shipper import Shipper
 from hypercare.telemetry.wire import decode_batch, encode_batch
-from tests.conftest import free_port
+from tests.support import Up, free_port, start_up
 from tests.telemetry.factory import record
 
 NODE_TOKEN = "hcn_test-node-token-0123456789abcdef"
@@ -40,66 +36,30 @@ class Console:
     """`hypercare up` as a child process on a loopback port."""
 
     def __init__(self, data_dir: Path, port: int) -> None:
+        # a fixed port: the shippers under test are pointed at the console before it runs
         self.data_dir = data_dir
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        # its gateway worker on free ports: never the defaults another process may hold
-        self.gateway_port = free_port()
-        self.gateway_admin_port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.gateway_port = 0  # its gateway worker's, once started
+        self.up: Up | None = None
 
     def start(self) -> None:
-        env = {
-            **os.environ,
-            "HYPERCARE_NODE_TOKEN": NODE_TOKEN,
-            "HYPERCARE_ADMIN_TOKEN": ADMIN_TOKEN,
-        }
-        env.pop("HYPERCARE_DATABASE_URL", None)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hypercare",
-                "up",
-                "--data-dir",
-                str(self.data_dir),
-                "--console-listen",
-                f"127.0.0.1:{self.port}",
-                "--gateway-listen",
-                f"127.0.0.1:{self.gateway_port}",
-                "--gateway-admin-listen",
-                f"127.0.0.1:{self.gateway_admin_port}",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.up = start_up(
+            self.data_dir,
+            console_port=self.port,
+            env={"HYPERCARE_NODE_TOKEN": NODE_TOKEN, "HYPERCARE_ADMIN_TOKEN": ADMIN_TOKEN},
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("hypercare up exited early")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)  # polling for readiness, not timing
-        raise AssertionError("console did not become ready in 60s")
+        self.gateway_port = self.up.gateway_port
 
     def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
+        if self.up is not None:
+            self.up.kill9()
+        self.up = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        self.proc = None
+        if self.up is not None:
+            self.up.stop(timeout=10)
+        self.up = None
 
     def calls(self) -> list[str]:
         db = sqlite3.connect(self.data_dir / "hypercare.db")

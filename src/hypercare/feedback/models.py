@@ -11,7 +11,7 @@ from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Te
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hypercare.bounds import Id, Input
-from hypercare.feedback.settings import FieldMapping, IntegrationType
+from hypercare.feedback.config import FieldMapping, IntegrationType
 from hypercare.store.base import Base, UTCDateTime, utcnow
 from hypercare.triage.models import IssueRead
 

@@ -69,6 +69,7 @@ class RouteState:
     max_body: int
     strip_prefix: bool
     prefix: str
+    websocket: bool = False
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -87,6 +88,7 @@ def _route_state(r: RouteConfig, upstream: UpstreamState) -> RouteState:
         max_body=r.max_body,
         strip_prefix=r.strip_prefix,
         prefix=r.match.path[:-1] if r.match.path.endswith("/*") else "",
+        websocket=r.websocket,
         tags=dict(r.tags),
     )
 
@@ -141,7 +143,9 @@ class Gateway:
         self.redis_limiter: RedisLimiter | None = None
         lim = config.limits
         self.max_header_bytes = lim.max_header_bytes
+        self.max_headers = lim.max_headers
         self.header_timeout = lim.header_timeout.total_seconds()
+        self.client_body_timeout = lim.client_body_timeout.total_seconds()
         self.keepalive_timeout = lim.keepalive_timeout.total_seconds()
         self.trusted = hdr.parse_networks(config.trusted_proxies)
         self.servers: list[asyncio.Server] = []

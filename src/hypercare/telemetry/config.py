@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from pydantic import Field
 
-from hypercare.config import Duration, StrictModel
+from hypercare.configtypes import Duration, StrictModel
 from hypercare.telemetry.capture import CapturePolicy, Policy
 
 DEFAULT_REDACT_HEADERS = (

@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse
 
 from hypercare.api.deps import Db, State, Viewer, bearer_token
 from hypercare.bounds import Instant
-from hypercare.config import parse_duration
+from hypercare.configtypes import parse_duration
 from hypercare.errors import InvalidInput
 from hypercare.telemetry import calls, nodes, query
 from hypercare.telemetry.jobs import collector_of, live_of
