@@ -12,7 +12,9 @@ gateway's admin listener still needs a port chosen in advance (worker i listens 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import json
 import os
 import signal
@@ -20,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -53,6 +55,29 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+async def wait_until_async(
+    predicate: Callable[[], T | Awaitable[T]],
+    timeout: float,
+    what: str,
+    *,
+    interval: float = 0.02,
+    ignore: tuple[type[BaseException], ...] = NOT_YET,
+) -> T:
+    """`wait_until` for a test running on an event loop: sleeps without blocking the loop,
+    and `predicate` may be a coroutine function."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(*ignore):
+            got = predicate()
+            if inspect.isawaitable(got):
+                got = await got
+            if got:
+                return got  # type: ignore[return-value]
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def free_port() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -165,6 +166,25 @@ def test_up_reports_the_ports_it_bound_in_the_ready_file(tmp_path: Path) -> None
     assert proc.returncode == 0, out
     assert f"console: {info['console']}/" in out
     assert not ready.exists()
+
+
+def test_up_says_when_the_console_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = run(
+            "up",
+            "--workers",
+            "0",
+            "--data-dir",
+            str(tmp_path),
+            "--console-listen",
+            f"127.0.0.1:{port}",
+        )
+    assert r.returncode == 2
+    assert f"error: cannot listen on 127.0.0.1:{port} for the console" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_up_refuses_a_bad_listen_address(tmp_path: Path) -> None:
