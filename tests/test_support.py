@@ -1,13 +1,14 @@
-"""The shared test helpers: polling with a deadline."""
+"""The shared test helpers: polling with a deadline, a port that refuses connections."""
 
 from __future__ import annotations
 
 import itertools
+import socket
 
 import httpx
 import pytest
 
-from tests.support import wait_until, wait_until_async
+from tests.support import refused_port, wait_until, wait_until_async
 
 
 def test_wait_until_returns_the_first_truthy_value() -> None:
@@ -42,3 +43,11 @@ async def test_wait_until_async_awaits_coroutine_predicates() -> None:
     assert await wait_until_async(probe, 5, "the second call", interval=0) == 1
     with pytest.raises(AssertionError, match="waiting for nothing"):
         await wait_until_async(lambda: 0, 0.05, "nothing", interval=0.01)
+
+
+def test_refused_port_refuses_and_is_held_until_released() -> None:
+    with refused_port() as port:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        with socket.socket() as other, pytest.raises(OSError):
+            other.bind(("127.0.0.1", port))  # nobody else can take it meanwhile
