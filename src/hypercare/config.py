@@ -155,6 +155,20 @@ class HypercareConfig(StrictModel):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     web: WebConfig = Field(default_factory=WebConfig)
 
+    @model_validator(mode="after")
+    def _detection_routes_known(self) -> HypercareConfig:
+        """`detection.routes` and its `baseline_from` name gateway routes; a typo would
+        otherwise silently leave a route without its overrides."""
+        known = {r.name for r in self.gateway.routes}
+        for name, r in self.detection.routes.items():
+            for what, value in (("detection.routes", name), ("baseline_from", r.baseline_from)):
+                if value is not None and value not in known:
+                    raise ValueError(
+                        f"{what}: {value!r} is not a route in gateway.routes "
+                        f"(known: {', '.join(sorted(known)) or 'none'})"
+                    )
+        return self
+
 
 # --- loading ---------------------------------------------------------------------------
 
