@@ -322,7 +322,7 @@ def test_healthy_noisy_traffic_raises_nothing() -> None:
     rng = random.Random(19)
     live = LiveWindows()
     detector = Detector(default_rules(), live)
-    routes = {"catalog": 40, "orders": 15, "login": 8, "search": 25, "reports": 3}
+    routes = {"catalog": 20, "orders": 10, "login": 8, "search": 12, "reports": 3}
     events: list[tuple[float, str, str, str]] = []
     end = T0 + 600
     t = T0

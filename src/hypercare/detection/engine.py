@@ -160,6 +160,7 @@ class Detector:
         start = now - self.window
         for route in list(self.live.routes):
             stats = self.live.stats(route, start, now)
+            series: list[WindowStats] | None = None
             for rule in self.rules_for(route):
                 needs_baseline = rule.condition in (
                     Condition.baseline_ratio,
@@ -189,7 +190,10 @@ class Detector:
                     )
                     self._forecasting.discard(key)
                 elif state.phase.value == "ok" and rule.condition is Condition.above:
-                    findings.extend(self._forecast(rule, route, now))
+                    if series is None:  # the same windows serve every rule of the route
+                        step_s = self.window / 2
+                        series = self.live.series(route, now, self.forecast_points, step_s)
+                    findings.extend(self._forecast(rule, route, now, series))
         return findings
 
     def onset(self, rule: Rule, route: str, now: float, base: Baseline | None) -> float | None:
@@ -228,11 +232,12 @@ class Detector:
                 return float(second)
         return float(earliest)
 
-    def _forecast(self, rule: Rule, route: str, now: float) -> list[Finding]:
-        """An early warning when a rising trend will cross the rule's threshold soon."""
+    def _forecast(
+        self, rule: Rule, route: str, now: float, windows: list[WindowStats]
+    ) -> list[Finding]:
+        """An early warning when a rising trend will cross the rule's threshold soon;
+        `windows` are the route's last `forecast_points` half-windows, oldest first."""
         key = (rule.name, route)
-        step_s = self.window / 2
-        windows = self.live.series(route, now, self.forecast_points, step_s)
         points = [
             (w.end, v)
             for w in windows

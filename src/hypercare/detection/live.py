@@ -97,7 +97,15 @@ class RouteWindow:
         return new
 
     def stats(self, start: float, end: float) -> WindowStats:
-        picked = [b for b in self.buckets if start <= b.second < end]
+        # walk back from the newest second: evaluation windows are the last seconds, so this
+        # stops after a few buckets instead of scanning the hour kept
+        picked = []
+        for b in reversed(self.buckets):
+            if b.second < start:
+                break
+            if b.second < end:
+                picked.append(b)
+        picked.reverse()
         latencies = sorted(v for b in picked for v in b.latencies)
         paths: Counter[str] = Counter()
         errors: Counter[str] = Counter()
