@@ -29,6 +29,7 @@ from hypercare.detection.rules import (
     evaluate,
     evidence,
     for_route,
+    metric_events,
     metric_value,
     severity_of,
     step,
@@ -238,6 +239,10 @@ class Detector:
         """An early warning when a rising trend will cross the rule's threshold soon;
         `windows` are the route's last `forecast_points` half-windows, oldest first."""
         key = (rule.name, route)
+        if metric_events(windows[-1], rule.metric) < max(1, 2 * rule.min_events):
+            # a trend drawn from a stray failure or two is noise, not an early warning
+            self._forecasting.discard(key)
+            return []
         points = [
             (w.end, v)
             for w in windows
