@@ -66,7 +66,21 @@ class Finding:
 @dataclass
 class _RouteBaseline:
     computed_at: float
+    minutes: list[WindowStats] | None = None  # the usable minutes, shared by every metric
     values: dict[Metric, Baseline] = field(default_factory=dict)
+
+
+def baseline_of(minutes: list[WindowStats], metric: Metric) -> Baseline:
+    """The baseline of `metric` over usable minutes; empty (relative rules stay off) until
+    there are BASELINE_MINUTES of them."""
+    if len(minutes) < BASELINE_MINUTES:
+        return Baseline()
+    values = [v for w in minutes if (v := metric_value(w, metric)) is not None]
+    return Baseline(
+        value=statistics.median(values) if len(values) >= BASELINE_MINUTES else None,
+        history=tuple(values),
+        requests_per_second=statistics.median(w.requests / 60 for w in minutes),
+    )
 
 
 class Detector:
@@ -117,7 +131,9 @@ class Detector:
         if cached is None or now - cached.computed_at >= 60:
             cached = self._baselines[route] = _RouteBaseline(now)
         if metric not in cached.values:
-            cached.values[metric] = self._compute_baseline(route, metric, now)
+            if cached.minutes is None:
+                cached.minutes = self._usable_minutes(route, now)
+            cached.values[metric] = baseline_of(cached.minutes, metric)
         return cached.values[metric]
 
     def minutes(self, route: str, now: float) -> list[WindowStats]:
@@ -131,21 +147,15 @@ class Detector:
             out.append(found if found is not None else self.live.stats(route, m, m + 60))
         return out
 
-    def _compute_baseline(self, route: str, metric: Metric, now: float) -> Baseline:
+    def _usable_minutes(self, route: str, now: float) -> list[WindowStats]:
+        """The minutes a baseline of `route` rests on: its own when it has enough, else
+        those of its `baseline_from` route."""
         minutes = [w for w in self.minutes(route, now) if w.requests >= MINUTE_CALLS]
         override = self.overrides.get(route)
         peer = override.baseline_from if override is not None else None
         if len(minutes) < BASELINE_MINUTES and peer and peer != route:
             minutes = [w for w in self.minutes(peer, now) if w.requests >= MINUTE_CALLS]
-        if len(minutes) < BASELINE_MINUTES:
-            return Baseline()  # relative rules stay off until history accumulates
-        values = [v for w in minutes if (v := metric_value(w, metric)) is not None]
-        rps = [w.requests / 60 for w in minutes]
-        return Baseline(
-            value=statistics.median(values) if len(values) >= BASELINE_MINUTES else None,
-            history=tuple(values),
-            requests_per_second=statistics.median(rps),
-        )
+        return minutes
 
     def rules_for(self, route: str) -> list[Rule]:
         """The rules that apply on `route`, with its overrides."""
@@ -246,7 +256,8 @@ class Detector:
         points = [
             (w.end, v)
             for w in windows
-            if w.requests >= max(1, rule.min_requests // 4)
+            # each point is a half-window: it needs half the calls the rule's window needs
+            if w.requests >= max(1, rule.min_requests // 2)
             and (v := metric_value(w, rule.metric)) is not None
         ]
         projected = forecast_breach(points, rule.threshold, horizon_seconds=self.forecast_horizon)

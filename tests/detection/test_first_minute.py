@@ -1,0 +1,138 @@
+"""A route that is bad from its first minute, end to end through `hypercare up` on loopback.
+
+A fresh console (no history, no baselines) and from the first call: the catalog search is
+slow (every call a 200, 1.2 s late) and a credential-stuffing burst sends most calls with a
+wrong API key. Expected: a latency issue that is not P1, and a separate security issue
+labelled `security` — both within the first minute and a half, with no 5xx-rate signal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hypercare.demo.config import demo_yaml
+from hypercare.demo.shop import Faults, Shop
+from hypercare.demo.traffic import Traffic
+from tests.conftest import free_port
+from tests.detection.test_acceptance import wait_for
+from tests.gateway.helpers import LoopThread
+
+ADMIN = "hc_first-minute-admin-token"
+H = {"Authorization": f"Bearer {ADMIN}"}
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    loop = LoopThread()
+    shop = Shop()
+    loop.run(shop.start())
+    shop.services["catalog"].faults = Faults(delay_ms=1200, paths=("/catalog/search",))
+    console, gateway, admin = free_port(), free_port(), free_port()
+    cfg = tmp_path / "hypercare.yaml"
+    cfg.write_text(demo_yaml(shop.ports, "detection:\n  interval: 1s\n"))
+    env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": ADMIN}
+    # to a file, not a pipe: the gateway logs every refused credential, and a pipe nobody
+    # reads would fill and stall it
+    out = (tmp_path / "up.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hypercare",
+            "up",
+            "--config",
+            str(cfg),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--console-listen",
+            f"127.0.0.1:{console}",
+            "--gateway-listen",
+            f"127.0.0.1:{gateway}",
+            "--gateway-admin-listen",
+            f"127.0.0.1:{admin}",
+            "--workers",
+            "1",
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{console}"
+    good = Traffic("127.0.0.1", gateway, rate=20, api_key="demo-shop-web-key-0001", workers=24)
+    stuffing = Traffic("127.0.0.1", gateway, rate=40, api_key="guessed-key-000", seed=5)
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                log = (tmp_path / "up.log").read_text()[-3000:]
+                raise AssertionError(f"hypercare up exited: {log}")
+            try:
+                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for("the console", ready, 60)
+        loop.call(good.start)
+        loop.call(stuffing.start)
+        yield {"base": base}
+    finally:
+        loop.run(good.stop())
+        loop.run(stuffing.stop())
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        out.close()
+        loop.run(shop.close())
+        loop.stop()
+
+
+def signals(base: str) -> list[dict[str, Any]]:
+    r = httpx.get(
+        f"{base}/api/v1/signals", params={"source": "gateway", "limit": 100}, headers=H, timeout=30
+    )
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+def firing(base: str, key: str) -> dict[str, Any] | None:
+    for s in signals(base):
+        if s["dedup_key"] == key and s["status"] == "firing" and s["issue_id"]:
+            return s
+    return None
+
+
+def test_slow_and_stuffed_routes_open_issues_from_the_first_minute(fresh: dict[str, Any]) -> None:
+    base = fresh["base"]
+    slow = wait_for(
+        "the latency signal",
+        lambda: firing(base, "gateway:p95-above-bound:catalog-search"),
+        120,
+    )
+    stuffed = wait_for(
+        "the security signal",
+        lambda: firing(base, "security:auth-failure-share:order-detail"),
+        60,
+    )
+    latency = httpx.get(f"{base}/api/v1/issues/{slow['issue_id']}", headers=H, timeout=30).json()
+    assert latency["priority"] in ("P2", "P3")  # slow but nothing failing: never P1
+    assert latency["route"] == "catalog-search"
+    security = httpx.get(
+        f"{base}/api/v1/issues/{stuffed['issue_id']}", headers=H, timeout=30
+    ).json()
+    assert security["id"] != latency["id"]
+    assert "security" in security["labels"]
+    assert security["title"].startswith("Security: possible credential attack on")
+    assert security["mttd_seconds"] is not None
+    assert not any("5xx-rate" in s["dedup_key"] for s in signals(base))
