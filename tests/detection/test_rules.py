@@ -223,6 +223,10 @@ def test_latency_alone_is_never_critical_and_scales_with_size() -> None:
     quiet = Rule("slow", Metric.p99, Condition.above, 100.0, severity="info")
     assert severity_of(quiet, 10_000.0, 100.0) == "info"
     assert severity_of(rule("5xx-rate"), 0.2, 0.05) == "critical"
+    # the demo's minor blip: 450 ms on a 30 ms baseline is slow, not a P2
+    relative = rule("p95-vs-baseline")
+    assert severity_of(relative, 480.0, 100.0) == "warning"
+    assert severity_of(relative, 1500.0, 100.0) == "high"
 
 
 def test_route_overrides_change_thresholds_and_switch_rules_off() -> None:

@@ -283,13 +283,23 @@ def step(
     return replace(state, recovered_since=recovered_since), None
 
 
+# latency at or above this (ms), and twice the rule's reference, is a "high" finding
+LATENCY_HIGH_MS = 1000.0
+
+
 def severity_of(rule: Rule, value: float | None, reference: float | None) -> str:
     """The severity a firing rule's signal carries. Latency alone, with nothing failing, is
-    never critical (never a P1): "high" when the value is at least twice its reference,
-    "warning" below that, and never above the rule's own severity."""
+    never critical (never a P1): "high" (P2) when the value is at least twice its reference
+    and at least LATENCY_HIGH_MS, "warning" (P3) below that, and never above the rule's own
+    severity."""
     if rule.metric not in LATENCY_METRICS:
         return rule.severity
-    big = value is not None and reference is not None and reference > 0 and value >= 2 * reference
+    big = (
+        value is not None
+        and reference is not None
+        and reference > 0
+        and value >= max(2 * reference, LATENCY_HIGH_MS)
+    )
     by_size = "high" if big else "warning"
     mine = rule.severity if rule.severity in SEVERITIES else "high"
     return min(by_size, mine, key=SEVERITIES.index)
