@@ -9,10 +9,6 @@ labelled `security` — both within the first minute and a half, with no 5xx-rat
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +19,8 @@ import pytest
 from hypercare.demo.config import demo_yaml
 from hypercare.demo.shop import Faults, Shop
 from hypercare.demo.traffic import Traffic
-from tests.conftest import free_port
-from tests.detection.test_acceptance import wait_for
 from tests.gateway.helpers import LoopThread
+from tests.support import start_up, wait_until
 
 ADMIN = "hc_first-minute-admin-token"
 H = {"Authorization": f"Bearer {ADMIN}"}
@@ -47,64 +42,31 @@ def fresh(tmp_path: Path) -> Iterator[dict[str, Any]]:
     shop = Shop()
     loop.run(shop.start())
     shop.services["catalog"].faults = Faults(delay_ms=1200, paths=("/catalog/search",))
-    console, gateway, admin = free_port(), free_port(), free_port()
     cfg = tmp_path / "hypercare.yaml"
     cfg.write_text(demo_yaml(shop.ports, "detection:\n  interval: 1s\n"))
-    env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": ADMIN}
-    # to a file, not a pipe: the gateway logs every refused credential, and a pipe nobody
-    # reads would fill and stall it
-    out = (tmp_path / "up.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hypercare",
-            "up",
-            "--config",
-            str(cfg),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--console-listen",
-            f"127.0.0.1:{console}",
-            "--gateway-listen",
-            f"127.0.0.1:{gateway}",
-            "--gateway-admin-listen",
-            f"127.0.0.1:{admin}",
-            "--workers",
-            "1",
-        ],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{console}"
-    good = Traffic("127.0.0.1", gateway, rate=20, api_key="demo-shop-web-key-0001", workers=24)
-    stuffing = Traffic("127.0.0.1", gateway, rate=40, api_key="guessed-key-000", seed=5)
     try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                log = (tmp_path / "up.log").read_text()[-3000:]
-                raise AssertionError(f"hypercare up exited: {log}")
-            try:
-                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for("the console", ready, 60)
+        # its output goes to a file: the gateway logs every refused credential
+        up = start_up(
+            tmp_path / "data",
+            config=cfg,
+            args=["--workers", "1"],
+            env={"HYPERCARE_ADMIN_TOKEN": ADMIN},
+        )
+    except BaseException:
+        loop.run(shop.close())
+        loop.stop()
+        raise
+    port = up.gateway_port
+    good = Traffic("127.0.0.1", port, rate=20, api_key="demo-shop-web-key-0001", workers=24)
+    stuffing = Traffic("127.0.0.1", port, rate=40, api_key="guessed-key-000", seed=5)
+    try:
         loop.call(good.start)
         loop.call(stuffing.start)
-        yield {"base": base}
+        yield {"base": up.url}
     finally:
         loop.run(good.stop())
         loop.run(stuffing.stop())
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        out.close()
+        up.stop()
         # let the shop's handlers still sleeping in the injected delay finish: a connection
         # coroutine left suspended when the loop closes complains at garbage collection
         loop.run(idle(), timeout=20)
@@ -129,15 +91,17 @@ def firing(base: str, key: str) -> dict[str, Any] | None:
 
 def test_slow_and_stuffed_routes_open_issues_from_the_first_minute(fresh: dict[str, Any]) -> None:
     base = fresh["base"]
-    slow = wait_for(
-        "the latency signal",
+    slow = wait_until(
         lambda: firing(base, "gateway:p95-above-bound:catalog-search"),
         120,
+        "the latency signal",
+        interval=0.25,
     )
-    stuffed = wait_for(
-        "the security signal",
+    stuffed = wait_until(
         lambda: firing(base, "security:auth-failure-share:order-detail"),
         60,
+        "the security signal",
+        interval=0.25,
     )
     latency = httpx.get(f"{base}/api/v1/issues/{slow['issue_id']}", headers=H, timeout=30).json()
     assert latency["priority"] in ("P2", "P3")  # slow but nothing failing: never P1
