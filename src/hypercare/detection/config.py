@@ -7,12 +7,13 @@ from typing import Literal
 
 from pydantic import Field
 
+from hypercare.bounds import Input
 from hypercare.configtypes import Duration, StrictModel
 from hypercare.detection.impact import ImpactTable
 from hypercare.detection.rules import Condition, Metric, RouteOverride, Rule, default_rules
 
 
-class RuleConfig(StrictModel):
+class RuleConfig(StrictModel, Input):
     """One alert rule as written in the file (see docs/configuration.md#detection)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
@@ -23,7 +24,7 @@ class RuleConfig(StrictModel):
     clear_for: Duration = timedelta(seconds=20)
     clear_ratio: float = Field(default=0.8, gt=0, le=1)
     min_requests: int = Field(default=20, ge=0)
-    min_events: int = Field(default=0, ge=0)
+    min_events: int = Field(default=0, ge=0, le=1_000_000_000)
     floor: float = 0.0
     severity: Literal["critical", "high", "warning", "info"] = "high"
     routes: list[str] = Field(default_factory=list)
