@@ -529,6 +529,13 @@ def gateway(
         cfg, text = kept, None
         typer.echo(f"hypercare gateway: starting from {lastgood.path_in(kept_dir)}")
     _listen(listen, "--listen")
+    # handlers first: a worker serves before start_workers returns, and a SIGTERM in between
+    # must drain the workers, not kill this process with its default action
+    done = threading.Event()
+    reload = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
     try:
         group = start_workers(
             cfg, listen, workers, admin_listen, config_text=text, config_dir=kept_dir
@@ -536,11 +543,6 @@ def gateway(
     except (OSError, RuntimeError, ValueError) as exc:
         raise _fail(f"cannot start the gateway on {listen}: {exc}") from None
     typer.echo(f"hypercare gateway: {workers} worker(s) on {group.host}:{group.port}")
-    done = threading.Event()
-    reload = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    signal.signal(signal.SIGHUP, lambda *_: reload.set())
     while not done.wait(0.2):
         if reload.is_set():
             reload.clear()
