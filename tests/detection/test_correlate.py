@@ -99,12 +99,18 @@ def test_unrelated_routes_failing_together_stay_apart() -> None:
     assert link is None
 
 
-def test_same_component_different_route_does_not_merge() -> None:
-    link, _ = best_link(
-        signal(route="payment-create", component="payments"),
-        [issue(7, {"payment-status"}, {"payments"})],
-        ROUTES,
+def test_same_component_different_route_merges_only_when_they_start_together() -> None:
+    together = signal(route="payment-create", component="payments", occurred_at=T + 40)
+    link, _ = best_link(together, [issue(7, {"payment-status"}, {"payments"})], ROUTES)
+    assert link is not None
+    assert link.issue_id == 7
+    assert link.strong
+    assert (
+        "route payment-create of the same component payments, started together (40 s apart)"
+        in link.reasons
     )
+    later = signal(route="payment-create", component="payments", occurred_at=T + 1800)
+    link, _ = best_link(later, [issue(7, {"payment-status"}, {"payments"})], ROUTES)
     assert link is None
 
 

@@ -66,6 +66,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.hypercare = state
+    state.record_observers.append(state.call_clock.observe)
     if state.config.detection.enabled:
         state.record_observers.append(detection_runtime(state).live.observe)
     errors.install(app)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hypercare.config import HypercareConfig
 from hypercare.detection.attach import Correlator
+from hypercare.detection.citations import CallLogClock
 from hypercare.feedback.attach import AttachStep
 from hypercare.gateway.records import CallRecord
 from hypercare.store.db import session_factory
@@ -29,6 +30,8 @@ class AppState:
     record_observers: list[Callable[[Sequence[CallRecord]], None]] = field(default_factory=list)
     # long-lived helpers owned by the app (background jobs, caches), keyed by name
     extras: dict[str, Any] = field(default_factory=dict)
+    # the newest call time stored: the intake waits for it before reading cited calls
+    call_clock: CallLogClock = field(default_factory=CallLogClock)
     # the integrations' intake writes through this: concurrent deliveries share a commit
     writer: GroupCommit = field(init=False)
 

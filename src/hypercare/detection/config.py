@@ -54,6 +54,9 @@ class DetectionConfig(StrictModel):
     forecast_horizon: Duration = timedelta(minutes=15)
     correlation_threshold: float = Field(default=0.5, gt=0)
     correlation_window: Duration = timedelta(hours=24)  # open issues older than this are ignored
+    # how long the intake waits for the call log to catch up before reading the calls a
+    # report cites (see detection/citations.py); 0 turns the wait off
+    cited_call_wait: Duration = timedelta(seconds=3)
     validation_window: Duration = timedelta(minutes=15)
     impact: ImpactTable = Field(default_factory=ImpactTable)
 

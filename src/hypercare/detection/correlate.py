@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 ATTACH_THRESHOLD = 0.5
 
@@ -108,6 +109,7 @@ class RouteInfo:
     path: str = ""
     component: str | None = None
     description: str = ""
+    upstream: str | None = None
 
     def words(self) -> frozenset[str]:
         path_words = " ".join(p for p in self.path.split("/") if not p.startswith("{"))
@@ -154,10 +156,68 @@ def route_for_path(url_path: str, routes: Iterable[RouteInfo]) -> RouteInfo | No
     return best
 
 
+# --- ids cited in free text -------------------------------------------------------------------
+
+# what the gateway issues (32 hex chars) and what callers commonly send (UUIDs, 16+ hex chars),
+# and a W3C traceparent, whose second field is the trace id
+_TRACEPARENT = re.compile(r"\b00-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}\b")
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+_HEX = re.compile(r"\b[0-9a-f]{16,64}\b")
+MAX_CITED_IDS = 20
+
+
+def ids_in_text(text: str) -> tuple[str, ...]:
+    """Request or trace ids that free text cites (an emailed ticket, an annotation), in order of
+    appearance, at most `MAX_CITED_IDS`. A run of hex digits counts only when it holds a digit
+    and a letter, so words and numbers in the text are not taken for ids.
+
+    >>> ids_in_text("request 4bf92f3577b34da6a3ce929d0e0e4736 failed at 10:42")
+    ('4bf92f3577b34da6a3ce929d0e0e4736',)
+    """
+    low = text[:20_000].lower()
+    found: dict[str, None] = {}
+    for m in _TRACEPARENT.finditer(low):
+        found[m.group(1)] = None
+    for m in _UUID.finditer(low):
+        found[m.group(0)] = None
+    for m in _HEX.finditer(low):
+        word = m.group(0)
+        if any(c.isdigit() for c in word) and any(c.isalpha() for c in word):
+            found[word] = None
+    return tuple(found)[:MAX_CITED_IDS]
+
+
+# --- what a signal is about ---------------------------------------------------------------------
+
+SECURITY = "security"
+TRAFFIC = "traffic"
+APPLICATION = "application"
+# gateway rules whose signals are not application errors (the detection rules name them)
+SECURITY_RULES = frozenset({"auth-failure-spike", "auth-failures"})
+TRAFFIC_RULES = frozenset({"traffic-drop"})
+
+
+def category(kind: str, labels: dict[str, str] | None) -> str:
+    """What a signal is evidence of: an attack or abuse (``security``), a loss of traffic
+    (``traffic``: the cause is usually outside the product), or an application error.
+
+    Security signals are told apart by their kind, a ``category: security`` label or the rule
+    that raised them; they never join an application-error issue, nor the reverse."""
+    labels = labels or {}
+    if kind == SECURITY or labels.get("category") == SECURITY:
+        return SECURITY
+    rule = labels.get("rule", "")
+    if rule in SECURITY_RULES:
+        return SECURITY
+    if rule in TRAFFIC_RULES:
+        return TRAFFIC
+    return APPLICATION
+
+
 @dataclass(frozen=True, slots=True)
 class SignalFeatures:
     signal_id: int
-    kind: str  # user | system | team
+    kind: str  # user | system | team | security
     source: str
     occurred_at: float  # Unix seconds
     dedup_key: str | None = None
@@ -165,6 +225,10 @@ class SignalFeatures:
     component: str | None = None
     text: str = ""
     cited_routes: dict[str, str] = field(default_factory=dict)  # request/trace id → route
+    category: str = APPLICATION
+    status: str = "firing"
+    issue_id: int | None = None  # set by the sender: join exactly this issue
+    create: bool = True  # may open an issue (False: only join what exists)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +240,10 @@ class IssueFeatures:
     first_seen: float
     last_seen: float
     excluded_signals: frozenset[int] = frozenset()  # split off by a person: never re-attach
+    upstreams: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset({APPLICATION})
+    excluded_keys: frozenset[str] = frozenset()  # dedup keys people took off this issue
+    words: frozenset[str] = frozenset()  # the title's words
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,22 +251,59 @@ class Link:
     issue_id: int
     score: float
     reasons: tuple[str, ...]
+    # specific evidence of a shared cause (dedup key, cited call, stated route, component or
+    # upstream failing together): only such a link may raise the issue's priority
+    strong: bool = False
 
 
 def resolve_route(
     signal: SignalFeatures, routes: Sequence[RouteInfo]
 ) -> tuple[str | None, str | None]:
     """The route a signal is about and why: stated, cited through a call, or read from text."""
+    found = _resolve(signal, routes)
+    return found[0], found[1]
+
+
+def _resolve(
+    signal: SignalFeatures, routes: Sequence[RouteInfo]
+) -> tuple[str | None, str | None, str]:
+    """(route, reason, how): how is "stated", "cited", "text" (specific) or "word" (one word)."""
     if signal.route:
-        return signal.route, f"route {signal.route}"
+        return signal.route, f"route {signal.route}", "stated"
     if signal.cited_routes:
         ident, route = next(iter(signal.cited_routes.items()))
-        return route, f"cites request id {ident[:12]} of a call on route {route}"
+        return route, f"cites request id {ident[:12]} of a call on route {route}", "cited"
     inferred = infer_route(signal.text, routes) if signal.text else None
     if inferred:
         route_info, sim = inferred
-        return route_info.name, f"text mentions {route_info.name} ({sim:.0%} of its words)"
-    return None, None
+        matched = len(tokens(signal.text) & route_info.words())
+        how = "text" if matched >= 2 else "word"
+        return (
+            route_info.name,
+            f"text mentions {route_info.name} ({sim:.0%} of its words)",
+            how,
+        )
+    return None, None, ""
+
+
+# how close two failures must start to count as one cause through a shared component/upstream
+TOGETHER_SECONDS = 300.0
+# words shared with an issue's title: how many uncommon ones make evidence, and what
+# uncommon means (in at most this share of the open issues' titles)
+MIN_SHARED_WORDS = 3
+UNCOMMON_SHARE = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A signal's route, component and upstream as the context reads them (see `resolve`)."""
+
+    route: str | None
+    reason: str | None
+    how: str  # stated | cited | text | word | ""
+    component: str | None
+    upstream: str | None
+    words: frozenset[str]
 
 
 def score(
@@ -208,36 +313,93 @@ def score(
     route: str | None,
     route_reason: str | None,
     component: str | None,
+    how: str = "stated",
+    upstream: str | None = None,
+    uncommon: Callable[[str], bool] | None = None,
 ) -> Link:
-    """How strongly `signal` belongs to `issue`, with the reasons."""
-    if signal.signal_id in issue.excluded_signals:
+    """How strongly `signal` belongs to `issue`, with the reasons.
+
+    Only specific evidence links: the same dedup key, a cited call, the same route (stated or
+    read from several words of the text), the same component or upstream failing together, or
+    several uncommon words shared with the issue's title. Time proximity strengthens such
+    evidence and is never enough alone; one word in common is noise."""
+    if signal.signal_id in issue.excluded_signals or (
+        signal.dedup_key and signal.dedup_key in issue.excluded_keys
+    ):
         return Link(issue.issue_id, 0.0, ("split off by a person",))
+    if signal.category not in issue.categories:
+        return Link(issue.issue_id, 0.0, (f"{signal.category} signal, not {_cats(issue)}",))
     reasons: list[str] = []
     total = 0.0
+    strong = False
     if signal.dedup_key and signal.dedup_key in issue.dedup_keys:
         total += 1.0
+        strong = True
         reasons.append("same dedup key")
-    shared_route = route is not None and route in issue.routes
-    if shared_route:
-        total += 0.6
-        why = route_reason or f"route {route}"
-        reasons.append(f"same {why}" if why.startswith("route ") else why)
-    if component and component in issue.components:
-        total += 0.3 if shared_route else 0.45
+    shared_route = route is not None and route in issue.routes and how != "word"
+    gap_start = abs(signal.occurred_at - issue.first_seen)
+    together = gap_start <= TOGETHER_SECONDS
+    if signal.category == TRAFFIC:
+        # no traffic says nothing about a cause: only the same route (or key) is related
+        if shared_route and how == "stated":
+            total += 0.6
+            strong = True
+            reasons.append(f"same route {route}")
+    elif shared_route:
+        if how == "cited":
+            total += 0.9
+            strong = True
+            reasons.append(route_reason or f"route {route}")
+        elif how == "stated":
+            total += 0.6
+            strong = True
+            reasons.append(f"same route {route}")
+        else:
+            # several of the route's own words: specific, though read, not stated
+            total += 0.5
+            strong = True
+            reasons.append(route_reason or f"text mentions {route}")
+        if component and component in issue.components:
+            total += 0.3
+            reasons.append(f"same component {component}")
+    elif route is not None and issue.routes and how in ("stated", "cited"):
+        # a different route: one cause only when its component (or upstream) is the issue's
+        # and both started failing together
+        if together and component and component in issue.components:
+            total += 0.55
+            strong = True
+            reasons.append(
+                f"route {route} of the same component {component}, started together "
+                f"({_ago(gap_start)} apart)"
+            )
+        elif together and upstream and upstream in issue.upstreams:
+            total += 0.55
+            strong = True
+            reasons.append(
+                f"route {route} on the same upstream {upstream}, started together "
+                f"({_ago(gap_start)} apart)"
+            )
+        elif total < 1.0:
+            return Link(issue.issue_id, 0.0, (f"different route {route}",))
+    elif component and component in issue.components and signal.category != TRAFFIC:
+        total += 0.45
+        strong = strong or how == "stated" or route is None
         reasons.append(f"same component {component}")
-    if route is not None and issue.routes and not shared_route and total < 1.0:
-        # a different, known route: only an exact dedup key may overrule that
-        return Link(issue.issue_id, 0.0, (f"different route {route}",))
+    if signal.category != TRAFFIC and uncommon is not None and issue.words:
+        shared = sorted(w for w in tokens(signal.text) & issue.words if uncommon(w))
+        if len(shared) >= MIN_SHARED_WORDS:
+            total += 0.3 + 0.05 * (len(shared) - MIN_SHARED_WORDS)
+            reasons.append("shares uncommon words " + ", ".join(shared[:5]))
     if total == 0.0:
         return Link(issue.issue_id, 0.0, ())
-    gap = min(abs(signal.occurred_at - issue.last_seen), abs(signal.occurred_at - issue.first_seen))
+    gap = min(abs(signal.occurred_at - issue.last_seen), gap_start)
     if gap <= 900:
         total += 0.15
         reasons.append(f"{_ago(gap)} apart")
     elif gap > 6 * 3600:
         total *= 0.5
         reasons.append(f"{_ago(gap)} apart (weaker)")
-    return Link(issue.issue_id, round(min(total, 1.0), 3), tuple(reasons))
+    return Link(issue.issue_id, round(min(total, 1.0), 3), tuple(reasons), strong)
 
 
 def best_link(
@@ -246,16 +408,46 @@ def best_link(
     routes: Sequence[RouteInfo],
     route_components: dict[str, str] | None = None,
     threshold: float = ATTACH_THRESHOLD,
+    *,
+    route_upstreams: dict[str, str] | None = None,
+    uncommon: Callable[[str], bool] | None = None,
 ) -> tuple[Link | None, str | None]:
-    """The open issue this signal should join (None: open a new one), and the route it is about."""
-    route, why = resolve_route(signal, routes)
+    """The open issue this signal should join (None: open a new one), and the route it is about.
+
+    Ties go to the oldest issue (lowest id), so the outcome never depends on the order the
+    issues are given in (or on which of them was updated last)."""
+    route, why, how = _resolve(signal, routes)
     component = signal.component or (route_components or {}).get(route or "")
+    upstream = (route_upstreams or {}).get(route or "")
     best: Link | None = None
     for issue in issues:
-        link = score(signal, issue, route=route, route_reason=why, component=component)
-        if link.score >= threshold and (best is None or link.score > best.score):
+        link = score(
+            signal,
+            issue,
+            route=route,
+            route_reason=why,
+            component=component,
+            how=how,
+            upstream=upstream,
+            uncommon=uncommon,
+        )
+        if link.score < threshold or not _specific(link):
+            continue
+        if (
+            best is None
+            or link.score > best.score
+            or (link.score == best.score and link.issue_id < best.issue_id)
+        ):
             best = link
     return best, route
+
+
+def _specific(link: Link) -> bool:
+    return any(not r.endswith(("apart", "apart (weaker)")) for r in link.reasons)
+
+
+def _cats(issue: IssueFeatures) -> str:
+    return " or ".join(sorted(issue.categories)) + " issue"
 
 
 def _ago(seconds: float) -> str:
@@ -264,3 +456,141 @@ def _ago(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+# --- the decision ------------------------------------------------------------------------------
+
+
+class Action(StrEnum):
+    join_group = "join_group"  # same dedup key as an open group: update it
+    link = "link"  # correlated with an open issue: join it with a score and reasons
+    open = "open"  # nothing specific matches: open a new issue
+    reopen = "reopen"  # the key's issue was resolved by hypercare alone and fires again
+    none = "none"  # a resolve for nothing open, or a signal that may not open an issue
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRef:
+    """An open dedup group as the decision sees it."""
+
+    issue_id: int
+    issue_open: bool
+    reopenable: bool = False  # resolved by hypercare (auto-resolve), nobody touched it
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    issue_id: int | None = None
+    score: float = 1.0
+    reasons: tuple[str, ...] = ()
+    route: str | None = None
+    route_reason: str | None = None
+    component: str | None = None
+    reprioritise: bool = False  # may auto-priority raise the issue on this signal's strength
+
+
+@dataclass
+class Context:
+    """What `decide` reads: the open dedup groups of the keys at hand, the open issues' features
+    and the gateway's routes. Loaded once for a batch of signals; `note` keeps it current as
+    the batch's decisions are applied."""
+
+    routes: Sequence[RouteInfo]
+    groups: dict[str, GroupRef] = field(default_factory=dict)
+    issues: dict[int, IssueFeatures] = field(default_factory=dict)
+    threshold: float = ATTACH_THRESHOLD
+    correlation: bool = True
+    _components: dict[str, str] = field(default_factory=dict, init=False)
+    _upstreams: dict[str, str] = field(default_factory=dict, init=False)
+    _df: dict[str, int] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self._components = {r.name: r.component for r in self.routes if r.component}
+        self._upstreams = {r.name: r.upstream for r in self.routes if r.upstream}
+
+    def uncommon(self, word: str) -> bool:
+        if self._df is None:
+            df: dict[str, int] = {}
+            for issue in self.issues.values():
+                for w in issue.words:
+                    df[w] = df.get(w, 0) + 1
+            self._df = df
+        limit = max(1, int(len(self.issues) * UNCOMMON_SHARE))
+        return len(word) > 2 and not word.isdigit() and self._df.get(word, 0) <= limit
+
+    def note(self, issue: IssueFeatures) -> None:
+        """An issue opened or changed by an applied decision."""
+        old = self.issues.get(issue.issue_id)
+        self.issues[issue.issue_id] = issue
+        if self._df is not None and (old is None or old.words != issue.words):
+            self._df = None
+
+    def forget(self, issue_id: int) -> None:
+        self.issues.pop(issue_id, None)
+        self._df = None
+
+
+def decide(signal: SignalFeatures, context: Context) -> Decision:
+    """Where `signal` goes, and why — pure, over `context`.
+
+    In order: a sender-chosen issue; the open dedup group of its key; with correlation on,
+    the best-scoring open issue with specific evidence; else a new issue (a firing signal that
+    may open one). With ``context.correlation`` False this is exact dedup."""
+    route, why, _how = _resolve(signal, context.routes)
+    component = signal.component or context._components.get(route or "")
+    base = Decision(Action.none, route=route, route_reason=why, component=component)
+    if signal.issue_id is not None:
+        return replace(
+            base,
+            action=Action.join_group,
+            issue_id=signal.issue_id,
+            reasons=("added to this issue by its sender",),
+            reprioritise=_may_change_impact(signal),
+        )
+    group = context.groups.get(signal.dedup_key or "")
+    if group is not None and group.issue_open:
+        return replace(
+            base,
+            action=Action.join_group,
+            issue_id=group.issue_id,
+            reasons=("same dedup key",),
+            reprioritise=_may_change_impact(signal),
+        )
+    if group is not None and group.reopenable and signal.status == "firing":
+        return replace(
+            base,
+            action=Action.reopen,
+            issue_id=group.issue_id,
+            reasons=("same dedup key", "fired again after it was resolved automatically"),
+            reprioritise=True,
+        )
+    if signal.status == "resolved" or not signal.create:
+        return base
+    if context.correlation and context.issues:
+        link, _ = best_link(
+            signal,
+            context.issues.values(),
+            context.routes,
+            context._components,
+            context.threshold,
+            route_upstreams=context._upstreams,
+            uncommon=context.uncommon,
+        )
+        if link is not None:
+            return replace(
+                base,
+                action=Action.link,
+                issue_id=link.issue_id,
+                score=link.score,
+                reasons=link.reasons,
+                reprioritise=link.strong,
+            )
+    return replace(base, action=Action.open, reasons=("opened this issue",), reprioritise=True)
+
+
+def _may_change_impact(signal: SignalFeatures) -> bool:
+    """A repeat of a known alert changes nothing the impact table looks at (its severity was
+    weighed when it first arrived); a new report by a person (more users) or fresh gateway
+    evidence (the failing share) may."""
+    return signal.kind == "user" or signal.source == "gateway"
