@@ -58,6 +58,8 @@ _MOVES = ("merge", "split", "unlink")
 _ID_MARGIN = 2000
 _FULL_RELOAD_SECONDS = 60.0  # and everything is read again this often
 _CHUNK = 500  # ids per IN list
+AUTO_RESOLVED = "auto-resolved"  # the label hypercare puts on an issue it resolved by itself
+_REOPENABLE = frozenset({"resolved", "verified"})
 
 
 @dataclass
@@ -292,7 +294,11 @@ class Correlator:
             correlation=self.correlation,
         )
         for key, (_group, issue) in known.items():
-            context.groups[key] = correlate.GroupRef(issue.id, issue.status not in _DONE)
+            context.groups[key] = correlate.GroupRef(
+                issue.id,
+                issue.status not in _DONE,
+                reopenable=issue.status in _REOPENABLE and AUTO_RESOLVED in (issue.labels or []),
+            )
         if not self.correlation:
             return context
         cache = self.open_issues
@@ -483,7 +489,18 @@ class Correlator:
             signal.labels = {**(signal.labels or {}), "route_from": decision.route_reason or ""}
         if signal.component is None and signal.route:
             signal.component = self.components.get(signal.route)
-        if decision.action is Action.join_group:
+        if decision.action is Action.reopen and decision.issue_id is not None:
+            from hypercare.detection.service import reopen_auto_resolved
+
+            await reopen_auto_resolved(
+                session=session,
+                matrix=matrix,
+                issue_id=decision.issue_id,
+                why=f"{signal.source} signal: {signal.summary}",
+                now=signal.received_at,
+            )
+            context.groups[signal.dedup_key] = correlate.GroupRef(decision.issue_id, True)
+        if decision.action in (Action.join_group, Action.reopen):
             issue = await dedup.attach(
                 session=session,
                 matrix=matrix,

@@ -1,9 +1,17 @@
 """Explainable correlation: how strongly a signal belongs to an open issue, and why.
 
 Pure scoring over plain features. Evidence adds up; each piece leaves a human reason
-("same route payment-status", "ticket cites request id 4bf9…", "3 min apart"). Time
-proximity only strengthens other evidence: two unrelated routes failing at the same moment
-stay separate issues unless they share something concrete.
+("same route payment-status", "ticket cites request id 4bf9…", "3 min apart"). Only
+specific evidence links: a dedup key, a cited request/trace id, the same route (stated, or
+several of its words in a report), routes of one component or upstream that started failing
+together (one cause), or several uncommon words a person wrote. Time proximity only
+strengthens such evidence and one common word is none: two unrelated routes failing at the
+same moment stay separate issues. Security signals (auth failures) and application errors
+never share an issue; a traffic drop joins only an issue of its own route.
+
+`decide(signal, context)` is the whole attach decision over a loaded `Context` (join the dedup
+group, link with score and reasons, reopen, open new); `detection/attach.py` loads the context
+and applies the decisions.
 """
 
 from __future__ import annotations
@@ -267,7 +275,7 @@ def resolve_route(
 def _resolve(
     signal: SignalFeatures, routes: Sequence[RouteInfo]
 ) -> tuple[str | None, str | None, str]:
-    """(route, reason, how): how is "stated", "cited", "text" (specific) or "word" (one word)."""
+    """(route, reason, how): how is "stated", "cited" or "text" (several of its words)."""
     if signal.route:
         return signal.route, f"route {signal.route}", "stated"
     if signal.cited_routes:
@@ -277,12 +285,13 @@ def _resolve(
     if inferred:
         route_info, sim = inferred
         matched = len(tokens(signal.text) & route_info.words())
-        how = "text" if matched >= 2 else "word"
-        return (
-            route_info.name,
-            f"text mentions {route_info.name} ({sim:.0%} of its words)",
-            how,
-        )
+        if matched >= 2:
+            # one word in common ("users") says nothing specific: no route then
+            return (
+                route_info.name,
+                f"text mentions {route_info.name} ({sim:.0%} of its words)",
+                "text",
+            )
     return None, None, ""
 
 
@@ -292,18 +301,6 @@ TOGETHER_SECONDS = 300.0
 # uncommon means (in at most this share of the open issues' titles)
 MIN_SHARED_WORDS = 3
 UNCOMMON_SHARE = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class Resolved:
-    """A signal's route, component and upstream as the context reads them (see `resolve`)."""
-
-    route: str | None
-    reason: str | None
-    how: str  # stated | cited | text | word | ""
-    component: str | None
-    upstream: str | None
-    words: frozenset[str]
 
 
 def score(
@@ -336,7 +333,7 @@ def score(
         total += 1.0
         strong = True
         reasons.append("same dedup key")
-    shared_route = route is not None and route in issue.routes and how != "word"
+    shared_route = route is not None and route in issue.routes
     gap_start = abs(signal.occurred_at - issue.first_seen)
     together = gap_start <= TOGETHER_SECONDS
     if signal.category == TRAFFIC:
@@ -385,7 +382,8 @@ def score(
         total += 0.45
         strong = strong or how == "stated" or route is None
         reasons.append(f"same component {component}")
-    if signal.category != TRAFFIC and uncommon is not None and issue.words:
+    if signal.kind == "user" and uncommon is not None and issue.words:
+        # prose written by people; alerts link by their structured fields, not their wording
         shared = sorted(w for w in tokens(signal.text) & issue.words if uncommon(w))
         if len(shared) >= MIN_SHARED_WORDS:
             total += 0.3 + 0.05 * (len(shared) - MIN_SHARED_WORDS)
@@ -594,3 +592,37 @@ def _may_change_impact(signal: SignalFeatures) -> bool:
     weighed when it first arrived); a new report by a person (more users) or fresh gateway
     evidence (the failing share) may."""
     return signal.kind == "user" or signal.source == "gateway"
+
+
+# --- flapping ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Flap:
+    """Fire/resolve cycles of one dedup key (one rule on one route) on an issue."""
+
+    dedup_key: str
+    cycles: int  # times it fired again after resolving
+    changes: int  # status changes (fired → resolved → fired … counts each arrow)
+    last_change: float  # Unix seconds
+    status: str  # the latest: firing | resolved
+
+
+def flaps(events: Iterable[tuple[str, str, float]]) -> list[Flap]:
+    """The keys that fired again after resolving, from (dedup key, status, at) in arrival
+    order; repeats of the same status are not changes. A flapping key keeps its issue: the
+    repeats join its dedup group instead of opening issues."""
+    state: dict[str, tuple[str, int, int, float]] = {}  # key → (status, cycles, changes, at)
+    for key, status, at in events:
+        if status not in ("firing", "resolved"):
+            continue
+        old = state.get(key)
+        if old is None:
+            state[key] = (status, 0, 0, at)
+        elif old[0] != status:
+            refire = status == "firing"
+            state[key] = (status, old[1] + refire, old[2] + 1, at)
+    return sorted(
+        (Flap(k, c, n, at, st) for k, (st, c, n, at) in state.items() if c > 0),
+        key=lambda f: (-f.cycles, f.dedup_key),
+    )
