@@ -55,9 +55,10 @@ _MAX_OPEN = 10_000  # open issues kept and scored against (the most recently upd
 _MOVES = ("merge", "split", "unlink")
 # ids of rows committed by concurrent transactions can be lower than ids already read (a
 # sequence hands them out before the commit): each refresh reads this far back again
-_ID_MARGIN = 2000
+_ID_MARGIN = 256
 _FULL_RELOAD_SECONDS = 60.0  # and everything is read again this often
 _CHUNK = 500  # ids per IN list
+_PLACEHOLDER = 1 << 62  # ids given to the issues a batch decides to open, before they exist
 AUTO_RESOLVED = "auto-resolved"  # the label hypercare puts on an issue it resolved by itself
 _REOPENABLE = frozenset({"resolved", "verified"})
 
@@ -94,6 +95,9 @@ class OpenIssues:
     entries: dict[int, _Entry] = field(default_factory=dict)
     signal_mark: int = 0  # highest signal id read
     timeline_mark: int = 0  # highest timeline entry id read
+    # ids read within `_ID_MARGIN` of the marks: read again, they are not folded in twice
+    seen_entries: set[int] = field(default_factory=set)
+    seen_signals: set[int] = field(default_factory=set)
     loaded_at: float | None = None  # time.monotonic() of the last full read
     full_reads: int = 0
     refreshes: int = 0
@@ -163,7 +167,11 @@ class Correlator:
         known: dedup.OpenGroups | None = None,
     ) -> list[Issue | None]:
         """Attach stored (flushed) signals in order, with the same outcome as one at a time;
-        `create` False: the signal may join an issue but not open one."""
+        `create` False: the signal may join an issue but not open one.
+
+        All decisions are taken first, over the batch's context (an issue the batch opens
+        gets a placeholder id that later signals may link to), then the issues they name are
+        read in one query and the decisions applied, without a query per signal."""
         if not signals:
             return []
         if known is None:
@@ -173,18 +181,62 @@ class Correlator:
         cited = await self._cited(session, [s for s, _ in signals])
         features = [self._features(s, c, cited.get(s.id, [])) for s, c in signals]
         context = await self._context(session, [s for s, _ in signals], known)
+        decisions = self._decide_all([s for s, _ in signals], features, context)
+        wanted = sorted(
+            {
+                d.issue_id
+                for d in decisions
+                if d.issue_id is not None
+                and d.issue_id < _PLACEHOLDER
+                and d.action in (Action.link, Action.reopen)
+            }
+        )
+        for chunk in _chunks(wanted):  # into the session's identity map
+            await session.execute(select(Issue).where(Issue.id.in_(chunk)))
         impact: dict[int, _ImpactIn] = {}
         out: list[Issue | None] = []
-        for (signal, _), feat in zip(signals, features, strict=True):
-            issue, decision = await self._apply_one(
-                session, matrix, priorities, signal, feat, context, known
-            )
-            out.append(issue)
-            if issue is not None and decision.reprioritise and issue.status not in _DONE:
-                impact.setdefault(issue.id, _ImpactIn(issue, []))[1].append(signal)
+        made: dict[int, Issue] = {}  # placeholder (or finished issue) id → the issue used
+        with session.no_autoflush:
+            for signal, decision in zip([s for s, _ in signals], decisions, strict=True):
+                issue = await self._apply(
+                    session, matrix, priorities, signal, decision, known, made
+                )
+                out.append(issue)
+                if issue is not None and decision.reprioritise and issue.status not in _DONE:
+                    impact.setdefault(issue.id, _ImpactIn(issue, []))[1].append(signal)
         if impact:
             await self._reprioritise(session, matrix, list(impact.values()))
         return out
+
+    def _decide_all(
+        self,
+        signals: Sequence[Signal],
+        features: Sequence[correlate.SignalFeatures],
+        context: correlate.Context,
+    ) -> list[Decision]:
+        """`correlate.decide` for each signal in order, each seeing the ones before it."""
+        decisions: list[Decision] = []
+        placeholder = _PLACEHOLDER
+        for signal, feat in zip(signals, features, strict=True):
+            decision = correlate.decide(feat, context)
+            if signal.route is None and decision.route:
+                # no route stated: one cited through a call, or named in the text
+                signal.route = decision.route
+                signal.labels = {
+                    **(signal.labels or {}),
+                    "route_from": decision.route_reason or "",
+                }
+            if signal.component is None and signal.route:
+                signal.component = self.components.get(signal.route)
+            if decision.action is Action.open:
+                decision = replace(decision, issue_id=placeholder)
+                placeholder += 1
+            if decision.action is not Action.none and decision.issue_id is not None:
+                if decision.action is not Action.join_group:
+                    context.groups[signal.dedup_key] = correlate.GroupRef(decision.issue_id, True)
+                self._note(context, decision.issue_id, signal, feat)
+            decisions.append(decision)
+        return decisions
 
     # --- load ----------------------------------------------------------------------------
 
@@ -354,19 +406,25 @@ class Correlator:
             await self._read_signals(session, cache, list(cache.entries), 0, below)
             await self._read_exclusions(session, cache, list(cache.entries))
             cache.signal_mark = below - 1
+            cache.seen_entries, cache.seen_signals = set(), set()
             cache.loaded_at = time.monotonic()
             cache.full_reads += 1
             return
         cache.refreshes += 1
         changed: dict[int, bool] = {}  # issue id → signals moved (read them all again)
-        mark = cache.timeline_mark
+        floor = max(0, cache.timeline_mark - _ID_MARGIN)
         for issue_id, kind, entry_id in await session.execute(
             select(TimelineEntry.issue_id, TimelineEntry.kind, TimelineEntry.id).where(
-                TimelineEntry.id > max(0, mark - _ID_MARGIN)
+                TimelineEntry.id > floor
             )
         ):
+            if entry_id in cache.seen_entries:
+                continue
+            cache.seen_entries.add(entry_id)
             changed[issue_id] = changed.get(issue_id, False) or kind in _MOVES
             cache.timeline_mark = max(cache.timeline_mark, entry_id)
+        floor = cache.timeline_mark - _ID_MARGIN
+        cache.seen_entries = {i for i in cache.seen_entries if i > floor}
         ids = sorted(changed)
         for chunk in _chunks(ids):
             seen = set()
@@ -397,6 +455,8 @@ class Correlator:
             session, cache, None, max(0, cache.signal_mark - _ID_MARGIN), below
         )
         cache.signal_mark = max(cache.signal_mark, below - 1)
+        floor = cache.signal_mark - _ID_MARGIN
+        cache.seen_signals = {i for i in cache.seen_signals if i > floor}
 
     async def _read_signals(
         self,
@@ -420,11 +480,27 @@ class Correlator:
         )
         queries = []
         if ids is None:
-            queries.append(
-                select(*columns)
-                .where(Signal.id > after, Signal.id < below, Signal.issue_id.is_not(None))
-                .group_by(Signal.issue_id, Signal.route, Signal.component, Signal.kind, label)
+            # the newest signals one by one (a few hundred): those read before are skipped, so
+            # an issue's features are rebuilt only when something new arrived for it
+            rows = await session.execute(
+                select(
+                    Signal.id,
+                    Signal.issue_id,
+                    Signal.route,
+                    Signal.component,
+                    Signal.kind,
+                    label,
+                    Signal.occurred_at,
+                    Signal.received_at,
+                ).where(Signal.id > after, Signal.id < below, Signal.issue_id.is_not(None))
             )
+            fresh = []
+            for signal_id, *rest in rows:
+                if signal_id not in cache.seen_signals:
+                    cache.seen_signals.add(signal_id)
+                    fresh.append(rest)
+            self._fold(cache, fresh)
+            return
         else:
             for i in ids:
                 entry = cache.entries.get(i)
@@ -439,7 +515,12 @@ class Correlator:
                     .group_by(Signal.issue_id, Signal.route, Signal.component, Signal.kind, label)
                 )
         for query in queries:
-            for issue_id, route, component, kind, rule, first, last in await session.execute(query):
+            self._fold(cache, list(await session.execute(query)))
+
+    def _fold(self, cache: OpenIssues, rows: Sequence[Any]) -> None:
+        """(issue id, route, component, kind, rule, first occurred, last received) rows."""
+        if rows:
+            for issue_id, route, component, kind, rule, first, last in rows:
                 entry = cache.entries.get(issue_id)
                 if entry is None:
                     continue
@@ -472,34 +553,27 @@ class Correlator:
 
     # --- apply ---------------------------------------------------------------------------
 
-    async def _apply_one(
+    async def _apply(
         self,
         session: AsyncSession,
         matrix: Matrix,
         priorities: Mapping[str, Mapping[str, str]],
         signal: Signal,
-        feat: correlate.SignalFeatures,
-        context: correlate.Context,
+        decision: Decision,
         known: dedup.OpenGroups,
-    ) -> tuple[Issue | None, Decision]:
-        decision = correlate.decide(feat, context)
-        if signal.route is None and decision.route:
-            # no route stated: one cited through a call, or named in the text
-            signal.route = decision.route
-            signal.labels = {**(signal.labels or {}), "route_from": decision.route_reason or ""}
-        if signal.component is None and signal.route:
-            signal.component = self.components.get(signal.route)
-        if decision.action is Action.reopen and decision.issue_id is not None:
+        made: dict[int, Issue],
+    ) -> Issue | None:
+        target = decision.issue_id
+        if decision.action is Action.reopen and target is not None:
             from hypercare.detection.service import reopen_auto_resolved
 
             await reopen_auto_resolved(
                 session=session,
                 matrix=matrix,
-                issue_id=decision.issue_id,
+                issue_id=target,
                 why=f"{signal.source} signal: {signal.summary}",
                 now=signal.received_at,
             )
-            context.groups[signal.dedup_key] = correlate.GroupRef(decision.issue_id, True)
         if decision.action in (Action.join_group, Action.reopen):
             issue = await dedup.attach(
                 session=session,
@@ -509,43 +583,36 @@ class Correlator:
                 create=False,
                 known=known,
             )
-            if issue is None:
-                return None, decision
-            self._link(session, signal, issue, 1.0, list(decision.reasons))
-            self._note(context, issue, signal, feat)
-            return issue, decision
-        if decision.action is Action.link and decision.issue_id is not None:
-            issue = await triage.get_issue(session=session, issue_id=decision.issue_id)
-            if issue.status in _DONE:
-                # closed by another process since the cache was read: decide again without it
-                context.forget(issue.id)
-                self.open_issues.invalidate()
-                return await self._apply_one(
-                    session, matrix, priorities, signal, feat, context, known
+            if issue is not None:
+                self._link(session, signal, issue, 1.0, list(decision.reasons))
+            return issue
+        if decision.action is Action.link and target is not None:
+            issue = made.get(target) or await triage.get_issue(session=session, issue_id=target)
+            if issue.status not in _DONE:
+                _close_stale_group(known, signal.dedup_key)
+                dedup.start_group(session, signal, issue, known)
+                triage.record(
+                    session,
+                    issue,
+                    actor="hypercare",
+                    kind="signal_linked",
+                    text=f"{signal.source} signal linked: {signal.summary}"[:1500]
+                    + f" — {', '.join(decision.reasons)}",
+                    data={
+                        "signal_id": signal.id,
+                        "score": decision.score,
+                        "reasons": list(decision.reasons),
+                        "strong": decision.reprioritise,
+                    },
+                    at=signal.received_at,
                 )
-            _close_stale_group(known, signal.dedup_key)
-            dedup.start_group(session, signal, issue, known)
-            context.groups[signal.dedup_key] = correlate.GroupRef(issue.id, True)
-            triage.record(
-                session,
-                issue,
-                actor="hypercare",
-                kind="signal_linked",
-                text=f"{signal.source} signal linked: {signal.summary}"[:1500]
-                + f" — {', '.join(decision.reasons)}",
-                data={
-                    "signal_id": signal.id,
-                    "score": decision.score,
-                    "reasons": list(decision.reasons),
-                    "strong": decision.reprioritise,
-                },
-                at=signal.received_at,
-            )
-            self._link(session, signal, issue, decision.score, list(decision.reasons))
-            self._note(context, issue, signal, feat)
-            return issue, decision
-        if decision.action is not Action.open:
-            return None, decision
+                self._link(session, signal, issue, decision.score, list(decision.reasons))
+                return issue
+            # finished by someone else since the cache was read: the signals the batch linked
+            # to it open one new issue together
+            self.open_issues.invalidate()
+        elif decision.action is not Action.open:
+            return None
         _close_stale_group(known, signal.dedup_key)
         issue = await dedup.attach(
             session=session,
@@ -556,41 +623,36 @@ class Correlator:
             known=known,
         )
         if issue is None:
-            return None, decision
+            return None
         if issue.route is None and signal.route:
             issue.route = signal.route
         if issue.component is None and signal.component:
             issue.component = signal.component
-        context.groups[signal.dedup_key] = correlate.GroupRef(issue.id, True)
+        if target is not None:
+            made[target] = issue
         self._link(session, signal, issue, 1.0, ["opened this issue"])
-        self._note(context, issue, signal, feat)
-        return issue, decision
+        return issue
 
     def _note(
         self,
         context: correlate.Context,
-        issue: Issue,
+        issue_id: int,
         signal: Signal,
         feat: correlate.SignalFeatures,
     ) -> None:
-        """The batch's view of `issue` after `signal` joined it (the cache is not touched:
-        it only ever holds what was committed)."""
+        """The batch's view of issue `issue_id` after `signal` joined (or opened) it; the
+        cache is not touched: it only ever holds what was committed."""
         if not self.correlation:
             return
-        if issue.status in _DONE:
-            context.forget(issue.id)
-            return
-        old = context.issues.get(issue.id)
+        old = context.issues.get(issue_id)
         at = signal.received_at.timestamp()
         routes = {signal.route} if signal.route in self.by_name else set()
         components = {signal.component} if signal.component else set()
         if old is None:
-            if issue.route in self.by_name:
-                routes.add(issue.route)
-            if issue.component:
-                components.add(issue.component)
+            if issue_id < _PLACEHOLDER:
+                return  # not an open issue of the context (a sender's choice, say)
             made = correlate.IssueFeatures(
-                issue_id=issue.id,
+                issue_id=issue_id,
                 dedup_keys=frozenset(),
                 routes=frozenset(routes),
                 components=frozenset(components),
@@ -598,7 +660,7 @@ class Correlator:
                 last_seen=at,
                 upstreams=frozenset(u for r in routes if (u := self.upstreams.get(r))),
                 categories=frozenset({feat.category}),
-                words=correlate.tokens(issue.title),
+                words=correlate.tokens(signal.summary[:300]),
             )
         else:
             routes |= old.routes

@@ -502,6 +502,9 @@ class Context:
     _components: dict[str, str] = field(default_factory=dict, init=False)
     _upstreams: dict[str, str] = field(default_factory=dict, init=False)
     _df: dict[str, int] | None = field(default=None, init=False)
+    # which issues hold a route, component, upstream or title word: a signal is scored only
+    # against the issues that share something with it, not against every open issue
+    _index: dict[tuple[str, str], set[int]] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self._components = {r.name: r.component for r in self.routes if r.component}
@@ -518,15 +521,46 @@ class Context:
         return len(word) > 2 and not word.isdigit() and self._df.get(word, 0) <= limit
 
     def note(self, issue: IssueFeatures) -> None:
-        """An issue opened or changed by an applied decision."""
+        """An issue opened or changed by a decision of the batch."""
         old = self.issues.get(issue.issue_id)
         self.issues[issue.issue_id] = issue
         if self._df is not None and (old is None or old.words != issue.words):
             self._df = None
+        if self._index is not None:
+            self._add(self._index, issue)
 
     def forget(self, issue_id: int) -> None:
         self.issues.pop(issue_id, None)
         self._df = None
+
+    @staticmethod
+    def _add(index: dict[tuple[str, str], set[int]], issue: IssueFeatures) -> None:
+        for kind, values in (
+            ("r", issue.routes),
+            ("c", issue.components),
+            ("u", issue.upstreams),
+            ("w", issue.words),
+        ):
+            for value in values:
+                index.setdefault((kind, value), set()).add(issue.issue_id)
+
+    def candidates(
+        self, route: str | None, component: str | None, upstream: str | None, words: Iterable[str]
+    ) -> list[IssueFeatures]:
+        """The open issues sharing a route, component, upstream or one of `words` with a signal
+        (the only ones `score` can link it to: open dedup groups are matched before)."""
+        if self._index is None:
+            self._index = {}
+            for issue in self.issues.values():
+                self._add(self._index, issue)
+        index = self._index
+        ids: set[int] = set()
+        for key in (("r", route), ("c", component), ("u", upstream)):
+            if key[1]:
+                ids |= index.get((key[0], key[1]), set())
+        for word in words:
+            ids |= index.get(("w", word), set())
+        return [found for i in sorted(ids) if (found := self.issues.get(i)) is not None]
 
 
 def decide(signal: SignalFeatures, context: Context) -> Decision:
@@ -566,9 +600,13 @@ def decide(signal: SignalFeatures, context: Context) -> Decision:
     if signal.status == "resolved" or not signal.create:
         return base
     if context.correlation and context.issues:
+        words = tokens(signal.text) if signal.kind == "user" else frozenset()
+        candidates = context.candidates(
+            route, component, context._upstreams.get(route or ""), words
+        )
         link, _ = best_link(
             signal,
-            context.issues.values(),
+            candidates,
             context.routes,
             context._components,
             context.threshold,
