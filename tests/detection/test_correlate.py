@@ -179,20 +179,19 @@ def test_several_uncommon_words_link_and_common_ones_do_not() -> None:
 
 
 def test_routes_on_the_same_upstream_starting_together_join() -> None:
-    routes = [
-        RouteInfo("a", "/a", "alpha", upstream="shared"),
-        RouteInfo("b", "/b", "beta", upstream="shared"),
-    ]
-    target = issue(3, {"a"}, {"alpha"}, upstreams=frozenset({"shared"}))
-    link, _ = best_link(
-        signal(kind="system", source="gateway", route="b", occurred_at=T + 30),
-        [target],
-        routes,
-        {"a": "alpha", "b": "beta"},
-        route_upstreams={"a": "shared", "b": "shared"},
-    )
+    routes = [RouteInfo("a", "/a", upstream="shared"), RouteInfo("b", "/b", upstream="shared")]
+    upstreams = {"a": "shared", "b": "shared"}
+    target = issue(3, {"a"}, upstreams=frozenset({"shared"}))
+    together = signal(kind="system", source="gateway", route="b", occurred_at=T + 30)
+    link, _ = best_link(together, [target], routes, route_upstreams=upstreams)
     assert link is not None
     assert "route b on the same upstream shared, started together (30 s apart)" in link.reasons
+    # routes of different components stay apart, whatever runs behind them
+    other = issue(4, {"a"}, {"alpha"}, upstreams=frozenset({"shared"}))
+    link, _ = best_link(
+        together, [other], routes, {"a": "alpha", "b": "beta"}, route_upstreams=upstreams
+    )
+    assert link is None
 
 
 def test_security_signals_never_join_application_issues() -> None:

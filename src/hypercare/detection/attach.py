@@ -191,11 +191,14 @@ class Correlator:
                 and d.action in (Action.link, Action.reopen)
             }
         )
-        for chunk in _chunks(wanted):  # into the session's identity map
-            await session.execute(select(Issue).where(Issue.id.in_(chunk)))
+        # the issues used, by decision id: placeholders become the issues opened, and the
+        # linked ones are read here in one query (and held: the identity map keeps weak refs)
+        made: dict[int, Issue] = {}
+        for chunk in _chunks(wanted):
+            for row in await session.scalars(select(Issue).where(Issue.id.in_(chunk))):
+                made[row.id] = row
         impact: dict[int, _ImpactIn] = {}
         out: list[Issue | None] = []
-        made: dict[int, Issue] = {}  # placeholder (or finished issue) id → the issue used
         with session.no_autoflush:
             for signal, decision in zip([s for s, _ in signals], decisions, strict=True):
                 issue = await self._apply(
@@ -588,6 +591,8 @@ class Correlator:
             return issue
         if decision.action is Action.link and target is not None:
             issue = made.get(target) or await triage.get_issue(session=session, issue_id=target)
+            if issue.status in _DONE and issue.id == target:
+                made.pop(target, None)  # finished by someone else: see below
             if issue.status not in _DONE:
                 _close_stale_group(known, signal.dedup_key)
                 dedup.start_group(session, signal, issue, known)

@@ -120,8 +120,13 @@ class RouteInfo:
     upstream: str | None = None
 
     def words(self) -> frozenset[str]:
-        path_words = " ".join(p for p in self.path.split("/") if not p.startswith("{"))
-        return tokens(f"{self.name.replace('-', ' ')} {path_words}")
+        return _route_words(self.name, self.path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _route_words(name: str, path: str) -> frozenset[str]:
+    path_words = " ".join(p for p in path.split("/") if not p.startswith("{"))
+    return tokens(f"{name.replace('-', ' ')} {path_words}")
 
 
 def text_similarity(text: str, route: RouteInfo) -> float:
@@ -300,7 +305,7 @@ TOGETHER_SECONDS = 300.0
 # words shared with an issue's title: how many uncommon ones make evidence, and what
 # uncommon means (in at most this share of the open issues' titles)
 MIN_SHARED_WORDS = 3
-UNCOMMON_SHARE = 0.05
+UNCOMMON_SHARE = 0.01
 
 
 def score(
@@ -369,7 +374,14 @@ def score(
                 f"route {route} of the same component {component}, started together "
                 f"({_ago(gap_start)} apart)"
             )
-        elif together and upstream and upstream in issue.upstreams:
+        elif (
+            together
+            and upstream
+            and upstream in issue.upstreams
+            and not (component and issue.components and component not in issue.components)
+        ):
+            # one upstream behind both, and no different components named: the upstream is
+            # the shared cause (routes of different components stay apart)
             total += 0.55
             strong = True
             reasons.append(
@@ -545,7 +557,12 @@ class Context:
                 index.setdefault((kind, value), set()).add(issue.issue_id)
 
     def candidates(
-        self, route: str | None, component: str | None, upstream: str | None, words: Iterable[str]
+        self,
+        route: str | None,
+        component: str | None,
+        upstream: str | None,
+        words: Iterable[str],
+        occurred_at: float,
     ) -> list[IssueFeatures]:
         """The open issues sharing a route, component, upstream or one of `words` with a signal
         (the only ones `score` can link it to: open dedup groups are matched before)."""
@@ -555,12 +572,22 @@ class Context:
                 self._add(self._index, issue)
         index = self._index
         ids: set[int] = set()
-        for key in (("r", route), ("c", component), ("u", upstream)):
-            if key[1]:
-                ids |= index.get((key[0], key[1]), set())
+        if route:
+            ids |= index.get(("r", route), set())
         for word in words:
             ids |= index.get(("w", word), set())
-        return [found for i in sorted(ids) if (found := self.issues.get(i)) is not None]
+        near: set[int] = set()  # count only when they started together with the signal
+        if component:
+            (near if route else ids).update(index.get(("c", component), ()))
+        if upstream and route:
+            near |= index.get(("u", upstream), set())
+        found = [i for i in ids if i in self.issues]
+        found += [
+            i
+            for i in near - ids
+            if i in self.issues and abs(self.issues[i].first_seen - occurred_at) <= TOGETHER_SECONDS
+        ]
+        return [self.issues[i] for i in sorted(found)]
 
 
 def decide(signal: SignalFeatures, context: Context) -> Decision:
@@ -600,9 +627,11 @@ def decide(signal: SignalFeatures, context: Context) -> Decision:
     if signal.status == "resolved" or not signal.create:
         return base
     if context.correlation and context.issues:
-        words = tokens(signal.text) if signal.kind == "user" else frozenset()
+        words = (
+            [w for w in tokens(signal.text) if context.uncommon(w)] if signal.kind == "user" else []
+        )
         candidates = context.candidates(
-            route, component, context._upstreams.get(route or ""), words
+            route, component, context._upstreams.get(route or ""), words, signal.occurred_at
         )
         link, _ = best_link(
             signal,
