@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,14 +31,11 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support import start_up
+
 ADMIN = "bench-admin-token-0123456789abcdef"
 FAIL_RATIO = 0.4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Upstream:
@@ -159,42 +154,22 @@ async def route_firing(api: httpx.AsyncClient, route: str) -> bool:
 
 async def bench(args: argparse.Namespace) -> None:
     up = Upstream()
-    upstream_port = free_port()
-    server = await asyncio.start_server(up.handle, "127.0.0.1", upstream_port)
-    console, gw, gw_admin = free_port(), free_port(), free_port()
+    server = await asyncio.start_server(up.handle, "127.0.0.1", 0)
+    upstream_port = int(server.sockets[0].getsockname()[1])
     results: list[tuple[float, float | None, int | None]] = []
     with tempfile.TemporaryDirectory(prefix="hc-bench-detect-") as d:
         cfg = Path(d) / "hypercare.yaml"
         cfg.write_text(config_text(upstream_port, args.routes))
-        log = open(Path(d) / "up.log", "wb")  # noqa: SIM115, ASYNC230
-        env = dict(os.environ, HYPERCARE_ADMIN_TOKEN=ADMIN)
-        env.pop("HYPERCARE_NODE_TOKEN", None)
-        env.pop("HYPERCARE_DATABASE_URL", None)
-        proc = subprocess.Popen(  # noqa: ASYNC220
-            [
-                sys.executable,
-                "-m",
-                "hypercare",
-                "up",
-                "--config",
-                str(cfg),
-                "--data-dir",
-                str(Path(d) / "data"),
-                "--console-listen",
-                f"127.0.0.1:{console}",
-                "--gateway-listen",
-                f"127.0.0.1:{gw}",
-                "--gateway-admin-listen",
-                f"127.0.0.1:{gw_admin}",
-                "--workers",
-                "1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
+        env: dict[str, str | None] = {
+            "HYPERCARE_ADMIN_TOKEN": ADMIN,
+            "HYPERCARE_NODE_TOKEN": None,
+        }
+        proc = await asyncio.to_thread(
+            start_up, Path(d) / "data", config=cfg, args=["--workers", "1"], env=env
         )
+        gw = proc.gateway_port
         api = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{console}",
+            base_url=proc.url,
             headers={"authorization": f"Bearer {ADMIN}"},
             timeout=10,
         )
@@ -204,16 +179,6 @@ async def bench(args: argparse.Namespace) -> None:
         traffic: asyncio.Task[int] | None = None
         stopping = asyncio.Event()
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if (await api.get("/api/v1/detection/live")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("hypercare up did not start:\n" + log_tail(d))
-                await asyncio.sleep(0.2)
             budget = args.warmup + args.runs * (args.max_detect + args.max_recover + 5) + 30
             traffic = asyncio.create_task(
                 drive(
@@ -280,13 +245,7 @@ async def bench(args: argparse.Namespace) -> None:
                 await asyncio.wait([traffic], timeout=15)
             await client.aclose()
             await api.aclose()
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-            log.close()
+            await asyncio.to_thread(proc.stop)
             server.close()
     lat = [r[0] for r in results]
     mttds = [r[1] for r in results if isinstance(r[1], int | float)]
@@ -303,10 +262,6 @@ async def bench(args: argparse.Namespace) -> None:
         )
         print("  all: " + " ".join(f"{x:.2f}" for x in mttds))
     print(f"distinct issues: {len(issues)}; upstream calls {up.calls}, 503s {up.failed}")
-
-
-def log_tail(d: str) -> str:
-    return (Path(d) / "up.log").read_text(errors="replace")[-3000:]
 
 
 def main() -> None:

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -43,11 +42,14 @@ from sqlalchemy.engine import make_url
 from hypercare.api.app import create_app
 from hypercare.api.state import AppState
 from hypercare.config import HypercareConfig
+from hypercare.feedback.config import FeedbackConfig, IntegrationSettings
 from hypercare.feedback.models import Signal, SignalGroup
-from hypercare.feedback.settings import FeedbackConfig, IntegrationSettings
 from hypercare.store.db import create_engine, database_url
 from hypercare.store.migrate import migrate
 from hypercare.triage.models import Issue
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support import start_up
 
 TOKEN = "bench-intake-token-0123456789"
 
@@ -207,12 +209,6 @@ async def in_process(args: argparse.Namespace, url: str) -> dict[str, Any]:
     return result | await _count(url)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of process `pid` (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -220,54 +216,27 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def over_http(args: argparse.Namespace, data: Path, url: str) -> dict[str, Any]:
-    port, gateway, gateway_admin = _free_port(), _free_port(), _free_port()
     cfg = data / "hc.yaml"
     cfg.write_text(
         "feedback:\n  integrations:\n"
         f"    - {{id: am, type: alertmanager, token: {TOKEN}}}\n"
         f"    - {{id: pd, type: pagerduty, token: {TOKEN}}}\n"
     )
-    env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": "hc_bench-admin-token"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hypercare",
-        "up",
-        "--config",
-        str(cfg),
-        "--data-dir",
-        str(data),
-        "--database-url",
-        url,
-        "--console-listen",
-        f"127.0.0.1:{port}",
-        # the gateway runs as users run it, on ports of its own (other benchmarks may hold 8080)
-        "--gateway-listen",
-        f"127.0.0.1:{gateway}",
-        "--gateway-admin-listen",
-        f"127.0.0.1:{gateway_admin}",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=env,
+    # the gateway runs as users run it, on ports of its own (start_up binds free ones)
+    up = await asyncio.to_thread(
+        start_up,
+        data / "up",
+        config=cfg,
+        args=["--database-url", url],
+        env={"HYPERCARE_ADMIN_TOKEN": "hc_bench-admin-token"},
+        timeout=30,
     )
-    base = f"http://127.0.0.1:{port}"
-    args.cpu_clock = lambda: _cpu_seconds(proc.pid)
+    args.cpu_clock = lambda: _cpu_seconds(up.proc.pid)
     try:
-        deadline = time.monotonic() + 30
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            while True:
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or proc.returncode is not None:
-                    raise SystemExit("hypercare up did not start")
-                await asyncio.sleep(0.1)
+        async with httpx.AsyncClient(base_url=up.url, timeout=30) as client:
             result = await _drive(client, args)
     finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), timeout=20)
+        await asyncio.to_thread(up.stop, timeout=20)
     return result | await _count(url)
 
 

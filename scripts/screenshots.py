@@ -15,9 +15,7 @@ about 2.5 minutes in, once its scripted payments incident has become a correlate
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from tests.support import start_up, wait_until  # noqa: E402
 from tests.web.live_server import CHROMIUM, CHROMIUM_ARGS, running_console  # noqa: E402
 
 from web_seed import seed  # noqa: E402
@@ -51,42 +49,19 @@ DEMO_WAIT = 175.0  # seconds after start: the incident at 45 s is verified by ~1
 def demo_shots() -> None:
     """Start `hypercare up --demo`, wait for its incident, and shoot the part pages."""
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
-        console, gateway, admin = free_port(), free_port(), free_port()
-        log_path = data / "up.log"
-        env = {k: v for k, v in os.environ.items() if k != "HYPERCARE_DATABASE_URL"}
-        with log_path.open("w") as log:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "hypercare",
-                    "up",
-                    "--demo",
-                    "--data-dir",
-                    str(data),
-                    "--console-listen",
-                    f"127.0.0.1:{console}",
-                    "--gateway-listen",
-                    f"127.0.0.1:{gateway}",
-                    "--gateway-admin-listen",
-                    f"127.0.0.1:{admin}",
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
         started = time.monotonic()
-        url = f"http://127.0.0.1:{console}"
+        up = start_up(Path(tmp) / "data", args=["--demo"], timeout=60)
+        url = up.url
         try:
-            token = ""
-            while not token:
-                if proc.poll() is not None or time.monotonic() - started > 60:
-                    raise SystemExit("hypercare up --demo failed:\n" + log_path.read_text())
-                m = re.search(r"sign in at \S+ with (\S+)", log_path.read_text())
-                token = m.group(1) if m else ""
-                time.sleep(0.5)
-            while time.monotonic() - started < DEMO_WAIT:
+
+            def demo_token() -> str:
+                if up.proc.poll() is not None:
+                    raise SystemExit("hypercare up --demo failed:\n" + up.output())
+                m = re.search(r"sign in at \S+ with (\S+)", up.output())
+                return m.group(1) if m else ""
+
+            token = wait_until(demo_token, 60, "the demo's admin token")
+            while time.monotonic() - started < DEMO_WAIT:  # the scripted incident's timeline
                 time.sleep(1)
             auth = {"Authorization": f"Bearer {token}"}
             issues = httpx.get(
@@ -118,12 +93,7 @@ def demo_shots() -> None:
                 ],
             )
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+            up.stop(timeout=20)
 
 
 def shoot(url: str, token: str, shots: list[tuple[str, str, dict[str, int]]]) -> None:

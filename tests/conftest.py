@@ -26,17 +26,11 @@ from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig
 from hypercare.store.db import create_engine, session_factory
 from hypercare.store.migrate import migrate
+from tests.support import free_port as free_port  # re-exported: tests import it from here
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_URL = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/test"
 IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now (for a server a test starts)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def service_reachable(host: str, port: int) -> bool:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import json
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +19,8 @@ import pytest
 from sqlalchemy import text
 
 from hypercare.store.db import create_engine
-from tests.conftest import PG_HOST, PG_PORT, PG_URL, free_port, require_service
+from tests.conftest import PG_HOST, PG_PORT, PG_URL, require_service
+from tests.support import free_port, start_up, wait_until
 
 HYPERCARE = [sys.executable, "-m", "hypercare"]
 
@@ -87,92 +89,108 @@ def test_migrate_and_token_on_postgres() -> None:
         )
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[str], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"hypercare up exited early: {proc.stdout and proc.stdout.read()}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("hypercare up did not become ready in time")
-
-
 def test_up_bootstraps_an_admin_once_and_serves_the_api(tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if k != "HYPERCARE_ADMIN_TOKEN"}
-    args = [
-        *HYPERCARE,
-        "up",
-        "--data-dir",
-        str(tmp_path),
-        "--console-listen",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "0",
-    ]
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    try:
-        _wait_ready(f"{base}/readyz", proc, time.monotonic() + 30)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    env = {"HYPERCARE_ADMIN_TOKEN": None}  # unset: a token is generated and printed once
+    up = start_up(tmp_path / "data", args=["--workers", "0"], env=env)
+    out = up.stop(signal.SIGINT)
     token = re.search(r"admin token .*: (hc_\S+)", out)
     assert token, out
     # second start: an admin exists, no new token is printed
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
+    up = start_up(tmp_path / "data", args=["--workers", "0"], env=env)
     try:
-        _wait_ready(f"{base}/readyz", proc, time.monotonic() + 30)
         h = {"Authorization": f"Bearer {token.group(1)}"}
-        r = httpx.post(f"{base}/api/v1/issues", json={"title": "Checkout 500s"}, headers=h)
+        r = httpx.post(f"{up.url}/api/v1/issues", json={"title": "Checkout 500s"}, headers=h)
         assert r.status_code == 201
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=20)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        out = up.stop(signal.SIGINT)
     assert "admin token" not in out
     assert token.group(1) not in out
 
 
 def test_up_uses_the_admin_token_from_the_environment(tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": "hc_automation-secret-123"}
-    args = [
-        *HYPERCARE,
-        "up",
-        "--data-dir",
-        str(tmp_path),
-        "--console-listen",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "0",
-    ]
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
+    env = {"HYPERCARE_ADMIN_TOKEN": "hc_automation-secret-123"}
+    up = start_up(tmp_path / "data", args=["--workers", "0"], env=env)
     try:
-        _wait_ready(f"{base}/readyz", proc, time.monotonic() + 30)
         r = httpx.get(
-            f"{base}/api/v1/whoami", headers={"Authorization": "Bearer hc_automation-secret-123"}
+            f"{up.url}/api/v1/whoami", headers={"Authorization": "Bearer hc_automation-secret-123"}
         )
         assert r.json()["role"] == "admin"
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=20)
+    finally:
+        out = up.stop(signal.SIGINT)
+    assert "hc_automation-secret-123" not in out
+
+
+def test_up_reports_the_ports_it_bound_in_the_ready_file(tmp_path: Path) -> None:
+    """Port 0 for the console and the gateway: the ready file says what was bound, and
+    goes away when `up` stops."""
+    ready = tmp_path / "ready.json"
+    admin = free_port()
+    proc = subprocess.Popen(
+        [
+            *HYPERCARE,
+            "up",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--console-listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--gateway-admin-listen",
+            f"127.0.0.1:{admin}",
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until(lambda: proc.poll() is not None or ready.exists(), 60, "the ready file")
+        assert proc.poll() is None, proc.stdout and proc.stdout.read()
+        info = json.loads(ready.read_text())
+        assert set(info) == {"console", "gateway", "gateway_admin", "workers", "pid"}
+        assert info["pid"] == proc.pid and info["workers"] == 1
+        assert info["gateway_admin"] == f"127.0.0.1:{admin}"
+        console_port = int(info["console"].rpartition(":")[2])
+        gateway_port = int(info["gateway"].rpartition(":")[2])
+        assert 0 < console_port != gateway_port > 0
+        assert httpx.get(f"{info['console']}/readyz").status_code == 200
+        # the gateway answers on its reported port (no route configured: 404)
+        assert httpx.get(f"http://{info['gateway']}/nothing").status_code == 404
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert "hc_automation-secret-123" not in out
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert f"console: {info['console']}/" in out
+    assert not ready.exists()
+
+
+def test_up_says_when_the_console_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = run(
+            "up",
+            "--workers",
+            "0",
+            "--data-dir",
+            str(tmp_path),
+            "--console-listen",
+            f"127.0.0.1:{port}",
+        )
+    assert r.returncode == 2
+    assert f"error: cannot listen on 127.0.0.1:{port} for the console" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_up_refuses_a_bad_listen_address(tmp_path: Path) -> None:
+    r = run("up", "--data-dir", str(tmp_path), "--console-listen", "127.0.0.1:70000")
+    assert r.returncode != 0
+    assert "--console-listen must be HOST:PORT" in r.stderr
 
 
 def test_up_with_invalid_config_names_the_line(tmp_path: Path) -> None:
@@ -198,7 +216,6 @@ def test_up_runs_the_gateway_next_to_the_console(tmp_path: Path) -> None:
     from tests.gateway.helpers import Upstream
 
     upstream = Upstream("shop")
-    console, gw, admin = free_port(), free_port(), free_port()
     cfg = tmp_path / "hc.yaml"
     cfg.write_text(
         "gateway:\n"
@@ -207,46 +224,26 @@ def test_up_runs_the_gateway_next_to_the_console(tmp_path: Path) -> None:
         "  routes:\n"
         "    - {name: items, match: {path: /items/*}, upstream: shop}\n"
     )
-    args = [
-        *HYPERCARE,
-        "up",
-        "--config",
-        str(cfg),
-        "--data-dir",
-        str(tmp_path),
-        "--console-listen",
-        f"127.0.0.1:{console}",
-        "--gateway-listen",
-        f"127.0.0.1:{gw}",
-        "--gateway-admin-listen",
-        f"127.0.0.1:{admin}",
-        "--workers",
-        "2",
-    ]
-    env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": "hc_gateway-test-admin"}
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
+    env = {"HYPERCARE_ADMIN_TOKEN": "hc_gateway-test-admin"}
     try:
-        _wait_ready(f"http://127.0.0.1:{console}/readyz", proc, time.monotonic() + 40)
-        r = httpx.get(f"http://127.0.0.1:{gw}/items/42")
-        assert r.status_code == 200
-        assert r.headers["x-request-id"]
-        assert httpx.get(f"http://127.0.0.1:{gw}/elsewhere").status_code == 404
-        metrics = httpx.get(f"http://127.0.0.1:{admin}/metrics").text
-        assert "hypercare_http_requests_total" in metrics
-        # traffic keeps flowing while `up` stops, until the gateway refuses it
-        served: list[int] = []
-        traffic = threading.Thread(target=_until_refused, args=(gw, served), daemon=True)
-        traffic.start()
-        while len(served) < 20:
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        up = start_up(tmp_path / "data", config=cfg, args=["--workers", "2"], env=env, timeout=40)
+        try:
+            gw = up.gateway_port
+            r = httpx.get(f"http://127.0.0.1:{gw}/items/42")
+            assert r.status_code == 200
+            assert r.headers["x-request-id"]
+            assert httpx.get(f"http://127.0.0.1:{gw}/elsewhere").status_code == 404
+            metrics = httpx.get(f"http://{up.gateway_admin}/metrics").text
+            assert "hypercare_http_requests_total" in metrics
+            # traffic keeps flowing while `up` stops, until the gateway refuses it
+            served: list[int] = []
+            traffic = threading.Thread(target=_until_refused, args=(gw, served), daemon=True)
+            traffic.start()
+            wait_until(lambda: len(served) >= 20, 30, "20 answers through the gateway")
+        finally:
+            out = up.stop(signal.SIGTERM)
         traffic.join(30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
         upstream.stop()
     assert f"gateway: http://127.0.0.1:{gw}/ (2 worker(s))" in out
     with pytest.raises(httpx.ConnectError):
@@ -255,6 +252,6 @@ def test_up_runs_the_gateway_next_to_the_console(tmp_path: Path) -> None:
     # stored them before it stopped: nothing spooled, every call stored
     assert "console unreachable" not in out and "Traceback" not in out, out
     assert not list(tmp_path.rglob("*.batch"))
-    with sqlite3.connect(tmp_path / "hypercare.db") as db:
+    with sqlite3.connect(tmp_path / "data" / "hypercare.db") as db:
         (stored,) = db.execute("SELECT sum(records) FROM telemetry_batches").fetchone()
     assert stored == 2 + len(served)  # /items/42, the 404, and what the traffic got back

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from hypercare.config import load_config, parse_config, parse_duration
+from hypercare.config import load_config, parse_config
+from hypercare.configtypes import parse_duration
 from hypercare.errors import ConfigError
 
 

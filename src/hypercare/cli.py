@@ -184,9 +184,11 @@ def telemetry_node_token(
     typer.echo(_run(go))
 
 
-def _listen(value: str, option: str) -> tuple[str, int]:
+def _listen(value: str, option: str, *, any_port: bool = False) -> tuple[str, int]:
+    """HOST:PORT; with `any_port`, port 0 (a free port chosen at bind time) is allowed."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    lowest = 0 if any_port else 1
+    if not sep or not port.isdigit() or not lowest <= int(port) < 65536:
         raise _fail(f"{option} must be HOST:PORT, e.g. 127.0.0.1:8700 (got {value!r})")
     return host.strip("[]") or "127.0.0.1", int(port)
 
@@ -197,10 +199,13 @@ def up(
     data_dir: DataDir = Path(".hypercare"),
     database_url_: DatabaseUrl = None,
     console_listen: Annotated[
-        str, typer.Option("--console-listen", help="HOST:PORT for the console (API and UI).")
+        str,
+        typer.Option(
+            "--console-listen", help="HOST:PORT for the console (API and UI); port 0: any free."
+        ),
     ] = "127.0.0.1:8700",
     gateway_listen: Annotated[
-        str, typer.Option("--gateway-listen", help="HOST:PORT for the API gateway.")
+        str, typer.Option("--gateway-listen", help="HOST:PORT for the API gateway; 0: any free.")
     ] = "127.0.0.1:8080",
     workers: Annotated[
         int, typer.Option("--workers", min=0, help="Gateway worker processes (0: no gateway).")
@@ -219,12 +224,20 @@ def up(
             help="Also run a demo shop behind the gateway with traffic and a scripted incident.",
         ),
     ] = False,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ready-file",
+            help="Once serving, write the bound addresses here as JSON (console, gateway, "
+            "gateway_admin, pid); removed on exit.",
+        ),
+    ] = None,
 ) -> None:
     """Start hypercare: migrate the store, start the gateway workers, run the console."""
     cfg = _load(config)
     url = _url(data_dir, database_url_)
-    host, port = _listen(console_listen, "--console-listen")
-    _listen(gateway_listen, "--gateway-listen")
+    host, port = _listen(console_listen, "--console-listen", any_port=True)
+    _listen(gateway_listen, "--gateway-listen", any_port=True)
     _listen(gateway_admin_listen, "--gateway-admin-listen")
     logging.basicConfig(
         level=logging.INFO,
@@ -247,6 +260,7 @@ def up(
                 if workers
                 else None,
                 demo=demo,
+                ready_file=ready_file.resolve() if ready_file else None,
             )
         )
     except HypercareError as exc:

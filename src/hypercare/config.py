@@ -12,141 +12,27 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError
 
+from hypercare.configtypes import StrictModel
+from hypercare.detection.config import DetectionConfig
 from hypercare.errors import ConfigError
+from hypercare.feedback.config import FeedbackConfig
+from hypercare.gateway.config import GatewayConfig
+from hypercare.telemetry.config import TelemetryConfig
+from hypercare.triage.config import TriageConfig
+from hypercare.web.config import WebConfig
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def parse_duration(value: object) -> timedelta:
-    """Turn ``"30s"``, ``"15m"``, ``"4h"``, ``"1d"``, ``"250ms"`` or seconds into a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r} (use 30s, 15m, 4h or 1d)")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"invalid duration {value!r}: must not be negative")
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    raise ValueError(
-        f"invalid duration {value!r} (use a number with a unit: 250ms, 30s, 15m, 4h, 1d)"
-    )
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-
-class StrictModel(BaseModel):
-    """Base for configuration sections: unknown keys are errors, never silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _sla_target(value: object) -> timedelta | None:
-    if value is None or value in ("post-hypercare", "none"):
-        return None
-    return parse_duration(value)
-
-
-class PriorityLevel(StrictModel):
-    level: str = Field(pattern=r"^P[1-9]$", description="P1 (most urgent) to P9")
-    name: str
-    description: str = ""
-    impact: str = ""
-    # null or 'post-hypercare' means "no SLA during the hypercare period"
-    target: Annotated[timedelta | None, BeforeValidator(_sla_target)] = None
-    escalation: list[str] = Field(default_factory=list)
-
-
-DEFAULT_MATRIX: tuple[PriorityLevel, ...] = (
-    PriorityLevel(
-        level="P1",
-        name="Critical",
-        description="System down or core functionality unusable",
-        impact="Major disruption, financial loss, widespread impact",
-        target=timedelta(hours=1),
-        escalation=[
-            "all hypercare leads",
-            "executive team",
-            "24/7 on-call engineering",
-        ],
-    ),
-    PriorityLevel(
-        level="P2",
-        name="High",
-        description="Major feature impaired, significant degradation, data-integrity risk",
-        impact="Many users, noticeable business impact",
-        target=timedelta(hours=4),
-        escalation=["team leads", "senior engineers", "product manager"],
-    ),
-    PriorityLevel(
-        level="P3",
-        name="Medium",
-        description="Minor feature issue, cosmetic bug, minor hiccups",
-        impact="Limited users, minor inconvenience",
-        target=timedelta(hours=24),
-        escalation=["assigned engineering team", "support lead"],
-    ),
-    PriorityLevel(
-        level="P4",
-        name="Low",
-        description="Typos, minor UI glitches, enhancement requests",
-        impact="Minimal",
-        target=None,
-        escalation=["backlog"],
-    ),
-)
-
-
-class TriageConfig(StrictModel):
-    matrix: list[PriorityLevel] = Field(default_factory=lambda: list(DEFAULT_MATRIX), min_length=1)
-    at_risk_fraction: float = Field(default=0.25, gt=0, lt=1)
-    sla_check_interval: Duration = timedelta(seconds=15)
-    default_priority: str = "P3"
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TriageConfig:
-        names = [lv.level for lv in self.matrix]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"priority levels must be unique; repeated: {', '.join(dupes)}")
-        if self.default_priority not in names:
-            raise ValueError(
-                f"default_priority {self.default_priority!r} is not in the matrix "
-                f"({', '.join(names)})"
-            )
-        return self
-
-
-# Each section's models live in the package that owns it and build on the models above.
-from hypercare.detection.config import DetectionConfig  # noqa: E402
-from hypercare.feedback.settings import FeedbackConfig  # noqa: E402
-from hypercare.gateway.config import GatewayConfig  # noqa: E402
-from hypercare.telemetry.config import TelemetryConfig  # noqa: E402
-from hypercare.web.settings import WebConfig  # noqa: E402
-
-
 class HypercareConfig(StrictModel):
-    """The whole file. Each section is owned by the package that uses it."""
+    """The whole file. Each section is owned by the package that uses it
+    (``<domain>/config.py`` defining ``<Domain>Config``)."""
 
     triage: TriageConfig = Field(default_factory=TriageConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
-from collections.abc import Iterator
+import socket
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from hypercare.api.app import create_app
 from hypercare.api.state import AppState
@@ -43,6 +46,28 @@ async def bootstrap_admin(state: AppState, admin_token: str | None) -> str | Non
             session=session, name="bootstrap-admin", role=Role.admin, token=admin_token
         )
     return None if admin_token else created.token
+
+
+def console_config(
+    app: ASGIApp, host: str, port: int, trusted_proxies: Sequence[str]
+) -> uvicorn.Config:
+    """uvicorn's settings for the console.
+
+    uvicorn believes X-Forwarded-For/-Proto from 127.0.0.1 and ::1 by default (or from
+    FORWARDED_ALLOW_IPS): anyone on the machine, the gateway's own clients included, could then
+    pick the address the widget rate limit counts. Only `web.trusted_proxies` are believed.
+    """
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=list(trusted_proxies),
+    )
 
 
 class _Server(uvicorn.Server):
@@ -84,6 +109,29 @@ async def export_node_token(state: AppState, host: str, port: int) -> str:
     return token
 
 
+def bind_console(host: str, port: int) -> socket.socket:
+    """The console's listening socket, bound before anything else starts so that port 0
+    resolves to the real port the gateway workers ship to and the ready file reports."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port} for the console: {exc}") from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def write_ready_file(path: Path, ready: dict[str, object]) -> None:
+    """Write `ready` as JSON to `path` all at once (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(ready, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 async def serve(
     config: HypercareConfig,
     *,
@@ -93,9 +141,16 @@ async def serve(
     admin_token: str | None,
     gateway: GatewayPlan | None = None,
     demo: bool = False,
+    ready_file: Path | None = None,
 ) -> None:
     """Run everything until SIGINT/SIGTERM. With `demo`, the shop's configuration replaces
-    `config` and the demo's traffic and scenario run against the started product."""
+    `config` and the demo's traffic and scenario run against the started product.
+
+    Port 0 for the console (or the gateway) takes a free port. With `ready_file`, once the
+    console accepts requests the bound addresses are written there as JSON, e.g.
+    ``{"console": "http://127.0.0.1:41234", "gateway": "127.0.0.1:41240",
+    "gateway_admin": "127.0.0.1:8081", "workers": 1, "pid": 4242}`` (``gateway`` and
+    ``gateway_admin`` are null without workers); the file is removed on the way out."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # one INFO line per outbound request (the detection loop asks the gateway workers for
     # their targets every few seconds) would drown the console's own log
@@ -104,12 +159,15 @@ async def serve(
     group: WorkerGroup | None = None
     shop: Shop | None = None
     running_demo: Demo | None = None
+    listener: socket.socket | None = None
     try:
         if demo:
             if gateway is None:
                 raise StartupError("--demo needs the gateway: use --workers 1 or more")
             shop, config = await demo_run.prepare(gateway.listen)
         await migrate(engine)
+        listener = bind_console(host, port)
+        port = int(listener.getsockname()[1])
         state = AppState.build(config, engine)
         token = await bootstrap_admin(state, admin_token)
         await export_node_token(state, host, port)
@@ -133,17 +191,7 @@ async def serve(
                 f"admin token (shown once, only its hash is stored): {token}",
                 flush=True,
             )
-        server = _Server(
-            uvicorn.Config(
-                create_app(state),
-                host=host,
-                port=port,
-                log_level="warning",
-                access_log=False,
-                lifespan="on",
-                server_header=False,
-            )
-        )
+        server = _Server(console_config(create_app(state), host, port, config.web.trusted_proxies))
         drain_timeout = config.gateway.limits.drain_timeout.total_seconds() + 5
         stopping: asyncio.Task[None] | None = None
 
@@ -171,11 +219,27 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        serving = asyncio.create_task(server.serve())
-        if shop is not None and group is not None:
+        serving = asyncio.create_task(server.serve(sockets=[listener]))
+        if (shop is not None and group is not None) or ready_file is not None:
             # uvicorn offers a flag, not an event, for "listening"
             while not server.started and not serving.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
+        if ready_file is not None and server.started:
+            write_ready_file(
+                ready_file,
+                {
+                    "console": f"http://{_url_host(host)}:{port}",
+                    "gateway": f"{_url_host(group.host)}:{group.port}" if group else None,
+                    "gateway_admin": (
+                        f"{_admin_host(gateway.admin_listen)}:{group.admin_port}"
+                        if group is not None and gateway and group.admin_port is not None
+                        else None
+                    ),
+                    "workers": gateway.workers if gateway else 0,
+                    "pid": os.getpid(),
+                },
+            )
+        if shop is not None and group is not None:
             running_demo = await demo_run.start(
                 state, shop, console=(host, port), gateway=(group.host, group.port)
             )
@@ -187,6 +251,11 @@ async def serve(
             )
         await serving
     finally:
+        if ready_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(ready_file)
+        if listener is not None:
+            listener.close()
         if running_demo is not None:
             await running_demo.stop()
         elif shop is not None:
@@ -196,6 +265,10 @@ async def serve(
                 group.stop, config.gateway.limits.drain_timeout.total_seconds() + 5
             )
         await engine.dispose()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _admin_host(listen: str | None) -> str:

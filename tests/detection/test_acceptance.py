@@ -10,12 +10,8 @@ issue becomes verified once the validation window passes healthy.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,21 +22,11 @@ import pytest
 from hypercare.demo.config import demo_yaml
 from hypercare.demo.shop import Faults, Shop
 from hypercare.demo.traffic import Traffic
-from tests.conftest import free_port
 from tests.gateway.helpers import LoopThread
+from tests.support import start_up, wait_until
 
 ADMIN = "hc_acceptance-admin-token"
 H = {"Authorization": f"Bearer {ADMIN}"}
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture
@@ -48,7 +34,6 @@ def product(tmp_path: Path) -> Iterator[dict[str, Any]]:
     loop = LoopThread()
     shop = Shop()
     loop.run(shop.start())
-    console, gateway, admin = free_port(), free_port(), free_port()
     cfg = tmp_path / "hypercare.yaml"
     cfg.write_text(
         demo_yaml(
@@ -56,54 +41,25 @@ def product(tmp_path: Path) -> Iterator[dict[str, Any]]:
             "detection:\n  interval: 1s\n  window: 10s\n  validation_window: 15s\n",
         )
     )
-    env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": ADMIN}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hypercare",
-            "up",
-            "--config",
-            str(cfg),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--console-listen",
-            f"127.0.0.1:{console}",
-            "--gateway-listen",
-            f"127.0.0.1:{gateway}",
-            "--gateway-admin-listen",
-            f"127.0.0.1:{admin}",
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{console}"
-    traffic = Traffic("127.0.0.1", gateway, rate=60, api_key="demo-shop-web-key-0001")
     try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"hypercare up exited: {proc.stdout and proc.stdout.read()}")
-            try:
-                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for("the console", ready, 60)
+        up = start_up(
+            tmp_path / "data",
+            config=cfg,
+            args=["--workers", "1"],
+            env={"HYPERCARE_ADMIN_TOKEN": ADMIN},
+        )
+    except BaseException:
+        loop.run(shop.close())
+        loop.stop()
+        raise
+    base = up.url
+    traffic = Traffic("127.0.0.1", up.gateway_port, rate=60, api_key="demo-shop-web-key-0001")
+    try:
         loop.call(traffic.start)
         yield {"base": base, "shop": shop, "traffic": traffic, "loop": loop}
     finally:
         loop.run(traffic.stop())
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        up.stop()
         loop.run(shop.close())
         loop.stop()
 
@@ -120,19 +76,19 @@ def test_payments_incident_is_detected_correlated_prioritised_and_validated(
     product: dict[str, Any],
 ) -> None:
     base, shop, traffic = product["base"], product["shop"], product["traffic"]
-    wait_for("healthy traffic", lambda: traffic.stats.sent > 150, 30)
+    wait_until(lambda: traffic.stats.sent > 150, 30, "healthy traffic")
     onset = time.time()
     shop.services["payments"].faults = Faults(
         error_rate=0.5, delay_ms=300, paths=("/payment/status",)
     )
     shop.services["catalog"].faults = Faults(error_rate=0.6, paths=("/catalog/search",))
 
-    payments = wait_for("the payments signal", lambda: gateway_issue(base, "payment-status"), 90)
-    catalog = wait_for("the catalog signal", lambda: gateway_issue(base, "catalog-search"), 90)
+    payments = wait_until(lambda: gateway_issue(base, "payment-status"), 90, "the payments signal")
+    catalog = wait_until(lambda: gateway_issue(base, "catalog-search"), 90, "the catalog signal")
     assert payments != catalog, "two unrelated failing routes must be two issues"
 
-    failed_ids = wait_for(
-        "failed payment calls", lambda: traffic.stats.recent_failures("/payment/status"), 10
+    failed_ids = wait_until(
+        lambda: traffic.stats.recent_failures("/payment/status"), 10, "failed payment calls"
     )
     tickets = [
         {
@@ -183,7 +139,7 @@ def test_payments_incident_is_detected_correlated_prioritised_and_validated(
         data: dict[str, Any] = httpx.get(f"{base}/api/v1/issues/{payments}", headers=H).json()
         return data if data["status"] == "verified" else None
 
-    done = wait_for("the payments issue to be verified", verified, 240)
+    done = wait_until(verified, 240, "the payments issue to be verified", interval=0.25)
     assert done["validation"][-1]["state"] == "verified"
     timeline = httpx.get(f"{base}/api/v1/issues/{payments}/timeline", headers=H).json()
     text = " ".join(e["text"] for e in timeline)

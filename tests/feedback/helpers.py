@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hypercare.config import HypercareConfig
-from hypercare.feedback.settings import FeedbackConfig, IntegrationSettings, WidgetKey
+from hypercare.feedback.config import FeedbackConfig, IntegrationSettings, WidgetKey
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AM_TOKEN = "am-token-0123456789abcdef"

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, free_port
+from tests.conftest import IN_CI
+from tests.support import free_port, hypercare_up, wait_until
 
 ADMIN_TOKEN = "hc_feedback-e2e-admin-token"
 T = TypeVar("T")
@@ -33,18 +31,6 @@ def require_binary(path: str, package: str) -> str:
     pytest.skip(f"{message}; apt-get install -y {package} to run this test")
 
 
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 30) -> T:
-    """Poll `probe` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.TransportError):
-            got = probe()
-            if got:
-                return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _stop(proc: subprocess.Popen[bytes]) -> str:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -58,49 +44,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> str:
 
 @contextlib.contextmanager
 def console(tmp_path: Path, config_yaml: str) -> Iterator[str]:
-    """`hypercare up` on a free loopback port with `config_yaml`; yields its base URL."""
-    port = free_port()
+    """`hypercare up` on loopback ports it binds itself, with `config_yaml`; yields its
+    base URL."""
     cfg = tmp_path / "hypercare.yaml"
     cfg.write_text(config_yaml)
-    log = (tmp_path / "console.log").open("wb")
-    env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": ADMIN_TOKEN}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hypercare",
-            "up",
-            "--config",
-            str(cfg),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--console-listen",
-            f"127.0.0.1:{port}",
-            # its gateway on free ports: the defaults may be held by another process
-            "--gateway-listen",
-            f"127.0.0.1:{free_port()}",
-            "--gateway-admin-listen",
-            f"127.0.0.1:{free_port()}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"hypercare up exited: {(tmp_path / 'console.log').read_text()}"
-                )
-            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-
-        wait_for(ready, "the console to be ready")
-        yield base
-    finally:
-        _stop(proc)
-        log.close()
+    with hypercare_up(
+        tmp_path / "data", config=cfg, env={"HYPERCARE_ADMIN_TOKEN": ADMIN_TOKEN}
+    ) as up:
+        yield up.url
 
 
 @contextlib.contextmanager
@@ -149,7 +100,7 @@ receivers:
                 )
             return httpx.get(f"{base}/-/ready", timeout=1).status_code == 200
 
-        wait_for(ready, "Alertmanager to be ready")
+        wait_until(ready, 30, "Alertmanager to be ready")
         yield base
     finally:
         _stop(proc)

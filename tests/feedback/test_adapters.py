@@ -17,8 +17,8 @@ from cryptography.x509.oid import NameOID
 
 from hypercare.feedback.adapters import ADAPTERS
 from hypercare.feedback.adapters.cloudwatch import string_to_sign
+from hypercare.feedback.config import FieldMapping, IntegrationOptions
 from hypercare.feedback.drafts import Rejected, SignalDraft, parse_time
-from hypercare.feedback.settings import FieldMapping, IntegrationOptions
 from tests.feedback.helpers import fixture_bytes, fixture_json, fixture_names
 
 NONE = IntegrationOptions()

@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 
-from tests.feedback.procs import ADMIN_TOKEN, alertmanager, console, require_binary, wait_for
+from tests.feedback.procs import ADMIN_TOKEN, alertmanager, console, require_binary
+from tests.support import wait_until
 
 TOKEN = "am-e2e-token-0123456789abcdef"
 CONFIG = f"""feedback:
@@ -49,7 +50,7 @@ def test_alertmanager_fires_and_resolves_end_to_end(tmp_path: Path) -> None:
                 )
                 return r.json()["items"] or None
 
-            fired = wait_for(lambda: signals("firing"), "the firing alert to arrive")
+            fired = wait_until(lambda: signals("firing"), 30, "the firing alert to arrive")
             assert fired[0]["summary"] == "CheckoutErrors: 5xx above 5% on /checkout"
             assert fired[0]["labels"]["instance"] == "web-1"
             issue_id = fired[0]["issue_id"]
@@ -58,7 +59,7 @@ def test_alertmanager_fires_and_resolves_end_to_end(tmp_path: Path) -> None:
             alert["endsAt"] = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
             r = httpx.post(f"{am}/api/v2/alerts", json=[alert], timeout=5)
             assert r.status_code == 200, r.text
-            resolved = wait_for(lambda: signals("resolved"), "the resolved alert to arrive")
+            resolved = wait_until(lambda: signals("resolved"), 30, "the resolved alert to arrive")
             assert resolved[0]["issue_id"] == issue_id
             assert resolved[0]["dedup_key"] == fired[0]["dedup_key"]
 

@@ -7,10 +7,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.config import HypercareConfig
 from hypercare.feedback import service
+from hypercare.feedback.config import DEFAULT_PRIORITIES
 from hypercare.feedback.drafts import SignalDraft
 from hypercare.feedback.models import SignalGroup
 from hypercare.feedback.priorities import suggest
-from hypercare.feedback.settings import DEFAULT_PRIORITIES
 from hypercare.triage import service as triage
 from hypercare.triage.models import Issue
 from hypercare.triage.rules import Matrix, Status

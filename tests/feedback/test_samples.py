@@ -7,17 +7,21 @@ import json
 
 import pytest
 
-from hypercare.feedback.adapters import ADAPTERS
+from hypercare.feedback.adapters import ADAPTERS, INTEGRATION_TYPES, INTEGRATIONS
+from hypercare.feedback.config import FieldMapping, IntegrationOptions
 from hypercare.feedback.drafts import Rejected, SignalDraft
 from hypercare.feedback.samples import KINDS, is_test, mark, sample
-from hypercare.feedback.settings import FieldMapping, IntegrationOptions
 
 
-@pytest.mark.parametrize("kind", KINDS)
+def test_every_integration_type_has_a_sample() -> None:
+    assert KINDS == INTEGRATION_TYPES
+
+
+@pytest.mark.parametrize("kind", INTEGRATION_TYPES)
 def test_each_sample_is_read_by_its_adapter(kind: str) -> None:
     options = IntegrationOptions(
         mapping=FieldMapping(summary="title", status="state", dedup_key="ref")
-        if kind == "webhook"
+        if INTEGRATIONS[kind].needs_mapping
         else None
     )
     body, headers = sample(kind, options)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import socket
@@ -14,17 +16,18 @@ from typing import Any
 import uvloop
 
 from hypercare.config import parse_config
+from hypercare.gateway.capture import Capturer
 from hypercare.gateway.records import CallRecord
 from hypercare.gateway.runtime import Gateway
+from hypercare.telemetry.capture import CallCapture
+from tests.support import wait_until
+
+WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+    """`tests.support.wait_until` with this package's defaults: every exception propagates."""
+    wait_until(cond, timeout, what, interval=0.01, ignore=())
 
 
 class LoopThread:
@@ -53,17 +56,21 @@ class LoopThread:
 class ListSink:
     def __init__(self) -> None:
         self.records: list[CallRecord] = []
+        self.captures: dict[str, CallCapture] = {}  # by request id
 
-    def emit(self, record: CallRecord) -> None:
+    def emit(self, record: CallRecord, capture: CallCapture | None = None) -> None:
         self.records.append(record)
+        if capture is not None:
+            self.captures[record.request_id] = capture
 
 
 class GatewayUnderTest:
     def __init__(self, yaml_text: str) -> None:
-        self.config = parse_config(yaml_text).gateway
+        full = parse_config(yaml_text)
+        self.config = full.gateway
         self.sink = ListSink()
         self.lt = LoopThread()
-        self.gw = Gateway(self.config, self.sink)
+        self.gw = Gateway(self.config, self.sink, Capturer.from_config(full.telemetry))
         self.lt.run(self.gw.start("127.0.0.1", 0, admin=("127.0.0.1", 0)))
         self.port = self.gw.addresses[0][1]
         assert self.gw.admin_address is not None
@@ -94,6 +101,7 @@ class Upstream:
         self.name = name
         self.lt = LoopThread()
         self.healthy = True
+        self.issued_token = "upstream-issued-token"
         self.requests: list[dict[str, Any]] = []
         self.connections = 0
         self.open = 0
@@ -130,6 +138,9 @@ class Upstream:
                 served += 1
                 if path == "/stale" and served > 1:
                     return  # a keep-alive connection closed just as a request arrives
+                if path == "/noread":  # neither read the request body nor answer
+                    await asyncio.sleep(float(params.get("s", "5")))
+                    return
                 if path == "/early":  # answer without reading the request body
                     writer.write(b"HTTP/1.1 413 X\r\ncontent-length: 2\r\n\r\nno")
                     await writer.drain()
@@ -199,6 +210,12 @@ class Upstream:
 
         if path == "/healthz":
             send(200 if self.healthy else 503, b"ok")
+        elif path == "/login":  # a JSON answer holding a secret of the upstream's own
+            send(
+                200,
+                json.dumps({"user": "ann", "access_token": self.issued_token}).encode(),
+                "content-type: application/json\r\n",
+            )
         elif path.startswith("/status/"):
             send(int(path.rsplit("/", 1)[1]), b"", "")
         elif path == "/nocontent":
@@ -249,10 +266,17 @@ class Upstream:
             w.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil-close")
             await w.drain()
             return False
-        elif path == "/ws":
+        elif path in ("/ws", "/switch"):
+            # /ws: a WebSocket server (?accept=bad: with a wrong Sec-WebSocket-Accept);
+            # /switch: a careless one that switches to whatever was asked, or websocket.
+            key = headers.get("sec-websocket-key", "").encode()
+            accept = base64.b64encode(hashlib.sha1(key + WEBSOCKET_GUID).digest())
+            if params.get("accept") == "bad":
+                accept = b"x" + accept[1:]
+            upgrade = headers.get("upgrade", "websocket") if path == "/switch" else "websocket"
             w.write(
-                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
-                b"sec-websocket-accept: x\r\n\r\n"
+                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: %s\r\nconnection: upgrade\r\n"
+                b"sec-websocket-accept: %s\r\n\r\n" % (upgrade.encode(), accept)
             )
             await w.drain()
             while True:

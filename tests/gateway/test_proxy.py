@@ -178,7 +178,7 @@ def test_expect_100_continue(make_gateway, upstream):
 
 
 def test_websocket_upgrade_is_tunnelled(make_gateway, upstream):
-    gw = make_gateway(config(upstream))
+    gw = make_gateway(config(upstream).replace("max_body:", "websocket: true\n      max_body:"))
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
         s.sendall(
             b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
@@ -189,6 +189,7 @@ def test_websocket_upgrade_is_tunnelled(make_gateway, upstream):
             head += s.recv(4096)
         assert head.startswith(b"HTTP/1.1 101")
         assert b"upgrade: websocket" in head.lower()
+        assert b"sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=" in head.lower()  # RFC 6455
         frame = b"\x81\x85\x00\x00\x00\x00hello"  # masked text frame, zero mask
         s.sendall(frame)
         got = b""
@@ -314,10 +315,11 @@ def test_stale_pooled_connection_with_a_body_is_not_replayed(make_gateway, upstr
 
 
 def test_upgrade_refused_by_upstream_is_answered_then_closed(make_gateway, upstream):
-    gw = make_gateway(config(upstream))
+    gw = make_gateway(config(upstream).replace("max_body:", "websocket: true\n      max_body:"))
     out = raw_request(
         gw.port,
-        b"GET /not-ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        b"GET /not-ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     )
     assert out.startswith(b"HTTP/1.1 200")
     assert upstream.requests[0]["headers"]["upgrade"] == "websocket"

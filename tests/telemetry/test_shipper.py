@@ -4,14 +4,10 @@ console is down, ordered replay when it is back, and no acknowledged record lost
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +17,7 @@ from hypercare.telemetry.capture import CallCapture
 from hypercare.telemetry.segments import F_REQUEST_ID, loads
 from hypercare.telemetry.shipper import Shipper
 from hypercare.telemetry.wire import decode_batch, encode_batch
-from tests.conftest import free_port
+from tests.support import Up, free_port, start_up, wait_until_async
 from tests.telemetry.factory import record
 
 NODE_TOKEN = "hcn_test-node-token-0123456789abcdef"
@@ -40,66 +36,30 @@ class Console:
     """`hypercare up` as a child process on a loopback port."""
 
     def __init__(self, data_dir: Path, port: int) -> None:
+        # a fixed port: the shippers under test are pointed at the console before it runs
         self.data_dir = data_dir
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        # its gateway worker on free ports: never the defaults another process may hold
-        self.gateway_port = free_port()
-        self.gateway_admin_port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.gateway_port = 0  # its gateway worker's, once started
+        self.up: Up | None = None
 
     def start(self) -> None:
-        env = {
-            **os.environ,
-            "HYPERCARE_NODE_TOKEN": NODE_TOKEN,
-            "HYPERCARE_ADMIN_TOKEN": ADMIN_TOKEN,
-        }
-        env.pop("HYPERCARE_DATABASE_URL", None)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hypercare",
-                "up",
-                "--data-dir",
-                str(self.data_dir),
-                "--console-listen",
-                f"127.0.0.1:{self.port}",
-                "--gateway-listen",
-                f"127.0.0.1:{self.gateway_port}",
-                "--gateway-admin-listen",
-                f"127.0.0.1:{self.gateway_admin_port}",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.up = start_up(
+            self.data_dir,
+            console_port=self.port,
+            env={"HYPERCARE_NODE_TOKEN": NODE_TOKEN, "HYPERCARE_ADMIN_TOKEN": ADMIN_TOKEN},
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("hypercare up exited early")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)  # polling for readiness, not timing
-        raise AssertionError("console did not become ready in 60s")
+        self.gateway_port = self.up.gateway_port
 
     def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
+        if self.up is not None:
+            self.up.kill9()
+        self.up = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        self.proc = None
+        if self.up is not None:
+            self.up.stop(timeout=10)
+        self.up = None
 
     def calls(self) -> list[str]:
         db = sqlite3.connect(self.data_dir / "hypercare.db")
@@ -127,18 +87,6 @@ def console(tmp_path: Path) -> Iterator[Console]:
     c.stop()
 
 
-async def until(check: Callable[[], bool | Awaitable[bool]], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        got = check()
-        if not isinstance(got, bool):
-            got = await got
-        if got:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 async def test_spool_survives_a_shipper_restart_and_replays_in_order(
     console: Console, tmp_path: Path
 ) -> None:
@@ -158,9 +106,15 @@ async def test_spool_survives_a_shipper_restart_and_replays_in_order(
     try:
         for rid in ids[1500:]:
             second.emit(record(now, request_id=rid))
-        await until(lambda: second.buffered == 0 and second.spooled_batches == 6)
+        await wait_until_async(
+            lambda: second.buffered == 0 and second.spooled_batches == 6,
+            60,
+            "second.buffered == 0 and second.spooled_batches == 6",
+        )
         await asyncio.to_thread(console.start)
-        await until(lambda: second.sent_records == 3000)
+        await wait_until_async(
+            lambda: second.sent_records == 3000, 60, "second.sent_records == 3000"
+        )
         assert second.spooled_batches == 0 and second.spool_bytes == 0
     finally:
         await second.close()
@@ -190,20 +144,32 @@ async def test_kill_9_of_the_console_loses_no_acknowledged_record(
         for _ in range(20):
             emit(100)
             await asyncio.sleep(0.01)
-        await until(lambda: shipper.sent_records > 0)
+        await wait_until_async(lambda: shipper.sent_records > 0, 60, "shipper.sent_records > 0")
         console.kill9()  # possibly with a batch in flight: committed or not, never acked
         # its gateway worker notices it is orphaned, drains and exits: the port is free
-        await until(lambda: not listening(console.gateway_port), seconds=15)
+        await wait_until_async(
+            lambda: not listening(console.gateway_port), 15, "not listening(console.gateway_port)"
+        )
         for _ in range(20):  # keep emitting while the console is dead
             emit(100)
             await asyncio.sleep(0.01)
-        await until(lambda: shipper.buffered == 0 and shipper.spooled_batches > 0)
+        await wait_until_async(
+            lambda: shipper.buffered == 0 and shipper.spooled_batches > 0,
+            60,
+            "shipper.buffered == 0 and shipper.spooled_batches > 0",
+        )
         await asyncio.to_thread(console.start)
         emit(500)
-        await until(lambda: shipper.buffered == 0 and shipper.spooled_batches == 0)
+        await wait_until_async(
+            lambda: shipper.buffered == 0 and shipper.spooled_batches == 0,
+            60,
+            "shipper.buffered == 0 and shipper.spooled_batches == 0",
+        )
     finally:
         await shipper.close()
-    await until(lambda: len(console.calls()) == len(ids))
+    await wait_until_async(
+        lambda: len(console.calls()) == len(ids), 60, "len(console.calls()) == len(ids)"
+    )
     stored = console.calls()
     assert sorted(stored) == sorted(ids) and len(set(stored)) == len(ids)
     # the restarted console rebuilt its live aggregates from the stored detail

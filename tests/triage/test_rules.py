@@ -2,9 +2,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hypercare.config import TriageConfig
 from hypercare.errors import InvalidInput, InvalidTransition
 from hypercare.triage import rules
+from hypercare.triage.config import TriageConfig
 from hypercare.triage.rules import Matrix, Milestones, SlaState, Status
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

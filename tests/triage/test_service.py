@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hypercare.config import TriageConfig
 from hypercare.errors import InvalidTransition, NotFound
 from hypercare.triage import service
+from hypercare.triage.config import TriageConfig
 from hypercare.triage.models import Issue, IssueCreate
 from hypercare.triage.rules import Matrix, SlaState, Status
 

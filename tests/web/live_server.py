@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.support import hypercare_up
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -64,60 +61,18 @@ class LiveServer:
 def running_console(
     data_dir: Path, config_text: str = "", args: tuple[str, ...] = ()
 ) -> Iterator[LiveServer]:
-    """`hypercare up` on a free loopback port with a SQLite store in `data_dir`; `args` are
-    added to its command line (e.g. `--workers 0` to run without the gateway)."""
-    port = free_port()
+    """`hypercare up` on loopback ports it binds itself, with a SQLite store in `data_dir`;
+    `args` are added to its command line (e.g. `--workers 0` to run without the gateway)."""
     admin = "hc_browser-test-admin-" + os.urandom(8).hex()
+    data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "hypercare.yaml"
     config.write_text(config_text or "web:\n  live_check_interval: 300ms\n  poll_interval: 1s\n")
-    env = {**os.environ, "HYPERCARE_ADMIN_TOKEN": admin}
-    env.pop("HYPERCARE_DATABASE_URL", None)
-    log = (data_dir / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hypercare",
-            "up",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(data_dir),
-            "--console-listen",
-            f"127.0.0.1:{port}",
-            # its gateway on free ports: the defaults may be held by another process
-            "--gateway-listen",
-            f"127.0.0.1:{free_port()}",
-            "--gateway-admin-listen",
-            f"127.0.0.1:{free_port()}",
-            *args,
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"hypercare up exited: {(data_dir / 'server.log').read_text()}"
-                )
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("hypercare up did not become ready in 30 s")
-            time.sleep(0.1)
-        yield LiveServer(url=url, admin_token=admin)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
+    with hypercare_up(
+        data_dir,
+        config=config,
+        args=args,
+        env={"HYPERCARE_ADMIN_TOKEN": admin},
+        timeout=30,
+        log=data_dir / "server.log",
+    ) as up:
+        yield LiveServer(url=up.url, admin_token=admin)

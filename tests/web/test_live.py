@@ -8,8 +8,8 @@ from hypercare.api.state import AppState
 from hypercare.config import HypercareConfig
 from hypercare.triage import service
 from hypercare.triage.models import IssueCreate
+from hypercare.web.config import WebConfig
 from hypercare.web.live import changes, parse_marker
-from hypercare.web.settings import WebConfig
 
 
 def _fast(state: AppState) -> AppState:

@@ -14,6 +14,7 @@ from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig, parse_config
 from hypercare.telemetry import nodes
+from hypercare.telemetry.capture import CallCapture
 from hypercare.telemetry.wire import encode_batch
 from tests.conftest import auth
 from tests.telemetry.factory import record
@@ -284,3 +285,32 @@ async def test_a_webhook_test_event_is_built_from_its_mapping(
     assert "webhook — Test event from the Hypercare console (webhook)" in r.text
     issues = await admin.http.get("/api/v1/issues", headers=auth(tokens[Role.viewer]))
     assert issues.json()["total"] == 0
+
+
+async def test_call_page_shows_the_redacted_capture(browser_for: Make, state: AppState) -> None:
+    b = await browser_for(Role.viewer)
+    async with state.sessions() as s, s.begin():
+        token = (await nodes.create_node_token(session=s, name="edge-cap")).token
+    now = time.time()
+    rid = uuid.uuid4().hex
+    rec = record(now, route="checkout", status=502, error="reset", request_id=rid)
+    rec = rec._replace(response_bytes=50_000)
+    cap = CallCapture(
+        (("Authorization", "Bearer abc"), ("Content-Type", "application/json")),
+        (("Content-Type", "text/plain"),),
+        b'{"password": "hunter2", "sku": "A-1"}',
+        b"partial answer",
+        query="page=2&access_token=t0k",
+        response_truncated=True,
+        redacted=True,
+    )
+    body = encode_batch(uuid.uuid4().hex, [rec], {0: cap}, sent_at=now)
+    r = await b.http.post("/api/v1/internal/telemetry", content=body, headers=auth(token))
+    assert r.status_code == 200, r.text
+    page = (await b.http.get(f"/calls/{rid}")).text
+    assert "hunter2" not in page and "t0k" not in page and "Bearer abc" not in page
+    assert "page=2&amp;access_token=[REDACTED]" in page
+    request_headers = page.split('id="request-headers"')[1].split("</table>")[0]
+    assert "<code>Authorization</code></td><td><code>[REDACTED]</code>" in request_headers
+    assert "&#34;sku&#34;: &#34;A-1&#34;" in page and "partial answer" in page
+    assert "Truncated: the first 8192 bytes of 50000 were kept." in page

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hypercare.config import Duration, StrictModel
+from hypercare.configtypes import Duration, StrictModel
 from hypercare.detection.impact import ImpactTable
 from hypercare.detection.rules import Condition, Metric, Rule, default_rules
 

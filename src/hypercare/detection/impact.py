@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from hypercare.config import StrictModel
+from hypercare.configtypes import StrictModel
 
 
 class ImpactTable(StrictModel):

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.auth.rules import hash_token, same_hash
 from hypercare.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from hypercare.feedback.adapters import INTEGRATIONS
+from hypercare.feedback.config import FeedbackConfig, IntegrationOptions
 from hypercare.feedback.models import (
     Integration,
     IntegrationCreate,
@@ -22,7 +24,6 @@ from hypercare.feedback.models import (
     IntegrationRead,
     IntegrationUpdate,
 )
-from hypercare.feedback.settings import FeedbackConfig, IntegrationOptions
 
 INTEGRATION_TOKEN_PREFIX = "hci_"
 
@@ -36,8 +37,7 @@ class Resolved:
 
 
 def intake_path(integration_id: str, kind: str) -> str:
-    tail = "v2/enqueue" if kind == "pagerduty" else "webhook"
-    return f"/api/v1/integrations/{integration_id}/{tail}"
+    return f"/api/v1/integrations/{integration_id}/{INTEGRATIONS[kind].intake}"
 
 
 def _slug(name: str) -> str:
@@ -48,7 +48,7 @@ def _slug(name: str) -> str:
 async def create(
     *, session: AsyncSession, config: FeedbackConfig, data: IntegrationCreate, actor: str, base: str
 ) -> IntegrationCreated:
-    if data.type == "webhook" and data.mapping is None:
+    if INTEGRATIONS[data.type].needs_mapping and data.mapping is None:
         raise Conflict(
             "a 'webhook' integration needs a 'mapping' (at least {\"summary\": \"path.to.title\"})"
         )

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hypercare.feedback.settings import FieldMapping, IntegrationType
+from hypercare.feedback.config import FieldMapping, IntegrationType
 from hypercare.store.base import Base, UTCDateTime, utcnow
 from hypercare.triage.models import IssueRead
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from hypercare.config import Duration, StrictModel
+from hypercare.configtypes import Duration, Networks, StrictModel
 
 _TARGET = re.compile(
     r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})(?:\s+(?P<weight>\d+))?$"
@@ -149,6 +149,7 @@ class RouteConfig(StrictModel):
     retries: int = Field(default=0, ge=0, le=5)
     max_body: int = Field(default=10 * 1024 * 1024, ge=0, description="bytes; 413 above")
     strip_prefix: bool = False
+    websocket: bool = False  # forward WebSocket handshakes (Upgrade: websocket); off: plain
     tags: dict[str, str] = Field(default_factory=dict)
 
 
@@ -195,9 +196,20 @@ class JwtConfig(StrictModel):
 
 class LimitsConfig(StrictModel):
     max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    max_headers: int = Field(default=100, ge=8, le=10000, description="header fields; 431 above")
     header_timeout: Duration = timedelta(seconds=10)  # 408 when a request's head is slower
+    # 408 when a client that is sending a request body pauses longer than this; the upstream
+    # is not blamed (no 504, no passive failure)
+    client_body_timeout: Duration = timedelta(seconds=30)
     keepalive_timeout: Duration = timedelta(seconds=75)  # idle client connections
     drain_timeout: Duration = timedelta(seconds=30)  # SIGTERM: wait this long for in-flight
+
+    @field_validator("client_body_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() <= 0:
+            raise ValueError("client_body_timeout must be a positive duration (e.g. 30s)")
+        return value
 
 
 class GatewayConfig(StrictModel):
@@ -211,7 +223,8 @@ class GatewayConfig(StrictModel):
     redis_timeout: Duration = timedelta(milliseconds=100)
     redis_prefix: str = "hypercare:rl:"
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    trusted_proxies: list[str] = Field(default_factory=list)  # their X-Forwarded-For is kept
+    # peers whose X-Forwarded-For is believed (addresses/CIDRs); anyone else's is replaced
+    trusted_proxies: Networks = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_check(self) -> GatewayConfig:

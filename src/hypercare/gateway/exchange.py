@@ -14,6 +14,7 @@ import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
+from hypercare.gateway import checks
 from hypercare.gateway import headers as hdr
 from hypercare.gateway.auth import AuthError
 from hypercare.gateway.balancer import Target
@@ -21,6 +22,7 @@ from hypercare.gateway.records import CallRecord
 from hypercare.gateway.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
+    from hypercare.gateway.capture import Tap
     from hypercare.gateway.ratelimit import Decision
     from hypercare.gateway.runtime import RouteState, UpstreamState
     from hypercare.gateway.server import ClientConnection
@@ -96,6 +98,7 @@ class Exchange:
         "t_up",
         "t_up_end",
         "t_up_headers",
+        "tap",
         "target",
         "template",
         "time",
@@ -108,6 +111,7 @@ class Exchange:
         "user_agent",
         "version",
         "waiting_headers",
+        "ws_key",
         "xrid",
     )
 
@@ -131,6 +135,7 @@ class Exchange:
         self.user_agent = ""
         self.upgrade = False
         self.upgrade_value: bytes | None = None
+        self.ws_key: bytes | None = None
         self.hash_value = ""
         self.bad: tuple[int, str, str, str] | None = None  # status, kind, code, message
         self.version = "1.1"
@@ -165,11 +170,15 @@ class Exchange:
         self.close_after = False
         self.finished = False
         self.rl_headers = b""
+        self.tap: Tap | None = None  # set when this call's bodies are being captured
 
     # --- request body from the client -----------------------------------------------------
 
     def request_body(self, data: bytes) -> None:
         self.request_bytes += len(data)
+        tap = self.tap
+        if tap is not None:
+            tap.request(data)
         route = self.route
         if route is not None and self.request_bytes > route.max_body and self.bad is None:
             if self.started:
@@ -187,8 +196,8 @@ class Exchange:
         conn = self.conn
         if conn is not None:
             conn.write(data)
-            if route is not None and not self.response_started:
-                self.client.deadline = time.monotonic() + route.response
+            if not self.response_started:
+                self._await_client_body()
         else:
             self.buffered.append(data)
             self.buffered_size += len(data)
@@ -203,6 +212,21 @@ class Exchange:
                 conn.write(b"0\r\n\r\n")
             else:
                 self.buffered.append(b"0\r\n\r\n")
+        if self.conn is not None and not self.response_started:
+            self._await_response()
+
+    def _await_client_body(self) -> None:
+        """The next move is the client's (more body): time it with the client body timeout."""
+        client = self.client
+        client.deadline = time.monotonic() + client.gw.client_body_timeout
+        client.deadline_kind = "client_body"
+
+    def _await_response(self) -> None:
+        """The next move is the upstream's (read the body, answer): the route's response time."""
+        route = self.route
+        client = self.client
+        client.deadline = time.monotonic() + route.response if route is not None else 0.0
+        client.deadline_kind = "response"
 
     # --- the upstream's answer (UpstreamOwner) ----------------------------------------------
 
@@ -252,10 +276,15 @@ class Exchange:
             expose=conn.expose,
         )
         self.response_started = True
+        if self.tap is not None:
+            self.tap.response_headers = list(conn.headers)
         client.write(head)
 
     def upstream_body(self, data: bytes) -> None:
         self.response_bytes += len(data)
+        tap = self.tap
+        if tap is not None:
+            tap.response(data)
         client = self.client
         route = self.route
         if route is not None and not self.tunnel:
@@ -284,6 +313,19 @@ class Exchange:
     def upstream_upgraded(self, rest: bytes) -> None:
         conn = self.conn
         if conn is None:
+            return
+        refused = checks.check_switch(self.upgrade, self.ws_key, conn.upgrade_value, conn.headers)
+        if refused is not None:
+            # Never a tunnel the gateway did not ask for: such a tunnel would carry requests
+            # past routing, auth, limits and records. The upstream broke the protocol.
+            self.t_up_end = time.monotonic()
+            conn.release_failed()
+            self.conn = None
+            target = self.target
+            if target is not None:
+                target.active -= 1
+                self.client.gw.passive_failure(target)
+            self.abort("bad_response", 502, "bad_handshake", refused)
             return
         self.t_up_headers = time.monotonic()
         self.status = 101
@@ -353,9 +395,13 @@ class Exchange:
 
     def upstream_pause_writing(self) -> None:
         self.client.pause(PAUSE_UPSTREAM)
+        if not self.response_started and not self.tunnel:
+            self._await_response()  # the upstream is not taking the body: its wait now
 
     def upstream_resume_writing(self) -> None:
         self.client.resume(PAUSE_UPSTREAM)
+        if not self.response_started and not self.tunnel and not self.body_done:
+            self._await_client_body()
 
     # --- running the exchange ------------------------------------------------------------
 
@@ -500,8 +546,10 @@ class Exchange:
             return
         self.conn = conn
         client = self.client
-        client.deadline = time.monotonic() + route.response
-        client.deadline_kind = "response"
+        if self.body_done:
+            self._await_response()
+        else:
+            self._await_client_body()
         if self.upgrade:
             framing = b""
         elif self.chunked:
@@ -566,6 +614,8 @@ class Exchange:
         )
         self.response_started = True
         self.response_bytes = len(body)
+        if self.tap is not None:
+            self.tap.reply(body)
         self.finish()
 
     def abort(self, kind: str, status: int, code: str, message: str) -> None:
@@ -622,7 +672,11 @@ class Exchange:
             route.upstream.name if route is not None else "",
             self.user_agent,
         )
-        client.gw.emit(record)
+        tap = self.tap
+        if tap is None:
+            client.gw.emit(record)
+        else:
+            client.gw.emit_captured(record, tap, self)
         client.exchange_done(self)
 
 

@@ -14,6 +14,7 @@ import json
 import random
 import re
 from collections.abc import Iterable, Sequence
+from urllib.parse import unquote_to_bytes
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -114,10 +115,12 @@ def upstream_request_head(
     """The request line and headers sent to the upstream.
 
     `headers` are the client's, already without `DROP_UPSTREAM` names (the parser callback
-    filters them); `extra_hop` are names the client's Connection header listed. `framing` is
+    filters them); `extra_hop` are names the client's Connection header listed. `prior_xff` is
+    the complete X-Forwarded-For when the peer is a trusted proxy (see `client_address`), else
+    None and the header is the client's address alone. `framing` is
     a ready ``content-length: N\\r\\n``/``transfer-encoding: chunked\\r\\n`` line or empty.
     """
-    xff = prior_xff + b", " + client_ip.encode() if prior_xff else client_ip.encode()
+    xff = prior_xff or client_ip.encode()
     parts = [
         method,
         b" ",
@@ -205,20 +208,23 @@ def client_address(
     xff: bytes | None,
     trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
 ) -> tuple[str, bytes | None]:
-    """(client IP, X-Forwarded-For to extend) given the TCP peer and the trusted proxies.
+    """(client IP, X-Forwarded-For to send upstream or None) given the TCP peer and proxies.
 
     A client's own X-Forwarded-For is only believed when the peer is a trusted proxy; then the
-    client is the right-most address that is not itself trusted.
+    client is the right-most address that is not itself trusted, and the list sent on is the
+    received one plus the peer (each proxy appends the address it got the request from).
+    Otherwise the header is dropped and rebuilt from the peer alone.
     """
     if not trusted or not _in(peer, trusted):
         return peer, None
     if not xff:
         return peer, None
     hops = [h.strip().decode("latin-1") for h in xff.split(b",") if h.strip()]
+    sent = xff + b", " + peer.encode()
     for hop in reversed(hops):
         if not _in(hop, trusted):
-            return hop, xff
-    return (hops[0] if hops else peer), xff
+            return hop, sent
+    return (hops[0] if hops else peer), sent
 
 
 def _in(ip: str, nets: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
@@ -227,6 +233,36 @@ def _in(ip: str, nets: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) 
     except ValueError:
         return False
     return any(addr in n for n in nets)
+
+
+KEY_PARAMS = frozenset({b"apikey", b"api_key"})
+
+
+def take_query_key(url: bytes) -> tuple[bytes, bytes | None]:
+    """(url without the API-key query parameters, the first key's value or None).
+
+    The credential is consumed by the gateway, like the ``apikey`` header: the upstream never
+    sees it, and neither does anything that stores the forwarded URL. Names are compared
+    percent-decoded, so ``api%6Bey`` is removed too.
+    """
+    q = url.find(b"?")
+    if q < 0:
+        return url, None
+    key: bytes | None = None
+    kept = []
+    removed = False
+    for part in url[q + 1 :].split(b"&"):
+        name, _, value = part.partition(b"=")
+        if unquote_to_bytes(name) in KEY_PARAMS:
+            removed = True
+            if key is None:
+                key = unquote_to_bytes(value)
+            continue
+        kept.append(part)
+    if not removed:
+        return url, None
+    path = url[:q]
+    return (path + b"?" + b"&".join(kept) if kept else path), key
 
 
 def error_body(code: str, message: str) -> bytes:

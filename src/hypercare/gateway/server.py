@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from hypercare.gateway import checks
 from hypercare.gateway import headers as hdr
-from hypercare.gateway.exchange import PAUSE_BUFFER, PAUSE_TUNNEL, Exchange
+from hypercare.gateway.exchange import PAUSE_BUFFER, PAUSE_TUNNEL, PAUSE_UPSTREAM, Exchange
 
 if TYPE_CHECKING:
     from hypercare.gateway.runtime import Gateway
@@ -46,15 +47,21 @@ class ClientConnection(asyncio.Protocol):
         self.current: Exchange | None = None
         self.parsing: Exchange | None = None
         self.head_bytes = 0
+        self.head_fields = 0
         self.deadline = 0.0
         self.deadline_kind = ""
         self.paused = 0
         self.write_paused = False
         self.tunnel: Exchange | None = None
+        # A declined upgrade with a body: httptools tells llhttp to skip the body of any
+        # request that asks to upgrade, so it is read by a fresh parser fed a synthetic head.
+        self.body_after_upgrade: Exchange | None = None
+        self.body_only: Exchange | None = None
         self.in_head = False
         self.head_raw = 0
         self.corked: list[bytes] | None = None
         self.too_large = False
+        self.too_large_message = "the request head is too large"
         self.broken = False  # the byte stream is unparseable: answer what is queued, then close
 
     # --- asyncio.Protocol ---------------------------------------------------------------
@@ -79,36 +86,59 @@ class ClientConnection(asyncio.Protocol):
         if self.current is None and self.deadline_kind == "keepalive":
             self.deadline = time.monotonic() + self.gw.header_timeout
             self.deadline_kind = "header"
-        try:
-            self.parser.feed_data(data)
-            if self.in_head:
-                # httptools buffers a header until it is complete, so one endless header
-                # never reaches on_header: bound the raw bytes of an unfinished head too.
-                self.head_raw += len(data)
-                if self.head_raw > 2 * self.gw.max_header_bytes + 65536:
-                    self.too_large = True
-                    raise HeaderTooLarge
-        except httptools.HttpParserUpgrade as exc:
-            ex = self.parsing
-            rest = data[exc.args[0] :]
-            if ex is not None:
-                self.parsing = None
+        while True:
+            try:
+                self.parser.feed_data(data)
+                if self.in_head:
+                    # httptools buffers a header until it is complete, so one endless header
+                    # never reaches on_header: bound the raw bytes of an unfinished head too.
+                    self.head_raw += len(data)
+                    if self.head_raw > 2 * self.gw.max_header_bytes + 65536:
+                        self.too_large = True
+                        raise HeaderTooLarge
+            except httptools.HttpParserUpgrade as exc:
+                rest = data[exc.args[0] :]
+                ex = self.parsing
+                if ex is not None and ex.upgrade:
+                    # A WebSocket handshake the route takes: what follows belongs to the tunnel.
+                    self.parsing = None
+                    if rest:
+                        ex.buffered.append(rest)
+                        ex.buffered_size += len(rest)
+                    self.broken = True  # no more HTTP on this connection
+                    self.pause(PAUSE_TUNNEL)
+                    return
+                # An upgrade the gateway declined: that request was complete and is proxied
+                # as a plain one, so what follows is HTTP again. llhttp stops for good at an
+                # upgrade, hence a fresh parser for the rest (a loop, not recursion: one read
+                # may hold many such requests).
+                self.parser = httptools.HttpRequestParser(self)
+                pending = self.body_after_upgrade
+                if pending is not None:
+                    self.body_after_upgrade = None
+                    self.body_only = pending
+                    framing = (
+                        b"transfer-encoding: chunked"
+                        if pending.chunked
+                        else b"content-length: %d" % (pending.content_length or 0)
+                    )
+                    self.parser.feed_data(b"PUT / HTTP/1.1\r\nhost: body\r\n%b\r\n\r\n" % framing)
                 if rest:
-                    ex.buffered.append(rest)
-                    ex.buffered_size += len(rest)
-            self.broken = True  # no more HTTP on this connection
-            self.pause(PAUSE_TUNNEL)
-        except httptools.HttpParserError as exc:
-            if self.too_large:
-                self._bad_stream(
-                    431, "too_large", "header_too_large", "the request head is too large"
-                )
-            else:
-                if isinstance(exc, httptools.HttpParserCallbackError):
-                    # One of our callbacks raised: a gateway bug, not the client's fault. The
-                    # connection is answered and closed; the worker keeps serving.
-                    log.error("request callback failed", exc_info=exc.__context__ or exc)
-                self._bad_stream(400, "bad_request", "bad_request", _parser_message(exc))
+                    data = rest
+                    continue
+            except httptools.HttpParserError as exc:
+                self._parser_failed(exc)
+            return
+
+    def _parser_failed(self, exc: httptools.HttpParserError) -> None:
+        if self.too_large:
+            self._bad_stream(431, "too_large", "header_too_large", self.too_large_message)
+        else:
+            if isinstance(exc, httptools.HttpParserCallbackError):
+                # One of our callbacks raised: a gateway bug, not the client's fault. The
+                # connection is answered and closed; the worker keeps serving.
+                log.error("request callback failed", exc_info=exc.__context__ or exc)
+            self._bad_stream(400, "bad_request", "bad_request", _parser_message(exc))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -147,9 +177,13 @@ class ClientConnection(asyncio.Protocol):
     # --- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.body_only is not None:
+            self.parsing = None  # the synthetic head before a declined upgrade's body
+            return
         ex = Exchange(self)
         self.parsing = ex
         self.head_bytes = 0
+        self.head_fields = 0
         self.in_head = True
 
     def on_url(self, url: bytes) -> None:
@@ -167,8 +201,15 @@ class ClientConnection(asyncio.Protocol):
         if ex is None:
             return
         self.head_bytes += len(name) + len(value) + 4
+        self.head_fields += 1
         if self.head_bytes > self.gw.max_header_bytes:
             self.too_large = True
+            raise HeaderTooLarge
+        if self.head_fields > self.gw.max_headers:
+            # Many tiny fields cost more per byte than a few big ones (every one is a tuple,
+            # a lookup and a line upstream): their number is bounded on its own.
+            self.too_large = True
+            self.too_large_message = f"more than {self.gw.max_headers} header fields"
             raise HeaderTooLarge
         lname = name.lower()
         special = _SPECIAL.get(lname)
@@ -219,6 +260,9 @@ class ClientConnection(asyncio.Protocol):
         elif special == 13:
             ex.user_agent = value.decode("latin-1")
             ex.headers.append((name, value))
+        elif special == 14:  # sec-websocket-key: kept to check the upstream's accept value
+            ex.ws_key = value if ex.ws_key is None else b""  # a second one: invalid
+            ex.headers.append((name, value))
         # everything else in _SPECIAL is hop-by-hop or replaced: dropped
 
     def on_headers_complete(self) -> None:
@@ -226,6 +270,8 @@ class ClientConnection(asyncio.Protocol):
         self.in_head = False
         self.head_raw = 0
         if ex is None:
+            if self.body_only is not None:  # what follows is that exchange's body
+                self.parsing, self.body_only = self.body_only, None
             return
         gw = self.gw
         now = time.monotonic()
@@ -235,7 +281,10 @@ class ClientConnection(asyncio.Protocol):
         ex.method = method = parser.get_method().decode("ascii", "replace")
         ex.version = version = parser.get_http_version()
         ex.keep_alive = parser.should_keep_alive() and not self.draining
-        ex.upgrade = parser.should_upgrade() and ex.upgrade_value is not None
+        # Connection: upgrade + Upgrade. Decided below, once the route is known; until then
+        # no upgrade is honoured.
+        wants_upgrade = parser.should_upgrade() and ex.upgrade_value is not None
+        ex.upgrade = False
         ex.rid = hdr.request_id(ex.xrid)
         ex.trace_id, ex.tparent = hdr.traceparent(ex.tparent)
         ex.client_ip, ex.prior_xff = gw.client_address(self.peer, ex.prior_xff)
@@ -247,15 +296,8 @@ class ClientConnection(asyncio.Protocol):
         url = ex.url
         q = url.find(b"?")
         raw_path = url if q < 0 else url[:q]
-        if ex.bad is not None:
-            pass
-        elif version not in ("1.1", "1.0"):
-            ex.bad = (505, "bad_request", "bad_version", f"HTTP/{version} is not supported")
-        elif method == "CONNECT" or not raw_path.startswith(b"/"):
-            ex.bad = (400, "bad_request", "bad_request", "the request target must be a path")
-        elif version == "1.1" and ex.host is None:
-            # RFC 9112 §3.2: a server MUST respond 400 to an HTTP/1.1 request without Host.
-            ex.bad = (400, "bad_request", "bad_request", "the Host header is missing")
+        if ex.bad is None:
+            ex.bad = checks.check_head(method, version, raw_path, ex.host is not None)
         path = raw_path.decode("latin-1")
         ex.path = path
         if ex.bad is None:
@@ -278,11 +320,31 @@ class ClientConnection(asyncio.Protocol):
                 if ex.content_length is not None and ex.content_length > route.max_body:
                     ex.bad = (413, "too_large", "body_too_large", "the request body is too large")
                 if q >= 0 and route.auth == "key":
-                    ex.query_key = _query_key(url[q + 1 :])
+                    # consumed here like the apikey header: never forwarded nor recorded
+                    ex.url, ex.query_key = hdr.take_query_key(url)
+                if wants_upgrade and ex.bad is None:
+                    verdict = checks.websocket_upgrade(
+                        ex.upgrade_value,
+                        allowed=route.websocket,
+                        method=method,
+                        version=version,
+                        key=ex.ws_key,
+                        has_body=ex.chunked or bool(ex.content_length),
+                    )
+                    if isinstance(verdict, checks.Refusal):
+                        ex.bad = verdict
+                    else:
+                        ex.upgrade = verdict
+                        ex.upgrade_value = b"websocket" if verdict else None
+        if wants_upgrade and not ex.upgrade and (ex.chunked or ex.content_length):
+            self.body_after_upgrade = ex
         if ex.content_length is None and not ex.chunked:
             ex.body_done = True  # no body at all (RFC 9112 §6.3 rule 7)
         if ex.host is None:
             ex.host = b""
+        capture = gw.capture
+        if capture is not None:
+            ex.tap = capture.begin(ex.route.name if ex.route is not None else "")
         self.queue.append(ex)
         if self.current is None:
             self.deadline = 0.0
@@ -296,7 +358,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         ex = self.parsing
-        if ex is not None and not ex.upgrade:
+        if ex is not None and not ex.upgrade and ex is not self.body_after_upgrade:
             self.parsing = None
             ex.request_complete()
 
@@ -380,6 +442,31 @@ class ClientConnection(asyncio.Protocol):
                 self.close()
         elif ex is not None and kind == "connect":
             pass  # the connect coroutine has its own timeout
+        elif ex is not None and kind == "client_body":
+            if self.paused & PAUSE_UPSTREAM:
+                # Reading from the client stopped because the upstream is not taking the body:
+                # that wait is the upstream's (the exchange re-arms "response" when pausing,
+                # so this is only a race with the sweeper).
+                self.deadline = now + (ex.route.response if ex.route is not None else 0.0)
+                self.deadline_kind = "response"
+                return
+            # The client declared a body and stopped sending it: its slowness, not the
+            # upstream's. 408, the upstream connection dropped, no health state touched.
+            ex.abort(
+                "client_timeout",
+                408,
+                "client_body_timeout",
+                "the request body stalled for longer than the client body timeout",
+            )
+        elif ex is not None and kind == "idle" and self.write_paused:
+            # The response body stalled because the client stopped reading it (our write
+            # buffer to it is full, so reading from the upstream is paused): the client's wait.
+            ex.abort(
+                "client_timeout",
+                408,
+                "client_read_timeout",
+                "the client stopped reading the response",
+            )
         elif ex is not None:
             ex.error = "timeout"
             if ex.target is not None and ex.conn is not None:
@@ -450,16 +537,6 @@ def _parser_message(exc: Exception) -> str:
     return f"malformed request: {text}"
 
 
-def _query_key(query: bytes) -> bytes | None:
-    for part in query.split(b"&"):
-        name, _, value = part.partition(b"=")
-        if name in (b"apikey", b"api_key"):
-            from urllib.parse import unquote_to_bytes
-
-            return unquote_to_bytes(value)
-    return None
-
-
 _SPECIAL: dict[bytes, int] = {
     b"host": 1,
     b"content-length": 2,
@@ -475,6 +552,7 @@ _SPECIAL: dict[bytes, int] = {
     b"origin": 11,
     b"expect": 12,
     b"user-agent": 13,
+    b"sec-websocket-key": 14,
     b"keep-alive": 0,
     b"proxy-connection": 0,
     b"te": 0,

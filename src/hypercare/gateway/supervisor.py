@@ -253,12 +253,15 @@ async def _serve(
     sink_factory: SinkFactory | None,
     ready: Connection | None,
 ) -> None:
+    from hypercare.gateway.capture import Capturer
     from hypercare.gateway.runtime import Gateway
 
     sink = sink_factory(index) if sink_factory is not None else None
     if isinstance(sink, ManagedSink):
         await sink.start()
-    gw = Gateway(config.gateway, sink)
+    # captures go with the records: without a sink there is nowhere to send them
+    capture = Capturer.from_config(config.telemetry) if sink is not None else None
+    gw = Gateway(config.gateway, sink, capture)
     await gw.start(host, port, admin=admin, reuse_port=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from hypercare.api.deps import Db, State, Viewer, bearer_token
-from hypercare.config import parse_duration
+from hypercare.configtypes import parse_duration
 from hypercare.errors import InvalidInput
 from hypercare.telemetry import calls, nodes, query
 from hypercare.telemetry.jobs import collector_of, live_of

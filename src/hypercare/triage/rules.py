@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from hypercare.config import PriorityLevel, TriageConfig
 from hypercare.errors import InvalidInput, InvalidTransition
+from hypercare.triage.config import PriorityLevel, TriageConfig
 
 
 class Status(StrEnum):

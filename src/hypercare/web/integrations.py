@@ -14,10 +14,9 @@ from pydantic import ValidationError
 from hypercare.api.deps import Db, State
 from hypercare.auth.rules import Role
 from hypercare.feedback import integrations, samples, service
-from hypercare.feedback.adapters import ADAPTERS
+from hypercare.feedback.adapters import ADAPTERS, INTEGRATIONS
 from hypercare.feedback.drafts import Rejected
 from hypercare.feedback.models import IntegrationCreate, IntegrationCreated
-from hypercare.feedback.settings import INTEGRATION_TYPES
 from hypercare.feedback.views.common import base_url, cfg, store
 from hypercare.web.console import console_of
 from hypercare.web.deps import ConsoleUser, CsrfUser, PageError, SignedIn, form_text
@@ -50,7 +49,7 @@ async def _page(
         user.csrf,
         integrations=rows,
         last=last,
-        types=[t for t in INTEGRATION_TYPES if t != "webhook"],
+        types=[t for t, i in INTEGRATIONS.items() if not i.needs_mapping],
         samples=samples.KINDS,
         created=created,
         tested=tested,

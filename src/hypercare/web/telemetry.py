@@ -4,7 +4,6 @@ the charts of an issue's routes. Everything is read through `telemetry.query` /
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from datetime import UTC, datetime, timedelta
@@ -300,9 +299,15 @@ async def call_detail(
     horizon = state.config.telemetry.retention.calls.total_seconds()
     near = at if at is not None and math.isfinite(at) else None
     call = await calls.get_call(session=session, request_id=request_id, horizon=horizon, near=near)
-    capture = json.dumps(call.capture, indent=2, sort_keys=True) if call.capture else None
     console = console_of(request)
-    ctx = console.context(request, user.principal, user.csrf, call=call, capture=capture)
+    ctx = console.context(
+        request,
+        user.principal,
+        user.csrf,
+        call=call,
+        capture=call.capture or None,
+        capture_limit=state.config.telemetry.capture.max_body_bytes,
+    )
     return console.render(request, "call.html", ctx)
 
 

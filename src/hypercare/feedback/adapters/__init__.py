@@ -1,11 +1,15 @@
-"""One pure adapter per source: ``parse(body, headers, options) -> list[SignalDraft]``.
+"""One module per integration, each describing its source as an `Integration`: a pure
+parser ``parse(body, headers, options) -> list[SignalDraft]``, its test event, its dedup
+rule and its intake URL.
 
-Adapters do no I/O. They raise `Rejected` with a reason the sender can act on.
+Everything else is derived from `INTEGRATIONS`: the adapter table, the list of types the
+console offers and the samples it sends. Adapters do no I/O; they raise `Rejected` with a
+reason the sender can act on. To add a source, add a module with an ``INTEGRATION`` and
+list it in ``_MODULES`` (and in the `IntegrationType` literal of the config, which a test
+keeps equal to this registry).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable, Mapping
 
 from hypercare.feedback.adapters import (
     alertmanager,
@@ -16,17 +20,12 @@ from hypercare.feedback.adapters import (
     pagerduty,
     sentry,
 )
-from hypercare.feedback.drafts import SignalDraft
-from hypercare.feedback.settings import IntegrationOptions
+from hypercare.feedback.adapters.base import Adapter, Integration
 
-Adapter = Callable[[bytes, Mapping[str, str], IntegrationOptions], list[SignalDraft]]
+_MODULES = (alertmanager, grafana, sentry, pagerduty, datadog, cloudwatch, generic)
 
-ADAPTERS: dict[str, Adapter] = {
-    "alertmanager": alertmanager.parse,
-    "grafana": grafana.parse,
-    "sentry": sentry.parse,
-    "pagerduty": pagerduty.parse,
-    "datadog": datadog.parse,
-    "cloudwatch": cloudwatch.parse,
-    "webhook": generic.parse,
-}
+INTEGRATIONS: dict[str, Integration] = {m.INTEGRATION.type: m.INTEGRATION for m in _MODULES}
+INTEGRATION_TYPES: tuple[str, ...] = tuple(INTEGRATIONS)
+ADAPTERS: dict[str, Adapter] = {kind: i.parse for kind, i in INTEGRATIONS.items()}
+
+__all__ = ["ADAPTERS", "INTEGRATIONS", "INTEGRATION_TYPES", "Adapter", "Integration"]

@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from hypercare.feedback.adapters.base import SUMMARY, TEST_DETAIL, Integration, now_iso, test_ref
+from hypercare.feedback.config import IntegrationOptions
 from hypercare.feedback.drafts import (
     Rejected,
     SignalDraft,
@@ -21,7 +23,6 @@ from hypercare.feedback.drafts import (
     str_labels,
     text,
 )
-from hypercare.feedback.settings import IntegrationOptions
 
 MAX_ALERTS = 1000
 
@@ -89,3 +90,28 @@ def parse(
     if version is not None and str(version) not in ("3", "4"):
         raise Rejected(f"unsupported Alertmanager webhook version {version!r} (3 and 4 are)")
     return alert_drafts(payload, source="alertmanager")
+
+
+def sample_alerts(kind: str) -> bytes:
+    """A one-alert notification group as Alertmanager (and Grafana alerting) send it."""
+    alert = {
+        "status": "firing",
+        "fingerprint": test_ref(),
+        "labels": {"alertname": "HypercareTestAlert", "severity": "info", "test": "true"},
+        "annotations": {"summary": SUMMARY.format(kind=kind), "description": TEST_DETAIL},
+        "startsAt": now_iso(),
+    }
+    group = {"version": "4", "status": "firing", "receiver": "hypercare", "alerts": [alert]}
+    return json.dumps(group).encode()
+
+
+def sample(options: IntegrationOptions) -> tuple[bytes, dict[str, str]]:
+    return sample_alerts("alertmanager"), {}
+
+
+INTEGRATION = Integration(
+    type="alertmanager",
+    parse=parse,
+    sample=sample,
+    dedup="the alert's fingerprint, or a hash of its labels",
+)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from hypercare.feedback.adapters.base import SUMMARY, Integration, now_iso
+from hypercare.feedback.config import IntegrationOptions
 from hypercare.feedback.drafts import (
     Rejected,
     SignalDraft,
@@ -28,7 +31,6 @@ from hypercare.feedback.drafts import (
     parse_time,
     text,
 )
-from hypercare.feedback.settings import IntegrationOptions
 
 _SIGNED_FIELDS = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
@@ -166,3 +168,46 @@ def parse(
             labels={"topic": topic},
         )
     ]
+
+
+def sample(options: IntegrationOptions) -> tuple[bytes, dict[str, str]]:
+    """An SNS Notification whose Message is a CloudWatch alarm. Not for an integration
+    that verifies SNS signatures: only AWS can sign."""
+    if options.sns_certificate:
+        raise Rejected(
+            "this CloudWatch integration verifies SNS signatures, which only AWS can make, "
+            "so the console cannot send it a test event; publish a message to its SNS "
+            "topic instead",
+            status=409,
+        )
+    now = now_iso()
+    alarm = {
+        "AlarmName": "HypercareTestAlarm",
+        "AlarmDescription": SUMMARY.format(kind="cloudwatch"),
+        "AWSAccountId": "000000000000",
+        "NewStateValue": "ALARM",
+        "NewStateReason": SUMMARY.format(kind="cloudwatch"),
+        "StateChangeTime": now,
+        "Region": "test",
+        "OldStateValue": "OK",
+        "Trigger": {"MetricName": "HypercareTest", "Namespace": "Hypercare/Test"},
+    }
+    envelope = {
+        "Type": "Notification",
+        "MessageId": str(uuid.uuid4()),
+        "TopicArn": "arn:aws:sns:test:000000000000:hypercare-test",
+        "Subject": "ALARM: HypercareTestAlarm",
+        "Message": json.dumps(alarm),
+        "Timestamp": now,
+        "SignatureVersion": "1",
+        "Signature": "",
+    }
+    return json.dumps(envelope).encode(), {"x-amz-sns-message-type": "Notification"}
+
+
+INTEGRATION = Integration(
+    type="cloudwatch",
+    parse=parse,
+    sample=sample,
+    dedup="the AWS account, region and alarm name",
+)

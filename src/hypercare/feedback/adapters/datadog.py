@@ -3,9 +3,13 @@ the common extra variables ($ALERT_ID, $ALERT_TRANSITION, $ALERT_TYPE, $PRIORITY
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
+from hypercare.feedback.adapters.base import SUMMARY, TEST_DETAIL, Integration, test_ref
+from hypercare.feedback.config import IntegrationOptions
 from hypercare.feedback.drafts import (
     Rejected,
     SignalDraft,
@@ -15,7 +19,6 @@ from hypercare.feedback.drafts import (
     parse_time,
     text,
 )
-from hypercare.feedback.settings import IntegrationOptions
 
 _PREFIX = re.compile(
     r"^\s*\[(Triggered|Recovered|Warn|Re-Triggered|No Data|Renotify)[^\]]*\]\s*", re.I
@@ -65,3 +68,26 @@ def parse(
             labels={**tags, "event_type": text(payload.get("event_type"), 100)},
         )
     ]
+
+
+def sample(options: IntegrationOptions) -> tuple[bytes, dict[str, str]]:
+    """Datadog's default webhook payload with its variables filled in."""
+    event = {
+        "title": "[Triggered] " + SUMMARY.format(kind="datadog"),
+        "body": TEST_DETAIL,
+        "alert_id": test_ref(),
+        "alert_transition": "Triggered",
+        "alert_type": "info",
+        "event_type": "query_alert_monitor",
+        "date": int(datetime.now(UTC).timestamp() * 1000),
+        "tags": "test:true,source:hypercare",
+    }
+    return json.dumps(event).encode(), {}
+
+
+INTEGRATION = Integration(
+    type="datadog",
+    parse=parse,
+    sample=sample,
+    dedup="the alert id, or the title without its [Triggered] / [Recovered] prefix",
+)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 from collections.abc import Mapping
 from typing import Any
 
+from hypercare.feedback.adapters.base import SUMMARY, TEST_DETAIL, Integration, now_iso, test_ref
+from hypercare.feedback.config import FieldMapping, IntegrationOptions
 from hypercare.feedback.drafts import (
     Rejected,
     SignalDraft,
@@ -15,7 +19,6 @@ from hypercare.feedback.drafts import (
     parse_time,
     text,
 )
-from hypercare.feedback.settings import FieldMapping, IntegrationOptions
 
 _MISSING = object()
 MAX_ITEMS = 1000
@@ -86,3 +89,79 @@ def parse(
     if len(items) > MAX_ITEMS:
         raise Rejected(f"too many items ({len(items)} > {MAX_ITEMS})")
     return [_draft(item, mapping, f"{mapping.items}.{i}") for i, item in enumerate(items)]
+
+
+def _put(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set `value` at the dotted `path`, creating objects (and lists for numeric steps)."""
+    steps = path.split(".")
+    current: Any = data
+    for step, following in itertools.pairwise(steps):
+        child: Any = [] if following.isdigit() else {}
+        if isinstance(current, list):
+            index = int(step)
+            while len(current) <= index:
+                current.append(None)
+            if not isinstance(current[index], dict | list):
+                current[index] = child
+            current = current[index]
+        else:
+            if not isinstance(current.get(step), dict | list):
+                current[step] = child
+            current = current[step]
+    last = steps[-1]
+    if isinstance(current, list):
+        index = int(last)
+        while len(current) <= index:
+            current.append(None)
+        current[index] = value
+    else:
+        current[last] = value
+
+
+def _sample_body(mapping: FieldMapping | None) -> Any:
+    """A body the generic webhook's `mapping` reads: each mapped field at its path."""
+    if mapping is None:
+        raise Rejected(
+            "this webhook integration has no field mapping: add one (PATCH "
+            "/api/v1/integrations/{id}) before sending a test event",
+            status=409,
+        )
+    item: dict[str, Any] = {}
+    values = {
+        "summary": SUMMARY.format(kind="webhook"),
+        "body": TEST_DETAIL,
+        "severity": "info",
+        "status": "firing",
+        "dedup_key": test_ref(),
+        "occurred_at": now_iso(),
+        "component": None,
+        "service": "hypercare-console",
+        "route": None,
+        "request_id": None,
+        "trace_id": None,
+    }
+    for name, value in values.items():
+        path = getattr(mapping, name)
+        if path and value is not None:
+            _put(item, path, value)
+    if mapping.items is None:
+        return item
+    body: dict[str, Any] = {}
+    if mapping.items.split(".")[0].isdigit():
+        raise Rejected(f"the mapped items path '{mapping.items}' cannot start with an index")
+    _put(body, mapping.items, [item])
+    return body
+
+
+def sample(options: IntegrationOptions) -> tuple[bytes, dict[str, str]]:
+    """A body the integration's field mapping reads: each mapped field at its path."""
+    return json.dumps(_sample_body(options.mapping)).encode(), {}
+
+
+INTEGRATION = Integration(
+    type="webhook",
+    parse=parse,
+    sample=sample,
+    dedup="the mapped dedup_key field (prefixed webhook:), else a hash of the summary",
+    needs_mapping=True,
+)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from hypercare.feedback.adapters.alertmanager import alert_drafts
+from hypercare.feedback.adapters.alertmanager import alert_drafts, sample_alerts
+from hypercare.feedback.adapters.base import Integration
+from hypercare.feedback.config import IntegrationOptions
 from hypercare.feedback.drafts import (
     Rejected,
     SignalDraft,
@@ -14,7 +16,6 @@ from hypercare.feedback.drafts import (
     str_labels,
     text,
 )
-from hypercare.feedback.settings import IntegrationOptions
 
 _LEGACY_STATES = {"alerting": "firing", "ok": "resolved", "no_data": "firing"}
 
@@ -57,3 +58,15 @@ def parse(
         "not a Grafana notification: expected unified alerting ('alerts' list) "
         "or a legacy alert ('ruleId', 'state')"
     )
+
+
+def sample(options: IntegrationOptions) -> tuple[bytes, dict[str, str]]:
+    return sample_alerts("grafana"), {}
+
+
+INTEGRATION = Integration(
+    type="grafana",
+    parse=parse,
+    sample=sample,
+    dedup="the alert's fingerprint, or a hash of its labels (legacy alerts: the rule id)",
+)

@@ -4,10 +4,13 @@ information (no issue)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from hypercare.feedback.adapters.base import SUMMARY, Integration, now_iso, test_ref
+from hypercare.feedback.config import IntegrationOptions
 from hypercare.feedback.drafts import (
     Rejected,
     SignalDraft,
@@ -18,7 +21,6 @@ from hypercare.feedback.drafts import (
     str_labels,
     text,
 )
-from hypercare.feedback.settings import IntegrationOptions
 
 SEVERITIES = ("critical", "error", "warning", "info")
 ACTIONS = ("trigger", "acknowledge", "resolve")
@@ -98,3 +100,27 @@ def parse(
             labels={**str_labels(details if isinstance(details, dict) else {}), **labels},
         )
     ]
+
+
+def sample(options: IntegrationOptions) -> tuple[bytes, dict[str, str]]:
+    event = {
+        "routing_key": "test",
+        "event_action": "trigger",
+        "dedup_key": test_ref(),
+        "payload": {
+            "summary": SUMMARY.format(kind="pagerduty"),
+            "source": "hypercare-console",
+            "severity": "info",
+            "timestamp": now_iso(),
+        },
+    }
+    return json.dumps(event).encode(), {}
+
+
+INTEGRATION = Integration(
+    type="pagerduty",
+    parse=parse,
+    sample=sample,
+    dedup="the event's dedup_key",
+    intake="v2/enqueue",
+)

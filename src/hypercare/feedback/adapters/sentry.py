@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from hypercare.feedback.adapters.base import SUMMARY, Integration, now_iso, test_ref
+from hypercare.feedback.config import IntegrationOptions
 from hypercare.feedback.drafts import (
     Rejected,
     SignalDraft,
@@ -19,7 +23,6 @@ from hypercare.feedback.drafts import (
     parse_time,
     text,
 )
-from hypercare.feedback.settings import IntegrationOptions
 
 
 def verify(body: bytes, headers: Mapping[str, str], secret: str) -> None:
@@ -145,3 +148,32 @@ def parse(
         "not a Sentry webhook: expected 'data.event' (issue alert), 'data.issue' "
         "or the legacy plugin fields ('project_slug', 'event')"
     )
+
+
+def sample(options: IntegrationOptions) -> tuple[bytes, dict[str, str]]:
+    """An integration-platform issue alert (event_alert.triggered), signed with the
+    integration's client secret when it has one."""
+    event = {
+        "action": "triggered",
+        "data": {
+            "event": {
+                "event_id": uuid.uuid4().hex,
+                "issue_id": test_ref(),
+                "title": SUMMARY.format(kind="sentry"),
+                "culprit": "hypercare.console",
+                "level": "info",
+                "datetime": now_iso(),
+                "tags": [["test", "true"]],
+            },
+            "triggered_rule": "Hypercare test",
+        },
+    }
+    body = json.dumps(event).encode()
+    headers = {"sentry-hook-resource": "event_alert"}
+    if options.secret:
+        digest = hmac.new(options.secret.encode(), body, hashlib.sha256).hexdigest()
+        headers["sentry-hook-signature"] = digest
+    return body, headers
+
+
+INTEGRATION = Integration(type="sentry", parse=parse, sample=sample, dedup="the Sentry issue id")

@@ -18,12 +18,12 @@ from hypercare.api.errors import error_body
 from hypercare.api.state import AppState
 from hypercare.detection.citations import cites_calls
 from hypercare.feedback import service
+from hypercare.feedback.config import FeedbackConfig
 from hypercare.feedback.drafts import Rejected, SignalDraft
 from hypercare.feedback.intake import redact_headers
 from hypercare.feedback.models import (
     IntakeAccepted,
 )
-from hypercare.feedback.settings import FeedbackConfig
 from hypercare.store.base import utcnow
 
 log = logging.getLogger("hypercare.feedback")

@@ -13,7 +13,7 @@ from hypercare.api.deps import Admin, Db, State
 from hypercare.api.state import AppState
 from hypercare.errors import NotFound
 from hypercare.feedback import integrations, samples
-from hypercare.feedback.adapters import ADAPTERS
+from hypercare.feedback.adapters import ADAPTERS, INTEGRATIONS
 from hypercare.feedback.drafts import Rejected, SignalDraft, parse_json
 from hypercare.feedback.models import (
     IntakeAccepted,
@@ -97,7 +97,7 @@ async def _intake(state: AppState, request: Request, integration_id: str, *, pd:
             integration_id=integration_id,
             token=_presented_token(request, body, pd),
         )
-    if pd and resolved.type != "pagerduty":
+    if pd and INTEGRATIONS[resolved.type].intake != "v2/enqueue":
         raise NotFound(
             f"integration {integration_id!r} is {resolved.type}; post to its /webhook URL"
         )

@@ -14,9 +14,10 @@ from hypercare.api.errors import error_body
 from hypercare.api.state import AppState
 from hypercare.auth import service as auth_service
 from hypercare.auth.rules import Role, allows
-from hypercare.config import parse_duration
+from hypercare.configtypes import parse_duration
 from hypercare.errors import Forbidden, InvalidInput, Unauthenticated
 from hypercare.feedback import scores, service, user
+from hypercare.feedback.config import WidgetKey
 from hypercare.feedback.drafts import Rejected
 from hypercare.feedback.models import (
     IntakeAccepted,
@@ -24,7 +25,6 @@ from hypercare.feedback.models import (
     Scores,
 )
 from hypercare.feedback.ratelimit import RateLimiter
-from hypercare.feedback.settings import WidgetKey
 from hypercare.feedback.views.common import cfg, dead_letter, log, rejection, store
 from hypercare.store.base import utcnow
 

@@ -7,16 +7,23 @@ Create Date: 2026-11-28 00:10:00
 """
 
 from collections.abc import Sequence
+from zlib import crc32
 
 import sqlalchemy as sa
 from alembic import op
-
-from hypercare.telemetry.callkeys import call_key
 
 revision: str = "0004_telemetry_keys"
 down_revision: str | Sequence[str] | None = "0003_detection"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+# A frozen copy of `hypercare.telemetry.callkeys.call_key` as it was at this revision: the
+# keys written here must stay the ones the code of this revision reads, whatever the live
+# function becomes later (a migration never imports live code).
+def _call_key(ident: str, ts: float) -> int:
+    return (int(ts) << 31) | (crc32(ident.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF)
+
 
 _CHUNK = 5000
 # the counters the analytics queries read, covered by the (dim, bucket) index (a copy: a
@@ -62,7 +69,7 @@ def _backfill() -> None:
             .where(calls.c.id == sa.bindparam("b_id"))
             .values(request_key=sa.bindparam("b_rk"), trace_key=sa.bindparam("b_tk")),
             [
-                {"b_id": i, "b_rk": call_key(rid, ts), "b_tk": call_key(tid, ts)}
+                {"b_id": i, "b_rk": _call_key(rid, ts), "b_tk": _call_key(tid, ts)}
                 for i, ts, rid, tid in rows
             ],
         )

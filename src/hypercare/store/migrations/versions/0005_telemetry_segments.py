@@ -8,17 +8,24 @@ Create Date: 2026-11-28 04:00:00
 import json
 from collections.abc import Sequence
 from typing import Any
+from zlib import crc32
 
 import sqlalchemy as sa
 import zstandard
 from alembic import op
 
-from hypercare.telemetry.callkeys import call_key
-
 revision: str = "0005_telemetry_segments"
 down_revision: str | Sequence[str] | None = "0004_telemetry_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+# A frozen copy of `hypercare.telemetry.callkeys.call_key` as it was at this revision: the
+# keys written here must stay the ones the code of this revision reads, whatever the live
+# function becomes later (a migration never imports live code).
+def _call_key(ident: str, ts: float) -> int:
+    return (int(ts) << 31) | (crc32(ident.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF)
+
 
 # copies, as of this revision (a migration does not follow later changes of the code)
 _FIELDS = (
@@ -107,8 +114,8 @@ def _move_calls_into_blocks() -> None:
                 row.append(json.loads(r.capture))
             rows.append(row)
             base = (batch_id << (_POS_BITS + 1)) | (pos << 1)
-            keys.append({"key": call_key(r.request_id, r.ts), "ref": base})
-            keys.append({"key": call_key(r.trace_id, r.ts), "ref": base | 1})
+            keys.append({"key": _call_key(r.request_id, r.ts), "ref": base})
+            keys.append({"key": _call_key(r.trace_id, r.ts), "ref": base | 1})
         times = [r[0] for r in rows]
         conn.execute(
             _SEGMENTS.insert().values(
@@ -199,8 +206,8 @@ def _restore_calls() -> None:
             value = dict(zip(_FIELDS, row[: len(_FIELDS)], strict=True))
             value["batch_id"] = batch_id
             value["capture"] = json.dumps(row[-1]) if len(row) > len(_FIELDS) else None
-            value["request_key"] = call_key(value["request_id"], value["ts"])
-            value["trace_key"] = call_key(value["trace_id"], value["ts"])
+            value["request_key"] = _call_key(value["request_id"], value["ts"])
+            value["trace_key"] = _call_key(value["trace_id"], value["ts"])
             values.append(value)
         if values:
             conn.execute(calls.insert(), values)

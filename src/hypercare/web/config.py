@@ -7,13 +7,17 @@ from typing import Literal
 
 from pydantic import Field
 
-from hypercare.config import Duration, StrictModel
+from hypercare.configtypes import Duration, Networks, StrictModel
 
 
 class WebConfig(StrictModel):
     session_ttl: Duration = Field(
         default=timedelta(hours=12), description="how long a console sign-in lasts"
     )
+    # Peers (addresses/CIDRs) whose X-Forwarded-For / X-Forwarded-Proto the console believes:
+    # the client address (widget rate limit) and the scheme (Secure cookies) come from them.
+    # Empty: nobody's, not even loopback's.
+    trusted_proxies: Networks = Field(default_factory=list)
     # auto: Secure when the request arrived over HTTPS (directly or via a trusted proxy)
     cookie_secure: Literal["auto", "always", "never"] = "auto"
     live_check_interval: Duration = Field(

@@ -7,20 +7,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from hypercare.config import Duration, StrictModel
+from hypercare.configtypes import Duration, StrictModel
 
+# The integration types, checked by pydantic in the config file and the API. The modules of
+# `hypercare.feedback.adapters` define them (that package needs this module, so it cannot be
+# imported here); a test keeps this literal equal to `adapters.INTEGRATION_TYPES`.
 IntegrationType = Literal[
     "alertmanager", "grafana", "sentry", "pagerduty", "datadog", "cloudwatch", "webhook"
 ]
-INTEGRATION_TYPES: tuple[str, ...] = (
-    "alertmanager",
-    "grafana",
-    "sentry",
-    "pagerduty",
-    "datadog",
-    "cloudwatch",
-    "webhook",
-)
 
 # Severity hints each source sends, lower-cased, mapped to a suggested priority. The "*"
 # entry is the fallback for every source; a source's own table wins over it.
