@@ -100,6 +100,7 @@ class OpenIssues:
     seen_signals: set[int] = field(default_factory=set)
     loaded_at: float | None = None  # time.monotonic() of the last full read
     full_reads: int = 0
+    version: int = 0  # changes whenever an entry does
     refreshes: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -137,6 +138,7 @@ class Correlator:
         self.upstreams = {r.name: r.upstream for r in self.routes if r.upstream}
         self.criticality = {r.name: r.tags.get("criticality") for r in config.gateway.routes}
         self.open_issues = OpenIssues()
+        self._kept: tuple[int, float, correlate.Snapshot] | None = None
 
     async def __call__(
         self,
@@ -343,8 +345,12 @@ class Correlator:
     async def _context(
         self, session: AsyncSession, signals: Sequence[Signal], known: dedup.OpenGroups
     ) -> correlate.Context:
+        snapshot = correlate.Snapshot.of({})
+        if self.correlation:
+            snapshot = await self._snapshot(session, signals)
         context = correlate.Context(
             routes=self.routes,
+            snapshot=snapshot,
             threshold=self.detection.correlation_threshold,
             correlation=self.correlation,
         )
@@ -354,18 +360,30 @@ class Correlator:
                 issue.status not in _DONE,
                 reopenable=issue.status in _REOPENABLE and AUTO_RESOLVED in (issue.labels or []),
             )
-        if not self.correlation:
-            return context
+        return context
+
+    async def _snapshot(
+        self, session: AsyncSession, signals: Sequence[Signal]
+    ) -> correlate.Snapshot:
+        """The cache, brought up to date, as a `correlate.Snapshot` (built again only when
+        the cache changed, or the correlation window moved on by a minute)."""
         cache = self.open_issues
         async with cache.lock:
             await self._refresh(session, cache, min(s.id for s in signals))
         newest = max(s.received_at for s in signals)
         since = (newest - self.detection.correlation_window).timestamp()
-        for issue_id, entry in cache.entries.items():
-            if entry.status in _DONE or entry.updated_at.timestamp() < since:
-                continue
-            context.issues[issue_id] = self._built(issue_id, entry)
-        return context
+        kept = self._kept
+        if kept is not None and kept[0] == cache.version and 0 <= since - kept[1] < 60:
+            return kept[2]
+        snapshot = correlate.Snapshot.of(
+            {
+                issue_id: self._built(issue_id, entry)
+                for issue_id, entry in cache.entries.items()
+                if entry.status not in _DONE and entry.updated_at.timestamp() >= since
+            }
+        )
+        self._kept = (cache.version, since, snapshot)
+        return snapshot
 
     def _built(self, issue_id: int, entry: _Entry) -> correlate.IssueFeatures:
         if entry.built is None:
@@ -412,6 +430,7 @@ class Correlator:
             cache.seen_entries, cache.seen_signals = set(), set()
             cache.loaded_at = time.monotonic()
             cache.full_reads += 1
+            cache.version += 1
             return
         cache.refreshes += 1
         changed: dict[int, bool] = {}  # issue id → signals moved (read them all again)
@@ -454,9 +473,11 @@ class Correlator:
             await self._read_signals(session, cache, moved, 0, below)
             await self._read_exclusions(session, cache, moved)
         # new signals of every issue (new issues' first ones included)
-        await self._read_signals(
+        folded = await self._read_signals(
             session, cache, None, max(0, cache.signal_mark - _ID_MARGIN), below
         )
+        if changed or folded:
+            cache.version += 1
         cache.signal_mark = max(cache.signal_mark, below - 1)
         floor = cache.signal_mark - _ID_MARGIN
         cache.seen_signals = {i for i in cache.seen_signals if i > floor}
@@ -468,9 +489,10 @@ class Correlator:
         ids: list[int] | None,
         after: int,
         below: int,
-    ) -> None:
+    ) -> int:
         """Fold the signals with id in (after, below) of issues `ids` (None: of any open
-        issue) into the entries; with `ids`, their features are read from scratch."""
+        issue) into the entries; with `ids`, their features are read from scratch. Returns
+        how many rows were folded in."""
         label = Signal.labels["rule"].as_string()
         columns = (
             Signal.issue_id,
@@ -503,7 +525,7 @@ class Correlator:
                     cache.seen_signals.add(signal_id)
                     fresh.append(rest)
             self._fold(cache, fresh)
-            return
+            return len(fresh)
         else:
             for i in ids:
                 entry = cache.entries.get(i)
@@ -517,8 +539,12 @@ class Correlator:
                     .where(Signal.issue_id.in_(chunk), Signal.id < below)
                     .group_by(Signal.issue_id, Signal.route, Signal.component, Signal.kind, label)
                 )
+        count = 0
         for query in queries:
-            self._fold(cache, list(await session.execute(query)))
+            folded = list(await session.execute(query))
+            self._fold(cache, folded)
+            count += len(folded)
+        return count
 
     def _fold(self, cache: OpenIssues, rows: Sequence[Any]) -> None:
         """(issue id, route, component, kind, rule, first occurred, last received) rows."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -500,61 +500,96 @@ class Decision:
     reprioritise: bool = False  # may auto-priority raise the issue on this signal's strength
 
 
+_Key = tuple[str, str]  # ("r" route | "c" component | "u" upstream | "w" title word, value)
+
+
+def _keys(issue: IssueFeatures) -> Iterable[_Key]:
+    for kind, values in (
+        ("r", issue.routes),
+        ("c", issue.components),
+        ("u", issue.upstreams),
+        ("w", issue.words),
+    ):
+        for value in values:
+            yield kind, value
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """Open issues' features with their index (which issues hold a route, component, upstream
+    or title word) and title-word counts: built once from the open-issue cache and shared,
+    read-only, by the batches until the cache changes."""
+
+    issues: Mapping[int, IssueFeatures]
+    index: Mapping[_Key, frozenset[int]]
+    df: Mapping[str, int]
+
+    @classmethod
+    def of(cls, issues: Mapping[int, IssueFeatures]) -> Snapshot:
+        index: dict[_Key, set[int]] = {}
+        df: dict[str, int] = {}
+        for issue in issues.values():
+            for key in _keys(issue):
+                index.setdefault(key, set()).add(issue.issue_id)
+            for w in issue.words:
+                df[w] = df.get(w, 0) + 1
+        return cls(issues, {k: frozenset(v) for k, v in index.items()}, df)
+
+
+_EMPTY = Snapshot({}, {}, {})
+
+
 @dataclass
 class Context:
     """What `decide` reads: the open dedup groups of the keys at hand, the open issues' features
-    and the gateway's routes. Loaded once for a batch of signals; `note` keeps it current as
-    the batch's decisions are applied."""
+    and the gateway's routes. Loaded once for a batch of signals (over a shared `Snapshot`);
+    `note` keeps it current as the batch's decisions are taken."""
 
     routes: Sequence[RouteInfo]
     groups: dict[str, GroupRef] = field(default_factory=dict)
-    issues: dict[int, IssueFeatures] = field(default_factory=dict)
+    snapshot: Snapshot = _EMPTY
     threshold: float = ATTACH_THRESHOLD
     correlation: bool = True
+    issues: dict[int, IssueFeatures] = field(init=False)
     _components: dict[str, str] = field(default_factory=dict, init=False)
     _upstreams: dict[str, str] = field(default_factory=dict, init=False)
-    _df: dict[str, int] | None = field(default=None, init=False)
-    # which issues hold a route, component, upstream or title word: a signal is scored only
-    # against the issues that share something with it, not against every open issue
-    _index: dict[tuple[str, str], set[int]] | None = field(default=None, init=False)
+    # the batch's own changes over the snapshot: more index entries, title-word counts
+    _index: dict[_Key, set[int]] = field(default_factory=dict, init=False)
+    _df: dict[str, int] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
+        self.issues = dict(self.snapshot.issues)
         self._components = {r.name: r.component for r in self.routes if r.component}
         self._upstreams = {r.name: r.upstream for r in self.routes if r.upstream}
 
     def uncommon(self, word: str) -> bool:
-        if self._df is None:
-            df: dict[str, int] = {}
-            for issue in self.issues.values():
-                for w in issue.words:
-                    df[w] = df.get(w, 0) + 1
-            self._df = df
-        limit = max(1, int(len(self.issues) * UNCOMMON_SHARE))
-        return len(word) > 2 and not word.isdigit() and self._df.get(word, 0) <= limit
+        """In at most `UNCOMMON_SHARE` of the open issues' titles (at least one)."""
+        if len(word) <= 2 or word.isdigit():
+            return False
+        count = self.snapshot.df.get(word, 0) + self._df.get(word, 0)
+        return count <= max(1, int(len(self.issues) * UNCOMMON_SHARE))
 
     def note(self, issue: IssueFeatures) -> None:
         """An issue opened or changed by a decision of the batch."""
         old = self.issues.get(issue.issue_id)
         self.issues[issue.issue_id] = issue
-        if self._df is not None and (old is None or old.words != issue.words):
-            self._df = None
-        if self._index is not None:
-            self._add(self._index, issue)
+        before = old.words if old is not None else frozenset()
+        for w in issue.words - before:
+            self._df[w] = self._df.get(w, 0) + 1
+        for w in before - issue.words:
+            self._df[w] = self._df.get(w, 0) - 1
+        for key in _keys(issue):
+            self._index.setdefault(key, set()).add(issue.issue_id)
 
     def forget(self, issue_id: int) -> None:
-        self.issues.pop(issue_id, None)
-        self._df = None
+        old = self.issues.pop(issue_id, None)
+        for w in old.words if old is not None else ():
+            self._df[w] = self._df.get(w, 0) - 1
 
-    @staticmethod
-    def _add(index: dict[tuple[str, str], set[int]], issue: IssueFeatures) -> None:
-        for kind, values in (
-            ("r", issue.routes),
-            ("c", issue.components),
-            ("u", issue.upstreams),
-            ("w", issue.words),
-        ):
-            for value in values:
-                index.setdefault((kind, value), set()).add(issue.issue_id)
+    def _lookup(self, key: _Key) -> Iterable[int]:
+        found = self.snapshot.index.get(key, frozenset())
+        extra = self._index.get(key)
+        return found | extra if extra else found
 
     def candidates(
         self,
@@ -566,28 +601,30 @@ class Context:
     ) -> list[IssueFeatures]:
         """The open issues sharing a route, component, upstream or one of `words` with a signal
         (the only ones `score` can link it to: open dedup groups are matched before)."""
-        if self._index is None:
-            self._index = {}
-            for issue in self.issues.values():
-                self._add(self._index, issue)
-        index = self._index
         ids: set[int] = set()
         if route:
-            ids |= index.get(("r", route), set())
+            ids.update(self._lookup(("r", route)))
         for word in words:
-            ids |= index.get(("w", word), set())
-        near: set[int] = set()  # count only when they started together with the signal
+            ids.update(self._lookup(("w", word)))
+        near: Iterable[int] = ()  # these count only when they started together
         if component:
-            (near if route else ids).update(index.get(("c", component), ()))
-        if upstream and route:
-            near |= index.get(("u", upstream), set())
-        found = [i for i in ids if i in self.issues]
-        found += [
-            i
-            for i in near - ids
-            if i in self.issues and abs(self.issues[i].first_seen - occurred_at) <= TOGETHER_SECONDS
-        ]
-        return [self.issues[i] for i in sorted(found)]
+            if route:
+                near = self._lookup(("c", component))
+            else:
+                ids.update(self._lookup(("c", component)))
+        elif upstream and route:
+            near = self._lookup(("u", upstream))
+        issues = self.issues
+        found = [i for i in ids if i in issues]
+        for i in near:
+            f = issues.get(i)
+            if (
+                i not in ids
+                and f is not None
+                and abs(f.first_seen - occurred_at) <= TOGETHER_SECONDS
+            ):
+                found.append(i)
+        return [issues[i] for i in sorted(found)]
 
 
 def decide(signal: SignalFeatures, context: Context) -> Decision:
