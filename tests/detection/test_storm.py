@@ -204,3 +204,40 @@ async def test_exact_dedup_is_decide_with_correlation_off(
     (c,) = await ingest(state, gateway("5xx-rate", "payment-status"))
     assert c == a
     assert (b == a) is correlation
+
+
+async def test_a_ticket_citing_a_call_not_yet_shipped_waits_for_it(
+    client: httpx.AsyncClient, tokens: Tokens, state: AppState
+) -> None:
+    """The acceptance test's `[3] == [2]` on a busy machine: the ticket came before the call."""
+    (payments,) = await ingest(state, gateway("5xx-rate", "payment-status"))
+    async with state.sessions() as s, s.begin():
+        node = (await nodes.create_node_token(session=s, name="edge-1")).token
+
+    async def ship(records: list[Any]) -> None:
+        body = encode_batch(uuid.uuid4().hex, records, None, sent_at=time.time())
+        r = await client.post("/api/v1/internal/telemetry", content=body, headers=auth(node))
+        assert r.status_code == 200, r.text
+
+    await ship([record(time.time() - 2, route="catalog-search")])  # calls are flowing
+    rid = uuid.uuid4().hex
+    failed_at = time.time() - 0.2
+    ticket = {"type": "ticket", "subject": "Checkout broken?", "request_ids": [rid]}
+    posting = asyncio.create_task(
+        client.post("/api/v1/feedback", json=ticket, headers=auth(tokens[Role.support]))
+    )
+    deadline = time.monotonic() + 30
+    while state.call_clock.waits == 0:  # the intake is waiting for the call log
+        assert not posting.done(), posting.result().text
+        assert time.monotonic() < deadline, "the intake did not wait for the call log"
+        await asyncio.sleep(0.01)
+    # the worker's next batch: the cited call, and one after the ticket arrived
+    await ship(
+        [
+            record(failed_at, route="payment-status", status=503, request_id=rid),
+            record(time.time(), route="catalog-search"),
+        ]
+    )
+    r = await asyncio.wait_for(posting, 30)
+    assert r.status_code == 202, r.text
+    assert r.json()["issues"] == [payments]
