@@ -140,12 +140,15 @@ def start_up(
     timeout: float = 60,
     log: Path | None = None,
     python: Sequence[str] = (sys.executable,),
+    new_session: bool = False,
 ) -> Up:
     """Start `hypercare up` with a SQLite store in `data_dir` and wait until its console
     answers /readyz. `env` is added to this process's environment (without
     HYPERCARE_DATABASE_URL; a None value removes a variable); `args` are appended to the
     command line (e.g. ``--workers 0``).
-    `console_port` 0 binds any free port; give the port of an earlier run to restart on it."""
+    `console_port` 0 binds any free port; give the port of an earlier run to restart on it.
+    `new_session` gives it a process group of its own (its pid is the group's id), as a
+    terminal does: Ctrl-C is then ``os.killpg(up.proc.pid, SIGINT)``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     ready_file = data_dir / "up.ready.json"
     ready_file.unlink(missing_ok=True)
@@ -175,7 +178,13 @@ def start_up(
         *args,
     ]
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+        proc = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=new_session,
+        )
 
     def reported() -> dict[str, object] | None:
         if proc.poll() is not None:

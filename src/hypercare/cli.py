@@ -19,7 +19,7 @@ import typer
 
 from hypercare import __version__
 from hypercare.auth.rules import Role
-from hypercare.config import HypercareConfig, load_config
+from hypercare.config import HypercareConfig, load_config, parse_config, read_source
 from hypercare.errors import HypercareError
 from hypercare.store.db import create_engine, database_url, redact_url
 
@@ -90,6 +90,18 @@ async def _guard(make: Callable[[], Awaitable[T]]) -> T:
 def _load(config: Path | None) -> HypercareConfig:
     try:
         return load_config(config)
+    except HypercareError as exc:
+        raise _fail(exc.message) from None
+
+
+def _load_source(config: Path | None) -> tuple[HypercareConfig, str]:
+    """Like `_load`, also returning the YAML text the configuration was read from (what
+    the gateway keeps as its last good configuration); empty text: every default."""
+    if config is None:
+        return HypercareConfig(), ""
+    try:
+        text = read_source(config)
+        return parse_config(text, str(config)), text
     except HypercareError as exc:
         raise _fail(exc.message) from None
 
@@ -233,8 +245,9 @@ def up(
         ),
     ] = None,
 ) -> None:
-    """Start hypercare: migrate the store, start the gateway workers, run the console."""
-    cfg = _load(config)
+    """Start hypercare: migrate the store, then supervise the console and the gateway
+    workers (a child that dies is restarted; the workers serve while the console is away)."""
+    cfg, text = _load_source(config)
     url = _url(data_dir, database_url_)
     host, port = _listen(console_listen, "--console-listen", any_port=True)
     _listen(gateway_listen, "--gateway-listen", any_port=True)
@@ -246,6 +259,8 @@ def up(
     )
     from hypercare.server import GatewayPlan, serve  # serve() quiets alembic and httpx
 
+    data = data_dir.resolve()
+
     try:
         asyncio.run(
             serve(
@@ -255,11 +270,16 @@ def up(
                 port=port,
                 admin_token=os.environ.get("HYPERCARE_ADMIN_TOKEN"),
                 gateway=GatewayPlan(
-                    gateway_listen, workers, gateway_admin_listen, data_dir.resolve() / "spool"
+                    gateway_listen,
+                    workers,
+                    gateway_admin_listen,
+                    spool_dir=data / "spool",
+                    config_dir=data / "gateway",
                 )
                 if workers
                 else None,
                 demo=demo,
+                config_text=text,
                 ready_file=ready_file.resolve() if ready_file else None,
             )
         )
@@ -271,7 +291,14 @@ def up(
 
 @app.command()
 def gateway(
-    config: Annotated[Path, typer.Option("--config", "-c", help="The hypercare YAML file.")],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="The hypercare YAML file (without it: the last good one kept in --data-dir).",
+        ),
+    ] = None,
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT for the proxy.")] = (
         "127.0.0.1:8080"
     ),
@@ -282,22 +309,50 @@ def gateway(
         str | None,
         typer.Option("--admin-listen", help="HOST:PORT for /metrics, /healthz, /targets (+i)."),
     ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Keep the configuration the workers run in DIR/gateway/last-good.yaml.",
+        ),
+    ] = None,
 ) -> None:
     """Run the gateway data plane alone, from the gateway: section of the config file.
 
     SIGTERM or Ctrl-C drains and stops; SIGHUP re-reads the file and replaces the workers
-    without dropping in-flight requests (an invalid file is reported and ignored).
+    without dropping in-flight requests (an invalid file is reported and ignored). With
+    --data-dir, the configuration the workers run is kept there, and a gateway started
+    without --config starts from it.
     """
     import signal
     import threading
 
     from hypercare.errors import ConfigError
+    from hypercare.gateway import lastgood
     from hypercare.gateway.supervisor import start_workers
 
-    cfg = _load(config)
+    kept_dir = data_dir.resolve() / "gateway" if data_dir is not None else None
+    if config is not None:
+        cfg, text = _load_source(config)
+    elif kept_dir is None:
+        raise _fail("give --config FILE, or --data-dir DIR holding a last good configuration")
+    else:
+        try:
+            kept = lastgood.load(kept_dir)
+        except ConfigError as exc:
+            raise _fail(exc.message) from None
+        if kept is None:
+            raise _fail(
+                f"no --config given and no last good configuration in {kept_dir} "
+                "(start once with --config to keep one)"
+            )
+        cfg, text = kept, None
+        typer.echo(f"hypercare gateway: starting from {lastgood.path_in(kept_dir)}")
     _listen(listen, "--listen")
     try:
-        group = start_workers(cfg, listen, workers, admin_listen)
+        group = start_workers(
+            cfg, listen, workers, admin_listen, config_text=text, config_dir=kept_dir
+        )
     except (OSError, RuntimeError, ValueError) as exc:
         raise _fail(f"cannot start the gateway on {listen}: {exc}") from None
     typer.echo(f"hypercare gateway: {workers} worker(s) on {group.host}:{group.port}")
@@ -309,9 +364,13 @@ def gateway(
     while not done.wait(0.2):
         if reload.is_set():
             reload.clear()
+            if config is None:
+                typer.echo("error: reload needs --config; the configuration is kept", err=True)
+                continue
             try:
-                cfg = load_config(config)
-                group.reload(cfg)
+                text = read_source(config)
+                cfg = parse_config(text, str(config))
+                group.reload(cfg, text)
                 typer.echo("hypercare gateway: configuration reloaded")
             except (ConfigError, RuntimeError) as exc:
                 message = exc.message if isinstance(exc, ConfigError) else str(exc)

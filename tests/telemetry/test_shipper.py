@@ -112,10 +112,13 @@ async def test_spool_survives_a_shipper_restart_and_replays_in_order(
             "second.buffered == 0 and second.spooled_batches == 6",
         )
         await asyncio.to_thread(console.start)
+        # `up` binds the console's port before the console serves: a batch sent then may
+        # time out while waiting in the backlog, be stored anyway and be acknowledged later
+        # as a duplicate (accepted 0), so the store, not `sent_records`, is the measure
         await wait_until_async(
-            lambda: second.sent_records == 3000, 60, "second.sent_records == 3000"
+            lambda: second.spooled_batches == 0 and second.buffered == 0, 60, "the spool replayed"
         )
-        assert second.spooled_batches == 0 and second.spool_bytes == 0
+        assert second.spool_bytes == 0
     finally:
         await second.close()
     assert console.calls() == ids  # exactly once, in order

@@ -1,7 +1,9 @@
 """Map every error to the JSON shape ``{"error": {"code", "message", "details"}}``.
 
 Domain errors carry their own status; validation errors become 422 with one entry per
-field; anything unexpected is logged with its traceback and answered with a bare 500.
+field; a client that left before its body arrived gets a 400 nobody reads (logged at INFO,
+it is not a server error); anything unexpected is logged with its traceback and answered
+with a bare 500.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from hypercare.errors import DomainError
 
@@ -67,6 +70,20 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return JSONResponse(
             error_body(code, message), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect) -> JSONResponse:
+        # the client hung up before its body arrived (a gateway node whose batch waited in
+        # the backlog of a restarting console gives up and re-sends it): nothing failed here
+        log.info(
+            "%s %s: the client left before its request body arrived",
+            request.method,
+            request.url.path,
+        )
+        return JSONResponse(
+            error_body("client_disconnected", "the request body did not arrive"),
+            status_code=400,
         )
 
     @app.exception_handler(Exception)
