@@ -138,7 +138,8 @@ class Correlator:
         self.upstreams = {r.name: r.upstream for r in self.routes if r.upstream}
         self.criticality = {r.name: r.tags.get("criticality") for r in config.gateway.routes}
         self.open_issues = OpenIssues()
-        self._kept: tuple[int, float, correlate.Snapshot] | None = None
+        self._kept = correlate.Snapshot()  # the cache's features, indexed
+        self._kept_version = -1
 
     async def __call__(
         self,
@@ -345,14 +346,18 @@ class Correlator:
     async def _context(
         self, session: AsyncSession, signals: Sequence[Signal], known: dedup.OpenGroups
     ) -> correlate.Context:
-        snapshot = correlate.Snapshot.of({})
+        snapshot = correlate.Snapshot()
+        since: float | None = None
         if self.correlation:
             snapshot = await self._snapshot(session, signals)
+            newest = max(s.received_at for s in signals)
+            since = (newest - self.detection.correlation_window).timestamp()
         context = correlate.Context(
             routes=self.routes,
             snapshot=snapshot,
             threshold=self.detection.correlation_threshold,
             correlation=self.correlation,
+            since=since,
         )
         for key, (_group, issue) in known.items():
             context.groups[key] = correlate.GroupRef(
@@ -365,24 +370,21 @@ class Correlator:
     async def _snapshot(
         self, session: AsyncSession, signals: Sequence[Signal]
     ) -> correlate.Snapshot:
-        """The cache, brought up to date, as a `correlate.Snapshot` (built again only when
-        the cache changed, or the correlation window moved on by a minute)."""
+        """The cache, brought up to date, and its `correlate.Snapshot` with it: only the
+        issues that changed are put again."""
         cache = self.open_issues
         async with cache.lock:
             await self._refresh(session, cache, min(s.id for s in signals))
-        newest = max(s.received_at for s in signals)
-        since = (newest - self.detection.correlation_window).timestamp()
-        kept = self._kept
-        if kept is not None and kept[0] == cache.version and 0 <= since - kept[1] < 60:
-            return kept[2]
-        snapshot = correlate.Snapshot.of(
-            {
-                issue_id: self._built(issue_id, entry)
-                for issue_id, entry in cache.entries.items()
-                if entry.status not in _DONE and entry.updated_at.timestamp() >= since
-            }
-        )
-        self._kept = (cache.version, since, snapshot)
+            snapshot = self._kept
+            if cache.version != self._kept_version:
+                for gone in [i for i in snapshot.issues if i not in cache.entries]:
+                    snapshot.drop(gone)
+                for issue_id, entry in cache.entries.items():
+                    if entry.status in _DONE:
+                        snapshot.drop(issue_id)
+                    else:
+                        snapshot.put(self._built(issue_id, entry))
+                self._kept_version = cache.version
         return snapshot
 
     def _built(self, issue_id: int, entry: _Entry) -> correlate.IssueFeatures:

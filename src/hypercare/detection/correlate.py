@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -514,29 +514,52 @@ def _keys(issue: IssueFeatures) -> Iterable[_Key]:
             yield kind, value
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Snapshot:
     """Open issues' features with their index (which issues hold a route, component, upstream
-    or title word) and title-word counts: built once from the open-issue cache and shared,
-    read-only, by the batches until the cache changes."""
+    or title word) and title-word counts, kept up to date issue by issue (`put`, `drop`) by
+    the open-issue cache and read by every batch (`Context`), which keeps its own changes
+    apart."""
 
-    issues: Mapping[int, IssueFeatures]
-    index: Mapping[_Key, frozenset[int]]
-    df: Mapping[str, int]
+    issues: dict[int, IssueFeatures] = field(default_factory=dict)
+    index: dict[_Key, set[int]] = field(default_factory=dict)
+    df: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, issues: Mapping[int, IssueFeatures]) -> Snapshot:
-        index: dict[_Key, set[int]] = {}
-        df: dict[str, int] = {}
-        for issue in issues.values():
-            for key in _keys(issue):
-                index.setdefault(key, set()).add(issue.issue_id)
-            for w in issue.words:
-                df[w] = df.get(w, 0) + 1
-        return cls(issues, {k: frozenset(v) for k, v in index.items()}, df)
+    def of(cls, issues: Iterable[IssueFeatures]) -> Snapshot:
+        made = cls()
+        for issue in issues:
+            made.put(issue)
+        return made
 
+    def put(self, issue: IssueFeatures) -> None:
+        old = self.issues.get(issue.issue_id)
+        if old is issue:
+            return
+        if old is not None:
+            self.drop(old.issue_id)
+        self.issues[issue.issue_id] = issue
+        for key in _keys(issue):
+            self.index.setdefault(key, set()).add(issue.issue_id)
+        for w in issue.words:
+            self.df[w] = self.df.get(w, 0) + 1
 
-_EMPTY = Snapshot({}, {}, {})
+    def drop(self, issue_id: int) -> None:
+        old = self.issues.pop(issue_id, None)
+        if old is None:
+            return
+        for key in _keys(old):
+            held = self.index.get(key)
+            if held is not None:
+                held.discard(issue_id)
+                if not held:
+                    del self.index[key]
+        for w in old.words:
+            left = self.df.get(w, 0) - 1
+            if left > 0:
+                self.df[w] = left
+            else:
+                self.df.pop(w, None)
 
 
 @dataclass
@@ -547,9 +570,10 @@ class Context:
 
     routes: Sequence[RouteInfo]
     groups: dict[str, GroupRef] = field(default_factory=dict)
-    snapshot: Snapshot = _EMPTY
+    snapshot: Snapshot = field(default_factory=Snapshot)
     threshold: float = ATTACH_THRESHOLD
     correlation: bool = True
+    since: float | None = None  # issues last seen before this are no candidates
     issues: dict[int, IssueFeatures] = field(init=False)
     _components: dict[str, str] = field(default_factory=dict, init=False)
     _upstreams: dict[str, str] = field(default_factory=dict, init=False)
@@ -558,7 +582,11 @@ class Context:
     _df: dict[str, int] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
-        self.issues = dict(self.snapshot.issues)
+        since = self.since
+        if since is None:
+            self.issues = dict(self.snapshot.issues)
+        else:
+            self.issues = {k: f for k, f in self.snapshot.issues.items() if f.last_seen >= since}
         self._components = {r.name: r.component for r in self.routes if r.component}
         self._upstreams = {r.name: r.upstream for r in self.routes if r.upstream}
 
@@ -587,8 +615,10 @@ class Context:
             self._df[w] = self._df.get(w, 0) - 1
 
     def _lookup(self, key: _Key) -> Iterable[int]:
-        found = self.snapshot.index.get(key, frozenset())
+        found = self.snapshot.index.get(key)
         extra = self._index.get(key)
+        if found is None:
+            return extra or ()
         return found | extra if extra else found
 
     def candidates(
