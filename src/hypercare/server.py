@@ -53,6 +53,22 @@ CONSOLE_STOP_SECONDS = 30.0
 ORPHAN_CHECK_SECONDS = 1.0
 
 
+def sign_in_line(host: str, port: int, token: str | None, *, from_env: bool) -> str:
+    """The one line `up` prints to say how to get into the console."""
+    where = f"sign in at http://{host}:{port}/"
+    if token:
+        return f"{where} with {token}  (shown once; only its hash is stored)"
+    if from_env:
+        return (
+            f"{where} with the HYPERCARE_ADMIN_TOKEN value "
+            "(or any token `hypercare token list` shows)"
+        )
+    return (
+        f"{where} with an existing token (`hypercare token list` shows them, "
+        "`hypercare token create --role admin --name you` makes one)"
+    )
+
+
 async def bootstrap_admin(
     sessions: async_sessionmaker[AsyncSession], admin_token: str | None
 ) -> str | None:
@@ -320,11 +336,8 @@ async def serve(
                 log.info("gateway worker %d started (pid %s)", i, pid)
         print(f"hypercare {host}:{port} — store {redact_url(url)}", flush=True)
         print(f"console: http://{host}:{port}/  API: http://{host}:{port}/api/v1", flush=True)
-        if token:
-            print(
-                f"admin token (shown once, only its hash is stored): {token}",
-                flush=True,
-            )
+        if not demo:  # the demo prints its line once the shop is up, with the same token
+            print(sign_in_line(host, port, token, from_env=bool(admin_token)), flush=True)
         drain_timeout = config.gateway.limits.drain_timeout.total_seconds() + 5
         stop = asyncio.Event()
         stopping: asyncio.Task[None] | None = None
@@ -387,10 +400,14 @@ async def serve(
             if shop is None or group is None or stopping is not None:
                 return
             running_demo = await demo_run.start(
-                sessions, shop, console=(host, port), gateway=(group.host, group.port)
+                sessions,
+                shop,
+                console=(host, port),
+                gateway=(group.host, group.port),
+                admin_token=token,
             )
             print(
-                f"demo: sign in at http://{host}:{port}/ with {running_demo.tokens['admin']}\n"
+                sign_in_line(host, port, running_demo.tokens["admin"], from_env=False) + "\n"
                 f"demo: the shop is at http://{group.host}:{group.port}/ — the incident "
                 "starts in 45 s",
                 flush=True,

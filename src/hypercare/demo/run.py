@@ -57,15 +57,22 @@ class Demo:
         await self.shop.close()
 
 
-async def demo_tokens(sessions: async_sessionmaker[AsyncSession]) -> dict[str, str]:
-    """Fresh tokens for the demo's people: an admin to sign in with, support, on-call."""
-    out = {}
+async def demo_tokens(
+    sessions: async_sessionmaker[AsyncSession], admin: str | None = None
+) -> dict[str, str]:
+    """Fresh tokens for the demo's people: an admin to sign in with, support, on-call.
+
+    `admin`, the bootstrap admin token `up` has just created, is used as the admin's
+    instead of a second one, so there is one token to sign in with."""
+    out = {} if admin is None else {Role.admin.value: admin}
     async with sessions() as session, session.begin():
         for role, name in (
             (Role.admin, "demo-admin"),
             (Role.support, "demo-support"),
             (Role.responder, "dana"),
         ):
+            if role.value in out:
+                continue
             created = await auth_service.create_token(session=session, name=name, role=role)
             out[role.value] = created.token
     return out
@@ -78,8 +85,9 @@ async def start(
     console: tuple[str, int],
     gateway: tuple[str, int],
     rate: float = 25.0,
+    admin_token: str | None = None,
 ) -> Demo:
-    tokens = await demo_tokens(sessions)
+    tokens = await demo_tokens(sessions, admin_token)
     traffic = Traffic(gateway[0], gateway[1], rate=rate, api_key=DEMO_KEY)
     scenario = Scenario(
         console=console,

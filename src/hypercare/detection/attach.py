@@ -48,7 +48,7 @@ from hypercare.triage.rules import DONE, Matrix
 # how long before a report the calls it cites (request ids, trace id) are searched for
 CITED_CALLS_BEFORE = 1800.0
 
-AUTOMATION = ("hypercare", "feedback", "detection")
+AUTOMATION = ("hypercare", "feedback", "detection", dedup.ACTOR)
 _DONE = frozenset(s.value for s in DONE)
 _MAX_OPEN = 10_000  # open issues kept and scored against (the most recently updated)
 # timeline entries that move signals between issues: their issues' features are read again
