@@ -67,9 +67,10 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.hypercare = state
-    state.record_observers.append(state.call_clock.observe)
+    # after each stored batch: the intake waits on it for the calls a report cites
+    telemetry_jobs.collector_of(state).observers.append(state.call_clock.observe)
     if state.config.detection.enabled:
-        state.record_observers.append(detection_runtime(state).live.observe)
+        telemetry_jobs.collector_of(state).observers.append(detection_runtime(state).live.observe)
     errors.install(app)
     openapi.install(app)
     # inside BodyLimit, which bounds what it reads

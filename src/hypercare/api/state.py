@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +11,6 @@ from hypercare.config import HypercareConfig
 from hypercare.detection.attach import Correlator
 from hypercare.detection.citations import CallLogClock
 from hypercare.feedback.attach import AttachStep
-from hypercare.gateway.records import CallRecord
 from hypercare.store.db import session_factory
 from hypercare.store.writer import GroupCommit
 from hypercare.triage.rules import Matrix
@@ -26,8 +24,6 @@ class AppState:
     matrix: Matrix
     # the intake's attach step: which issue a new signal belongs to (None: dedup only)
     attach: AttachStep | None = None
-    # called with every batch of call records the console accepts (detection's live windows)
-    record_observers: list[Callable[[Sequence[CallRecord]], None]] = field(default_factory=list)
     # long-lived helpers owned by the app (background jobs, caches), keyed by name
     extras: dict[str, Any] = field(default_factory=dict)
     # the newest call time stored: the intake waits for it before reading cited calls
