@@ -67,6 +67,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.hypercare = state
+    # after each stored batch: the intake waits on it for the calls a report cites
+    telemetry_jobs.collector_of(state).observers.append(state.call_clock.observe)
     if state.config.detection.enabled:
         telemetry_jobs.collector_of(state).observers.append(detection_runtime(state).live.observe)
     errors.install(app)
