@@ -23,6 +23,7 @@ from hypercare.detection.config import DetectionConfig
 from hypercare.errors import ConfigError
 from hypercare.feedback.config import FeedbackConfig
 from hypercare.gateway.config import GatewayConfig
+from hypercare.response.config import ResponseConfig, reference_errors
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.triage.config import TriageConfig
 from hypercare.web.config import WebConfig
@@ -40,6 +41,12 @@ class HypercareConfig(StrictModel):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    response: ResponseConfig = Field(default_factory=ResponseConfig)
+
+    def reference_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Names that point at nothing, with their place in the file (checked after the
+        sections themselves are valid)."""
+        return reference_errors(self.response, [lv.level for lv in self.triage.matrix])
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -159,9 +166,17 @@ def parse_config(text: str, source: str = "<config>") -> HypercareConfig:
             f"{source}:1: the file must be a mapping of sections (triage:, gateway:, ...)"
         )
     try:
-        return HypercareConfig.model_validate(data)
+        config = HypercareConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, HypercareConfig, lines, source)) from None
+    dangling = config.reference_errors()
+    if dangling:
+        raise ConfigError(
+            "\n".join(
+                f"{source}:{lines.get(loc, 1)}: {_format_loc(loc)}: {msg}" for loc, msg in dangling
+            )
+        )
+    return config
 
 
 def load_config(path: str | Path | None) -> HypercareConfig:
