@@ -28,12 +28,12 @@ def test_unknown_channel_names_file_and_line() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(text, "h.yaml")
     message = str(err.value)
-    assert message.startswith("h.yaml:12: response.rules[0].notify[1]: unknown channel 'pager'")
+    assert message.startswith("h.yaml:11: response.rules[0].notify[1]: unknown channel 'pager'")
     assert "known: ops-hook" in message
 
 
 def test_unknown_priority_in_a_rule_is_an_error() -> None:
-    with pytest.raises(ConfigError, match=r"h.yaml:9: .*unknown priority 'P7'"):
+    with pytest.raises(ConfigError, match=r"h.yaml:8: .*unknown priority 'P7'"):
         parse_config(MINIMAL.replace("[P1]", "[P7]"), "h.yaml")
 
 

@@ -273,8 +273,8 @@ def email_message(m: Mapping[str, Any], sender: str, to: list[str]) -> EmailMess
     )
     msg.add_alternative(
         f"<html><body><h2>{escape(headline(m))}</h2><table>{rows}</table>"
-        f"<p><a href=\"{escape(m['issue_url'])}\">Open the issue</a> · "
-        f"<a href=\"{escape(m['ack_url'])}\">Acknowledge</a></p></body></html>",
+        f'<p><a href="{escape(m["issue_url"])}">Open the issue</a> · '
+        f'<a href="{escape(m["ack_url"])}">Acknowledge</a></p></body></html>',
         subtype="html",
     )
     return msg
@@ -408,9 +408,9 @@ class Notifiers:
     @classmethod
     def standard(cls, client: httpx.AsyncClient) -> Notifiers:
         http = HttpNotifier(client)
-        kinds: dict[str, Notifier] = {
-            k: http for k in ("webhook", "slack", "teams", "pagerduty", "opsgenie")
-        }
+        kinds: dict[str, Notifier] = dict.fromkeys(
+            ("webhook", "slack", "teams", "pagerduty", "opsgenie"), http
+        )
         kinds["email"] = EmailNotifier()
         return cls(kinds)
 

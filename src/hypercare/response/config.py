@@ -35,7 +35,14 @@ OPSGENIE_ALERTS_URL = "https://api.opsgenie.com/v2/alerts"
 
 # timeline kinds that can notify; `rules.match.events` narrows a rule to some of them
 EventKind = Literal["created", "priority", "status", "sla", "escalation", "acknowledged"]
-EVENT_KINDS: tuple[str, ...] = ("created", "priority", "status", "sla", "escalation", "acknowledged")
+EVENT_KINDS: tuple[str, ...] = (
+    "created",
+    "priority",
+    "status",
+    "sla",
+    "escalation",
+    "acknowledged",
+)
 
 
 class ChannelConfig(StrictModel):
@@ -64,9 +71,8 @@ class ChannelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _settings(self) -> ChannelConfig:
-        if self.type in ("webhook", "slack", "teams"):
-            if not self.url:
-                raise ValueError(f"a {self.type} channel needs `url`")
+        if self.type in ("webhook", "slack", "teams") and not self.url:
+            raise ValueError(f"a {self.type} channel needs `url`")
         if self.url and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"`url` must be an http:// or https:// URL (got {self.url!r})")
         if self.type == "pagerduty" and not self.routing_key:

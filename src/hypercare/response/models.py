@@ -24,9 +24,7 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    issue_id: Mapped[int] = mapped_column(
-        ForeignKey("issues.id", ondelete="CASCADE"), index=True
-    )
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
     entry_id: Mapped[int] = mapped_column(Integer)
     event: Mapped[str] = mapped_column(String(30))
     channel: Mapped[str] = mapped_column(String(80))

@@ -11,7 +11,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -232,3 +232,41 @@ def check_url(url: str, addresses: Sequence[str], allow: Sequence[str]) -> str |
                 "response.allow_private to allow it"
             )
     return None
+
+
+# --- the outbox cursor --------------------------------------------------------------------
+
+
+def advance_cursor(
+    cursor: int,
+    seen: Set[int],
+    gaps: Mapping[int, float],
+    *,
+    now: float,
+    wait: float,
+    limit: int = 100_000,
+) -> tuple[int, dict[int, float]]:
+    """Move the outbox cursor over every id it has seen, stopping at the first hole.
+
+    Timeline ids are handed out when a row is inserted, not when its transaction commits:
+    on PostgreSQL id 11 may be committed while id 10 is still open, and a rolled-back id
+    never appears at all. The cursor therefore stops at a hole until it has been waited
+    for `wait` seconds (`gaps` holds when each hole was first noticed); ids seen beyond it
+    are remembered by the caller and not looked at twice. Returns the new cursor and the
+    holes still waited for. `limit` bounds the walk (holes past it are found later)."""
+    top = max(seen, default=cursor)
+    new_cursor = cursor
+    waiting: dict[int, float] = {}
+    moving = True
+    for i in range(cursor + 1, min(top, cursor + limit) + 1):
+        if i in seen:
+            if moving:
+                new_cursor = i
+            continue
+        first = gaps.get(i, now)
+        if moving and now - first >= wait:
+            new_cursor = i
+            continue
+        moving = False
+        waiting[i] = first
+    return new_cursor, waiting
