@@ -203,15 +203,12 @@ async def make_deliveries(
     if not wanted:
         return []
     pairs = [(e.id, name) for e, _, _, name in wanted]
-    existing = set(
-        (
-            await session.execute(
-                select(Delivery.entry_id, Delivery.channel).where(
-                    tuple_(Delivery.entry_id, Delivery.channel).in_(pairs)
-                )
-            )
-        ).tuples()
+    found = await session.execute(
+        select(Delivery.entry_id, Delivery.channel).where(
+            tuple_(Delivery.entry_id, Delivery.channel).in_(pairs)
+        )
     )
+    existing = {(entry_id, channel) for entry_id, channel in found}
     made = []
     tokens: dict[int, str] = {}
     for entry, issue, change, name in wanted:
