@@ -169,6 +169,9 @@ async def serve(
         listener = bind_console(host, port)
         port = int(listener.getsockname()[1])
         state = AppState.build(config, engine)
+        # links in notifications fall back to this when response.base_url is not set
+        link_host = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        state.extras["console_url"] = f"http://{_url_host(link_host)}:{port}"
         token = await bootstrap_admin(state, admin_token)
         await export_node_token(state, host, port)
         if gateway is not None:
