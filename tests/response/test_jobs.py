@@ -207,7 +207,7 @@ async def test_a_crash_loses_nothing_and_never_resends_what_was_acknowledged(
 
 
 async def test_a_slow_receiver_does_not_hold_up_the_outbox(state: AppState) -> None:
-    release = asyncio.Event()
+    release, both = asyncio.Event(), asyncio.Event()
 
     class Slow:
         def __init__(self) -> None:
@@ -215,6 +215,8 @@ async def test_a_slow_receiver_does_not_hold_up_the_outbox(state: AppState) -> N
 
         async def send(self, outbound: Outbound) -> Outcome:
             self.started.append(outbound)
+            if len(self.started) == 2:
+                both.set()
             await release.wait()
             return Outcome(True, 200)
 
@@ -227,9 +229,7 @@ async def test_a_slow_receiver_does_not_hold_up_the_outbox(state: AppState) -> N
     await jobs.step(state, rt)
     await _open(state, "second")
     await jobs.step(state, rt)  # returns although the first send still hangs
-    deadline = asyncio.get_running_loop().time() + 10
-    while len(slow.started) < 2 and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0)
+    await asyncio.wait_for(both.wait(), timeout=10)
     assert [o.message["title"] for o in slow.started] == ["first", "second"]
     release.set()
     await jobs.settle(state, rt)
