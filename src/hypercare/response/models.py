@@ -110,3 +110,19 @@ class ChannelRead(BaseModel):
     # a generated webhook secret, in clear exactly once (the first time it is read)
     secret: str | None = None
     secret_revealed_at: datetime | None = None
+
+
+class TestRequest(BaseModel):
+    """Send a test message: to a configured channel by name, or to a webhook `url` given here
+    (refused when it resolves to a private address the config's allow_private does not name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str | None = Field(default=None, max_length=80)
+    url: str | None = Field(default=None, max_length=2000)
+
+
+class TestResult(BaseModel):
+    ok: bool
+    status: int | None
+    error: str | None
