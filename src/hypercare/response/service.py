@@ -260,6 +260,16 @@ async def due_deliveries(
     return list(await session.scalars(query))
 
 
+async def load_deliveries(*, session: AsyncSession, delivery_ids: Sequence[int]) -> None:
+    """Bring deliveries and their issues into the session in two queries."""
+    if not delivery_ids:
+        return
+    rows = list(await session.scalars(select(Delivery).where(Delivery.id.in_(list(delivery_ids)))))
+    issue_ids = sorted({d.issue_id for d in rows})
+    if issue_ids:
+        list(await session.scalars(select(Issue).where(Issue.id.in_(issue_ids))))
+
+
 async def record_attempt(
     *,
     session: AsyncSession,
