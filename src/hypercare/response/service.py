@@ -362,12 +362,18 @@ async def record_attempt(
     return delivery
 
 
-async def list_deliveries(*, session: AsyncSession, issue_id: int) -> list[Delivery]:
+async def list_deliveries(
+    *, session: AsyncSession, issue_id: int, limit: int = 200
+) -> list[Delivery]:
+    """The newest `limit` deliveries of the issue, oldest first."""
     await triage_service.get_issue(session=session, issue_id=issue_id)
     rows = await session.scalars(
-        select(Delivery).where(Delivery.issue_id == issue_id).order_by(Delivery.id)
+        select(Delivery)
+        .where(Delivery.issue_id == issue_id)
+        .order_by(Delivery.id.desc())
+        .limit(limit)
     )
-    return list(rows)
+    return list(reversed(list(rows)))
 
 
 async def replay(*, session: AsyncSession, delivery_id: int, actor: str, now: datetime) -> Delivery:
