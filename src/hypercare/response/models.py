@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hypercare.bounds import Input
 from hypercare.response.rules import DeliveryState
 from hypercare.store.base import Base, UTCDateTime, utcnow
 
@@ -96,8 +97,8 @@ class DeliveryRead(BaseModel):
     error: str | None
 
 
-class AcknowledgeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AcknowledgeRequest(Input):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     note: str | None = Field(default=None, max_length=2000)
 
@@ -112,11 +113,11 @@ class ChannelRead(BaseModel):
     secret_revealed_at: datetime | None = None
 
 
-class TestRequest(BaseModel):
+class TestRequest(Input):
     """Send a test message: to a configured channel by name, or to a webhook `url` given here
     (refused when it resolves to a private address the config's allow_private does not name)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     channel: str | None = Field(default=None, max_length=80)
     url: str | None = Field(default=None, max_length=2000)

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from hypercare.bounds import MAX_ID
 from hypercare.response.config import RuleConfig
 
 
@@ -176,6 +177,8 @@ def verify_ack(key: bytes, token: str, now: int) -> AckClaim | AckRefusal:
     if len(parts[0]) > 12 or len(parts[1]) > 12 or not parts[2] or len(parts[2]) > 64:
         return AckRefusal.malformed
     claim = AckClaim(int(parts[0]), int(parts[1]), parts[2])
+    if not 1 <= claim.issue_id <= MAX_ID:
+        return AckRefusal.malformed
     expected = sign_ack(key, claim).rsplit(".", 1)[1]
     if not hmac.compare_digest(expected, parts[3]):
         return AckRefusal.tampered

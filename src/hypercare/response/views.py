@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from hypercare.api.deps import Admin, Db, Responder, State, Viewer
+from hypercare.bounds import Id
 from hypercare.errors import InvalidInput, NotFound
 from hypercare.response import jobs, rules, service
 from hypercare.response.channels import (
@@ -43,7 +44,7 @@ links = APIRouter(include_in_schema=False)
 async def issue_notifications(
     session: Db,
     _: Viewer,
-    issue_id: int,
+    issue_id: Id,
     limit: Annotated[int, Query(ge=1, le=1000, description="the newest this many")] = 200,
 ) -> list[DeliveryRead]:
     """The deliveries made for the issue, oldest first: channel, recipient, state, attempts
@@ -54,7 +55,7 @@ async def issue_notifications(
 
 @router.post("/notifications/{delivery_id}/replay", response_model=DeliveryRead)
 async def replay_notification(
-    state: State, session: Db, who: Responder, delivery_id: int
+    state: State, session: Db, who: Responder, delivery_id: Id
 ) -> DeliveryRead:
     """Send a delivery again, whatever its state (a pending one is refused: it is on its way)."""
     delivery = await service.replay(
@@ -69,7 +70,7 @@ async def acknowledge_issue(
     state: State,
     session: Db,
     who: Responder,
-    issue_id: int,
+    issue_id: Id,
     body: AcknowledgeRequest | None = None,
 ) -> IssueRead:
     """Stamp `acknowledged_at` (the first time; later calls change nothing) and record it on
