@@ -1,7 +1,14 @@
 """Correlation throughput: signals/s through the intake with the correlating attach step.
 
-    .venv/bin/python bench/correlation.py [--issues 1000] [--signals 600] [--batch 10] [--runs 3]
+    .venv/bin/python bench/correlation.py [--issues 100,1000,5000] [--signals 3000] [--batch 32]
+        [--runs 3] [--check]
     .venv/bin/python bench/correlation.py --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test
+
+`--batch` is the signals per transaction: 32, like a full group commit in a storm (the intake's
+writer hands up to 32 deliveries to one `ingest_many`). Prints signals/s and the p50/p99
+latency of a batch (ingest + commit: what each of its signals waits) per open-issue count.
+`--check` also attaches the same signals one per transaction and reports how many ended on a
+different issue than in batches (the batched decisions must be the same).
 
 Each run starts from a fresh store (SQLite in a temporary directory, or a private schema of the
 PostgreSQL database, dropped afterwards) holding `--issues` open issues made with
@@ -23,8 +30,9 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import text
 
@@ -110,7 +118,8 @@ def draft(rng: random.Random, n: int, seen: list[str]) -> SignalDraft:
     )
 
 
-async def seed(state: AppState, issues: int) -> None:
+async def seed(state: AppState, issues: int) -> datetime:
+    """Open `issues` issues, the last one now; returns that moment."""
     now = utcnow()
     async with state.sessions() as session, session.begin():
         for i in range(issues):
@@ -145,72 +154,124 @@ async def seed(state: AppState, issues: int) -> None:
                 ],
                 now=now - timedelta(seconds=issues - i),
             )
+    return now
+
+
+class Result(NamedTuple):
+    rate: float  # signals/s
+    latencies: list[float]  # seconds per batch
+    issues: list[int | None]  # where each signal went
 
 
 async def one_run(
-    url: str, args: argparse.Namespace, seed_value: int, schema: str | None = None
-) -> float:
+    url: str,
+    args: argparse.Namespace,
+    seed_value: int,
+    schema: str | None = None,
+    *,
+    issues: int,
+    batch: int,
+) -> Result:
     extra = {"connect_args": {"server_settings": {"search_path": schema}}} if schema else {}
     engine = create_engine(url, **extra)
     try:
         await migrate(engine)
         cfg = config()
         state = AppState.build(cfg, engine)
-        await seed(state, args.issues)
+        seeded = await seed(state, issues)
         correlator = Correlator(cfg)
         rng = random.Random(seed_value)
         seen: list[str] = []
         drafts = [draft(rng, n, seen) for n in range(args.signals)]
+        latencies: list[float] = []
+        where: list[int | None] = []
+        # a clock of its own (20 signals a second from the seeding on), so that the outcome
+        # does not depend on how fast the run goes (`--check` compares two runs)
+        clock = seeded + timedelta(seconds=1)
         started = time.perf_counter()
-        for i in range(0, len(drafts), args.batch):
+        for i in range(0, len(drafts), batch):
+            t0 = time.perf_counter()
             async with state.sessions() as session, session.begin():
-                await feedback.ingest(
+                done = await feedback.ingest(
                     session=session,
                     matrix=state.matrix,
                     priorities=cfg.feedback.priorities,
-                    drafts=drafts[i : i + args.batch],
+                    drafts=drafts[i : i + batch],
                     attach=correlator,
+                    # the same time for the signals of one `--batch`, also when `--check`
+                    # attaches them one per transaction
+                    now=clock + timedelta(seconds=(i - i % args.batch) / 20),
                 )
-        return len(drafts) / (time.perf_counter() - started)
+            latencies.append(time.perf_counter() - t0)
+            where += [s.issue_id for s in done.signals]
+        return Result(len(drafts) / (time.perf_counter() - started), latencies, where)
     finally:
         await engine.dispose()
+
+
+async def run_store(
+    name: str, base: str, args: argparse.Namespace, run: int, issues: int, batch: int
+) -> Result:
+    if name == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="hc-bench-corr-") as d:
+            url = f"sqlite+aiosqlite:///{Path(d) / 'hc.db'}"
+            return await one_run(url, args, run, issues=issues, batch=batch)
+    schema = f"bench_corr_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base)
+    async with admin.begin() as conn:
+        await conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        return await one_run(base, args, run, schema, issues=issues, batch=batch)
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        await admin.dispose()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def main_async(args: argparse.Namespace) -> None:
     stores: list[tuple[str, str]] = [("sqlite", "")]
     if args.postgres:
         stores.append(("postgres", args.postgres))
+    counts = [int(n) for n in str(args.issues).split(",") if n.strip()]
     for name, base in stores:
-        rates = []
-        for run in range(args.runs):
-            if name == "sqlite":
-                with tempfile.TemporaryDirectory(prefix="hc-bench-corr-") as d:
-                    url = f"sqlite+aiosqlite:///{Path(d) / 'hc.db'}"
-                    rates.append(await one_run(url, args, run))
-            else:
-                schema = f"bench_corr_{uuid.uuid4().hex[:8]}"
-                admin = create_engine(base)
-                async with admin.begin() as conn:
-                    await conn.execute(text(f"CREATE SCHEMA {schema}"))
-                try:
-                    rates.append(await one_run(base, args, run, schema))
-                finally:
-                    async with admin.begin() as conn:
-                        await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-                    await admin.dispose()
-            print(f"{name} run {run + 1}: {rates[-1]:8.1f} signals/s", file=sys.stderr)
-        print(
-            f"{name:8s} {args.issues} open issues, {args.signals} signals in batches of"
-            f" {args.batch}: median {statistics.median(rates):.1f} signals/s"
-            f" (runs: {', '.join(f'{r:.1f}' for r in rates)})"
-        )
+        for issues in counts:
+            results = []
+            for run in range(args.runs):
+                results.append(await run_store(name, base, args, run, issues, args.batch))
+                r = results[-1]
+                print(
+                    f"{name} {issues} issues run {run + 1}: {r.rate:8.1f} signals/s, batch p99"
+                    f" {pct(r.latencies, 0.99) * 1000:.1f} ms",
+                    file=sys.stderr,
+                )
+            rates = [r.rate for r in results]
+            lat = [x for r in results for x in r.latencies]
+            print(
+                f"{name:8s} {issues:5d} open issues, {args.signals} signals in batches of"
+                f" {args.batch}: median {statistics.median(rates):.1f} signals/s"
+                f" (runs: {', '.join(f'{r:.1f}' for r in rates)}); batch latency p50"
+                f" {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms"
+            )
+            if args.check:
+                alone = await run_store(name, base, args, 0, issues, 1)
+                differ = sum(a != b for a, b in zip(alone.issues, results[0].issues, strict=True))
+                print(
+                    f"{name:8s} {issues:5d} open issues: {differ} of {args.signals} signals on a"
+                    f" different issue one per transaction than in batches of {args.batch}"
+                )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--issues", type=int, default=1000)
-    ap.add_argument("--signals", type=int, default=600)
-    ap.add_argument("--batch", type=int, default=10)
+    ap.add_argument("--issues", default="1000", help="open issues; several: 100,1000,5000")
+    ap.add_argument("--signals", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--check", action="store_true")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--postgres", default="")
     asyncio.run(main_async(ap.parse_args()))

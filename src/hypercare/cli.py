@@ -536,6 +536,13 @@ def gateway(
     _listen(listen, "--listen", any_port=True)
     if admin_listen is not None:
         _listen(admin_listen, "--admin-listen", any_port=True)
+    # handlers first: a worker serves before start_workers returns, and a SIGTERM in between
+    # must drain the workers, not kill this process with its default action
+    done = threading.Event()
+    reload = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
     try:
         group = start_workers(
             cfg, listen, workers, admin_listen, config_text=text, config_dir=kept_dir
@@ -547,11 +554,6 @@ def gateway(
         admin_host = _listen(admin_listen or "", "--admin-listen", any_port=True)[0]
         ports = ", ".join(str(p) for p in group.admin_ports)
         typer.echo(f"hypercare gateway: admin listeners on {admin_host} port(s) {ports}")
-    done = threading.Event()
-    reload = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    signal.signal(signal.SIGHUP, lambda *_: reload.set())
     while not done.wait(0.2):
         if reload.is_set():
             reload.clear()

@@ -23,6 +23,7 @@ from hypercare.detection.config import DetectionConfig
 from hypercare.errors import ConfigError
 from hypercare.feedback.config import FeedbackConfig
 from hypercare.gateway.config import GatewayConfig
+from hypercare.response.config import ResponseConfig, reference_errors
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.triage.config import TriageConfig
 from hypercare.web.config import WebConfig
@@ -40,6 +41,12 @@ class HypercareConfig(StrictModel):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    response: ResponseConfig = Field(default_factory=ResponseConfig)
+
+    def reference_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Names that point at nothing, with their place in the file (checked after the
+        sections themselves are valid)."""
+        return reference_errors(self.response, [lv.level for lv in self.triage.matrix])
 
     @model_validator(mode="after")
     def _detection_routes_known(self) -> HypercareConfig:
@@ -96,7 +103,8 @@ def _to_python(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: st
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(n, (*path, i), lines, source) for i, n in enumerate(node.value)]
     assert isinstance(node, yaml.ScalarNode)
-    value = yaml.safe_load(yaml.serialize(node))
+    # constructed from the composed node: an empty value (`response:`) is None, not a crash
+    value = yaml.constructor.SafeConstructor().construct_object(node, deep=True)
     if isinstance(value, str):
         value = _interpolate(value, f"{source}:{node.start_mark.line + 1}")
     return value
@@ -173,9 +181,17 @@ def parse_config(text: str, source: str = "<config>") -> HypercareConfig:
             f"{source}:1: the file must be a mapping of sections (triage:, gateway:, ...)"
         )
     try:
-        return HypercareConfig.model_validate(data)
+        config = HypercareConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, HypercareConfig, lines, source)) from None
+    dangling = config.reference_errors()
+    if dangling:
+        raise ConfigError(
+            "\n".join(
+                f"{source}:{lines.get(loc, 1)}: {_format_loc(loc)}: {msg}" for loc, msg in dangling
+            )
+        )
+    return config
 
 
 def read_source(path: str | Path) -> str:

@@ -210,6 +210,8 @@ async def _run_console(
         state = AppState.build(config, engine)
         detection_runtime(state).health_urls = list(health_urls)
         host, port = sock.getsockname()[:2]
+        # links in notifications fall back to this when response.base_url is not set
+        state.extras["console_url"] = telemetry_nodes.local_console_url(host, port)
         server = _Server(console_config(create_app(state), host, port, config.web.trusted_proxies))
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, server.request_exit)

@@ -1,8 +1,14 @@
 from hypercare.detection.correlate import (
+    Action,
+    Context,
+    GroupRef,
     IssueFeatures,
     RouteInfo,
     SignalFeatures,
     best_link,
+    category,
+    decide,
+    ids_in_text,
     infer_route,
     route_for_path,
     text_similarity,
@@ -99,12 +105,18 @@ def test_unrelated_routes_failing_together_stay_apart() -> None:
     assert link is None
 
 
-def test_same_component_different_route_does_not_merge() -> None:
-    link, _ = best_link(
-        signal(route="payment-create", component="payments"),
-        [issue(7, {"payment-status"}, {"payments"})],
-        ROUTES,
+def test_same_component_different_route_merges_only_when_they_start_together() -> None:
+    together = signal(route="payment-create", component="payments", occurred_at=T + 40)
+    link, _ = best_link(together, [issue(7, {"payment-status"}, {"payments"})], ROUTES)
+    assert link is not None
+    assert link.issue_id == 7
+    assert link.strong
+    assert (
+        "route payment-create of the same component payments, started together (40 s apart)"
+        in link.reasons
     )
+    later = signal(route="payment-create", component="payments", occurred_at=T + 1800)
+    link, _ = best_link(later, [issue(7, {"payment-status"}, {"payments"})], ROUTES)
     assert link is None
 
 
@@ -135,3 +147,151 @@ def test_nothing_in_common_means_a_new_issue() -> None:
         signal(text="love the new design"), [issue(1, {"payment-status"})], ROUTES
     )
     assert (link, route) == (None, None)
+
+
+# --- precision, cause, categories -------------------------------------------------------------
+
+
+def test_one_common_word_is_not_evidence() -> None:
+    # "users DB disk 95%" must not join "UsersHighLatency" on the word "users"
+    routes = [*ROUTES, RouteInfo("users", "/users", "accounts")]
+    latency = issue(4, {"users"}, {"accounts"}, words=tokens("UsersHighLatency users latency"))
+    link, route = best_link(
+        signal(kind="system", source="pagerduty", text="users DB disk 95%"),
+        [latency],
+        routes,
+        uncommon=lambda w: True,
+    )
+    assert link is None
+    assert route is None  # one word of a route's name is not a mention of it
+
+
+def test_several_uncommon_words_link_and_common_ones_do_not() -> None:
+    title = tokens("Invoice PDF renderer crashes on ligatures")
+    target = issue(5, set(), words=title)
+    text = "the invoice pdf renderer crashes again"
+    link, _ = best_link(signal(text=text), [target], ROUTES, uncommon=lambda w: True)
+    assert link is not None
+    assert link.reasons[0].startswith("shares uncommon words crash, invoice, pdf")
+    assert not link.strong  # never raises a priority
+    link, _ = best_link(signal(text=text), [target], ROUTES, uncommon=lambda w: False)
+    assert link is None
+
+
+def test_routes_on_the_same_upstream_starting_together_join() -> None:
+    routes = [RouteInfo("a", "/a", upstream="shared"), RouteInfo("b", "/b", upstream="shared")]
+    upstreams = {"a": "shared", "b": "shared"}
+    target = issue(3, {"a"}, upstreams=frozenset({"shared"}))
+    together = signal(kind="system", source="gateway", route="b", occurred_at=T + 30)
+    link, _ = best_link(together, [target], routes, route_upstreams=upstreams)
+    assert link is not None
+    assert "route b on the same upstream shared, started together (30 s apart)" in link.reasons
+    # routes of different components stay apart, whatever runs behind them
+    other = issue(4, {"a"}, {"alpha"}, upstreams=frozenset({"shared"}))
+    link, _ = best_link(
+        together, [other], routes, {"a": "alpha", "b": "beta"}, route_upstreams=upstreams
+    )
+    assert link is None
+
+
+def test_security_signals_never_join_application_issues() -> None:
+    app_issue = issue(2, {"payment-status"}, {"payments"})
+    attack = signal(
+        kind="system",
+        source="gateway",
+        route="payment-status",
+        category=category("system", {"rule": "auth-failure-spike"}),
+    )
+    link, _ = best_link(attack, [app_issue], ROUTES)
+    assert link is None
+    sec_issue = issue(3, {"payment-status"}, categories=frozenset({"security"}))
+    link, _ = best_link(attack, [app_issue, sec_issue], ROUTES)
+    assert link is not None
+    assert link.issue_id == 3
+    assert category("security", None) == "security"
+    assert category("system", {"category": "security"}) == "security"
+
+
+def test_traffic_drop_joins_only_its_own_route() -> None:
+    drop = signal(
+        kind="system",
+        source="gateway",
+        route="payment-create",
+        component="payments",
+        category=category("system", {"rule": "traffic-drop"}),
+        occurred_at=T + 10,
+    )
+    same_component = issue(7, {"payment-status"}, {"payments"})
+    no_route = issue(8, set(), {"payments"})
+    link, _ = best_link(drop, [same_component, no_route], ROUTES, {"payment-create": "payments"})
+    assert link is None
+    own = issue(9, {"payment-create"}, {"payments"}, categories=frozenset({"traffic"}))
+    link, _ = best_link(drop, [same_component, own], ROUTES, {"payment-create": "payments"})
+    assert link is not None
+    assert link.issue_id == 9
+
+
+def test_ties_go_to_the_oldest_issue_whatever_the_order() -> None:
+    a, b = issue(2, {"payment-status"}), issue(3, {"payment-status"})
+    s = signal(text="Payment status updates are delayed")
+    assert best_link(s, [a, b], ROUTES)[0].issue_id == 2  # type: ignore[union-attr]
+    assert best_link(s, [b, a], ROUTES)[0].issue_id == 2  # type: ignore[union-attr]
+
+
+def test_ids_in_free_text() -> None:
+    text = (
+        "Order failed, request id 4BF92F3577B34DA6A3CE929D0E0E4736. traceparent "
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01, ref "
+        "123e4567-e89b-12d3-a456-426614174000; order 12345678901234567890 deadbeefcafebabe"
+    )
+    assert ids_in_text(text) == (
+        "0af7651916cd43dd8448eb211c80319c",
+        "123e4567-e89b-12d3-a456-426614174000",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "b7ad6b7169203331",
+    )
+    assert ids_in_text("nothing here, 2026-12-06 at 10:42") == ()
+
+
+# --- decide ------------------------------------------------------------------------------------
+
+
+def context(*issues: IssueFeatures, **kw: object) -> Context:
+    made = Context(routes=ROUTES, **kw)  # type: ignore[arg-type]
+    for i in issues:
+        made.note(i)
+    return made
+
+
+def test_decide_joins_the_open_group_first() -> None:
+    ctx = context(issue(7, {"catalog-search"}), groups={"am:1": GroupRef(7, True)})
+    d = decide(signal(dedup_key="am:1", route="payment-status", kind="system"), ctx)
+    assert (d.action, d.issue_id, d.reasons) == (Action.join_group, 7, ("same dedup key",))
+    assert not d.reprioritise  # a repeat of a known alert changes no impact
+
+
+def test_decide_is_exact_dedup_with_correlation_off() -> None:
+    ctx = context(issue(7, {"payment-status"}), correlation=False)
+    d = decide(signal(route="payment-status", dedup_key="x"), ctx)
+    assert d.action is Action.open
+
+
+def test_decide_links_with_score_and_reasons_and_opens_on_nothing_specific() -> None:
+    ctx = context(issue(7, {"payment-status"}, {"payments"}))
+    d = decide(signal(route="payment-status", dedup_key="x", kind="system"), ctx)
+    assert (d.action, d.issue_id) == (Action.link, 7)
+    assert d.score == 1.0
+    assert d.reasons[0] == "same route payment-status"
+    assert d.reprioritise
+    d = decide(signal(text="the app feels slow today", dedup_key="y"), ctx)
+    assert d.action is Action.open
+    d = decide(signal(status="resolved", dedup_key="z"), ctx)
+    assert d.action is Action.none
+
+
+def test_decide_links_a_stated_component() -> None:
+    ctx = context(issue(7, set(), {"payments"}))
+    d = decide(signal(kind="system", source="alertmanager", component="payments"), ctx)
+    assert (d.action, d.issue_id) == (Action.link, 7)
+    assert d.reasons[0] == "same component payments"
+    assert d.reprioritise

@@ -146,3 +146,34 @@ async def test_static_files_are_served_from_the_console(app: object) -> None:
             r = await http.get(path)
             assert r.status_code == 200, path
         assert (await http.get("/static/../web/app.py")).status_code == 404
+
+
+async def test_issue_page_marks_a_flapping_rule(browser_for: Make, app: object) -> None:
+    from hypercare.feedback import service as feedback
+    from hypercare.feedback.drafts import SignalDraft
+
+    state = app.state.hypercare  # type: ignore[attr-defined]
+    issue_id = None
+    for status in ("firing", "resolved", "firing"):
+        async with state.sessions() as session, session.begin():
+            done = await feedback.ingest(
+                session=session,
+                matrix=state.matrix,
+                priorities=state.config.feedback.priorities,
+                drafts=[
+                    SignalDraft(
+                        kind="system",
+                        source="alertmanager",
+                        summary="DiskFull on db-1",
+                        dedup_key="am:diskfull:db-1",
+                        raw={},
+                        status=status,
+                    )
+                ],
+                attach=state.attach,
+            )
+            issue_id = done.signals[0].issue_id
+    b = await browser_for(Role.viewer)
+    html = (await b.http.get(f"/issues/{issue_id}")).text
+    assert "flapping ×1: am:diskfull:db-1" in html
+    assert "fired again 1× after resolving (2 changes)" in html

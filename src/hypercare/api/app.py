@@ -20,6 +20,8 @@ from hypercare.detection.jobs import run_detection
 from hypercare.detection.jobs import runtime as detection_runtime
 from hypercare.detection.views import router as detection_router
 from hypercare.feedback import views as feedback_views
+from hypercare.response import jobs as response_jobs
+from hypercare.response import views as response_views
 from hypercare.runtime import settle_gc
 from hypercare.store.db import ping
 from hypercare.telemetry import jobs as telemetry_jobs
@@ -47,6 +49,10 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
             tasks.append(asyncio.create_task(telemetry_jobs.prewarm(state, time.time())))
             if state.config.detection.enabled:
                 tasks.append(asyncio.create_task(run_detection(state, stop), name="detection"))
+            await response_jobs.start(state)
+            tasks.append(
+                asyncio.create_task(response_jobs.run_response(state, stop), name="response")
+            )
             settle_gc()
         try:
             yield
@@ -67,6 +73,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.hypercare = state
+    # after each stored batch: the intake waits on it for the calls a report cites
+    telemetry_jobs.collector_of(state).observers.append(state.call_clock.observe)
     if state.config.detection.enabled:
         telemetry_jobs.collector_of(state).observers.append(detection_runtime(state).live.observe)
     errors.install(app)
@@ -81,6 +89,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     app.include_router(feedback_views.public)
     app.include_router(telemetry_router)
     app.include_router(detection_router)
+    app.include_router(response_views.router)
+    app.include_router(response_views.links)
     install_console(app)
 
     @app.get("/healthz", tags=["health"])

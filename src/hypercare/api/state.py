@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hypercare.config import HypercareConfig
 from hypercare.detection.attach import Correlator
+from hypercare.detection.citations import CallLogClock
 from hypercare.feedback.attach import AttachStep
 from hypercare.store.db import session_factory
 from hypercare.store.writer import GroupCommit
@@ -25,6 +26,8 @@ class AppState:
     attach: AttachStep | None = None
     # long-lived helpers owned by the app (background jobs, caches), keyed by name
     extras: dict[str, Any] = field(default_factory=dict)
+    # the newest call time stored: the intake waits for it before reading cited calls
+    call_clock: CallLogClock = field(default_factory=CallLogClock)
     # the integrations' intake writes through this: concurrent deliveries share a commit
     writer: GroupCommit = field(init=False)
 

@@ -1,19 +1,32 @@
 """The correlating attach step: which open issue a new signal belongs to, and why.
 
 It replaces the dedup-only step of the feedback intake (same signature, see
-`hypercare.feedback.attach.attach`): a known dedup key still updates its issue; otherwise the
-signal is scored against the open issues (`detection/correlate.py`) and joins the best one
-above the threshold, or opens a new issue. Every link is stored with its score and reasons,
-corrections made by people (split, unlink) are respected, and the issue's priority follows
-the impact table unless a person set it.
+`hypercare.feedback.attach.attach`) and works a batch at a time (`Correlator.attach_many`,
+which the intake calls with every signal of a group commit):
+
+1. **load** — the context, once per batch: the open issues' features from the correlator's
+   `OpenIssues` cache (brought up to date with what other transactions committed since it was
+   last read), the batch's open dedup groups, and the calls its signals cite (request and trace
+   ids, from their fields and their text) in one call-log lookup per kind;
+2. **decide** — `correlate.decide(features, context)` for each signal: a pure function that
+   joins the dedup group, links to an issue with a score and reasons, or opens a new issue;
+3. **apply** — through the feedback and triage services; the batch's context is updated with
+   each applied decision, so the next signal sees it without a query. Priorities are raised
+   once per issue at the end of the batch, from the impact table, only on strong evidence and
+   never over a person's choice.
+
+Corrections made by people (split, unlink) are respected: a dedup key taken off an issue never
+links back to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,12 +34,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.config import HypercareConfig
 from hypercare.detection import correlate
 from hypercare.detection.config import DetectionConfig
+from hypercare.detection.correlate import Action, Decision
 from hypercare.detection.impact import Impact, suggest_priority
 from hypercare.detection.models import SignalExclusion, SignalLink
 from hypercare.feedback import attach as dedup
-from hypercare.feedback.models import Signal, SignalGroup
+from hypercare.feedback.models import Signal
 from hypercare.telemetry import calls
-from hypercare.telemetry.segments import F_REQUEST_ID, F_ROUTE, F_TRACE_ID, REQUEST, TRACE
+from hypercare.telemetry.segments import F_REQUEST_ID, F_ROUTE, F_TIME, F_TRACE_ID, REQUEST, TRACE
 from hypercare.triage import service as triage
 from hypercare.triage.models import Issue, TimelineEntry
 from hypercare.triage.rules import DONE, Matrix
@@ -35,64 +49,97 @@ from hypercare.triage.rules import DONE, Matrix
 CITED_CALLS_BEFORE = 1800.0
 
 AUTOMATION = ("hypercare", "feedback", "detection", dedup.ACTOR)
-_DONE = tuple(s.value for s in DONE)
-_MAX_OPEN = 2000  # open issues a signal is scored against (the most recently updated)
-_CACHE = "hypercare.detection.open_issues"
+_DONE = frozenset(s.value for s in DONE)
+_MAX_OPEN = 10_000  # open issues kept and scored against (the most recently updated)
+# timeline entries that move signals between issues: their issues' features are read again
+_MOVES = ("merge", "split", "unlink")
+# ids of rows committed by concurrent transactions can be lower than ids already read (a
+# sequence hands them out before the commit): each refresh reads this far back again
+_ID_MARGIN = 256
+_FULL_RELOAD_SECONDS = 60.0  # and everything is read again this often
+_CHUNK = 500  # ids per IN list
+_PLACEHOLDER = 1 << 62  # ids given to the issues a batch decides to open, before they exist
+AUTO_RESOLVED = "auto-resolved"  # the label hypercare puts on an issue it resolved by itself
+_REOPENABLE = frozenset({"resolved", "verified"})
 
 
-class _IssueRow(NamedTuple):
-    id: int
+@dataclass
+class _Entry:
+    """One open issue and what its signals say, as the cache keeps it."""
+
     status: str
     updated_at: datetime
     created_at: datetime
     route: str | None
     component: str | None
+    title: str
+    routes: set[str] = field(default_factory=set)
+    components: set[str] = field(default_factory=set)
+    categories: set[str] = field(default_factory=set)
+    excluded_keys: set[str] = field(default_factory=set)
+    first_seen: float | None = None
+    last_seen: float | None = None
+    built: correlate.IssueFeatures | None = None
 
 
-_ISSUE_COLUMNS = (
-    Issue.id,
-    Issue.status,
-    Issue.updated_at,
-    Issue.created_at,
-    Issue.route,
-    Issue.component,
-)
+@dataclass
+class OpenIssues:
+    """The open issues' features, kept by the correlator between transactions.
+
+    Only committed state is kept: a batch works on its own copy (`correlate.Context`), and what
+    it changes reaches the cache when a later batch reads the committed changes since the
+    last read — the issues with new timeline entries (every issue change writes one) and the
+    new signals. Everything is read again every `_FULL_RELOAD_SECONDS` (changes made by other
+    processes, or rows a concurrent transaction committed late)."""
+
+    entries: dict[int, _Entry] = field(default_factory=dict)
+    signal_mark: int = 0  # highest signal id read
+    timeline_mark: int = 0  # highest timeline entry id read
+    # ids read within `_ID_MARGIN` of the marks: read again, they are not folded in twice
+    seen_entries: set[int] = field(default_factory=set)
+    seen_signals: set[int] = field(default_factory=set)
+    loaded_at: float | None = None  # time.monotonic() of the last full read
+    full_reads: int = 0
+    version: int = 0  # changes whenever an entry does
+    refreshes: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def invalidate(self) -> None:
+        """Read everything again before the next batch."""
+        self.loaded_at = None
 
 
-@dataclass(eq=False)
-class _OpenIssues:
-    """The open issues of one transaction with their signals' features (see `_open_cache`)."""
-
-    transaction: object
-    since: datetime
-    issues: dict[int, _IssueRow]  # the candidates: open, updated since `since`
-    routes: dict[int, set[str]] = field(default_factory=dict)
-    components: dict[int, set[str]] = field(default_factory=dict)
-    keys: dict[int, set[str]] = field(default_factory=dict)
-    last: dict[int, datetime] = field(default_factory=dict)
-    dirty: set[int] = field(default_factory=set)
-    # built from the above, without exclusions; dropped for the issues read again
-    features: dict[int, correlate.IssueFeatures] = field(default_factory=dict)
-    order: list[correlate.IssueFeatures] | None = None  # candidates, most recently updated first
+class _Cited(NamedTuple):
+    ident: str
+    route: str
+    at: float
 
 
 class Correlator:
-    """The attach step with correlation; built once from the configuration."""
+    """The attach step with correlation; built once from the configuration and kept in the
+    app state (`AppState.attach`), with its `open_issues` cache."""
 
-    def __init__(self, config: HypercareConfig) -> None:
+    def __init__(self, config: HypercareConfig, *, correlation: bool = True) -> None:
         self.detection: DetectionConfig = config.detection
+        self.correlation = correlation
+        upstream_of = {r.name: r.upstream for r in config.gateway.routes}
         self.routes = [
             correlate.RouteInfo(
                 name=r.name,
                 path=r.match.path,
                 component=r.tags.get("component"),
                 description=r.tags.get("description", ""),
+                upstream=upstream_of.get(r.name),
             )
             for r in config.gateway.routes
         ]
         self.by_name = {r.name: r for r in self.routes}
         self.components = {r.name: r.component for r in self.routes if r.component}
+        self.upstreams = {r.name: r.upstream for r in self.routes if r.upstream}
         self.criticality = {r.name: r.tags.get("criticality") for r in config.gateway.routes}
+        self.open_issues = OpenIssues()
+        self._kept = correlate.Snapshot()  # the cache's features, indexed
+        self._kept_version = -1
 
     async def __call__(
         self,
@@ -104,108 +151,108 @@ class Correlator:
         create: bool = True,
         known: dedup.OpenGroups | None = None,
     ) -> Issue | None:
-        issue = await self._attach(
+        (issue,) = await self.attach_many(
             session=session,
             matrix=matrix,
-            signal=signal,
+            signals=[(signal, create)],
             priorities=priorities,
-            create=create,
             known=known,
         )
-        cache = session.info.get(_CACHE)
-        if issue is not None and isinstance(cache, _OpenIssues):
-            cache.dirty.add(issue.id)  # its features changed: read them again before scoring
         return issue
 
-    async def _attach(
+    async def attach_many(
         self,
         *,
         session: AsyncSession,
         matrix: Matrix,
-        signal: Signal,
+        signals: Sequence[tuple[Signal, bool]],
         priorities: Mapping[str, Mapping[str, str]],
-        create: bool = True,
         known: dedup.OpenGroups | None = None,
-    ) -> Issue | None:
+    ) -> list[Issue | None]:
+        """Attach stored (flushed) signals in order, with the same outcome as one at a time;
+        `create` False: the signal may join an issue but not open one.
+
+        All decisions are taken first, over the batch's context (an issue the batch opens
+        gets a placeholder id that later signals may link to), then the issues they name are
+        read in one query and the decisions applied, without a query per signal."""
+        if not signals:
+            return []
         if known is None:
-            known = await dedup.open_groups(session=session, keys=[signal.dedup_key])
+            known = await dedup.open_groups(session=session, keys=[s.dedup_key for s, _ in signals])
+        for signal, _ in signals:
+            self._normalise_route(signal)
+        cited = await self._cited(session, [s for s, _ in signals])
+        features = [self._features(s, c, cited.get(s.id, [])) for s, c in signals]
+        context = await self._context(session, [s for s, _ in signals], known)
+        decisions = self._decide_all([s for s, _ in signals], features, context)
+        wanted = sorted(
+            {
+                d.issue_id
+                for d in decisions
+                if d.issue_id is not None
+                and d.issue_id < _PLACEHOLDER
+                and d.action in (Action.link, Action.reopen)
+            }
+        )
+        # the issues used, by decision id: placeholders become the issues opened, and the
+        # linked ones are read here in one query (and held: the identity map keeps weak refs)
+        made: dict[int, Issue] = {}
+        for chunk in _chunks(wanted):
+            for row in await session.scalars(select(Issue).where(Issue.id.in_(chunk))):
+                made[row.id] = row
+        impact: dict[int, _ImpactIn] = {}
+        out: list[Issue | None] = []
+        with session.no_autoflush:
+            for signal, decision in zip([s for s, _ in signals], decisions, strict=True):
+                issue = await self._apply(
+                    session, matrix, priorities, signal, decision, known, made
+                )
+                out.append(issue)
+                if issue is not None and decision.reprioritise and issue.status not in _DONE:
+                    impact.setdefault(issue.id, _ImpactIn(issue, []))[1].append(signal)
+        if impact:
+            await self._reprioritise(session, matrix, list(impact.values()))
+        return out
+
+    def _decide_all(
+        self,
+        signals: Sequence[Signal],
+        features: Sequence[correlate.SignalFeatures],
+        context: correlate.Context,
+    ) -> list[Decision]:
+        """`correlate.decide` for each signal in order, each seeing the ones before it."""
+        decisions: list[Decision] = []
+        placeholder = _PLACEHOLDER
+        for signal, feat in zip(signals, features, strict=True):
+            decision = correlate.decide(feat, context)
+            if signal.route is None and decision.route:
+                # no route stated: one cited through a call, or named in the text
+                signal.route = decision.route
+                signal.labels = {
+                    **(signal.labels or {}),
+                    "route_from": decision.route_reason or "",
+                }
+            if signal.component is None and signal.route:
+                signal.component = self.components.get(signal.route)
+            if decision.action is Action.open:
+                decision = replace(decision, issue_id=placeholder)
+                placeholder += 1
+            if decision.action is not Action.none and decision.issue_id is not None:
+                if decision.action is not Action.join_group:
+                    context.groups[signal.dedup_key] = correlate.GroupRef(decision.issue_id, True)
+                self._note(context, decision.issue_id, signal, feat)
+            decisions.append(decision)
+        return decisions
+
+    # --- load ----------------------------------------------------------------------------
+
+    def _normalise_route(self, signal: Signal) -> None:
         route = self.route_of(signal.route)
         if route and signal.route != route:
             # a URL path that a gateway route matches: the route it is, the path as a label
             # (a path no route matches stays as the signal's route: it is all we know)
             signal.labels = {**(signal.labels or {}), "url_path": signal.route or ""}
             signal.route = route
-        features = await self._features(session, signal)
-        if signal.route is None:
-            # no route stated: one cited through a failed call, or named in the text
-            found, why = correlate.resolve_route(features, self.routes)
-            if found:
-                signal.route = found
-                signal.labels = {**(signal.labels or {}), "route_from": why or ""}
-        if signal.component is None and signal.route:
-            signal.component = self.components.get(signal.route)
-        explicit = signal.issue_id is not None
-        issue = await dedup.attach(
-            session=session,
-            matrix=matrix,
-            signal=signal,
-            priorities=priorities,
-            create=False,
-            known=known,
-        )
-        if issue is not None:
-            reason = "added to this issue by its sender" if explicit else "same dedup key"
-            await self._link(session, signal, issue, 1.0, [reason], by="hypercare")
-            if _may_change_impact(signal):
-                await self._reprioritise(session, matrix, issue, signal)
-            return issue
-        if signal.status == "resolved" or not create:
-            return None
-        candidates = await self._open_issues(session, signal)
-        link, _ = correlate.best_link(
-            features,
-            candidates,
-            self.routes,
-            self.components,
-            threshold=self.detection.correlation_threshold,
-        )
-        if link is not None:
-            issue = await triage.get_issue(session=session, issue_id=link.issue_id)
-            dedup.start_group(session, signal, issue, known)
-            triage.record(
-                session,
-                issue,
-                actor="hypercare",
-                kind="signal_linked",
-                text=f"{signal.source} signal linked: {signal.summary}"[:1500]
-                + f" — {', '.join(link.reasons)}",
-                data={
-                    "signal_id": signal.id,
-                    "score": link.score,
-                    "reasons": list(link.reasons),
-                },
-                at=signal.received_at,
-            )
-            await self._link(session, signal, issue, link.score, list(link.reasons), "hypercare")
-            await self._reprioritise(session, matrix, issue, signal)
-            return issue
-        issue = await dedup.attach(
-            session=session,
-            matrix=matrix,
-            signal=signal,
-            priorities=priorities,
-            create=True,
-            known=known,
-        )
-        if issue is None:
-            return None
-        if issue.route is None and signal.route:
-            issue.route = signal.route
-        if issue.component is None and signal.component:
-            issue.component = signal.component
-        await self._link(session, signal, issue, 1.0, ["opened this issue"], by="hypercare")
-        await self._reprioritise(session, matrix, issue, signal)
-        return issue
 
     def route_of(self, value: str | None) -> str | None:
         """A route name for what a source calls its route: a name, or a URL path."""
@@ -218,20 +265,61 @@ class Correlator:
             return found.name if found else None
         return None
 
-    async def _features(self, session: AsyncSession, signal: Signal) -> correlate.SignalFeatures:
-        cited: dict[str, str] = {}
-        # the calls a report cites happened shortly before it was sent
-        start = signal.occurred_at.timestamp() - CITED_CALLS_BEFORE
-        end = signal.received_at.timestamp() + 60
-        ids = list(dict.fromkeys(i for i in (signal.request_ids or []) if i))[:20]
-        if ids:
-            rows = await calls.find_by_ids(session, REQUEST, ids, start, end)
-            cited.update({r[F_REQUEST_ID]: r[F_ROUTE] for r in rows if r[F_ROUTE]})
-        if signal.trace_id and not cited:
-            rows = await calls.find_by_ids(session, TRACE, [signal.trace_id], start, end)
-            first = next((r for r in rows if r[F_ROUTE]), None)
-            if first is not None:
-                cited[first[F_TRACE_ID]] = first[F_ROUTE]
+    async def _cited(
+        self, session: AsyncSession, signals: Sequence[Signal]
+    ) -> dict[int, list[_Cited]]:
+        """The calls each signal cites — by its request ids and trace id, and by the ids its
+        text mentions — read from the call log in one lookup per id kind for the batch."""
+        wants: dict[int, tuple[list[str], list[str], float, float]] = {}
+        for s in signals:
+            text_ids = correlate.ids_in_text(_text_of(s))
+            request_ids = [i for i in (s.request_ids or []) if i][: correlate.MAX_CITED_IDS]
+            trace_ids = [s.trace_id] if s.trace_id else []
+            # an id in free text may be either kind: it is looked up as both
+            req = list(dict.fromkeys([*request_ids, *text_ids]))[: correlate.MAX_CITED_IDS]
+            tra = list(dict.fromkeys([*trace_ids, *text_ids]))[: correlate.MAX_CITED_IDS]
+            if req or tra:
+                start = s.occurred_at.timestamp() - CITED_CALLS_BEFORE
+                end = s.received_at.timestamp() + 60
+                wants[s.id] = (req, tra, start, end)
+        if not wants:
+            return {}
+        start = min(w[2] for w in wants.values())
+        end = max(w[3] for w in wants.values())
+        by_request: dict[str, list[tuple[str, float]]] = {}
+        by_trace: dict[str, list[tuple[str, float]]] = {}
+        for kind, index, target, pos in (
+            (REQUEST, F_REQUEST_ID, by_request, 0),
+            (TRACE, F_TRACE_ID, by_trace, 1),
+        ):
+            idents = sorted({i for w in wants.values() for i in (w[0] if pos == 0 else w[1])})
+            if not idents:
+                continue
+            for row in await calls.find_by_ids(session, kind, idents, start, end):
+                if row[F_ROUTE]:
+                    target.setdefault(row[index], []).append((row[F_ROUTE], float(row[F_TIME])))
+        out: dict[int, list[_Cited]] = {}
+        for signal_id, (req, tra, a, b) in wants.items():
+            found = [
+                _Cited(i, route, at)
+                for i in req
+                for route, at in by_request.get(i, ())
+                if a <= at < b
+            ]
+            if not found:
+                found = [
+                    _Cited(i, route, at)
+                    for i in tra
+                    for route, at in by_trace.get(i, ())
+                    if a <= at < b
+                ][:1]
+            if found:
+                out[signal_id] = found
+        return out
+
+    def _features(
+        self, signal: Signal, create: bool, cited: list[_Cited]
+    ) -> correlate.SignalFeatures:
         component = signal.component
         if component is None:
             for key in ("component", "service", "job"):
@@ -247,139 +335,381 @@ class Correlator:
             dedup_key=signal.dedup_key,
             route=signal.route if signal.route in self.by_name else None,
             component=component,
-            text=f"{signal.summary} {signal.body[:2000]}",
-            cited_routes=cited,
+            text=_text_of(signal),
+            cited_routes={c.ident: c.route for c in cited},
+            category=correlate.category(signal.kind, signal.labels),
+            status=signal.status or "firing",
+            issue_id=signal.issue_id,
+            create=create,
         )
 
-    async def _open_issues(
-        self, session: AsyncSession, signal: Signal
-    ) -> list[correlate.IssueFeatures]:
-        since = signal.received_at - self.detection.correlation_window
-        cache = await self._open_cache(session, since)
-        if not cache.issues:
-            return []
-        excluded = set(
-            await session.scalars(
-                select(SignalExclusion.issue_id).where(SignalExclusion.signal_id == signal.id)
+    async def _context(
+        self, session: AsyncSession, signals: Sequence[Signal], known: dedup.OpenGroups
+    ) -> correlate.Context:
+        snapshot = correlate.Snapshot()
+        since: float | None = None
+        if self.correlation:
+            snapshot = await self._snapshot(session, signals)
+            newest = max(s.received_at for s in signals)
+            since = (newest - self.detection.correlation_window).timestamp()
+        context = correlate.Context(
+            routes=self.routes,
+            snapshot=snapshot,
+            threshold=self.detection.correlation_threshold,
+            correlation=self.correlation,
+            since=since,
+        )
+        for key, (_group, issue) in known.items():
+            context.groups[key] = correlate.GroupRef(
+                issue.id,
+                issue.status not in _DONE,
+                reopenable=issue.status in _REOPENABLE and AUTO_RESOLVED in (issue.labels or []),
             )
-        )
-        if cache.order is None:
-            ranked = sorted(
-                cache.issues.values(), key=lambda i: (i.updated_at, i.id), reverse=True
-            )[:_MAX_OPEN]
-            cache.order = [self._issue_features(cache, issue) for issue in ranked]
-        if not excluded:
-            return list(cache.order)
-        mine = frozenset({signal.id})
-        return [
-            replace(f, excluded_signals=mine) if f.issue_id in excluded else f for f in cache.order
-        ]
+        return context
 
-    def _issue_features(self, cache: _OpenIssues, issue: _IssueRow) -> correlate.IssueFeatures:
-        found = cache.features.get(issue.id)
-        if found is not None:
-            return found
-        routes = set(cache.routes[issue.id])
-        components = set(cache.components[issue.id])
-        if issue.route in self.by_name:
-            routes.add(issue.route)
-        if issue.component:
-            components.add(issue.component)
-        seen_at = cache.last.get(issue.id, issue.created_at)
-        made = cache.features[issue.id] = correlate.IssueFeatures(
-            issue_id=issue.id,
-            dedup_keys=frozenset(cache.keys[issue.id]),
-            routes=frozenset(routes),
-            components=frozenset(components),
-            first_seen=issue.created_at.timestamp(),
-            last_seen=max(seen_at, issue.updated_at).timestamp(),
-            excluded_signals=frozenset(),
-        )
-        return made
+    async def _snapshot(
+        self, session: AsyncSession, signals: Sequence[Signal]
+    ) -> correlate.Snapshot:
+        """The cache, brought up to date, and its `correlate.Snapshot` with it: only the
+        issues that changed are put again."""
+        cache = self.open_issues
+        async with cache.lock:
+            await self._refresh(session, cache, min(s.id for s in signals))
+            snapshot = self._kept
+            if cache.version != self._kept_version:
+                for gone in [i for i in snapshot.issues if i not in cache.entries]:
+                    snapshot.drop(gone)
+                for issue_id, entry in cache.entries.items():
+                    if entry.status in _DONE:
+                        snapshot.drop(issue_id)
+                    else:
+                        snapshot.put(self._built(issue_id, entry))
+                self._kept_version = cache.version
+        return snapshot
 
-    async def _open_cache(self, session: AsyncSession, since: datetime) -> _OpenIssues:
-        """The open issues and what their signals say, loaded once per transaction (and per
-        correlation window start): a delivery of many signals scores each against the same
-        open issues, so only the issues a signal of this transaction joined (or opened) are
-        read again, just before the next signal is scored."""
-        transaction = session.get_transaction()
-        cache = session.info.get(_CACHE)
-        if (
-            isinstance(cache, _OpenIssues)
-            and cache.transaction is transaction
-            and cache.since == since
-        ):
-            if cache.dirty:
-                await self._refresh(session, cache, sorted(cache.dirty))
-                cache.dirty.clear()
-            return cache
-        rows = await session.execute(
-            select(*_ISSUE_COLUMNS)
-            .where(Issue.status.not_in(_DONE), Issue.updated_at >= since)
-            .order_by(Issue.updated_at.desc(), Issue.id.desc())
-            .limit(_MAX_OPEN)
-        )
-        issues = [_IssueRow(*row) for row in rows]
-        cache = _OpenIssues(transaction, since, {i.id: i for i in issues})
-        await self._load_features(session, cache, list(cache.issues))
-        # at the limit, the issues past it could become candidates later in the transaction:
-        # load everything again for every signal then (the cache would not know them)
-        session.info[_CACHE] = cache if len(issues) < _MAX_OPEN else None
-        return cache
+    def _built(self, issue_id: int, entry: _Entry) -> correlate.IssueFeatures:
+        if entry.built is None:
+            routes = set(entry.routes)
+            components = set(entry.components)
+            if entry.route in self.by_name:
+                routes.add(entry.route)
+            if entry.component:
+                components.add(entry.component)
+            created = entry.created_at.timestamp()
+            entry.built = correlate.IssueFeatures(
+                issue_id=issue_id,
+                dedup_keys=frozenset(),  # open dedup groups are matched before scoring
+                routes=frozenset(routes),
+                components=frozenset(components),
+                first_seen=entry.first_seen if entry.first_seen is not None else created,
+                last_seen=max(entry.last_seen or created, entry.updated_at.timestamp()),
+                upstreams=frozenset(u for r in routes if (u := self.upstreams.get(r))),
+                categories=frozenset(entry.categories or {correlate.APPLICATION}),
+                excluded_keys=frozenset(entry.excluded_keys),
+                words=correlate.tokens(entry.title),
+            )
+        return entry.built
 
-    async def _refresh(self, session: AsyncSession, cache: _OpenIssues, ids: list[int]) -> None:
-        """Read the issues `ids` again (with this transaction's changes): still candidates?"""
-        for issue_id in ids:
-            cache.issues.pop(issue_id, None)
-        for row in await session.execute(select(*_ISSUE_COLUMNS).where(Issue.id.in_(ids))):
-            issue = _IssueRow(*row)
-            if issue.status not in _DONE and issue.updated_at >= cache.since:
-                cache.issues[issue.id] = issue
-        await self._load_features(session, cache, ids)
-
-    async def _load_features(
-        self, session: AsyncSession, cache: _OpenIssues, ids: list[int]
-    ) -> None:
-        """(Re)load the routes, components, last signal time and open dedup keys of `ids`."""
-        if not ids:
+    async def _refresh(self, session: AsyncSession, cache: OpenIssues, below: int) -> None:
+        """Bring the cache up to what is committed (and visible to `session`); the signals
+        from id `below` on are the batch's own and not read."""
+        full = cache.loaded_at is None or time.monotonic() - cache.loaded_at > _FULL_RELOAD_SECONDS
+        if full:
+            rows = await session.execute(
+                select(*_ISSUE_COLUMNS)
+                .where(Issue.status.not_in(_DONE))
+                .order_by(Issue.updated_at.desc(), Issue.id.desc())
+                .limit(_MAX_OPEN)
+            )
+            cache.entries = {row[0]: _entry(row) for row in rows}
+            cache.timeline_mark = int(
+                await session.scalar(select(func.coalesce(func.max(TimelineEntry.id), 0))) or 0
+            )
+            cache.signal_mark = 0
+            await self._read_signals(session, cache, list(cache.entries), 0, below)
+            await self._read_exclusions(session, cache, list(cache.entries))
+            cache.signal_mark = below - 1
+            cache.seen_entries, cache.seen_signals = set(), set()
+            cache.loaded_at = time.monotonic()
+            cache.full_reads += 1
+            cache.version += 1
             return
-        cache.order = None
-        for i in ids:
-            cache.features.pop(i, None)
-            cache.routes[i] = set()
-            cache.components[i] = set()
-            cache.keys[i] = set()
-            cache.last.pop(i, None)
-        rows = await session.execute(
-            select(Signal.issue_id, Signal.route, Signal.component, func.max(Signal.received_at))
-            .where(Signal.issue_id.in_(ids))
-            .group_by(Signal.issue_id, Signal.route, Signal.component)
-        )
-        last = cache.last
-        for issue_id, route, component, seen in rows:
-            if issue_id is None:
-                continue
-            if route in self.by_name:
-                cache.routes[issue_id].add(route)
-            if component:
-                cache.components[issue_id].add(component)
-            if seen is not None and (issue_id not in last or seen > last[issue_id]):
-                last[issue_id] = seen
-        for issue_id, key in await session.execute(
-            select(SignalGroup.issue_id, SignalGroup.dedup_key).where(
-                SignalGroup.issue_id.in_(ids), SignalGroup.open.is_(True)
+        cache.refreshes += 1
+        changed: dict[int, bool] = {}  # issue id → signals moved (read them all again)
+        floor = max(0, cache.timeline_mark - _ID_MARGIN)
+        for issue_id, kind, entry_id in await session.execute(
+            select(TimelineEntry.issue_id, TimelineEntry.kind, TimelineEntry.id).where(
+                TimelineEntry.id > floor
             )
         ):
-            cache.keys[issue_id].add(key)
+            if entry_id in cache.seen_entries:
+                continue
+            cache.seen_entries.add(entry_id)
+            changed[issue_id] = changed.get(issue_id, False) or kind in _MOVES
+            cache.timeline_mark = max(cache.timeline_mark, entry_id)
+        floor = cache.timeline_mark - _ID_MARGIN
+        cache.seen_entries = {i for i in cache.seen_entries if i > floor}
+        ids = sorted(changed)
+        for chunk in _chunks(ids):
+            seen = set()
+            for row in await session.execute(select(*_ISSUE_COLUMNS).where(Issue.id.in_(chunk))):
+                seen.add(row[0])
+                old = cache.entries.get(row[0])
+                if row[1] in _DONE:
+                    cache.entries.pop(row[0], None)
+                elif old is None or changed[row[0]]:
+                    cache.entries[row[0]] = _entry(row)
+                else:
+                    old.status, old.updated_at, old.route, old.component, old.title = (
+                        row[1],
+                        row[2],
+                        row[4],
+                        row[5],
+                        row[6],
+                    )
+                    old.built = None
+            for gone in set(chunk) - seen:
+                cache.entries.pop(gone, None)
+        moved = [i for i in ids if changed[i] and i in cache.entries]
+        if moved:
+            await self._read_signals(session, cache, moved, 0, below)
+            await self._read_exclusions(session, cache, moved)
+        # new signals of every issue (new issues' first ones included)
+        folded = await self._read_signals(
+            session, cache, None, max(0, cache.signal_mark - _ID_MARGIN), below
+        )
+        if changed or folded:
+            cache.version += 1
+        cache.signal_mark = max(cache.signal_mark, below - 1)
+        floor = cache.signal_mark - _ID_MARGIN
+        cache.seen_signals = {i for i in cache.seen_signals if i > floor}
 
-    async def _link(
+    async def _read_signals(
         self,
         session: AsyncSession,
+        cache: OpenIssues,
+        ids: list[int] | None,
+        after: int,
+        below: int,
+    ) -> int:
+        """Fold the signals with id in (after, below) of issues `ids` (None: of any open
+        issue) into the entries; with `ids`, their features are read from scratch. Returns
+        how many rows were folded in."""
+        label = Signal.labels["rule"].as_string()
+        columns = (
+            Signal.issue_id,
+            Signal.route,
+            Signal.component,
+            Signal.kind,
+            label,
+            func.min(Signal.occurred_at),
+            func.max(Signal.received_at),
+        )
+        queries = []
+        if ids is None:
+            # the newest signals one by one (a few hundred): those read before are skipped, so
+            # an issue's features are rebuilt only when something new arrived for it
+            rows = await session.execute(
+                select(
+                    Signal.id,
+                    Signal.issue_id,
+                    Signal.route,
+                    Signal.component,
+                    Signal.kind,
+                    label,
+                    Signal.occurred_at,
+                    Signal.received_at,
+                ).where(Signal.id > after, Signal.id < below, Signal.issue_id.is_not(None))
+            )
+            fresh = []
+            for signal_id, *rest in rows:
+                if signal_id not in cache.seen_signals:
+                    cache.seen_signals.add(signal_id)
+                    fresh.append(rest)
+            self._fold(cache, fresh)
+            return len(fresh)
+        else:
+            for i in ids:
+                entry = cache.entries.get(i)
+                if entry is not None:
+                    entry.routes, entry.components, entry.categories = set(), set(), set()
+                    entry.first_seen = entry.last_seen = None
+                    entry.built = None
+            for chunk in _chunks(ids):
+                queries.append(
+                    select(*columns)
+                    .where(Signal.issue_id.in_(chunk), Signal.id < below)
+                    .group_by(Signal.issue_id, Signal.route, Signal.component, Signal.kind, label)
+                )
+        count = 0
+        for query in queries:
+            folded = list(await session.execute(query))
+            self._fold(cache, folded)
+            count += len(folded)
+        return count
+
+    def _fold(self, cache: OpenIssues, rows: Sequence[Any]) -> None:
+        """(issue id, route, component, kind, rule, first occurred, last received) rows."""
+        if rows:
+            for issue_id, route, component, kind, rule, first, last in rows:
+                entry = cache.entries.get(issue_id)
+                if entry is None:
+                    continue
+                if route in self.by_name:
+                    entry.routes.add(route)
+                if component:
+                    entry.components.add(component)
+                entry.categories.add(correlate.category(kind, {"rule": rule} if rule else None))
+                if first is not None:
+                    t = first.timestamp()
+                    entry.first_seen = t if entry.first_seen is None else min(entry.first_seen, t)
+                if last is not None:
+                    t = last.timestamp()
+                    entry.last_seen = t if entry.last_seen is None else max(entry.last_seen, t)
+                entry.built = None
+
+    async def _read_exclusions(
+        self, session: AsyncSession, cache: OpenIssues, ids: list[int]
+    ) -> None:
+        for chunk in _chunks(ids):
+            for issue_id, key in await session.execute(
+                select(SignalExclusion.issue_id, Signal.dedup_key)
+                .join(Signal, Signal.id == SignalExclusion.signal_id)
+                .where(SignalExclusion.issue_id.in_(chunk))
+            ):
+                entry = cache.entries.get(issue_id)
+                if entry is not None:
+                    entry.excluded_keys.add(key)
+                    entry.built = None
+
+    # --- apply ---------------------------------------------------------------------------
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        matrix: Matrix,
+        priorities: Mapping[str, Mapping[str, str]],
         signal: Signal,
-        issue: Issue,
-        score: float,
-        reasons: list[str],
-        by: str,
+        decision: Decision,
+        known: dedup.OpenGroups,
+        made: dict[int, Issue],
+    ) -> Issue | None:
+        target = decision.issue_id
+        if decision.action is Action.reopen and target is not None:
+            from hypercare.detection.service import reopen_auto_resolved
+
+            await reopen_auto_resolved(
+                session=session,
+                matrix=matrix,
+                issue_id=target,
+                why=f"{signal.source} signal: {signal.summary}",
+                now=signal.received_at,
+            )
+        if decision.action in (Action.join_group, Action.reopen):
+            issue = await dedup.attach(
+                session=session,
+                matrix=matrix,
+                signal=signal,
+                priorities=priorities,
+                create=False,
+                known=known,
+            )
+            if issue is not None:
+                self._link(session, signal, issue, 1.0, list(decision.reasons))
+            return issue
+        if decision.action is Action.link and target is not None:
+            issue = made.get(target) or await triage.get_issue(session=session, issue_id=target)
+            if issue.status in _DONE and issue.id == target:
+                made.pop(target, None)  # finished by someone else: see below
+            if issue.status not in _DONE:
+                _close_stale_group(known, signal.dedup_key)
+                dedup.start_group(session, signal, issue, known)
+                triage.record(
+                    session,
+                    issue,
+                    actor="hypercare",
+                    kind="signal_linked",
+                    text=f"{signal.source} signal linked: {signal.summary}"[:1500]
+                    + f" — {', '.join(decision.reasons)}",
+                    data={
+                        "signal_id": signal.id,
+                        "score": decision.score,
+                        "reasons": list(decision.reasons),
+                        "strong": decision.reprioritise,
+                    },
+                    at=signal.received_at,
+                )
+                self._link(session, signal, issue, decision.score, list(decision.reasons))
+                return issue
+            # finished by someone else since the cache was read: the signals the batch linked
+            # to it open one new issue together
+            self.open_issues.invalidate()
+        elif decision.action is not Action.open:
+            return None
+        _close_stale_group(known, signal.dedup_key)
+        issue = await dedup.attach(
+            session=session,
+            matrix=matrix,
+            signal=signal,
+            priorities=priorities,
+            create=True,
+            known=known,
+        )
+        if issue is None:
+            return None
+        if issue.route is None and signal.route:
+            issue.route = signal.route
+        if issue.component is None and signal.component:
+            issue.component = signal.component
+        if target is not None:
+            made[target] = issue
+        self._link(session, signal, issue, 1.0, ["opened this issue"])
+        return issue
+
+    def _note(
+        self,
+        context: correlate.Context,
+        issue_id: int,
+        signal: Signal,
+        feat: correlate.SignalFeatures,
+    ) -> None:
+        """The batch's view of issue `issue_id` after `signal` joined (or opened) it; the
+        cache is not touched: it only ever holds what was committed."""
+        if not self.correlation:
+            return
+        old = context.issues.get(issue_id)
+        at = signal.received_at.timestamp()
+        routes = {signal.route} if signal.route in self.by_name else set()
+        components = {signal.component} if signal.component else set()
+        if old is None:
+            if issue_id < _PLACEHOLDER:
+                return  # not an open issue of the context (a sender's choice, say)
+            made = correlate.IssueFeatures(
+                issue_id=issue_id,
+                dedup_keys=frozenset(),
+                routes=frozenset(routes),
+                components=frozenset(components),
+                first_seen=feat.occurred_at,
+                last_seen=at,
+                upstreams=frozenset(u for r in routes if (u := self.upstreams.get(r))),
+                categories=frozenset({feat.category}),
+                words=correlate.tokens(signal.summary[:300]),
+            )
+        else:
+            routes |= old.routes
+            made = replace(
+                old,
+                routes=frozenset(routes),
+                components=old.components | components,
+                upstreams=frozenset(u for r in routes if (u := self.upstreams.get(r))),
+                categories=old.categories | {feat.category},
+                first_seen=min(old.first_seen, feat.occurred_at),
+                last_seen=max(old.last_seen, at),
+            )
+        context.note(made)
+
+    def _link(
+        self, session: AsyncSession, signal: Signal, issue: Issue, score: float, reasons: list[str]
     ) -> None:
         # the signal was stored a moment ago: it has no link yet (people relink later)
         session.add(
@@ -388,49 +718,54 @@ class Correlator:
                 issue_id=issue.id,
                 score=score,
                 reasons=reasons,
-                by=by,
+                by="hypercare",
                 at=signal.received_at,
             )
         )
 
-    async def _reprioritise(
-        self, session: AsyncSession, matrix: Matrix, issue: Issue, signal: Signal
-    ) -> None:
-        """Raise the priority when the measured impact justifies it; never lower it, and
-        never touch a priority a person set."""
-        if issue.status in _DONE or await person_set(session, issue.id, "priority"):
-            return
-        impact = await self._impact(session, issue, signal)
-        level, reasons = suggest_priority(impact, self.detection.impact)
-        if level not in matrix.by_name or level >= issue.priority or not reasons:
-            return
-        await triage.update_issue(
-            session=session,
-            matrix=matrix,
-            issue_id=issue.id,
-            changes={"priority": level},
-            actor="hypercare",
-            now=signal.received_at,
-        )
-        triage.record(
-            session,
-            issue,
-            actor="hypercare",
-            kind="auto_priority",
-            text=f"Auto-priority {level}: {', '.join(reasons)}",
-            data={"priority": level, "reasons": reasons},
-            at=signal.received_at,
-        )
+    # --- priority ------------------------------------------------------------------------
 
-    async def _impact(self, session: AsyncSession, issue: Issue, signal: Signal) -> Impact:
-        users = await session.scalar(
-            select(func.count(func.distinct(Signal.user_ref))).where(
-                Signal.issue_id == issue.id, Signal.kind == "user", Signal.user_ref.is_not(None)
+    async def _reprioritise(
+        self, session: AsyncSession, matrix: Matrix, work: list[_ImpactIn]
+    ) -> None:
+        """Raise priorities when the measured impact justifies it; never lower them, and never
+        touch a priority a person set. Once per issue for the batch, with its signals of the
+        batch that carry strong evidence."""
+        ids = [w.issue.id for w in work]
+        chosen = await people_set_priority(session, ids)
+        users = await _distinct_users(session, ids)
+        for issue, signals in work:
+            if issue.id in chosen or issue.status in _DONE:
+                continue
+            best: tuple[str, list[str]] | None = None
+            for signal in signals:
+                impact = self._impact(issue, signal, users.get(issue.id, 0))
+                level, reasons = suggest_priority(impact, self.detection.impact)
+                if reasons and level in matrix.by_name and (best is None or level < best[0]):
+                    best = (level, reasons)
+            if best is None or best[0] >= issue.priority:
+                continue
+            level, reasons = best
+            at = max(s.received_at for s in signals)
+            await triage.update_issue(
+                session=session,
+                matrix=matrix,
+                issue_id=issue.id,
+                changes={"priority": level},
+                actor="hypercare",
+                now=at,
             )
-        )
-        reporters = await session.scalar(
-            select(func.count()).where(Signal.issue_id == issue.id, Signal.kind == "user")
-        )
+            triage.record(
+                session,
+                issue,
+                actor="hypercare",
+                kind="auto_priority",
+                text=f"Auto-priority {level}: {', '.join(reasons)}",
+                data={"priority": level, "reasons": reasons},
+                at=at,
+            )
+
+    def _impact(self, issue: Issue, signal: Signal, users: int) -> Impact:
         share: float | None = None
         total = False
         raw = signal.raw if isinstance(signal.raw, dict) else {}
@@ -445,16 +780,89 @@ class Correlator:
             failing_share=share,
             total_failure=total,
             criticality=self.criticality.get(route or ""),
-            distinct_users=max(users or 0, reporters or 0),
+            distinct_users=users,
             source_severity=(signal.severity or "").lower() or None,
         )
 
 
-def _may_change_impact(signal: Signal) -> bool:
-    """A repeat of a known alert changes nothing the impact table looks at (its severity was
-    weighed when it first arrived); a new report by a person (more users) or fresh gateway
-    evidence (the failing share) may."""
-    return signal.kind == "user" or signal.source == "gateway"
+class _ImpactIn(NamedTuple):
+    issue: Issue
+    signals: list[Signal]
+
+
+_ISSUE_COLUMNS = (
+    Issue.id,
+    Issue.status,
+    Issue.updated_at,
+    Issue.created_at,
+    Issue.route,
+    Issue.component,
+    Issue.title,
+)
+
+
+def _entry(row: Any) -> _Entry:
+    return _Entry(
+        status=row[1],
+        updated_at=row[2],
+        created_at=row[3],
+        route=row[4],
+        component=row[5],
+        title=row[6] or "",
+    )
+
+
+def _chunks(ids: list[int]) -> list[list[int]]:
+    return [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
+
+
+def _text_of(signal: Signal) -> str:
+    labels = " ".join(str(v) for v in (signal.labels or {}).values())
+    return f"{signal.summary} {signal.body[:2000]} {labels[:500]}"
+
+
+def _close_stale_group(known: dedup.OpenGroups, key: str) -> None:
+    """The key's open group belongs to a finished issue: it takes no more signals."""
+    found = known.get(key)
+    if found is not None and found[1].status in _DONE:
+        found[0].open = False
+        del known[key]
+
+
+async def _distinct_users(session: AsyncSession, ids: list[int]) -> dict[int, int]:
+    """Per issue, how many people reported it (distinct user refs, or reports without one)."""
+    out: dict[int, int] = {}
+    for chunk in _chunks(ids):
+        for issue_id, users, reports in await session.execute(
+            select(
+                Signal.issue_id,
+                func.count(func.distinct(Signal.user_ref)),
+                func.count(),
+            )
+            .where(Signal.issue_id.in_(chunk), Signal.kind == "user")
+            .group_by(Signal.issue_id)
+        ):
+            if issue_id is not None:
+                out[issue_id] = max(users or 0, reports or 0)
+    return out
+
+
+async def people_set_priority(session: AsyncSession, ids: list[int]) -> set[int]:
+    """The issues among `ids` whose priority a person (not automation) set."""
+    out: set[int] = set()
+    for chunk in _chunks(ids):
+        out.update(
+            await session.scalars(
+                select(TimelineEntry.issue_id)
+                .where(
+                    TimelineEntry.issue_id.in_(chunk),
+                    TimelineEntry.actor.not_in(AUTOMATION),
+                    TimelineEntry.kind == "priority",
+                )
+                .distinct()
+            )
+        )
+    return out
 
 
 async def person_set(session: AsyncSession, issue_id: int, what: str) -> bool:

@@ -81,6 +81,13 @@ class DetectionConfig(StrictModel):
     forecast_horizon: Duration = timedelta(minutes=15)
     correlation_threshold: float = Field(default=0.5, gt=0)
     correlation_window: Duration = timedelta(hours=24)  # open issues older than this are ignored
+    # how long the intake waits for the call log to catch up before reading the calls a
+    # report cites (see detection/citations.py); 0 turns the wait off
+    cited_call_wait: Duration = timedelta(seconds=3)
+    # an issue nobody touched whose every signal fired and resolved within this time, and that
+    # stayed quiet this long since, is resolved by hypercare (reopened if it fires again);
+    # null turns it off
+    auto_resolve_after: Duration | None = timedelta(minutes=10)
     validation_window: Duration = timedelta(minutes=15)
     impact: ImpactTable = Field(default_factory=ImpactTable)
     routes: dict[str, RouteDetectionConfig] = Field(default_factory=dict, max_length=1000)

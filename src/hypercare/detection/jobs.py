@@ -15,7 +15,7 @@ from hypercare.api.state import AppState
 from hypercare.detection import service
 from hypercare.detection.engine import Detector, Finding
 from hypercare.detection.live import LiveWindows
-from hypercare.detection.rules import Metric, metric_value
+from hypercare.detection.rules import Condition, Metric, metric_value
 from hypercare.detection.validation import compare, describe, judge
 from hypercare.store.base import utcnow
 from hypercare.triage import service as triage
@@ -106,9 +106,16 @@ async def validate(state: AppState, rt: DetectionRuntime) -> None:
             + max((r.clear_for_seconds for r in rt.detector.rules), default=0.0)
             + 10.0
         )
+        # all traffic stopping says nothing about a fix: it neither verifies nor regresses one
+        no_traffic = {r.name for r in rt.detector.rules if r.condition is Condition.drop_to_zero}
         for watch in await service.watching(session=session):
             started = watch.started_at.timestamp()
-            firing_here = [f for route in watch.routes for f in rt.detector.firing_since(route)]
+            firing_here = [
+                f
+                for route in watch.routes
+                for f in rt.detector.firing_since(route)
+                if f[0] not in no_traffic
+            ]
             reports = await service.user_reports_since(
                 session=session, routes=watch.routes, since=watch.started_at
             )
@@ -181,6 +188,19 @@ def _path_to_verified(current: Status) -> list[Status]:
     return []
 
 
+async def auto_resolve(state: AppState) -> None:
+    """Resolve the blips nobody worked on (`detection.auto_resolve_after`)."""
+    after = state.config.detection.auto_resolve_after
+    if after is None or after.total_seconds() <= 0:
+        return
+    async with state.sessions() as session, session.begin():
+        done = await service.auto_resolve(
+            session=session, matrix=state.matrix, after=after, now=utcnow()
+        )
+    if done:
+        log.info("auto-resolved issues %s", ", ".join(map(str, done)))
+
+
 async def load_rules(state: AppState) -> None:
     """The detector's rules: configured, added through the API, and the defaults."""
     async with state.sessions() as session:
@@ -219,6 +239,7 @@ async def run_detection(state: AppState, stop: asyncio.Event) -> None:
                 await emit_findings(state, findings)
                 rt.findings += len(findings)
                 await validate(state, rt)
+                await auto_resolve(state)
             except Exception:
                 # detection must outlive a passing store error; the next pass retries
                 log.exception("detection pass failed")

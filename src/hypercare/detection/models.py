@@ -150,8 +150,21 @@ class LinkRead(BaseModel):
     at: datetime
 
 
+class FlapRead(BaseModel):
+    """A rule (dedup key) that fired again on this issue after it had resolved."""
+
+    dedup_key: str
+    cycles: int
+    changes: int
+    last_change: datetime
+    status: str
+
+
 class IssueAnalysis(IssueDetail):
     """One issue with its signals, why each is linked, and how its fix is being validated."""
 
     links: list[LinkRead]
     validation: list[WatchRead]
+    # the keys that fire, resolve and fire again here (most cycles first); `flapping` when any
+    flaps: list[FlapRead] = Field(default_factory=list)
+    flapping: bool = False

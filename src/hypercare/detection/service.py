@@ -9,15 +9,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hypercare.detection import correlate
 from hypercare.detection.config import RuleConfig
 from hypercare.detection.engine import Finding
 from hypercare.detection.models import (
     AlertRule,
     Deployment,
     DeploymentCreate,
+    FlapRead,
     IssueAnalysis,
     LinkRead,
     SignalExclusion,
@@ -36,7 +38,7 @@ from hypercare.store.base import utcnow
 from hypercare.telemetry.aggregate import STORED_QUANTILES, Aggregate
 from hypercare.telemetry.models import TelemetryMinute
 from hypercare.triage import service as triage
-from hypercare.triage.models import Issue, IssueCreate
+from hypercare.triage.models import Issue, IssueCreate, TimelineEntry
 from hypercare.triage.rules import DONE, Matrix, Status
 
 _DONE = tuple(s.value for s in DONE)
@@ -540,11 +542,40 @@ async def links_of(*, session: AsyncSession, issue_id: int) -> dict[int, SignalL
 async def issue_analysis(*, session: AsyncSession, detail: IssueDetail) -> IssueAnalysis:
     links = await links_of(session=session, issue_id=detail.id)
     watches = await watches_of(session=session, issue_id=detail.id)
+    found = await flaps_of(session=session, issue_id=detail.id)
     return IssueAnalysis(
         **detail.model_dump(),
         links=[LinkRead.model_validate(link) for link in links.values()],
         validation=[WatchRead.model_validate(w) for w in watches],
+        flaps=found,
+        flapping=bool(found),
     )
+
+
+FLAP_SIGNALS = 5000  # newest signals of an issue read for its fire/resolve cycles
+
+
+async def flaps_of(*, session: AsyncSession, issue_id: int) -> list[FlapRead]:
+    """The fire/resolve cycles of the issue's dedup keys (its newest `FLAP_SIGNALS` signals)."""
+    rows = list(
+        await session.execute(
+            select(Signal.dedup_key, Signal.status, Signal.received_at)
+            .where(Signal.issue_id == issue_id, Signal.status.in_(("firing", "resolved")))
+            .order_by(Signal.id.desc())
+            .limit(FLAP_SIGNALS)
+        )
+    )
+    rows.reverse()
+    return [
+        FlapRead(
+            dedup_key=f.dedup_key,
+            cycles=f.cycles,
+            changes=f.changes,
+            last_change=_at(f.last_change),
+            status=f.status,
+        )
+        for f in correlate.flaps((k, s or "", at.timestamp()) for k, s, at in rows)
+    ]
 
 
 # --- rules added through the API -----------------------------------------------------------
@@ -586,3 +617,108 @@ async def delete_rule(*, session: AsyncSession, name: str) -> None:
             f"no rule {name!r} added through the API (configured rules live in the file)"
         )
     await session.delete(row)
+
+
+# --- auto-resolve --------------------------------------------------------------------------
+
+_AUTO_BATCH = 200  # candidates looked at per pass
+
+
+async def auto_resolve(
+    *, session: AsyncSession, matrix: Matrix, after: timedelta, now: datetime
+) -> list[int]:
+    """Resolve the issues that only automation touched and whose every signal fired and
+    resolved within `after`, quiet for `after` since: a blip should not keep an SLA running.
+    Each gets the ``auto-resolved`` label and a timeline entry; a signal that fires again
+    reopens it (see `detection/attach.py`)."""
+    from hypercare.detection.attach import AUTO_RESOLVED, AUTOMATION
+
+    quiet_since = now - after
+    # open issues in `new` whose dedup groups all resolved, the last before `quiet_since`
+    groups = (
+        select(SignalGroup.issue_id)
+        .group_by(SignalGroup.issue_id)
+        .having(
+            func.sum(case((SignalGroup.status == "resolved", 0), else_=1)) == 0,
+            func.max(SignalGroup.last_seen) < quiet_since,
+        )
+    )
+    candidates = list(
+        await session.scalars(
+            select(Issue)
+            .where(Issue.status == Status.new.value, Issue.id.in_(groups))
+            .order_by(Issue.id)
+            .limit(_AUTO_BATCH)
+        )
+    )
+    if not candidates:
+        return []
+    ids = [i.id for i in candidates]
+    touched = set(
+        await session.scalars(
+            select(TimelineEntry.issue_id)
+            .where(TimelineEntry.issue_id.in_(ids), TimelineEntry.actor.not_in(AUTOMATION))
+            .distinct()
+        )
+    )
+    reported = set(
+        await session.scalars(
+            select(Signal.issue_id)
+            .where(Signal.issue_id.in_(ids), Signal.kind == "user")
+            .distinct()
+        )
+    )
+    spans: dict[int, float] = {}
+    for issue_id, first, last in await session.execute(
+        select(SignalGroup.issue_id, SignalGroup.first_seen, SignalGroup.last_seen).where(
+            SignalGroup.issue_id.in_(ids)
+        )
+    ):
+        spans[issue_id] = max(spans.get(issue_id, 0.0), (last - first).total_seconds())
+    done: list[int] = []
+    limit = after.total_seconds()
+    for issue in candidates:
+        if issue.id in touched or issue.id in reported or spans.get(issue.id, 0.0) > limit:
+            continue
+        reason = (
+            f"{AUTO_RESOLVED}: every signal resolved within {_span(spans.get(issue.id, 0.0))} "
+            f"and nothing fired for {_span(limit)}; nobody worked on it"
+        )
+        for step in (Status.triaged, Status.resolved):
+            await triage.transition(
+                session=session,
+                matrix=matrix,
+                issue_id=issue.id,
+                to=step,
+                reason=reason,
+                actor="hypercare",
+                now=now,
+            )
+        issue.labels = [*(issue.labels or []), AUTO_RESOLVED]
+        done.append(issue.id)
+    return done
+
+
+async def reopen_auto_resolved(
+    *, session: AsyncSession, matrix: Matrix, issue_id: int, why: str, now: datetime
+) -> Issue:
+    """A signal fired again on an issue hypercare resolved by itself: reopen it."""
+    from hypercare.detection.attach import AUTO_RESOLVED
+
+    issue = await triage.get_issue(session=session, issue_id=issue_id)
+    issue.labels = [label for label in (issue.labels or []) if label != AUTO_RESOLVED]
+    return await triage.transition(
+        session=session,
+        matrix=matrix,
+        issue_id=issue_id,
+        to=Status.reopened,
+        reason=f"fired again after it was resolved automatically: {why}"[:4000],
+        actor="hypercare",
+        now=now,
+    )
+
+
+def _span(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"

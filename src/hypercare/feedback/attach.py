@@ -8,8 +8,8 @@ the timeline; a new firing key opens an issue in ``new`` with a suggested priori
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,6 +56,22 @@ class AttachStep(Protocol):
         create: bool = True,
         known: OpenGroups | None = None,
     ) -> Issue | None: ...
+
+
+@runtime_checkable
+class BatchAttachStep(AttachStep, Protocol):
+    """An attach step that takes a whole batch (the signals of a group commit) at once, with
+    the same outcome as attaching them one after the other; `create` per signal."""
+
+    async def attach_many(
+        self,
+        *,
+        session: AsyncSession,
+        matrix: Matrix,
+        signals: Sequence[tuple[Signal, bool]],
+        priorities: Mapping[str, Mapping[str, str]],
+        known: OpenGroups | None = None,
+    ) -> list[Issue | None]: ...
 
 
 async def attach(

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import NotFound
-from hypercare.feedback.attach import AttachStep, open_groups
+from hypercare.feedback.attach import AttachStep, BatchAttachStep, open_groups
 from hypercare.feedback.attach import attach as dedup_attach
 from hypercare.feedback.drafts import SignalDraft
 from hypercare.feedback.models import (
@@ -26,7 +26,7 @@ from hypercare.feedback.models import (
 from hypercare.feedback.samples import TEST_LABEL, mark
 from hypercare.store.base import utcnow
 from hypercare.triage import service as triage
-from hypercare.triage.models import IssueRead, TimelineEntry
+from hypercare.triage.models import Issue, IssueRead, TimelineEntry
 from hypercare.triage.rules import Matrix
 
 ACCEPTED, REJECTED, REPLAYED = "accepted", "rejected", "replayed"
@@ -162,23 +162,40 @@ async def ingest_many(
     await _lock_keys(session, keys)
     known = await open_groups(session=session, keys=keys)
     step = attach or dedup_attach
+    work = [
+        (signal, d.create_issue)
+        for batch, signals in zip(batches, stored, strict=True)
+        if not batch.test
+        for signal, d in zip(signals, batch.drafts, strict=True)
+    ]
+    attached: list[Issue | None]
+    if isinstance(step, BatchAttachStep):
+        # the whole group commit decided together: one context load for all its signals
+        attached = await step.attach_many(
+            session=session, matrix=matrix, signals=work, priorities=priorities, known=known
+        )
+    else:
+        attached = []
+        for signal, create in work:
+            attached.append(
+                await step(
+                    session=session,
+                    matrix=matrix,
+                    signal=signal,
+                    priorities=priorities,
+                    create=create,
+                    known=known,
+                )
+            )
+    outcome = iter(attached)
     done: list[Ingested] = []
     for batch, signals in zip(batches, stored, strict=True):
         issues: list[int] = []
-        if batch.test:
-            done.append(Ingested(signals, issues))
-            continue
-        for signal, d in zip(signals, batch.drafts, strict=True):
-            issue = await step(
-                session=session,
-                matrix=matrix,
-                signal=signal,
-                priorities=priorities,
-                create=d.create_issue,
-                known=known,
-            )
-            if issue is not None and issue.id not in issues:
-                issues.append(issue.id)
+        if not batch.test:
+            for _ in signals:
+                issue = next(outcome)
+                if issue is not None and issue.id not in issues:
+                    issues.append(issue.id)
         done.append(Ingested(signals, issues))
     if holds_write_lock:
         entries = [o for o in session.new if isinstance(o, TimelineEntry) and o.id is None]

@@ -22,6 +22,7 @@ from hypercare.web import (
     issues,
     live,
     overview,
+    response,
     signin,
     telemetry,
 )
@@ -59,6 +60,7 @@ PARTS: tuple[ConsolePart, ...] = (
     detection.PART,
     feedback.PART,
     integrations.PART,
+    response.PART,
 )
 
 

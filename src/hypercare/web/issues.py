@@ -20,6 +20,7 @@ from hypercare.api.deps import Db, State
 from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
 from hypercare.bounds import MAX_ID, Id
+from hypercare.detection import service as detection_service
 from hypercare.errors import DomainError
 from hypercare.triage import service
 from hypercare.triage.models import IssueCreate, IssueRead
@@ -241,6 +242,7 @@ async def issue_page(
         timeline=await service.timeline(session=session, issue_id=issue_id),
         panels=await _panels(request, session, state, issue),
         marker=await queries.change_marker(session=session),
+        flaps=await detection_service.flaps_of(session=session, issue_id=issue_id),
         error=None,
     )
     return console.render(request, "issue.html", ctx)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.api.deps import Db
 from hypercare.api.errors import error_body
 from hypercare.api.state import AppState
+from hypercare.detection.citations import cites_calls
 from hypercare.feedback import service
 from hypercare.feedback.config import FeedbackConfig
 from hypercare.feedback.drafts import Rejected, SignalDraft
@@ -53,6 +55,7 @@ async def store(
 ) -> IntakeAccepted:
     """Store one accepted delivery and its signals in the request's transaction; a `test`
     delivery's drafts become test signals (no issue, see `hypercare.feedback.samples`)."""
+    await wait_for_cited_calls(state, drafts, test)
     accept = Accept(
         state, channel, source, redact_headers(request.headers), body, drafts, integration_id, test
     )
@@ -72,6 +75,7 @@ async def store_grouped(
 ) -> IntakeAccepted:
     """`store`, through the group-commit writer: the delivery shares a transaction (and an
     `ingest_many`) with other concurrent deliveries; this returns once it is committed."""
+    await wait_for_cited_calls(state, drafts, test)
     accept = Accept(
         state,
         channel,
@@ -83,6 +87,16 @@ async def store_grouped(
         test,
     )
     return await state.writer.run(accept)
+
+
+async def wait_for_cited_calls(state: AppState, drafts: list[SignalDraft], test: bool) -> None:
+    """Before a delivery citing calls is stored, let the call log catch up with the moment it
+    arrived (bounded by `detection.cited_call_wait`; see `hypercare.detection.citations`)."""
+    wait = state.config.detection.cited_call_wait.total_seconds()
+    if test or wait <= 0 or not cites_calls(drafts):
+        return
+    if not await state.call_clock.wait_past(time.time(), wait):
+        log.info("cited calls: the call log did not catch up within %.1f s", wait)
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,453 @@
+"""Channels: what each kind of receiver is sent, and the notifiers that send it.
+
+The message of a delivery is a plain dict fixed when the delivery is made (`Message`);
+`payload(kind, ...)` turns it into the receiver's wire format (pure). A `Notifier` has one
+method, `send`, and there is one per channel kind: `HttpNotifier` for webhook, Slack,
+Teams, PagerDuty and Opsgenie (all through one `httpx.AsyncClient` with timeouts) and
+`EmailNotifier` for SMTP. `MemoryNotifier` is the in-memory double for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import smtplib
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from html import escape
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+from hypercare.response import rules
+from hypercare.response.config import ChannelConfig
+from hypercare.response.rules import webhook_signature
+
+SIGNATURE_HEADER = "X-Hypercare-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+USER_AGENT = "hypercare-notify/1"
+_ERROR_MAX = 300
+
+_DONE_STATUSES = ("resolved", "verified", "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """One attempt to deliver `message` to `channel`."""
+
+    delivery_id: int
+    channel: ChannelConfig
+    message: Mapping[str, Any]
+    idempotency_key: str
+    secret: str | None = None  # webhook signing secret (configured or generated)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ok: bool
+    status: int | None = None
+    error: str | None = None
+
+
+class Notifier(Protocol):
+    async def send(self, outbound: Outbound) -> Outcome: ...
+
+
+# --- wire formats (pure) ------------------------------------------------------------------
+
+
+def headline(m: Mapping[str, Any]) -> str:
+    verb = {
+        "created": "New",
+        "priority": "Reprioritised",
+        "status": f"Now {m.get('status')}:",
+        "sla": "SLA at risk:" if m.get("sla_state") == "at_risk" else "SLA breached:",
+        "escalation": "Escalated:",
+        "acknowledged": "Acknowledged:",
+    }.get(str(m.get("event")), "Update:")
+    return f"{verb} [{m['priority']}] #{m['issue_id']} {m['title']}"
+
+
+def _facts(m: Mapping[str, Any]) -> list[tuple[str, str]]:
+    facts = [("Priority", str(m["priority"])), ("Status", str(m["status"]))]
+    where = " ".join(str(x) for x in (m.get("component"), m.get("route")) if x)
+    if where:
+        facts.append(("Where", where))
+    if m.get("due_at"):
+        facts.append(("SLA due", f"{m['due_at']} ({m.get('sla_state')})"))
+    for name, value in (m.get("evidence") or {}).items():
+        facts.append((str(name), str(value)))
+    return facts
+
+
+def webhook_body(m: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "event": m["event"],
+        "issue": {
+            "id": m["issue_id"],
+            "title": m["title"],
+            "priority": m["priority"],
+            "status": m["status"],
+            "component": m.get("component"),
+            "route": m.get("route"),
+            "labels": m.get("labels", []),
+            "sla_state": m.get("sla_state"),
+            "due_at": m.get("due_at"),
+            "acknowledged_at": m.get("acknowledged_at"),
+            "url": m["issue_url"],
+        },
+        "text": m.get("text", ""),
+        "summary": headline(m),
+        "at": m["at"],
+        "urls": {"issue": m["issue_url"], "acknowledge": m["ack_url"]},
+        "acknowledge_url": m["ack_url"],
+    }
+
+
+def slack_body(m: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "text": headline(m),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": headline(m)[:150]}},
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*{name}:*\n{value}"[:2000]}
+                    for name, value in _facts(m)[:10]
+                ],
+            },
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Open issue"},
+                        "url": m["issue_url"],
+                        "action_id": "open_issue",
+                    },
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Acknowledge"},
+                        "url": m["ack_url"],
+                        "action_id": "acknowledge",
+                        "style": "primary",
+                    },
+                ],
+            },
+        ],
+    }
+
+
+def teams_body(m: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.2",
+                    "body": [
+                        {
+                            "type": "TextBlock",
+                            "text": headline(m),
+                            "weight": "Bolder",
+                            "size": "Medium",
+                            "wrap": True,
+                        },
+                        {
+                            "type": "FactSet",
+                            "facts": [{"title": n, "value": v} for n, v in _facts(m)],
+                        },
+                    ],
+                    "actions": [
+                        {"type": "Action.OpenUrl", "title": "Open issue", "url": m["issue_url"]},
+                        {"type": "Action.OpenUrl", "title": "Acknowledge", "url": m["ack_url"]},
+                    ],
+                },
+            }
+        ],
+    }
+
+
+def pager_action(m: Mapping[str, Any]) -> str:
+    """trigger / acknowledge / resolve, mirrored from the issue."""
+    if m.get("status") in _DONE_STATUSES:
+        return "resolve"
+    if m.get("event") == "acknowledged":
+        return "acknowledge"
+    return "trigger"
+
+
+def dedup_key(m: Mapping[str, Any]) -> str:
+    return f"hypercare-issue-{m['issue_id']}"
+
+
+_SEVERITY = {"P1": "critical", "P2": "error", "P3": "warning"}
+
+
+def pagerduty_body(m: Mapping[str, Any], routing_key: str) -> dict[str, Any]:
+    action = pager_action(m)
+    body: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": action,
+        "dedup_key": dedup_key(m),
+    }
+    if action == "trigger":
+        body["payload"] = {
+            "summary": headline(m)[:1024],
+            "timestamp": m["at"],
+            "source": m.get("component") or "hypercare",
+            "severity": _SEVERITY.get(str(m["priority"]), "info"),
+            "component": m.get("component") or "",
+            "group": m.get("route") or "",
+            "class": str(m["event"]),
+            "custom_details": {
+                "issue_id": m["issue_id"],
+                "priority": m["priority"],
+                "status": m["status"],
+                "sla_state": m.get("sla_state"),
+                "due_at": m.get("due_at"),
+                "acknowledge_url": m["ack_url"],
+            },
+        }
+        body["links"] = [
+            {"href": m["issue_url"], "text": "Open in Hypercare"},
+            {"href": m["ack_url"], "text": "Acknowledge"},
+        ]
+        body["client"] = "Hypercare"
+        body["client_url"] = m["issue_url"]
+    return body
+
+
+def opsgenie_request(m: Mapping[str, Any], base: str) -> tuple[str, dict[str, Any]]:
+    """(url, body): create the alert with the issue as alias, or acknowledge / close it."""
+    action = pager_action(m)
+    alias = dedup_key(m)
+    base = base.rstrip("/")
+    if action == "acknowledge":
+        return f"{base}/{alias}/acknowledge?identifierType=alias", {
+            "source": "Hypercare",
+            "note": f"Acknowledged in Hypercare: {m['issue_url']}",
+        }
+    if action == "resolve":
+        return f"{base}/{alias}/close?identifierType=alias", {
+            "source": "Hypercare",
+            "note": f"Issue {m['status']} in Hypercare: {m['issue_url']}",
+        }
+    priority = str(m["priority"]) if str(m["priority"]) in ("P1", "P2", "P3", "P4", "P5") else "P3"
+    return base, {
+        "message": headline(m)[:130],
+        "alias": alias,
+        "description": f"{m.get('text', '')}\n\nIssue: {m['issue_url']}\n"
+        f"Acknowledge: {m['ack_url']}"[:15000],
+        "tags": [str(m["priority"]), *[str(x) for x in m.get("labels", [])][:18]],
+        "details": {
+            "issue_url": m["issue_url"],
+            "acknowledge_url": m["ack_url"],
+            "status": str(m["status"]),
+            "component": str(m.get("component") or ""),
+            "route": str(m.get("route") or ""),
+        },
+        "entity": str(m.get("component") or "hypercare"),
+        "source": "Hypercare",
+        "priority": priority,
+    }
+
+
+def email_message(m: Mapping[str, Any], sender: str, to: list[str]) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = headline(m)[:200]
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    lines = [headline(m), ""]
+    lines += [f"{name}: {value}" for name, value in _facts(m)]
+    lines += ["", f"Open the issue: {m['issue_url']}", f"Acknowledge: {m['ack_url']}"]
+    msg.set_content("\n".join(lines) + "\n")
+    rows = "".join(
+        f"<tr><th align='left'>{escape(n)}</th><td>{escape(v)}</td></tr>" for n, v in _facts(m)
+    )
+    msg.add_alternative(
+        f"<html><body><h2>{escape(headline(m))}</h2><table>{rows}</table>"
+        f'<p><a href="{escape(m["issue_url"])}">Open the issue</a> · '
+        f'<a href="{escape(m["ack_url"])}">Acknowledge</a></p></body></html>',
+        subtype="html",
+    )
+    return msg
+
+
+def recipient(channel: ChannelConfig) -> str:
+    """What the notification log shows as the destination (never a key or a password)."""
+    if channel.type == "email":
+        return ", ".join(channel.to)[:300]
+    endpoint = channel.endpoint or ""
+    parts = httpx.URL(endpoint)
+    # incoming-webhook URLs carry their secret in the path: show only the origin
+    if channel.type in ("slack", "teams"):
+        return f"{parts.scheme}://{parts.host}/…"
+    return f"{parts.scheme}://{parts.netloc.decode()}{parts.path}"[:300]
+
+
+# --- notifiers ----------------------------------------------------------------------------
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _ERROR_MAX else text[: _ERROR_MAX - 1] + "…"
+
+
+class HttpNotifier:
+    """Webhook, Slack, Teams, PagerDuty and Opsgenie: one POST each, through the one client."""
+
+    def __init__(self, client: httpx.AsyncClient, clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.clock = clock
+
+    def request(self, o: Outbound) -> tuple[str, bytes, dict[str, str]]:
+        ch, m = o.channel, o.message
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            IDEMPOTENCY_HEADER: o.idempotency_key,
+        }
+        url = ch.endpoint or ""
+        body: dict[str, Any]
+        if ch.type == "webhook":
+            body = webhook_body(m)
+        elif ch.type == "slack":
+            body = slack_body(m)
+        elif ch.type == "teams":
+            body = teams_body(m)
+        elif ch.type == "pagerduty":
+            body = pagerduty_body(m, ch.routing_key or "")
+        elif ch.type == "opsgenie":
+            url, body = opsgenie_request(m, url)
+            headers["Authorization"] = f"GenieKey {ch.api_key}"
+        else:
+            raise ValueError(f"HttpNotifier cannot send to a {ch.type} channel")
+        raw = json.dumps(body, separators=(",", ":"), default=str).encode()
+        if ch.type == "webhook" and o.secret:
+            headers[SIGNATURE_HEADER] = webhook_signature(o.secret, int(self.clock()), raw)
+        return url, raw, headers
+
+    async def send(self, outbound: Outbound) -> Outcome:
+        url, raw, headers = self.request(outbound)
+        timeout = outbound.channel.timeout.total_seconds()
+        try:
+            response = await self.client.post(url, content=raw, headers=headers, timeout=timeout)
+        except httpx.TimeoutException:
+            return Outcome(False, None, f"timed out after {timeout:g}s")
+        except httpx.HTTPError as exc:
+            return Outcome(False, None, _short(f"{type(exc).__name__}: {exc}"))
+        if 200 <= response.status_code < 300:
+            return Outcome(True, response.status_code)
+        return Outcome(False, response.status_code, _short(f"HTTP {response.status_code}"))
+
+
+class EmailNotifier:
+    """SMTP with STARTTLS, implicit TLS or neither, and optional login. `smtplib` runs in a
+    worker thread so that a slow mail server never holds up the event loop."""
+
+    def __init__(self, tls_context: ssl.SSLContext | None = None) -> None:
+        self.tls_context = tls_context
+
+    def _send_sync(self, o: Outbound) -> None:
+        ch = o.channel
+        msg = email_message(o.message, ch.sender or "", list(ch.to))
+        msg["Message-ID"] = f"<{o.idempotency_key}@hypercare>"
+        timeout = ch.timeout.total_seconds()
+        context = self.tls_context or ssl.create_default_context()
+        port = ch.smtp_port or (465 if ch.smtp_tls == "tls" else 587)
+        host = ch.smtp_host or ""
+        smtp: smtplib.SMTP
+        if ch.smtp_tls == "tls":
+            smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(host, port, timeout=timeout)
+        with smtp:
+            if ch.smtp_tls == "starttls":
+                smtp.starttls(context=context)
+            if ch.username:
+                smtp.login(ch.username, ch.password or "")
+            smtp.send_message(msg)
+
+    async def send(self, outbound: Outbound) -> Outcome:
+        try:
+            await asyncio.to_thread(self._send_sync, outbound)
+        except smtplib.SMTPResponseException as exc:
+            return Outcome(False, exc.smtp_code, _short(f"SMTP {exc.smtp_code}"))
+        except (OSError, smtplib.SMTPException) as exc:
+            return Outcome(False, None, _short(f"{type(exc).__name__}: {exc}"))
+        return Outcome(True, 250)
+
+
+@dataclass
+class MemoryNotifier:
+    """Test double: records what it was given; `fail` decides failures (default: none)."""
+
+    sent: list[Outbound] = field(default_factory=list)
+    fail: Callable[[Outbound], Outcome | None] = lambda _o: None
+
+    async def send(self, outbound: Outbound) -> Outcome:
+        self.sent.append(outbound)
+        return self.fail(outbound) or Outcome(True, 200)
+
+
+@dataclass
+class Notifiers:
+    """The notifier for each channel kind."""
+
+    by_kind: dict[str, Notifier]
+
+    def for_channel(self, channel: ChannelConfig) -> Notifier:
+        return self.by_kind[channel.type]
+
+    @classmethod
+    def standard(cls, client: httpx.AsyncClient) -> Notifiers:
+        http = HttpNotifier(client)
+        kinds: dict[str, Notifier] = dict.fromkeys(
+            ("webhook", "slack", "teams", "pagerduty", "opsgenie"), http
+        )
+        kinds["email"] = EmailNotifier()
+        return cls(kinds)
+
+
+def new_client() -> httpx.AsyncClient:
+    """The one outbound client: bounded timeouts and pool, no redirects followed (a
+    redirect could lead a configured target to an address nobody approved)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=5.0),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+# --- URLs from the API or the public ------------------------------------------------------
+
+Resolver = Callable[[str], Awaitable[list[str]]]
+
+
+async def system_resolver(host: str) -> list[str]:
+    """The addresses `host` resolves to, through the system's resolver (no lookup for an
+    address literal)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return sorted({str(info[4][0]) for info in infos})
+
+
+async def check_public_url(url: str, allow: Sequence[str], resolve: Resolver) -> str | None:
+    """Why a URL that came through the API or from the public must not be called, or None.
+    `hypercare.response.rules.check_url` decides on the addresses `resolve` gives."""
+    host = (urlsplit(url).hostname or "").strip("[]")
+    addresses = await resolve(host) if host else []
+    return rules.check_url(url, addresses, allow)

@@ -1,0 +1,276 @@
+"""The outbox and the dispatcher: one background loop in the console process.
+
+Each turn of the loop
+1. reads committed timeline entries past the outbox cursor and writes a delivery row for
+   every channel the routing rules name (the cursor moves in the same transaction);
+2. stores the outcomes of the sends that finished since the last turn (one transaction);
+3. starts a send for every due delivery that is not already in flight.
+
+Sends run as tasks bounded by `response.dispatch.concurrency`, so a slow or dead receiver
+delays nobody: not the loop, not the tracker, intake or detection. Delivery is at least
+once: a send whose outcome was not stored before a crash is sent again after the restart
+with the same idempotency key, so the receiver can tell it already has it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+from hypercare.api.state import AppState
+from hypercare.response import rules, service
+from hypercare.response.channels import (
+    HttpNotifier,
+    Notifier,
+    Notifiers,
+    Outbound,
+    Outcome,
+    Resolver,
+    new_client,
+    system_resolver,
+)
+from hypercare.store.base import utcnow
+
+log = logging.getLogger("hypercare.response")
+
+RUNTIME = "response"
+DEFAULT_CONSOLE_URL = "http://127.0.0.1:8700"
+
+
+@dataclass
+class ResponseRuntime:
+    """The response domain's long-lived state, kept in `AppState.extras["response"]`."""
+
+    notifiers: Notifiers | None = None
+    # links in messages start with this (response.base_url, else the console's address)
+    base_url: str = DEFAULT_CONSOLE_URL
+    key: bytes = b""
+    secrets: dict[str, str] = field(default_factory=dict)
+    cursor: int | None = None
+    seen: set[int] = field(default_factory=set)
+    gaps: dict[int, float] = field(default_factory=dict)
+    inflight: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    results: list[tuple[int, Outcome]] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    rng: random.Random = field(default_factory=random.Random)
+    # how URLs that come through the API are resolved before the private-address check
+    resolve: Resolver = system_resolver
+    owns_client: bool = False
+    sent: int = 0
+    failed: int = 0
+
+
+def runtime(state: AppState) -> ResponseRuntime:
+    found = state.extras.get(RUNTIME)
+    if isinstance(found, ResponseRuntime):
+        return found
+    made = ResponseRuntime()
+    state.extras[RUNTIME] = made
+    return made
+
+
+def base_url(state: AppState) -> str:
+    configured = state.config.response.base_url
+    if configured:
+        return configured.rstrip("/")
+    console = state.extras.get("console_url")
+    return str(console).rstrip("/") if console else DEFAULT_CONSOLE_URL
+
+
+async def start(state: AppState) -> ResponseRuntime:
+    """Load the signing key and the generated webhook secrets, and place the cursor (at the
+    newest entry on a first start: history is not announced)."""
+    rt = runtime(state)
+    rt.base_url = base_url(state)
+    if rt.notifiers is None:
+        rt.notifiers = Notifiers.standard(new_client())
+        rt.owns_client = True
+    cfg = state.config.response
+    async with state.sessions() as session, session.begin():
+        rt.key = await service.signing_key(session=session, config=cfg)
+        for ch in cfg.channels:
+            if ch.type == "webhook":
+                rt.secrets[ch.name] = ch.secret or await service.channel_secret(
+                    session=session, channel=ch.name, key=rt.key
+                )
+        stored = await service.get_setting(session=session, name=service.CURSOR)
+        if stored is None:
+            rt.cursor = await service.newest_entry_id(session=session)
+            await service.set_setting(session=session, name=service.CURSOR, value=str(rt.cursor))
+        else:
+            rt.cursor = int(stored)
+    return rt
+
+
+async def outbox_pass(state: AppState, rt: ResponseRuntime) -> int:
+    """Turn newly committed timeline entries into deliveries; returns how many were made."""
+    cfg = state.config.response
+    if rt.cursor is None:
+        raise RuntimeError("response.jobs.start() places the cursor first")
+    after = max(rt.seen, default=rt.cursor)
+    async with state.sessions() as session, session.begin():
+        entries = await service.entries_after(
+            session=session, after=after, also=rt.gaps, limit=cfg.dispatch.batch
+        )
+        made = await service.make_deliveries(
+            session=session,
+            config=cfg,
+            entries=entries,
+            base_url=rt.base_url,
+            key=rt.key,
+            now=utcnow(),
+        )
+        seen = rt.seen | {e.id for e, _ in entries}
+        cursor, gaps = rules.advance_cursor(
+            rt.cursor,
+            seen,
+            rt.gaps,
+            now=time.monotonic(),
+            wait=cfg.dispatch.gap_wait.total_seconds(),
+        )
+        if cursor != rt.cursor:
+            await service.set_setting(session=session, name=service.CURSOR, value=str(cursor))
+    # only once committed: a failed pass is simply done again
+    rt.cursor, rt.gaps = cursor, gaps
+    rt.seen = {i for i in seen if i > cursor}
+    return len(made)
+
+
+async def store_results(state: AppState, rt: ResponseRuntime) -> int:
+    if not rt.results:
+        return 0
+    results, rt.results = rt.results, []
+    d = state.config.response.dispatch
+    try:
+        async with state.sessions() as session, session.begin():
+            now = utcnow()
+            # one read for the whole batch: record_attempt then finds them in the session
+            await service.load_deliveries(session=session, delivery_ids=[i for i, _ in results])
+            for delivery_id, outcome in results:
+                await service.record_attempt(
+                    session=session,
+                    delivery_id=delivery_id,
+                    ok=outcome.ok,
+                    status=outcome.status,
+                    error=outcome.error,
+                    retry_after=lambda attempt: rules.backoff(
+                        attempt, base=d.backoff, cap=d.max_backoff, jitter=rt.rng.random()
+                    ),
+                    max_attempts=d.max_attempts,
+                    now=now,
+                )
+    except BaseException:
+        rt.results = results + rt.results  # not stored: try again next turn
+        raise
+    for _, outcome in results:
+        if outcome.ok:
+            rt.sent += 1
+        else:
+            rt.failed += 1
+    return len(results)
+
+
+async def dispatch_pass(state: AppState, rt: ResponseRuntime) -> int:
+    """Start a send for each due delivery not in flight; returns how many were started."""
+    d = state.config.response.dispatch
+    room = d.concurrency - len(rt.inflight)
+    if room <= 0:
+        return 0
+    async with state.sessions() as session:
+        due = await service.due_deliveries(
+            session=session,
+            now=utcnow(),
+            limit=min(room, d.batch),
+            # in flight, or ended with the outcome not stored yet: not due again
+            skip=[*rt.inflight, *(i for i, _ in rt.results)],
+        )
+    notifiers = rt.notifiers
+    if notifiers is None:
+        raise RuntimeError("response.jobs.start() sets up the notifiers first")
+    for delivery in due:
+        channel = state.config.response.channel(delivery.channel)
+        if channel is None:
+            outcome = Outcome(False, 410, f"channel {delivery.channel!r} is no longer configured")
+            rt.results.append((delivery.id, outcome))
+            continue
+        outbound = Outbound(
+            delivery_id=delivery.id,
+            channel=channel,
+            message=delivery.message,
+            idempotency_key=delivery.idempotency_key,
+            secret=rt.secrets.get(channel.name) if channel.type == "webhook" else None,
+        )
+        notifier = notifiers.for_channel(channel)
+        rt.inflight[delivery.id] = asyncio.create_task(
+            _send(rt, notifier, outbound), name=f"notify-{delivery.id}"
+        )
+    return len(due)
+
+
+async def _send(rt: ResponseRuntime, notifier: Notifier, outbound: Outbound) -> None:
+    try:
+        outcome = await notifier.send(outbound)
+    except Exception as exc:  # a notifier bug must not lose the delivery
+        log.exception("notifier failed on delivery %d", outbound.delivery_id)
+        outcome = Outcome(False, None, f"internal error: {type(exc).__name__}")
+    finally:
+        rt.inflight.pop(outbound.delivery_id, None)
+    rt.results.append((outbound.delivery_id, outcome))
+    # outcomes are stored in batches (one transaction each): wake the loop when a good
+    # share of the sends has ended, or the last one; the poll interval covers the rest
+    if not rt.inflight or len(rt.results) >= max(1, len(rt.inflight)):
+        rt.wake.set()
+
+
+async def step(state: AppState, rt: ResponseRuntime) -> None:
+    """One turn of the loop."""
+    await outbox_pass(state, rt)
+    await store_results(state, rt)
+    await dispatch_pass(state, rt)
+
+
+async def settle(state: AppState, rt: ResponseRuntime, timeout: float = 10.0) -> None:
+    """Wait for the sends in flight (bounded) and store their outcomes (tests, shutdown)."""
+    if rt.inflight:
+        await asyncio.wait(list(rt.inflight.values()), timeout=timeout)
+    await store_results(state, rt)
+
+
+async def run_response(state: AppState, stop: asyncio.Event) -> None:
+    rt = runtime(state)
+    interval = state.config.response.dispatch.poll_interval.total_seconds()
+    try:
+        while not stop.is_set():
+            rt.wake.clear()
+            try:
+                await step(state, rt)
+            except Exception:
+                # a passing store error must not stop notifications; the next turn retries
+                log.exception("response pass failed")
+            waiter = asyncio.ensure_future(rt.wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait(
+                    {waiter, stopper}, timeout=interval, return_when="FIRST_COMPLETED"
+                )
+            finally:
+                waiter.cancel()
+                stopper.cancel()
+    finally:
+        with contextlib.suppress(Exception):
+            await settle(state, rt, timeout=2.0)
+        for task in list(rt.inflight.values()):
+            task.cancel()
+        await close(rt)
+
+
+async def close(rt: ResponseRuntime) -> None:
+    """Close the outbound client `start` made (not one a test handed in)."""
+    if rt.owns_client and rt.notifiers is not None:
+        for notifier in rt.notifiers.by_kind.values():
+            if isinstance(notifier, HttpNotifier) and not notifier.client.is_closed:
+                await notifier.client.aclose()

@@ -1,0 +1,467 @@
+"""Response reads and writes: the outbox pass, deliveries, acknowledgement. Functions take a
+keyword-only session and never commit (the job or request that calls them does)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hypercare.errors import InvalidInput, NotFound
+from hypercare.feedback.models import Signal
+from hypercare.response import rules
+from hypercare.response.channels import recipient
+from hypercare.response.config import ResponseConfig
+from hypercare.response.models import (
+    ChannelSecret,
+    Delivery,
+    DeliveryRead,
+    ResponseSetting,
+    UsedAckLink,
+)
+from hypercare.response.rules import AckClaim, DeliveryState
+from hypercare.triage import service as triage_service
+from hypercare.triage.models import Issue, TimelineEntry
+
+CURSOR = "outbox_cursor"
+KEY = "signing_key"
+
+
+async def get_setting(*, session: AsyncSession, name: str) -> str | None:
+    row = await session.get(ResponseSetting, name)
+    return row.value if row else None
+
+
+async def set_setting(*, session: AsyncSession, name: str, value: str) -> None:
+    row = await session.get(ResponseSetting, name)
+    if row is None:
+        session.add(ResponseSetting(name=name, value=value))
+    else:
+        row.value = value
+
+
+async def signing_key(*, session: AsyncSession, config: ResponseConfig) -> bytes:
+    """The key of ack-link signatures and generated-secret encryption: the config's, or one
+    generated on first use and kept in the store."""
+    if config.signing_key:
+        return config.signing_key.encode()
+    stored = await get_setting(session=session, name=KEY)
+    if stored is None:
+        stored = secrets.token_urlsafe(32)
+        await set_setting(session=session, name=KEY, value=stored)
+        await session.flush()
+    return stored.encode()
+
+
+def _fernet(key: bytes) -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"secrets:" + key).digest()))
+
+
+async def channel_secret(*, session: AsyncSession, channel: str, key: bytes) -> str:
+    """The generated webhook secret of `channel`, made on first use."""
+    row = await session.get(ChannelSecret, channel)
+    if row is not None:
+        try:
+            return _fernet(key).decrypt(row.encrypted).decode()
+        except InvalidToken:
+            # the signing key changed: the old secret cannot be read, so make a new one
+            await session.delete(row)
+            await session.flush()
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    session.add(ChannelSecret(channel=channel, encrypted=_fernet(key).encrypt(secret.encode())))
+    await session.flush()
+    return secret
+
+
+async def reveal_secret(
+    *, session: AsyncSession, channel: str, key: bytes, now: datetime
+) -> tuple[str | None, datetime | None]:
+    """(the secret in clear the first time, else None; when it was first shown)."""
+    secret = await channel_secret(session=session, channel=channel, key=key)
+    row = await session.get(ChannelSecret, channel)
+    if row is None:  # pragma: no cover - channel_secret just made it
+        raise NotFound(f"no generated secret for {channel!r}")
+    if row.revealed_at is not None:
+        return None, row.revealed_at
+    row.revealed_at = now
+    return secret, now
+
+
+# --- the outbox ---------------------------------------------------------------------------
+
+
+async def newest_entry_id(*, session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.max(TimelineEntry.id))) or 0)
+
+
+async def entries_after(
+    *, session: AsyncSession, after: int, also: Iterable[int], limit: int
+) -> list[tuple[TimelineEntry, Issue]]:
+    """Committed timeline entries with ids above `after`, plus those among `also` (ids
+    the outbox is still waiting for), oldest first, with their issue."""
+    rows = list(
+        await session.execute(
+            select(TimelineEntry, Issue)
+            .join(Issue, Issue.id == TimelineEntry.issue_id)
+            .where(TimelineEntry.id > after)
+            .order_by(TimelineEntry.id)
+            .limit(limit)
+        )
+    )
+    waiting = sorted(set(also))[:1000]
+    if waiting:
+        rows += list(
+            await session.execute(
+                select(TimelineEntry, Issue)
+                .join(Issue, Issue.id == TimelineEntry.issue_id)
+                .where(TimelineEntry.id.in_(waiting))
+            )
+        )
+    out = {e.id: (e, i) for e, i in rows}
+    return [out[k] for k in sorted(out)]
+
+
+def facts_of(issue: Issue) -> rules.IssueFacts:
+    return rules.IssueFacts(
+        priority=issue.priority,
+        component=issue.component,
+        route=issue.route,
+        labels=list(issue.labels or []),
+        source=issue.reporter,
+    )
+
+
+def issue_url(base_url: str, issue_id: int) -> str:
+    return f"{base_url.rstrip('/')}/issues/{issue_id}"
+
+
+def ack_url(base_url: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}/ack/{token}"
+
+
+def new_ack_token(key: bytes, issue_id: int, ttl: timedelta, now: datetime) -> str:
+    claim = AckClaim(
+        issue_id=issue_id,
+        expires=int((now + ttl).timestamp()),
+        nonce=secrets.token_urlsafe(12),
+    )
+    return rules.sign_ack(key, claim)
+
+
+def message_for(
+    entry: TimelineEntry, issue: Issue, change: str, *, base_url: str, ack_token: str
+) -> dict[str, Any]:
+    """The snapshot a delivery carries: what changed and the issue as it was then."""
+    return {
+        "event": change,
+        "entry_id": entry.id,
+        "issue_id": issue.id,
+        "title": issue.title,
+        "priority": issue.priority,
+        "status": issue.status,
+        "component": issue.component,
+        "route": issue.route,
+        "labels": list(issue.labels or []),
+        "sla_state": issue.sla_state,
+        "due_at": issue.due_at.isoformat() if issue.due_at else None,
+        "acknowledged_at": issue.acknowledged_at.isoformat() if issue.acknowledged_at else None,
+        "text": entry.text,
+        "evidence": {},
+        "at": entry.at.isoformat(),
+        "issue_url": issue_url(base_url, issue.id),
+        "ack_url": ack_url(base_url, ack_token),
+    }
+
+
+async def make_deliveries(
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    entries: Sequence[tuple[TimelineEntry, Issue]],
+    base_url: str,
+    key: bytes,
+    now: datetime,
+) -> list[Delivery]:
+    """Delivery rows for every notable entry and every channel its rules name; an (entry,
+    channel) pair that already has one (looked at before a restart) is skipped."""
+    wanted: list[tuple[TimelineEntry, Issue, str, str]] = []
+    for entry, issue in entries:
+        change = rules.change_of(entry.kind, entry.data or {})
+        if change is None:
+            continue
+        for name in rules.targets(config.rules, facts_of(issue), change):
+            if config.channel(name) is not None:
+                wanted.append((entry, issue, change, name))
+    if not wanted:
+        return []
+    pairs = [(e.id, name) for e, _, _, name in wanted]
+    found = await session.execute(
+        select(Delivery.entry_id, Delivery.channel).where(
+            tuple_(Delivery.entry_id, Delivery.channel).in_(pairs)
+        )
+    )
+    existing = {(entry_id, channel) for entry_id, channel in found}
+    made = []
+    tokens: dict[int, str] = {}
+    evidence = await evidence_of(session=session, issue_ids={i.id for _, i, _, _ in wanted})
+    for entry, issue, change, name in wanted:
+        if (entry.id, name) in existing:
+            continue
+        channel = config.channel(name)
+        if channel is None:  # pragma: no cover - filtered above
+            continue
+        token = tokens.get(issue.id) or new_ack_token(key, issue.id, config.ack_link_ttl, now)
+        tokens[issue.id] = token
+        delivery = Delivery(
+            issue_id=issue.id,
+            entry_id=entry.id,
+            event=change,
+            channel=name,
+            channel_type=channel.type,
+            recipient=recipient(channel),
+            message={
+                **message_for(entry, issue, change, base_url=base_url, ack_token=token),
+                "evidence": evidence.get(issue.id, {}),
+            },
+            state=DeliveryState.pending.value,
+            attempts=0,
+            idempotency_key=uuid.uuid4().hex,
+            created_at=now,
+            next_attempt_at=now,
+        )
+        session.add(delivery)
+        made.append(delivery)
+    await session.flush()
+    return made
+
+
+async def evidence_of(*, session: AsyncSession, issue_ids: set[int]) -> dict[int, dict[str, str]]:
+    """What a message shows as evidence: how many signals the issue holds and the newest
+    one's summary (detection's carries the numbers, e.g. "error rate 34 %, p95 1.2 s")."""
+    if not issue_ids:
+        return {}
+    ids = sorted(issue_ids)
+    found = await session.execute(
+        select(Signal.issue_id, func.count())
+        .where(Signal.issue_id.in_(ids))
+        .group_by(Signal.issue_id)
+    )
+    counts: dict[int | None, int] = {row[0]: row[1] for row in found}
+    out: dict[int, dict[str, str]] = {}
+    for issue_id in ids:
+        if not counts.get(issue_id):
+            continue
+        latest = await session.scalar(
+            select(Signal.summary)
+            .where(Signal.issue_id == issue_id)
+            .order_by(Signal.id.desc())
+            .limit(1)
+        )
+        out[issue_id] = {"Signals": str(counts[issue_id]), "Latest signal": str(latest)[:300]}
+    return out
+
+
+# --- the dispatcher -----------------------------------------------------------------------
+
+
+async def due_deliveries(
+    *, session: AsyncSession, now: datetime, limit: int, skip: Iterable[int] = ()
+) -> list[Delivery]:
+    query = (
+        select(Delivery)
+        .where(
+            Delivery.state.in_([DeliveryState.pending.value, DeliveryState.failed.value]),
+            Delivery.next_attempt_at <= now,
+        )
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+    )
+    busy = list(skip)
+    if busy:
+        query = query.where(Delivery.id.not_in(busy))
+    return list(await session.scalars(query))
+
+
+async def load_deliveries(*, session: AsyncSession, delivery_ids: Sequence[int]) -> None:
+    """Bring deliveries and their issues into the session in two queries."""
+    if not delivery_ids:
+        return
+    rows = list(await session.scalars(select(Delivery).where(Delivery.id.in_(list(delivery_ids)))))
+    issue_ids = sorted({d.issue_id for d in rows})
+    if issue_ids:
+        list(await session.scalars(select(Issue).where(Issue.id.in_(issue_ids))))
+
+
+async def record_attempt(
+    *,
+    session: AsyncSession,
+    delivery_id: int,
+    ok: bool,
+    status: int | None,
+    error: str | None,
+    retry_after: Callable[[int], timedelta],
+    max_attempts: int,
+    now: datetime,
+) -> Delivery | None:
+    """Store the end of one attempt; a final outcome (sent, dead) goes on the timeline."""
+    delivery = await session.get(Delivery, delivery_id)
+    if delivery is None or delivery.state not in (
+        DeliveryState.pending.value,
+        DeliveryState.failed.value,
+    ):
+        return delivery
+    delivery.attempts += 1
+    attempts = delivery.attempts if rules.retryable(status) or ok else max_attempts
+    state, next_at = rules.after_attempt(
+        ok=ok,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        now=now,
+        delay=retry_after(delivery.attempts),
+    )
+    delivery.state = state.value
+    delivery.next_attempt_at = next_at
+    delivery.last_attempt_at = now
+    delivery.receiver_status = status
+    delivery.error = None if ok else (error or "failed")[:300]
+    if ok:
+        delivery.sent_at = now
+    if state in (DeliveryState.sent, DeliveryState.dead):
+        issue = await session.get(Issue, delivery.issue_id)
+        if issue is not None:
+            text = (
+                f"Notified {delivery.channel} ({delivery.event})"
+                if ok
+                else f"Notification to {delivery.channel} gave up after "
+                f"{delivery.attempts} attempt(s): {delivery.error}"
+            )
+            triage_service.record(
+                session,
+                issue,
+                actor="hypercare",
+                kind="notification",
+                text=text,
+                data={
+                    "delivery_id": delivery.id,
+                    "channel": delivery.channel,
+                    "state": state.value,
+                    "attempts": delivery.attempts,
+                    "status": status,
+                },
+                at=now,
+            )
+    return delivery
+
+
+async def list_deliveries(
+    *, session: AsyncSession, issue_id: int, limit: int = 200
+) -> list[Delivery]:
+    """The newest `limit` deliveries of the issue, oldest first."""
+    await triage_service.get_issue(session=session, issue_id=issue_id)
+    rows = await session.scalars(
+        select(Delivery)
+        .where(Delivery.issue_id == issue_id)
+        .order_by(Delivery.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(list(rows)))
+
+
+async def replay(*, session: AsyncSession, delivery_id: int, actor: str, now: datetime) -> Delivery:
+    """Send a delivery again (dead, failed or even sent): a fresh idempotency key, since the
+    receiver is meant to see it again."""
+    delivery = await session.get(Delivery, delivery_id)
+    if delivery is None:
+        raise NotFound(f"no notification with id {delivery_id}")
+    if delivery.state == DeliveryState.pending.value:
+        raise InvalidInput(
+            f"notification {delivery_id} is already waiting to be sent",
+            details={"state": delivery.state},
+        )
+    delivery.state = DeliveryState.pending.value
+    delivery.attempts = 0
+    delivery.next_attempt_at = now
+    delivery.error = None
+    delivery.idempotency_key = uuid.uuid4().hex
+    issue = await triage_service.get_issue(session=session, issue_id=delivery.issue_id)
+    triage_service.record(
+        session,
+        issue,
+        actor=actor,
+        kind="notification",
+        text=f"Replay of the notification to {delivery.channel} requested",
+        data={"delivery_id": delivery.id, "channel": delivery.channel, "state": "pending"},
+        at=now,
+    )
+    return delivery
+
+
+def to_read(d: Delivery) -> DeliveryRead:
+    return DeliveryRead(
+        id=d.id,
+        issue_id=d.issue_id,
+        entry_id=d.entry_id,
+        event=d.event,
+        channel=d.channel,
+        channel_type=d.channel_type,
+        recipient=d.recipient,
+        state=DeliveryState(d.state),
+        attempts=d.attempts,
+        created_at=d.created_at,
+        next_attempt_at=d.next_attempt_at,
+        last_attempt_at=d.last_attempt_at,
+        sent_at=d.sent_at,
+        receiver_status=d.receiver_status,
+        error=d.error,
+    )
+
+
+# --- acknowledgement ----------------------------------------------------------------------
+
+
+async def acknowledge(
+    *, session: AsyncSession, issue_id: int, actor: str, via: str, note: str | None, now: datetime
+) -> tuple[Issue, bool]:
+    """Stamp `acknowledged_at` (once) and put it on the timeline. Returns (issue, whether this
+    call acknowledged it; False when it already was)."""
+    issue = await triage_service.get_issue(session=session, issue_id=issue_id)
+    if issue.acknowledged_at is not None:
+        return issue, False
+    issue.acknowledged_at = now
+    triage_service.record(
+        session,
+        issue,
+        actor=actor,
+        kind="acknowledged",
+        text=f"Acknowledged by {actor} ({via})" + (f": {note}" if note else ""),
+        data={"via": via, "note": note},
+        at=now,
+    )
+    return issue, True
+
+
+async def use_ack_link(
+    *, session: AsyncSession, claim: AckClaim, now: datetime
+) -> tuple[Issue, bool] | None:
+    """Acknowledge through a verified link; None when the link was used before."""
+    if await session.get(UsedAckLink, claim.nonce) is not None:
+        return None
+    issue = await triage_service.get_issue(session=session, issue_id=claim.issue_id)
+    try:
+        # a savepoint: two clicks racing each other make one acknowledgement, not a 500
+        async with session.begin_nested():
+            session.add(UsedAckLink(nonce=claim.nonce, issue_id=issue.id, used_at=now))
+    except IntegrityError:
+        return None
+    return await acknowledge(
+        session=session, issue_id=issue.id, actor="ack link", via="signed link", note=None, now=now
+    )
