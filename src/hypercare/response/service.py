@@ -24,9 +24,13 @@ from hypercare.response.models import (
     ChannelSecret,
     Delivery,
     DeliveryRead,
+    OncallOverride,
+    OverrideCreate,
+    OverrideRead,
     ResponseSetting,
     UsedAckLink,
 )
+from hypercare.response.oncall import Override
 from hypercare.response.rules import AckClaim, DeliveryState
 from hypercare.triage import service as triage_service
 from hypercare.triage.models import Issue, TimelineEntry
@@ -418,3 +422,97 @@ async def use_ack_link(
     return await acknowledge(
         session=session, issue_id=issue.id, actor="ack link", via="signed link", note=None, now=now
     )
+
+
+# --- on-call overrides --------------------------------------------------------------------
+
+MAX_OVERRIDE = timedelta(days=90)
+
+
+def override_value(row: OncallOverride) -> Override:
+    return Override(row.person, row.start_at, row.end_at, id=row.id)
+
+
+def override_read(row: OncallOverride) -> OverrideRead:
+    return OverrideRead(
+        id=row.id,
+        schedule=row.schedule,
+        person=row.person,
+        start=row.start_at,
+        end=row.end_at,
+        note=row.note,
+        created_by=row.created_by,
+        created_at=row.created_at,
+    )
+
+
+async def list_overrides(
+    *,
+    session: AsyncSession,
+    schedule: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[OncallOverride]:
+    """Overrides meeting ``[start, end)`` (each bound optional), oldest start first."""
+    query = select(OncallOverride).order_by(OncallOverride.start_at, OncallOverride.id)
+    if schedule is not None:
+        query = query.where(OncallOverride.schedule == schedule)
+    if start is not None:
+        query = query.where(OncallOverride.end_at > start)
+    if end is not None:
+        query = query.where(OncallOverride.start_at < end)
+    return list((await session.scalars(query.limit(5000))).all())
+
+
+async def overrides_by_schedule(
+    *, session: AsyncSession, start: datetime, end: datetime
+) -> dict[str, list[Override]]:
+    out: dict[str, list[Override]] = {}
+    for row in await list_overrides(session=session, start=start, end=end):
+        out.setdefault(row.schedule, []).append(override_value(row))
+    return out
+
+
+async def create_override(
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    schedule: str,
+    body: OverrideCreate,
+    actor: str,
+    now: datetime,
+) -> OncallOverride:
+    if config.schedule(schedule) is None:
+        raise NotFound(f"no schedule named {schedule!r} in response.schedules")
+    if config.person(body.person) is None:
+        known = ", ".join(sorted(p.name for p in config.people)) or "none defined"
+        raise InvalidInput(
+            f"unknown person {body.person!r} (known: {known})", details={"field": "person"}
+        )
+    if body.end <= body.start:
+        raise InvalidInput("`end` must be after `start`", details={"field": "end"})
+    if body.end - body.start > MAX_OVERRIDE:
+        raise InvalidInput("an override may last at most 90 days", details={"field": "end"})
+    if body.end <= now:
+        raise InvalidInput("the override would be over already", details={"field": "end"})
+    row = OncallOverride(
+        schedule=schedule,
+        person=body.person,
+        start_at=body.start,
+        end_at=body.end,
+        note=body.note,
+        created_by=actor,
+        created_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def delete_override(*, session: AsyncSession, override_id: int) -> OncallOverride:
+    row = await session.get(OncallOverride, override_id)
+    if row is None:
+        raise NotFound(f"no override #{override_id}")
+    await session.delete(row)
+    await session.flush()
+    return row
