@@ -188,3 +188,13 @@ class PersonRead(BaseModel):
     token: str | None
     schedules: list[str]
     on_call: list[ShiftRead]
+    ical_path: str
+
+
+class ScheduleRead(BaseModel):
+    name: str
+    time_zone: str
+    description: str | None
+    layers: list[dict[str, Any]]
+    overrides: list[OverrideRead]
+    ical_path: str
