@@ -89,7 +89,8 @@ def _to_python(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: st
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(n, (*path, i), lines, source) for i, n in enumerate(node.value)]
     assert isinstance(node, yaml.ScalarNode)
-    value = yaml.safe_load(yaml.serialize(node))
+    # constructed from the composed node: an empty value (`response:`) is None, not a crash
+    value = yaml.constructor.SafeConstructor().construct_object(node, deep=True)
     if isinstance(value, str):
         value = _interpolate(value, f"{source}:{node.start_mark.line + 1}")
     return value

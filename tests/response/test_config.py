@@ -58,3 +58,9 @@ def test_duplicate_channel_names() -> None:
     text += "    - {name: a, type: slack, url: 'http://y'}\n"
     with pytest.raises(ConfigError, match="repeated: a"):
         parse_config(text, "h.yaml")
+
+
+def test_an_empty_section_is_a_clear_error_not_a_traceback() -> None:
+    with pytest.raises(ConfigError, match=r"h.yaml:1: response: .*valid dictionary"):
+        parse_config("response:\n", "h.yaml")
+    assert parse_config("response: {}\n", "h.yaml").response.channels == []

@@ -2,53 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
+from tests.response.conftest import Receiver
 from tests.support import hypercare_up, wait_until
 
 TOKEN = "hc_response-e2e-admin-0001"
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], dict[str, Any]]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length", "0")))
-        self.received.append((dict(self.headers), json.loads(body)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], dict[str, Any]]]]]:
-    """A loopback webhook receiver on a port the OS picks."""
-    received: list[tuple[dict[str, str], dict[str, Any]]] = []
-    handler = type("Hook", (_Hook,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_the_minimal_file_pages_a_p1_and_the_link_acknowledges(
-    tmp_path: Path, receiver: tuple[str, list[tuple[dict[str, str], dict[str, Any]]]]
+    tmp_path: Path, receiver: Receiver
 ) -> None:
-    url, received = receiver
+    url, received = receiver.url, receiver.received
     config = tmp_path / "hypercare.yaml"
     config.write_text(
         f"""\

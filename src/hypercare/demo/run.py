@@ -16,23 +16,36 @@ from hypercare.demo.shop import Shop
 from hypercare.demo.traffic import Traffic
 
 
-def demo_extra(gateway_origin: str) -> str:
-    """The feedback and detection settings of the demo (a short validation window)."""
-    return (
+def demo_extra(gateway_origin: str, pager_url: str | None = None) -> str:
+    """The feedback, detection and response settings of the demo (a short validation
+    window; P1 and P2 issues page the demo's loopback pager)."""
+    extra = (
         "feedback:\n"
         "  widget_keys:\n"
         f"    - {{key: {WIDGET_KEY}, name: shop web, origins: ['{gateway_origin}']}}\n"
         "detection:\n"
         "  validation_window: 45s\n"
     )
+    if pager_url:
+        extra += (
+            "response:\n"
+            "  channels:\n"
+            f"    - {{name: oncall-pager, type: webhook, url: '{pager_url}'}}\n"
+            "  rules:\n"
+            "    - {match: {priority: [P1, P2], events: [created, priority, escalation]},"
+            " notify: [oncall-pager]}\n"
+        )
+    return extra
 
 
 async def prepare(gateway_listen: str) -> tuple[Shop, HypercareConfig]:
-    """Start the shop's services and build the configuration that routes to them."""
+    """Start the shop's services and the pager, and build the configuration that routes
+    to them."""
     shop = Shop()
     await shop.start()
+    await shop.pager.start()
     origin = f"http://{gateway_listen}"
-    return shop, demo_config(shop.ports, demo_extra(origin))
+    return shop, demo_config(shop.ports, demo_extra(origin, shop.pager.url))
 
 
 @dataclass

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from hypercare.demo.http import Client, Response
 from hypercare.demo.shop import Faults, Shop
@@ -133,6 +134,7 @@ class Scenario:
         if self.issue_id is None:
             self.tell("no gateway issue found yet; the demo keeps running")
             return
+        await self.acknowledge_from_the_page(self.issue_id, stop)
         await self._api(
             "PATCH", f"/api/v1/issues/{self.issue_id}", "responder", {"assignee": "dana"}
         )
@@ -142,7 +144,7 @@ class Scenario:
             "responder",
             {"to": "investigating", "reason": "on it"},
         )
-        self.tell(f"on-call (dana) acknowledges issue #{self.issue_id} and investigates")
+        self.tell(f"dana takes issue #{self.issue_id} and investigates")
         if not await self._until(t + 60, stop):
             return
         self.shop.services["payments"].faults = Faults()
@@ -159,6 +161,29 @@ class Scenario:
             },
         )
         self.tell("hotfix payments 2.4.1 deployed; hypercare now validates it on live traffic")
+
+    async def acknowledge_from_the_page(self, issue_id: int, stop: asyncio.Event) -> None:
+        """Wait (bounded) for the pager to get the page, then press its acknowledge link the
+        way a person would: open the confirmation page, then press its button."""
+        pager = self.shop.pager
+        deadline = time.monotonic() + 20
+        page = pager.page_for(issue_id)
+        while page is None and time.monotonic() < deadline and not stop.is_set():
+            pager.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pager.arrived.wait(), deadline - time.monotonic())
+            page = pager.page_for(issue_id)
+        if page is None:
+            self.tell(f"the pager got no page for issue #{issue_id}; see its notification log")
+            return
+        self.tell(f"the on-call pager rings: {page.get('summary')} (see the notification log)")
+        path = urlsplit(str(page.get("acknowledge_url", ""))).path
+        opened = await self.console.request("GET", path)
+        pressed = await self.console.request("POST", path)
+        self.tell(
+            f"on-call (dana) acknowledges #{issue_id} from the page's link"
+            f" -> {opened.status}/{pressed.status}"
+        )
 
     async def _find_issue(self) -> int | None:
         r = await self._api("GET", "/api/v1/signals?source=gateway&limit=20", "support")

@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 
 from hypercare.demo.http import Request, Response, json_response, serve
+from hypercare.demo.pager import Pager
 
 
 @dataclass
@@ -66,6 +67,8 @@ class Shop:
         self.services = {n: Service(n, rng) for n in ("catalog", "orders", "payments")}
         self.ports: dict[str, int] = {}
         self._servers: list[asyncio.Server] = []
+        # the on-call's pager (a webhook sink); started by the demo, not by `start`
+        self.pager = Pager()
 
     async def start(self, host: str = "127.0.0.1") -> None:
         for name, service in self.services.items():
@@ -77,3 +80,4 @@ class Shop:
         for server in self._servers:
             server.close()
             await server.wait_closed()
+        await self.pager.close()

@@ -19,6 +19,7 @@ from hypercare.web import (
     issues,
     live,
     overview,
+    response,
     signin,
     telemetry,
 )
@@ -55,6 +56,7 @@ PARTS: tuple[ConsolePart, ...] = (
     detection.PART,
     feedback.PART,
     integrations.PART,
+    response.PART,
 )
 
 

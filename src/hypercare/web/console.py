@@ -78,6 +78,7 @@ class Console:
             "route_charts": tuple(
                 x for p in parts for x in p.issue_panels if x.region == "route_charts"
             ),
+            "response": tuple(x for p in parts for x in p.issue_panels if x.region == "response"),
         }
         self.env = Environment(
             loader=FileSystemLoader(TEMPLATES),

@@ -52,7 +52,8 @@ class OverviewSlot:
 
 # Regions of the issue page that later parts fill in (signals linked to the issue, charts of
 # the issue's route); the loader gets the issue being shown.
-IssueRegion = Literal["linked_signals", "route_charts"]
+# "response": the side column (notification log, acknowledge)
+IssueRegion = Literal["linked_signals", "route_charts", "response"]
 IssuePanelLoader = Callable[[AsyncSession, AppState, IssueRead], Awaitable[dict[str, Any]]]
 
 

@@ -1,0 +1,53 @@
+"""The demo's pager: a loopback webhook receiver standing in for the on-call's phone.
+
+The demo configures it as the `oncall-pager` webhook channel; every page it receives is
+kept (and printed by the scenario), so the notification log and the sink agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypercare.demo.http import Request, Response, json_response, serve
+
+
+@dataclass
+class Pager:
+    pages: list[dict[str, Any]] = field(default_factory=list)
+    port: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    _server: asyncio.Server | None = None
+
+    async def handle(self, req: Request) -> Response:
+        if req.method != "POST" or req.path != "/page":
+            return json_response(404, {"error": "POST /page"})
+        try:
+            body = json.loads(req.body or b"{}")
+        except ValueError:
+            return json_response(400, {"error": "JSON body expected"})
+        if isinstance(body, dict) and len(self.pages) < 1000:
+            self.pages.append(body)
+            self.arrived.set()
+        return json_response(202, {"status": "paged"})
+
+    async def start(self, host: str = "127.0.0.1") -> None:
+        self._server = await serve(self.handle, host, 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/page"
+
+    def page_for(self, issue_id: int) -> dict[str, Any] | None:
+        for page in self.pages:
+            if page.get("issue", {}).get("id") == issue_id and page.get("event") == "created":
+                return page
+        return None
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

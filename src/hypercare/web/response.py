@@ -1,0 +1,73 @@
+"""Response in the console: an issue's notification log with replay, and the acknowledge
+button. The actions call `hypercare.response.service` exactly as the API does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hypercare.api.deps import Db, State
+from hypercare.api.state import AppState
+from hypercare.auth.rules import Role
+from hypercare.response import jobs, service
+from hypercare.store.base import utcnow
+from hypercare.triage.models import IssueRead
+from hypercare.web.console import is_htmx
+from hypercare.web.deps import CsrfUser
+from hypercare.web.registry import ConsolePart, IssuePanel
+
+router = APIRouter(include_in_schema=False)
+
+
+async def _log(session: AsyncSession, state: AppState, issue: IssueRead) -> dict[str, Any]:
+    rows = await service.list_deliveries(session=session, issue_id=issue.id)
+    return {"deliveries": [service.to_read(d) for d in rows[-50:]], "total": len(rows)}
+
+
+def _back(request: Request, issue_id: int, anchor: str) -> Response:
+    if is_htmx(request):
+        return Response(status_code=204, headers={"HX-Refresh": "true"})
+    return RedirectResponse(f"/issues/{issue_id}#{anchor}", status_code=303)
+
+
+@router.post("/issues/{issue_id}/acknowledge")
+async def acknowledge(request: Request, session: Db, user: CsrfUser, issue_id: int) -> Response:
+    user.require(Role.responder, "Acknowledging an issue")
+    await service.acknowledge(
+        session=session,
+        issue_id=issue_id,
+        actor=user.principal.name,
+        via="console",
+        note=None,
+        now=utcnow(),
+    )
+    return _back(request, issue_id, "notifications")
+
+
+@router.post("/notifications/{delivery_id}/replay")
+async def replay(
+    request: Request, state: State, session: Db, user: CsrfUser, delivery_id: int
+) -> Response:
+    user.require(Role.responder, "Replaying a notification")
+    delivery = await service.replay(
+        session=session, delivery_id=delivery_id, actor=user.principal.name, now=utcnow()
+    )
+    jobs.runtime(state).wake.set()
+    return _back(request, delivery.issue_id, "notifications")
+
+
+PART = ConsolePart(
+    name="response",
+    router=router,
+    issue_panels=(
+        IssuePanel(
+            region="response",
+            title="Notifications",
+            template="_notifications.html",
+            load=_log,
+        ),
+    ),
+)
