@@ -66,6 +66,7 @@ def headline(m: Mapping[str, Any]) -> str:
         "sla": "SLA at risk:" if m.get("sla_state") == "at_risk" else "SLA breached:",
         "escalation": "Escalated:",
         "acknowledged": "Acknowledged:",
+        "page": "Paging:",
     }.get(str(m.get("event")), "Update:")
     return f"{verb} [{m['priority']}] #{m['issue_id']} {m['title']}"
 

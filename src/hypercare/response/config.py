@@ -338,10 +338,38 @@ class ResponseConfig(StrictModel):
         return self
 
     def channel(self, name: str) -> ChannelConfig | None:
+        """A configured channel, or a person's contact method as one (``ann/1``: the
+        second contact of ann), which is how deliveries to people are addressed."""
         for c in self.channels:
             if c.name == name:
                 return c
-        return None
+        person_name, slash, index = name.partition("/")
+        person = self.person(person_name) if slash and index.isdigit() else None
+        if person is None or int(index) >= len(person.contacts):
+            return None
+        return self.contact_channel(person, int(index))
+
+    def contact_channel(self, person: PersonConfig, index: int) -> ChannelConfig | None:
+        contact = person.contacts[index]
+        name = f"{person.name}/{index}"
+        if contact.type == "webhook" and contact.url:
+            return ChannelConfig(name="contact", type="webhook", url=contact.url).model_copy(
+                update={"name": name}
+            )
+        base = None
+        if contact.channel:
+            base = next((c for c in self.channels if c.name == contact.channel), None)
+        elif contact.type == "email":
+            base = next((c for c in self.channels if c.type == "email"), None)
+        if base is None:
+            return None
+        update: dict[str, object] = {"name": name}
+        if contact.type == "email":
+            address = contact.target or person.email
+            if not address:
+                return None
+            update["to"] = [address]
+        return base.model_copy(update=update)
 
     def target_names(self) -> dict[str, str]:
         """Every name a rule may notify, with what it is."""

@@ -93,6 +93,19 @@ async def start(state: AppState) -> ResponseRuntime:
                 rt.secrets[ch.name] = ch.secret or await service.channel_secret(
                     session=session, channel=ch.name, key=rt.key
                 )
+        # people's contacts: through a channel they sign with its secret; a contact's own
+        # webhook URL gets a generated secret of its own
+        for person in cfg.people:
+            for j, contact in enumerate(person.contacts):
+                if contact.type != "webhook":
+                    continue
+                name = f"{person.name}/{j}"
+                if contact.channel:
+                    rt.secrets[name] = rt.secrets.get(contact.channel, "")
+                else:
+                    rt.secrets[name] = await service.channel_secret(
+                        session=session, channel=name, key=rt.key
+                    )
         stored = await service.get_setting(session=session, name=service.CURSOR)
         if stored is None:
             rt.cursor = await service.newest_entry_id(session=session)
@@ -120,6 +133,15 @@ async def outbox_pass(state: AppState, rt: ResponseRuntime) -> int:
             key=rt.key,
             now=utcnow(),
         )
+        made += await service.react(
+            session=session,
+            config=cfg,
+            matrix=state.matrix,
+            entries=entries,
+            base_url=rt.base_url,
+            key=rt.key,
+            now=utcnow(),
+        )
         seen = rt.seen | {e.id for e, _ in entries}
         cursor, gaps = rules.advance_cursor(
             rt.cursor,
@@ -133,6 +155,21 @@ async def outbox_pass(state: AppState, rt: ResponseRuntime) -> int:
     # only once committed: a failed pass is simply done again
     rt.cursor, rt.gaps = cursor, gaps
     rt.seen = {i for i in seen if i > cursor}
+    return len(made)
+
+
+async def escalation_pass(state: AppState, rt: ResponseRuntime) -> int:
+    """Run the escalation steps that are due; returns how many deliveries they made."""
+    if not state.config.response.policies:
+        return 0
+    async with state.sessions() as session, session.begin():
+        made = await service.escalation_pass(
+            session=session,
+            config=state.config.response,
+            base_url=rt.base_url,
+            key=rt.key,
+            now=utcnow(),
+        )
     return len(made)
 
 
@@ -216,6 +253,7 @@ async def _send(rt: ResponseRuntime, notifier: Notifier, outbound: Outbound) -> 
 async def step(state: AppState, rt: ResponseRuntime) -> None:
     """One turn of the loop."""
     await outbox_pass(state, rt)
+    await escalation_pass(state, rt)
     await store_results(state, rt)
     await dispatch_pass(state, rt)
 

@@ -198,3 +198,25 @@ class ScheduleRead(BaseModel):
     layers: list[dict[str, Any]]
     overrides: list[OverrideRead]
     ical_path: str
+
+
+class Escalation(Base):
+    """One issue's run of one escalation policy: which step it is at and when the next is
+    due. Stopped (with the reason) by acknowledgement, resolution or the last step."""
+
+    __tablename__ = "response_escalations"
+    __table_args__ = (
+        Index("uq_response_escalations_issue_policy", "issue_id", "policy", unique=True),
+        Index("ix_response_escalations_due", "stopped_at", "next_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    policy: Mapped[str] = mapped_column(String(80))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    advance_to: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    stop_reason: Mapped[str | None] = mapped_column(String(100), nullable=True)

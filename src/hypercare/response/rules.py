@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from hypercare.response.config import RuleConfig
+from hypercare.response.config import PolicyConfig, RuleConfig
 
 
 class DeliveryState(StrEnum):
@@ -270,3 +270,87 @@ def advance_cursor(
         moving = False
         waiting[i] = first
     return new_cursor, waiting
+
+
+# --- escalation policies ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationState:
+    """Where one issue's run of a policy stands. `done` counts the steps executed over all
+    repeats; `last_at` is when the latest ran. SLA at-risk and breached raise `advance_to`:
+    steps below it are due at once instead of after their wait."""
+
+    started_at: datetime
+    done: int = 0
+    last_at: datetime | None = None
+    advance_to: int = 0
+    acknowledged: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DueStep:
+    index: int  # over all repeats, from 0
+    round: int  # which repeat, from 1
+    number: int  # which step of the policy, from 1
+    notify: tuple[str, ...]
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationPlan:
+    due: tuple[DueStep, ...]
+    # when the step after these falls due (None: the policy is finished or stopped)
+    next_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return not self.due and self.next_at is None
+
+
+def policy_length(policy: PolicyConfig) -> int:
+    return len(policy.steps) * policy.repeat
+
+
+def _step(policy: PolicyConfig, index: int, due_at: datetime) -> DueStep:
+    n = len(policy.steps)
+    step = policy.steps[index % n]
+    return DueStep(index, index // n + 1, index % n + 1, tuple(step.notify), due_at)
+
+
+def next_steps(policy: PolicyConfig, state: EscalationState, now: datetime) -> EscalationPlan:
+    """The steps of `policy` due at `now` and when the following one is due.
+
+    The first step is due when the run starts; each later step `wait` after the one before
+    it ran (so a late pass does not fire a burst: waits are between pages, not from the
+    start). Steps below `advance_to` are due now. Acknowledgement stops everything.
+    A step without a wait lets the next one run in the same pass."""
+    total = policy_length(policy)
+    if state.acknowledged or state.done >= total or not policy.steps:
+        return EscalationPlan((), None)
+    due: list[DueStep] = []
+    index, last = state.done, state.last_at
+    while index < total:
+        if index == 0 or last is None:
+            due_at = state.started_at
+        else:
+            due_at = last + policy.steps[(index - 1) % len(policy.steps)].wait
+        if index < state.advance_to:
+            due_at = min(due_at, now)
+        if due_at > now:
+            return EscalationPlan(tuple(due), due_at)
+        due.append(_step(policy, index, due_at))
+        index, last = index + 1, now
+        if policy.steps[(index - 1) % len(policy.steps)].wait and index >= state.advance_to:
+            following = now + policy.steps[(index - 1) % len(policy.steps)].wait
+            return EscalationPlan(tuple(due), following if index < total else None)
+    return EscalationPlan(tuple(due), None)
+
+
+def policies_for(
+    policies: Iterable[PolicyConfig], priority: str, escalation_path: Sequence[str]
+) -> list[str]:
+    """Policies that serve an issue by the matrix: those whose `levels` name its priority
+    or one of the escalation path entries of its priority (``24/7 on-call engineering``)."""
+    wanted = {priority, *escalation_path}
+    return [p.name for p in policies if any(level in wanted for level in p.levels)]

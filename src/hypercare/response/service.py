@@ -24,16 +24,19 @@ from hypercare.response.models import (
     ChannelSecret,
     Delivery,
     DeliveryRead,
+    Escalation,
     OncallOverride,
     OverrideCreate,
     OverrideRead,
     ResponseSetting,
     UsedAckLink,
 )
-from hypercare.response.oncall import Override
+from hypercare.response.oncall import Override, on_call
+from hypercare.response.roster import schedule_of
 from hypercare.response.rules import AckClaim, DeliveryState
 from hypercare.triage import service as triage_service
 from hypercare.triage.models import Issue, TimelineEntry
+from hypercare.triage.rules import Matrix
 
 CURSOR = "outbox_cursor"
 KEY = "signing_key"
@@ -516,3 +519,301 @@ async def delete_override(*, session: AsyncSession, override_id: int) -> OncallO
     await session.delete(row)
     await session.flush()
     return row
+
+
+# --- people, schedules and escalation policies as targets ----------------------------------
+
+CLOSED = frozenset({"resolved", "verified", "closed"})
+PAGE = "page"  # the timeline kind of an executed escalation step (the outbox ignores it)
+
+
+async def resolve_targets(
+    *, session: AsyncSession, config: ResponseConfig, names: Sequence[str], now: datetime
+) -> tuple[list[str], list[str]]:
+    """The delivery channels for people, schedules (whoever is on call `now`) and channels,
+    each once, and what was decided on the way ("primary: ann on call")."""
+    kinds = config.target_names()
+    channels: list[str] = []
+    notes: list[str] = []
+    overrides: dict[str, list[Override]] | None = None
+
+    def add(name: str) -> None:
+        if name not in channels:
+            channels.append(name)
+
+    def add_person(name: str) -> None:
+        person = config.person(name)
+        if person is None:
+            notes.append(f"{name}: no such person")
+            return
+        usable = [
+            f"{name}/{j}"
+            for j in range(len(person.contacts))
+            if config.contact_channel(person, j) is not None
+        ]
+        if not usable:
+            notes.append(f"{name} has no usable contact method")
+        for channel in usable:
+            add(channel)
+
+    for name in names:
+        kind = kinds.get(name)
+        if kind == "channel":
+            add(name)
+        elif kind == "person":
+            add_person(name)
+        elif kind == "schedule":
+            cfg = config.schedule(name)
+            if cfg is None:  # pragma: no cover - kinds come from the config
+                continue
+            if overrides is None:
+                overrides = await overrides_by_schedule(
+                    session=session, start=now - timedelta(days=35), end=now + timedelta(days=1)
+                )
+            shift = on_call(schedule_of(cfg), overrides.get(name, []), now)
+            if shift is None:
+                notes.append(f"{name}: nobody on call")
+            else:
+                notes.append(f"{name}: {shift.person} on call")
+                add_person(shift.person)
+        else:
+            notes.append(f"{name}: not a person, schedule or channel")
+    return channels, notes
+
+
+async def deliver_to(
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    entry: TimelineEntry,
+    issue: Issue,
+    change: str,
+    channels: Sequence[str],
+    base_url: str,
+    key: bytes,
+    now: datetime,
+) -> list[Delivery]:
+    """Pending deliveries of `entry` to `channels` (configured or a person's contact), one
+    per channel; pairs made before are skipped."""
+    if not channels:
+        return []
+    found = await session.scalars(
+        select(Delivery.channel).where(
+            Delivery.entry_id == entry.id, Delivery.channel.in_(list(channels))
+        )
+    )
+    existing = set(found)
+    token = new_ack_token(key, issue.id, config.ack_link_ttl, now)
+    made = []
+    for name in channels:
+        channel = config.channel(name)
+        if channel is None or name in existing:
+            continue
+        delivery = Delivery(
+            issue_id=issue.id,
+            entry_id=entry.id,
+            event=change,
+            channel=name,
+            channel_type=channel.type,
+            recipient=recipient(channel),
+            message=message_for(entry, issue, change, base_url=base_url, ack_token=token),
+            state=DeliveryState.pending.value,
+            attempts=0,
+            idempotency_key=uuid.uuid4().hex,
+            created_at=now,
+            next_attempt_at=now,
+        )
+        session.add(delivery)
+        made.append(delivery)
+    await session.flush()
+    return made
+
+
+async def open_escalations(*, session: AsyncSession, issue_id: int) -> list[Escalation]:
+    rows = await session.scalars(
+        select(Escalation).where(Escalation.issue_id == issue_id, Escalation.stopped_at.is_(None))
+    )
+    return list(rows)
+
+
+def _stop(session: AsyncSession, row: Escalation, issue: Issue, reason: str, now: datetime) -> None:
+    row.stopped_at, row.stop_reason, row.next_at = now, reason, None
+    triage_service.record(
+        session,
+        issue,
+        actor="hypercare",
+        kind="escalation_stopped",
+        text=f"Escalation policy {row.policy} stopped after {row.done} step(s): {reason}",
+        data={"policy": row.policy, "done": row.done, "reason": reason},
+        at=now,
+    )
+
+
+async def react(
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    matrix: Matrix,
+    entries: Sequence[tuple[TimelineEntry, Issue]],
+    base_url: str,
+    key: bytes,
+    now: datetime,
+) -> list[Delivery]:
+    """What committed timeline entries mean for people and policies: a new or reprioritised
+    issue starts the policies its rules or its matrix level name; SLA at-risk / breached
+    (the triage escalation level moving up) makes the next step due at once;
+    acknowledgement and resolution stop them. Rules that name people or schedules get
+    deliveries to their contacts (the on-call person's, for a schedule)."""
+    made: list[Delivery] = []
+    kinds = config.target_names()
+    for entry, issue in entries:
+        change = rules.change_of(entry.kind, entry.data or {})
+        if change is None:
+            continue
+        if change == "acknowledged" or (change == "status" and issue.status in CLOSED):
+            reason = "acknowledged" if change == "acknowledged" else f"issue {issue.status}"
+            for row in await open_escalations(session=session, issue_id=issue.id):
+                _stop(session, row, issue, reason, now)
+            continue
+        if change in ("sla", "escalation"):
+            for row in await open_escalations(session=session, issue_id=issue.id):
+                row.advance_to = max(row.advance_to, row.done + 1)
+                row.next_at = now
+        named = rules.targets(config.rules, facts_of(issue), change)
+        direct = [n for n in named if kinds.get(n) in ("person", "schedule")]
+        if direct:
+            channels, _notes = await resolve_targets(
+                session=session, config=config, names=direct, now=now
+            )
+            made += await deliver_to(
+                session=session,
+                config=config,
+                entry=entry,
+                issue=issue,
+                change=change,
+                channels=channels,
+                base_url=base_url,
+                key=key,
+                now=now,
+            )
+        if change not in ("created", "priority") or issue.acknowledged_at or issue.status in CLOSED:
+            continue
+        try:
+            path = matrix.level(issue.priority).escalation
+        except InvalidInput:
+            path = []
+        wanted = [n for n in named if kinds.get(n) == "policy"]
+        wanted += list(rules.policies_for(config.policies, issue.priority, path))
+        for name in dict.fromkeys(wanted):
+            exists = await session.scalar(
+                select(Escalation.id).where(
+                    Escalation.issue_id == issue.id, Escalation.policy == name
+                )
+            )
+            if exists is None:
+                session.add(
+                    Escalation(
+                        issue_id=issue.id,
+                        policy=name,
+                        started_at=now,
+                        done=0,
+                        advance_to=0,
+                        next_at=now,
+                    )
+                )
+    await session.flush()
+    return made
+
+
+def escalation_state(row: Escalation, issue: Issue) -> rules.EscalationState:
+    return rules.EscalationState(
+        started_at=row.started_at,
+        done=row.done,
+        last_at=row.last_at,
+        advance_to=row.advance_to,
+        acknowledged=issue.acknowledged_at is not None,
+    )
+
+
+async def escalation_pass(
+    *, session: AsyncSession, config: ResponseConfig, base_url: str, key: bytes, now: datetime
+) -> list[Delivery]:
+    """Run the escalation steps due at `now`: each on the issue's timeline (who was on
+    call, whom it reached), with deliveries for its targets."""
+    rows = list(
+        await session.execute(
+            select(Escalation, Issue)
+            .join(Issue, Issue.id == Escalation.issue_id)
+            .where(Escalation.stopped_at.is_(None), Escalation.next_at <= now)
+            .order_by(Escalation.next_at, Escalation.id)
+            .limit(200)
+        )
+    )
+    made: list[Delivery] = []
+    for row, issue in rows:
+        policy = config.policy(row.policy)
+        if policy is None:
+            _stop(session, row, issue, "the policy is no longer configured", now)
+            continue
+        if issue.acknowledged_at is not None:
+            _stop(session, row, issue, "acknowledged", now)
+            continue
+        if issue.status in CLOSED:
+            _stop(session, row, issue, f"issue {issue.status}", now)
+            continue
+        plan = rules.next_steps(policy, escalation_state(row, issue), now)
+        for step in plan.due:
+            channels, notes = await resolve_targets(
+                session=session, config=config, names=step.notify, now=now
+            )
+            late = (now - step.due_at).total_seconds()
+            entry = triage_service.record(
+                session,
+                issue,
+                actor="hypercare",
+                kind=PAGE,
+                text=(
+                    f"Escalation {policy.name}: step {step.number}/{len(policy.steps)}"
+                    f" (round {step.round}/{policy.repeat}) notifies "
+                    f"{', '.join(step.notify) or 'nobody'}"
+                    + (f" — {'; '.join(notes)}" if notes else "")
+                ),
+                data={
+                    "policy": policy.name,
+                    "step": step.number,
+                    "round": step.round,
+                    "notify": list(step.notify),
+                    "channels": channels,
+                    "notes": notes,
+                    "due_at": step.due_at.isoformat(),
+                    "late_seconds": round(late, 3),
+                },
+                at=now,
+            )
+            await session.flush()
+            made += await deliver_to(
+                session=session,
+                config=config,
+                entry=entry,
+                issue=issue,
+                change=PAGE,
+                channels=channels,
+                base_url=base_url,
+                key=key,
+                now=now,
+            )
+        if plan.due:
+            row.done += len(plan.due)
+            row.last_at = now
+        row.next_at = plan.next_at
+        if plan.next_at is None:
+            _stop(session, row, issue, "every step ran without acknowledgement", now)
+    await session.flush()
+    return made
+
+
+async def list_escalations(*, session: AsyncSession, issue_id: int) -> list[Escalation]:
+    rows = await session.scalars(
+        select(Escalation).where(Escalation.issue_id == issue_id).order_by(Escalation.id)
+    )
+    return list(rows)

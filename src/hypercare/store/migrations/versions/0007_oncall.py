@@ -1,4 +1,4 @@
-"""response: on-call schedule overrides
+"""response: on-call schedule overrides, escalation policy runs
 
 Revision ID: 0007_oncall
 Revises: 0006_response
@@ -35,9 +35,40 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_response_oncall_overrides_span", ["schedule", "end_at"], unique=False
         )
+    op.create_table(
+        "response_escalations",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("issue_id", sa.Integer(), nullable=False),
+        sa.Column("policy", sa.String(length=80), nullable=False),
+        sa.Column("started_at", hypercare.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("done", sa.Integer(), nullable=False),
+        sa.Column("last_at", hypercare.store.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("advance_to", sa.Integer(), nullable=False),
+        sa.Column("next_at", hypercare.store.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("stopped_at", hypercare.store.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("stop_reason", sa.String(length=100), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["issue_id"],
+            ["issues.id"],
+            name=op.f("fk_response_escalations_issue_id_issues"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_response_escalations")),
+    )
+    with op.batch_alter_table("response_escalations", schema=None) as batch_op:
+        batch_op.create_index(
+            "uq_response_escalations_issue_policy", ["issue_id", "policy"], unique=True
+        )
+        batch_op.create_index(
+            "ix_response_escalations_due", ["stopped_at", "next_at"], unique=False
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("response_escalations", schema=None) as batch_op:
+        batch_op.drop_index("ix_response_escalations_due")
+        batch_op.drop_index("uq_response_escalations_issue_policy")
+    op.drop_table("response_escalations")
     with op.batch_alter_table("response_oncall_overrides", schema=None) as batch_op:
         batch_op.drop_index("ix_response_oncall_overrides_span")
     op.drop_table("response_oncall_overrides")
