@@ -12,16 +12,19 @@ from __future__ import annotations
 import asyncio
 import json
 import smtplib
+import socket
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from html import escape
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
+from hypercare.response import rules
 from hypercare.response.config import ChannelConfig
 from hypercare.response.rules import webhook_signature
 
@@ -425,3 +428,27 @@ def new_client() -> httpx.AsyncClient:
         follow_redirects=False,
         trust_env=False,
     )
+
+
+# --- URLs from the API or the public ------------------------------------------------------
+
+Resolver = Callable[[str], Awaitable[list[str]]]
+
+
+async def system_resolver(host: str) -> list[str]:
+    """The addresses `host` resolves to, through the system's resolver (no lookup for an
+    address literal)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return sorted({str(info[4][0]) for info in infos})
+
+
+async def check_public_url(url: str, allow: Sequence[str], resolve: Resolver) -> str | None:
+    """Why a URL that came through the API or from the public must not be called, or None.
+    `hypercare.response.rules.check_url` decides on the addresses `resolve` gives."""
+    host = (urlsplit(url).hostname or "").strip("[]")
+    addresses = await resolve(host) if host else []
+    return rules.check_url(url, addresses, allow)

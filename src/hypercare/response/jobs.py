@@ -29,7 +29,9 @@ from hypercare.response.channels import (
     Notifiers,
     Outbound,
     Outcome,
+    Resolver,
     new_client,
+    system_resolver,
 )
 from hypercare.store.base import utcnow
 
@@ -55,6 +57,8 @@ class ResponseRuntime:
     results: list[tuple[int, Outcome]] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     rng: random.Random = field(default_factory=random.Random)
+    # how URLs that come through the API are resolved before the private-address check
+    resolve: Resolver = system_resolver
     owns_client: bool = False
     sent: int = 0
     failed: int = 0
@@ -290,7 +294,12 @@ async def run_response(state: AppState, stop: asyncio.Event) -> None:
             await settle(state, rt, timeout=2.0)
         for task in list(rt.inflight.values()):
             task.cancel()
-        if rt.owns_client and rt.notifiers is not None:
-            for notifier in rt.notifiers.by_kind.values():
-                if isinstance(notifier, HttpNotifier) and not notifier.client.is_closed:
-                    await notifier.client.aclose()
+        await close(rt)
+
+
+async def close(rt: ResponseRuntime) -> None:
+    """Close the outbound client `start` made (not one a test handed in)."""
+    if rt.owns_client and rt.notifiers is not None:
+        for notifier in rt.notifiers.by_kind.values():
+            if isinstance(notifier, HttpNotifier) and not notifier.client.is_closed:
+                await notifier.client.aclose()

@@ -220,3 +220,17 @@ class Escalation(Base):
     next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     stop_reason: Mapped[str | None] = mapped_column(String(100), nullable=True)
+class TestRequest(BaseModel):
+    """Send a test message: to a configured channel by name, or to a webhook `url` given here
+    (refused when it resolves to a private address the config's allow_private does not name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str | None = Field(default=None, max_length=80)
+    url: str | None = Field(default=None, max_length=2000)
+
+
+class TestResult(BaseModel):
+    ok: bool
+    status: int | None
+    error: str | None

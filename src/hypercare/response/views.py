@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
@@ -19,8 +20,14 @@ from hypercare.auth import service as auth_service
 from hypercare.auth.rules import Role, allows
 from hypercare.errors import InvalidInput, NotFound, Unauthenticated
 from hypercare.response import ical, jobs, oncall, rules, service
-from hypercare.response.channels import recipient
-from hypercare.response.config import ScheduleConfig
+from hypercare.response.channels import (
+    Notifiers,
+    Outbound,
+    check_public_url,
+    new_client,
+    recipient,
+)
+from hypercare.response.config import ChannelConfig, ScheduleConfig
 from hypercare.response.models import (
     AcknowledgeRequest,
     ChannelRead,
@@ -33,6 +40,8 @@ from hypercare.response.models import (
     ScheduleOnCall,
     ScheduleRead,
     ShiftRead,
+    TestRequest,
+    TestResult,
 )
 from hypercare.response.roster import schedule_of
 from hypercare.store.base import utcnow
@@ -102,6 +111,55 @@ async def channels(state: State, session: Db, _: Admin) -> list[ChannelRead]:
             read = read.model_copy(update={"secret": secret, "secret_revealed_at": revealed})
         out.append(read)
     return out
+
+
+@router.post("/response/test", response_model=TestResult)
+async def send_test(state: State, _: Admin, body: TestRequest) -> TestResult:
+    """Send a test message now (not a delivery: nothing is stored or retried)."""
+    cfg = state.config.response
+    rt = jobs.runtime(state)
+    if (body.channel is None) == (body.url is None):
+        raise InvalidInput("give either `channel` (a configured name) or `url`")
+    if body.channel is not None:
+        channel = cfg.channel(body.channel)
+        if channel is None:
+            known = ", ".join(c.name for c in cfg.channels) or "none configured"
+            raise NotFound(f"no channel {body.channel!r} (configured: {known})")
+        secret = rt.secrets.get(channel.name) or channel.secret
+    else:
+        url = body.url or ""
+        refusal = await check_public_url(url, cfg.allow_private, rt.resolve)
+        if refusal:
+            raise InvalidInput(f"will not call {url!r}: {refusal}", details={"field": "url"})
+        channel = ChannelConfig(name="test", type="webhook", url=url)
+        secret = None
+    base = jobs.base_url(state)
+    message = {
+        "event": "test",
+        "entry_id": 0,
+        "issue_id": 0,
+        "title": "Hypercare test message",
+        "priority": "P4",
+        "status": "new",
+        "labels": [],
+        "text": "A test from Hypercare: this channel is reachable.",
+        "at": utcnow().isoformat(),
+        "issue_url": f"{base}/",
+        "ack_url": f"{base}/",
+    }
+    outbound = Outbound(
+        delivery_id=0,
+        channel=channel,
+        message=message,
+        idempotency_key=uuid.uuid4().hex,
+        secret=secret,
+    )
+    if rt.notifiers is not None:
+        outcome = await rt.notifiers.for_channel(channel).send(outbound)
+    else:
+        async with new_client() as client:
+            outcome = await Notifiers.standard(client).for_channel(channel).send(outbound)
+    return TestResult(ok=outcome.ok, status=outcome.status, error=outcome.error)
 
 
 # --- the signed acknowledgement link ------------------------------------------------------
