@@ -27,6 +27,8 @@ response:
   people:
     - name: ann
       contacts: [{type: webhook, url: 'http://127.0.0.1:9/ann'}]
+      time_zone: Asia/Tokyo
+      quiet_hours: {from: '00:00', to: '00:00'}   # the whole day: only P1 gets through
     - name: bob
       contacts: [{type: webhook, url: 'http://127.0.0.1:9/bob'}]
     - {name: cat}
@@ -43,7 +45,7 @@ response:
         - {notify: [bob, ops-hook, cat], wait: 5m}
   rules:
     - match: {priority: [P2]}
-      notify: [ann]
+      notify: [ann, bob]
   dispatch: {backoff: 0s, max_attempts: 1}
 """
 
@@ -164,13 +166,19 @@ async def test_sla_at_risk_advances_to_the_next_step_at_once(
     assert sorted(o.channel.name for o in memory.sent[1:]) == ["bob/0", "ops-hook"]
 
 
-async def test_p4_pages_nobody_and_a_rule_can_name_a_person(
+async def test_p4_pages_nobody_and_a_rule_can_name_people_with_quiet_hours(
     client: httpx.AsyncClient, tokens: dict[Role, str], state: AppState, memory: MemoryNotifier
 ) -> None:
     p4 = await _issue(client, tokens, "P4")
     p2 = await _issue(client, tokens, "P2")
     await _turn(state)
-    assert [(o.channel.name, o.message["issue_id"]) for o in memory.sent] == [("ann/0", p2)]
+    # bob is reached at once; ann is in her quiet hours, so her P2 waits until they end
+    assert [(o.channel.name, o.message["issue_id"]) for o in memory.sent] == [("bob/0", p2)]
+    r = await client.get(f"/api/v1/issues/{p2}/notifications", headers=auth(tokens[Role.viewer]))
+    held = next(d for d in r.json() if d["channel"] == "ann/0")
+    assert held["state"] == "pending"
+    # midnight in Tokyo: the end of her (whole-day) quiet hours
+    assert held["next_attempt_at"].endswith(("T15:00:00Z", "T15:00:00+00:00"))
     async with state.sessions() as session:
         assert await service.list_escalations(session=session, issue_id=p4) == []
         assert await service.list_escalations(session=session, issue_id=p2) == []

@@ -1,9 +1,10 @@
 """next_steps: waits between steps, repeats, SLA advance, acknowledgement."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from hypercare.response.config import PolicyConfig
-from hypercare.response.rules import EscalationState, next_steps, policies_for
+from hypercare.response.rules import EscalationState, next_steps, policies_for, quiet_until
 
 T0 = datetime(2026, 3, 8, 6, 0, tzinfo=UTC)
 POLICY = PolicyConfig.model_validate(
@@ -78,3 +79,20 @@ def test_matrix_path_names_pick_policies() -> None:
     assert policies_for(policies, "P1", path) == ["oncall"]
     assert policies_for(policies, "P3", ["assigned engineering team"]) == ["team"]
     assert policies_for(policies, "P4", ["backlog"]) == []
+
+
+def test_quiet_hours_past_midnight_end_in_the_persons_zone() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    quiet = (time(22), time(7))
+    # 23:30 Paris on the night the clocks go forward (2026-03-29): ends 07:00 CEST = 05:00Z
+    now = datetime(2026, 3, 28, 22, 30, tzinfo=UTC)
+    assert quiet_until(*quiet, paris, now) == datetime(2026, 3, 29, 5, 0, tzinfo=UTC)
+    # 03:00 Paris: the same night, same end
+    assert quiet_until(*quiet, paris, datetime(2026, 3, 29, 1, 0, tzinfo=UTC)) == datetime(
+        2026, 3, 29, 5, 0, tzinfo=UTC
+    )
+    # 12:00 Paris: not quiet
+    assert quiet_until(*quiet, paris, datetime(2026, 3, 29, 10, 0, tzinfo=UTC)) is None
+    # a daytime window
+    day = quiet_until(time(9), time(17), paris, datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    assert day == datetime(2026, 1, 5, 16, 0, tzinfo=UTC)

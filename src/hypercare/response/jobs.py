@@ -173,6 +173,7 @@ async def escalation_pass(state: AppState, rt: ResponseRuntime) -> int:
             base_url=rt.base_url,
             key=rt.key,
             now=utcnow(),
+            urgent_priority=state.matrix.levels[0].level if state.matrix.levels else "P1",
         )
     return len(made)
 

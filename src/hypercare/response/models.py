@@ -220,6 +220,8 @@ class Escalation(Base):
     next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     stop_reason: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
 class TestRequest(BaseModel):
     """Send a test message: to a configured channel by name, or to a webhook `url` given here
     (refused when it resolves to a private address the config's allow_private does not name)."""

@@ -13,12 +13,14 @@ import hmac
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from hypercare.response.config import PolicyConfig, RuleConfig
+from hypercare.response.oncall import resolve
 
 
 class DeliveryState(StrEnum):
@@ -354,3 +356,20 @@ def policies_for(
     or one of the escalation path entries of its priority (``24/7 on-call engineering``)."""
     wanted = {priority, *escalation_path}
     return [p.name for p in policies if any(level in wanted for level in p.levels)]
+
+
+def quiet_until(start: time, end: time, zone: ZoneInfo, now: datetime) -> datetime | None:
+    """When a person's quiet hours (local `start`–`end`, past midnight when `end` <=
+    `start`) that contain `now` end, or None when `now` is outside them."""
+    here = now.astimezone(zone)
+    t = here.time().replace(tzinfo=None)
+    today = here.date()
+    if start < end:
+        inside = start <= t < end
+        end_day = today
+    else:
+        inside = t >= start or t < end
+        end_day = today + timedelta(days=1) if t >= start else today
+    if not inside:
+        return None
+    return resolve(datetime.combine(end_day, end), zone)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import func, select, tuple_
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.errors import InvalidInput, NotFound
 from hypercare.response import rules
 from hypercare.response.channels import recipient
-from hypercare.response.config import ResponseConfig
+from hypercare.response.config import ResponseConfig, clock_time
 from hypercare.response.models import (
     ChannelSecret,
     Delivery,
@@ -528,10 +529,18 @@ PAGE = "page"  # the timeline kind of an executed escalation step (the outbox ig
 
 
 async def resolve_targets(
-    *, session: AsyncSession, config: ResponseConfig, names: Sequence[str], now: datetime
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    names: Sequence[str],
+    now: datetime,
+    urgent: bool = False,
+    held: dict[str, datetime] | None = None,
 ) -> tuple[list[str], list[str]]:
     """The delivery channels for people, schedules (whoever is on call `now`) and channels,
-    each once, and what was decided on the way ("primary: ann on call")."""
+    each once, and what was decided on the way ("primary: ann on call"). A person inside
+    their quiet hours is held until they end (their channels go into `held`) unless the
+    issue is `urgent` (the matrix's first level)."""
     kinds = config.target_names()
     channels: list[str] = []
     notes: list[str] = []
@@ -553,6 +562,15 @@ async def resolve_targets(
         ]
         if not usable:
             notes.append(f"{name} has no usable contact method")
+        quiet = person.quiet_hours
+        if quiet is not None and usable and not urgent and held is not None:
+            until = rules.quiet_until(
+                clock_time(quiet.start), clock_time(quiet.end), ZoneInfo(person.time_zone), now
+            )
+            if until is not None:
+                notes.append(f"{name}: quiet hours until {until:%Y-%m-%d %H:%M} UTC")
+                for channel in usable:
+                    held.setdefault(channel, until)
         for channel in usable:
             add(channel)
 
@@ -592,9 +610,11 @@ async def deliver_to(
     base_url: str,
     key: bytes,
     now: datetime,
+    held: dict[str, datetime] | None = None,
 ) -> list[Delivery]:
     """Pending deliveries of `entry` to `channels` (configured or a person's contact), one
-    per channel; pairs made before are skipped."""
+    per channel, due now or when the `held` time of their channel comes; pairs made before
+    are skipped."""
     if not channels:
         return []
     found = await session.scalars(
@@ -621,7 +641,7 @@ async def deliver_to(
             attempts=0,
             idempotency_key=uuid.uuid4().hex,
             created_at=now,
-            next_attempt_at=now,
+            next_attempt_at=(held or {}).get(name, now),
         )
         session.add(delivery)
         made.append(delivery)
@@ -682,8 +702,14 @@ async def react(
         named = rules.targets(config.rules, facts_of(issue), change)
         direct = [n for n in named if kinds.get(n) in ("person", "schedule")]
         if direct:
+            held: dict[str, datetime] = {}
             channels, _notes = await resolve_targets(
-                session=session, config=config, names=direct, now=now
+                session=session,
+                config=config,
+                names=direct,
+                now=now,
+                urgent=bool(matrix.levels) and issue.priority == matrix.levels[0].level,
+                held=held,
             )
             made += await deliver_to(
                 session=session,
@@ -695,6 +721,7 @@ async def react(
                 base_url=base_url,
                 key=key,
                 now=now,
+                held=held,
             )
         if change not in ("created", "priority") or issue.acknowledged_at or issue.status in CLOSED:
             continue
@@ -736,7 +763,13 @@ def escalation_state(row: Escalation, issue: Issue) -> rules.EscalationState:
 
 
 async def escalation_pass(
-    *, session: AsyncSession, config: ResponseConfig, base_url: str, key: bytes, now: datetime
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    base_url: str,
+    key: bytes,
+    now: datetime,
+    urgent_priority: str = "P1",
 ) -> list[Delivery]:
     """Run the escalation steps due at `now`: each on the issue's timeline (who was on
     call, whom it reached), with deliveries for its targets."""
@@ -763,8 +796,14 @@ async def escalation_pass(
             continue
         plan = rules.next_steps(policy, escalation_state(row, issue), now)
         for step in plan.due:
+            step_held: dict[str, datetime] = {}
             channels, notes = await resolve_targets(
-                session=session, config=config, names=step.notify, now=now
+                session=session,
+                config=config,
+                names=step.notify,
+                now=now,
+                urgent=issue.priority == urgent_priority,
+                held=step_held,
             )
             late = (now - step.due_at).total_seconds()
             entry = triage_service.record(
@@ -801,6 +840,7 @@ async def escalation_pass(
                 base_url=base_url,
                 key=key,
                 now=now,
+                held=step_held,
             )
         if plan.due:
             row.done += len(plan.due)
