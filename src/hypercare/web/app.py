@@ -18,6 +18,7 @@ from hypercare.web import (
     integrations,
     issues,
     live,
+    oncall,
     overview,
     response,
     signin,
@@ -57,6 +58,7 @@ PARTS: tuple[ConsolePart, ...] = (
     feedback.PART,
     integrations.PART,
     response.PART,
+    oncall.PART,
 )
 
 
