@@ -298,6 +298,24 @@ class PolicyConfig(StrictModel):
     repeat: int = Field(default=1, ge=1, le=10)
 
 
+class ImpactGateConfig(StrictModel):
+    """Impact-confirmed paging: an issue opened by a system alert from one of `sources`
+    pages on-call only when the gateway's live telemetry shows user impact on its route (or
+    its component's routes) over the last `window`; otherwise `notify` (the team channels)
+    hears about it, with the numbers that decided, and nobody is paged."""
+
+    sources: list[str] = Field(
+        default_factory=lambda: ["alertmanager", "grafana", "datadog", "cloudwatch"],
+        max_length=50,
+    )
+    notify: list[str] = Field(min_length=1, max_length=20)
+    window: Duration = timedelta(minutes=5)
+    # fewer calls than this in the window: no evidence either way, so on-call is paged
+    min_requests: int = Field(default=20, ge=1, le=1_000_000)
+    error_rate: float = Field(default=0.02, gt=0, le=1, description="failed share = impact")
+    p95_ms: float | None = Field(default=2000, gt=0, description="p95 at or above = impact")
+
+
 class ResponseConfig(StrictModel):
     base_url: str | None = Field(
         default=None,
@@ -316,6 +334,7 @@ class ResponseConfig(StrictModel):
     people: list[PersonConfig] = Field(default_factory=list, max_length=1000)
     schedules: list[ScheduleConfig] = Field(default_factory=list, max_length=200)
     policies: list[PolicyConfig] = Field(default_factory=list, max_length=200)
+    impact_gate: ImpactGateConfig | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> ResponseConfig:
@@ -457,6 +476,16 @@ def _oncall_errors(
                     (("response", "schedules", i, "layers", j, "start"), describe_gap(first, zone))
                 )
     targets = config.target_names()
+    if config.impact_gate is not None:
+        for j, name in enumerate(config.impact_gate.notify):
+            if targets.get(name) != "channel":
+                known = ", ".join(sorted(c.name for c in config.channels)) or "none defined"
+                errors.append(
+                    (
+                        ("response", "impact_gate", "notify", j),
+                        f"unknown channel {name!r} (known: {known})",
+                    )
+                )
     for i, policy in enumerate(config.policies):
         for j, step in enumerate(policy.steps):
             for k, name in enumerate(step.notify):

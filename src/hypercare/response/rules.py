@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from hypercare.detection.rules import WindowStats
 from hypercare.response.config import PolicyConfig, RuleConfig
 from hypercare.response.oncall import resolve
 
@@ -373,3 +374,55 @@ def quiet_until(start: time, end: time, zone: ZoneInfo, now: datetime) -> dateti
     if not inside:
         return None
     return resolve(datetime.combine(end_day, end), zone)
+
+
+# --- impact-confirmed paging --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Impact:
+    """Whether users are hurt: True, False, or None when the telemetry cannot tell (then
+    on-call is paged as usual). `text` gives the numbers that decided."""
+
+    impact: bool | None
+    text: str
+
+
+def system_alert(labels: Sequence[str], sources: Sequence[str]) -> bool:
+    """An issue opened from one of the alerting tools in `sources` (``source:grafana``)."""
+    return any(label in {f"source:{s}" for s in sources} for label in labels)
+
+
+def impact_verdict(
+    stats: Sequence[WindowStats],
+    *,
+    window: timedelta,
+    min_requests: int,
+    error_rate: float,
+    p95_ms: float | None,
+) -> Impact:
+    """Decide from the gateway's live windows of the issue's routes (summed; the worst p95)."""
+    routes = ", ".join(s.route for s in stats) or "no route"
+    requests = sum(s.requests for s in stats)
+    failed = sum(s.status_5xx + s.gateway_errors for s in stats)
+    p95s = [s.p95 for s in stats if s.p95 is not None]
+    p95 = max(p95s) if p95s else None
+    minutes = window.total_seconds() / 60
+    span = f"{minutes:g} min" if minutes >= 1 else f"{window.total_seconds():g} s"
+    if requests < min_requests:
+        return Impact(
+            None,
+            f"{routes}: {requests} requests in the last {span} (fewer than {min_requests}): "
+            "the gateway cannot tell, so on-call is paged",
+        )
+    rate = failed / requests
+    p95_text = f"p95 {p95:.0f} ms" if p95 is not None else "p95 unknown"
+    numbers = (
+        f"{routes}: {requests} requests in the last {span}, {failed} failed "
+        f"({rate:.1%}, threshold {error_rate:.1%}), {p95_text}"
+        + (f" (threshold {p95_ms:.0f} ms)" if p95_ms is not None else "")
+    )
+    hurt = rate >= error_rate or (p95_ms is not None and p95 is not None and p95 >= p95_ms)
+    if hurt:
+        return Impact(True, f"user impact confirmed: {numbers}")
+    return Impact(False, f"no user impact: {numbers}")

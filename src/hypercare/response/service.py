@@ -678,6 +678,7 @@ async def react(
     base_url: str,
     key: bytes,
     now: datetime,
+    impact: Callable[[Issue], rules.Impact] | None = None,
 ) -> list[Delivery]:
     """What committed timeline entries mean for people and policies: a new or reprioritised
     issue starts the policies its rules or its matrix level name; SLA at-risk / breached
@@ -700,6 +701,42 @@ async def react(
                 row.advance_to = max(row.advance_to, row.done + 1)
                 row.next_at = now
         named = rules.targets(config.rules, facts_of(issue), change)
+        gate = config.impact_gate
+        if (
+            change == "created"
+            and gate is not None
+            and impact is not None
+            and rules.system_alert(issue.labels or [], gate.sources)
+        ):
+            verdict = impact(issue)
+            checked = triage_service.record(
+                session,
+                issue,
+                actor="hypercare",
+                kind="impact_check",
+                text=verdict.text
+                + (
+                    " — on-call not paged; the team channel is told"
+                    if verdict.impact is False
+                    else ""
+                ),
+                data={"impact": verdict.impact},
+                at=now,
+            )
+            if verdict.impact is False:
+                await session.flush()
+                made += await deliver_to(
+                    session=session,
+                    config=config,
+                    entry=checked,
+                    issue=issue,
+                    change="impact",
+                    channels=gate.notify,
+                    base_url=base_url,
+                    key=key,
+                    now=now,
+                )
+                continue
         direct = [n for n in named if kinds.get(n) in ("person", "schedule")]
         if direct:
             held: dict[str, datetime] = {}
