@@ -114,6 +114,8 @@ async def test_a_p1_pages_the_on_call_person_then_escalates_and_finishes(
     # nothing more until the wait is over
     assert await _later(state, 4) == []
     assert await _later(state, 6) == ["bob/0", "ops-hook"]
+    # the last step's wait runs out: the policy is over, and nothing more is sent
+    assert await _later(state, 12) == []
     timeline = await _timeline(client, tokens, issue_id)
     pages = [e for e in timeline if e["kind"] == "page"]
     assert len(pages) == 2

@@ -43,7 +43,8 @@ def test_repeats_then_finishes() -> None:
     state = EscalationState(started_at=T0, done=3, last_at=T0)
     last = next_steps(POLICY, state, T0 + timedelta(minutes=10))
     assert [(s.round, s.number) for s in last.due] == [(2, 2)]
-    assert last.next_at is None
+    # the last step's wait still runs before the policy counts as finished
+    assert last.next_at == T0 + timedelta(minutes=20)
     done = next_steps(POLICY, EscalationState(started_at=T0, done=4, last_at=T0), T0)
     assert done.finished
 
@@ -67,7 +68,7 @@ def test_steps_without_wait_run_together() -> None:
     )
     plan = next_steps(policy, EscalationState(started_at=T0), T0)
     assert [s.notify for s in plan.due] == [("a",), ("b",)]
-    assert plan.next_at is None
+    assert plan.next_at == T0 + timedelta(minutes=1)  # b's wait, then the run is over
 
 
 def test_matrix_path_names_pick_policies() -> None:

@@ -202,3 +202,22 @@ async def test_policies_are_listed(
 ) -> None:
     r = await client.get("/api/v1/response/policies", headers=auth(tokens[Role.viewer]))
     assert r.status_code == 200 and r.json() == []
+
+
+def test_feed_shifts_start_whole_so_uids_stay_stable() -> None:
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from hypercare.response.oncall import Layer, Schedule
+    from hypercare.response.views import feed_shifts
+
+    sched = Schedule(
+        "s",
+        ZoneInfo("UTC"),
+        (Layer("l", ("ann", "bob"), datetime(2026, 1, 1, 9), timedelta(days=1)),),
+    )
+    end = datetime(2026, 1, 20, tzinfo=UTC)
+    one = feed_shifts(sched, [], datetime(2026, 1, 5, 10, tzinfo=UTC), end)
+    two = feed_shifts(sched, [], datetime(2026, 1, 5, 17, 33, tzinfo=UTC), end)
+    assert one[0].start == two[0].start == datetime(2026, 1, 5, 9, tzinfo=UTC)
+    assert one == two

@@ -327,7 +327,8 @@ def next_steps(policy: PolicyConfig, state: EscalationState, now: datetime) -> E
     The first step is due when the run starts; each later step `wait` after the one before
     it ran (so a late pass does not fire a burst: waits are between pages, not from the
     start). Steps below `advance_to` are due now. Acknowledgement stops everything.
-    A step without a wait lets the next one run in the same pass."""
+    A step without a wait lets the next one run in the same pass. After the last step
+    `next_at` is when its wait ends: the run finishes then (no steps, no `next_at`)."""
     total = policy_length(policy)
     if state.acknowledged or state.done >= total or not policy.steps:
         return EscalationPlan((), None)
@@ -345,8 +346,9 @@ def next_steps(policy: PolicyConfig, state: EscalationState, now: datetime) -> E
         due.append(_step(policy, index, due_at))
         index, last = index + 1, now
         if policy.steps[(index - 1) % len(policy.steps)].wait and index >= state.advance_to:
+            # after the last step too: the run is over once its wait has passed
             following = now + policy.steps[(index - 1) % len(policy.steps)].wait
-            return EscalationPlan(tuple(due), following if index < total else None)
+            return EscalationPlan(tuple(due), following)
     return EscalationPlan(tuple(due), None)
 
 

@@ -478,6 +478,15 @@ async def _feed_allowed(request: Request, state: State, session: Db, kind: str, 
         raise Unauthenticated("a viewer token is needed")
 
 
+def feed_shifts(
+    schedule: oncall.Schedule, overrides: list[oncall.Override], start: datetime, end: datetime
+) -> list[oncall.Shift]:
+    """Shifts for a feed: the first one whole (not cut at the window's start), so its UID,
+    made from its start, stays the same from one fetch to the next."""
+    first = oncall.on_call(schedule, overrides, start)
+    return oncall.shifts(schedule, overrides, first.start if first else start, end)
+
+
 @router.get("/oncall/schedules/{name}.ics", response_class=Response)
 async def schedule_calendar(request: Request, state: State, session: Db, name: str) -> Response:
     """The schedule's shifts from two weeks ago to three months ahead, as iCalendar.
@@ -486,8 +495,10 @@ async def schedule_calendar(request: Request, state: State, session: Db, name: s
     await _feed_allowed(request, state, session, "schedule", name)
     now = utcnow()
     start, end = now - FEED_HORIZON_PAST, now + FEED_HORIZON_AHEAD
-    rows = await service.list_overrides(session=session, schedule=name, start=start, end=end)
-    found = oncall.shifts(schedule_of(cfg), [service.override_value(r) for r in rows], start, end)
+    rows = await service.list_overrides(
+        session=session, schedule=name, start=start - timedelta(days=35), end=end
+    )
+    found = feed_shifts(schedule_of(cfg), [service.override_value(r) for r in rows], start, end)
     base = jobs.base_url(state)
     body = ical.calendar(
         f"On call: {name}",
@@ -509,9 +520,17 @@ async def person_calendar(request: Request, state: State, session: Db, name: str
     await _feed_allowed(request, state, session, "person", name)
     now = utcnow()
     start, end = now - FEED_HORIZON_PAST, now + FEED_HORIZON_AHEAD
-    overrides = await service.overrides_by_schedule(session=session, start=start, end=end)
-    found = oncall.person_shifts(
-        [schedule_of(s) for s in cfg.schedules], overrides, name, start, end
+    overrides = await service.overrides_by_schedule(
+        session=session, start=start - timedelta(days=35), end=end
+    )
+    found = sorted(
+        (
+            shift
+            for sch in cfg.schedules
+            for shift in feed_shifts(schedule_of(sch), overrides.get(sch.name, []), start, end)
+            if shift.person == name
+        ),
+        key=lambda s: (s.start, s.schedule),
     )
     base = jobs.base_url(state)
     body = ical.calendar(
