@@ -9,6 +9,8 @@ measures, each through wrk (CPU 1) with the proxy under test pinned to CPU 0:
   nginx      wrk → nginx proxy_pass with upstream keep-alive (one worker)
   plain      wrk → hypercare, one worker, routing only
   full       wrk → hypercare, one worker, key auth + local rate limit + a call-record sink
+  capture    (with --capture) full, plus `telemetry.capture.default: all`: every call's
+             headers and body captured and redacted in the worker
 
 Prints req/s, p50 and p99 (medians over the runs) and each proxy's ratio to nginx proxy_pass.
 """
@@ -75,9 +77,9 @@ class BatchSink:
         self.batch: list[object] = []
         self.shipped = 0
 
-    def emit(self, record: object) -> None:
+    def emit(self, record: object, capture: object = None) -> None:
         batch = self.batch
-        batch.append(record)
+        batch.append(record if capture is None else (record, capture))
         if len(batch) >= 1024:
             self.shipped += len(batch)
             self.batch = []
@@ -160,7 +162,7 @@ def wrk(
     return rps, pct("50"), pct("99"), requests
 
 
-def hypercare_config(full: bool) -> str:
+def hypercare_config(full: bool, capture: bool = False) -> str:
     route = """
     - name: payment-status
       match: {path: /payment/status, methods: [GET]}
@@ -179,7 +181,7 @@ gateway:
   consumers:
     - name: bench
       keys: ["{KEY}"]
-"""
+""" + ("telemetry:\n  capture: {default: all}\n" if capture else "")
 
 
 def main() -> None:
@@ -187,6 +189,7 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--capture", action="store_true", help="also measure capture: all")
     args = ap.parse_args()
     ensure_tools()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -216,10 +219,13 @@ def main() -> None:
                 "direct": nginx_workers(procs[0].pid),
                 "nginx": nginx_workers(procs[1].pid),
             }
-            for name, full in (("plain", False), ("full", True)):
-                port = HC_PORT + (1 if full else 0)
+            configs = [("plain", False, False), ("full", True, False)]
+            if args.capture:
+                configs.append(("capture", True, True))
+            for i, (name, full, capture) in enumerate(configs):
+                port = HC_PORT + i
                 group = start_workers(
-                    parse_config(hypercare_config(full)),
+                    parse_config(hypercare_config(full, capture)),
                     f"127.0.0.1:{port}",
                     workers=1,
                     sink_factory=batch_sink if full else None,

@@ -12,7 +12,9 @@ gateway's admin listener still needs a port chosen in advance (worker i listens 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import json
 import os
 import signal
@@ -20,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -53,6 +55,29 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+async def wait_until_async(
+    predicate: Callable[[], T | Awaitable[T]],
+    timeout: float,
+    what: str,
+    *,
+    interval: float = 0.02,
+    ignore: tuple[type[BaseException], ...] = NOT_YET,
+) -> T:
+    """`wait_until` for a test running on an event loop: sleeps without blocking the loop,
+    and `predicate` may be a coroutine function."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(*ignore):
+            got = predicate()
+            if inspect.isawaitable(got):
+                got = await got
+            if got:
+                return got  # type: ignore[return-value]
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def free_port() -> int:
@@ -115,12 +140,15 @@ def start_up(
     timeout: float = 60,
     log: Path | None = None,
     python: Sequence[str] = (sys.executable,),
+    new_session: bool = False,
 ) -> Up:
     """Start `hypercare up` with a SQLite store in `data_dir` and wait until its console
     answers /readyz. `env` is added to this process's environment (without
     HYPERCARE_DATABASE_URL; a None value removes a variable); `args` are appended to the
     command line (e.g. ``--workers 0``).
-    `console_port` 0 binds any free port; give the port of an earlier run to restart on it."""
+    `console_port` 0 binds any free port; give the port of an earlier run to restart on it.
+    `new_session` gives it a process group of its own (its pid is the group's id), as a
+    terminal does: Ctrl-C is then ``os.killpg(up.proc.pid, SIGINT)``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     ready_file = data_dir / "up.ready.json"
     ready_file.unlink(missing_ok=True)
@@ -150,7 +178,13 @@ def start_up(
         *args,
     ]
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+        proc = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=new_session,
+        )
 
     def reported() -> dict[str, object] | None:
         if proc.poll() is not None:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import typer
 from sqlalchemy import text
 
 from hypercare.store.db import create_engine
@@ -60,6 +64,93 @@ def test_token_create_on_sqlite(tmp_path: Path) -> None:
     assert r.returncode == 2 and "king" in r.stderr
 
 
+def test_token_commands_refuse_a_store_that_does_not_exist(tmp_path: Path) -> None:
+    """Run from the wrong directory, `token create` used to make a new empty store and print
+    a token the running server refuses."""
+    elsewhere = tmp_path / "not-the-data-dir"
+    for args in (
+        ("token", "create", "--role", "admin", "--name", "me"),
+        ("token", "list"),
+        ("token", "revoke", "1"),
+        ("telemetry", "node-token", "--name", "edge-1"),
+    ):
+        r = run(*args, "--data-dir", str(elsewhere))
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert f"no hypercare store at {elsewhere / 'hypercare.db'}" in r.stderr
+        assert "--create-store" in r.stderr and "Traceback" not in r.stderr
+        assert "hc_" not in r.stdout
+    assert not elsewhere.exists()
+    r = run(
+        "token", "create", "--role", "admin", "--name", "me", "--data-dir", str(elsewhere),
+        "--create-store",
+    )  # fmt: skip
+    assert r.returncode == 0 and r.stdout.startswith("hc_"), r.stderr
+    assert f"store: {elsewhere / 'hypercare.db'} (data dir {elsewhere})" in r.stderr
+    assert (elsewhere / "hypercare.db").exists()
+
+
+async def _sign_in(db: Path, token: str) -> str:
+    from hypercare.auth import service
+    from hypercare.store.db import session_factory
+    from hypercare.web import sessions
+
+    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            who = await service.authenticate(session=session, token=token)
+            return await sessions.open_session(
+                session=session, principal=who, ttl=timedelta(hours=1)
+            )
+    finally:
+        await engine.dispose()
+
+
+async def _signed_in(db: Path, sid: str) -> bool:
+    from hypercare.store.db import session_factory
+    from hypercare.web import sessions
+
+    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            return await sessions.principal_for(session=session, sid=sid) is not None
+    finally:
+        await engine.dispose()
+
+
+def test_token_list_and_revoke(tmp_path: Path) -> None:
+    d = ("--data-dir", str(tmp_path))
+    assert run("migrate", *d).returncode == 0
+    assert run("token", "list", *d).stdout.startswith("no tokens")
+    ops = run("token", "create", "--role", "admin", "--name", "ops", *d).stdout.strip()
+    dana = run("token", "create", "--role", "responder", "--name", "dana", *d).stdout.strip()
+    r = run("token", "list", *d)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:4] == ["ID", "NAME", "ROLE", "PREFIX"]
+    by_name = {line.split()[1]: line.split() for line in lines[1:]}
+    assert by_name["ops"][2] == "admin" and by_name["dana"][2] == "responder"
+    assert by_name["dana"][-1] == "active" and by_name["dana"][-2] == "never"
+    assert dana not in r.stdout and ops not in r.stdout  # only a prefix is shown
+    assert by_name["dana"][3].rstrip("…") == dana[: len(by_name["dana"][3]) - 1]
+
+    sid = asyncio.run(_sign_in(tmp_path / "hypercare.db", dana))
+    assert asyncio.run(_signed_in(tmp_path / "hypercare.db", sid))
+    r = run("token", "revoke", by_name["dana"][0], *d)
+    assert r.returncode == 0 and "revoked token" in r.stdout and "dana" in r.stdout, r.stderr
+    assert not asyncio.run(_signed_in(tmp_path / "hypercare.db", sid))
+    listed = {
+        line.split()[1]: line.split() for line in run("token", "list", *d).stdout.splitlines()
+    }
+    assert listed["dana"][-1] == "revoked" and listed["ops"][-1] == "active"
+    r = run("token", "revoke", by_name["dana"][0], *d)
+    assert r.returncode == 0 and "already revoked" in r.stdout
+    assert "no active admin" not in r.stderr
+    r = run("token", "revoke", by_name["ops"][0], *d)
+    assert r.returncode == 0 and "no active admin token is left" in r.stderr
+    r = run("token", "revoke", "999", *d)
+    assert r.returncode == 2 and "no token with id 999" in r.stderr and "Traceback" not in r.stderr
+
+
 async def _pg_admin(sql: str) -> None:
     engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -77,6 +168,9 @@ def test_migrate_and_token_on_postgres() -> None:
     subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True, timeout=30)
     try:
         url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+        r = run("token", "create", "--role", "admin", "--name", "ops", "--database-url", url)
+        assert r.returncode == 2 and "holds no hypercare store" in r.stderr, r.stderr
+        assert "--create-store" in r.stderr and "Traceback" not in r.stderr
         r = run("migrate", "--database-url", url)
         assert r.returncode == 0, r.stderr
         r = run("token", "create", "--role", "admin", "--name", "ops", "--database-url", url)
@@ -92,8 +186,9 @@ def test_up_bootstraps_an_admin_once_and_serves_the_api(tmp_path: Path) -> None:
     env = {"HYPERCARE_ADMIN_TOKEN": None}  # unset: a token is generated and printed once
     up = start_up(tmp_path / "data", args=["--workers", "0"], env=env)
     out = up.stop(signal.SIGINT)
-    token = re.search(r"admin token .*: (hc_\S+)", out)
+    token = re.search(rf"sign in at {re.escape(up.url)}/ with (hc_\S+)", out)
     assert token, out
+    assert len(re.findall("sign in", out)) == 1, out
     # second start: an admin exists, no new token is printed
     up = start_up(tmp_path / "data", args=["--workers", "0"], env=env)
     try:
@@ -102,7 +197,7 @@ def test_up_bootstraps_an_admin_once_and_serves_the_api(tmp_path: Path) -> None:
         assert r.status_code == 201
     finally:
         out = up.stop(signal.SIGINT)
-    assert "admin token" not in out
+    assert "shown once" not in out and "hypercare token list" in out
     assert token.group(1) not in out
 
 
@@ -167,10 +262,44 @@ def test_up_reports_the_ports_it_bound_in_the_ready_file(tmp_path: Path) -> None
     assert not ready.exists()
 
 
+def test_up_says_when_the_console_port_is_taken(tmp_path: Path) -> None:
+    """The ports are checked before anything else: no store is created, no admin token
+    minted, and the message names the flag to change (not uvicorn's Errno 98)."""
+    data = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = run(
+            "up", "--workers", "0", "--data-dir", str(data), "--console-listen", f"127.0.0.1:{port}"
+        )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"port {port} is in use on 127.0.0.1 (--console-listen to choose another)" in r.stderr
+    assert "Traceback" not in r.stderr and "Errno" not in r.stderr
+    assert "hc_" not in r.stdout + r.stderr and "sign in" not in r.stdout
+    assert not data.exists()
+
+
 def test_up_refuses_a_bad_listen_address(tmp_path: Path) -> None:
     r = run("up", "--data-dir", str(tmp_path), "--console-listen", "127.0.0.1:70000")
     assert r.returncode != 0
     assert "--console-listen must be HOST:PORT" in r.stderr
+
+
+@pytest.mark.parametrize("flag", ["--gateway-listen", "--gateway-admin-listen"])
+def test_port_check_names_each_flag(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from hypercare import cli
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(typer.Exit) as exit_:
+            cli.check_ports([("127.0.0.1", port, flag)])
+    assert exit_.value.exit_code == 2
+    assert f"port {port} is in use on 127.0.0.1 ({flag} to choose another)" in (
+        capsys.readouterr().err
+    )
 
 
 def test_up_with_invalid_config_names_the_line(tmp_path: Path) -> None:

@@ -2,26 +2,33 @@
 
 Every command that touches the store takes `--data-dir` / `--database-url` the same way:
 the SQLite file `<data-dir>/hypercare.db` by default, PostgreSQL when given a
-``postgresql://`` URL (also from the environment as HYPERCARE_DATABASE_URL).
+``postgresql://`` URL (also from the environment as HYPERCARE_DATABASE_URL). `up` and
+`migrate` create the store; the others (`token …`, `telemetry node-token`) refuse a store
+that does not exist unless given `--create-store`, and say on stderr which store they used:
+a token written into a fresh store next to the wrong directory is one the server refuses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hypercare import __version__
+from hypercare.auth.models import TokenRead
 from hypercare.auth.rules import Role
-from hypercare.config import HypercareConfig, load_config
-from hypercare.errors import HypercareError
-from hypercare.store.db import create_engine, database_url, redact_url
+from hypercare.config import HypercareConfig, load_config, parse_config, read_source
+from hypercare.errors import HypercareError, StoreUnavailable
+from hypercare.store.db import create_engine, database_url, redact_url, sqlite_file
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -48,6 +55,14 @@ DatabaseUrl = Annotated[
         "--database-url",
         envvar="HYPERCARE_DATABASE_URL",
         help="postgresql://user@host:5432/db to use PostgreSQL instead of SQLite.",
+    ),
+]
+CreateStore = Annotated[
+    bool,
+    typer.Option(
+        "--create-store",
+        help="Create a new, empty store if none exists (default: refuse, to catch a wrong "
+        "--data-dir).",
     ),
 ]
 ConfigFile = Annotated[
@@ -94,11 +109,67 @@ def _load(config: Path | None) -> HypercareConfig:
         raise _fail(exc.message) from None
 
 
-def _url(data_dir: Path, database_url_: str | None) -> str:
+def _load_source(config: Path | None) -> tuple[HypercareConfig, str]:
+    """Like `_load`, also returning the YAML text the configuration was read from (what
+    the gateway keeps as its last good configuration); empty text: every default."""
+    if config is None:
+        return HypercareConfig(), ""
     try:
-        return database_url(data_dir, database_url_)
+        text = read_source(config)
+        return parse_config(text, str(config)), text
     except HypercareError as exc:
         raise _fail(exc.message) from None
+
+
+def _url(data_dir: Path, database_url_: str | None, *, create: bool = True) -> str:
+    try:
+        return database_url(data_dir, database_url_, create=create)
+    except HypercareError as exc:
+        raise _fail(exc.message) from None
+
+
+def _where(data_dir: Path, url: str) -> str:
+    """The store as a person finds it: the data dir for SQLite, the redacted URL otherwise."""
+    file = sqlite_file(url)
+    if file is None:
+        return redact_url(url)
+    return f"{file} (data dir {file.parent})" if file.parent == data_dir.resolve() else str(file)
+
+
+def _existing_store(data_dir: Path, database_url_: str | None, create: bool) -> str:
+    """The URL of the store a store command works on; refuses a SQLite store that does not
+    exist unless `create` (a PostgreSQL database is checked by `_open` once connected)."""
+    url = _url(data_dir, database_url_, create=create)
+    file = sqlite_file(url)
+    if file is not None and not create and not file.exists():
+        raise _fail(
+            f"no hypercare store at {_where(data_dir, url)}: pass the --data-dir (or "
+            "--database-url) that `hypercare up` uses, or --create-store to start a new, "
+            "empty store there"
+        )
+    typer.secho(f"store: {_where(data_dir, url)}", err=True, fg=typer.colors.BRIGHT_BLACK)
+    return url
+
+
+async def _open(url: str, create: bool) -> AsyncEngine:
+    """An engine on a migrated store; without `create`, a database that was never migrated
+    is refused instead of being turned into an empty store."""
+    from hypercare.store.migrate import initialized
+    from hypercare.store.migrate import migrate as run_migrations
+
+    engine = create_engine(url)
+    try:
+        if not create and not await initialized(engine):
+            raise StoreUnavailable(
+                f"the database {redact_url(url)} holds no hypercare store: pass the "
+                "--database-url that `hypercare up` uses, or --create-store to start a new, "
+                "empty store there"
+            )
+        await run_migrations(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
 
 
 @config_app.command("check")
@@ -132,18 +203,17 @@ def token_create(
     name: Annotated[str, typer.Option("--name", help="Who or what uses the token.")],
     data_dir: DataDir = Path(".hypercare"),
     database_url_: DatabaseUrl = None,
+    create_store: CreateStore = False,
 ) -> None:
     """Create an API token and print it once (only its hash is stored)."""
-    url = _url(data_dir, database_url_)
+    url = _existing_store(data_dir, database_url_, create_store)
 
     async def go() -> str:
         from hypercare.auth import service
         from hypercare.store.db import session_factory
-        from hypercare.store.migrate import migrate as run_migrations
 
-        engine = create_engine(url)
+        engine = await _open(url, create_store)
         try:
-            await run_migrations(engine)
             async with session_factory(engine)() as session, session.begin():
                 created = await service.create_token(session=session, name=name, role=role)
             return created.token
@@ -154,27 +224,111 @@ def token_create(
     typer.echo(token)
 
 
+@token_app.command("list")
+def token_list(
+    data_dir: DataDir = Path(".hypercare"),
+    database_url_: DatabaseUrl = None,
+) -> None:
+    """List the API tokens: id, name, role, the first characters, when created and last used."""
+    url = _existing_store(data_dir, database_url_, False)
+
+    async def go() -> list[TokenRead]:
+        from hypercare.auth import service
+        from hypercare.store.db import session_factory
+
+        engine = await _open(url, False)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                return await service.list_tokens(session=session)
+        finally:
+            await engine.dispose()
+
+    rows = _run(go)
+    if not rows:
+        typer.echo("no tokens (`hypercare up` creates the first admin)")
+        return
+    table = [("ID", "NAME", "ROLE", "PREFIX", "CREATED (UTC)", "LAST USED (UTC)", "STATUS")]
+    for t in rows:
+        table.append(
+            (
+                str(t.id),
+                t.name,
+                t.role.value,
+                t.prefix + "…",
+                _utc(t.created_at),
+                _utc(t.last_used_at) if t.last_used_at else "never",
+                "revoked" if t.revoked else "active",
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's ID (see `hypercare token list`).")],
+    data_dir: DataDir = Path(".hypercare"),
+    database_url_: DatabaseUrl = None,
+) -> None:
+    """Revoke a token: the API refuses it from now on and its console sessions end."""
+    url = _existing_store(data_dir, database_url_, False)
+
+    async def go() -> tuple[TokenRead, bool, bool]:
+        from hypercare.auth import service
+        from hypercare.store.db import session_factory
+
+        engine = await _open(url, False)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                before = {t.id: t.revoked for t in await service.list_tokens(session=session)}
+                revoked = await service.revoke_token(session=session, token_id=token_id)
+                admin_left = await service.has_admin(session=session)
+            return revoked, before.get(token_id, False), admin_left
+        finally:
+            await engine.dispose()
+
+    token, already, admin_left = _run(go)
+    if already:
+        typer.echo(f"token {token.id} ({token.name}, {token.role.value}) was already revoked")
+    else:
+        typer.echo(
+            f"revoked token {token.id} ({token.name}, {token.role.value}); "
+            "its console sessions are signed out"
+        )
+    if not admin_left:
+        typer.secho(
+            "warning: no active admin token is left; make one with "
+            "`hypercare token create --role admin --name NAME` (same --data-dir)",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+
+
 @telemetry_app.command("node-token")
 def telemetry_node_token(
     name: Annotated[str, typer.Option("--name", help="The gateway node, e.g. edge-1.")],
     data_dir: DataDir = Path(".hypercare"),
     database_url_: DatabaseUrl = None,
+    create_store: CreateStore = False,
 ) -> None:
     """Create a node token for a remote gateway and print it once (only its hash is stored).
 
     A node token can ship telemetry and nothing else; give it to the gateway as
     HYPERCARE_NODE_TOKEN with HYPERCARE_CONSOLE_URL.
     """
-    url = _url(data_dir, database_url_)
+    url = _existing_store(data_dir, database_url_, create_store)
 
     async def go() -> str:
         from hypercare.store.db import session_factory
-        from hypercare.store.migrate import migrate as run_migrations
         from hypercare.telemetry import nodes
 
-        engine = create_engine(url)
+        engine = await _open(url, create_store)
         try:
-            await run_migrations(engine)
             async with session_factory(engine)() as session, session.begin():
                 created = await nodes.create_node_token(session=session, name=name)
             return created.token
@@ -191,6 +345,38 @@ def _listen(value: str, option: str, *, any_port: bool = False) -> tuple[str, in
     if not sep or not port.isdigit() or not lowest <= int(port) < 65536:
         raise _fail(f"{option} must be HOST:PORT, e.g. 127.0.0.1:8700 (got {value!r})")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _in_use(host: str, port: int) -> OSError | None:
+    """Why (host, port) cannot be listened on right now, or None. SO_REUSEADDR as servers
+    set it, so a port in TIME_WAIT from a previous run counts as free (on Linux it does not
+    let a second socket bind a port someone listens on)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None
+
+
+def check_ports(wanted: list[tuple[str, int, str]]) -> None:
+    """Exit with a message naming the flag if any (host, port, flag) cannot be bound: before
+    `up` touches the store or prints a token, not after uvicorn fails with Errno 98."""
+    for host, port, flag in wanted:
+        if port == 0:
+            continue
+        problem = _in_use(host, port)
+        if problem is None:
+            continue
+        if problem.errno == errno.EADDRINUSE:
+            raise _fail(f"port {port} is in use on {host} ({flag} to choose another)")
+        if problem.errno == errno.EACCES:
+            raise _fail(f"not allowed to listen on {host}:{port} ({flag} to choose another)")
+        raise _fail(f"cannot listen on {host}:{port}: {problem.strerror} ({flag})")
 
 
 @app.command()
@@ -233,18 +419,27 @@ def up(
         ),
     ] = None,
 ) -> None:
-    """Start hypercare: migrate the store, start the gateway workers, run the console."""
-    cfg = _load(config)
-    url = _url(data_dir, database_url_)
+    """Start hypercare: migrate the store, then supervise the console and the gateway
+    workers (a child that dies is restarted; the workers serve while the console is away)."""
+    cfg, text = _load_source(config)  # reads a file only; a typo is reported whatever the ports
     host, port = _listen(console_listen, "--console-listen", any_port=True)
-    _listen(gateway_listen, "--gateway-listen", any_port=True)
-    _listen(gateway_admin_listen, "--gateway-admin-listen")
+    gw_host, gw_port = _listen(gateway_listen, "--gateway-listen", any_port=True)
+    admin_host, admin_port = _listen(gateway_admin_listen, "--gateway-admin-listen")
+    ports = [(host, port, "--console-listen")]
+    if workers:
+        ports.append((gw_host, gw_port, "--gateway-listen"))
+        # worker i serves its admin endpoints on PORT+i
+        ports += [(admin_host, admin_port + i, "--gateway-admin-listen") for i in range(workers)]
+    check_ports(ports)
+    url = _url(data_dir, database_url_)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     from hypercare.server import GatewayPlan, serve  # serve() quiets alembic and httpx
+
+    data = data_dir.resolve()
 
     try:
         asyncio.run(
@@ -255,11 +450,16 @@ def up(
                 port=port,
                 admin_token=os.environ.get("HYPERCARE_ADMIN_TOKEN"),
                 gateway=GatewayPlan(
-                    gateway_listen, workers, gateway_admin_listen, data_dir.resolve() / "spool"
+                    gateway_listen,
+                    workers,
+                    gateway_admin_listen,
+                    spool_dir=data / "spool",
+                    config_dir=data / "gateway",
                 )
                 if workers
                 else None,
                 demo=demo,
+                config_text=text,
                 ready_file=ready_file.resolve() if ready_file else None,
             )
         )
@@ -271,7 +471,14 @@ def up(
 
 @app.command()
 def gateway(
-    config: Annotated[Path, typer.Option("--config", "-c", help="The hypercare YAML file.")],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="The hypercare YAML file (without it: the last good one kept in --data-dir).",
+        ),
+    ] = None,
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT for the proxy.")] = (
         "127.0.0.1:8080"
     ),
@@ -282,22 +489,50 @@ def gateway(
         str | None,
         typer.Option("--admin-listen", help="HOST:PORT for /metrics, /healthz, /targets (+i)."),
     ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Keep the configuration the workers run in DIR/gateway/last-good.yaml.",
+        ),
+    ] = None,
 ) -> None:
     """Run the gateway data plane alone, from the gateway: section of the config file.
 
     SIGTERM or Ctrl-C drains and stops; SIGHUP re-reads the file and replaces the workers
-    without dropping in-flight requests (an invalid file is reported and ignored).
+    without dropping in-flight requests (an invalid file is reported and ignored). With
+    --data-dir, the configuration the workers run is kept there, and a gateway started
+    without --config starts from it.
     """
     import signal
     import threading
 
     from hypercare.errors import ConfigError
+    from hypercare.gateway import lastgood
     from hypercare.gateway.supervisor import start_workers
 
-    cfg = _load(config)
+    kept_dir = data_dir.resolve() / "gateway" if data_dir is not None else None
+    if config is not None:
+        cfg, text = _load_source(config)
+    elif kept_dir is None:
+        raise _fail("give --config FILE, or --data-dir DIR holding a last good configuration")
+    else:
+        try:
+            kept = lastgood.load(kept_dir)
+        except ConfigError as exc:
+            raise _fail(exc.message) from None
+        if kept is None:
+            raise _fail(
+                f"no --config given and no last good configuration in {kept_dir} "
+                "(start once with --config to keep one)"
+            )
+        cfg, text = kept, None
+        typer.echo(f"hypercare gateway: starting from {lastgood.path_in(kept_dir)}")
     _listen(listen, "--listen")
     try:
-        group = start_workers(cfg, listen, workers, admin_listen)
+        group = start_workers(
+            cfg, listen, workers, admin_listen, config_text=text, config_dir=kept_dir
+        )
     except (OSError, RuntimeError, ValueError) as exc:
         raise _fail(f"cannot start the gateway on {listen}: {exc}") from None
     typer.echo(f"hypercare gateway: {workers} worker(s) on {group.host}:{group.port}")
@@ -309,9 +544,13 @@ def gateway(
     while not done.wait(0.2):
         if reload.is_set():
             reload.clear()
+            if config is None:
+                typer.echo("error: reload needs --config; the configuration is kept", err=True)
+                continue
             try:
-                cfg = load_config(config)
-                group.reload(cfg)
+                text = read_source(config)
+                cfg = parse_config(text, str(config))
+                group.reload(cfg, text)
                 typer.echo("hypercare gateway: configuration reloaded")
             except (ConfigError, RuntimeError) as exc:
                 message = exc.message if isinstance(exc, ConfigError) else str(exc)

@@ -180,15 +180,19 @@ def parse_config(text: str, source: str = "<config>") -> HypercareConfig:
     return config
 
 
-def load_config(path: str | Path | None) -> HypercareConfig:
-    """Read and validate `path`; no path means every default."""
-    if path is None:
-        return HypercareConfig()
+def read_source(path: str | Path) -> str:
+    """The text of a configuration file; ConfigError naming the file when it cannot be read."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such file (give the path of a hypercare YAML file)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read: {exc}") from None
-    return parse_config(text, str(p))
+
+
+def load_config(path: str | Path | None) -> HypercareConfig:
+    """Read and validate `path`; no path means every default."""
+    if path is None:
+        return HypercareConfig()
+    return parse_config(read_source(path), str(path))

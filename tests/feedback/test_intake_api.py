@@ -46,6 +46,7 @@ async def test_alertmanager_fire_dedup_resolve_and_issue_detail(
     viewer = auth(tokens[Role.viewer])
     detail = (await client.get(f"/api/v1/issues/{first['issues'][0]}", headers=viewer)).json()
     assert detail["priority"] == "P1"  # severity critical
+    assert detail["reporter"] == "Hypercare detection"
     assert len(detail["signals"]) == 3
     assert detail["signal_groups"][0]["count"] == 3
     assert detail["signal_groups"][0]["status"] == "resolved"
@@ -194,7 +195,68 @@ async def test_roles_on_admin_endpoints(client: httpx.AsyncClient, tokens: dict[
         json={"type": "webhook", "name": "no mapping"},
         headers=auth(tokens[Role.admin]),
     )
-    assert r.status_code == 409 and "mapping" in r.json()["error"]["message"]
+    assert r.status_code == 422 and "mapping" in r.json()["error"]["message"]
+
+
+async def test_disable_enable_and_delete_an_integration(
+    client: httpx.AsyncClient, tokens: dict[Role, str]
+) -> None:
+    admin = auth(tokens[Role.admin])
+    r = await client.post(
+        "/api/v1/integrations",
+        json={"type": "webhook", "name": "Checker", "mapping": {"summary": "title"}},
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    created = r.json()
+    url = created["url"].removeprefix("http://console")
+    hook = auth(created["token"]) | JSON
+    body = json.dumps({"title": "login down"}).encode()
+    responder = auth(tokens[Role.responder])
+
+    async def signals() -> int:
+        r = await client.get("/api/v1/signals", headers=responder)
+        return int(r.json()["total"])
+
+    before = await signals()
+    r = await client.patch(
+        f"/api/v1/integrations/{created['id']}", json={"enabled": False}, headers=admin
+    )
+    assert r.status_code == 200 and r.json()["disabled"] is True
+    r = await client.post(url, content=body, headers=hook)
+    assert r.status_code == 403
+    message = r.json()["error"]["message"]
+    assert "disabled" in message and "NOT stored" in message and "resend" in message
+    assert await signals() == before
+    r = await client.patch(
+        f"/api/v1/integrations/{created['id']}",
+        json={"enabled": True, "disabled": True},
+        headers=admin,
+    )
+    assert r.status_code == 422
+    r = await client.patch(
+        f"/api/v1/integrations/{created['id']}", json={"mapping": None}, headers=admin
+    )
+    assert r.status_code == 422 and "mapping" in r.json()["error"]["message"]
+    r = await client.patch(
+        f"/api/v1/integrations/{created['id']}", json={"enabled": True}, headers=admin
+    )
+    assert r.status_code == 200 and r.json()["disabled"] is False
+    assert (await client.post(url, content=body, headers=hook)).status_code == 202
+    assert await signals() == before + 1
+
+    r = await client.delete(f"/api/v1/integrations/{created['id']}", headers=responder)
+    assert r.status_code == 403
+    r = await client.delete(f"/api/v1/integrations/{created['id']}", headers=admin)
+    assert r.status_code == 204
+    assert (await client.post(url, content=body, headers=hook)).status_code == 404
+    listed = (await client.get("/api/v1/integrations", headers=admin)).json()
+    assert created["id"] not in {i["id"] for i in listed}
+    assert await signals() == before + 1  # what it delivered stays
+    r = await client.delete(f"/api/v1/integrations/{created['id']}", headers=admin)
+    assert r.status_code == 404
+    r = await client.delete("/api/v1/integrations/am", headers=admin)
+    assert r.status_code == 409 and "config file" in r.json()["error"]["message"]
 
 
 async def test_concurrent_deliveries_keep_every_signal(

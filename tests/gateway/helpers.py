@@ -16,8 +16,10 @@ from typing import Any
 import uvloop
 
 from hypercare.config import parse_config
+from hypercare.gateway.capture import Capturer
 from hypercare.gateway.records import CallRecord
 from hypercare.gateway.runtime import Gateway
+from hypercare.telemetry.capture import CallCapture
 from tests.support import wait_until
 
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
@@ -54,17 +56,21 @@ class LoopThread:
 class ListSink:
     def __init__(self) -> None:
         self.records: list[CallRecord] = []
+        self.captures: dict[str, CallCapture] = {}  # by request id
 
-    def emit(self, record: CallRecord) -> None:
+    def emit(self, record: CallRecord, capture: CallCapture | None = None) -> None:
         self.records.append(record)
+        if capture is not None:
+            self.captures[record.request_id] = capture
 
 
 class GatewayUnderTest:
     def __init__(self, yaml_text: str) -> None:
-        self.config = parse_config(yaml_text).gateway
+        full = parse_config(yaml_text)
+        self.config = full.gateway
         self.sink = ListSink()
         self.lt = LoopThread()
-        self.gw = Gateway(self.config, self.sink)
+        self.gw = Gateway(self.config, self.sink, Capturer.from_config(full.telemetry))
         self.lt.run(self.gw.start("127.0.0.1", 0, admin=("127.0.0.1", 0)))
         self.port = self.gw.addresses[0][1]
         assert self.gw.admin_address is not None
@@ -95,6 +101,7 @@ class Upstream:
         self.name = name
         self.lt = LoopThread()
         self.healthy = True
+        self.issued_token = "upstream-issued-token"
         self.requests: list[dict[str, Any]] = []
         self.connections = 0
         self.open = 0
@@ -203,6 +210,12 @@ class Upstream:
 
         if path == "/healthz":
             send(200 if self.healthy else 503, b"ok")
+        elif path == "/login":  # a JSON answer holding a secret of the upstream's own
+            send(
+                200,
+                json.dumps({"user": "ann", "access_token": self.issued_token}).encode(),
+                "content-type: application/json\r\n",
+            )
         elif path.startswith("/status/"):
             send(int(path.rsplit("/", 1)[1]), b"", "")
         elif path == "/nocontent":

@@ -204,3 +204,44 @@ def test_invalid_jwt_key_and_redis_url_fail_at_load():
         parse_config("gateway:\n  jwt: {public_key: 'nope'}\n")
     with pytest.raises(ConfigError, match="redis_url"):
         parse_config("gateway:\n  redis_url: 'http://x'\n")
+
+
+def test_cli_gateway_starts_from_the_kept_config_without_one(tmp_path, upstream):
+    cfg = tmp_path / "h.yaml"
+    cfg.write_text(_route_to(upstream))
+    data = tmp_path / "data"
+
+    def run_gateway(*extra: str) -> tuple[subprocess.Popen[bytes], int]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hypercare", "gateway", "--listen", f"127.0.0.1:{port}",
+             "--data-dir", str(data), *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        return proc, port
+
+    def serves(port: int) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/x", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # nothing kept yet: a clear error
+    missing = subprocess.run(
+        [sys.executable, "-m", "hypercare", "gateway", "--data-dir", str(data)],
+        capture_output=True,
+        timeout=30,
+    )
+    assert missing.returncode == 2
+    assert b"no last good configuration" in missing.stderr
+    assert b"Traceback" not in missing.stderr
+    for extra in (("--config", str(cfg)), ()):
+        proc, port = run_gateway(*extra)
+        try:
+            wait_for(lambda port=port: serves(port), timeout=20, what="the gateway to answer")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err
+    assert b"starting from" in out and b"last-good.yaml" in out

@@ -7,6 +7,7 @@ import math
 import time
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,7 +28,7 @@ from hypercare.telemetry.models import (
     TelemetryMinute,
     TelemetrySegmentRoute,
 )
-from hypercare.telemetry.redact import REDACTED
+from hypercare.telemetry.redact import REDACTED, Redactor
 from hypercare.telemetry.wire import Batch
 from tests.telemetry.factory import random_records, record, stored_calls
 
@@ -194,6 +195,24 @@ async def test_captures_are_redacted_before_they_are_stored(engine: AsyncEngine)
     assert dict(stored["request_headers"])["Authorization"] == REDACTED
     assert '"email": "[REDACTED]"' in stored["request_body"]
     assert stored["truncated"] is True
+
+
+class _FailingRedactor(Redactor):
+    def redact_body(self, body: bytes, content_type: str = "", *, truncated: bool = False) -> None:
+        raise ValueError(f"cannot redact {body!r}")
+
+
+async def test_a_capture_that_cannot_be_redacted_is_dropped_and_its_record_kept(
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    c = collector(engine, parse_config("telemetry:\n  capture: {default: all}\n").telemetry)
+    c.redactor = _FailingRedactor()
+    cap = CallCapture((), (), b'{"password": "sekrit"}', b"")
+    await c.ingest("n", batch([record(time.time(), request_id="kept")], {0: cap}))
+    (stored,) = [r for r in await stored_calls(engine) if r.request_id == "kept"]
+    assert stored.capture is None
+    assert "capture of call kept dropped (ValueError)" in caplog.text
+    assert "sekrit" not in caplog.text
 
 
 async def test_long_strings_are_cut_to_their_column_sizes(engine: AsyncEngine) -> None:

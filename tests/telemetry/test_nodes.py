@@ -85,6 +85,7 @@ def test_node_token_cli(tmp_path: Path) -> None:
             "edge-1",
             "--data-dir",
             str(tmp_path),
+            "--create-store",  # a fresh directory: say so, or the command refuses it
         ],
         capture_output=True,
         text=True,

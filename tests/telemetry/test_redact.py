@@ -103,3 +103,96 @@ def test_telemetry_config_section() -> None:
         parse_config(
             "telemetry:\n  capture:\n    default: off\n    routes:\n      orders: sometimes\n"
         )
+
+
+def test_header_names_are_matched_by_glob_patterns() -> None:
+    r = Redactor(headers=["x-*-session"])
+    out = dict(
+        r.redact_headers(
+            [
+                ("X-Account-Password", "p"),
+                ("X-Client-Secret", "s"),
+                ("X-Refresh-Token", "t"),
+                ("X-Shop-Session", "s2"),
+                ("X-Session-Id", "kept"),
+                ("Accept", "*/*"),
+            ]
+        )
+    )
+    assert out == {
+        "X-Account-Password": REDACTED,
+        "X-Client-Secret": REDACTED,
+        "X-Refresh-Token": REDACTED,
+        "X-Shop-Session": REDACTED,
+        "X-Session-Id": "kept",
+        "Accept": "*/*",
+    }
+
+
+def test_query_strings_keep_their_form_and_lose_secret_values() -> None:
+    r = Redactor(fields=["otp"])
+    assert r.redact_query("") == ""
+    assert (
+        r.redact_query("q=shoes&password=hunter2&api%5Ftoken=t0k&OTP=123456&flag&page=2")
+        == f"q=shoes&password={REDACTED}&api%5Ftoken={REDACTED}&OTP={REDACTED}&flag&page=2"
+    )
+    # a pair cut off at the end of a truncated form body
+    assert r.redact_query("user=ann&passw") == "user=ann&passw"
+    assert r.redact_query("user=ann&password=hun") == f"user=ann&password={REDACTED}"
+
+
+MULTIPART = (
+    b"--b0undary\r\n"
+    b'Content-Disposition: form-data; name="user"\r\n\r\nann\r\n'
+    b"--b0undary\r\n"
+    b'Content-Disposition: form-data; name="password"\r\n\r\nhunter2\r\n'
+    b"--b0undary\r\n"
+    b'Content-Disposition: form-data; name="meta"\r\nContent-Type: application/json\r\n\r\n'
+    b'{"refresh_token": "r3fr"}\r\n'
+    b"--b0undary\r\n"
+    b'Content-Disposition: form-data; name="file"; filename="a.bin"\r\n'
+    b"Content-Type: application/octet-stream\r\n\r\n\xff\xfe\x00hunter2\r\n"
+    b"--b0undary--\r\n"
+)
+
+
+def test_multipart_parts_are_redacted_by_field_name_and_content() -> None:
+    r = Redactor()
+    out = r.redact_body(MULTIPART, "multipart/form-data; boundary=b0undary") or ""
+    assert "hunter2" not in out and "r3fr" not in out
+    assert f'name="password"\r\n\r\n{REDACTED}\r\n--b0undary' in out
+    assert 'name="user"\r\n\r\nann\r\n--b0undary' in out
+    assert f'{{"refresh_token": "{REDACTED}"}}\r\n' in out
+    assert "[binary part, 10 bytes]" in out and out.endswith("--b0undary--\r\n")
+    # cut inside the secret value: the rest of that part is still the marker
+    cut = MULTIPART[: MULTIPART.index(b"hunter2") + 4]
+    out = r.redact_body(cut, 'multipart/form-data; boundary="b0undary"', truncated=True) or ""
+    assert "hunt" not in out and out.endswith(REDACTED)
+
+
+def test_a_truncated_body_cut_inside_a_character_is_still_text() -> None:
+    r = Redactor()
+    body = '{"name": "Zoë", "password": "pässword"}'.encode()
+    cut = body[: body.index("ä".encode()) + 1]
+    assert r.redact_body(cut, "application/json", truncated=True) == (
+        f'{{"name": "Zoë", "password": "{REDACTED}"'
+    )
+    assert r.redact_body(cut, "application/json").startswith("[binary body")  # not cut: binary
+
+
+def test_none_is_off() -> None:
+    assert parse_policy("none") == Policy("off")
+
+
+def test_json_nested_too_deep_to_walk_is_redacted_as_text() -> None:
+    r = Redactor()
+    body = b"[" * 5000 + b'{"password": "hunter2"}' + b"]" * 5000
+    out = r.redact_body(body, "application/json") or ""
+    assert "hunter2" not in out and f'"password": "{REDACTED}"' in out
+
+
+def test_multipart_without_its_boundary_in_the_content_type_is_still_redacted() -> None:
+    r = Redactor()
+    for ctype in ("multipart/form-data", "text/plain", "", "multipart/form-data; boundary=other"):
+        out = r.redact_body(MULTIPART, ctype) or ""
+        assert "hunter2" not in out and f'name="password"\r\n\r\n{REDACTED}' in out, ctype

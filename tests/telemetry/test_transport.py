@@ -13,6 +13,7 @@ import pytest
 from hypercare.telemetry.shipper import INGEST_PATH, Shipper
 from hypercare.telemetry.transport import ConsoleUnreachable, HttpTransport, Reply
 from tests.conftest import free_port
+from tests.support import wait_until_async
 from tests.telemetry.factory import record
 from tests.telemetry.test_shipper import NODE_TOKEN
 
@@ -208,15 +209,6 @@ def test_only_http_urls() -> None:
         transport("ftp://127.0.0.1:1")
 
 
-async def until(check: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.02)  # polling a condition, not timing
-    raise AssertionError("condition not met in time")
-
-
 async def shipper_against(
     console_url: str, spool: Path, *, timeout: float = 5.0, retry_max: float = 0.1
 ) -> Shipper:
@@ -242,13 +234,17 @@ async def test_shipper_spools_when_the_console_is_down_then_replays(
     try:
         for i in range(25):
             s.emit(record(now, request_id=f"r{i}"))
-        await until(lambda: s.buffered == 0 and s.spooled_batches == 3)
+        await wait_until_async(
+            lambda: s.buffered == 0 and s.spooled_batches == 3,
+            30,
+            "s.buffered == 0 and s.spooled_batches == 3",
+        )
 
         async def ok(n: int) -> bytes:
             return answer(200, b'{"accepted": 10}')
 
         console = await serve(ok, port)
-        await until(lambda: s.spooled_batches == 0)
+        await wait_until_async(lambda: s.spooled_batches == 0, 30, "s.spooled_batches == 0")
     finally:
         await s.close()
     assert s.sent_batches == 3 and s.sent_records == 30 and s.dropped_total == 0
@@ -264,7 +260,7 @@ async def test_shipper_on_a_slow_console_times_out_and_spools(serve: Serve, tmp_
     s = await shipper_against(console.url, tmp_path / "spool", timeout=0.3, retry_max=60)
     try:
         s.emit(record(time.time()))
-        await until(lambda: s.spooled_batches == 1)
+        await wait_until_async(lambda: s.spooled_batches == 1, 30, "s.spooled_batches == 1")
         assert s.sent_batches == 0 and s.dropped_total == 0
     finally:
         await s.close()
@@ -287,8 +283,16 @@ async def test_shipper_drops_batches_the_console_rejects_and_keeps_the_retryable
     s = await shipper_against(console.url, tmp_path / "spool", retry_max=60)
     try:
         s.emit(record(time.time()))
-        await until(lambda: len(console.requests) == 1 and s.buffered == 0)
-        await until(lambda: s.spooled_batches + s.rejected_total == 1)
+        await wait_until_async(
+            lambda: len(console.requests) == 1 and s.buffered == 0,
+            30,
+            "len(console.requests) == 1 and s.buffered == 0",
+        )
+        await wait_until_async(
+            lambda: s.spooled_batches + s.rejected_total == 1,
+            30,
+            "s.spooled_batches + s.rejected_total == 1",
+        )
         assert (s.spooled_batches, s.rejected_total, s.sent_batches) == (spooled, rejected, 0)
     finally:
         await s.close()

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from hypercare.errors import InvalidInput
+from hypercare.telemetry.capture import CallCapture
 from hypercare.telemetry.wire import decode_batch, encode_batch
 from tests.telemetry.factory import record
 
@@ -82,3 +83,24 @@ def test_bad_rows_are_named() -> None:
     rows[6] = "not a row"  # type: ignore[call-overload]
     with pytest.raises(InvalidInput, match=r"records\[6\] must be an array"):
         decode_batch(batch(rows))
+
+
+def test_captures_carry_query_truncation_and_redaction_and_old_ones_still_decode() -> None:
+    now = time.time()
+    cap = CallCapture((("Accept", "*/*"),), (), b"{}", b"x" * 10, "a=1", True, False, redacted=True)
+    got = decode_batch(encode_batch("batch-0003", [record(now)], {0: cap}, sent_at=now))
+    assert got.captures == {0: cap}
+    old = orjson.loads(encode_batch("batch-0004", [record(now)], sent_at=now))
+    old["captures"] = [[0, [["Accept", "*/*"]], [], "e30=", ""]]  # five elements
+    assert decode_batch(orjson.dumps(old)).captures == {
+        0: CallCapture((("Accept", "*/*"),), (), b"{}", b"")
+    }
+    for extra, message in (
+        ([], "must be an object"),
+        ({"query": 3}, "query"),
+        ({"query": "q" * 70000}, "at most"),
+        ({"redacted": "yes"}, "booleans"),
+    ):
+        old["captures"] = [[0, [], [], "", "", extra]]
+        with pytest.raises(InvalidInput, match=message):
+            decode_batch(orjson.dumps(old))

@@ -14,6 +14,7 @@ from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig, parse_config
 from hypercare.telemetry import nodes
+from hypercare.telemetry.capture import CallCapture
 from hypercare.telemetry.wire import encode_batch
 from tests.conftest import auth
 from tests.telemetry.factory import record
@@ -27,15 +28,18 @@ def config() -> HypercareConfig:
     return parse_config("telemetry:\n  capture:\n    default: errors\n")
 
 
-async def _ship(state: AppState, http: httpx.AsyncClient) -> str:
+PAGE = {"Accept": "text/html,application/xhtml+xml"}  # what a browser asks for
+
+
+async def _ship(state: AppState, http: httpx.AsyncClient, route: str = "payment-status") -> str:
     async with state.sessions() as s, s.begin():
-        token = (await nodes.create_node_token(session=s, name="edge-1")).token
+        token = (
+            await nodes.create_node_token(session=s, name=f"edge-{uuid.uuid4().hex[:6]}")
+        ).token
     now = time.time()
-    recs = [record(now - 120 + i, route="payment-status", total_ms=20 + i) for i in range(30)]
+    recs = [record(now - 120 + i, route=route, total_ms=20 + i) for i in range(30)]
     failing = uuid.uuid4().hex
-    recs.append(
-        record(now - 30, route="payment-status", status=503, error="timeout", request_id=failing)
-    )
+    recs.append(record(now - 30, route=route, status=503, error="timeout", request_id=failing))
     body = encode_batch(uuid.uuid4().hex, recs, None, sent_at=now)
     r = await http.post("/api/v1/internal/telemetry", content=body, headers=auth(token))
     assert r.status_code == 200, r.text
@@ -84,12 +88,63 @@ async def test_apis_page_route_page_and_call_detail(browser_for: Make, state: Ap
     r = await b.http.get(f"/calls/{failing}")
     assert r.status_code == 200 and "503" in r.text and "timeout" in r.text and "Upstream" in r.text
     assert (await b.http.get("/calls/nope")).status_code == 404
-    assert "no failing call" in (await b.http.get("/apis/unknown")).text.lower()
+    r = await b.http.get("/apis/unknown", headers=PAGE)
+    assert r.status_code == 404 and "No route named &#39;unknown&#39;" in r.text
+    assert "<h1>Not found</h1>" in r.text
+    assert (await b.http.get("/route-charts/unknown")).status_code == 404
+    await _ship(state, b.http, route="/checkout/pay")
     r = await b.http.get("/apis//checkout/pay")  # routes named by a path
     assert r.status_code == 200 and "<code>/checkout/pay</code>" in r.text
     assert 'hx-get="/route-charts//checkout/pay?range=1h"' in r.text
     r = await b.http.get("/route-charts//checkout/pay?range=1h")
-    assert r.status_code == 200 and 'id="chart--checkout-pay-requests"' in r.text
+    assert r.status_code == 200 and 'id="chart--checkout-pay-rps"' in r.text
+
+
+async def test_req_per_second_counts_only_the_time_observed(
+    browser_for: Make, state: AppState
+) -> None:
+    """Two minutes of traffic: the APIs page's hour and the overview's five minutes give the
+    same rate (31 calls over about 2-3 minutes), not 31/3600 against 31/300."""
+    b = await browser_for(Role.viewer)
+    await _ship(state, b.http)
+    page = (await b.http.get("/apis?range=1h")).text
+    row = page.split('href="/apis/payment-status?range=1h"')[1].split("</tr>")[0]
+    hour = float(row.split('<td class="num">')[1].split("<")[0])
+    tiles = (await b.http.get("/overview/api-health", headers={"HX-Request": "true"})).text
+    five = float(tiles.split("<code>payment-status</code>")[1].split("<b>")[1].split("<")[0])
+    assert 31 / 181 <= hour <= 31 / 119 + 0.01, row
+    assert abs(hour - five) <= 0.01, (hour, five)
+    day = (await b.http.get("/apis?range=24h")).text
+    row = day.split('href="/apis/payment-status?range=24h"')[1].split("</tr>")[0]
+    assert abs(float(row.split('<td class="num">')[1].split("<")[0]) - hour) <= 0.01
+
+
+async def test_route_charts_name_their_units(browser_for: Make, state: AppState) -> None:
+    b = await browser_for(Role.viewer)
+    await _ship(state, b.http)
+    r = await b.http.get("/route-charts/payment-status?range=1h")
+    assert "request rate (req/s)" in r.text and "error rate (%)" in r.text
+    assert "p95 latency (ms)" in r.text
+    assert r.text.count("&#34;unit&#34;: &#34;") == 3 or r.text.count('"unit": "') == 3
+
+
+async def test_console_errors_are_pages_for_browsers_and_json_for_the_api(
+    browser_for: Make,
+) -> None:
+    b = await browser_for(Role.viewer)
+    r = await b.http.get("/no/such/page", headers=PAGE)
+    assert r.status_code == 404 and "<h1>Not found</h1>" in r.text
+    assert r.headers["content-type"].startswith("text/html")
+    r = await b.http.get("/issues/abc", headers=PAGE)
+    assert r.status_code == 422 and "<h1>Check the input</h1>" in r.text
+    assert "issue_id" in r.text
+    r = await b.http.get("/issues/abc", headers={"HX-Request": "true"})
+    assert r.status_code == 422 and r.text.startswith('<p class="flash error"')
+    # API clients and non-browser clients keep the JSON error shape
+    r = await b.http.get("/api/v1/no-such-thing", headers=PAGE)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = await b.http.get("/no/such/page")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
 
 async def test_issue_page_shows_linked_signals_with_reasons_and_charts(
@@ -284,3 +339,32 @@ async def test_a_webhook_test_event_is_built_from_its_mapping(
     assert "webhook — Test event from the Hypercare console (webhook)" in r.text
     issues = await admin.http.get("/api/v1/issues", headers=auth(tokens[Role.viewer]))
     assert issues.json()["total"] == 0
+
+
+async def test_call_page_shows_the_redacted_capture(browser_for: Make, state: AppState) -> None:
+    b = await browser_for(Role.viewer)
+    async with state.sessions() as s, s.begin():
+        token = (await nodes.create_node_token(session=s, name="edge-cap")).token
+    now = time.time()
+    rid = uuid.uuid4().hex
+    rec = record(now, route="checkout", status=502, error="reset", request_id=rid)
+    rec = rec._replace(response_bytes=50_000)
+    cap = CallCapture(
+        (("Authorization", "Bearer abc"), ("Content-Type", "application/json")),
+        (("Content-Type", "text/plain"),),
+        b'{"password": "hunter2", "sku": "A-1"}',
+        b"partial answer",
+        query="page=2&access_token=t0k",
+        response_truncated=True,
+        redacted=True,
+    )
+    body = encode_batch(uuid.uuid4().hex, [rec], {0: cap}, sent_at=now)
+    r = await b.http.post("/api/v1/internal/telemetry", content=body, headers=auth(token))
+    assert r.status_code == 200, r.text
+    page = (await b.http.get(f"/calls/{rid}")).text
+    assert "hunter2" not in page and "t0k" not in page and "Bearer abc" not in page
+    assert "page=2&amp;access_token=[REDACTED]" in page
+    request_headers = page.split('id="request-headers"')[1].split("</table>")[0]
+    assert "<code>Authorization</code></td><td><code>[REDACTED]</code>" in request_headers
+    assert "&#34;sku&#34;: &#34;A-1&#34;" in page and "partial answer" in page
+    assert "Truncated: the first 8192 bytes of 50000 were kept." in page

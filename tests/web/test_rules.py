@@ -63,3 +63,38 @@ def test_chart_window_uses_whole_hours_for_long_steps() -> None:
     assert rules.chart_window(7_250.0, 900) == (7_250.0, 900)
     assert rules.chart_window(7_250.0, 3_600) == (7_200.0, 3_600)
     assert rules.chart_window(7_250.0, 5_000) == (7_200.0, 7_200)
+
+
+def test_times_read_one_way_relative_and_absolute_in_utc() -> None:
+    from datetime import timezone
+
+    now = datetime(2026, 12, 6, 21, 30, tzinfo=UTC)
+    assert rules.stamp(now - timedelta(minutes=12), now) == "12m 00s ago · 21:18 UTC"
+    assert rules.stamp(now - timedelta(seconds=20), now) == "just now · 21:29 UTC"
+    assert rules.stamp(now + timedelta(hours=2), now) == "in 2h 00m · 23:30 UTC"
+    assert rules.stamp(now - timedelta(days=2), now) == "2d 00h ago · 2026-12-04 21:30 UTC"
+    # another zone is shown on the console's one clock
+    paris = datetime(2026, 12, 6, 22, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert rules.absolute(paris, now) == "21:00 UTC"
+
+
+def test_iso_timestamps_in_stored_text_become_readable() -> None:
+    assert (
+        rules.readable_times("SLA at risk (due 2026-12-06T21:30:00+00:00)")
+        == "SLA at risk (due 2026-12-06 21:30 UTC)"
+    )
+    assert rules.readable_times("until 2026-12-06T22:30:05.123+01:00.") == (
+        "until 2026-12-06 21:30 UTC."
+    )
+    assert rules.readable_times("version 2026-12-06 and id 12:30") == (
+        "version 2026-12-06 and id 12:30"
+    )
+
+
+def test_errors_are_pages_only_for_browsers_outside_the_api() -> None:
+    html = "text/html,application/xhtml+xml,*/*;q=0.8"
+    assert rules.wants_page("/issues/abc", html, False)
+    assert rules.wants_page("/apis/x", "*/*", True)
+    assert not rules.wants_page("/issues/abc", "*/*", False)
+    assert not rules.wants_page("/api/v1/issues/abc", html, False)
+    assert not rules.wants_page("/healthz", html, False)

@@ -1,7 +1,9 @@
 """Map every error to the JSON shape ``{"error": {"code", "message", "details"}}``.
 
 Domain errors carry their own status; validation errors become 422 with one entry per
-field; anything unexpected is logged with its traceback and answered with a bare 500.
+field; a client that left before its body arrived gets a 400 nobody reads (logged at INFO,
+it is not a server error); anything unexpected is logged with its traceback and answered
+with a bare 500.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from hypercare.errors import DomainError
 
@@ -44,6 +47,27 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's validation error as a 422 with one detail per field."""
+    if not isinstance(exc, RequestValidationError):
+        raise exc
+    details = _validation_details(exc)
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+    return JSONResponse(
+        error_body("invalid_input", f"the request is not valid: {summary}", details),
+        status_code=422,
+    )
+
+
+async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    """Starlette's HTTP errors (unknown URL, wrong method...) in the error shape."""
+    if not isinstance(exc, StarletteHTTPException):
+        raise exc
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
@@ -52,21 +76,21 @@ def install(app: FastAPI) -> None:
             error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=headers
         )
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = _validation_details(exc)
-        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
-        return JSONResponse(
-            error_body("invalid_input", f"the request is not valid: {summary}", details),
-            status_code=422,
-        )
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "error")
-        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect) -> JSONResponse:
+        # the client hung up before its body arrived (a gateway node whose batch waited in
+        # the backlog of a restarting console gives up and re-sends it): nothing failed here
+        log.info(
+            "%s %s: the client left before its request body arrived",
+            request.method,
+            request.url.path,
+        )
         return JSONResponse(
-            error_body(code, message), status_code=exc.status_code, headers=exc.headers
+            error_body("client_disconnected", "the request body did not arrive"),
+            status_code=400,
         )
 
     @app.exception_handler(Exception)

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
-from hypercare.api.state import AppState
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from hypercare.auth import service as auth_service
 from hypercare.auth.rules import Role
-from hypercare.config import HypercareConfig
-from hypercare.demo.config import DEMO_KEY, demo_config
+from hypercare.config import HypercareConfig, parse_config
+from hypercare.demo.config import DEMO_KEY, demo_yaml
 from hypercare.demo.scenario import WIDGET_KEY, Scenario
 from hypercare.demo.shop import Shop
 from hypercare.demo.traffic import Traffic
@@ -38,14 +39,15 @@ def demo_extra(gateway_origin: str, pager_url: str | None = None) -> str:
     return extra
 
 
-async def prepare(gateway_listen: str) -> tuple[Shop, HypercareConfig]:
+async def prepare(gateway_listen: str) -> tuple[Shop, HypercareConfig, str]:
     """Start the shop's services and the pager, and build the configuration that routes
-    to them."""
+    to them (parsed, and its YAML source)."""
     shop = Shop()
     await shop.start()
     await shop.pager.start()
     origin = f"http://{gateway_listen}"
-    return shop, demo_config(shop.ports, demo_extra(origin, shop.pager.url))
+    text = demo_yaml(shop.ports, demo_extra(origin, shop.pager.url))
+    return shop, parse_config(text, "<demo>"), text
 
 
 @dataclass
@@ -67,29 +69,37 @@ class Demo:
         await self.shop.close()
 
 
-async def demo_tokens(state: AppState) -> dict[str, str]:
-    """Fresh tokens for the demo's people: an admin to sign in with, support, on-call."""
-    out = {}
-    async with state.sessions() as session, session.begin():
+async def demo_tokens(
+    sessions: async_sessionmaker[AsyncSession], admin: str | None = None
+) -> dict[str, str]:
+    """Fresh tokens for the demo's people: an admin to sign in with, support, on-call.
+
+    `admin`, the bootstrap admin token `up` has just created, is used as the admin's
+    instead of a second one, so there is one token to sign in with."""
+    out = {} if admin is None else {Role.admin.value: admin}
+    async with sessions() as session, session.begin():
         for role, name in (
             (Role.admin, "demo-admin"),
             (Role.support, "demo-support"),
             (Role.responder, "dana"),
         ):
+            if role.value in out:
+                continue
             created = await auth_service.create_token(session=session, name=name, role=role)
             out[role.value] = created.token
     return out
 
 
 async def start(
-    state: AppState,
+    sessions: async_sessionmaker[AsyncSession],
     shop: Shop,
     *,
     console: tuple[str, int],
     gateway: tuple[str, int],
     rate: float = 25.0,
+    admin_token: str | None = None,
 ) -> Demo:
-    tokens = await demo_tokens(state)
+    tokens = await demo_tokens(sessions, admin_token)
     traffic = Traffic(gateway[0], gateway[1], rate=rate, api_key=DEMO_KEY)
     scenario = Scenario(
         console=console,

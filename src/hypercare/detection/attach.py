@@ -34,7 +34,7 @@ from hypercare.triage.rules import DONE, Matrix
 # how long before a report the calls it cites (request ids, trace id) are searched for
 CITED_CALLS_BEFORE = 1800.0
 
-AUTOMATION = ("hypercare", "feedback", "detection")
+AUTOMATION = ("hypercare", "feedback", "detection", dedup.ACTOR)
 _DONE = tuple(s.value for s in DONE)
 _MAX_OPEN = 2000  # open issues a signal is scored against (the most recently updated)
 _CACHE = "hypercare.detection.open_issues"

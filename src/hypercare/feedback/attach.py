@@ -20,7 +20,8 @@ from hypercare.triage import service as triage
 from hypercare.triage.models import Issue, IssueCreate
 from hypercare.triage.rules import DONE, Matrix
 
-ACTOR = "feedback"
+# who opens and updates issues from signals: shown as the reporter of the issues it opens
+ACTOR = "Hypercare detection"
 _DONE = tuple(s.value for s in DONE)
 
 # dedup key -> its open group and that group's issue, loaded once for a whole delivery

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.auth.rules import hash_token, same_hash
-from hypercare.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from hypercare.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from hypercare.feedback.adapters import INTEGRATIONS
 from hypercare.feedback.config import FeedbackConfig, IntegrationOptions
 from hypercare.feedback.models import (
@@ -49,7 +49,7 @@ async def create(
     *, session: AsyncSession, config: FeedbackConfig, data: IntegrationCreate, actor: str, base: str
 ) -> IntegrationCreated:
     if INTEGRATIONS[data.type].needs_mapping and data.mapping is None:
-        raise Conflict(
+        raise InvalidInput(
             "a 'webhook' integration needs a 'mapping' (at least {\"summary\": \"path.to.title\"})"
         )
     integration_id = f"{_slug(data.name)}-{secrets.token_hex(3)}"
@@ -89,22 +89,47 @@ async def list_all(
 async def update(
     *, session: AsyncSession, integration_id: str, data: IntegrationUpdate, base: str
 ) -> IntegrationRead:
-    row = await session.get(Integration, integration_id)
-    if row is None:
-        raise NotFound(
-            f"no API-managed integration {integration_id!r} (config-file ones change in the file)"
-        )
+    row = await _api_managed(session, integration_id, "change")
     changes = data.model_dump(exclude_unset=True)
     if "mapping" in changes:
         options = dict(row.options or {})
         if data.mapping is None:
+            if INTEGRATIONS[row.type].needs_mapping:
+                raise InvalidInput("a 'webhook' integration needs its 'mapping'; change it instead")
             options.pop("mapping", None)
         else:
             options["mapping"] = data.mapping.model_dump(exclude_none=True)
         row.options = options
+    if data.disabled is not None and data.enabled is not None and data.disabled == data.enabled:
+        raise InvalidInput("'enabled' and 'disabled' contradict each other; send one of them")
     if data.disabled is not None:
         row.disabled = data.disabled
+    elif data.enabled is not None:
+        row.disabled = not data.enabled
     return _read_row(row, base)
+
+
+async def delete(*, session: AsyncSession, config: FeedbackConfig, integration_id: str) -> None:
+    """Remove an API-managed integration: its URL answers 404 from now on. The signals it
+    delivered stay (their channel keeps its id); a replay of one of its dead letters is
+    refused with a message saying the integration no longer exists."""
+    if any(i.id == integration_id for i in config.integrations):
+        raise Conflict(
+            f"integration {integration_id!r} is declared in the config file; remove it there"
+        )
+    row = await _api_managed(session, integration_id, "delete")
+    await session.delete(row)
+    await session.flush()
+
+
+async def _api_managed(session: AsyncSession, integration_id: str, doing: str) -> Integration:
+    row = await session.get(Integration, integration_id)
+    if row is None:
+        raise NotFound(
+            f"no API-managed integration {integration_id!r} to {doing} "
+            "(config-file ones change in the file)"
+        )
+    return row
 
 
 async def authenticate(
@@ -131,7 +156,12 @@ async def authenticate(
     if not same_hash(given, row.token_hash):
         raise Unauthenticated(f"wrong token for integration {integration_id!r}")
     if row.disabled:
-        raise Forbidden(f"integration {integration_id!r} is disabled")
+        raise Forbidden(
+            f"integration {integration_id!r} is disabled: this delivery was NOT stored. "
+            "An admin can enable it again (console Integrations page, or PATCH "
+            f'/api/v1/integrations/{integration_id} with {{"enabled": true}}); '
+            "then resend it"
+        )
     return Resolved(row.id, row.type, row.name, _options(row))
 
 

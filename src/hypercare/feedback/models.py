@@ -199,6 +199,7 @@ class IntegrationUpdate(BaseModel):
 
     mapping: FieldMapping | None = None
     disabled: bool | None = None
+    enabled: bool | None = Field(default=None, description="The opposite of `disabled`.")
 
 
 class IntegrationRead(BaseModel):

@@ -22,6 +22,7 @@ from hypercare.gateway.records import CallRecord
 from hypercare.gateway.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
+    from hypercare.gateway.capture import Tap
     from hypercare.gateway.ratelimit import Decision
     from hypercare.gateway.runtime import RouteState, UpstreamState
     from hypercare.gateway.server import ClientConnection
@@ -97,6 +98,7 @@ class Exchange:
         "t_up",
         "t_up_end",
         "t_up_headers",
+        "tap",
         "target",
         "template",
         "time",
@@ -168,11 +170,15 @@ class Exchange:
         self.close_after = False
         self.finished = False
         self.rl_headers = b""
+        self.tap: Tap | None = None  # set when this call's bodies are being captured
 
     # --- request body from the client -----------------------------------------------------
 
     def request_body(self, data: bytes) -> None:
         self.request_bytes += len(data)
+        tap = self.tap
+        if tap is not None:
+            tap.request(data)
         route = self.route
         if route is not None and self.request_bytes > route.max_body and self.bad is None:
             if self.started:
@@ -270,10 +276,15 @@ class Exchange:
             expose=conn.expose,
         )
         self.response_started = True
+        if self.tap is not None:
+            self.tap.response_headers = list(conn.headers)
         client.write(head)
 
     def upstream_body(self, data: bytes) -> None:
         self.response_bytes += len(data)
+        tap = self.tap
+        if tap is not None:
+            tap.response(data)
         client = self.client
         route = self.route
         if route is not None and not self.tunnel:
@@ -603,6 +614,8 @@ class Exchange:
         )
         self.response_started = True
         self.response_bytes = len(body)
+        if self.tap is not None:
+            self.tap.reply(body)
         self.finish()
 
     def abort(self, kind: str, status: int, code: str, message: str) -> None:
@@ -659,7 +672,11 @@ class Exchange:
             route.upstream.name if route is not None else "",
             self.user_agent,
         )
-        client.gw.emit(record)
+        tap = self.tap
+        if tap is None:
+            client.gw.emit(record)
+        else:
+            client.gw.emit_captured(record, tap, self)
         client.exchange_done(self)
 
 

@@ -7,7 +7,10 @@ in-worker metrics are both `RecordSink`s.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from hypercare.telemetry.capture import CallCapture
 
 # Error kinds a record can carry in `error`; "" means the call completed normally.
 ERROR_KINDS = (
@@ -48,9 +51,11 @@ class CallRecord(NamedTuple):
 
 
 class RecordSink(Protocol):
-    """Where finished call records go. `emit` is called on the hot path: it must not block."""
+    """Where finished call records go. `emit` is called on the hot path: it must not block.
+    `capture` is the call's redacted headers and bodies when its route's capture policy
+    kept them (see gateway/capture.py), else None."""
 
-    def emit(self, record: CallRecord) -> None: ...
+    def emit(self, record: CallRecord, capture: CallCapture | None = None) -> None: ...
 
 
 @runtime_checkable

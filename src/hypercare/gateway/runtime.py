@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from hypercare.gateway import headers as hdr
 from hypercare.gateway.auth import AuthError, JwtVerifier, KeyStore
 from hypercare.gateway.balancer import Balancer, Target, make_balancer
+from hypercare.gateway.capture import Capturer, Tap
 from hypercare.gateway.config import GatewayConfig, PassiveConfig, RouteConfig
 from hypercare.gateway.exchange import Exchange
 from hypercare.gateway.health import ActiveChecker, record_failure
@@ -29,6 +30,7 @@ from hypercare.gateway.records import CallRecord, RecordSink
 from hypercare.gateway.router import Router
 from hypercare.gateway.server import ClientConnection
 from hypercare.gateway.upstream import Pool, UpstreamConnection
+from hypercare.telemetry.capture import CallCapture
 
 log = logging.getLogger("hypercare.gateway")
 security_log = logging.getLogger("hypercare.gateway.security")
@@ -96,9 +98,16 @@ def _route_state(r: RouteConfig, upstream: UpstreamState) -> RouteState:
 class Gateway:
     """A worker's data plane. `start()` binds the listeners; `drain()` then `close()` stop it."""
 
-    def __init__(self, config: GatewayConfig, sink: RecordSink | None = None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        sink: RecordSink | None = None,
+        capture: Capturer | None = None,
+    ) -> None:
         self.config = config
         self.sink = sink
+        # None when no route captures anything: the request path then skips capture entirely
+        self.capture = capture
         self.metrics = Metrics()
         self.connections: set[ClientConnection] = set()
         self.upstreams: dict[str, UpstreamState] = {}
@@ -308,11 +317,25 @@ class Gateway:
             return peer, None
         return hdr.client_address(peer, xff, self.trusted)
 
-    def emit(self, record: CallRecord) -> None:
+    def emit_captured(self, record: CallRecord, tap: Tap, ex: Exchange) -> None:
+        """Emit a record with its capture, when its policy keeps one."""
+        capture = None
+        if self.capture is not None:
+            try:
+                capture = self.capture.finish(tap, ex)
+            except Exception as exc:  # a capture must never cost the record or the request
+                # the exception's text could quote captured bytes: only its type is logged
+                log.error("capturing call %s failed (%s)", record.request_id, type(exc).__name__)
+        self.emit(record, capture)
+
+    def emit(self, record: CallRecord, capture: CallCapture | None = None) -> None:
         self.metrics.emit(record)
         if self.sink is not None:
             try:
-                self.sink.emit(record)
+                if capture is None:
+                    self.sink.emit(record)
+                else:
+                    self.sink.emit(record, capture)
             except Exception:  # a broken sink must not break proxying
                 log.exception("record sink failed")
 

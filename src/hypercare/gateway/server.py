@@ -342,6 +342,9 @@ class ClientConnection(asyncio.Protocol):
             ex.body_done = True  # no body at all (RFC 9112 §6.3 rule 7)
         if ex.host is None:
             ex.host = b""
+        capture = gw.capture
+        if capture is not None:
+            ex.tap = capture.begin(ex.route.name if ex.route is not None else "")
         self.queue.append(ex)
         if self.current is None:
             self.deadline = 0.0

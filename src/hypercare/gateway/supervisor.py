@@ -16,12 +16,15 @@ import multiprocessing
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from hypercare.config import HypercareConfig
+from hypercare.errors import ConfigError
+from hypercare.gateway import lastgood
 from hypercare.gateway.records import ManagedSink, RecordSink
 
 log = logging.getLogger("hypercare.gateway")
@@ -53,26 +56,78 @@ class WorkerGroup:
     sink_factory: SinkFactory | None = None
     ready_timeout: float = 20.0
     _draining: list[BaseProcess] = field(default_factory=list)
+    config: HypercareConfig | None = None
+    # where the configuration the workers run is kept (`lastgood`); None: nowhere
+    config_dir: Path | None = None
 
-    def reload(self, config: HypercareConfig) -> None:
+    def _keep(self, config: HypercareConfig, text: str | None) -> None:
+        self.config = config
+        if self.config_dir is not None and text is not None:
+            try:
+                lastgood.save(self.config_dir, text)
+            except OSError as exc:  # the workers serve anyway; only a later restart is affected
+                log.error("cannot keep the last good configuration in %s: %s", self.config_dir, exc)
+
+    def reload(self, config: HypercareConfig, text: str | None = None) -> None:
         """Replace the workers with ones running `config`, without dropping in-flight requests.
 
         New workers bind the same port (SO_REUSEPORT) and must report ready; only then are the
         old ones sent SIGTERM, so they stop accepting and finish what they were doing while the
         new ones take new connections. If a new worker fails, the new ones are stopped, the old
-        ones keep serving and RuntimeError is raised.
+        ones keep serving and RuntimeError is raised. `text`, the YAML source of `config`,
+        becomes the last good configuration once the new workers run it.
         """
         old = self.processes
-        admin = (self.admin_host, self.admin_port) if self.admin_port is not None else None
         new = _spawn(
-            config, self.host, self.port, admin, len(old), self.sink_factory, self.ready_timeout
+            config,
+            self.host,
+            self.port,
+            self._admin,
+            range(len(old)),
+            self.sink_factory,
+            self.ready_timeout,
         )
         self.processes = new
+        self._keep(config, text)
         for p in old:
             if p.pid is not None and p.is_alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p.pid, signal.SIGTERM)
         self._draining = [p for p in [*self._draining, *old] if p.is_alive()]
+
+    @property
+    def _admin(self) -> tuple[str, int] | None:
+        return (self.admin_host, self.admin_port) if self.admin_port is not None else None
+
+    def restart(self, index: int) -> None:
+        """Start worker `index` again (after it died), from the last good configuration on
+        disk when there is one, else from the one in memory. Blocking, like `start_workers`;
+        RuntimeError when the new worker does not come up."""
+        config = self.config
+        if self.config_dir is not None:
+            try:
+                kept = lastgood.load(self.config_dir)
+            except ConfigError as exc:
+                log.error("%s; worker %d starts from the configuration in memory", exc, index)
+            else:
+                if kept is not None:
+                    config = kept
+                    log.info("worker %d starts from %s", index, lastgood.path_in(self.config_dir))
+        if config is None:
+            raise RuntimeError("the worker group has no configuration to restart a worker with")
+        old = self.processes[index]
+        if old.is_alive():
+            raise RuntimeError(f"gateway worker {index} is still running")
+        old.join(0)
+        (self.processes[index],) = _spawn(
+            config,
+            self.host,
+            self.port,
+            self._admin,
+            [index],
+            self.sink_factory,
+            self.ready_timeout,
+        )
 
     @property
     def pids(self) -> list[int]:
@@ -110,6 +165,9 @@ def start_workers(
     admin_listen: str | None = None,
     sink_factory: SinkFactory | None = None,
     ready_timeout: float = 20.0,
+    *,
+    config_text: str | None = None,
+    config_dir: Path | None = None,
 ) -> WorkerGroup:
     """Start `workers` gateway processes serving `config.gateway` on `listen`.
 
@@ -133,7 +191,10 @@ def start_workers(
       within ``gateway.limits.drain_timeout``) then kills what is left and releases the port;
       `drain(timeout)` only drains; `reload(config)` swaps in workers running a new
       configuration without dropping in-flight requests; `alive()` tells whether every current
-      worker runs; `pids` lists them.
+      worker runs; `pids` lists them; `restart(i)` starts worker i again after it died.
+    - With `config_dir`, the configuration the workers run is kept there (`lastgood`): once
+      every worker reported ready with `config`, its YAML source `config_text` is written to
+      disk, and a worker restarted later starts from that file.
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")
@@ -159,12 +220,16 @@ def start_workers(
         admin_host=admin[0] if admin else "127.0.0.1",
         sink_factory=sink_factory,
         ready_timeout=ready_timeout,
+        config_dir=config_dir,
     )
     try:
-        group.processes = _spawn(config, host, port, admin, workers, sink_factory, ready_timeout)
+        group.processes = _spawn(
+            config, host, port, admin, range(workers), sink_factory, ready_timeout
+        )
     except BaseException:
         placeholder.close()
         raise
+    group._keep(config, config_text)
     return group
 
 
@@ -173,15 +238,17 @@ def _spawn(
     host: str,
     port: int,
     admin: tuple[str, int] | None,
-    workers: int,
+    indices: Iterable[int],
     sink_factory: SinkFactory | None,
     ready_timeout: float,
 ) -> list[BaseProcess]:
-    """Start the worker processes and wait until each listens; on failure stop them all."""
+    """Start the workers numbered `indices` and wait until each listens; on failure stop
+    them all."""
     ctx = multiprocessing.get_context("spawn")
     processes: list[BaseProcess] = []
     pipes: list[Connection] = []
-    for i in range(workers):
+    indices = list(indices)
+    for i in indices:
         parent_end, child_end = ctx.Pipe(duplex=False)
         worker_admin = (admin[0], admin[1] + i) if admin else None
         p = ctx.Process(
@@ -194,7 +261,7 @@ def _spawn(
         child_end.close()
         processes.append(p)
         pipes.append(parent_end)
-    for i, pipe in enumerate(pipes):
+    for i, pipe in zip(indices, pipes, strict=True):
         message = pipe.recv() if pipe.poll(ready_timeout) else f"worker {i} did not start in time"
         pipe.close()
         if message != "ready":
@@ -253,12 +320,15 @@ async def _serve(
     sink_factory: SinkFactory | None,
     ready: Connection | None,
 ) -> None:
+    from hypercare.gateway.capture import Capturer
     from hypercare.gateway.runtime import Gateway
 
     sink = sink_factory(index) if sink_factory is not None else None
     if isinstance(sink, ManagedSink):
         await sink.start()
-    gw = Gateway(config.gateway, sink)
+    # captures go with the records: without a sink there is nowhere to send them
+    capture = Capturer.from_config(config.telemetry) if sink is not None else None
+    gw = Gateway(config.gateway, sink, capture)
     await gw.start(host, port, admin=admin, reuse_port=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,14 +18,16 @@ from sqlalchemy.ext.asyncio import (
 from hypercare.errors import ConfigError
 
 
-def database_url(data_dir: str | Path, url: str | None) -> str:
+def database_url(data_dir: str | Path, url: str | None, *, create: bool = True) -> str:
     """The async SQLAlchemy URL to use: `url` if given, else a SQLite file in `data_dir`.
 
     ``postgresql://`` and ``postgres://`` URLs get the asyncpg driver, ``sqlite://`` aiosqlite.
+    With `create` (the default) a missing `data_dir` is made; without, nothing is touched.
     """
     if not url:
         path = Path(data_dir).resolve()
-        path.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
         return f"sqlite+aiosqlite:///{path / 'hypercare.db'}"
     try:
         parsed = make_url(url)
@@ -42,6 +44,17 @@ def database_url(data_dir: str | Path, url: str | None) -> str:
     raise ConfigError(
         f"unsupported database {backend!r} in the database URL; use postgresql:// or sqlite://"
     )
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL points at; None for other databases and in-memory SQLite."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).resolve()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -52,6 +52,17 @@ async def migrate(engine: AsyncEngine) -> None:
         ) from exc
 
 
+async def initialized(engine: AsyncEngine) -> bool:
+    """Whether the database holds a hypercare store (some migration was applied to it)."""
+    try:
+        async with engine.connect() as conn:
+            return bool(await conn.run_sync(_current))
+    except (OSError, OperationalError, DBAPIError) as exc:
+        raise StoreUnavailable(
+            f"cannot reach the store at {redact_url(str(engine.url))}: {exc}"
+        ) from exc
+
+
 async def pending(engine: AsyncEngine) -> set[str]:
     """Heads of the migration scripts not yet applied to the database."""
     heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())

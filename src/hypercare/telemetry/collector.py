@@ -155,20 +155,47 @@ class Collector:
                 yield conn
 
     def _capture(self, r: CallRecord, cap: CallCapture) -> dict[str, Any] | None:
+        """The capture as stored, or None: its record is stored either way (a capture that
+        cannot be redacted is dropped, never stored as it came)."""
+        try:
+            return self._redacted(r, cap)
+        except Exception as exc:
+            # the exception's text could quote captured bytes: only its type is logged
+            log.error("capture of call %s dropped (%s)", r.request_id, type(exc).__name__)
+            return None
+
+    def _redacted(self, r: CallRecord, cap: CallCapture) -> dict[str, Any] | None:
+        """The policy checked again and everything redacted again (a gateway worker
+        already redacted it; a node of another version may not have)."""
         policy = self.config.capture.policy_for(r.route)
         # the sample draw happened on the gateway; the console only refuses what the
         # policy can never allow
         if policy.mode == "off" or not should_capture(policy, r.status, r.error, 0.0):
             return None
+        # a worker keeps max_body_bytes of each body, and its redacted text can be longer
+        # (the marker, JSON spacing); raw bodies from a node that did not redact are cut to
+        # max_body_bytes. Anything beyond is cut here.
         limit = self.config.capture.max_body_bytes
+        if cap.redacted:
+            limit = 3 * limit + 1024
         req_type = next((v for n, v in cap.request_headers if n.lower() == "content-type"), "")
         resp_type = next((v for n, v in cap.response_headers if n.lower() == "content-type"), "")
+        req_cut = cap.request_truncated or len(cap.request_body) > limit
+        resp_cut = cap.response_truncated or len(cap.response_body) > limit
+        redactor = self.redactor
         return {
-            "request_headers": self.redactor.redact_headers(cap.request_headers),
-            "response_headers": self.redactor.redact_headers(cap.response_headers),
-            "request_body": self.redactor.redact_body(cap.request_body[:limit], req_type),
-            "response_body": self.redactor.redact_body(cap.response_body[:limit], resp_type),
-            "truncated": len(cap.request_body) > limit or len(cap.response_body) > limit,
+            "query": redactor.redact_query(cap.query[:limit]) or None,
+            "request_headers": redactor.redact_headers(cap.request_headers),
+            "response_headers": redactor.redact_headers(cap.response_headers),
+            "request_body": redactor.redact_body(
+                cap.request_body[:limit], req_type, truncated=req_cut
+            ),
+            "response_body": redactor.redact_body(
+                cap.response_body[:limit], resp_type, truncated=resp_cut
+            ),
+            "request_truncated": req_cut,
+            "response_truncated": resp_cut,
+            "truncated": req_cut or resp_cut,
         }
 
     async def ingest(self, node: str, batch: Batch) -> tuple[int, bool]:

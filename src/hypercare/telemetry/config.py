@@ -20,10 +20,16 @@ DEFAULT_REDACT_HEADERS = (
     "x-auth-token",
     "x-access-token",
     "x-csrf-token",
+    # globs: any header whose name holds one of these words
+    "*password*",
+    "*secret*",
+    "*token*",
+    "*api-key*",
+    "*apikey*",
 )
 DEFAULT_REDACT_FIELDS = (
-    "password",
-    "passwd",
+    "*password*",
+    "*passwd*",
     "*token*",
     "*secret*",
     "card*",
@@ -40,17 +46,19 @@ DEFAULT_REDACT_FIELDS = (
 class CaptureConfig(StrictModel):
     default: CapturePolicy = Policy("off")
     routes: dict[str, CapturePolicy] = Field(default_factory=dict)
-    max_body_bytes: int = Field(default=4096, ge=0, le=65536)
+    # bytes kept of each body (request and response), copied as they stream through
+    max_body_bytes: int = Field(default=8192, ge=0, le=65536)
 
     def policy_for(self, route: str) -> Policy:
         return self.routes.get(route, self.default)
 
 
 class RedactConfig(StrictModel):
-    # added to the built-in list (Authorization, Cookie, Set-Cookie, API-key headers...)
-    headers: list[str] = Field(default_factory=list)
-    # glob patterns on JSON/form field names, added to the built-in list
-    fields: list[str] = Field(default_factory=list)
+    # header names or glob patterns ("*session*"), added to the built-in list
+    # (Authorization, Cookie, Set-Cookie, API-key headers, *password*, *secret*, *token*...)
+    headers: list[str] = Field(default_factory=list, max_length=200)
+    # glob patterns on JSON, form, multipart and query field names, added to the built-in list
+    fields: list[str] = Field(default_factory=list, max_length=200)
 
 
 class RetentionConfig(StrictModel):

@@ -14,7 +14,7 @@ import math
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import InvalidInput
@@ -264,9 +264,38 @@ def summarize(agg: Aggregate, key: str, seconds: float) -> RouteSummary:
     )
 
 
-def _elapsed(s: int, e: int, now: float) -> float:
-    """Seconds of [s, e) that have happened, for rates over a range reaching into now."""
-    return max(1.0, min(e, now) - s)
+def _elapsed(s: int, e: int, now: float, first: int | None = None) -> float:
+    """Seconds of [s, e) that were observed, for rates: the part that has happened (a
+    range reaching into now) since the first recorded minute (a range reaching back before
+    telemetry began). Without the second, an hour's rate over ten minutes of traffic is a
+    sixth of the five-minute rate of the same traffic."""
+    since = s if first is None else max(s, first)
+    return max(1.0, min(e, now) - since)
+
+
+async def known_key(session: AsyncSession, live: LiveStore, *, dim: str, key: str) -> bool:
+    """Whether any call was ever recorded for `key` of `dim` (within retention)."""
+    if any(k[0] == dim and k[1] == key for k in live.pending):
+        return True
+    for table in (TelemetryMinute, TelemetryHour):
+        found = await session.scalar(
+            select(table.bucket).where(table.dim == dim, table.key == key).limit(1)
+        )
+        if found is not None:
+            return True
+    return False
+
+
+async def first_observed(session: AsyncSession, live: LiveStore) -> int | None:
+    """The first minute bucket anything was recorded in, stored or still live; None before
+    the first call (two index lookups)."""
+    found = [
+        await session.scalar(select(func.min(TelemetryMinute.bucket))),
+        await session.scalar(select(func.min(TelemetryHour.bucket))),
+        min((k[2] for k in live.pending), default=None),
+    ]
+    values = [int(v) for v in found if v is not None]
+    return min(values) if values else None
 
 
 async def summary(
@@ -281,7 +310,9 @@ async def summary(
     """One row per key of `dim` over [start, end), busiest first."""
     s, e = align(start, end)
     aggs = await collect(session, live, dim=dim, start=s, end=e)
-    seconds = _elapsed(s, e, time.time() if now is None else now)
+    seconds = _elapsed(
+        s, e, time.time() if now is None else now, await first_observed(session, live)
+    )
     rows = [summarize(a, k, seconds) for (k, _), a in aggs.items()]
     rows.sort(key=lambda r: (-r.requests, r.key))
     return rows
@@ -395,7 +426,12 @@ async def trends(
     for a in (cur_s, prev_s, base_s):
         aggs = await collect(session, live, dim=dim, start=a, end=a + window, key=key)
         got.append(aggs.get((key, a)))
-    seconds = [_elapsed(cur_s, end, now), float(window), float(window)]
+    first = await first_observed(session, live)
+    seconds = [
+        _elapsed(cur_s, end, now, first),
+        max(1.0, float(window) - max(0, (first or prev_s) - prev_s)),
+        max(1.0, float(window) - max(0, (first or base_s) - base_s)),
+    ]
     out = []
     for name in TREND_METRICS:
         cur, prev, base = (metric(g, name, sec) for g, sec in zip(got, seconds, strict=True))

@@ -6,7 +6,11 @@ One batch is a JSON object::
      "dropped_total": <records this node ever dropped>, "spool_bytes": <its spool size>,
      "records": [[<CallRecord fields in order>], ...],
      "captures": [[<record index>, [[name, value]...], [[name, value]...],
-                   "<request body, base64>", "<response body, base64>"], ...]}
+                   "<request body, base64>", "<response body, base64>",
+                   {"query": "<query string>", "request_truncated": <bool>,
+                    "response_truncated": <bool>, "redacted": <bool>}], ...]}
+
+The sixth element of a capture is optional (batches from older nodes have five).
 
 Records are positional arrays (the field order of `CallRecord`), which keeps batches
 compact and decoding cheap. The batch key makes re-sending a batch idempotent.
@@ -37,6 +41,8 @@ _TYPES: tuple[type | tuple[type, ...], ...] = tuple(
     _NUM if _HINTS[f] is float else _HINTS[f] for f in _FIELDS
 )
 _REQUIRED = len(_FIELDS) - len(CallRecord._field_defaults)
+_MAX_QUERY = 65536
+_FLAGS = ("request_truncated", "response_truncated", "redacted")
 _BATCH_KEY = re.compile(r"^[A-Za-z0-9_.\-]{8,64}$")
 
 
@@ -65,6 +71,12 @@ def encode_batch(
             [list(h) for h in c.response_headers],
             base64.b64encode(c.request_body).decode(),
             base64.b64encode(c.response_body).decode(),
+            {
+                "query": c.query,
+                "request_truncated": c.request_truncated,
+                "response_truncated": c.response_truncated,
+                "redacted": c.redacted,
+            },
         ]
         for i, c in (captures or {}).items()
     ]
@@ -146,6 +158,18 @@ def _body(value: Any, where: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise _bad(f"{where} is not valid base64") from None
+
+
+def _extra(value: Any, where: str) -> tuple[str, bool, bool, bool]:
+    if not isinstance(value, dict):
+        raise _bad(f"{where} must be an object")
+    query = value.get("query", "")
+    flags = tuple(value.get(f, False) for f in _FLAGS)
+    if not isinstance(query, str) or len(query) > _MAX_QUERY:
+        raise _bad(f'{where}["query"] must be a string of at most {_MAX_QUERY} characters')
+    if not all(isinstance(f, bool) for f in flags):
+        raise _bad(f"{where}: {', '.join(_FLAGS)} must be booleans")
+    return query, flags[0], flags[1], flags[2]
 
 
 def _parse(body: bytes) -> Any:
@@ -253,15 +277,22 @@ def _batch(
         raise _bad('"captures" must be an array')
     for n, cap in enumerate(caps):
         where = f"captures[{n}]"
-        if not isinstance(cap, list) or len(cap) != 5:
-            raise _bad(f"{where} must be [index, request_headers, response_headers, b64, b64]")
+        if not isinstance(cap, list) or len(cap) not in (5, 6):
+            raise _bad(
+                f"{where} must be [index, request_headers, response_headers, b64, b64, extra]"
+            )
         i = cap[0]
         if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(records):
             raise _bad(f"{where}[0] must be the index of a record in this batch")
+        query, req_cut, resp_cut, redacted = _extra(cap[5] if len(cap) == 6 else {}, f"{where}[5]")
         captures[i] = CallCapture(
             _headers(cap[1], f"{where}[1]"),
             _headers(cap[2], f"{where}[2]"),
             _body(cap[3], f"{where}[3]"),
             _body(cap[4], f"{where}[4]"),
+            query,
+            req_cut,
+            resp_cut,
+            redacted,
         )
     return Batch(key, float(sent_at), int(dropped_total), int(spool_bytes), records, captures)

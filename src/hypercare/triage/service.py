@@ -7,7 +7,7 @@ without a trace.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, not_, or_, select
@@ -417,7 +417,8 @@ def to_read(issue: Issue, matrix: Matrix) -> IssueRead:
 
 
 def _sla_text(state: SlaState, due: datetime | None) -> str:
-    when = f" (due {_iso(due)})" if due else ""
+    # people read this line on the timeline: the console's clock, not ISO 8601
+    when = f" (due {due.astimezone(UTC):%Y-%m-%d %H:%M} UTC)" if due else ""
     return {
         SlaState.ok: "SLA back on track",
         SlaState.at_risk: "SLA at risk: little of the target time remains",

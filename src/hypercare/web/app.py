@@ -6,11 +6,14 @@ import time
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from markupsafe import escape
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hypercare.api import errors as api_errors
 from hypercare.auth.rules import Role
 from hypercare.web import (
     detection,
@@ -27,6 +30,7 @@ from hypercare.web import (
 from hypercare.web.console import SECURITY_HEADERS, STATIC, Console, console_of, is_htmx
 from hypercare.web.deps import PageError, SignInRequired
 from hypercare.web.registry import ConsolePart, NavItem
+from hypercare.web.rules import wants_page
 
 _tracker_router = APIRouter(include_in_schema=False)
 _tracker_router.include_router(overview.router)
@@ -107,11 +111,37 @@ def install(app: FastAPI, parts: tuple[ConsolePart, ...] = PARTS) -> None:
             return Response(status_code=401, headers=SECURITY_HEADERS)
         return RedirectResponse(target, status_code=303)
 
+    async def page(request: Request, status: int, message: str) -> Response:
+        if is_htmx(request):
+            body = f'<p class="flash error" role="alert">{escape(message)}</p>'
+            return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+        console = console_of(request)
+        ctx = console.context(request, None, "", status=status, message=message)
+        return console.render(request, "error.html", ctx, status=status)
+
     @app.exception_handler(PageError)
     async def _page_error(request: Request, exc: PageError) -> Response:
-        if is_htmx(request):
-            body = f'<p class="flash error" role="alert">{escape(exc.message)}</p>'
-            return HTMLResponse(body, status_code=exc.status, headers=SECURITY_HEADERS)
-        console = console_of(request)
-        ctx = console.context(request, None, "", status=exc.status, message=exc.message)
-        return console.render(request, "error.html", ctx, status=exc.status)
+        return await page(request, exc.status, exc.message)
+
+    # FastAPI's own 404/405/422 (an unknown URL, `/issues/abc`) are JSON for API clients
+    # (as `hypercare.api.errors` answers them) and pages for a browser
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if not wants_page(request.url.path, request.headers.get("accept", ""), is_htmx(request)):
+            return await api_errors.http_error(request, exc)
+        message = {
+            404: "There is no page at this address. Check the link, or start from the overview.",
+            405: "This address does not take that kind of request.",
+        }.get(exc.status_code, str(exc.detail))
+        return await page(request, exc.status_code, message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if not wants_page(request.url.path, request.headers.get("accept", ""), is_htmx(request)):
+            return await api_errors.invalid_request(request, exc)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
+            for e in exc.errors()[:5]
+        )
+        return await page(request, 422, f"This address is not valid: {problems}.")

@@ -95,8 +95,9 @@ class Console:
             ago=_ago,
             duration=rules.duration,
             iso=lambda v: v.isoformat() if v else "",
+            readable_times=rules.readable_times,
         )
-        self.env.globals.update(version=__version__, countdown=rules.countdown)
+        self.env.globals.update(version=__version__, countdown=rules.countdown, stamp=rules.stamp)
 
     def context(
         self, request: Request, principal: Principal | None, csrf: str, **extra: Any

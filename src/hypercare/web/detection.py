@@ -16,6 +16,7 @@ from hypercare.auth.rules import Role
 from hypercare.detection import service
 from hypercare.feedback import service as feedback
 from hypercare.triage.models import IssueRead
+from hypercare.web.console import is_htmx
 from hypercare.web.deps import CsrfUser, PageError, form_text
 from hypercare.web.registry import ConsolePart, IssuePanel
 
@@ -82,6 +83,8 @@ async def merge(
         into_id=int(into),
         actor=user.principal.name,
     )
+    if is_htmx(request):  # the form answers in place; on success, go to the merged issue
+        return Response(status_code=200, headers={"HX-Redirect": f"/issues/{target.id}"})
     return RedirectResponse(f"/issues/{target.id}", status_code=303)
 
 

@@ -69,6 +69,7 @@ async def feedback_page(request: Request, state: State, session: Db, user: Conso
         "title": "NPS and CSAT (%), 6-hour buckets, last 7 days",
         "data": {
             "x": x,
+            "unit": "NPS, CSAT %",
             "series": [
                 {"label": "NPS", "color": "#175cd3", "values": [b.nps for b in scores.buckets]},
                 {

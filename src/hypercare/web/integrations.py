@@ -16,7 +16,7 @@ from hypercare.auth.rules import Role
 from hypercare.feedback import integrations, samples, service
 from hypercare.feedback.adapters import ADAPTERS, INTEGRATIONS
 from hypercare.feedback.drafts import Rejected
-from hypercare.feedback.models import IntegrationCreate, IntegrationCreated
+from hypercare.feedback.models import IntegrationCreate, IntegrationCreated, IntegrationUpdate
 from hypercare.feedback.views.common import base_url, cfg, store
 from hypercare.web.console import console_of
 from hypercare.web.deps import ConsoleUser, CsrfUser, PageError, SignedIn, form_text
@@ -34,6 +34,7 @@ async def _page(
     created: IntegrationCreated | None = None,
     tested: dict[str, Any] | None = None,
     error: str | None = None,
+    notice: str | None = None,
     status: int = 200,
 ) -> Response:
     rows = await integrations.list_all(
@@ -54,6 +55,7 @@ async def _page(
         created=created,
         tested=tested,
         error=error,
+        notice=notice,
     )
     return console.render(request, "integrations.html", ctx, status=status)
 
@@ -121,6 +123,43 @@ async def send_test_event(
     signals = [await service.get_signal(session=session, signal_id=i) for i in accepted.signals]
     tested = {"integration": resolved, "signals": signals, "issues": accepted.issues}
     return await _page(request, state, session, user, tested=tested)
+
+
+@router.post("/integrations/{integration_id}/enabled")
+async def set_enabled(
+    request: Request, state: State, session: Db, user: CsrfUser, integration_id: str
+) -> Response:
+    """Disable or enable an API-managed integration (form field `enabled`: true/false)."""
+    user.require(Role.admin, "Managing integrations")
+    enabled = await form_text(request, "enabled", max_length=5)
+    if enabled not in ("true", "false"):
+        raise PageError(422, "say whether to enable the integration (enabled=true or false)")
+    changed = await integrations.update(
+        session=session,
+        integration_id=integration_id,
+        data=IntegrationUpdate(enabled=enabled == "true"),
+        base=base_url(state, request),
+    )
+    done = (
+        f"“{changed.name}” is disabled: its URL refuses deliveries (403) until enabled again"
+        if changed.disabled
+        else f"“{changed.name}” is enabled: its URL takes deliveries again"
+    )
+    return await _page(request, state, session, user, notice=done)
+
+
+@router.post("/integrations/{integration_id}/delete")
+async def delete_integration(
+    request: Request, state: State, session: Db, user: CsrfUser, integration_id: str
+) -> Response:
+    user.require(Role.admin, "Managing integrations")
+    rows = await integrations.list_all(
+        session=session, config=cfg(state), base=base_url(state, request)
+    )
+    name = next((i.name for i in rows if i.id == integration_id), integration_id)
+    await integrations.delete(session=session, config=cfg(state), integration_id=integration_id)
+    notice = f"“{name}” is deleted: its URL answers 404; the signals it delivered stay"
+    return await _page(request, state, session, user, notice=notice)
 
 
 PART = ConsolePart(

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 SESSION_COOKIE = "hc_session"
@@ -80,6 +81,57 @@ def _short(delta: timedelta) -> str:
     return f"{secs}s"
 
 
+def absolute(value: datetime, now: datetime) -> str:
+    """The console's one clock: UTC, the date left out for today.
+
+    >>> absolute(datetime(2026, 12, 6, 9, 5, tzinfo=UTC), datetime(2026, 12, 6, 12, tzinfo=UTC))
+    '09:05 UTC'
+    """
+    value = value.astimezone(UTC)
+    if value.date() == now.astimezone(UTC).date():
+        return value.strftime("%H:%M UTC")
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def relative(value: datetime, now: datetime) -> str:
+    """ "just now", "12m 05s ago", "in 3h 10m" (rounded to whole seconds)."""
+    seconds = round((now - value).total_seconds())
+    if abs(seconds) < 60:
+        return "just now"
+    text = _short(timedelta(seconds=abs(seconds)))
+    return f"{text} ago" if seconds > 0 else f"in {text}"
+
+
+def stamp(value: datetime, now: datetime) -> str:
+    """Relative plus absolute, the way every time in the console reads.
+
+    >>> stamp(datetime(2026, 12, 6, 9, 5, tzinfo=UTC), datetime(2026, 12, 6, 9, 17, tzinfo=UTC))
+    '12m 00s ago · 09:05 UTC'
+    """
+    return f"{relative(value, now)} · {absolute(value, now)}"
+
+
+_ISO = re.compile(r"\b(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})(?::\d{2}(?:\.\d+)?)?(Z|[+-]\d{2}:\d{2})")
+
+
+def readable_times(text: str) -> str:
+    """ISO-8601 timestamps inside stored text (timeline entries written by older versions)
+    in the console's clock.
+
+    >>> readable_times("SLA at risk (due 2026-12-06T21:30:00+00:00)")
+    'SLA at risk (due 2026-12-06 21:30 UTC)'
+    """
+
+    def one(m: re.Match[str]) -> str:
+        try:
+            at = datetime.fromisoformat(m.group(0).replace("Z", "+00:00"))
+        except ValueError:
+            return m.group(0)
+        return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    return _ISO.sub(one, text)
+
+
 def duration(seconds: float | None) -> str:
     """MTTx for people: "—" until known, else "1h 05m" and the like."""
     if seconds is None:
@@ -116,3 +168,21 @@ def chart_window(start: float, step: int) -> tuple[float, int]:
         return start, step
     whole = -(-step // HOUR) * HOUR
     return start - start % HOUR, whole
+
+
+# Paths whose errors stay JSON whatever the client accepts: the API, health and metrics.
+_MACHINE_PATHS = ("/api/", "/healthz", "/readyz", "/metrics", "/live", "/static/")
+
+
+def wants_page(path: str, accept: str, htmx: bool) -> bool:
+    """Whether an error on `path` is answered as a console page (or, for htmx, a message
+    fragment) instead of JSON: a browser asking for HTML anywhere outside the API.
+
+    >>> wants_page("/issues/abc", "text/html,application/xhtml+xml", False)
+    True
+    >>> wants_page("/api/v1/issues/abc", "text/html", False)
+    False
+    """
+    if path.startswith(_MACHINE_PATHS):
+        return False
+    return htmx or "text/html" in accept

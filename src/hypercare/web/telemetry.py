@@ -4,7 +4,6 @@ the charts of an issue's routes. Everything is read through `telemetry.query` /
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from datetime import UTC, datetime, timedelta
@@ -117,15 +116,17 @@ def _chart(cid: str, x: list[int], series: list[dict[str, Any]]) -> dict[str, An
 async def route_charts(
     session: AsyncSession, state: AppState, route: str, start: float, end: float, step: int
 ) -> list[dict[str, Any]]:
-    """uPlot charts of one route: requests, error rate (%), p95 (ms)."""
+    """uPlot charts of one route: request rate (req/s, averaged over each step, as the
+    tables compute it), error rate (%), p95 latency (ms). Each names its unit for the y-axis,
+    whose scale starts at 0."""
     live = live_of(state)
     start, step = rules.chart_window(start, step)
     out = []
     slug = "".join(c if c.isalnum() else "-" for c in route)
-    for metric, label, color, scale in (
-        ("requests", "requests", "#175cd3", 1.0),
-        ("error_rate", "error rate %", "#b42318", 100.0),
-        ("p95", "p95 ms", "#6941c6", 1.0),
+    for metric, label, color, scale, unit in (
+        ("rps", "request rate", "#175cd3", 1.0, "req/s"),
+        ("error_rate", "error rate", "#b42318", 100.0, "%"),
+        ("p95", "p95 latency", "#6941c6", 1.0, "ms"),
     ):
         points = await query.timeseries(
             session,
@@ -139,16 +140,11 @@ async def route_charts(
         )
         x = [t for t, _ in points]
         values = [None if v is None else round(v * scale, 3) for _, v in points]
-        out.append(
-            {
-                "title": label,
-                **_chart(
-                    f"chart-{slug}-{metric}",
-                    x,
-                    [{"label": label, "color": color, "values": values}],
-                ),
-            }
+        chart = _chart(
+            f"chart-{slug}-{metric}", x, [{"label": label, "color": color, "values": values}]
         )
+        chart["data"]["unit"] = unit
+        out.append({"title": f"{label} ({unit})", "unit": unit, **chart})
     return out
 
 
@@ -207,10 +203,18 @@ async def apis(
     return console.render(request, "apis.html", ctx)
 
 
-def _route_of(route: str) -> str:
-    if len(route) > 200:
-        raise PageError(404, "no such route")
-    return route
+async def _route_of(session: AsyncSession, state: AppState, route: str) -> str:
+    """`route` if the gateway has it configured or ever recorded a call for it."""
+    if len(route) <= 200 and (
+        any(r.name == route for r in state.config.gateway.routes)
+        or await query.known_key(session, live_of(state), dim="route", key=route)
+    ):
+        return route
+    raise PageError(
+        404,
+        f"No route named {route[:200]!r}: it is not in the gateway configuration and no "
+        "call was recorded for it. The APIs page lists the routes.",
+    )
 
 
 @router.get("/route-charts/{route:path}")
@@ -224,7 +228,7 @@ async def api_route_charts(
 ) -> Response:
     """The route page's charts and trends, fetched by the page once it has loaded: they read
     the most rollups (a week of hours for 7d), the rest of the page reads a few rows."""
-    route = _route_of(route)
+    route = await _route_of(session, state, route)
     chosen = _range_of(range)
     seconds, step = RANGES[chosen]
     now = time.time()
@@ -257,7 +261,7 @@ async def api_route(
     route: str,
     range: str | None = None,
 ) -> Response:
-    route = _route_of(route)
+    route = await _route_of(session, state, route)
     chosen = _range_of(range)
     seconds, _ = RANGES[chosen]
     now = time.time()
@@ -300,9 +304,15 @@ async def call_detail(
     horizon = state.config.telemetry.retention.calls.total_seconds()
     near = at if at is not None and math.isfinite(at) else None
     call = await calls.get_call(session=session, request_id=request_id, horizon=horizon, near=near)
-    capture = json.dumps(call.capture, indent=2, sort_keys=True) if call.capture else None
     console = console_of(request)
-    ctx = console.context(request, user.principal, user.csrf, call=call, capture=capture)
+    ctx = console.context(
+        request,
+        user.principal,
+        user.csrf,
+        call=call,
+        capture=call.capture or None,
+        capture_limit=state.config.telemetry.capture.max_body_bytes,
+    )
     return console.render(request, "call.html", ctx)
 
 

@@ -69,6 +69,12 @@ async def update_integration(
     )
 
 
+@router.delete("/integrations/{integration_id}", status_code=204)
+async def delete_integration(state: State, session: Db, _: Admin, integration_id: str) -> Response:
+    await integrations.delete(session=session, config=cfg(state), integration_id=integration_id)
+    return Response(status_code=204)
+
+
 def _presented_token(request: Request, body: bytes, pagerduty: bool) -> str | None:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():

@@ -33,7 +33,14 @@
       var tmp = document.createElement("div");
       tmp.innerHTML = evt.detail.serverResponse || "";
       var text = (tmp.textContent || "").trim() || "The request failed (" + status + ").";
-      flash(text, "error");
+      var target = evt.detail.target;
+      if (target && target.hasAttribute("data-inline-errors")) {
+        // a form that answers next to itself (e.g. "Merge into #999": no such issue)
+        target.textContent = text;
+        target.classList.add("error");
+      } else {
+        flash(text, "error");
+      }
     }
   });
   document.addEventListener("htmx:sendError", function () {
