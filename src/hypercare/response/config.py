@@ -316,6 +316,16 @@ class ImpactGateConfig(StrictModel):
     p95_ms: float | None = Field(default=2000, gt=0, description="p95 at or above = impact")
 
 
+class StormConfig(StrictModel):
+    """More than `issues` new issues within `within`: the channel messages about new issues
+    are gathered into one per channel (sent `gather` after the first), instead of one each.
+    Pages by escalation policies are not gathered."""
+
+    issues: int = Field(default=10, ge=1, le=10_000)
+    within: Duration = timedelta(seconds=60)
+    gather: Duration = timedelta(seconds=5)
+
+
 class ResponseConfig(StrictModel):
     base_url: str | None = Field(
         default=None,
@@ -335,6 +345,7 @@ class ResponseConfig(StrictModel):
     schedules: list[ScheduleConfig] = Field(default_factory=list, max_length=200)
     policies: list[PolicyConfig] = Field(default_factory=list, max_length=200)
     impact_gate: ImpactGateConfig | None = None
+    storm: StormConfig | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> ResponseConfig:

@@ -140,6 +140,7 @@ async def outbox_pass(state: AppState, rt: ResponseRuntime) -> int:
             key=rt.key,
             now=utcnow(),
         )
+        made = await service.gather_storm(session=session, config=cfg, made=made, now=utcnow())
         made += await service.react(
             session=session,
             config=cfg,

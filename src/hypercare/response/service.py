@@ -894,3 +894,74 @@ async def list_escalations(*, session: AsyncSession, issue_id: int) -> list[Esca
         select(Escalation).where(Escalation.issue_id == issue_id).order_by(Escalation.id)
     )
     return list(rows)
+
+
+# --- storms -------------------------------------------------------------------------------
+
+STORM = "storm"
+
+
+async def gather_storm(
+    *, session: AsyncSession, config: ResponseConfig, made: list[Delivery], now: datetime
+) -> list[Delivery]:
+    """During a storm (more than `storm.issues` issues opened within `storm.within`), the
+    fresh "created" deliveries to each channel are folded into that channel's one pending
+    storm delivery (made when the storm starts, sent `storm.gather` later). Returns the
+    deliveries still standing."""
+    storm = config.storm
+    created = [d for d in made if d.event == "created"]
+    if storm is None or not created:
+        return made
+    recent = await session.scalar(
+        select(func.count()).select_from(Issue).where(Issue.created_at >= now - storm.within)
+    )
+    if int(recent or 0) <= storm.issues:
+        return made
+    kept = [d for d in made if d.event != "created"]
+    by_channel: dict[str, list[Delivery]] = {}
+    for d in created:
+        by_channel.setdefault(d.channel, []).append(d)
+    for channel, rows in by_channel.items():
+        pending = await session.scalar(
+            select(Delivery)
+            .where(
+                Delivery.channel == channel,
+                Delivery.event == STORM,
+                Delivery.state == DeliveryState.pending.value,
+            )
+            .order_by(Delivery.id.desc())
+            .limit(1)
+        )
+        members = [d.message for d in rows]
+        if pending is not None:
+            # bounded: the first 1000 issues of a storm are listed
+            issues = (list(pending.message.get("members", [])) + members)[:1000]
+            message = rules.storm_message(issues, within=storm.within)
+            pending.message = {**message, "members": issues}
+        else:
+            head = rows[0]
+            message = rules.storm_message(members, within=storm.within)
+            pending = Delivery(
+                issue_id=head.issue_id,
+                entry_id=head.entry_id,
+                event=STORM,
+                channel=channel,
+                channel_type=head.channel_type,
+                recipient=head.recipient,
+                message={**message, "members": members},
+                state=DeliveryState.pending.value,
+                attempts=0,
+                idempotency_key=uuid.uuid4().hex,
+                created_at=now,
+                next_attempt_at=now + storm.gather,
+            )
+            # the head's own row gives way to the storm row (same entry and channel)
+            await session.delete(head)
+            await session.flush()
+            session.add(pending)
+            kept.append(pending)
+            rows = rows[1:]
+        for d in rows:
+            await session.delete(d)
+    await session.flush()
+    return kept
