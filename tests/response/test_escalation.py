@@ -166,6 +166,10 @@ async def test_sla_at_risk_advances_to_the_next_step_at_once(
     assert [i.id for i in changed] == [issue_id]
     await _turn(state)
     assert sorted(o.channel.name for o in memory.sent[1:]) == ["bob/0", "ops-hook"]
+    # one step per SLA change: triage's escalation entry of the same moment adds none
+    async with state.sessions() as session:
+        (row,) = await service.list_escalations(session=session, issue_id=issue_id)
+    assert row.done == 2 and row.advance_to == 2
 
 
 async def test_p4_pages_nobody_and_a_rule_can_name_people_with_quiet_hours(

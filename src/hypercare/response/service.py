@@ -696,7 +696,9 @@ async def react(
             for row in await open_escalations(session=session, issue_id=issue.id):
                 _stop(session, row, issue, reason, now)
             continue
-        if change in ("sla", "escalation"):
+        # at-risk and breached each move a run on by one step (the triage "escalation"
+        # entry of the same moment would count it twice)
+        if change == "sla":
             for row in await open_escalations(session=session, issue_id=issue.id):
                 row.advance_to = max(row.advance_to, row.done + 1)
                 row.next_at = now
