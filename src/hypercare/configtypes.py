@@ -26,14 +26,24 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"invalid duration {value!r}: must not be negative")
-        return timedelta(seconds=value)
+        return _bounded(float(value), value)
     if isinstance(value, str):
         m = _DURATION.match(value)
         if m:
-            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+            return _bounded(float(m.group(1)) * _UNITS[m.group(2)], value)
     raise ValueError(
         f"invalid duration {value!r} (use a number with a unit: 250ms, 30s, 15m, 4h, 1d)"
     )
+
+
+MAX_DURATION_SECONDS = 100 * 365 * 86400
+
+
+def _bounded(seconds: float, value: object) -> timedelta:
+    # timedelta cannot hold much more than this (OverflowError), nor NaN
+    if not 0 <= seconds <= MAX_DURATION_SECONDS:
+        raise ValueError(f"invalid duration {value!r}: at most 100 years (36500d)")
+    return timedelta(seconds=seconds)
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]

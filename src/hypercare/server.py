@@ -211,8 +211,7 @@ async def _run_console(
         detection_runtime(state).health_urls = list(health_urls)
         host, port = sock.getsockname()[:2]
         # links in notifications fall back to this when response.base_url is not set
-        link_host = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-        state.extras["console_url"] = f"http://{_url_host(link_host)}:{port}"
+        state.extras["console_url"] = telemetry_nodes.local_console_url(host, port)
         server = _Server(console_config(create_app(state), host, port, config.web.trusted_proxies))
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, server.request_exit)

@@ -286,3 +286,98 @@ async def test_email_starttls_refused_by_a_plain_server_is_a_failure() -> None:
     finally:
         server.close()
     assert not outcome.ok and outcome.error
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made here (no files shipped)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_email_with_starttls_and_login(tmp_path: Path) -> None:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    logins: list[bytes] = []
+
+    def authenticator(
+        server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and data.password == b"s3cret"
+        if ok:
+            logins.append(data.login)
+        return AuthResult(success=ok)
+
+    inbox = _Inbox()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(
+            inbox,
+            tls_context=server_tls,
+            require_starttls=True,
+            authenticator=authenticator,
+            auth_require_tls=True,
+        ),
+        "127.0.0.1",
+        0,
+    )
+    client_tls = ssl.create_default_context(cafile=str(cert))
+    try:
+        port = server.sockets[0].getsockname()[1]
+
+        def channel(password: str) -> ChannelConfig:
+            return ChannelConfig(
+                name="mail",
+                type="email",
+                smtp_host="127.0.0.1",
+                smtp_port=port,
+                smtp_tls="starttls",
+                username="hypercare",
+                password=password,
+                sender="hypercare@example.com",
+                to=["oncall@example.com"],
+            )
+
+        good = await EmailNotifier(client_tls).send(_out(channel("s3cret")))
+    finally:
+        server.close()
+    assert good.ok, good.error
+    assert logins == [b"hypercare"] and len(inbox.messages) == 1
+    ((_, msg),) = inbox.messages
+    assert "Payments failing" in msg["Subject"]

@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from hypercare.config import parse_config
@@ -64,3 +68,27 @@ def test_an_empty_section_is_a_clear_error_not_a_traceback() -> None:
     with pytest.raises(ConfigError, match=r"h.yaml:1: response: .*valid dictionary"):
         parse_config("response:\n", "h.yaml")
     assert parse_config("response: {}\n", "h.yaml").response.channels == []
+
+
+def test_config_check_names_the_file_and_line_of_an_unknown_channel(tmp_path: Path) -> None:
+    path = tmp_path / "hypercare.yaml"
+    path.write_text(MINIMAL.replace("notify: [ops-hook]", "notify: [ops-hook, pager]"))
+    r = subprocess.run(
+        [sys.executable, "-m", "hypercare", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2
+    assert f"{path}:9: response.rules[0].notify[1]: unknown channel 'pager'" in r.stderr
+    assert "Traceback" not in r.stderr
+    path.write_text(MINIMAL)
+    ok = subprocess.run(
+        [sys.executable, "-m", "hypercare", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr

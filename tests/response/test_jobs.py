@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hypercare.api.state import AppState
 from hypercare.config import HypercareConfig, parse_config
+from hypercare.feedback.models import Signal
 from hypercare.response import jobs, service
 from hypercare.response.channels import MemoryNotifier, Notifiers, Outbound, Outcome
 from hypercare.response.models import Delivery
@@ -264,3 +265,30 @@ async def test_an_entry_committed_after_a_later_one_is_not_skipped(
         cursor = await service.get_setting(session=s, name=service.CURSOR)
     assert int(cursor or 0) >= max(d.entry_id for d in await _deliveries(state))
     assert not rt.gaps
+
+
+async def test_messages_carry_the_evidence_of_linked_signals(state: AppState) -> None:
+    memory = MemoryNotifier()
+    rt = await _runtime(state, memory)
+    async with state.sessions() as s, s.begin():
+        issue = await triage.create_issue(
+            session=s,
+            matrix=state.matrix,
+            data=IssueCreate(title="Payments 503", priority="P1"),
+            actor="hypercare",
+        )
+        s.add(
+            Signal(
+                kind="system",
+                source="gateway",
+                occurred_at=issue.created_at,
+                summary="payment-status: error rate 34 % (baseline 0.2 %), p95 1.2 s",
+                dedup_key="gw:payment-status",
+                issue_id=issue.id,
+                raw={},
+            )
+        )
+    await _turn(state, rt)
+    evidence = memory.sent[0].message["evidence"]
+    assert evidence["Signals"] == "1"
+    assert "error rate 34 %" in evidence["Latest signal"]

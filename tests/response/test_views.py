@@ -188,3 +188,21 @@ async def test_a_generated_webhook_secret_is_shown_once(
     assert first[0]["secret"] == jobs.runtime(state).secrets["ops-hook"]
     second = (await client.get("/api/v1/response/channels", headers=admin)).json()
     assert second[0]["secret"] is None and second[0]["secret_revealed_at"]
+
+
+async def test_the_log_is_bounded(
+    client: httpx.AsyncClient, tokens: dict[Role, str], state: AppState, memory: MemoryNotifier
+) -> None:
+    issue_id = await _p1(client, tokens)
+    await client.post(
+        f"/api/v1/issues/{issue_id}/acknowledge", headers=auth(tokens[Role.responder])
+    )
+    await _turn(state)
+    url = f"/api/v1/issues/{issue_id}/notifications"
+    both = (await client.get(url, headers=auth(tokens[Role.viewer]))).json()
+    assert [d["event"] for d in both] == ["created", "acknowledged"]
+    newest = (await client.get(url + "?limit=1", headers=auth(tokens[Role.viewer]))).json()
+    assert [d["event"] for d in newest] == ["acknowledged"]
+    for bad in ("0", "1001", "x"):
+        r = await client.get(f"{url}?limit={bad}", headers=auth(tokens[Role.viewer]))
+        assert r.status_code == 422

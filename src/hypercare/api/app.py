@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from hypercare import __version__
-from hypercare.api import errors
+from hypercare.api import docs, errors, openapi
 from hypercare.api.errors import error_body
-from hypercare.api.limits import BodyLimit
+from hypercare.api.limits import BodyLimit, InputGuard
 from hypercare.api.state import AppState
 from hypercare.auth.views import router as tokens_router
 from hypercare.detection.jobs import run_detection
@@ -25,6 +25,7 @@ from hypercare.response import views as response_views
 from hypercare.runtime import settle_gc
 from hypercare.store.db import ping
 from hypercare.telemetry import jobs as telemetry_jobs
+from hypercare.telemetry.shipper import INGEST_PATH
 from hypercare.telemetry.views import router as telemetry_router
 from hypercare.triage.jobs import run_sla_clock
 from hypercare.triage.views import router as issues_router
@@ -67,7 +68,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
         title="Hypercare",
         version=__version__,
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served by hypercare.api.docs from vendored files
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -75,7 +76,11 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     if state.config.detection.enabled:
         state.record_observers.append(detection_runtime(state).live.observe)
     errors.install(app)
+    openapi.install(app)
+    # inside BodyLimit, which bounds what it reads
+    app.add_middleware(InputGuard, raw_bodies=(INGEST_PATH,))
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.include_router(docs.router)
     app.include_router(issues_router)
     app.include_router(tokens_router)
     app.include_router(feedback_views.router)

@@ -14,8 +14,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from hypercare.errors import DomainError
 
@@ -59,13 +61,30 @@ async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def http_error(_: Request, exc: Exception) -> JSONResponse:
-    """Starlette's HTTP errors (unknown URL, wrong method...) in the error shape."""
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's HTTP errors (unknown URL, wrong method...) in the error shape; a 405
+    names every method the path takes, in the message and in `Allow`."""
     if not isinstance(exc, StarletteHTTPException):
         raise exc
     code = _HTTP_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        allow = allowed_methods(request)
+        headers = {**(headers or {}), "Allow": allow}
+        message = f"{request.method} is not allowed here; allowed: {allow}"
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes for this path. The router stops at the first route
+    whose path matches, so its own 405 names only that route's methods (GET where PATCH
+    is allowed too)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def install(app: FastAPI) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hypercare.auth.rules import Role
+from hypercare.bounds import Input
 from hypercare.store.base import Base, UTCDateTime, utcnow
 
 
@@ -33,7 +34,7 @@ class Principal(BaseModel):
     role: Role
 
 
-class TokenCreate(BaseModel):
+class TokenCreate(Input):
     name: str = Field(min_length=1, max_length=120)
     role: Role
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from hypercare.api.deps import Admin, Db, Viewer
 from hypercare.auth import service
 from hypercare.auth.models import Principal, TokenCreate, TokenCreated, TokenRead
+from hypercare.bounds import Id
 
 router = APIRouter(prefix="/api/v1", tags=["tokens"])
 
@@ -22,7 +23,7 @@ async def create_token(session: Db, _: Admin, body: TokenCreate) -> TokenCreated
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenRead)
-async def revoke_token(session: Db, _: Admin, token_id: int) -> TokenRead:
+async def revoke_token(session: Db, _: Admin, token_id: Id) -> TokenRead:
     return await service.revoke_token(session=session, token_id=token_id)
 
 

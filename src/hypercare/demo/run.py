@@ -40,8 +40,8 @@ def demo_extra(gateway_origin: str, pager_url: str | None = None) -> str:
 
 
 async def prepare(gateway_listen: str) -> tuple[Shop, HypercareConfig, str]:
-    """Start the shop's services and the pager, and build the configuration that routes
-    to them (parsed, and its YAML source)."""
+    """Start the shop's services and the pager, and build the configuration that routes to
+    them (parsed, and its YAML source)."""
     shop = Shop()
     await shop.start()
     await shop.pager.start()

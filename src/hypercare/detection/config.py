@@ -7,12 +7,13 @@ from typing import Literal
 
 from pydantic import Field
 
+from hypercare.bounds import Input
 from hypercare.configtypes import Duration, StrictModel
 from hypercare.detection.impact import ImpactTable
 from hypercare.detection.rules import Condition, Metric, Rule, default_rules
 
 
-class RuleConfig(StrictModel):
+class RuleConfig(StrictModel, Input):
     """One alert rule as written in the file (see docs/configuration.md#detection)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hypercare.bounds import Id, Input, Instant
 from hypercare.feedback.models import IssueDetail
 from hypercare.store.base import Base, UTCDateTime, utcnow
 
@@ -89,15 +90,15 @@ class AlertRule(Base):
 # --- API schemas --------------------------------------------------------------------------
 
 
-class DeploymentCreate(BaseModel):
+class DeploymentCreate(Input):
     model_config = ConfigDict(extra="forbid")
 
     service: str = Field(min_length=1, max_length=120)
     version: str = Field(min_length=1, max_length=120)
     description: str = Field(default="", max_length=5000)
     kind: str = Field(default="deploy", pattern="^(deploy|hotfix|rollback)$")
-    issue_ids: list[int] = Field(default_factory=list, max_length=50)
-    deployed_at: datetime | None = None
+    issue_ids: list[Id] = Field(default_factory=list, max_length=50)
+    deployed_at: Instant | None = None
 
 
 class DeploymentRead(BaseModel):
@@ -113,13 +114,13 @@ class DeploymentRead(BaseModel):
     actor: str
 
 
-class MergeRequest(BaseModel):
+class MergeRequest(Input):
     model_config = ConfigDict(extra="forbid")
 
-    into: int = Field(description="the issue that keeps the signals")
+    into: Id = Field(description="the issue that keeps the signals")
 
 
-class SplitRequest(BaseModel):
+class SplitRequest(Input):
     model_config = ConfigDict(extra="forbid")
 
     title: str | None = Field(default=None, max_length=300)

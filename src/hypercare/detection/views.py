@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from hypercare.api.deps import Admin, Db, Responder, State, Viewer
+from hypercare.bounds import Id
 from hypercare.detection import service
 from hypercare.detection.config import RuleConfig
 from hypercare.detection.jobs import route_summary, runtime
@@ -43,7 +44,7 @@ async def list_deployments(
 
 @router.post("/issues/{issue_id}/merge", response_model=IssueRead)
 async def merge_issue(
-    state: State, session: Db, who: Responder, issue_id: int, body: MergeRequest
+    state: State, session: Db, who: Responder, issue_id: Id, body: MergeRequest
 ) -> IssueRead:
     """Move this issue's signals into `into` and close this one as its duplicate."""
     target = await service.merge(
@@ -54,7 +55,7 @@ async def merge_issue(
 
 @router.post("/signals/{signal_id}/split", response_model=IssueRead, status_code=201)
 async def split_signal(
-    state: State, session: Db, who: Responder, signal_id: int, body: SplitRequest | None = None
+    state: State, session: Db, who: Responder, signal_id: Id, body: SplitRequest | None = None
 ) -> IssueRead:
     """Open a new issue for this signal; automation never links it back to the old one."""
     issue = await service.split(
@@ -68,13 +69,13 @@ async def split_signal(
 
 
 @router.post("/signals/{signal_id}/unlink", response_model=SignalRead)
-async def unlink_signal(session: Db, who: Responder, signal_id: int) -> SignalRead:
+async def unlink_signal(session: Db, who: Responder, signal_id: Id) -> SignalRead:
     signal = await service.unlink(session=session, signal_id=signal_id, actor=who.name)
     return SignalRead.model_validate(signal)
 
 
 @router.get("/issues/{issue_id}/links", response_model=list[LinkRead])
-async def issue_links(session: Db, _: Viewer, issue_id: int) -> list[LinkRead]:
+async def issue_links(session: Db, _: Viewer, issue_id: Id) -> list[LinkRead]:
     """Why each signal is on this issue: score and reasons."""
     await triage.get_issue(session=session, issue_id=issue_id)
     links = await service.links_of(session=session, issue_id=issue_id)
@@ -82,7 +83,7 @@ async def issue_links(session: Db, _: Viewer, issue_id: int) -> list[LinkRead]:
 
 
 @router.get("/issues/{issue_id}/validation", response_model=list[WatchRead])
-async def issue_validation(session: Db, _: Viewer, issue_id: int) -> list[WatchRead]:
+async def issue_validation(session: Db, _: Viewer, issue_id: Id) -> list[WatchRead]:
     await triage.get_issue(session=session, issue_id=issue_id)
     watches = await service.watches_of(session=session, issue_id=issue_id)
     return [WatchRead.model_validate(w) for w in watches]

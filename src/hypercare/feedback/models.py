@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hypercare.bounds import Id, Input
 from hypercare.feedback.config import FieldMapping, IntegrationType
 from hypercare.store.base import Base, UTCDateTime, utcnow
 from hypercare.triage.models import IssueRead
@@ -183,7 +184,7 @@ class RejectedPage(BaseModel):
     total: int
 
 
-class IntegrationCreate(BaseModel):
+class IntegrationCreate(Input):
     model_config = ConfigDict(extra="forbid")
 
     type: IntegrationType
@@ -194,7 +195,7 @@ class IntegrationCreate(BaseModel):
     sns_auto_confirm: bool = False
 
 
-class IntegrationUpdate(BaseModel):
+class IntegrationUpdate(Input):
     model_config = ConfigDict(extra="forbid")
 
     mapping: FieldMapping | None = None
@@ -254,13 +255,13 @@ class SurveyIn(_Feedback):
 FeedbackIn = Annotated[TicketIn | SurveyIn, Field(discriminator="type")]
 
 
-class TeamNoteIn(BaseModel):
+class TeamNoteIn(Input):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["observation", "standup", "runbook"]
     text: str = Field(min_length=1, max_length=20_000)
     component: str | None = Field(default=None, max_length=120)
-    issue_id: int | None = None
+    issue_id: Id | None = None
     url: str | None = Field(default=None, max_length=2000)
 
 
@@ -274,7 +275,7 @@ class HandoverIssue(BaseModel):
     due_at: datetime | None
 
 
-class Handover(BaseModel):
+class Handover(Input):
     """A shift handover: the draft the console builds, edited and posted back."""
 
     model_config = ConfigDict(extra="forbid")

@@ -424,7 +424,7 @@ def new_client() -> httpx.AsyncClient:
     redirect could lead a configured target to an address nobody approved)."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(10.0, connect=5.0),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
         follow_redirects=False,
         trust_env=False,
     )

@@ -231,6 +231,8 @@ async def store_results(state: AppState, rt: ResponseRuntime) -> int:
     try:
         async with state.sessions() as session, session.begin():
             now = utcnow()
+            # one read for the whole batch: record_attempt then finds them in the session
+            await service.load_deliveries(session=session, delivery_ids=[i for i, _ in results])
             for delivery_id, outcome in results:
                 await service.record_attempt(
                     session=session,
@@ -297,7 +299,10 @@ async def _send(rt: ResponseRuntime, notifier: Notifier, outbound: Outbound) -> 
     finally:
         rt.inflight.pop(outbound.delivery_id, None)
     rt.results.append((outbound.delivery_id, outcome))
-    rt.wake.set()
+    # outcomes are stored in batches (one transaction each): wake the loop when a good
+    # share of the sends has ended, or the last one; the poll interval covers the rest
+    if not rt.inflight or len(rt.results) >= max(1, len(rt.inflight)):
+        rt.wake.set()
 
 
 async def step(state: AppState, rt: ResponseRuntime) -> None:

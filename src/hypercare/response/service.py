@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import InvalidInput, NotFound
+from hypercare.feedback.models import Signal
 from hypercare.response import rules
 from hypercare.response.channels import recipient
 from hypercare.response.config import ResponseConfig, clock_time
@@ -219,6 +220,7 @@ async def make_deliveries(
     existing = {(entry_id, channel) for entry_id, channel in found}
     made = []
     tokens: dict[int, str] = {}
+    evidence = await evidence_of(session=session, issue_ids={i.id for _, i, _, _ in wanted})
     for entry, issue, change, name in wanted:
         if (entry.id, name) in existing:
             continue
@@ -234,7 +236,10 @@ async def make_deliveries(
             channel=name,
             channel_type=channel.type,
             recipient=recipient(channel),
-            message=message_for(entry, issue, change, base_url=base_url, ack_token=token),
+            message={
+                **message_for(entry, issue, change, base_url=base_url, ack_token=token),
+                "evidence": evidence.get(issue.id, {}),
+            },
             state=DeliveryState.pending.value,
             attempts=0,
             idempotency_key=uuid.uuid4().hex,
@@ -245,6 +250,32 @@ async def make_deliveries(
         made.append(delivery)
     await session.flush()
     return made
+
+
+async def evidence_of(*, session: AsyncSession, issue_ids: set[int]) -> dict[int, dict[str, str]]:
+    """What a message shows as evidence: how many signals the issue holds and the newest
+    one's summary (detection's carries the numbers, e.g. "error rate 34 %, p95 1.2 s")."""
+    if not issue_ids:
+        return {}
+    ids = sorted(issue_ids)
+    found = await session.execute(
+        select(Signal.issue_id, func.count())
+        .where(Signal.issue_id.in_(ids))
+        .group_by(Signal.issue_id)
+    )
+    counts: dict[int | None, int] = {row[0]: row[1] for row in found}
+    out: dict[int, dict[str, str]] = {}
+    for issue_id in ids:
+        if not counts.get(issue_id):
+            continue
+        latest = await session.scalar(
+            select(Signal.summary)
+            .where(Signal.issue_id == issue_id)
+            .order_by(Signal.id.desc())
+            .limit(1)
+        )
+        out[issue_id] = {"Signals": str(counts[issue_id]), "Latest signal": str(latest)[:300]}
+    return out
 
 
 # --- the dispatcher -----------------------------------------------------------------------
@@ -266,6 +297,16 @@ async def due_deliveries(
     if busy:
         query = query.where(Delivery.id.not_in(busy))
     return list(await session.scalars(query))
+
+
+async def load_deliveries(*, session: AsyncSession, delivery_ids: Sequence[int]) -> None:
+    """Bring deliveries and their issues into the session in two queries."""
+    if not delivery_ids:
+        return
+    rows = list(await session.scalars(select(Delivery).where(Delivery.id.in_(list(delivery_ids)))))
+    issue_ids = sorted({d.issue_id for d in rows})
+    if issue_ids:
+        list(await session.scalars(select(Issue).where(Issue.id.in_(issue_ids))))
 
 
 async def record_attempt(
@@ -329,12 +370,18 @@ async def record_attempt(
     return delivery
 
 
-async def list_deliveries(*, session: AsyncSession, issue_id: int) -> list[Delivery]:
+async def list_deliveries(
+    *, session: AsyncSession, issue_id: int, limit: int = 200
+) -> list[Delivery]:
+    """The newest `limit` deliveries of the issue, oldest first."""
     await triage_service.get_issue(session=session, issue_id=issue_id)
     rows = await session.scalars(
-        select(Delivery).where(Delivery.issue_id == issue_id).order_by(Delivery.id)
+        select(Delivery)
+        .where(Delivery.issue_id == issue_id)
+        .order_by(Delivery.id.desc())
+        .limit(limit)
     )
-    return list(rows)
+    return list(reversed(list(rows)))
 
 
 async def replay(*, session: AsyncSession, delivery_id: int, actor: str, now: datetime) -> Delivery:

@@ -9,7 +9,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from html import escape
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request, Response
@@ -54,9 +54,15 @@ links = APIRouter(include_in_schema=False)
 
 
 @router.get("/issues/{issue_id}/notifications", response_model=list[DeliveryRead])
-async def issue_notifications(session: Db, _: Viewer, issue_id: int) -> list[DeliveryRead]:
-    """Every delivery made for the issue: channel, recipient, state, attempts and times."""
-    rows = await service.list_deliveries(session=session, issue_id=issue_id)
+async def issue_notifications(
+    session: Db,
+    _: Viewer,
+    issue_id: int,
+    limit: Annotated[int, Query(ge=1, le=1000, description="the newest this many")] = 200,
+) -> list[DeliveryRead]:
+    """The deliveries made for the issue, oldest first: channel, recipient, state, attempts
+    and times."""
+    rows = await service.list_deliveries(session=session, issue_id=issue_id, limit=limit)
     return [service.to_read(d) for d in rows]
 
 

@@ -181,7 +181,8 @@ def _parse(body: bytes) -> Any:
         pass
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: nested deeper than orjson's limit of 1024 (the stdlib recurses)
         raise _bad(f"the batch is not valid JSON: {exc}") from None
 
 
@@ -208,8 +209,8 @@ def _exact(body: bytes) -> _Wire | None:
     unusual: NaN in a field, a lone surrogate, an int beyond 64 bits, a float count)."""
     try:
         doc = _WIRE.decode(body)
-    except msgspec.DecodeError:  # also every msgspec.ValidationError
-        return None
+    except (msgspec.DecodeError, RecursionError):  # also every msgspec.ValidationError
+        return None  # RecursionError: `captures` nested very deep; the careful path says so
     records = doc.records
     if doc.v != 1 or not _BATCH_KEY.match(doc.batch) or len(records) > MAX_RECORDS:
         return None

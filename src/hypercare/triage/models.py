@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hypercare.bounds import Input, Instant
 from hypercare.store.base import Base, UTCDateTime, utcnow
 from hypercare.triage.rules import SlaState, Status
 
@@ -63,7 +64,7 @@ class TimelineEntry(Base):
 _Text = Field(default=None, max_length=20_000)
 
 
-class IssueCreate(BaseModel):
+class IssueCreate(Input):
     model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1, max_length=300)
@@ -73,10 +74,10 @@ class IssueCreate(BaseModel):
     route: str | None = Field(default=None, max_length=200)
     labels: list[str] = Field(default_factory=list, max_length=50)
     assignee: str | None = Field(default=None, max_length=120)
-    impact_started_at: datetime | None = None
+    impact_started_at: Instant | None = None
 
 
-class IssueUpdate(BaseModel):
+class IssueUpdate(Input):
     """Fields to change; omitted fields stay as they are, `null` clears an optional field."""
 
     model_config = ConfigDict(extra="forbid")
@@ -91,17 +92,17 @@ class IssueUpdate(BaseModel):
     workaround: str | None = _Text
     root_cause: str | None = _Text
     fix_ref: str | None = Field(default=None, max_length=300)
-    impact_started_at: datetime | None = None
+    impact_started_at: Instant | None = None
 
 
-class TransitionRequest(BaseModel):
+class TransitionRequest(Input):
     model_config = ConfigDict(extra="forbid")
 
     to: Status
     reason: str | None = Field(default=None, max_length=5_000)
 
 
-class CommentCreate(BaseModel):
+class CommentCreate(Input):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=20_000)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hypercare.api.deps import Db, Responder, State, Support, Viewer
+from hypercare.bounds import Id, Offset
 from hypercare.detection import service as detection_service
 from hypercare.detection.models import IssueAnalysis
 from hypercare.errors import InvalidInput
@@ -46,7 +47,7 @@ async def list_issues(
         str | None, Query(max_length=200, description="text in title or description")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> IssuePage:
     statuses = _csv(status)
     if "open" in statuses:
@@ -82,7 +83,7 @@ async def create_issue(state: State, session: Db, who: Support, body: IssueCreat
 
 
 @router.get("/issues/{issue_id}", response_model=IssueAnalysis)
-async def get_issue(state: State, session: Db, _: Viewer, issue_id: int) -> IssueAnalysis:
+async def get_issue(state: State, session: Db, _: Viewer, issue_id: Id) -> IssueAnalysis:
     """The issue with its signals, why each is linked, and the validation of its fix."""
     issue = await service.get_issue(session=session, issue_id=issue_id)
     detail = await feedback_service.issue_detail(
@@ -93,7 +94,7 @@ async def get_issue(state: State, session: Db, _: Viewer, issue_id: int) -> Issu
 
 @router.patch("/issues/{issue_id}", response_model=IssueRead)
 async def update_issue(
-    state: State, session: Db, who: Responder, issue_id: int, body: IssueUpdate
+    state: State, session: Db, who: Responder, issue_id: Id, body: IssueUpdate
 ) -> IssueRead:
     issue = await service.update_issue(
         session=session,
@@ -107,7 +108,7 @@ async def update_issue(
 
 @router.post("/issues/{issue_id}/transitions", response_model=IssueRead)
 async def transition_issue(
-    state: State, session: Db, who: Responder, issue_id: int, body: TransitionRequest
+    state: State, session: Db, who: Responder, issue_id: Id, body: TransitionRequest
 ) -> IssueRead:
     issue = await service.transition(
         session=session,
@@ -121,7 +122,7 @@ async def transition_issue(
 
 
 @router.post("/issues/{issue_id}/comments", response_model=TimelineRead, status_code=201)
-async def comment(session: Db, who: Support, issue_id: int, body: CommentCreate) -> TimelineRead:
+async def comment(session: Db, who: Support, issue_id: Id, body: CommentCreate) -> TimelineRead:
     entry = await service.add_comment(
         session=session, issue_id=issue_id, text=body.text, actor=who.name
     )
@@ -129,7 +130,7 @@ async def comment(session: Db, who: Support, issue_id: int, body: CommentCreate)
 
 
 @router.get("/issues/{issue_id}/timeline", response_model=list[TimelineRead])
-async def issue_timeline(session: Db, _: Viewer, issue_id: int) -> list[TimelineRead]:
+async def issue_timeline(session: Db, _: Viewer, issue_id: Id) -> list[TimelineRead]:
     entries = await service.timeline(session=session, issue_id=issue_id)
     return [TimelineRead.model_validate(e, from_attributes=True) for e in entries]
 

@@ -134,7 +134,10 @@ def install(app: FastAPI, parts: tuple[ConsolePart, ...] = PARTS) -> None:
             404: "There is no page at this address. Check the link, or start from the overview.",
             405: "This address does not take that kind of request.",
         }.get(exc.status_code, str(exc.detail))
-        return await page(request, exc.status_code, message)
+        response = await page(request, exc.status_code, message)
+        if exc.status_code == 405:
+            response.headers["Allow"] = api_errors.allowed_methods(request)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.api.deps import Db, State
 from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
+from hypercare.bounds import Id
 from hypercare.detection import service
 from hypercare.feedback import service as feedback
 from hypercare.triage.models import IssueRead
@@ -44,7 +45,7 @@ def _back(issue_id: int | None, anchor: str = "linked-signals") -> str:
 
 @router.post("/signals/{signal_id}/split")
 async def split(
-    request: Request, state: State, session: Db, user: CsrfUser, signal_id: int
+    request: Request, state: State, session: Db, user: CsrfUser, signal_id: Id
 ) -> Response:
     user.require(Role.responder, "Splitting a signal off")
     title = await form_text(request, "title", max_length=300)
@@ -60,7 +61,7 @@ async def split(
 
 
 @router.post("/signals/{signal_id}/unlink")
-async def unlink(request: Request, session: Db, user: CsrfUser, signal_id: int) -> Response:
+async def unlink(request: Request, session: Db, user: CsrfUser, signal_id: Id) -> Response:
     user.require(Role.responder, "Unlinking a signal")
     back = await form_text(request, "issue", max_length=20)
     await service.unlink(session=session, signal_id=signal_id, actor=user.principal.name)
@@ -69,7 +70,7 @@ async def unlink(request: Request, session: Db, user: CsrfUser, signal_id: int) 
 
 @router.post("/issues/{issue_id}/merge")
 async def merge(
-    request: Request, state: State, session: Db, user: CsrfUser, issue_id: int
+    request: Request, state: State, session: Db, user: CsrfUser, issue_id: Id
 ) -> Response:
     user.require(Role.responder, "Merging issues")
     into = await form_text(request, "into", max_length=20)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.api.deps import Db, State
 from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
+from hypercare.bounds import Id
 from hypercare.feedback import handover as handover_service
 from hypercare.feedback import service
 from hypercare.feedback.models import Handover
@@ -102,7 +103,7 @@ async def feedback_page(request: Request, state: State, session: Db, user: Conso
 
 @router.post("/feedback/rejected/{delivery_id}/replay")
 async def replay(
-    request: Request, state: State, session: Db, user: CsrfUser, delivery_id: int
+    request: Request, state: State, session: Db, user: CsrfUser, delivery_id: Id
 ) -> Response:
     user.require(Role.admin, "Replaying rejected intake")
     result = await signal_views.replay(state, session, user.principal, delivery_id)

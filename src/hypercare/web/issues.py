@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.api.deps import Db, State
 from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
+from hypercare.bounds import MAX_ID, Id
 from hypercare.errors import DomainError
 from hypercare.triage import service
 from hypercare.triage.models import IssueCreate, IssueRead
@@ -86,7 +87,7 @@ async def triage(request: Request, state: State, session: Db, user: ConsoleUser)
     sort_raw = request.query_params.get("sort")
     sort, descending = rules.parse_sort(sort_raw)
     try:
-        offset = max(0, int(request.query_params.get("offset", "0")))
+        offset = min(max(0, int(request.query_params.get("offset", "0"))), MAX_ID)
     except ValueError:
         offset = 0
     size = state.config.web.page_size
@@ -226,7 +227,7 @@ async def _read(session: AsyncSession, state: AppState, issue_id: int) -> IssueR
 
 @router.get("/issues/{issue_id}")
 async def issue_page(
-    request: Request, state: State, session: Db, user: ConsoleUser, issue_id: int
+    request: Request, state: State, session: Db, user: ConsoleUser, issue_id: Id
 ) -> Response:
     console = console_of(request)
     issue = await _read(session, state, issue_id)
@@ -247,7 +248,7 @@ async def issue_page(
 
 @router.get("/issues/{issue_id}/timeline")
 async def issue_timeline(
-    request: Request, state: State, session: Db, user: ConsoleUser, issue_id: int
+    request: Request, state: State, session: Db, user: ConsoleUser, issue_id: Id
 ) -> Response:
     """The timeline and the header facts of an issue, refreshed live on its page."""
     console = console_of(request)
@@ -266,7 +267,7 @@ async def issue_timeline(
 
 
 async def _done(
-    request: Request, state: AppState, user: SignedIn, issue_id: int, message: str, session: Db
+    request: Request, state: AppState, user: SignedIn, issue_id: Id, message: str, session: Db
 ) -> Response:
     """After an action: the updated row for the triage queue (htmx), else back to the issue."""
     form = await request.form()
@@ -292,7 +293,7 @@ async def _done(
 
 @router.post("/issues/{issue_id}/assign")
 async def assign(
-    request: Request, state: State, session: Db, user: CsrfUser, issue_id: int
+    request: Request, state: State, session: Db, user: CsrfUser, issue_id: Id
 ) -> Response:
     user.require(Role.responder, "Assigning an issue")
     assignee = await form_text(request, "assignee", max_length=120)
@@ -309,7 +310,7 @@ async def assign(
 
 @router.post("/issues/{issue_id}/priority")
 async def set_priority(
-    request: Request, state: State, session: Db, user: CsrfUser, issue_id: int
+    request: Request, state: State, session: Db, user: CsrfUser, issue_id: Id
 ) -> Response:
     user.require(Role.responder, "Changing the priority")
     priority = await form_text(request, "priority", max_length=4)
@@ -327,7 +328,7 @@ async def set_priority(
 
 @router.post("/issues/{issue_id}/transition")
 async def transition(
-    request: Request, state: State, session: Db, user: CsrfUser, issue_id: int
+    request: Request, state: State, session: Db, user: CsrfUser, issue_id: Id
 ) -> Response:
     user.require(Role.responder, "Moving an issue")
     to = await form_text(request, "to", max_length=20)
@@ -348,7 +349,7 @@ async def transition(
 
 @router.post("/issues/{issue_id}/details")
 async def set_details(
-    request: Request, state: State, session: Db, user: CsrfUser, issue_id: int
+    request: Request, state: State, session: Db, user: CsrfUser, issue_id: Id
 ) -> Response:
     """Workaround, root cause and fix reference: the fields responders fill in as they go."""
     user.require(Role.responder, "Editing workaround, root cause and fix")
@@ -369,7 +370,7 @@ async def set_details(
 
 @router.post("/issues/{issue_id}/comment")
 async def comment(
-    request: Request, state: State, session: Db, user: CsrfUser, issue_id: int
+    request: Request, state: State, session: Db, user: CsrfUser, issue_id: Id
 ) -> Response:
     user.require(Role.support, "Commenting")
     text = await form_text(request, "text", max_length=_MAX_TEXT)

@@ -21,10 +21,12 @@ from hypercare.web.registry import ConsolePart, IssuePanel
 
 router = APIRouter(include_in_schema=False)
 
+PANEL_ROWS = 50
+
 
 async def _log(session: AsyncSession, state: AppState, issue: IssueRead) -> dict[str, Any]:
-    rows = await service.list_deliveries(session=session, issue_id=issue.id)
-    return {"deliveries": [service.to_read(d) for d in rows[-50:]], "total": len(rows)}
+    rows = await service.list_deliveries(session=session, issue_id=issue.id, limit=PANEL_ROWS)
+    return {"deliveries": [service.to_read(d) for d in rows]}
 
 
 def _back(request: Request, issue_id: int, anchor: str) -> Response:

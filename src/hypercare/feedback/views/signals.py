@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -10,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from hypercare.api.deps import Db, Responder, State, Viewer
 from hypercare.api.errors import error_body
+from hypercare.bounds import Id, Instant, Offset
 from hypercare.errors import InvalidInput, NotFound
 from hypercare.feedback import integrations, samples, service, user
 from hypercare.feedback.adapters import ADAPTERS
@@ -35,14 +35,14 @@ async def list_signals(
     _: Viewer,
     kind: Annotated[str | None, Query(description="comma list: user, system, team")] = None,
     source: Annotated[str | None, Query(description="comma list, e.g. alertmanager,ticket")] = None,
-    issue: Annotated[int | None, Query(description="signals attached to this issue")] = None,
+    issue: Annotated[Id | None, Query(description="signals attached to this issue")] = None,
     status: Annotated[str | None, Query(description="firing, resolved")] = None,
     from_: Annotated[
-        datetime | None, Query(alias="from", description="received at or after")
+        Instant | None, Query(alias="from", description="received at or after")
     ] = None,
-    to: Annotated[datetime | None, Query(description="received before")] = None,
+    to: Annotated[Instant | None, Query(description="received before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> SignalPage:
     kinds = csv(kind)
     bad = [k for k in kinds if k not in ("user", "system", "team")]
@@ -51,9 +51,6 @@ async def list_signals(
     statuses = csv(status)
     if any(s not in ("firing", "resolved") for s in statuses):
         raise InvalidInput("status must be firing and/or resolved")
-    for name, value in (("from", from_), ("to", to)):
-        if value is not None and value.tzinfo is None:
-            raise InvalidInput(f"'{name}' needs a time zone, e.g. 2026-11-27T10:00:00Z")
     rows, total = await service.list_signals(
         session=session,
         filters=service.SignalFilter(
@@ -68,12 +65,12 @@ async def list_signals(
 
 
 @router.get("/signals/{signal_id}", response_model=SignalRead)
-async def get_signal(session: Db, _: Viewer, signal_id: int) -> SignalRead:
+async def get_signal(session: Db, _: Viewer, signal_id: Id) -> SignalRead:
     return SignalRead.model_validate(await service.get_signal(session=session, signal_id=signal_id))
 
 
 @router.get("/signals/{signal_id}/delivery", response_class=Response)
-async def signal_delivery(session: Db, _: Responder, signal_id: int) -> Response:
+async def signal_delivery(session: Db, _: Responder, signal_id: Id) -> Response:
     """The verbatim body of the HTTP delivery that carried this signal."""
     signal = await service.get_signal(session=session, signal_id=signal_id)
     if signal.delivery_id is None:
@@ -92,7 +89,7 @@ async def list_rejected(
     _: Responder,
     include_replayed: bool = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> RejectedPage:
     rows, total = await service.list_rejected(
         session=session, include_replayed=include_replayed, limit=limit, offset=offset
@@ -101,7 +98,7 @@ async def list_rejected(
 
 
 @router.post("/intake/rejected/{delivery_id}/replay", response_model=IntakeAccepted)
-async def replay(state: State, session: Db, _: Responder, delivery_id: int) -> Response:
+async def replay(state: State, session: Db, _: Responder, delivery_id: Id) -> Response:
     """Run a dead letter through its adapter again (after the mapping was fixed)."""
     row = await service.get_delivery(session=session, delivery_id=delivery_id)
     if row.outcome != service.REJECTED:

@@ -14,6 +14,7 @@ from hypercare.api.errors import error_body
 from hypercare.api.state import AppState
 from hypercare.auth import service as auth_service
 from hypercare.auth.rules import Role, allows
+from hypercare.bounds import Instant
 from hypercare.configtypes import parse_duration
 from hypercare.errors import Forbidden, InvalidInput, Unauthenticated
 from hypercare.feedback import scores, service, user
@@ -165,14 +166,12 @@ async def _widget_post(
 async def feedback_scores(
     session: Db,
     _: Viewer,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[Instant | None, Query(alias="from")] = None,
+    to: Instant | None = None,
     step: Annotated[str, Query(description="bucket size: 1h, 1d, 1w")] = "1d",
 ) -> Scores:
     end = to or utcnow()
     start = from_ or end - timedelta(days=7)
-    if start.tzinfo is None or end.tzinfo is None:
-        raise InvalidInput("'from' and 'to' need a time zone, e.g. 2026-11-27T00:00:00Z")
     try:
         size = parse_duration(step)
     except ValueError as exc:
