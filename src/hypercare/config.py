@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from hypercare.configtypes import StrictModel
 from hypercare.detection.config import DetectionConfig
@@ -47,6 +47,20 @@ class HypercareConfig(StrictModel):
         """Names that point at nothing, with their place in the file (checked after the
         sections themselves are valid)."""
         return reference_errors(self.response, [lv.level for lv in self.triage.matrix])
+
+    @model_validator(mode="after")
+    def _detection_routes_known(self) -> HypercareConfig:
+        """`detection.routes` and its `baseline_from` name gateway routes; a typo would
+        otherwise silently leave a route without its overrides."""
+        known = {r.name for r in self.gateway.routes}
+        for name, r in self.detection.routes.items():
+            for what, value in (("detection.routes", name), ("baseline_from", r.baseline_from)):
+                if value is not None and value not in known:
+                    raise ValueError(
+                        f"{what}: {value!r} is not a route in gateway.routes "
+                        f"(known: {', '.join(sorted(known)) or 'none'})"
+                    )
+        return self
 
 
 # --- loading ---------------------------------------------------------------------------

@@ -216,3 +216,26 @@ async def test_rules_can_be_added_and_removed_through_the_api(
         "/api/v1/detection/rules/checkout-p99", headers=auth(tokens[Role.admin])
     )
     assert r.status_code == 404
+
+
+async def test_a_security_rule_with_a_minimum_of_events_through_the_api(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    rule = {
+        "name": "login-401",
+        "metric": "auth_failure_share",
+        "threshold": 0.3,
+        "min_events": 15,
+        "category": "security",
+    }
+    r = await client.post("/api/v1/detection/rules", json=rule, headers=auth(tokens[Role.admin]))
+    assert r.status_code == 201, r.text
+    assert (r.json()["min_events"], r.json()["category"]) == (15, "security")
+    listed = (await client.get("/api/v1/detection/rules", headers=auth(tokens[Role.viewer]))).json()
+    by_name = {x["name"]: x for x in listed}
+    assert by_name["auth-failure-share"]["category"] == "security"
+    assert by_name["p95-above-bound"]["min_requests"] == 100
+    bad = {**rule, "name": "x", "category": "misc"}
+    r = await client.post("/api/v1/detection/rules", json=bad, headers=auth(tokens[Role.admin]))
+    assert r.status_code == 422
+    assert "category" in r.json()["error"]["message"]

@@ -74,7 +74,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     )
     app.state.hypercare = state
     if state.config.detection.enabled:
-        state.record_observers.append(detection_runtime(state).live.observe)
+        telemetry_jobs.collector_of(state).observers.append(detection_runtime(state).live.observe)
     errors.install(app)
     openapi.install(app)
     # inside BodyLimit, which bounds what it reads

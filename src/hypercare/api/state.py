@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from hypercare.config import HypercareConfig
 from hypercare.detection.attach import Correlator
 from hypercare.feedback.attach import AttachStep
-from hypercare.gateway.records import CallRecord
 from hypercare.store.db import session_factory
 from hypercare.store.writer import GroupCommit
 from hypercare.triage.rules import Matrix
@@ -25,8 +23,6 @@ class AppState:
     matrix: Matrix
     # the intake's attach step: which issue a new signal belongs to (None: dedup only)
     attach: AttachStep | None = None
-    # called with every batch of call records the console accepts (detection's live windows)
-    record_observers: list[Callable[[Sequence[CallRecord]], None]] = field(default_factory=list)
     # long-lived helpers owned by the app (background jobs, caches), keyed by name
     extras: dict[str, Any] = field(default_factory=dict)
     # the integrations' intake writes through this: concurrent deliveries share a commit

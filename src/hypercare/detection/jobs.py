@@ -34,6 +34,7 @@ class DetectionRuntime:
     health_urls: list[str] = field(default_factory=list)
     findings: int = 0
     last_tick_ms: float = 0.0
+    history_loaded_at: float = 0.0
 
 
 def runtime(state: AppState) -> DetectionRuntime:
@@ -49,6 +50,7 @@ def runtime(state: AppState) -> DetectionRuntime:
             live,
             window_seconds=cfg.window.total_seconds(),
             forecast_horizon=cfg.forecast_horizon.total_seconds(),
+            overrides=cfg.overrides(),
         ),
     )
     state.extras["detection"] = made
@@ -186,6 +188,22 @@ async def load_rules(state: AppState) -> None:
     runtime(state).detector.rules = state.config.detection.all_rules(extra)
 
 
+HISTORY_EVERY = 60.0  # seconds between reloads of the stored minute rollups
+
+
+async def load_history(state: AppState, rt: DetectionRuntime, now: float) -> None:
+    """The detector's per-minute history from the stored minute rollups (so baselines survive
+    a console restart), reloaded once a minute: minutes close once a minute."""
+    if now - rt.history_loaded_at < HISTORY_EVERY:
+        return
+    end = int(now // 60) * 60
+    start = end - 60 * (rt.detector.baseline_minutes + 3)
+    async with state.sessions() as session:
+        history = await service.route_minutes(session=session, start=start, end=end)
+    rt.detector.set_history(history)
+    rt.history_loaded_at = now
+
+
 async def run_detection(state: AppState, stop: asyncio.Event) -> None:
     """The detection loop: every `detection.interval`, evaluate, emit, validate."""
     rt = runtime(state)
@@ -196,6 +214,7 @@ async def run_detection(state: AppState, stop: asyncio.Event) -> None:
             started = time.perf_counter()
             try:
                 await poll_health(state, rt, client)
+                await load_history(state, rt, time.time())
                 findings = rt.detector.tick(time.time())
                 await emit_findings(state, findings)
                 rt.findings += len(findings)

@@ -14,11 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hypercare.detection.rules import WindowStats
-from hypercare.gateway.records import CallRecord
+from hypercare.gateway.records import CallRecord, outcome_of
 
 MAX_SAMPLES_PER_SECOND = 256
-UPSTREAM_ERRORS = frozenset({"timeout", "connect_failed", "reset", "bad_response"})
-GATEWAY_FAILURES = frozenset({"no_healthy_target"}) | UPSTREAM_ERRORS
 
 
 @dataclass
@@ -38,22 +36,16 @@ class Bucket:
 
     def add(self, r: CallRecord) -> None:
         self.requests += 1
+        o = outcome_of(r.status, r.error)  # the classification telemetry counts with too
+        self.status_5xx += o.server_error
+        self.status_4xx += o.client_error
+        self.auth_failures += o.auth_failure
+        self.rate_limited += o.rate_limited
+        self.upstream_errors += o.upstream_error
+        # failed in the gateway without a 5xx reaching the client (e.g. a reset mid-body)
+        self.gateway_errors += o.failed and not o.server_error
+        failed = o.failed
         status = r.status
-        failed = False
-        if status >= 500:
-            self.status_5xx += 1
-            failed = True
-        elif status >= 400:
-            self.status_4xx += 1
-            if status in (401, 403):
-                self.auth_failures += 1
-            elif status == 429:
-                self.rate_limited += 1
-        if r.error in UPSTREAM_ERRORS:
-            self.upstream_errors += 1
-        if r.error in GATEWAY_FAILURES and status < 500:
-            self.gateway_errors += 1
-            failed = True
         if len(self.latencies) < MAX_SAMPLES_PER_SECOND:
             self.latencies.append(r.total_ms)
         if failed:
@@ -83,7 +75,11 @@ class RouteWindow:
 
     def bucket(self, second: int) -> Bucket | None:
         if self.buckets and second < self.buckets[0].second:
-            return None  # older than what we keep
+            if second <= self.buckets[-1].second - self.keep:
+                return None  # older than what we keep
+            # a late node's batch: a second before the oldest one held, still within `keep`
+            self.buckets.appendleft(Bucket(second))
+            return self.buckets[0]
         if not self.buckets or second > self.buckets[-1].second:
             self.buckets.append(Bucket(second))
             while self.buckets and self.buckets[0].second <= second - self.keep:
@@ -101,7 +97,15 @@ class RouteWindow:
         return new
 
     def stats(self, start: float, end: float) -> WindowStats:
-        picked = [b for b in self.buckets if start <= b.second < end]
+        # walk back from the newest second: evaluation windows are the last seconds, so this
+        # stops after a few buckets instead of scanning the hour kept
+        picked = []
+        for b in reversed(self.buckets):
+            if b.second < start:
+                break
+            if b.second < end:
+                picked.append(b)
+        picked.reverse()
         latencies = sorted(v for b in picked for v in b.latencies)
         paths: Counter[str] = Counter()
         errors: Counter[str] = Counter()

@@ -6,8 +6,15 @@ pair has a small state machine with hysteresis so a flapping metric does not fla
     ok ──breach──▶ pending ──held `for`──▶ firing ──recovered for `clear_for`──▶ ok
       ◀─no breach─┘                          ▲  └─breach again─┘
 
-`impact_started_at` of a firing rule is the start of the first breaching window, so MTTD is
-measured from telemetry rather than from when someone noticed.
+`for` is counted from the first breaching second (found in the route's per-second telemetry
+when the rule starts to breach, see `detection/engine.py`), and that second is also the
+firing rule's `impact_started_at`, so MTTD is measured from telemetry rather than from when
+someone noticed or from the edge of the evaluation window.
+
+Two families of rules: absolute ones (a bound, a minimum of traffic and of bad calls) work
+from a route's first minute; relative ones (against a baseline or a history) switch on once
+enough history exists. Each rule names the smallest sample its statistic needs
+(`min_requests`, `min_events`).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ class Metric(StrEnum):
     p95 = "p95"
     p99 = "p99"
     auth_failures = "auth_failures"  # 401/403 per second
+    auth_failure_share = "auth_failure_share"  # share of requests answered 401/403
     rate_limited = "rate_limited"  # 429 per second
     upstream_errors = "upstream_errors"  # timeouts, resets, connect failures per second
     healthy_targets = "healthy_targets"
@@ -69,6 +77,29 @@ class WindowStats:
         return max(self.end - self.start, 1e-9)
 
 
+def metric_events(stats: WindowStats, metric: Metric) -> int:
+    """How many calls of the window count towards the metric: the failing calls of an error
+    rate, the 401/403 of an auth metric; all requests for traffic and latency metrics."""
+    if metric is Metric.error_rate:
+        return stats.status_5xx + stats.gateway_errors
+    if metric is Metric.status_5xx:
+        return stats.status_5xx
+    if metric is Metric.status_4xx:
+        return stats.status_4xx
+    if metric in (Metric.auth_failures, Metric.auth_failure_share):
+        return stats.auth_failures
+    if metric is Metric.rate_limited:
+        return stats.rate_limited
+    if metric is Metric.upstream_errors:
+        return stats.upstream_errors
+    return stats.requests
+
+
+LATENCY_METRICS = frozenset({Metric.p50, Metric.p95, Metric.p99})
+SEVERITIES = ("info", "warning", "high", "critical")  # least urgent first
+SECURITY = "security"
+
+
 def metric_value(stats: WindowStats, metric: Metric) -> float | None:
     """The metric over the window; None when it is undefined (no traffic, no latency)."""
     n = stats.requests
@@ -93,6 +124,8 @@ def metric_value(stats: WindowStats, metric: Metric) -> float | None:
         return stats.status_5xx / n
     if metric is Metric.status_4xx:
         return stats.status_4xx / n
+    if metric is Metric.auth_failure_share:
+        return stats.auth_failures / n
     return min(1.0, (stats.status_5xx + stats.gateway_errors) / n)
 
 
@@ -106,10 +139,12 @@ class Rule:
     clear_for_seconds: float = 20.0  # how long it must stay recovered before resolving
     clear_ratio: float = 0.8  # hysteresis: recovered when value is past threshold × ratio
     min_requests: int = 20  # ignore windows with less traffic than this
+    min_events: int = 0  # ... or with fewer calls counting towards the metric (metric_events)
     floor: float = 0.0  # baseline_ratio: also require value > floor (e.g. 50 ms)
     severity: str = "high"  # critical | high | warning | info
     routes: tuple[str, ...] = ()  # empty = every route
     description: str = ""
+    category: str = ""  # "security": its own signal kind, title and label (never merged)
 
     def applies_to(self, route: str) -> bool:
         return not self.routes or route in self.routes
@@ -151,6 +186,8 @@ def evaluate(rule: Rule, stats: WindowStats, baseline: Baseline | None = None) -
         )
     if rule.metric is not Metric.healthy_targets and stats.requests < rule.min_requests:
         return Verdict(False, True, value, None, f"fewer than {rule.min_requests} requests")
+    if rule.min_events and metric_events(stats, rule.metric) < rule.min_events:
+        return Verdict(False, True, value, None, f"fewer than {rule.min_events} {rule.metric}")
     if value is None:
         return Verdict(False, True, None, None, "metric undefined for this window")
     if rule.condition is Condition.above:
@@ -205,7 +242,7 @@ class Phase(StrEnum):
 @dataclass(frozen=True, slots=True)
 class RuleState:
     phase: Phase = Phase.ok
-    breach_since: float | None = None  # start of the first breaching window
+    breach_since: float | None = None  # the first breaching second
     firing_since: float | None = None
     recovered_since: float | None = None
 
@@ -220,17 +257,18 @@ class Transition:
 
 
 def step(
-    rule: Rule, state: RuleState, verdict: Verdict, window_start: float, now: float
+    rule: Rule, state: RuleState, verdict: Verdict, breach_start: float, now: float
 ) -> tuple[RuleState, Transition | None]:
-    """Advance one (rule, route) state machine by one evaluation."""
+    """Advance one (rule, route) state machine by one evaluation. `breach_start` is the
+    first breaching second when this evaluation starts a breach (`for` counts from it)."""
     if state.phase is Phase.ok:
         if not verdict.breached:
             return state, None
-        state = RuleState(Phase.pending, breach_since=window_start)
+        state = RuleState(Phase.pending, breach_since=min(breach_start, now))
     if state.phase is Phase.pending:
         if not verdict.breached:
             return RuleState(), None
-        since = state.breach_since if state.breach_since is not None else window_start
+        since = state.breach_since if state.breach_since is not None else now
         if now - since >= rule.for_seconds:
             firing = RuleState(Phase.firing, breach_since=since, firing_since=now)
             return firing, Transition("fire", impact_started_at=since, at=now)
@@ -245,8 +283,34 @@ def step(
     return replace(state, recovered_since=recovered_since), None
 
 
+# latency at or above this (ms), and twice the rule's reference, is a "high" finding
+LATENCY_HIGH_MS = 1000.0
+
+
+def severity_of(rule: Rule, value: float | None, reference: float | None) -> str:
+    """The severity a firing rule's signal carries. Latency alone, with nothing failing, is
+    never critical (never a P1): "high" (P2) when the value is at least twice its reference
+    and at least LATENCY_HIGH_MS, "warning" (P3) below that, and never above the rule's own
+    severity."""
+    if rule.metric not in LATENCY_METRICS:
+        return rule.severity
+    big = (
+        value is not None
+        and reference is not None
+        and reference > 0
+        and value >= max(2 * reference, LATENCY_HIGH_MS)
+    )
+    by_size = "high" if big else "warning"
+    mine = rule.severity if rule.severity in SEVERITIES else "high"
+    return min(by_size, mine, key=SEVERITIES.index)
+
+
 def default_rules() -> list[Rule]:
-    """Rules every route gets without configuration."""
+    """Rules every route gets without configuration. The absolute ones (5xx-rate,
+    p95-above-bound, auth-failure-share, no-healthy-target) need no history and work from a
+    route's first minute; the relative ones (p95-vs-baseline, auth-failure-spike,
+    rate-limit-surge, traffic-drop) switch on once the route (or the route named by its
+    `baseline_from`) has enough stored minutes. docs/configuration.md lists the numbers."""
     return [
         Rule(
             name="5xx-rate",
@@ -255,8 +319,19 @@ def default_rules() -> list[Rule]:
             threshold=0.05,
             for_seconds=3,
             min_requests=20,
+            min_events=3,  # a rare single 500 is not an incident
             severity="critical",
             description="more than 5 % of calls fail with 5xx or a gateway error",
+        ),
+        Rule(
+            name="p95-above-bound",
+            metric=Metric.p95,
+            condition=Condition.above,
+            threshold=1000.0,
+            for_seconds=20,
+            min_requests=100,  # the p95 of 100 calls rests on its 5 slowest
+            severity="high",
+            description="p95 latency above 1 s",
         ),
         Rule(
             name="p95-vs-baseline",
@@ -264,8 +339,8 @@ def default_rules() -> list[Rule]:
             condition=Condition.baseline_ratio,
             threshold=2.0,
             floor=100.0,
-            for_seconds=10,
-            min_requests=20,
+            for_seconds=20,
+            min_requests=200,
             severity="high",
             description="p95 latency above twice its baseline (and above 100 ms)",
         ),
@@ -281,13 +356,28 @@ def default_rules() -> list[Rule]:
             description="every target of the route's upstream is down",
         ),
         Rule(
+            name="auth-failure-share",
+            metric=Metric.auth_failure_share,
+            condition=Condition.above,
+            threshold=0.5,
+            for_seconds=10,
+            min_requests=40,
+            min_events=30,
+            severity="high",
+            category=SECURITY,
+            description="more than half of the calls rejected with 401/403 "
+            "(credential stuffing or a broken client credential)",
+        ),
+        Rule(
             name="auth-failure-spike",
             metric=Metric.auth_failures,
             condition=Condition.zscore,
             threshold=6.0,
             for_seconds=10,
             min_requests=20,
+            min_events=20,
             severity="warning",
+            category=SECURITY,
             description="401/403 rate far above its usual level",
         ),
         Rule(
@@ -297,6 +387,7 @@ def default_rules() -> list[Rule]:
             threshold=6.0,
             for_seconds=10,
             min_requests=20,
+            min_events=20,
             severity="warning",
             description="429 rate far above its usual level",
         ),
@@ -311,6 +402,33 @@ def default_rules() -> list[Rule]:
             description="traffic fell to zero on a route that had traffic",
         ),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteOverride:
+    """Per-route changes to the rules (``detection.routes.<route>`` in the configuration)."""
+
+    thresholds: dict[str, float] = field(default_factory=dict)  # rule name -> threshold
+    min_requests: dict[str, int] = field(default_factory=dict)  # rule name -> min_requests
+    min_events: dict[str, int] = field(default_factory=dict)  # rule name -> min_events
+    disabled: frozenset[str] = frozenset()  # rule names off on this route
+    baseline_from: str | None = None  # take baselines from this route's history
+
+
+def for_route(rule: Rule, override: RouteOverride | None) -> Rule | None:
+    """`rule` as it applies on a route with `override`; None when it is off there."""
+    if override is None:
+        return rule
+    if rule.name in override.disabled:
+        return None
+    changes: dict[str, float | int] = {}
+    if rule.name in override.thresholds:
+        changes["threshold"] = override.thresholds[rule.name]
+    if rule.name in override.min_requests:
+        changes["min_requests"] = override.min_requests[rule.name]
+    if rule.name in override.min_events:
+        changes["min_events"] = override.min_events[rule.name]
+    return replace(rule, **changes) if changes else rule  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)

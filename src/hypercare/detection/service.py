@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.detection.config import RuleConfig
@@ -25,7 +25,7 @@ from hypercare.detection.models import (
     ValidationWatch,
     WatchRead,
 )
-from hypercare.detection.rules import Evidence
+from hypercare.detection.rules import SECURITY, Evidence, WindowStats
 from hypercare.errors import Conflict, InvalidInput, NotFound
 from hypercare.feedback import service as feedback
 from hypercare.feedback.attach import AttachStep, start_group
@@ -33,6 +33,8 @@ from hypercare.feedback.drafts import SignalDraft
 from hypercare.feedback.models import IssueDetail, Signal, SignalGroup
 from hypercare.feedback.samples import TEST_LABEL
 from hypercare.store.base import utcnow
+from hypercare.telemetry.aggregate import STORED_QUANTILES, Aggregate
+from hypercare.telemetry.models import TelemetryMinute
 from hypercare.triage import service as triage
 from hypercare.triage.models import Issue, IssueCreate
 from hypercare.triage.rules import DONE, Matrix, Status
@@ -93,6 +95,15 @@ def finding_draft(finding: Finding, component: str | None) -> SignalDraft:
         )
     resolved = finding.kind == "resolve"
     verb = "recovered" if resolved else finding.rule.description or finding.rule.name
+    security = finding.rule.category == SECURITY
+    labels = {"rule": finding.rule.name}
+    summary = f"{finding.route}: {verb}"
+    if security:
+        # its own title, label and dedup key: an auth-failure spike is a security issue and
+        # never merges into an application-error one
+        labels["category"] = SECURITY
+        if not resolved:
+            summary = f"Security: possible credential attack on {finding.route}: {verb}"
     lines = [ev.summary()]
     if ev.top_paths:
         lines.append("top failing paths: " + ", ".join(f"{p} ({n})" for p, n in ev.top_paths))
@@ -103,17 +114,17 @@ def finding_draft(finding: Finding, component: str | None) -> SignalDraft:
     return SignalDraft(
         kind="system",
         source="gateway",
-        summary=f"{finding.route}: {verb}"[:500],
+        summary=summary[:500],
         dedup_key=finding.dedup_key,
         raw=raw,
         body="\n".join(lines),
-        severity=finding.rule.severity,
+        severity=finding.severity,
         status="resolved" if resolved else "firing",
         occurred_at=_at(finding.impact_started_at if not resolved else finding.at),
         component=component,
         route=finding.route,
         request_ids=ev.sample_request_ids,
-        labels={"rule": finding.rule.name},
+        labels=labels,
     )
 
 
@@ -135,15 +146,93 @@ async def emit(
         attach=attach,
     )
     if finding.kind == "fire":
+        from hypercare.detection.attach import person_set
+
         for issue_id in done.issue_ids:
             issue = await triage.get_issue(session=session, issue_id=issue_id)
-            onset = _at(finding.impact_started_at)
-            if issue.impact_started_at is None or onset < issue.impact_started_at:
-                from hypercare.detection.attach import person_set
-
-                if not await person_set(session, issue.id, "impact_started_at"):
-                    issue.impact_started_at = onset
+            if issue.route is not None and issue.route != finding.route:
+                continue  # another route's telemetry says nothing of when this one broke
+            if await person_set(session, issue.id, "impact_started_at"):
+                continue
+            onset = await first_bad_second(session=session, issue_id=issue.id, route=finding.route)
+            mine = _at(finding.impact_started_at)
+            onset = mine if onset is None else min(onset, mine)
+            if issue.route is None and issue.impact_started_at is not None:
+                onset = min(onset, issue.impact_started_at)
+            # the issue's route: its telemetry decides, even over an earlier unrelated signal
+            issue.impact_started_at = onset
     return done
+
+
+async def first_bad_second(*, session: AsyncSession, issue_id: int, route: str) -> datetime | None:
+    """The earliest first-bad-second of the firing gateway signals of `route` on the issue
+    (a firing gateway signal's `occurred_at` is its rule's first breaching second)."""
+    found: datetime | None = await session.scalar(
+        select(func.min(Signal.occurred_at)).where(
+            Signal.issue_id == issue_id,
+            Signal.source == "gateway",
+            Signal.dedup_key.like("gateway:%"),  # not security or forecast signals
+            ~Signal.dedup_key.like("gateway:forecast:%"),
+            Signal.route == route,
+            Signal.status == "firing",
+        )
+    )
+    return found
+
+
+# --- history for baselines ----------------------------------------------------------------
+
+
+async def route_minutes(
+    *, session: AsyncSession, start: int, end: int
+) -> dict[str, dict[int, WindowStats]]:
+    """Every route's stored minute rollups in [start, end), as per-minute numbers for the
+    detector's baselines (several rows of one minute, from late batches, are summed)."""
+    rows = await session.execute(
+        select(
+            TelemetryMinute.key,
+            TelemetryMinute.bucket,
+            TelemetryMinute.requests,
+            TelemetryMinute.c4xx,
+            TelemetryMinute.c5xx,
+            TelemetryMinute.auth_failures,
+            TelemetryMinute.rate_limited,
+            TelemetryMinute.upstream_errors,
+            TelemetryMinute.bytes_in,
+            TelemetryMinute.bytes_out,
+            TelemetryMinute.codes,
+            TelemetryMinute.errors,
+            TelemetryMinute.hist_total,
+        ).where(
+            TelemetryMinute.dim == "route",
+            TelemetryMinute.bucket >= start,
+            TelemetryMinute.bucket < end,
+        )
+    )
+    merged: dict[tuple[str, int], Aggregate] = {}
+    for row in rows:
+        agg = merged.get((row.key, row.bucket))
+        if agg is None:
+            agg = merged[(row.key, row.bucket)] = Aggregate()
+        agg.merge_row(row, codes=False)
+    out: dict[str, dict[int, WindowStats]] = {}
+    for (route, bucket), agg in merged.items():
+        p50, p95, p99 = agg.hist_total.quantiles(STORED_QUANTILES)
+        out.setdefault(route, {})[bucket] = WindowStats(
+            route=route,
+            start=bucket,
+            end=bucket + 60,
+            requests=agg.requests,
+            status_5xx=agg.c5xx,
+            status_4xx=agg.c4xx,
+            auth_failures=agg.auth_failures,
+            rate_limited=agg.rate_limited,
+            upstream_errors=agg.upstream_errors,
+            p50=p50,
+            p95=p95,
+            p99=p99,
+        )
+    return out
 
 
 # --- deployments ---------------------------------------------------------------------------

@@ -135,7 +135,9 @@ def _rule(r: Rule) -> dict[str, Any]:
         "for_seconds": r.for_seconds,
         "clear_for_seconds": r.clear_for_seconds,
         "min_requests": r.min_requests,
+        "min_events": r.min_events,
         "severity": r.severity,
+        "category": r.category,
         "routes": list(r.routes) or ["*"],
         "description": r.description,
     }

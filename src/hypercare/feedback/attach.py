@@ -91,6 +91,9 @@ async def attach(
     labels = [f"source:{signal.source}"]
     if signal.severity:
         labels.append(f"severity:{signal.severity}"[:60])
+    category = (signal.labels or {}).get("category")
+    if isinstance(category, str) and category:
+        labels.append(category[:60])  # e.g. "security" from an auth-failure rule
     issue = await triage.create_issue(
         session=session,
         matrix=matrix,

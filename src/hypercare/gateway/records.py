@@ -7,6 +7,7 @@ in-worker metrics are both `RecordSink`s.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -66,3 +67,52 @@ class ManagedSink(RecordSink, Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+# --- what a call's outcome was: one classification for every place that counts calls ------
+
+# error kinds that mean "the upstream misbehaved or is down" (as opposed to the client or the
+# gateway's own policy): telemetry's `upstream_errors`, detection's rules and the status
+# pages all count these, so they are written down once, here
+UPSTREAM_ERRORS = frozenset(
+    {"timeout", "connect_failed", "reset", "bad_response", "no_healthy_target"}
+)
+
+
+class Outcome(NamedTuple):
+    """How one call ended, as every counter of calls sees it.
+
+    `failed` is what an error rate counts: a 5xx sent to the client, or an upstream error
+    the client did not see as a 5xx (the upstream reset after the status line went out).
+    Client mistakes (4xx) are not failures; 401/403 and 429 are counted apart because auth
+    failures and rate limiting have their own rules.
+    """
+
+    failed: bool
+    server_error: bool  # a 5xx was sent
+    client_error: bool  # a 4xx was sent
+    auth_failure: bool  # 401 or 403
+    rate_limited: bool  # 429
+    upstream_error: bool  # the error kind is one of UPSTREAM_ERRORS
+
+
+@functools.lru_cache(maxsize=4096)
+def outcome_of(status: int, error: str) -> Outcome:
+    """The `Outcome` of a call answered `status` with error kind `error` (cached: the
+    (status, error) pairs seen in practice are few)."""
+    server = status >= 500
+    client = 400 <= status < 500
+    upstream = error in UPSTREAM_ERRORS
+    return Outcome(
+        failed=server or upstream,
+        server_error=server,
+        client_error=client,
+        auth_failure=status in (401, 403),
+        rate_limited=status == 429,
+        upstream_error=upstream,
+    )
+
+
+def outcome(record: CallRecord) -> Outcome:
+    """How `record`'s call ended (see `Outcome`)."""
+    return outcome_of(record.status, record.error)

@@ -24,6 +24,7 @@ from hypercare.gateway.capture import Capturer, Tap
 from hypercare.gateway.config import GatewayConfig, PassiveConfig, RouteConfig
 from hypercare.gateway.exchange import Exchange
 from hypercare.gateway.health import ActiveChecker, record_failure
+from hypercare.gateway.logbudget import LogBudget
 from hypercare.gateway.metrics import Metrics
 from hypercare.gateway.ratelimit import LocalLimiter, RedisLimiter
 from hypercare.gateway.records import CallRecord, RecordSink
@@ -109,6 +110,7 @@ class Gateway:
         # None when no route captures anything: the request path then skips capture entirely
         self.capture = capture
         self.metrics = Metrics()
+        self.security_log_budget = LogBudget()
         self.connections: set[ClientConnection] = set()
         self.upstreams: dict[str, UpstreamState] = {}
         self.hash_headers: frozenset[bytes] = frozenset()
@@ -294,14 +296,26 @@ class Gateway:
         self, route: str, reason: str, client_ip: str, method: str, path: str
     ) -> None:
         self.metrics.auth_failure(route, reason)
-        security_log.warning(
-            "auth refused: route=%s reason=%s client_ip=%s method=%s path=%s",
-            route,
-            reason,
-            client_ip,
-            method,
-            path,
-        )
+        emit, suppressed = self.security_log_budget.take(f"{route}\0{reason}", time.monotonic())
+        if suppressed:
+            security_log.warning(
+                "auth refused: route=%s reason=%s: %d more refusals were not logged "
+                "(at most %d lines per %gs; hypercare_auth_failures_total counts all)",
+                route,
+                reason,
+                suppressed,
+                self.security_log_budget.per_window,
+                self.security_log_budget.window,
+            )
+        if emit:
+            security_log.warning(
+                "auth refused: route=%s reason=%s client_ip=%s method=%s path=%s",
+                route,
+                reason,
+                client_ip,
+                method,
+                path,
+            )
 
     def passive_failure(self, target: object) -> None:
         if not isinstance(target, Target):

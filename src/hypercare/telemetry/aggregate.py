@@ -10,13 +10,17 @@ from itertools import repeat
 from operator import truediv
 from typing import Any
 
-from hypercare.gateway.records import CallRecord
+from hypercare.gateway.records import UPSTREAM_ERRORS, CallRecord, outcome_of
 from hypercare.telemetry.histogram import _LN_GAMMA, _MAX_INDEX, MIN_MS, Histogram
 
-# error kinds that mean "the upstream misbehaved" (as opposed to the client or the gateway)
-UPSTREAM_ERRORS = frozenset(
-    {"timeout", "connect_failed", "reset", "bad_response", "no_healthy_target"}
-)
+__all__ = [
+    "STORED_QUANTILES",
+    "UPSTREAM_ERRORS",
+    "Aggregate",
+    "Key",
+    "aggregate_into",
+    "buckets_of",
+]
 
 
 # the quantiles of total latency stored with each rollup row (columns p50, p95, p99)
@@ -162,20 +166,22 @@ def _count_group(
     aggregates of `keys`, column by column with C-level builtins (Counter, sum, map): the
     latency buckets are computed once and counted straight into each key's histograms."""
     cols = list(zip(*rs, strict=True))
-    codes = Counter(cols[_STATUS])
-    c4xx = c5xx = auth = limited = 0
-    for status, n in codes.items():
-        if status >= 500:
-            c5xx += n
-        elif status >= 400:
-            c4xx += n
-            if status == 401 or status == 403:
-                auth += n
-            elif status == 429:
-                limited += n
-    errors = Counter(cols[_ERROR])
-    errors.pop("", None)
-    upstream_errors = sum(n for e, n in errors.items() if e in UPSTREAM_ERRORS)
+    # one `outcome_of` per distinct (status, error) pair: the classification every counter
+    # of calls shares, at the cost of a Counter over the pairs
+    pairs = Counter(zip(cols[_STATUS], cols[_ERROR], strict=True))
+    codes: Counter[int] = Counter()
+    errors: Counter[str] = Counter()
+    c4xx = c5xx = auth = limited = upstream_errors = 0
+    for (status, error), n in pairs.items():
+        codes[status] += n
+        if error:
+            errors[error] += n
+        o = outcome_of(status, error)
+        c5xx += n if o.server_error else 0
+        c4xx += n if o.client_error else 0
+        auth += n if o.auth_failure else 0
+        limited += n if o.rate_limited else 0
+        upstream_errors += n if o.upstream_error else 0
     bytes_in = sum(cols[_REQ_BYTES])
     bytes_out = sum(cols[_RESP_BYTES])
     total = list(buckets_of(cols[_TOTAL]))

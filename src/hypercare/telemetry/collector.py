@@ -1,7 +1,8 @@
 """The console side of shipping: store batches durably, keep live aggregates, flush rollups.
 
 `ingest` writes one batch (its row, its call detail as one block and the calls' lookup
-keys, see segments.py) in one transaction, then adds the records to the live aggregates.
+keys, see segments.py) in one transaction, then adds the records to the live aggregates and
+hands them to the collector's observers (detection's one-second windows).
 Only after that returns is the batch acknowledged, so an acknowledged record is always in
 the store. `flush` writes closed minutes as rollup rows and flags their batches aggregated, in one
 transaction. `recover` rebuilds the live aggregates of unflagged batches at start.
@@ -16,7 +17,7 @@ import logging
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from itertools import chain
 from typing import Any
 
@@ -138,6 +139,9 @@ class Collector:
         self.live = live
         self.redactor = Redactor(config.redact.headers, config.redact.fields)
         self.nodes = VerifiedNodes()
+        # called with the records of every newly stored batch, after the live aggregates got
+        # them (detection's live windows): one place feeds every consumer of ingested calls
+        self.observers: list[Callable[[Sequence[CallRecord]], None]] = []
         # SQLite has one writer; a transaction that read first and then writes fails at once
         # (SQLITE_BUSY, no wait) when another one committed meanwhile. Telemetry's writers
         # take turns instead. PostgreSQL needs no such lock.
@@ -232,6 +236,13 @@ class Collector:
             stats.duplicates += 1
             return 0, True
         self.live.add(batch_id, batch.records)
+        if batch.records:
+            for observe in self.observers:
+                try:
+                    observe(batch.records)
+                except Exception:
+                    # the batch is stored and acknowledged whatever an observer does
+                    log.exception("telemetry: a record observer failed")
         elapsed = time.perf_counter() - started
         stats.records += len(batch.records)
         stats.batches += 1

@@ -68,9 +68,6 @@ async def ingest(request: Request, state: State, session: Db) -> IngestResult:
     )
     batch = decode_batch(await request.body())
     accepted, duplicate = await collector.ingest(node, batch)
-    if not duplicate:
-        for observe in state.record_observers:
-            observe(batch.records)
     return IngestResult(batch=batch.key, accepted=accepted, duplicate=duplicate)
 
 
