@@ -13,7 +13,7 @@ from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig, parse_config
 from hypercare.response import jobs, service
-from hypercare.response.channels import MemoryNotifier, Notifiers
+from hypercare.response.channels import MemoryNotifier, Notifiers, slack_body
 from hypercare.response.oncall import on_call
 from hypercare.response.roster import schedule_of
 from hypercare.store.base import utcnow
@@ -111,6 +111,10 @@ async def test_a_p1_pages_the_on_call_person_then_escalates_and_finishes(
     assert [o.channel.name for o in memory.sent] == [first]
     assert memory.sent[0].channel.url == f"http://127.0.0.1:9/{shift.person}"
     assert memory.sent[0].message["ack_url"].startswith("http")
+    assert memory.sent[0].message["for"] == shift.person
+    assert {"type": "mrkdwn", "text": f"*For:*\n{shift.person}"} in slack_body(
+        memory.sent[0].message
+    )["blocks"][1]["fields"]
     # nothing more until the wait is over
     assert await _later(state, 4) == []
     assert await _later(state, 6) == ["bob/0", "ops-hook"]

@@ -76,6 +76,8 @@ def headline(m: Mapping[str, Any]) -> str:
 
 def _facts(m: Mapping[str, Any]) -> list[tuple[str, str]]:
     facts = [("Priority", str(m["priority"])), ("Status", str(m["status"]))]
+    if m.get("for"):  # a page to one person (their Slack/Teams handle, or their name)
+        facts.insert(0, ("For", str(m["for"])))
     where = " ".join(str(x) for x in (m.get("component"), m.get("route")) if x)
     if where:
         facts.append(("Where", where))

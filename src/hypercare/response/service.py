@@ -676,6 +676,12 @@ async def deliver_to(
         channel = config.channel(name)
         if channel is None or name in existing:
             continue
+        message = message_for(entry, issue, change, base_url=base_url, ack_token=token)
+        person_name, slash, index = name.partition("/")
+        person = config.person(person_name) if slash else None
+        if person is not None:
+            contact = person.contacts[int(index)]
+            message["for"] = contact.target or person.full_name or person.name
         delivery = Delivery(
             issue_id=issue.id,
             entry_id=entry.id,
@@ -683,7 +689,7 @@ async def deliver_to(
             channel=name,
             channel_type=channel.type,
             recipient=recipient(channel),
-            message=message_for(entry, issue, change, base_url=base_url, ack_token=token),
+            message=message,
             state=DeliveryState.pending.value,
             attempts=0,
             idempotency_key=uuid.uuid4().hex,
