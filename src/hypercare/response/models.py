@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hypercare.bounds import Input, Instant
 from hypercare.response.rules import DeliveryState
 from hypercare.store.base import Base, UTCDateTime, utcnow
 
@@ -131,12 +132,12 @@ class OncallOverride(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class OverrideCreate(BaseModel):
+class OverrideCreate(Input):
     model_config = ConfigDict(extra="forbid")
 
     person: str = Field(min_length=1, max_length=80)
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Instant
+    end: Instant
     note: str | None = Field(default=None, max_length=500)
 
 

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from hypercare.api.deps import Admin, Db, Responder, State, Viewer, bearer_token
 from hypercare.auth import service as auth_service
 from hypercare.auth.rules import Role, allows
+from hypercare.bounds import Id
 from hypercare.errors import InvalidInput, NotFound, Unauthenticated
 from hypercare.response import ical, jobs, oncall, rules, service
 from hypercare.response.channels import (
@@ -57,7 +58,7 @@ links = APIRouter(include_in_schema=False)
 async def issue_notifications(
     session: Db,
     _: Viewer,
-    issue_id: int,
+    issue_id: Id,
     limit: Annotated[int, Query(ge=1, le=1000, description="the newest this many")] = 200,
 ) -> list[DeliveryRead]:
     """The deliveries made for the issue, oldest first: channel, recipient, state, attempts
@@ -68,7 +69,7 @@ async def issue_notifications(
 
 @router.post("/notifications/{delivery_id}/replay", response_model=DeliveryRead)
 async def replay_notification(
-    state: State, session: Db, who: Responder, delivery_id: int
+    state: State, session: Db, who: Responder, delivery_id: Id
 ) -> DeliveryRead:
     """Send a delivery again, whatever its state (a pending one is refused: it is on its way)."""
     delivery = await service.replay(
@@ -83,7 +84,7 @@ async def acknowledge_issue(
     state: State,
     session: Db,
     who: Responder,
-    issue_id: int,
+    issue_id: Id,
     body: AcknowledgeRequest | None = None,
 ) -> IssueRead:
     """Stamp `acknowledged_at` (the first time; later calls change nothing) and record it on
@@ -418,7 +419,7 @@ async def create_override(
 
 
 @router.delete("/oncall/overrides/{override_id}", response_model=OverrideRead)
-async def delete_override(session: Db, _: Responder, override_id: int) -> OverrideRead:
+async def delete_override(session: Db, _: Responder, override_id: Id) -> OverrideRead:
     row = await service.delete_override(session=session, override_id=override_id)
     return service.override_read(row)
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.api.deps import Db, State
 from hypercare.api.state import AppState
 from hypercare.auth.rules import Role, allows
+from hypercare.bounds import Id
 from hypercare.errors import DomainError
 from hypercare.response import oncall, service
 from hypercare.response.models import OverrideCreate
@@ -157,7 +158,7 @@ async def add_override(request: Request, state: State, session: Db, user: CsrfUs
 
 
 @router.post("/oncall/overrides/{override_id}/delete")
-async def remove_override(session: Db, user: CsrfUser, override_id: int) -> Response:
+async def remove_override(session: Db, user: CsrfUser, override_id: Id) -> Response:
     user.require(Role.responder, "Removing an override")
     try:
         row = await service.delete_override(session=session, override_id=override_id)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.api.deps import Db, State
 from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
+from hypercare.bounds import Id
 from hypercare.response import jobs, service
 from hypercare.store.base import utcnow
 from hypercare.triage.models import IssueRead
@@ -36,7 +37,7 @@ def _back(request: Request, issue_id: int, anchor: str) -> Response:
 
 
 @router.post("/issues/{issue_id}/acknowledge")
-async def acknowledge(request: Request, session: Db, user: CsrfUser, issue_id: int) -> Response:
+async def acknowledge(request: Request, session: Db, user: CsrfUser, issue_id: Id) -> Response:
     user.require(Role.responder, "Acknowledging an issue")
     await service.acknowledge(
         session=session,
@@ -51,7 +52,7 @@ async def acknowledge(request: Request, session: Db, user: CsrfUser, issue_id: i
 
 @router.post("/notifications/{delivery_id}/replay")
 async def replay(
-    request: Request, state: State, session: Db, user: CsrfUser, delivery_id: int
+    request: Request, state: State, session: Db, user: CsrfUser, delivery_id: Id
 ) -> Response:
     user.require(Role.responder, "Replaying a notification")
     delivery = await service.replay(
