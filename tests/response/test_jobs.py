@@ -292,3 +292,22 @@ async def test_messages_carry_the_evidence_of_linked_signals(state: AppState) ->
     evidence = memory.sent[0].message["evidence"]
     assert evidence["Signals"] == "1"
     assert "error rate 34 %" in evidence["Latest signal"]
+
+
+async def test_an_ended_send_whose_outcome_is_not_stored_yet_is_not_sent_again(
+    state: AppState,
+) -> None:
+    memory = MemoryNotifier()
+    rt = await _runtime(state, memory)
+    await _open(state, "once")
+    await jobs.outbox_pass(state, rt)
+    await jobs.dispatch_pass(state, rt)
+    for task in list(rt.inflight.values()):
+        await task
+    assert rt.results and not rt.inflight  # ended, outcome held in memory
+    await jobs.dispatch_pass(state, rt)
+    for task in list(rt.inflight.values()):
+        await task
+    assert len(memory.sent) == 1
+    await jobs.store_results(state, rt)
+    assert [d.state for d in await _deliveries(state)] == ["sent"]

@@ -125,6 +125,8 @@ def test_ack_tokens() -> None:
     assert rules.verify_ack(key, forged, now=1) is AckRefusal.tampered
     later = token.replace(".2000.", ".9999.", 1)
     assert rules.verify_ack(key, later, now=1) is AckRefusal.tampered
+    huge = rules.sign_ack(key, AckClaim(issue_id=10**11, expires=2000, nonce="abc"))
+    assert rules.verify_ack(key, huge, now=1) is AckRefusal.malformed  # not a row id
     for bad in ("", "a.b.c.d", "1.2.3", "x" * 400, "1.2..mac"):
         assert rules.verify_ack(key, bad, now=1) is AckRefusal.malformed
 

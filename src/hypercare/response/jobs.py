@@ -265,7 +265,11 @@ async def dispatch_pass(state: AppState, rt: ResponseRuntime) -> int:
         return 0
     async with state.sessions() as session:
         due = await service.due_deliveries(
-            session=session, now=utcnow(), limit=min(room, d.batch), skip=rt.inflight
+            session=session,
+            now=utcnow(),
+            limit=min(room, d.batch),
+            # in flight, or ended with the outcome not stored yet: not due again
+            skip=[*rt.inflight, *(i for i, _ in rt.results)],
         )
     notifiers = rt.notifiers
     if notifiers is None:

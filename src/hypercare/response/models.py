@@ -97,8 +97,8 @@ class DeliveryRead(BaseModel):
     error: str | None
 
 
-class AcknowledgeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AcknowledgeRequest(Input):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     note: str | None = Field(default=None, max_length=2000)
 
@@ -223,11 +223,11 @@ class Escalation(Base):
     stop_reason: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
-class TestRequest(BaseModel):
+class TestRequest(Input):
     """Send a test message: to a configured channel by name, or to a webhook `url` given here
     (refused when it resolves to a private address the config's allow_private does not name)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     channel: str | None = Field(default=None, max_length=80)
     url: str | None = Field(default=None, max_length=2000)

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from hypercare.bounds import MAX_ID
 from hypercare.detection.rules import WindowStats
 from hypercare.response.config import PolicyConfig, RuleConfig
 from hypercare.response.oncall import resolve
@@ -179,6 +180,8 @@ def verify_ack(key: bytes, token: str, now: int) -> AckClaim | AckRefusal:
     if len(parts[0]) > 12 or len(parts[1]) > 12 or not parts[2] or len(parts[2]) > 64:
         return AckRefusal.malformed
     claim = AckClaim(int(parts[0]), int(parts[1]), parts[2])
+    if not 1 <= claim.issue_id <= MAX_ID:
+        return AckRefusal.malformed
     expected = sign_ack(key, claim).rsplit(".", 1)[1]
     if not hmac.compare_digest(expected, parts[3]):
         return AckRefusal.tampered
