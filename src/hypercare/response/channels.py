@@ -69,12 +69,15 @@ def headline(m: Mapping[str, Any]) -> str:
         "sla": "SLA at risk:" if m.get("sla_state") == "at_risk" else "SLA breached:",
         "escalation": "Escalated:",
         "acknowledged": "Acknowledged:",
+        "page": "Paging:",
     }.get(str(m.get("event")), "Update:")
     return f"{verb} [{m['priority']}] #{m['issue_id']} {m['title']}"
 
 
 def _facts(m: Mapping[str, Any]) -> list[tuple[str, str]]:
     facts = [("Priority", str(m["priority"])), ("Status", str(m["status"]))]
+    if m.get("for"):  # a page to one person (their Slack/Teams handle, or their name)
+        facts.insert(0, ("For", str(m["for"])))
     where = " ".join(str(x) for x in (m.get("component"), m.get("route")) if x)
     if where:
         facts.append(("Where", where))

@@ -19,12 +19,15 @@ file and line of the dangling name.
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Literal
+import re
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from hypercare.configtypes import Duration, StrictModel
+from hypercare.response.oncall import describe_gap, local_gap
 
 ChannelType = Literal["webhook", "slack", "teams", "email", "pagerduty", "opsgenie"]
 CHANNEL_TYPES: tuple[str, ...] = ("webhook", "slack", "teams", "email", "pagerduty", "opsgenie")
@@ -130,6 +133,199 @@ class DispatchConfig(StrictModel):
     gap_wait: Duration = timedelta(seconds=30)
 
 
+# --- people, schedules, escalation policies (part B) ------------------------------------
+
+_WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name like Europe/Paris or America/New_York)"
+        ) from None
+    return value
+
+
+def _clock(value: object) -> str:
+    """``"09:00"`` as written; YAML 1.1 reads an unquoted ``18:00`` as the number 1080
+    (base 60), which is taken back to ``18:00``."""
+    if isinstance(value, int) and not isinstance(value, bool) and 60 <= value < 24 * 60:
+        return f"{value // 60:02d}:{value % 60:02d}"
+    if isinstance(value, str) and re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d|24:00", value.strip()):
+        return value.strip()
+    raise ValueError(f"invalid time of day {value!r} (write it as 'HH:MM', e.g. '09:00')")
+
+
+TimeZoneName = Annotated[str, AfterValidator(_zone)]
+Clock = Annotated[str, BeforeValidator(_clock)]
+
+
+def clock_time(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(0) if hours == "24" else time(int(hours), int(minutes))
+
+
+class ContactConfig(StrictModel):
+    """One way to reach a person. `channel` names a configured channel of the same type
+    that carries the message (a Slack or Teams webhook; for email the SMTP settings);
+    `target` is who it is for there (``@alice``, ``U024BE7LH``, an address); a webhook
+    contact may give its own `url` instead of a channel."""
+
+    type: Literal["email", "slack", "teams", "webhook"]
+    channel: str | None = Field(default=None, pattern=_NAME)
+    target: str | None = Field(default=None, max_length=300)
+    url: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _settings(self) -> ContactConfig:
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"`url` must be an http:// or https:// URL (got {self.url!r})")
+        if self.url and self.type != "webhook":
+            raise ValueError("only a webhook contact takes `url`; others name a `channel`")
+        if self.type == "webhook" and not (self.url or self.channel):
+            raise ValueError("a webhook contact needs `url` or `channel`")
+        if self.type in ("slack", "teams") and not self.channel:
+            raise ValueError(f"a {self.type} contact needs `channel` (a {self.type} channel)")
+        return self
+
+
+class QuietHoursConfig(StrictModel):
+    """Local hours (the person's zone) when only P1 reaches this person."""
+
+    start: Clock = Field(alias="from")
+    end: Clock = Field(alias="to")
+
+
+class PersonConfig(StrictModel):
+    name: str = Field(pattern=_NAME, description="the id used in schedules, policies, rules")
+    full_name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=300, pattern=r"^[^@\s]+@[^@\s]+$")
+    time_zone: TimeZoneName = "UTC"
+    contacts: list[ContactConfig] = Field(default_factory=list, max_length=20)
+    # name of an API token (`hypercare token create --name ...`) that acts as this person
+    token: str | None = Field(default=None, max_length=100)
+    quiet_hours: QuietHoursConfig | None = None
+
+
+class RestrictionConfig(StrictModel):
+    """A layer is on duty only inside these local windows (the schedule's zone)."""
+
+    days: list[str] = Field(default_factory=lambda: list(_WEEKDAY_NAMES), min_length=1)
+    start: Clock = Field(alias="from")
+    end: Clock = Field(alias="to")
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[str]) -> list[str]:
+        out = []
+        for d in value:
+            key = d.strip().lower()[:3]
+            if key not in _WEEKDAY_NAMES:
+                raise ValueError(f"unknown day {d!r} (use {', '.join(_WEEKDAY_NAMES)})")
+            out.append(key)
+        return out
+
+    @model_validator(mode="after")
+    def _span(self) -> RestrictionConfig:
+        if self.start == self.end:
+            raise ValueError("`from` and `to` are equal (write 00:00 to 24:00 for a whole day)")
+        if self.start == "24:00":
+            raise ValueError("`from` must be before 24:00")
+        return self
+
+
+class LayerConfig(StrictModel):
+    """Members take turns in order. ``rotation: daily`` and ``weekly`` hand off at
+    `handoff` local time (weekly: on the weekday of `start`); ``rotation: hours`` with
+    ``turn: 12h`` hands off every N hours of the local clock from `start` + `handoff`."""
+
+    name: str | None = Field(default=None, max_length=80)
+    rotation: Literal["daily", "weekly", "hours"] = "weekly"
+    turn: Duration | None = None
+    handoff: Clock = "09:00"
+    start: date
+    members: list[str] = Field(min_length=1, max_length=200)
+    restrictions: list[RestrictionConfig] = Field(default_factory=list, max_length=50)
+
+    @model_validator(mode="after")
+    def _turn(self) -> LayerConfig:
+        if self.rotation == "hours":
+            if self.turn is None:
+                raise ValueError("rotation: hours needs `turn`, e.g. turn: 12h")
+            secs = self.turn.total_seconds()
+            if secs < 3600 or secs % 3600 or secs > 24 * 3600 * 28:
+                raise ValueError("`turn` must be a whole number of hours, 1h to 28 days")
+        elif self.turn is not None:
+            raise ValueError(f"`turn` is only for rotation: hours (this one is {self.rotation})")
+        if self.handoff == "24:00":
+            raise ValueError("`handoff` must be before 24:00")
+        return self
+
+    @property
+    def length(self) -> timedelta:
+        if self.rotation == "daily":
+            return timedelta(days=1)
+        if self.rotation == "weekly":
+            return timedelta(days=7)
+        return self.turn or timedelta(hours=24)
+
+
+class ScheduleConfig(StrictModel):
+    name: str = Field(pattern=_NAME)
+    time_zone: TimeZoneName
+    description: str | None = Field(default=None, max_length=500)
+    # later layers sit on top of earlier ones where they have somebody
+    layers: list[LayerConfig] = Field(min_length=1, max_length=20)
+
+
+class StepConfig(StrictModel):
+    """Notify people, schedules (whoever is on call then) and channels, then wait."""
+
+    notify: list[str] = Field(default_factory=list, max_length=50)
+    wait: Duration = timedelta(minutes=10)
+
+
+class PolicyConfig(StrictModel):
+    """Ordered steps, run `repeat` times in all, stopped by acknowledgement. `levels`
+    names the triage matrix's escalation path entries (``24/7 on-call engineering``) or
+    priorities (``P1``) this policy serves."""
+
+    name: str = Field(pattern=_NAME)
+    levels: list[str] = Field(default_factory=list, max_length=50)
+    steps: list[StepConfig] = Field(default_factory=list, max_length=20)
+    repeat: int = Field(default=1, ge=1, le=10)
+
+
+class ImpactGateConfig(StrictModel):
+    """Impact-confirmed paging: an issue opened by a system alert from one of `sources`
+    pages on-call only when the gateway's live telemetry shows user impact on its route (or
+    its component's routes) over the last `window`; otherwise `notify` (the team channels)
+    hears about it, with the numbers that decided, and nobody is paged."""
+
+    sources: list[str] = Field(
+        default_factory=lambda: ["alertmanager", "grafana", "datadog", "cloudwatch"],
+        max_length=50,
+    )
+    notify: list[str] = Field(min_length=1, max_length=20)
+    window: Duration = timedelta(minutes=5)
+    # fewer calls than this in the window: no evidence either way, so on-call is paged
+    min_requests: int = Field(default=20, ge=1, le=1_000_000)
+    error_rate: float = Field(default=0.02, gt=0, le=1, description="failed share = impact")
+    p95_ms: float | None = Field(default=2000, gt=0, description="p95 at or above = impact")
+
+
+class StormConfig(StrictModel):
+    """More than `issues` new issues within `within`: the channel messages about new issues
+    are gathered into one per channel (sent `gather` after the first), instead of one each.
+    Pages by escalation policies are not gathered."""
+
+    issues: int = Field(default=10, ge=1, le=10_000)
+    within: Duration = timedelta(seconds=60)
+    gather: Duration = timedelta(seconds=5)
+
+
 class ResponseConfig(StrictModel):
     base_url: str | None = Field(
         default=None,
@@ -145,6 +341,11 @@ class ResponseConfig(StrictModel):
     signing_key: str | None = Field(default=None, min_length=32, max_length=200)
     # hosts or networks that URLs arriving through the API may resolve to even when private
     allow_private: list[str] = Field(default_factory=list, max_length=100)
+    people: list[PersonConfig] = Field(default_factory=list, max_length=1000)
+    schedules: list[ScheduleConfig] = Field(default_factory=list, max_length=200)
+    policies: list[PolicyConfig] = Field(default_factory=list, max_length=200)
+    impact_gate: ImpactGateConfig | None = None
+    storm: StormConfig | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> ResponseConfig:
@@ -152,19 +353,70 @@ class ResponseConfig(StrictModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"channel names must be unique; repeated: {', '.join(dupes)}")
+        # one namespace for everything a rule or a policy step can name
+        every = names + [
+            x.name for group in (self.people, self.schedules, self.policies) for x in group
+        ]
+        dupes = sorted({n for n in every if every.count(n) > 1})
+        if dupes:
+            raise ValueError(
+                "names of channels, people, schedules and policies share one namespace and "
+                f"must be unique; repeated: {', '.join(dupes)}"
+            )
         if self.base_url and not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https:// ({self.base_url!r})")
         return self
 
     def channel(self, name: str) -> ChannelConfig | None:
+        """A configured channel, or a person's contact method as one (``ann/1``: the
+        second contact of ann), which is how deliveries to people are addressed."""
         for c in self.channels:
             if c.name == name:
                 return c
-        return None
+        person_name, slash, index = name.partition("/")
+        person = self.person(person_name) if slash and index.isdigit() else None
+        if person is None or int(index) >= len(person.contacts):
+            return None
+        return self.contact_channel(person, int(index))
+
+    def contact_channel(self, person: PersonConfig, index: int) -> ChannelConfig | None:
+        contact = person.contacts[index]
+        name = f"{person.name}/{index}"
+        if contact.type == "webhook" and contact.url:
+            return ChannelConfig(name="contact", type="webhook", url=contact.url).model_copy(
+                update={"name": name}
+            )
+        base = None
+        if contact.channel:
+            base = next((c for c in self.channels if c.name == contact.channel), None)
+        elif contact.type == "email":
+            base = next((c for c in self.channels if c.type == "email"), None)
+        if base is None:
+            return None
+        update: dict[str, object] = {"name": name}
+        if contact.type == "email":
+            address = contact.target or person.email
+            if not address:
+                return None
+            update["to"] = [address]
+        return base.model_copy(update=update)
 
     def target_names(self) -> dict[str, str]:
-        """Every name a rule may notify, with what it is (part B adds people and more)."""
-        return {c.name: "channel" for c in self.channels}
+        """Every name a rule may notify, with what it is."""
+        out = {c.name: "channel" for c in self.channels}
+        out.update({p.name: "person" for p in self.people})
+        out.update({s.name: "schedule" for s in self.schedules})
+        out.update({p.name: "policy" for p in self.policies})
+        return out
+
+    def person(self, name: str) -> PersonConfig | None:
+        return next((p for p in self.people if p.name == name), None)
+
+    def schedule(self, name: str) -> ScheduleConfig | None:
+        return next((s for s in self.schedules if s.name == name), None)
+
+    def policy(self, name: str) -> PolicyConfig | None:
+        return next((p for p in self.policies if p.name == name), None)
 
 
 def reference_errors(
@@ -180,7 +432,8 @@ def reference_errors(
                 errors.append(
                     (
                         ("response", "rules", i, "notify", j),
-                        f"unknown channel {name!r} (known: {known})",
+                        f"unknown channel {name!r} (no channel, person, schedule or policy has "
+                        f"that name; known: {known})",
                     )
                 )
         for j, p in enumerate(rule.match.priority):
@@ -191,4 +444,69 @@ def reference_errors(
                         f"unknown priority {p!r} (the matrix has {', '.join(priorities)})",
                     )
                 )
+    errors.extend(_oncall_errors(config, priorities))
+    return errors
+
+
+def _oncall_errors(
+    config: ResponseConfig, priorities: list[str]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Dangling names in people, schedules and policies, and schedules whose first handoff
+    is a local time that never happens."""
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    people = {p.name for p in config.people}
+    known_people = ", ".join(sorted(people)) or "none defined"
+    channels = {c.name: c.type for c in config.channels}
+    for i, person in enumerate(config.people):
+        for j, contact in enumerate(person.contacts):
+            if contact.channel is None:
+                continue
+            kind = channels.get(contact.channel)
+            where: tuple[str | int, ...] = ("response", "people", i, "contacts", j, "channel")
+            if kind is None:
+                known = ", ".join(sorted(channels)) or "none defined"
+                errors.append((where, f"unknown channel {contact.channel!r} (known: {known})"))
+            elif kind != contact.type:
+                errors.append(
+                    (where, f"channel {contact.channel!r} is a {kind} channel, not {contact.type}")
+                )
+    for i, sch in enumerate(config.schedules):
+        zone = ZoneInfo(sch.time_zone)
+        for j, layer in enumerate(sch.layers):
+            for k, member in enumerate(layer.members):
+                if member not in people:
+                    errors.append(
+                        (
+                            ("response", "schedules", i, "layers", j, "members", k),
+                            f"unknown person {member!r} (known: {known_people})",
+                        )
+                    )
+            first = datetime.combine(layer.start, clock_time(layer.handoff))
+            if local_gap(first, zone):
+                errors.append(
+                    (("response", "schedules", i, "layers", j, "start"), describe_gap(first, zone))
+                )
+    targets = config.target_names()
+    if config.impact_gate is not None:
+        for j, name in enumerate(config.impact_gate.notify):
+            if targets.get(name) != "channel":
+                known = ", ".join(sorted(c.name for c in config.channels)) or "none defined"
+                errors.append(
+                    (
+                        ("response", "impact_gate", "notify", j),
+                        f"unknown channel {name!r} (known: {known})",
+                    )
+                )
+    for i, policy in enumerate(config.policies):
+        for j, step in enumerate(policy.steps):
+            for k, name in enumerate(step.notify):
+                if targets.get(name) in (None, "policy"):
+                    known = ", ".join(sorted(n for n, t in targets.items() if t != "policy"))
+                    errors.append(
+                        (
+                            ("response", "policies", i, "steps", j, "notify", k),
+                            f"unknown person, schedule or channel {name!r} "
+                            f"(known: {known or 'none defined'})",
+                        )
+                    )
     return errors

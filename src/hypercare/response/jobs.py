@@ -19,9 +19,11 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hypercare.api.state import AppState
+from hypercare.detection import jobs as detection_jobs
 from hypercare.response import rules, service
 from hypercare.response.channels import (
     HttpNotifier,
@@ -34,6 +36,7 @@ from hypercare.response.channels import (
     system_resolver,
 )
 from hypercare.store.base import utcnow
+from hypercare.triage.models import Issue
 
 log = logging.getLogger("hypercare.response")
 
@@ -97,6 +100,19 @@ async def start(state: AppState) -> ResponseRuntime:
                 rt.secrets[ch.name] = ch.secret or await service.channel_secret(
                     session=session, channel=ch.name, key=rt.key
                 )
+        # people's contacts: through a channel they sign with its secret; a contact's own
+        # webhook URL gets a generated secret of its own
+        for person in cfg.people:
+            for j, contact in enumerate(person.contacts):
+                if contact.type != "webhook":
+                    continue
+                name = f"{person.name}/{j}"
+                if contact.channel:
+                    rt.secrets[name] = rt.secrets.get(contact.channel, "")
+                else:
+                    rt.secrets[name] = await service.channel_secret(
+                        session=session, channel=name, key=rt.key
+                    )
         stored = await service.get_setting(session=session, name=service.CURSOR)
         if stored is None:
             rt.cursor = await service.newest_entry_id(session=session)
@@ -124,6 +140,17 @@ async def outbox_pass(state: AppState, rt: ResponseRuntime) -> int:
             key=rt.key,
             now=utcnow(),
         )
+        made = await service.gather_storm(session=session, config=cfg, made=made, now=utcnow())
+        made += await service.react(
+            session=session,
+            config=cfg,
+            matrix=state.matrix,
+            entries=entries,
+            base_url=rt.base_url,
+            key=rt.key,
+            now=utcnow(),
+            impact=impact_probe(state) if cfg.impact_gate else None,
+        )
         seen = rt.seen | {e.id for e, _ in entries}
         cursor, gaps = rules.advance_cursor(
             rt.cursor,
@@ -137,6 +164,62 @@ async def outbox_pass(state: AppState, rt: ResponseRuntime) -> int:
     # only once committed: a failed pass is simply done again
     rt.cursor, rt.gaps = cursor, gaps
     rt.seen = {i for i in seen if i > cursor}
+    return len(made)
+
+
+def impact_probe(state: AppState) -> Callable[[Issue], rules.Impact]:
+    """Read the gateway's live windows (detection's, fed on ingest) for an issue's route, or
+    for every route tagged with its component."""
+    gate = state.config.response.impact_gate
+    live = detection_jobs.runtime(state).live
+    by_component: dict[str, list[str]] = {}
+    by_path: dict[str, str] = {}
+    for route in state.config.gateway.routes:
+        component = route.tags.get("component")
+        if component:
+            by_component.setdefault(component, []).append(route.name)
+        if route.match.path:
+            by_path[route.match.path] = route.name
+
+    def probe(issue: Issue) -> rules.Impact:
+        if gate is None:  # pragma: no cover - only made when the gate is configured
+            return rules.Impact(None, "no impact gate configured")
+        routes: list[str] = []
+        if issue.route:
+            routes.append(by_path.get(issue.route, issue.route))
+        elif issue.component:
+            routes.extend(by_component.get(issue.component, []))
+        if not routes:
+            return rules.Impact(
+                None, "no route or component of the gateway to check: on-call is paged"
+            )
+        now = time.time()
+        window = gate.window.total_seconds()
+        stats = [live.stats(r, now - window, now) for r in routes]
+        return rules.impact_verdict(
+            stats,
+            window=gate.window,
+            min_requests=gate.min_requests,
+            error_rate=gate.error_rate,
+            p95_ms=gate.p95_ms,
+        )
+
+    return probe
+
+
+async def escalation_pass(state: AppState, rt: ResponseRuntime) -> int:
+    """Run the escalation steps that are due; returns how many deliveries they made."""
+    if not state.config.response.policies:
+        return 0
+    async with state.sessions() as session, session.begin():
+        made = await service.escalation_pass(
+            session=session,
+            config=state.config.response,
+            base_url=rt.base_url,
+            key=rt.key,
+            now=utcnow(),
+            urgent_priority=state.matrix.levels[0].level if state.matrix.levels else "P1",
+        )
     return len(made)
 
 
@@ -229,6 +312,7 @@ async def _send(rt: ResponseRuntime, notifier: Notifier, outbound: Outbound) -> 
 async def step(state: AppState, rt: ResponseRuntime) -> None:
     """One turn of the loop."""
     await outbox_pass(state, rt)
+    await escalation_pass(state, rt)
     await store_results(state, rt)
     await dispatch_pass(state, rt)
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hypercare.bounds import Input
+from hypercare.bounds import Input, Instant
 from hypercare.response.rules import DeliveryState
 from hypercare.store.base import Base, UTCDateTime, utcnow
 
@@ -111,6 +111,116 @@ class ChannelRead(BaseModel):
     # a generated webhook secret, in clear exactly once (the first time it is read)
     secret: str | None = None
     secret_revealed_at: datetime | None = None
+
+
+# --- on call (part B) ---------------------------------------------------------------------
+
+
+class OncallOverride(Base):
+    """Somebody takes a schedule over from `start` to `end`, on top of every layer."""
+
+    __tablename__ = "response_oncall_overrides"
+    __table_args__ = (Index("ix_response_oncall_overrides_span", "schedule", "end_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule: Mapped[str] = mapped_column(String(80))
+    person: Mapped[str] = mapped_column(String(80))
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OverrideCreate(Input):
+    model_config = ConfigDict(extra="forbid")
+
+    person: str = Field(min_length=1, max_length=80)
+    start: Instant
+    end: Instant
+    note: str | None = Field(default=None, max_length=500)
+
+
+class OverrideRead(BaseModel):
+    id: int
+    schedule: str
+    person: str
+    start: datetime
+    end: datetime
+    note: str | None
+    created_by: str
+    created_at: datetime
+
+
+class ShiftRead(BaseModel):
+    schedule: str
+    person: str
+    start: datetime
+    end: datetime
+    layer: str
+
+
+class ScheduleOnCall(BaseModel):
+    schedule: str
+    time_zone: str
+    on_call: ShiftRead | None
+    next: list[ShiftRead]
+
+
+class OnCallRead(BaseModel):
+    at: datetime
+    schedules: list[ScheduleOnCall]
+
+
+class ContactRead(BaseModel):
+    type: str
+    channel: str | None
+    target: str | None
+    # a contact's own webhook URL is shown by host only: it may carry a token
+    url_host: str | None
+
+
+class PersonRead(BaseModel):
+    name: str
+    full_name: str | None
+    email: str | None
+    time_zone: str
+    contacts: list[ContactRead]
+    token: str | None
+    schedules: list[str]
+    on_call: list[ShiftRead]
+    ical_path: str
+
+
+class ScheduleRead(BaseModel):
+    name: str
+    time_zone: str
+    description: str | None
+    layers: list[dict[str, Any]]
+    overrides: list[OverrideRead]
+    ical_path: str
+
+
+class Escalation(Base):
+    """One issue's run of one escalation policy: which step it is at and when the next is
+    due. Stopped (with the reason) by acknowledgement, resolution or the last step."""
+
+    __tablename__ = "response_escalations"
+    __table_args__ = (
+        Index("uq_response_escalations_issue_policy", "issue_id", "policy", unique=True),
+        Index("ix_response_escalations_due", "stopped_at", "next_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    policy: Mapped[str] = mapped_column(String(80))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    advance_to: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    stop_reason: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class TestRequest(Input):

@@ -13,13 +13,16 @@ import hmac
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from hypercare.bounds import MAX_ID
-from hypercare.response.config import RuleConfig
+from hypercare.detection.rules import WindowStats
+from hypercare.response.config import PolicyConfig, RuleConfig
+from hypercare.response.oncall import resolve
 
 
 class DeliveryState(StrEnum):
@@ -273,3 +276,180 @@ def advance_cursor(
         moving = False
         waiting[i] = first
     return new_cursor, waiting
+
+
+# --- escalation policies ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationState:
+    """Where one issue's run of a policy stands. `done` counts the steps executed over all
+    repeats; `last_at` is when the latest ran. SLA at-risk and breached raise `advance_to`:
+    steps below it are due at once instead of after their wait."""
+
+    started_at: datetime
+    done: int = 0
+    last_at: datetime | None = None
+    advance_to: int = 0
+    acknowledged: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DueStep:
+    index: int  # over all repeats, from 0
+    round: int  # which repeat, from 1
+    number: int  # which step of the policy, from 1
+    notify: tuple[str, ...]
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationPlan:
+    due: tuple[DueStep, ...]
+    # when the step after these falls due (None: the policy is finished or stopped)
+    next_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return not self.due and self.next_at is None
+
+
+def policy_length(policy: PolicyConfig) -> int:
+    return len(policy.steps) * policy.repeat
+
+
+def _step(policy: PolicyConfig, index: int, due_at: datetime) -> DueStep:
+    n = len(policy.steps)
+    step = policy.steps[index % n]
+    return DueStep(index, index // n + 1, index % n + 1, tuple(step.notify), due_at)
+
+
+def next_steps(policy: PolicyConfig, state: EscalationState, now: datetime) -> EscalationPlan:
+    """The steps of `policy` due at `now` and when the following one is due.
+
+    The first step is due when the run starts; each later step `wait` after the one before
+    it ran (so a late pass does not fire a burst: waits are between pages, not from the
+    start). Steps below `advance_to` are due now. Acknowledgement stops everything.
+    A step without a wait lets the next one run in the same pass. After the last step
+    `next_at` is when its wait ends: the run finishes then (no steps, no `next_at`)."""
+    total = policy_length(policy)
+    if state.acknowledged or state.done >= total or not policy.steps:
+        return EscalationPlan((), None)
+    due: list[DueStep] = []
+    index, last = state.done, state.last_at
+    while index < total:
+        if index == 0 or last is None:
+            due_at = state.started_at
+        else:
+            due_at = last + policy.steps[(index - 1) % len(policy.steps)].wait
+        if index < state.advance_to:
+            due_at = min(due_at, now)
+        if due_at > now:
+            return EscalationPlan(tuple(due), due_at)
+        due.append(_step(policy, index, due_at))
+        index, last = index + 1, now
+        if policy.steps[(index - 1) % len(policy.steps)].wait and index >= state.advance_to:
+            # after the last step too: the run is over once its wait has passed
+            following = now + policy.steps[(index - 1) % len(policy.steps)].wait
+            return EscalationPlan(tuple(due), following)
+    return EscalationPlan(tuple(due), None)
+
+
+def policies_for(
+    policies: Iterable[PolicyConfig], priority: str, escalation_path: Sequence[str]
+) -> list[str]:
+    """Policies that serve an issue by the matrix: those whose `levels` name its priority
+    or one of the escalation path entries of its priority (``24/7 on-call engineering``)."""
+    wanted = {priority, *escalation_path}
+    return [p.name for p in policies if any(level in wanted for level in p.levels)]
+
+
+def quiet_until(start: time, end: time, zone: ZoneInfo, now: datetime) -> datetime | None:
+    """When a person's quiet hours (local `start`–`end`, past midnight when `end` <=
+    `start`) that contain `now` end, or None when `now` is outside them."""
+    here = now.astimezone(zone)
+    t = here.time().replace(tzinfo=None)
+    today = here.date()
+    if start < end:
+        inside = start <= t < end
+        end_day = today
+    else:
+        inside = t >= start or t < end
+        end_day = today + timedelta(days=1) if t >= start else today
+    if not inside:
+        return None
+    return resolve(datetime.combine(end_day, end), zone)
+
+
+# --- impact-confirmed paging --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Impact:
+    """Whether users are hurt: True, False, or None when the telemetry cannot tell (then
+    on-call is paged as usual). `text` gives the numbers that decided."""
+
+    impact: bool | None
+    text: str
+
+
+def system_alert(labels: Sequence[str], sources: Sequence[str]) -> bool:
+    """An issue opened from one of the alerting tools in `sources` (``source:grafana``)."""
+    return any(label in {f"source:{s}" for s in sources} for label in labels)
+
+
+def impact_verdict(
+    stats: Sequence[WindowStats],
+    *,
+    window: timedelta,
+    min_requests: int,
+    error_rate: float,
+    p95_ms: float | None,
+) -> Impact:
+    """Decide from the gateway's live windows of the issue's routes (summed; the worst p95)."""
+    routes = ", ".join(s.route for s in stats) or "no route"
+    requests = sum(s.requests for s in stats)
+    failed = sum(s.status_5xx + s.gateway_errors for s in stats)
+    p95s = [s.p95 for s in stats if s.p95 is not None]
+    p95 = max(p95s) if p95s else None
+    minutes = window.total_seconds() / 60
+    span = f"{minutes:g} min" if minutes >= 1 else f"{window.total_seconds():g} s"
+    if requests < min_requests:
+        return Impact(
+            None,
+            f"{routes}: {requests} requests in the last {span} (fewer than {min_requests}): "
+            "the gateway cannot tell, so on-call is paged",
+        )
+    rate = failed / requests
+    p95_text = f"p95 {p95:.0f} ms" if p95 is not None else "p95 unknown"
+    numbers = (
+        f"{routes}: {requests} requests in the last {span}, {failed} failed "
+        f"({rate:.1%}, threshold {error_rate:.1%}), {p95_text}"
+        + (f" (threshold {p95_ms:.0f} ms)" if p95_ms is not None else "")
+    )
+    hurt = rate >= error_rate or (p95_ms is not None and p95 is not None and p95 >= p95_ms)
+    if hurt:
+        return Impact(True, f"user impact confirmed: {numbers}")
+    return Impact(False, f"no user impact: {numbers}")
+
+
+# --- storms -------------------------------------------------------------------------------
+
+
+def storm_message(issues: Sequence[Mapping[str, Any]], *, within: timedelta) -> dict[str, Any]:
+    """One message standing for the "created" messages of `issues` (message snapshots, in
+    order). Keeps the fields every channel format reads: the first issue's id and links,
+    the most urgent priority (the matrix names sort P1 < P2 ...), a title that counts them,
+    and a text listing each."""
+    first = issues[0]
+    seconds = within.total_seconds()
+    lines = [f"#{m['issue_id']} [{m['priority']}] {m['title']} — {m['issue_url']}" for m in issues]
+    return {
+        **first,
+        "event": "storm",
+        "priority": min(str(m["priority"]) for m in issues),
+        "title": f"Storm: {len(issues)} new issues (more than usual within {seconds:g} s)",
+        "text": "\n".join(lines[:100])
+        + (f"\n… and {len(lines) - 100} more" if len(lines) > 100 else ""),
+        "issues": [m["issue_id"] for m in issues],
+    }

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import func, select, tuple_
@@ -20,17 +21,24 @@ from hypercare.errors import InvalidInput, NotFound
 from hypercare.feedback.models import Signal
 from hypercare.response import rules
 from hypercare.response.channels import recipient
-from hypercare.response.config import ResponseConfig
+from hypercare.response.config import ResponseConfig, clock_time
 from hypercare.response.models import (
     ChannelSecret,
     Delivery,
     DeliveryRead,
+    Escalation,
+    OncallOverride,
+    OverrideCreate,
+    OverrideRead,
     ResponseSetting,
     UsedAckLink,
 )
+from hypercare.response.oncall import Override, on_call
+from hypercare.response.roster import schedule_of
 from hypercare.response.rules import AckClaim, DeliveryState
 from hypercare.triage import service as triage_service
 from hypercare.triage.models import Issue, TimelineEntry
+from hypercare.triage.rules import Matrix
 
 CURSOR = "outbox_cursor"
 KEY = "signing_key"
@@ -465,3 +473,550 @@ async def use_ack_link(
     return await acknowledge(
         session=session, issue_id=issue.id, actor="ack link", via="signed link", note=None, now=now
     )
+
+
+# --- on-call overrides --------------------------------------------------------------------
+
+MAX_OVERRIDE = timedelta(days=90)
+
+
+def override_value(row: OncallOverride) -> Override:
+    return Override(row.person, row.start_at, row.end_at, id=row.id)
+
+
+def override_read(row: OncallOverride) -> OverrideRead:
+    return OverrideRead(
+        id=row.id,
+        schedule=row.schedule,
+        person=row.person,
+        start=row.start_at,
+        end=row.end_at,
+        note=row.note,
+        created_by=row.created_by,
+        created_at=row.created_at,
+    )
+
+
+async def list_overrides(
+    *,
+    session: AsyncSession,
+    schedule: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[OncallOverride]:
+    """Overrides meeting ``[start, end)`` (each bound optional), oldest start first."""
+    query = select(OncallOverride).order_by(OncallOverride.start_at, OncallOverride.id)
+    if schedule is not None:
+        query = query.where(OncallOverride.schedule == schedule)
+    if start is not None:
+        query = query.where(OncallOverride.end_at > start)
+    if end is not None:
+        query = query.where(OncallOverride.start_at < end)
+    return list((await session.scalars(query.limit(5000))).all())
+
+
+async def overrides_by_schedule(
+    *, session: AsyncSession, start: datetime, end: datetime
+) -> dict[str, list[Override]]:
+    out: dict[str, list[Override]] = {}
+    for row in await list_overrides(session=session, start=start, end=end):
+        out.setdefault(row.schedule, []).append(override_value(row))
+    return out
+
+
+async def create_override(
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    schedule: str,
+    body: OverrideCreate,
+    actor: str,
+    now: datetime,
+) -> OncallOverride:
+    if config.schedule(schedule) is None:
+        raise NotFound(f"no schedule named {schedule!r} in response.schedules")
+    if config.person(body.person) is None:
+        known = ", ".join(sorted(p.name for p in config.people)) or "none defined"
+        raise InvalidInput(
+            f"unknown person {body.person!r} (known: {known})", details={"field": "person"}
+        )
+    if body.end <= body.start:
+        raise InvalidInput("`end` must be after `start`", details={"field": "end"})
+    if body.end - body.start > MAX_OVERRIDE:
+        raise InvalidInput("an override may last at most 90 days", details={"field": "end"})
+    if body.end <= now:
+        raise InvalidInput("the override would be over already", details={"field": "end"})
+    row = OncallOverride(
+        schedule=schedule,
+        person=body.person,
+        start_at=body.start,
+        end_at=body.end,
+        note=body.note,
+        created_by=actor,
+        created_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def delete_override(*, session: AsyncSession, override_id: int) -> OncallOverride:
+    row = await session.get(OncallOverride, override_id)
+    if row is None:
+        raise NotFound(f"no override #{override_id}")
+    await session.delete(row)
+    await session.flush()
+    return row
+
+
+# --- people, schedules and escalation policies as targets ----------------------------------
+
+CLOSED = frozenset({"resolved", "verified", "closed"})
+PAGE = "page"  # the timeline kind of an executed escalation step (the outbox ignores it)
+
+
+async def resolve_targets(
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    names: Sequence[str],
+    now: datetime,
+    urgent: bool = False,
+    held: dict[str, datetime] | None = None,
+) -> tuple[list[str], list[str]]:
+    """The delivery channels for people, schedules (whoever is on call `now`) and channels,
+    each once, and what was decided on the way ("primary: ann on call"). A person inside
+    their quiet hours is held until they end (their channels go into `held`) unless the
+    issue is `urgent` (the matrix's first level)."""
+    kinds = config.target_names()
+    channels: list[str] = []
+    notes: list[str] = []
+    overrides: dict[str, list[Override]] | None = None
+
+    def add(name: str) -> None:
+        if name not in channels:
+            channels.append(name)
+
+    def add_person(name: str) -> None:
+        person = config.person(name)
+        if person is None:
+            notes.append(f"{name}: no such person")
+            return
+        usable = [
+            f"{name}/{j}"
+            for j in range(len(person.contacts))
+            if config.contact_channel(person, j) is not None
+        ]
+        if not usable:
+            notes.append(f"{name} has no usable contact method")
+        quiet = person.quiet_hours
+        if quiet is not None and usable and not urgent and held is not None:
+            until = rules.quiet_until(
+                clock_time(quiet.start), clock_time(quiet.end), ZoneInfo(person.time_zone), now
+            )
+            if until is not None:
+                notes.append(f"{name}: quiet hours until {until:%Y-%m-%d %H:%M} UTC")
+                for channel in usable:
+                    held.setdefault(channel, until)
+        for channel in usable:
+            add(channel)
+
+    for name in names:
+        kind = kinds.get(name)
+        if kind == "channel":
+            add(name)
+        elif kind == "person":
+            add_person(name)
+        elif kind == "schedule":
+            cfg = config.schedule(name)
+            if cfg is None:  # pragma: no cover - kinds come from the config
+                continue
+            if overrides is None:
+                overrides = await overrides_by_schedule(
+                    session=session, start=now - timedelta(days=35), end=now + timedelta(days=1)
+                )
+            shift = on_call(schedule_of(cfg), overrides.get(name, []), now)
+            if shift is None:
+                notes.append(f"{name}: nobody on call")
+            else:
+                notes.append(f"{name}: {shift.person} on call")
+                add_person(shift.person)
+        else:
+            notes.append(f"{name}: not a person, schedule or channel")
+    return channels, notes
+
+
+async def deliver_to(
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    entry: TimelineEntry,
+    issue: Issue,
+    change: str,
+    channels: Sequence[str],
+    base_url: str,
+    key: bytes,
+    now: datetime,
+    held: dict[str, datetime] | None = None,
+) -> list[Delivery]:
+    """Pending deliveries of `entry` to `channels` (configured or a person's contact), one
+    per channel, due now or when the `held` time of their channel comes; pairs made before
+    are skipped."""
+    if not channels:
+        return []
+    found = await session.scalars(
+        select(Delivery.channel).where(
+            Delivery.entry_id == entry.id, Delivery.channel.in_(list(channels))
+        )
+    )
+    existing = set(found)
+    token = new_ack_token(key, issue.id, config.ack_link_ttl, now)
+    made = []
+    for name in channels:
+        channel = config.channel(name)
+        if channel is None or name in existing:
+            continue
+        message = message_for(entry, issue, change, base_url=base_url, ack_token=token)
+        person_name, slash, index = name.partition("/")
+        person = config.person(person_name) if slash else None
+        if person is not None:
+            contact = person.contacts[int(index)]
+            message["for"] = contact.target or person.full_name or person.name
+        delivery = Delivery(
+            issue_id=issue.id,
+            entry_id=entry.id,
+            event=change,
+            channel=name,
+            channel_type=channel.type,
+            recipient=recipient(channel),
+            message=message,
+            state=DeliveryState.pending.value,
+            attempts=0,
+            idempotency_key=uuid.uuid4().hex,
+            created_at=now,
+            next_attempt_at=(held or {}).get(name, now),
+        )
+        session.add(delivery)
+        made.append(delivery)
+    await session.flush()
+    return made
+
+
+async def open_escalations(*, session: AsyncSession, issue_id: int) -> list[Escalation]:
+    rows = await session.scalars(
+        select(Escalation).where(Escalation.issue_id == issue_id, Escalation.stopped_at.is_(None))
+    )
+    return list(rows)
+
+
+def _stop(session: AsyncSession, row: Escalation, issue: Issue, reason: str, now: datetime) -> None:
+    row.stopped_at, row.stop_reason, row.next_at = now, reason, None
+    triage_service.record(
+        session,
+        issue,
+        actor="hypercare",
+        kind="escalation_stopped",
+        text=f"Escalation policy {row.policy} stopped after {row.done} step(s): {reason}",
+        data={"policy": row.policy, "done": row.done, "reason": reason},
+        at=now,
+    )
+
+
+async def react(
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    matrix: Matrix,
+    entries: Sequence[tuple[TimelineEntry, Issue]],
+    base_url: str,
+    key: bytes,
+    now: datetime,
+    impact: Callable[[Issue], rules.Impact] | None = None,
+) -> list[Delivery]:
+    """What committed timeline entries mean for people and policies: a new or reprioritised
+    issue starts the policies its rules or its matrix level name; SLA at-risk / breached
+    (the triage escalation level moving up) makes the next step due at once;
+    acknowledgement and resolution stop them. Rules that name people or schedules get
+    deliveries to their contacts (the on-call person's, for a schedule)."""
+    made: list[Delivery] = []
+    kinds = config.target_names()
+    for entry, issue in entries:
+        change = rules.change_of(entry.kind, entry.data or {})
+        if change is None:
+            continue
+        if change == "acknowledged" or (change == "status" and issue.status in CLOSED):
+            reason = "acknowledged" if change == "acknowledged" else f"issue {issue.status}"
+            for row in await open_escalations(session=session, issue_id=issue.id):
+                _stop(session, row, issue, reason, now)
+            continue
+        # at-risk and breached each move a run on by one step (the triage "escalation"
+        # entry of the same moment would count it twice)
+        if change == "sla":
+            for row in await open_escalations(session=session, issue_id=issue.id):
+                row.advance_to = max(row.advance_to, row.done + 1)
+                row.next_at = now
+        named = rules.targets(config.rules, facts_of(issue), change)
+        gate = config.impact_gate
+        if (
+            change == "created"
+            and gate is not None
+            and impact is not None
+            and rules.system_alert(issue.labels or [], gate.sources)
+        ):
+            verdict = impact(issue)
+            checked = triage_service.record(
+                session,
+                issue,
+                actor="hypercare",
+                kind="impact_check",
+                text=verdict.text
+                + (
+                    " — on-call not paged; the team channel is told"
+                    if verdict.impact is False
+                    else ""
+                ),
+                data={"impact": verdict.impact},
+                at=now,
+            )
+            if verdict.impact is False:
+                await session.flush()
+                made += await deliver_to(
+                    session=session,
+                    config=config,
+                    entry=checked,
+                    issue=issue,
+                    change="impact",
+                    channels=gate.notify,
+                    base_url=base_url,
+                    key=key,
+                    now=now,
+                )
+                continue
+        direct = [n for n in named if kinds.get(n) in ("person", "schedule")]
+        if direct:
+            held: dict[str, datetime] = {}
+            channels, _notes = await resolve_targets(
+                session=session,
+                config=config,
+                names=direct,
+                now=now,
+                urgent=bool(matrix.levels) and issue.priority == matrix.levels[0].level,
+                held=held,
+            )
+            made += await deliver_to(
+                session=session,
+                config=config,
+                entry=entry,
+                issue=issue,
+                change=change,
+                channels=channels,
+                base_url=base_url,
+                key=key,
+                now=now,
+                held=held,
+            )
+        if change not in ("created", "priority") or issue.acknowledged_at or issue.status in CLOSED:
+            continue
+        try:
+            path = matrix.level(issue.priority).escalation
+        except InvalidInput:
+            path = []
+        wanted = [n for n in named if kinds.get(n) == "policy"]
+        wanted += list(rules.policies_for(config.policies, issue.priority, path))
+        for name in dict.fromkeys(wanted):
+            exists = await session.scalar(
+                select(Escalation.id).where(
+                    Escalation.issue_id == issue.id, Escalation.policy == name
+                )
+            )
+            if exists is None:
+                session.add(
+                    Escalation(
+                        issue_id=issue.id,
+                        policy=name,
+                        started_at=now,
+                        done=0,
+                        advance_to=0,
+                        next_at=now,
+                    )
+                )
+    await session.flush()
+    return made
+
+
+def escalation_state(row: Escalation, issue: Issue) -> rules.EscalationState:
+    return rules.EscalationState(
+        started_at=row.started_at,
+        done=row.done,
+        last_at=row.last_at,
+        advance_to=row.advance_to,
+        acknowledged=issue.acknowledged_at is not None,
+    )
+
+
+async def escalation_pass(
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    base_url: str,
+    key: bytes,
+    now: datetime,
+    urgent_priority: str = "P1",
+) -> list[Delivery]:
+    """Run the escalation steps due at `now`: each on the issue's timeline (who was on
+    call, whom it reached), with deliveries for its targets."""
+    rows = list(
+        await session.execute(
+            select(Escalation, Issue)
+            .join(Issue, Issue.id == Escalation.issue_id)
+            .where(Escalation.stopped_at.is_(None), Escalation.next_at <= now)
+            .order_by(Escalation.next_at, Escalation.id)
+            .limit(200)
+        )
+    )
+    made: list[Delivery] = []
+    for row, issue in rows:
+        policy = config.policy(row.policy)
+        if policy is None:
+            _stop(session, row, issue, "the policy is no longer configured", now)
+            continue
+        if issue.acknowledged_at is not None:
+            _stop(session, row, issue, "acknowledged", now)
+            continue
+        if issue.status in CLOSED:
+            _stop(session, row, issue, f"issue {issue.status}", now)
+            continue
+        plan = rules.next_steps(policy, escalation_state(row, issue), now)
+        for step in plan.due:
+            step_held: dict[str, datetime] = {}
+            channels, notes = await resolve_targets(
+                session=session,
+                config=config,
+                names=step.notify,
+                now=now,
+                urgent=issue.priority == urgent_priority,
+                held=step_held,
+            )
+            late = (now - step.due_at).total_seconds()
+            entry = triage_service.record(
+                session,
+                issue,
+                actor="hypercare",
+                kind=PAGE,
+                text=(
+                    f"Escalation {policy.name}: step {step.number}/{len(policy.steps)}"
+                    f" (round {step.round}/{policy.repeat}) notifies "
+                    f"{', '.join(step.notify) or 'nobody'}"
+                    + (f" — {'; '.join(notes)}" if notes else "")
+                ),
+                data={
+                    "policy": policy.name,
+                    "step": step.number,
+                    "round": step.round,
+                    "notify": list(step.notify),
+                    "channels": channels,
+                    "notes": notes,
+                    "due_at": step.due_at.isoformat(),
+                    "late_seconds": round(late, 3),
+                },
+                at=now,
+            )
+            await session.flush()
+            made += await deliver_to(
+                session=session,
+                config=config,
+                entry=entry,
+                issue=issue,
+                change=PAGE,
+                channels=channels,
+                base_url=base_url,
+                key=key,
+                now=now,
+                held=step_held,
+            )
+        if plan.due:
+            row.done += len(plan.due)
+            row.last_at = now
+        row.next_at = plan.next_at
+        if plan.next_at is None:
+            _stop(session, row, issue, "every step ran without acknowledgement", now)
+    await session.flush()
+    return made
+
+
+async def list_escalations(*, session: AsyncSession, issue_id: int) -> list[Escalation]:
+    rows = await session.scalars(
+        select(Escalation).where(Escalation.issue_id == issue_id).order_by(Escalation.id)
+    )
+    return list(rows)
+
+
+# --- storms -------------------------------------------------------------------------------
+
+STORM = "storm"
+
+
+async def gather_storm(
+    *, session: AsyncSession, config: ResponseConfig, made: list[Delivery], now: datetime
+) -> list[Delivery]:
+    """During a storm (more than `storm.issues` issues opened within `storm.within`), the
+    fresh "created" deliveries to each channel are folded into that channel's one pending
+    storm delivery (made when the storm starts, sent `storm.gather` later). Returns the
+    deliveries still standing."""
+    storm = config.storm
+    created = [d for d in made if d.event == "created"]
+    if storm is None or not created:
+        return made
+    recent = await session.scalar(
+        select(func.count()).select_from(Issue).where(Issue.created_at >= now - storm.within)
+    )
+    if int(recent or 0) <= storm.issues:
+        return made
+    kept = [d for d in made if d.event != "created"]
+    by_channel: dict[str, list[Delivery]] = {}
+    for d in created:
+        by_channel.setdefault(d.channel, []).append(d)
+    for channel, rows in by_channel.items():
+        pending = await session.scalar(
+            select(Delivery)
+            .where(
+                Delivery.channel == channel,
+                Delivery.event == STORM,
+                Delivery.state == DeliveryState.pending.value,
+            )
+            .order_by(Delivery.id.desc())
+            .limit(1)
+        )
+        members = [d.message for d in rows]
+        if pending is not None:
+            # bounded: the first 1000 issues of a storm are listed
+            issues = (list(pending.message.get("members", [])) + members)[:1000]
+            message = rules.storm_message(issues, within=storm.within)
+            pending.message = {**message, "members": issues}
+        else:
+            head = rows[0]
+            message = rules.storm_message(members, within=storm.within)
+            pending = Delivery(
+                issue_id=head.issue_id,
+                entry_id=head.entry_id,
+                event=STORM,
+                channel=channel,
+                channel_type=head.channel_type,
+                recipient=head.recipient,
+                message={**message, "members": members},
+                state=DeliveryState.pending.value,
+                attempts=0,
+                idempotency_key=uuid.uuid4().hex,
+                created_at=now,
+                next_attempt_at=now + storm.gather,
+            )
+            # the head's own row gives way to the storm row (same entry and channel)
+            await session.delete(head)
+            await session.flush()
+            session.add(pending)
+            kept.append(pending)
+            rows = rows[1:]
+        for d in rows:
+            await session.delete(d)
+    await session.flush()
+    return kept

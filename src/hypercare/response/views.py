@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from html import escape
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
-from hypercare.api.deps import Admin, Db, Responder, State, Viewer
+from hypercare.api.deps import Admin, Db, Responder, State, Viewer, bearer_token
+from hypercare.auth import service as auth_service
+from hypercare.auth.rules import Role, allows
 from hypercare.bounds import Id
-from hypercare.errors import InvalidInput, NotFound
-from hypercare.response import jobs, rules, service
+from hypercare.errors import InvalidInput, NotFound, Unauthenticated
+from hypercare.response import ical, jobs, oncall, rules, service
 from hypercare.response.channels import (
     Notifiers,
     Outbound,
@@ -23,14 +28,23 @@ from hypercare.response.channels import (
     new_client,
     recipient,
 )
-from hypercare.response.config import ChannelConfig
+from hypercare.response.config import ChannelConfig, ScheduleConfig
 from hypercare.response.models import (
     AcknowledgeRequest,
     ChannelRead,
+    ContactRead,
     DeliveryRead,
+    OnCallRead,
+    OverrideCreate,
+    OverrideRead,
+    PersonRead,
+    ScheduleOnCall,
+    ScheduleRead,
+    ShiftRead,
     TestRequest,
     TestResult,
 )
+from hypercare.response.roster import schedule_of
 from hypercare.store.base import utcnow
 from hypercare.triage import service as triage_service
 from hypercare.triage.models import IssueRead
@@ -256,3 +270,281 @@ async def ack_confirm(request: Request, state: State, session: Db, token: str) -
         f"#{issue.id} acknowledged",
         f"<p>{escape(text)}</p><p><a href='/issues/{issue.id}'>Open the issue</a></p>",
     )
+
+
+# --- on call: who, when, overrides, calendars ----------------------------------------------
+
+FEED_HORIZON_PAST = timedelta(days=14)
+FEED_HORIZON_AHEAD = timedelta(days=90)
+
+
+def _parse_at(value: str | None) -> datetime:
+    if value is None:
+        return utcnow()
+    try:
+        at = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise InvalidInput(
+            f"`at` is not an ISO 8601 time: {value[:60]!r} (e.g. 2026-03-08T07:00:00Z)",
+            details={"field": "at"},
+        ) from None
+    if at.tzinfo is None:
+        raise InvalidInput(
+            "`at` needs a UTC offset or Z (e.g. 2026-03-08T07:00:00Z)", details={"field": "at"}
+        )
+    return at.astimezone(UTC)
+
+
+def _shift_read(shift: oncall.Shift) -> ShiftRead:
+    return ShiftRead(
+        schedule=shift.schedule,
+        person=shift.person,
+        start=shift.start,
+        end=shift.end,
+        layer=shift.layer,
+    )
+
+
+def _schedule(state: State, name: str) -> ScheduleConfig:
+    found = state.config.response.schedule(name)
+    if found is None:
+        known = ", ".join(s.name for s in state.config.response.schedules) or "none defined"
+        raise NotFound(f"no schedule named {name!r} (known: {known})")
+    return found
+
+
+async def _feed_key(state: State, session: Db, kind: str, name: str) -> str:
+    """The secret part of a calendar URL: calendar apps cannot send a bearer token, so the
+    feed's URL carries a key derived from the signing key (valid for that feed only)."""
+    rt = jobs.runtime(state)
+    key = rt.key or await service.signing_key(session=session, config=state.config.response)
+    mac = hmac.new(key, f"ical:{kind}:{name}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:18]).decode()
+
+
+@router.get("/oncall", response_model=OnCallRead)
+async def who_is_on_call(
+    state: State,
+    session: Db,
+    _: Viewer,
+    at: str | None = Query(default=None, max_length=64),
+    count: int = Query(default=5, ge=1, le=50),
+) -> OnCallRead:
+    """Who is on call on each schedule at `at` (default: now), and the next shifts (the
+    current one first, whole)."""
+    instant = _parse_at(at)
+    horizon = timedelta(days=60)
+    overrides = await service.overrides_by_schedule(
+        session=session, start=instant - timedelta(days=35), end=instant + horizon
+    )
+    out = []
+    for cfg in state.config.response.schedules:
+        sched = schedule_of(cfg)
+        mine = overrides.get(cfg.name, [])
+        now = oncall.on_call(sched, mine, instant)
+        upcoming = oncall.next_shifts(sched, mine, instant, count=count, horizon=horizon)
+        out.append(
+            ScheduleOnCall(
+                schedule=cfg.name,
+                time_zone=cfg.time_zone,
+                on_call=_shift_read(now) if now else None,
+                next=[_shift_read(s) for s in upcoming],
+            )
+        )
+    return OnCallRead(at=instant, schedules=out)
+
+
+@router.get("/oncall/schedules", response_model=list[ScheduleRead])
+async def list_schedules(state: State, session: Db, _: Viewer) -> list[ScheduleRead]:
+    """The configured schedules with their layers, API overrides still to come, and the
+    path of each one's calendar feed."""
+    now = utcnow()
+    rows = await service.list_overrides(session=session, start=now)
+    out = []
+    for cfg in state.config.response.schedules:
+        key = await _feed_key(state, session, "schedule", cfg.name)
+        out.append(
+            ScheduleRead(
+                name=cfg.name,
+                time_zone=cfg.time_zone,
+                description=cfg.description,
+                layers=[layer.model_dump(mode="json", by_alias=True) for layer in cfg.layers],
+                overrides=[service.override_read(r) for r in rows if r.schedule == cfg.name],
+                ical_path=f"/api/v1/oncall/schedules/{cfg.name}.ics?key={key}",
+            )
+        )
+    return out
+
+
+@router.get("/oncall/schedules/{name}/shifts", response_model=list[ShiftRead])
+async def schedule_shifts(
+    state: State,
+    session: Db,
+    _: Viewer,
+    name: str,
+    start: str | None = Query(default=None, max_length=64),
+    days: int = Query(default=14, ge=1, le=92),
+) -> list[ShiftRead]:
+    """The final schedule from `start` (default: now) for `days` days: the console's
+    timeline."""
+    cfg = _schedule(state, name)
+    begin = _parse_at(start)
+    end = begin + timedelta(days=days)
+    rows = await service.list_overrides(session=session, schedule=name, start=begin, end=end)
+    found = oncall.shifts(schedule_of(cfg), [service.override_value(r) for r in rows], begin, end)
+    return [_shift_read(s) for s in found]
+
+
+@router.get("/oncall/schedules/{name}/overrides", response_model=list[OverrideRead])
+async def schedule_overrides(state: State, session: Db, _: Viewer, name: str) -> list[OverrideRead]:
+    _schedule(state, name)
+    rows = await service.list_overrides(session=session, schedule=name, start=utcnow())
+    return [service.override_read(r) for r in rows]
+
+
+@router.post("/oncall/schedules/{name}/overrides", response_model=OverrideRead, status_code=201)
+async def create_override(
+    state: State, session: Db, who: Responder, name: str, body: OverrideCreate
+) -> OverrideRead:
+    """Put `person` on call on schedule `name` from `start` to `end`, over every layer."""
+    row = await service.create_override(
+        session=session,
+        config=state.config.response,
+        schedule=name,
+        body=body,
+        actor=who.name,
+        now=utcnow(),
+    )
+    return service.override_read(row)
+
+
+@router.delete("/oncall/overrides/{override_id}", response_model=OverrideRead)
+async def delete_override(session: Db, _: Responder, override_id: Id) -> OverrideRead:
+    row = await service.delete_override(session=session, override_id=override_id)
+    return service.override_read(row)
+
+
+@router.get("/people", response_model=list[PersonRead])
+async def list_people(state: State, session: Db, _: Viewer) -> list[PersonRead]:
+    """The configured people, which schedules they are on, their shifts in the next two
+    weeks and the path of their calendar feed. A contact's own URL is shown by host only."""
+    cfg = state.config.response
+    now = utcnow()
+    end = now + timedelta(days=14)
+    overrides = await service.overrides_by_schedule(session=session, start=now, end=end)
+    schedules = [schedule_of(s) for s in cfg.schedules]
+    out = []
+    for person in cfg.people:
+        on = sorted(
+            {s.name for s in cfg.schedules for ly in s.layers if person.name in ly.members}
+            | {n for n, ovs in overrides.items() for o in ovs if o.person == person.name}
+        )
+        upcoming = oncall.person_shifts(schedules, overrides, person.name, now, end)
+        key = await _feed_key(state, session, "person", person.name)
+        out.append(
+            PersonRead(
+                name=person.name,
+                full_name=person.full_name,
+                email=person.email,
+                time_zone=person.time_zone,
+                contacts=[
+                    ContactRead(
+                        type=c.type,
+                        channel=c.channel,
+                        target=c.target,
+                        url_host=urlsplit(c.url).hostname if c.url else None,
+                    )
+                    for c in person.contacts
+                ],
+                token=person.token,
+                schedules=on,
+                on_call=[_shift_read(s) for s in upcoming],
+                ical_path=f"/api/v1/oncall/people/{person.name}.ics?key={key}",
+            )
+        )
+    return out
+
+
+@router.get("/response/policies", response_model=list[dict[str, Any]])
+async def list_policies(state: State, _: Viewer) -> list[dict[str, Any]]:
+    """The escalation policies as configured (steps, waits, repeats, matrix levels)."""
+    return [p.model_dump(mode="json") for p in state.config.response.policies]
+
+
+_ICS = "text/calendar; charset=utf-8"
+
+
+async def _feed_allowed(request: Request, state: State, session: Db, kind: str, name: str) -> None:
+    given = request.query_params.get("key")
+    if given is not None:
+        if hmac.compare_digest(given, await _feed_key(state, session, kind, name)):
+            return
+        raise Unauthenticated("this calendar key is not valid for this feed")
+    principal = await auth_service.authenticate(session=session, token=bearer_token(request))
+    if not allows(principal.role, Role.viewer):
+        raise Unauthenticated("a viewer token is needed")
+
+
+def feed_shifts(
+    schedule: oncall.Schedule, overrides: list[oncall.Override], start: datetime, end: datetime
+) -> list[oncall.Shift]:
+    """Shifts for a feed: the first one whole (not cut at the window's start), so its UID,
+    made from its start, stays the same from one fetch to the next."""
+    first = oncall.on_call(schedule, overrides, start)
+    return oncall.shifts(schedule, overrides, first.start if first else start, end)
+
+
+@router.get("/oncall/schedules/{name}.ics", response_class=Response)
+async def schedule_calendar(request: Request, state: State, session: Db, name: str) -> Response:
+    """The schedule's shifts from two weeks ago to three months ahead, as iCalendar.
+    Authenticated by a bearer token or by the `key` from `GET /oncall/schedules`."""
+    cfg = _schedule(state, name)
+    await _feed_allowed(request, state, session, "schedule", name)
+    now = utcnow()
+    start, end = now - FEED_HORIZON_PAST, now + FEED_HORIZON_AHEAD
+    rows = await service.list_overrides(
+        session=session, schedule=name, start=start - timedelta(days=35), end=end
+    )
+    found = feed_shifts(schedule_of(cfg), [service.override_value(r) for r in rows], start, end)
+    base = jobs.base_url(state)
+    body = ical.calendar(
+        f"On call: {name}",
+        found,
+        now=now,
+        host=urlsplit(base).hostname or "hypercare",
+        url=f"{base}/oncall",
+    )
+    return Response(body, media_type=_ICS)
+
+
+@router.get("/oncall/people/{name}.ics", response_class=Response)
+async def person_calendar(request: Request, state: State, session: Db, name: str) -> Response:
+    """A person's shifts across every schedule, as iCalendar (same window and auth as the
+    schedule feed)."""
+    cfg = state.config.response
+    if cfg.person(name) is None:
+        raise NotFound(f"no person named {name!r} in response.people")
+    await _feed_allowed(request, state, session, "person", name)
+    now = utcnow()
+    start, end = now - FEED_HORIZON_PAST, now + FEED_HORIZON_AHEAD
+    overrides = await service.overrides_by_schedule(
+        session=session, start=start - timedelta(days=35), end=end
+    )
+    found = sorted(
+        (
+            shift
+            for sch in cfg.schedules
+            for shift in feed_shifts(schedule_of(sch), overrides.get(sch.name, []), start, end)
+            if shift.person == name
+        ),
+        key=lambda s: (s.start, s.schedule),
+    )
+    base = jobs.base_url(state)
+    body = ical.calendar(
+        f"On call: {name}",
+        found,
+        now=now,
+        host=urlsplit(base).hostname or "hypercare",
+        url=f"{base}/oncall",
+    )
+    return Response(body, media_type=_ICS)

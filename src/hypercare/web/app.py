@@ -21,6 +21,7 @@ from hypercare.web import (
     integrations,
     issues,
     live,
+    oncall,
     overview,
     response,
     signin,
@@ -61,6 +62,7 @@ PARTS: tuple[ConsolePart, ...] = (
     feedback.PART,
     integrations.PART,
     response.PART,
+    oncall.PART,
 )
 
 

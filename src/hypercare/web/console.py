@@ -67,6 +67,7 @@ class Console:
         )
         self.slots: dict[Region, tuple[OverviewSlot, ...]] = {
             "api_health": tuple(s for p in parts for s in p.slots if s.region == "api_health"),
+            "oncall": tuple(s for p in parts for s in p.slots if s.region == "oncall"),
             "latest_signals": tuple(
                 s for p in parts for s in p.slots if s.region == "latest_signals"
             ),
