@@ -439,6 +439,8 @@ def up(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # before the import: alembic logs its plugin set-up at INFO when it is first imported
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from hypercare.server import GatewayPlan, serve  # serve() quiets alembic and httpx
 
     data = data_dir.resolve()
