@@ -1,4 +1,5 @@
-"""A loopback webhook receiver (a real HTTP server on a port the OS picks)."""
+"""A loopback webhook receiver (a real HTTP server on a port the OS picks), and the response
+loop started with an in-memory notifier."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+from hypercare.api.state import AppState
+from hypercare.response import jobs
+from hypercare.response.channels import MemoryNotifier, Notifiers
 
 
 @dataclass
@@ -43,3 +48,12 @@ def receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+async def memory(state: AppState) -> MemoryNotifier:
+    """The response loop started, its webhook channel answered by an in-memory notifier."""
+    notifier = MemoryNotifier()
+    jobs.runtime(state).notifiers = Notifiers({"webhook": notifier})
+    await jobs.start(state)
+    return notifier

@@ -13,12 +13,13 @@ from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig, parse_config
 from hypercare.response import jobs, service
-from hypercare.response.channels import MemoryNotifier, Notifiers, slack_body
+from hypercare.response.channels import MemoryNotifier, slack_body
 from hypercare.response.oncall import on_call
 from hypercare.response.roster import schedule_of
 from hypercare.store.base import utcnow
 from hypercare.triage import service as triage_service
 from tests.conftest import auth
+from tests.response.support import turn
 
 CONFIG = """
 response:
@@ -53,20 +54,6 @@ response:
 @pytest.fixture
 def config() -> HypercareConfig:
     return parse_config(CONFIG, "test.yaml")
-
-
-@pytest.fixture
-async def memory(state: AppState) -> MemoryNotifier:
-    notifier = MemoryNotifier()
-    jobs.runtime(state).notifiers = Notifiers({"webhook": notifier})
-    await jobs.start(state)
-    return notifier
-
-
-async def _turn(state: AppState) -> None:
-    rt = jobs.runtime(state)
-    await jobs.step(state, rt)
-    await jobs.settle(state, rt)
 
 
 async def _issue(client: httpx.AsyncClient, tokens: dict[Role, str], priority: str) -> int:
@@ -107,7 +94,7 @@ async def test_a_p1_pages_the_on_call_person_then_escalates_and_finishes(
     assert shift is not None
     first = {"ann": "ann/0", "bob": "bob/0"}[shift.person]
     issue_id = await _issue(client, tokens, "P1")
-    await _turn(state)
+    await turn(state)
     assert [o.channel.name for o in memory.sent] == [first]
     assert memory.sent[0].channel.url == f"http://127.0.0.1:9/{shift.person}"
     assert memory.sent[0].message["ack_url"].startswith("http")
@@ -142,13 +129,13 @@ async def test_acknowledgement_stops_the_policy(
     client: httpx.AsyncClient, tokens: dict[Role, str], state: AppState, memory: MemoryNotifier
 ) -> None:
     issue_id = await _issue(client, tokens, "P1")
-    await _turn(state)
+    await turn(state)
     assert len(memory.sent) == 1
     r = await client.post(
         f"/api/v1/issues/{issue_id}/acknowledge", headers=auth(tokens[Role.responder])
     )
     assert r.status_code == 200
-    await _turn(state)
+    await turn(state)
     assert await _later(state, 30) == []
     assert [o.message["event"] for o in memory.sent] == ["page"]
     async with state.sessions() as session:
@@ -160,7 +147,7 @@ async def test_sla_at_risk_advances_to_the_next_step_at_once(
     client: httpx.AsyncClient, tokens: dict[Role, str], state: AppState, memory: MemoryNotifier
 ) -> None:
     issue_id = await _issue(client, tokens, "P1")
-    await _turn(state)
+    await turn(state)
     assert len(memory.sent) == 1
     # P1's SLA is 1h; 50 minutes in it is at risk and triage moves the escalation level
     async with state.sessions() as session, session.begin():
@@ -168,7 +155,7 @@ async def test_sla_at_risk_advances_to_the_next_step_at_once(
             session=session, matrix=state.matrix, now=utcnow() + timedelta(minutes=50)
         )
     assert [i.id for i in changed] == [issue_id]
-    await _turn(state)
+    await turn(state)
     assert sorted(o.channel.name for o in memory.sent[1:]) == ["bob/0", "ops-hook"]
     # one step per SLA change: triage's escalation entry of the same moment adds none
     async with state.sessions() as session:
@@ -181,7 +168,7 @@ async def test_p4_pages_nobody_and_a_rule_can_name_people_with_quiet_hours(
 ) -> None:
     p4 = await _issue(client, tokens, "P4")
     p2 = await _issue(client, tokens, "P2")
-    await _turn(state)
+    await turn(state)
     # bob is reached at once; ann is in her quiet hours, so her P2 waits until they end
     assert [(o.channel.name, o.message["issue_id"]) for o in memory.sent] == [("bob/0", p2)]
     r = await client.get(f"/api/v1/issues/{p2}/notifications", headers=auth(tokens[Role.viewer]))

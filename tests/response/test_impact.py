@@ -16,10 +16,11 @@ from hypercare.detection import jobs as detection_jobs
 from hypercare.detection.rules import WindowStats
 from hypercare.errors import ConfigError
 from hypercare.gateway.records import CallRecord
-from hypercare.response import jobs, service
-from hypercare.response.channels import MemoryNotifier, Notifiers
+from hypercare.response import service
+from hypercare.response.channels import MemoryNotifier
 from hypercare.response.rules import impact_verdict, system_alert
 from tests.conftest import auth
+from tests.response.support import turn
 
 GATE = {
     "window": timedelta(minutes=5),
@@ -79,14 +80,6 @@ def config() -> HypercareConfig:
     return parse_config(CONFIG, "test.yaml")
 
 
-@pytest.fixture
-async def memory(state: AppState) -> MemoryNotifier:
-    notifier = MemoryNotifier()
-    jobs.runtime(state).notifiers = Notifiers({"webhook": notifier})
-    await jobs.start(state)
-    return notifier
-
-
 def traffic(state: AppState, count: int, failing: int) -> None:
     now = time.time()
     records = [
@@ -130,18 +123,12 @@ async def _alert(client: httpx.AsyncClient, tokens: dict[Role, str]) -> int:
     return issue_id
 
 
-async def _turn(state: AppState) -> None:
-    rt = jobs.runtime(state)
-    await jobs.step(state, rt)
-    await jobs.settle(state, rt)
-
-
 async def test_an_alert_without_user_impact_tells_the_team_and_pages_nobody(
     client: httpx.AsyncClient, tokens: dict[Role, str], state: AppState, memory: MemoryNotifier
 ) -> None:
     traffic(state, 200, failing=1)
     issue_id = await _alert(client, tokens)
-    await _turn(state)
+    await turn(state)
     assert [o.channel.name for o in memory.sent] == ["team-chat"]
     text = memory.sent[0].message["text"]
     assert text.startswith("no user impact: pay: 200 requests in the last 5 min, 1 failed (0.5%")
@@ -155,7 +142,7 @@ async def test_an_alert_with_user_impact_pages_on_call(
 ) -> None:
     traffic(state, 200, failing=50)
     issue_id = await _alert(client, tokens)
-    await _turn(state)
+    await turn(state)
     assert [o.channel.name for o in memory.sent] == ["ann/0"]
     r = await client.get(f"/api/v1/issues/{issue_id}/timeline", headers=auth(tokens[Role.viewer]))
     checks = [e["text"] for e in r.json() if e["kind"] == "impact_check"]
@@ -172,7 +159,7 @@ async def test_a_human_report_is_not_gated(
         headers=auth(tokens[Role.support]),
     )
     assert r.status_code == 201
-    await _turn(state)
+    await turn(state)
     assert [o.channel.name for o in memory.sent] == ["ann/0"]
 
 

@@ -10,10 +10,11 @@ import pytest
 from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig, parse_config
-from hypercare.response import jobs, service
-from hypercare.response.channels import MemoryNotifier, Notifiers
+from hypercare.response import service
+from hypercare.response.channels import MemoryNotifier
 from hypercare.response.rules import storm_message
 from tests.conftest import auth
+from tests.response.support import turn
 
 CONFIG = """
 response:
@@ -30,20 +31,6 @@ response:
 @pytest.fixture
 def config() -> HypercareConfig:
     return parse_config(CONFIG, "test.yaml")
-
-
-@pytest.fixture
-async def memory(state: AppState) -> MemoryNotifier:
-    notifier = MemoryNotifier()
-    jobs.runtime(state).notifiers = Notifiers({"webhook": notifier})
-    await jobs.start(state)
-    return notifier
-
-
-async def _turn(state: AppState) -> None:
-    rt = jobs.runtime(state)
-    await jobs.step(state, rt)
-    await jobs.settle(state, rt)
 
 
 async def _open(client: httpx.AsyncClient, tokens: dict[Role, str], n: int, pri: str) -> list[int]:
@@ -77,14 +64,14 @@ async def test_a_storm_sends_one_message_instead_of_many(
     client: httpx.AsyncClient, tokens: dict[Role, str], state: AppState, memory: MemoryNotifier
 ) -> None:
     first = await _open(client, tokens, 5, "P2")
-    await _turn(state)
+    await turn(state)
     assert len(memory.sent) == 1
     message = memory.sent[0].message
     assert message["event"] == "storm" and message["issues"] == first
     assert message["title"].startswith("Storm: 5 new issues")
     # the storm goes on: the next ones make one more message, not one each
     more = await _open(client, tokens, 2, "P3")
-    await _turn(state)
+    await turn(state)
     assert len(memory.sent) == 2 and memory.sent[1].message["issues"] == more
     r = await client.get(
         f"/api/v1/issues/{first[0]}/notifications", headers=auth(tokens[Role.viewer])
@@ -96,7 +83,7 @@ async def test_below_the_threshold_each_issue_has_its_message(
     client: httpx.AsyncClient, tokens: dict[Role, str], state: AppState, memory: MemoryNotifier
 ) -> None:
     ids = await _open(client, tokens, 2, "P2")
-    await _turn(state)
+    await turn(state)
     assert sorted(o.message["issue_id"] for o in memory.sent) == ids
     assert all(o.message["event"] == "created" for o in memory.sent)
 
@@ -119,9 +106,9 @@ async def test_a_pending_storm_message_gathers_the_next_issues(
         }
     )
     first = await _open(client, tokens, 3, "P2")
-    await _turn(state)
+    await turn(state)
     more = await _open(client, tokens, 2, "P2")
-    await _turn(state)
+    await turn(state)
     assert memory.sent == []  # still gathering
     r = await client.get(
         f"/api/v1/issues/{first[0]}/notifications", headers=auth(tokens[Role.viewer])

@@ -12,8 +12,9 @@ from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig, parse_config
 from hypercare.response import jobs, rules, service
-from hypercare.response.channels import MemoryNotifier, Notifiers, Outcome
+from hypercare.response.channels import MemoryNotifier, Outcome
 from tests.conftest import auth
+from tests.response.support import turn
 
 CONFIG = """
 response:
@@ -33,20 +34,6 @@ def config() -> HypercareConfig:
     return parse_config(CONFIG, "test.yaml")
 
 
-@pytest.fixture
-async def memory(state: AppState) -> MemoryNotifier:
-    notifier = MemoryNotifier()
-    jobs.runtime(state).notifiers = Notifiers({"webhook": notifier})
-    await jobs.start(state)
-    return notifier
-
-
-async def _turn(state: AppState) -> None:
-    rt = jobs.runtime(state)
-    await jobs.step(state, rt)
-    await jobs.settle(state, rt)
-
-
 async def _p1(client: httpx.AsyncClient, tokens: dict[Role, str], title: str = "Pay down") -> int:
     r = await client.post(
         "/api/v1/issues",
@@ -63,7 +50,7 @@ async def test_notification_log_and_replay(
 ) -> None:
     memory.fail = lambda _o: Outcome(False, 500, "HTTP 500")
     issue_id = await _p1(client, tokens)
-    await _turn(state)
+    await turn(state)
     r = await client.get(
         f"/api/v1/issues/{issue_id}/notifications", headers=auth(tokens[Role.viewer])
     )
@@ -81,7 +68,7 @@ async def test_notification_log_and_replay(
     again = await client.post(url, headers=auth(tokens[Role.responder]))
     assert again.status_code == 422 and again.json()["error"]["message"]
     memory.fail = lambda _o: None
-    await _turn(state)
+    await turn(state)
     r = await client.get(
         f"/api/v1/issues/{issue_id}/notifications", headers=auth(tokens[Role.viewer])
     )
@@ -120,7 +107,7 @@ async def test_acknowledge_through_the_api(
         "/api/v1/issues/424242/acknowledge", headers=auth(tokens[Role.responder])
     )
     assert missing.status_code == 404
-    await _turn(state)
+    await turn(state)
     assert [o.message["event"] for o in memory.sent] == ["created", "acknowledged"]
 
 
@@ -128,7 +115,7 @@ async def test_the_signed_link_acknowledges_once_and_only_by_post(
     client: httpx.AsyncClient, tokens: dict[Role, str], state: AppState, memory: MemoryNotifier
 ) -> None:
     issue_id = await _p1(client, tokens, title="Checkout <b>broken</b>")
-    await _turn(state)
+    await turn(state)
     link = urlsplit(memory.sent[0].message["ack_url"])
     assert link.scheme == "http" and link.path.startswith("/ack/")
 
@@ -197,7 +184,7 @@ async def test_the_log_is_bounded(
     await client.post(
         f"/api/v1/issues/{issue_id}/acknowledge", headers=auth(tokens[Role.responder])
     )
-    await _turn(state)
+    await turn(state)
     url = f"/api/v1/issues/{issue_id}/notifications"
     both = (await client.get(url, headers=auth(tokens[Role.viewer]))).json()
     assert [d["event"] for d in both] == ["created", "acknowledged"]
