@@ -9,7 +9,7 @@ and on a phone screen. Run from the repository root:
 
 The pages that show telemetry, signals and detection (overview, APIs, a route, the issue
 with linked signals, feedback, integrations, handover) are taken from `hypercare up --demo`
-about 2.5 minutes in, once its scripted payments incident has become a correlated issue.
+about three minutes in, once its scripted payments incident has become a correlated issue.
 """
 
 from __future__ import annotations
