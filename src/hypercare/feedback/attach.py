@@ -1,6 +1,7 @@
 """The attach step: which issue a stored signal belongs to.
 
-One function, `attach`, so the detection work can replace it with scoring later. Today's
+The dedup-only step, used when `AppState.attach` is None; `AppState.build` installs
+detection's scoring `Correlator` (`detection/attach.py`), which keeps this rule first. The
 rule is dedup by key: the same key while its issue is open updates that issue (counter,
 last seen, a timeline entry); a ``resolved`` signal marks the group resolved and says so on
 the timeline; a new firing key opens an issue in ``new`` with a suggested priority.
