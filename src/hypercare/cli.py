@@ -509,7 +509,8 @@ def gateway(
     SIGTERM or Ctrl-C drains and stops; SIGHUP re-reads the file and replaces the workers
     without dropping in-flight requests (an invalid file is reported and ignored). With
     --data-dir, the configuration the workers run is kept there, and a gateway started
-    without --config starts from it.
+    without --config starts from it. With HYPERCARE_CONSOLE_URL and HYPERCARE_NODE_TOKEN set,
+    the workers ship their call records to that console (spooling under --data-dir/spool).
     """
     import signal
     import threading
@@ -538,6 +539,28 @@ def gateway(
     _listen(listen, "--listen", any_port=True)
     if admin_listen is not None:
         _listen(admin_listen, "--admin-listen", any_port=True)
+    sink_factory = None
+    console_url = os.environ.get("HYPERCARE_CONSOLE_URL")
+    node_token = os.environ.get("HYPERCARE_NODE_TOKEN")
+    if console_url or node_token:
+        from hypercare.telemetry.shipper import worker_sink
+
+        if not (console_url and node_token):
+            missing = "HYPERCARE_NODE_TOKEN" if console_url else "HYPERCARE_CONSOLE_URL"
+            raise _fail(
+                f"{missing} is not set: shipping call records needs both HYPERCARE_CONSOLE_URL "
+                "and HYPERCARE_NODE_TOKEN (`hypercare telemetry node-token` makes a token)"
+            )
+        if not os.environ.get("HYPERCARE_SPOOL_DIR"):
+            if data_dir is None:
+                raise _fail(
+                    "shipping call records needs a spool directory for when the console is "
+                    "away: give --data-dir DIR (records spool under DIR/spool) or set "
+                    "HYPERCARE_SPOOL_DIR"
+                )
+            os.environ["HYPERCARE_SPOOL_DIR"] = str(data_dir.resolve() / "spool")
+        sink_factory = worker_sink
+        typer.echo(f"hypercare gateway: shipping call records to {console_url}")
     # handlers first: a worker serves before start_workers returns, and a SIGTERM in between
     # must drain the workers, not kill this process with its default action
     done = threading.Event()
@@ -547,7 +570,13 @@ def gateway(
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
     try:
         group = start_workers(
-            cfg, listen, workers, admin_listen, config_text=text, config_dir=kept_dir
+            cfg,
+            listen,
+            workers,
+            admin_listen,
+            sink_factory,
+            config_text=text,
+            config_dir=kept_dir,
         )
     except (OSError, RuntimeError, ValueError) as exc:
         raise _fail(f"cannot start the gateway on {listen}: {exc}") from None

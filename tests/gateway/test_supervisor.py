@@ -321,3 +321,73 @@ def test_no_admin_listener_reports_no_admin_ports(upstream):
         assert group.admin_ports == []
     finally:
         group.stop(timeout=10)
+
+
+def test_cli_gateway_ships_call_records_to_its_console(tmp_path, upstream, monkeypatch):
+    """A gateway on another machine: `hypercare gateway` with the node token and console URL
+    ships its call records like `up`'s own workers."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from hypercare.telemetry.shipper import INGEST_PATH
+    from hypercare.telemetry.wire import decode_batch
+
+    received: list[tuple[str, str, bytes]] = []
+
+    class Console(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            received.append((self.path, self.headers.get("authorization", ""), body))
+            reply = b'{"accepted": 1}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    console = ThreadingHTTPServer(("127.0.0.1", 0), Console)
+    Thread(target=console.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HYPERCARE_CONSOLE_URL", f"http://127.0.0.1:{console.server_address[1]}")
+    monkeypatch.setenv("HYPERCARE_NODE_TOKEN", "hcn_remote_node")
+    monkeypatch.delenv("HYPERCARE_SPOOL_DIR", raising=False)
+    cfg = tmp_path / "h.yaml"
+    cfg.write_text(_route_to(upstream))
+
+    def shipped() -> tuple[str, str] | None:
+        for path, auth, body in list(received):
+            if any(r.path == "/shipped" for r in decode_batch(body).records):
+                return path, auth
+        return None
+
+    gw = CliGateway.start(tmp_path / "run", "--config", str(cfg), "--data-dir", str(tmp_path))
+    try:
+        port, _ = gw.listening()
+        assert httpx.get(f"http://127.0.0.1:{port}/shipped", timeout=30).status_code == 200
+        path, auth = wait_until(shipped, 60, "the gateway to ship the call's record")
+    finally:
+        code, out, err = gw.stop()
+        console.shutdown()
+        console.server_close()
+    assert code == 0, err
+    assert path == INGEST_PATH and auth == "Bearer hcn_remote_node"
+    assert "shipping call records to http://127.0.0.1:" in out
+
+
+def test_cli_gateway_refuses_half_a_shipping_setup(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYPERCARE_CONSOLE_URL", "http://127.0.0.1:9")
+    monkeypatch.delenv("HYPERCARE_NODE_TOKEN", raising=False)
+    cfg = tmp_path / "h.yaml"
+    cfg.write_text("gateway: {}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "hypercare", "gateway", "--config", str(cfg)],
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert b"HYPERCARE_NODE_TOKEN is not set" in done.stderr
+    assert b"Traceback" not in done.stderr
