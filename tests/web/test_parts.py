@@ -215,7 +215,7 @@ async def test_split_unlink_and_merge_need_a_responder(
     assert r.status_code == 422
 
 
-async def test_feedback_page_and_replay_for_admins_only(
+async def test_feedback_page_and_replay_for_responders_and_admins(
     browser_for: Make, tokens: dict[Role, str], client: httpx.AsyncClient
 ) -> None:
     await _ticket(client, tokens[Role.support], subject="Widget says hello")
@@ -232,8 +232,11 @@ async def test_feedback_page_and_replay_for_admins_only(
     assert 'id="scores-data"' in page and "Rejected intake" in page
     r = await v.post("/feedback/rejected/1/replay", {})
     assert r.status_code == 403 and "needs the" in r.text
-    admin = await browser_for(Role.admin)
-    r = await admin.post("/feedback/rejected/999/replay", {})
+    support = await browser_for(Role.support)
+    assert (await support.post("/feedback/rejected/1/replay", {})).status_code == 403
+    # responders replay rejected intake in the console as in the API
+    responder = await browser_for(Role.responder)
+    r = await responder.post("/feedback/rejected/999/replay", {})
     assert r.status_code == 404
 
 
@@ -287,7 +290,7 @@ async def test_integrations_are_admin_only_show_the_token_once_and_send_a_test_e
     assert (await admin.post("/integrations/nope/test", {})).status_code == 404
 
 
-async def test_rejected_intake_is_listed_and_replayed_by_admins(browser_for: Make) -> None:
+async def test_rejected_intake_is_listed_and_replayed(browser_for: Make) -> None:
     admin = await browser_for(Role.admin)
     r = await admin.post("/integrations", {"type": "alertmanager", "name": "Prom"})
     token = r.text.split('<code id="new-token">')[1].split("<")[0]

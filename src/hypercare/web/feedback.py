@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.api.deps import Db, State
 from hypercare.api.state import AppState
-from hypercare.auth.rules import Role
+from hypercare.auth.rules import Role, allows
 from hypercare.bounds import Id
 from hypercare.feedback import handover as handover_service
 from hypercare.feedback import service
@@ -81,7 +81,7 @@ async def feedback_page(request: Request, state: State, session: Db, user: Conso
             ],
         },
     }
-    can_replay = user.principal.role.value == Role.admin.value
+    can_replay = allows(user.principal.role, Role.responder)
     rejected, rejected_total = await service.list_rejected(
         session=session, include_replayed=False, limit=REJECTED_ROWS, offset=0
     )
@@ -105,7 +105,7 @@ async def feedback_page(request: Request, state: State, session: Db, user: Conso
 async def replay(
     request: Request, state: State, session: Db, user: CsrfUser, delivery_id: Id
 ) -> Response:
-    user.require(Role.admin, "Replaying rejected intake")
+    user.require(Role.responder, "Replaying rejected intake")
     result = await signal_views.replay(state, session, user.principal, delivery_id)
     if result.status_code >= 400:
         # still rejected: the API keeps the new reason, so answer without rolling back
