@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -39,7 +40,7 @@ from hypercare.demo import run as demo_run
 from hypercare.demo.run import Demo
 from hypercare.demo.shop import Shop
 from hypercare.errors import StartupError
-from hypercare.gateway.supervisor import WorkerGroup
+from hypercare.gateway.supervisor import WorkerGroup, parse_hostport
 from hypercare.store.db import create_engine, redact_url, session_factory
 from hypercare.store.migrate import migrate
 from hypercare.supervise import ChildState, RestartPolicy
@@ -84,6 +85,24 @@ async def bootstrap_admin(
             session=session, name="bootstrap-admin", role=Role.admin, token=admin_token
         )
     return None if admin_token else created.token
+
+
+def reserve_port(listen: str) -> tuple[socket.socket, str]:
+    """Bind ``HOST:0`` with SO_REUSEPORT (as the gateway workers bind) and return the socket
+    with ``HOST:PORT``: the port is known before the workers start and stays ours while the
+    socket is open, so configuration that names it can be built first."""
+    host, port = parse_hostport(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot bind the gateway on {listen}: {exc}") from None
+    bound = sock.getsockname()[1]
+    return sock, f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,12 +334,17 @@ async def serve(
     running_demo: Demo | None = None
     console: _Console | None = None
     sock: socket.socket | None = None
+    reserved: socket.socket | None = None  # holds the demo's gateway port until the workers bind
     group_lock = asyncio.Lock()
     ready_task: asyncio.Task[None] | None = None
     try:
         if demo:
             if gateway is None:
                 raise StartupError("--demo needs the gateway: use --workers 1 or more")
+            if parse_hostport(gateway.listen)[1] == 0:
+                # the widget's allowed origin names the gateway's port: take it now
+                reserved, listen = reserve_port(gateway.listen)
+                gateway = dataclasses.replace(gateway, listen=listen)
             shop, config, config_text = await demo_run.prepare(gateway.listen)
         await migrate(engine)
         sessions = session_factory(engine)
@@ -473,6 +497,8 @@ async def serve(
             await asyncio.to_thread(console.stop, CONSOLE_STOP_SECONDS)
         if sock is not None:
             sock.close()
+        if reserved is not None:
+            reserved.close()
         await engine.dispose()
 
 

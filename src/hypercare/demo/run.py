@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -48,6 +49,21 @@ async def prepare(gateway_listen: str) -> tuple[Shop, HypercareConfig, str]:
     origin = f"http://{gateway_listen}"
     text = demo_yaml(shop.ports, demo_extra(origin, shop.pager.url))
     return shop, parse_config(text, "<demo>"), text
+
+
+FAULT_AT_ENV = "HYPERCARE_DEMO_FAULT_AT"
+
+
+def fault_at_from_env(default: float = 45.0) -> float:
+    """Seconds from the demo's start to the payments fault: HYPERCARE_DEMO_FAULT_AT when it
+    holds a number from 5 to 3600 (a shorter or longer wait for a presentation or a test),
+    else `default`."""
+    raw = os.environ.get(FAULT_AT_ENV, "").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        return default
+    return value if 5.0 <= value <= 3600.0 else default
 
 
 @dataclass
@@ -107,6 +123,7 @@ async def start(
         tokens=tokens,
         shop=shop,
         traffic=traffic,
+        fault_at=fault_at_from_env(),
     )
     demo = Demo(shop, traffic, scenario, tokens)
     traffic.start()
