@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 from sqlalchemy import text
 
+from hypercare.api.app import build_state
 from hypercare.api.state import AppState
 from hypercare.config import HypercareConfig, parse_config
 from hypercare.detection.attach import Correlator
@@ -177,7 +178,7 @@ async def one_run(
     try:
         await migrate(engine)
         cfg = config()
-        state = AppState.build(cfg, engine)
+        state = build_state(cfg, engine)
         seeded = await seed(state, issues)
         correlator = Correlator(cfg)
         rng = random.Random(seed_value)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from hypercare.api.state import AppState
+from hypercare.api.app import build_state
 from hypercare.config import parse_config
 from hypercare.response import jobs
 from hypercare.response.channels import MemoryNotifier, Notifiers
@@ -58,7 +58,7 @@ async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         engine = create_engine(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}")
         await migrate(engine)
-        state = AppState.build(parse_config(config_text(args.steps, args.wait)), engine)
+        state = build_state(parse_config(config_text(args.steps, args.wait)), engine)
         rt = jobs.runtime(state)
         rt.notifiers = Notifiers({"webhook": MemoryNotifier()})
         await jobs.start(state)

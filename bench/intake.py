@@ -39,8 +39,7 @@ import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
-from hypercare.api.app import create_app
-from hypercare.api.state import AppState
+from hypercare.api.app import build_state, create_app
 from hypercare.config import HypercareConfig
 from hypercare.feedback.config import FeedbackConfig, IntegrationSettings
 from hypercare.feedback.models import Signal, SignalGroup
@@ -197,7 +196,7 @@ async def _scratch_database(server: str | None, data: Path) -> AsyncIterator[str
 async def in_process(args: argparse.Namespace, url: str) -> dict[str, Any]:
     engine = create_engine(url)
     await migrate(engine)
-    app = create_app(AppState.build(_config(), engine), background=False)
+    app = create_app(build_state(_config(), engine), background=False)
     transport = httpx.ASGITransport(app=app)
     args.cpu_clock = time.process_time
     async with (

@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select, text
 
+from hypercare.api.app import build_state
 from hypercare.api.state import AppState
 from hypercare.config import parse_config
 from hypercare.demo.http import Request, Response, serve
@@ -217,7 +218,7 @@ async def main(args: argparse.Namespace) -> int:
     else:
         engine = create_engine(f"sqlite+aiosqlite:///{Path(tmp.name) / 'bench.db'}")
     await migrate(engine)
-    state = AppState.build(parse_config(config_text(url), "bench"), engine)
+    state = build_state(parse_config(config_text(url), "bench"), engine)
     await jobs.start(state)
     stop = asyncio.Event()
     loop_task = asyncio.create_task(jobs.run_response(state, stop))

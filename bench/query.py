@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import insert, text
 
-from hypercare.api.app import create_app
+from hypercare.api.app import build_state, create_app
 from hypercare.api.state import AppState
 from hypercare.auth import service as auth_service
 from hypercare.auth.rules import Role
@@ -81,7 +81,7 @@ async def bench(url: str, routes: int, runs: int, schema: str | None) -> None:
     kwargs = {"connect_args": {"server_settings": {"search_path": schema}}} if schema else {}
     engine = create_engine(url, **kwargs)
     await migrate(engine)
-    state = AppState.build(HypercareConfig(), engine)
+    state = build_state(HypercareConfig(), engine)
     async with state.sessions() as s, s.begin():
         token = (await auth_service.create_token(session=s, name="b", role=Role.viewer)).token
     now = time.time()

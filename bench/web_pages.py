@@ -37,8 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from tests.web.live_server import running_console  # noqa: E402
 
-from hypercare.api.app import create_app  # noqa: E402
-from hypercare.api.state import AppState  # noqa: E402
+from hypercare.api.app import build_state, create_app  # noqa: E402
 from hypercare.auth import service as auth_service  # noqa: E402
 from hypercare.auth.rules import Role  # noqa: E402
 from hypercare.config import parse_config  # noqa: E402
@@ -85,7 +84,7 @@ async def in_process(data: Path, pages: list[tuple[str, str, dict[str, str]]], r
     console's own cost, apart from what the server's jobs and other processes add."""
     config = parse_config((data / "hypercare.yaml").read_text(), "hypercare.yaml")
     engine = create_engine(f"sqlite+aiosqlite:///{data / 'hypercare.db'}")
-    state = AppState.build(config, engine)
+    state = build_state(config, engine)
     app = create_app(state, background=False)
     token = await admin_token(data)
     transport = httpx.ASGITransport(app=app)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from hypercare.api.app import build_state
 from hypercare.api.state import AppState
 from hypercare.config import HypercareConfig, parse_config
 from hypercare.feedback import integrations
@@ -75,7 +76,7 @@ async def seed(
     rng = random.Random(rng_seed)
     engine = create_engine(f"sqlite+aiosqlite:///{data_dir / 'hypercare.db'}")
     await migrate(engine)
-    state = AppState.build(HypercareConfig(), engine)
+    state = build_state(HypercareConfig(), engine)
     now = utcnow()
     last = 0
     try:
@@ -379,7 +380,7 @@ async def seed_week(
     config = parse_config((data_dir / "hypercare.yaml").read_text(), "hypercare.yaml")
     engine = create_engine(f"sqlite+aiosqlite:///{data_dir / 'hypercare.db'}")
     await migrate(engine)
-    state = AppState.build(config, engine)
+    state = build_state(config, engine)
     now = time.time()
     try:
         minutes = await _telemetry(state, rng, days, now)

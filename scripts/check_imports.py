@@ -16,8 +16,14 @@ others are imported together in one more forked process. ``--all`` imports every
 alone; ``--fresh`` starts a new interpreter per module (``python -c "import hypercare.x"``),
 slowest, with nothing preloaded and nothing skipped.
 
+It also checks the layering the package relies on: a domain that must not depend on
+another does not import it, in any import statement of its modules (function bodies and
+``if TYPE_CHECKING:`` blocks included). The rules are `FORBIDDEN` (the triage domain is
+assembled with feedback and detection by the composition root, never imports them); more
+with ``--forbid importer=imported`` (module or package names, repeatable).
+
 Prints one line per module that failed to import, with the last line of its traceback, and
-exits with status 1 if any did; 0 otherwise.
+one per forbidden import, and exits with status 1 if there were any; 0 otherwise.
 
 Not imported: ``__main__`` modules (``hypercare.__main__`` runs the CLI) and the Alembic
 scripts under ``store/migrations`` (Alembic loads them from files, not by import).
@@ -38,6 +44,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 SKIPPED_DIRS = frozenset({"migrations"})
+
+# (importer, imported): no module under the first imports one under the second
+FORBIDDEN: tuple[tuple[str, str], ...] = (
+    ("hypercare.triage", "hypercare.feedback"),
+    ("hypercare.triage", "hypercare.detection"),
+)
 
 
 def package_dir(package: str) -> Path:
@@ -121,6 +133,48 @@ def import_graph(package: str, root: Path, names: list[str]) -> dict[str, set[st
                 edges.add(sub if sub in known else base)
         graph[name] = {e for e in edges if e in known}
     return graph
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def _all_imports(package: str, root: Path, name: str) -> Iterator[tuple[int, str]]:
+    """(line, imported module) of every import statement in the module, wherever it is."""
+    path = _module_file(root, package, name)
+    is_package = path.name == "__init__.py"
+    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                here = name.split(".") if is_package else name.split(".")[:-1]
+                base_parts = here[: len(here) - node.level + 1]
+                base = ".".join([*base_parts, *([node.module] if node.module else [])])
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                yield node.lineno, f"{base}.{alias.name}"
+
+
+def forbidden_imports(
+    package: str, root: Path, names: list[str], rules: list[tuple[str, str]]
+) -> list[str]:
+    """One line per import that breaks a rule: ``module:line imports x (importer must not
+    import imported)``."""
+    found = []
+    for name in names:
+        applies = [(a, b) for a, b in rules if _under(name, a)]
+        if not applies:
+            continue
+        for line, imported in _all_imports(package, root, name):
+            for importer, banned in applies:
+                if _under(imported, banned):
+                    found.append(
+                        f"{name}:{line}: imports {imported} ({importer} must not import {banned})"
+                    )
+    return found
 
 
 def cycle_reachers(graph: dict[str, set[str]]) -> set[str]:
@@ -266,11 +320,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="a new interpreter per module")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per import")
     ap.add_argument("--package", default="hypercare", help="the package to check")
+    ap.add_argument(
+        "--forbid",
+        action="append",
+        default=[],
+        metavar="IMPORTER=IMPORTED",
+        help="no module under IMPORTER may import one under IMPORTED (repeatable)",
+    )
     args = ap.parse_args(argv)
     if args.jobs < 1:
         ap.error("--jobs must be at least 1")
+    rules = list(FORBIDDEN)
+    for rule in args.forbid:
+        importer, sep, imported = rule.partition("=")
+        if not sep or not importer or not imported:
+            ap.error(f"--forbid {rule!r}: write it as importer=imported, e.g. a.b=a.c")
+        rules.append((importer, imported))
     root = package_dir(args.package)
     names = list(module_names(args.package, root))
+    broken = forbidden_imports(args.package, root, names, rules)
+    for line in broken:
+        print(line)
     fresh = args.fresh or "fork" not in multiprocessing.get_all_start_methods()
     if fresh:
         failures = check_fresh(args.package, names, args.jobs, args.timeout)
@@ -286,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(names) - len(failures)} of {len(names)} modules import on their own ({mode})",
         file=sys.stderr,
     )
-    return 1 if failures else 0
+    if broken:
+        print(f"{len(broken)} forbidden import(s)", file=sys.stderr)
+    return 1 if failures or broken else 0
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from hypercare.api.app import create_app
+from hypercare.api.app import build_state, create_app
 from hypercare.api.state import AppState
 from hypercare.auth import service as auth_service
 from hypercare.auth.rules import Role
@@ -97,7 +97,7 @@ def config() -> HypercareConfig:
 
 @pytest.fixture
 def state(config: HypercareConfig, engine: AsyncEngine) -> AppState:
-    return AppState.build(config, engine)
+    return build_state(config, engine)
 
 
 TokenMaker = Callable[[Role], "asyncio.Future[str]"]

@@ -74,3 +74,22 @@ def test_a_missing_package_is_a_clear_error(tmp_path: Path) -> None:
     out = run_check("--package", "no_such_package_here", pythonpath=tmp_path)
     assert out.returncode == 1
     assert "package 'no_such_package_here' is not importable" in out.stderr
+
+
+def test_a_forbidden_import_is_reported_with_module_and_line(tmp_path: Path) -> None:
+    pkg = tmp_path / "lay"
+    (pkg / "low").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "low" / "__init__.py").write_text("")
+    (pkg / "high.py").write_text("VALUE = 1\n")
+    # imported in a function body: never run on import, still a dependency
+    (pkg / "low" / "part.py").write_text(
+        "def f():\n    from lay.high import VALUE\n    return VALUE\n"
+    )
+    out = run_check("--package", "lay", "--forbid", "lay.low=lay.high", pythonpath=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stdout.splitlines() == [
+        "lay.low.part:2: imports lay.high.VALUE (lay.low must not import lay.high)"
+    ]
+    allowed = run_check("--package", "lay", "--forbid", "lay.high=lay.low", pythonpath=tmp_path)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr

@@ -220,17 +220,16 @@ def _quiet_loggers() -> None:
 async def _run_console(
     config: HypercareConfig, url: str, sock: socket.socket, health_urls: list[str]
 ) -> bool:
-    from hypercare.api.app import create_app
-    from hypercare.api.state import AppState
+    from hypercare.api.app import build_state, create_app
     from hypercare.detection.jobs import runtime as detection_runtime
 
     engine = create_engine(url)
     try:
-        state = AppState.build(config, engine)
+        state = build_state(config, engine)
         detection_runtime(state).health_urls = list(health_urls)
         host, port = sock.getsockname()[:2]
         # links in notifications fall back to this when response.base_url is not set
-        state.extras["console_url"] = telemetry_nodes.local_console_url(host, port)
+        state.console_url = telemetry_nodes.local_console_url(host, port)
         server = _Server(console_config(create_app(state), host, port, config.web.trusted_proxies))
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, server.request_exit)

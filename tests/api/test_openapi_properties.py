@@ -28,8 +28,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from hypercare.api.app import create_app
-from hypercare.api.state import AppState
+from hypercare.api.app import build_state, create_app
 from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig
 from hypercare.store.db import create_engine
@@ -53,7 +52,7 @@ def _cases() -> list[Case]:
     """Every generated case, in a fixed order. The document comes from an app over an
     engine that is never connected to (building it touches no store)."""
     unused = create_engine("sqlite+aiosqlite://")
-    app = create_app(AppState.build(intake_config(), unused), background=False)
+    app = create_app(build_state(intake_config(), unused), background=False)
     schema = schemathesis.openapi.from_dict(app.openapi())
     cases: list[Case] = []
     for result in schema.get_all_operations():

@@ -14,8 +14,7 @@ import pytest
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hypercare.api.app import create_app
-from hypercare.api.state import AppState
+from hypercare.api.app import build_state, create_app
 from hypercare.config import HypercareConfig
 from hypercare.server import console_config
 from tests.feedback.helpers import ALLOWED_ORIGIN, WIDGET_KEY, intake_config
@@ -26,7 +25,7 @@ WIDGET_URL = f"/api/v1/feedback?key={WIDGET_KEY}"
 @asynccontextmanager
 async def console(config: HypercareConfig, engine: AsyncEngine) -> AsyncIterator[str]:
     """The console app served by uvicorn on a loopback socket bound to port 0."""
-    state = AppState.build(config, engine)
+    state = build_state(config, engine)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

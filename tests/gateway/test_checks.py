@@ -6,6 +6,7 @@ from hypercare.gateway import headers as hdr
 from hypercare.gateway.checks import (
     Refusal,
     check_head,
+    check_route,
     check_switch,
     upgrade_tokens,
     valid_websocket_key,
@@ -14,6 +15,22 @@ from hypercare.gateway.checks import (
 )
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def test_check_route():
+    def check(matched: bool, mna: bool = False, length: int | None = None) -> Refusal | None:
+        return check_route(
+            "POST", matched=matched, method_not_allowed=mna, content_length=length, max_body=10
+        )
+
+    assert check(True) is None and check(True, length=10) is None
+    assert check(True, length=11) == Refusal(
+        413, "too_large", "body_too_large", "the request body is too large"
+    )
+    assert check(False) == Refusal(404, "no_route", "no_route", "no route matches this request")
+    assert check(False, mna=True, length=99) == Refusal(
+        405, "no_route", "method_not_allowed", "POST is not allowed here"
+    )
 
 
 def test_check_head():

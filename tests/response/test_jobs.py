@@ -45,7 +45,7 @@ def config() -> HypercareConfig:
 
 
 async def _runtime(state: AppState, memory: MemoryNotifier) -> jobs.ResponseRuntime:
-    state.extras.pop(jobs.RUNTIME, None)
+    state.runtimes.discard(jobs.ResponseRuntime)
     rt = jobs.runtime(state)
     rt.notifiers = Notifiers(dict.fromkeys(("webhook", "slack"), memory))
     return await jobs.start(state)
@@ -222,7 +222,7 @@ async def test_a_slow_receiver_does_not_hold_up_the_outbox(state: AppState) -> N
             return Outcome(True, 200)
 
     slow = Slow()
-    state.extras.pop(jobs.RUNTIME, None)
+    state.runtimes.discard(jobs.ResponseRuntime)
     rt = jobs.runtime(state)
     rt.notifiers = Notifiers({"webhook": slow, "slack": slow})
     await jobs.start(state)

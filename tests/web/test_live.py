@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from hypercare.api.app import build_state
 from hypercare.api.state import AppState
 from hypercare.config import HypercareConfig
 from hypercare.triage import service
@@ -14,7 +15,7 @@ from hypercare.web.live import changes, parse_marker
 
 def _fast(state: AppState) -> AppState:
     web = WebConfig(live_check_interval=timedelta(0), live_stream_max=timedelta(seconds=5))
-    return AppState.build(HypercareConfig(web=web), state.engine)
+    return build_state(HypercareConfig(web=web), state.engine)
 
 
 async def test_stream_reports_changes_and_ends(state: AppState) -> None:
@@ -45,7 +46,7 @@ async def test_stream_reports_changes_and_ends(state: AppState) -> None:
 
 async def test_stream_ends_at_its_time_limit(state: AppState) -> None:
     web = WebConfig(live_check_interval=timedelta(0), live_stream_max=timedelta(0))
-    fast = AppState.build(HypercareConfig(web=web), state.engine)
+    fast = build_state(HypercareConfig(web=web), state.engine)
 
     async def never() -> bool:
         return False

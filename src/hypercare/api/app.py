@@ -1,4 +1,9 @@
-"""The console's FastAPI application factory."""
+"""The composition root: the console's state, FastAPI application factory and lifespan.
+
+Only this module (and `hypercare.server`, which runs it) picks the concrete parts and wires
+the domains together; the HTTP helpers the domains import live apart from it
+(`api.deps`, `api.errors`, `api.limits`, `api.state`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hypercare import __version__
 from hypercare.api import docs, errors, openapi
@@ -16,22 +22,47 @@ from hypercare.api.errors import error_body
 from hypercare.api.limits import BodyLimit, InputGuard
 from hypercare.api.state import AppState
 from hypercare.auth.views import router as tokens_router
+from hypercare.config import HypercareConfig
+from hypercare.detection import service as detection_service
+from hypercare.detection.attach import Correlator
 from hypercare.detection.jobs import run_detection
 from hypercare.detection.jobs import runtime as detection_runtime
+from hypercare.detection.models import IssueAnalysis
 from hypercare.detection.views import router as detection_router
+from hypercare.feedback import service as feedback_service
 from hypercare.feedback import views as feedback_views
 from hypercare.response import jobs as response_jobs
 from hypercare.response import views as response_views
 from hypercare.runtime import settle_gc
-from hypercare.store.db import ping
+from hypercare.store.db import ping, session_factory
 from hypercare.telemetry import jobs as telemetry_jobs
 from hypercare.telemetry.shipper import INGEST_PATH
 from hypercare.telemetry.views import router as telemetry_router
+from hypercare.triage.detail import IssueDetailParts
 from hypercare.triage.jobs import run_sla_clock
+from hypercare.triage.rules import Matrix
+from hypercare.triage.views import detail_router
 from hypercare.triage.views import router as issues_router
 from hypercare.web.app import install as install_console
 
 MAX_BODY_BYTES = 1024 * 1024
+
+# GET /api/v1/issues/{id}: the issue with feedback's linked signals and detection's analysis
+ISSUE_DETAIL = IssueDetailParts(
+    model=IssueAnalysis,
+    sections=(feedback_service.issue_section, detection_service.issue_section),
+)
+
+
+def build_state(config: HypercareConfig, engine: AsyncEngine) -> AppState:
+    """The console's state over `engine`, with correlation as the intake's attach step."""
+    return AppState(
+        config=config,
+        engine=engine,
+        sessions=session_factory(engine),
+        matrix=Matrix(config.triage),
+        attach=Correlator(config),
+    )
 
 
 def create_app(state: AppState, *, background: bool = True) -> FastAPI:
@@ -84,6 +115,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(docs.router)
     app.include_router(issues_router)
+    app.include_router(detail_router(ISSUE_DETAIL))
     app.include_router(tokens_router)
     app.include_router(feedback_views.router)
     app.include_router(feedback_views.public)

@@ -26,7 +26,7 @@ log = logging.getLogger("hypercare.detection")
 
 @dataclass
 class DetectionRuntime:
-    """Detection's long-lived state, kept in `AppState.extras["detection"]`."""
+    """Detection's long-lived state, kept in `AppState.runtimes`."""
 
     live: LiveWindows
     detector: Detector
@@ -38,8 +38,8 @@ class DetectionRuntime:
 
 
 def runtime(state: AppState) -> DetectionRuntime:
-    found = state.extras.get("detection")
-    if isinstance(found, DetectionRuntime):
+    found = state.runtimes.get(DetectionRuntime)
+    if found is not None:
         return found
     cfg = state.config.detection
     live = LiveWindows(keep_seconds=3600)
@@ -53,7 +53,7 @@ def runtime(state: AppState) -> DetectionRuntime:
             overrides=cfg.overrides(),
         ),
     )
-    state.extras["detection"] = made
+    state.runtimes.put(made)
     return made
 
 

@@ -20,7 +20,6 @@ from hypercare.detection.models import (
     Deployment,
     DeploymentCreate,
     FlapRead,
-    IssueAnalysis,
     LinkRead,
     SignalExclusion,
     SignalLink,
@@ -32,13 +31,13 @@ from hypercare.errors import Conflict, InvalidInput, NotFound
 from hypercare.feedback import service as feedback
 from hypercare.feedback.attach import AttachStep, start_group
 from hypercare.feedback.drafts import SignalDraft
-from hypercare.feedback.models import IssueDetail, Signal, SignalGroup
+from hypercare.feedback.models import Signal, SignalGroup
 from hypercare.feedback.samples import TEST_LABEL
 from hypercare.store.base import utcnow
 from hypercare.telemetry.aggregate import STORED_QUANTILES, Aggregate
 from hypercare.telemetry.models import TelemetryMinute
 from hypercare.triage import service as triage
-from hypercare.triage.models import Issue, IssueCreate, TimelineEntry
+from hypercare.triage.models import Issue, IssueCreate, IssueRead, TimelineEntry
 from hypercare.triage.rules import DONE, Matrix, Status
 
 _DONE = tuple(s.value for s in DONE)
@@ -539,17 +538,18 @@ async def links_of(*, session: AsyncSession, issue_id: int) -> dict[int, SignalL
     return {row.signal_id: row for row in rows}
 
 
-async def issue_analysis(*, session: AsyncSession, detail: IssueDetail) -> IssueAnalysis:
-    links = await links_of(session=session, issue_id=detail.id)
-    watches = await watches_of(session=session, issue_id=detail.id)
-    found = await flaps_of(session=session, issue_id=detail.id)
-    return IssueAnalysis(
-        **detail.model_dump(),
-        links=[LinkRead.model_validate(link) for link in links.values()],
-        validation=[WatchRead.model_validate(w) for w in watches],
-        flaps=found,
-        flapping=bool(found),
-    )
+async def issue_section(session: AsyncSession, read: IssueRead) -> dict[str, object]:
+    """The issue detail's detection section (`IssueAnalysis`'s own fields): why each signal
+    is linked, the validation of the fix, the flapping keys."""
+    links = await links_of(session=session, issue_id=read.id)
+    watches = await watches_of(session=session, issue_id=read.id)
+    found = await flaps_of(session=session, issue_id=read.id)
+    return {
+        "links": [LinkRead.model_validate(link) for link in links.values()],
+        "validation": [WatchRead.model_validate(w) for w in watches],
+        "flaps": found,
+        "flapping": bool(found),
+    }
 
 
 FLAP_SIGNALS = 5000  # newest signals of an issue read for its fire/resolve cycles

@@ -1,6 +1,6 @@
 """The attach step: which issue a stored signal belongs to.
 
-The dedup-only step, used when `AppState.attach` is None; `AppState.build` installs
+The dedup-only step, used when `AppState.attach` is None; `api.app.build_state` installs
 detection's scoring `Correlator` (`detection/attach.py`), which keeps this rule first. The
 rule is dedup by key: the same key while its issue is open updates that issue (counter,
 last seen, a timeline entry); a ``resolved`` signal marks the group resolved and says so on

@@ -1,5 +1,5 @@
 """A per-key sliding-window counter for the public widget intake (one per app, in
-``AppState.extras``; bounded in memory)."""
+``AppState.runtimes``; bounded in memory)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,7 @@ class RateLimiter:
             return max(0.0, hits[0] + self.window - now)
         hits.append(now)
         return None
+
+
+class WidgetLimiter(RateLimiter):
+    """The widget intake's limiter: one per app, kept in ``AppState.runtimes``."""

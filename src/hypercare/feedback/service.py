@@ -16,7 +16,6 @@ from hypercare.feedback.attach import attach as dedup_attach
 from hypercare.feedback.drafts import SignalDraft
 from hypercare.feedback.models import (
     IntakeDelivery,
-    IssueDetail,
     RejectedRead,
     Signal,
     SignalGroup,
@@ -420,11 +419,11 @@ def rejected_read(row: IntakeDelivery, *, body_limit: int = 65_536) -> RejectedR
     )
 
 
-async def issue_detail(*, session: AsyncSession, read: IssueRead) -> IssueDetail:
-    """An issue's read model with its newest signals and dedup groups."""
+async def issue_section(session: AsyncSession, read: IssueRead) -> dict[str, object]:
+    """The issue detail's feedback section (`IssueDetail`'s fields): its newest signals and
+    dedup groups."""
     signals, groups = await issue_signals(session=session, issue_id=read.id)
-    return IssueDetail(
-        **read.model_dump(),
-        signals=[SignalRead.model_validate(s) for s in signals],
-        signal_groups=[SignalGroupRead.model_validate(g) for g in groups],
-    )
+    return {
+        "signals": [SignalRead.model_validate(s) for s in signals],
+        "signal_groups": [SignalGroupRead.model_validate(g) for g in groups],
+    }

@@ -1,7 +1,8 @@
 """Pure decisions on a parsed request head and on an upstream's protocol switch.
 
 The protocol class (`server.ClientConnection`) collects the head; these functions decide, with
-no I/O, whether it is refused (`Refusal`) and whether an ``Upgrade`` is honoured. Only a
+no I/O, whether it is refused (`Refusal`: `check_head` before routing, `check_route` after) and
+whether an ``Upgrade`` is honoured. Only a
 WebSocket handshake (RFC 6455 §4.1) on a route with ``websocket: true`` becomes a tunnel; every
 other upgrade token (``h2c``, ``TLS/1.2``, ...) is dropped and the request proxied as a plain one,
 which RFC 9110 §7.8 allows ("a server MAY ignore a received Upgrade header field").
@@ -38,6 +39,25 @@ def check_head(method: str, version: str, raw_path: bytes, has_host: bool) -> Re
     if version == "1.1" and not has_host:
         # RFC 9112 §3.2: a server MUST respond 400 to an HTTP/1.1 request without Host.
         return Refusal(400, "bad_request", "bad_request", "the Host header is missing")
+    return None
+
+
+def check_route(
+    method: str,
+    *,
+    matched: bool,
+    method_not_allowed: bool,
+    content_length: int | None,
+    max_body: int,
+) -> Refusal | None:
+    """Refuse a request no route takes (404, or 405 when a route takes the path with another
+    method), or whose declared body exceeds the matched route's `max_body` (413)."""
+    if not matched:
+        if method_not_allowed:
+            return Refusal(405, "no_route", "method_not_allowed", f"{method} is not allowed here")
+        return Refusal(404, "no_route", "no_route", "no route matches this request")
+    if content_length is not None and content_length > max_body:
+        return Refusal(413, "too_large", "body_too_large", "the request body is too large")
     return None
 
 

@@ -1,10 +1,11 @@
 """One request's journey through the gateway, as a chain of callbacks rather than a task.
 
-An `Exchange` is created by `server.ClientConnection` when a request head is parsed, and runs
-when it reaches the head of its connection's queue: route → auth → rate limit → target → pooled
-or new upstream connection → stream the request body → stream the response → call record. It
-is the `UpstreamOwner` its upstream connection reports to. Only opening a new upstream
-connection and a Redis rate-limit check await anything.
+An `Exchange` is created by the client side (`server.ClientConnection`, which it knows only
+as a `Downstream`: what it writes to, which deadline it sets) when a request head is parsed,
+and runs when it reaches the head of its connection's queue: route → auth → rate limit →
+target → pooled or new upstream connection → stream the request body → stream the response →
+call record. It is the `UpstreamOwner` its upstream connection reports to. Only opening a
+new upstream connection and a Redis rate-limit check await anything.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from hypercare.gateway import checks
 from hypercare.gateway import headers as hdr
@@ -24,8 +25,39 @@ from hypercare.gateway.upstream import UpstreamConnection
 if TYPE_CHECKING:
     from hypercare.gateway.capture import Tap
     from hypercare.gateway.ratelimit import Decision
-    from hypercare.gateway.runtime import RouteState, UpstreamState
-    from hypercare.gateway.server import ClientConnection
+    from hypercare.gateway.routes import RouteState, UpstreamState
+    from hypercare.gateway.runtime import Gateway
+
+
+class Downstream(Protocol):
+    """The client side of an exchange, as the exchange sees it (`server.ClientConnection`)."""
+
+    gw: Gateway
+    closed: bool
+    draining: bool
+    # the one deadline the sweeper enforces for this connection, and what it is for
+    deadline: float
+    deadline_kind: str
+    # the exchange being answered, and the one that became a tunnel
+    current: Exchange | None
+    tunnel: Exchange | None
+
+    def write(self, data: bytes) -> None: ...
+
+    def writelines(self, data: tuple[bytes, ...]) -> None: ...
+
+    def cork(self) -> bool: ...
+
+    def uncork(self) -> None: ...
+
+    def pause(self, reason: int) -> None: ...
+
+    def resume(self, reason: int) -> None: ...
+
+    def close(self) -> None: ...
+
+    def exchange_done(self, ex: Exchange) -> None: ...
+
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _REASONS = {
@@ -115,7 +147,7 @@ class Exchange:
         "xrid",
     )
 
-    def __init__(self, client: ClientConnection) -> None:
+    def __init__(self, client: Downstream) -> None:
         self.client = client
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []

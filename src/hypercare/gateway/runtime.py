@@ -15,13 +15,12 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from hypercare.gateway import headers as hdr
 from hypercare.gateway.auth import AuthError, JwtVerifier, KeyStore
-from hypercare.gateway.balancer import Balancer, Target, make_balancer
+from hypercare.gateway.balancer import Target
 from hypercare.gateway.capture import Capturer, Tap
-from hypercare.gateway.config import GatewayConfig, PassiveConfig, RouteConfig
+from hypercare.gateway.config import GatewayConfig
 from hypercare.gateway.exchange import Exchange
 from hypercare.gateway.health import ActiveChecker, record_failure
 from hypercare.gateway.logbudget import LogBudget
@@ -29,6 +28,7 @@ from hypercare.gateway.metrics import Metrics
 from hypercare.gateway.ratelimit import LocalLimiter, RedisLimiter
 from hypercare.gateway.records import CallRecord, RecordSink
 from hypercare.gateway.router import Router
+from hypercare.gateway.routes import RouteState, UpstreamState, route_state, upstream_state
 from hypercare.gateway.server import ClientConnection
 from hypercare.gateway.upstream import Pool, UpstreamConnection
 from hypercare.telemetry.capture import CallCapture
@@ -37,63 +37,6 @@ log = logging.getLogger("hypercare.gateway")
 security_log = logging.getLogger("hypercare.gateway.security")
 
 _SWEEP_INTERVAL = 0.05
-
-
-@dataclass(slots=True)
-class UpstreamState:
-    name: str
-    targets: list[Target]
-    balancer: Balancer
-    hash_source: str | None
-    pools: dict[str, Pool]
-    passive: PassiveConfig
-
-
-@dataclass(slots=True)
-class RateLimitState:
-    limit: int
-    period: float
-    by: str
-
-
-@dataclass(slots=True)
-class RouteState:
-    """A route with everything the hot path needs precomputed as plain attributes."""
-
-    name: str
-    upstream: UpstreamState
-    auth: str
-    allow: frozenset[str] | None
-    rate_limit: RateLimitState | None
-    connect: float
-    response: float
-    idle: float
-    retries: int
-    max_body: int
-    strip_prefix: bool
-    prefix: str
-    websocket: bool = False
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-def _route_state(r: RouteConfig, upstream: UpstreamState) -> RouteState:
-    rl = r.rate_limit
-    return RouteState(
-        name=r.name,
-        upstream=upstream,
-        auth=r.auth,
-        allow=frozenset(r.allow) if r.allow is not None else None,
-        rate_limit=RateLimitState(rl.limit, rl.per.total_seconds(), rl.by) if rl else None,
-        connect=r.timeouts.connect.total_seconds(),
-        response=r.timeouts.response.total_seconds(),
-        idle=r.timeouts.idle.total_seconds(),
-        retries=r.retries,
-        max_body=r.max_body,
-        strip_prefix=r.strip_prefix,
-        prefix=r.match.path[:-1] if r.match.path.endswith("/*") else "",
-        websocket=r.websocket,
-        tags=dict(r.tags),
-    )
 
 
 class Gateway:
@@ -116,19 +59,12 @@ class Gateway:
         self.hash_headers: frozenset[bytes] = frozenset()
         hash_headers = set()
         for name, u in config.upstreams.items():
-            targets = [Target(h, p, w) for h, p, w in u.target_list()]
-            balancer, source = make_balancer(u.balance, targets)
-            if source is not None and source != "ip":
-                hash_headers.add(source.encode())
-            pools = {
-                t.address: Pool(
-                    t, u.max_idle_connections, u.idle_connection_timeout.total_seconds()
-                )
-                for t in targets
-            }
-            self.upstreams[name] = UpstreamState(name, targets, balancer, source, pools, u.passive)
+            ups = upstream_state(name, u)
+            if ups.hash_source is not None and ups.hash_source != "ip":
+                hash_headers.add(ups.hash_source.encode())
+            self.upstreams[name] = ups
         self.hash_headers = frozenset(hash_headers)
-        self.routes = [_route_state(r, self.upstreams[r.upstream]) for r in config.routes]
+        self.routes = [route_state(r, self.upstreams[r.upstream]) for r in config.routes]
         self.router: Router[RouteState] = Router.build(
             [
                 (r.match.path, r.match.methods, s)

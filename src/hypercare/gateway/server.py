@@ -302,23 +302,18 @@ class ClientConnection(asyncio.Protocol):
         ex.path = path
         if ex.bad is None:
             m = gw.router.match(method, path)
-            if m.route is None:
-                if m.method_not_allowed:
-                    ex.bad = (
-                        405,
-                        "no_route",
-                        "method_not_allowed",
-                        f"{method} is not allowed here",
-                    )
-                else:
-                    ex.bad = (404, "no_route", "no_route", "no route matches this request")
-            else:
-                route = m.route
+            route = m.route
+            ex.bad = checks.check_route(
+                method,
+                matched=route is not None,
+                method_not_allowed=m.method_not_allowed,
+                content_length=ex.content_length,
+                max_body=route.max_body if route is not None else 0,
+            )
+            if route is not None:
                 ex.route = route
                 ex.template = m.template
                 ex.retries_left = route.retries
-                if ex.content_length is not None and ex.content_length > route.max_body:
-                    ex.bad = (413, "too_large", "body_too_large", "the request body is too large")
                 if q >= 0 and route.auth == "key":
                     # consumed here like the apikey header: never forwarded nor recorded
                     ex.url, ex.query_key = hdr.take_query_key(url)

@@ -40,13 +40,12 @@ from hypercare.triage.models import Issue
 
 log = logging.getLogger("hypercare.response")
 
-RUNTIME = "response"
 DEFAULT_CONSOLE_URL = "http://127.0.0.1:8700"
 
 
 @dataclass
 class ResponseRuntime:
-    """The response domain's long-lived state, kept in `AppState.extras["response"]`."""
+    """The response domain's long-lived state, kept in `AppState.runtimes`."""
 
     notifiers: Notifiers | None = None
     # links in messages start with this (response.base_url, else the console's address)
@@ -68,20 +67,15 @@ class ResponseRuntime:
 
 
 def runtime(state: AppState) -> ResponseRuntime:
-    found = state.extras.get(RUNTIME)
-    if isinstance(found, ResponseRuntime):
-        return found
-    made = ResponseRuntime()
-    state.extras[RUNTIME] = made
-    return made
+    return state.runtimes.setdefault(ResponseRuntime, ResponseRuntime)
 
 
 def base_url(state: AppState) -> str:
     configured = state.config.response.base_url
     if configured:
         return configured.rstrip("/")
-    console = state.extras.get("console_url")
-    return str(console).rstrip("/") if console else DEFAULT_CONSOLE_URL
+    console = state.console_url
+    return console.rstrip("/") if console else DEFAULT_CONSOLE_URL
 
 
 async def start(state: AppState) -> ResponseRuntime:

@@ -131,7 +131,7 @@ async def write_block(
 
 
 class Collector:
-    """Ingest and flush for one console process; long-lived, kept in `AppState.extras`."""
+    """Ingest and flush for one console process; long-lived, kept in `AppState.runtimes`."""
 
     def __init__(self, engine: AsyncEngine, config: TelemetryConfig, live: LiveStore) -> None:
         self.engine = engine

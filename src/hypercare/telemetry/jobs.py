@@ -1,4 +1,4 @@
-"""Telemetry's long-lived helpers on `AppState.extras` and its background jobs."""
+"""Telemetry's long-lived helpers on `AppState.runtimes` and its background jobs."""
 
 from __future__ import annotations
 
@@ -16,19 +16,17 @@ from hypercare.telemetry.live import LiveStore
 
 log = logging.getLogger("hypercare.telemetry")
 
-LIVE = "telemetry.live"
-COLLECTOR = "telemetry.collector"
-
 
 def collector_of(state: AppState) -> Collector:
     """The console's collector (and its live store), created on first use."""
-    found: Collector | None = state.extras.get(COLLECTOR)
-    if found is None:
-        live = LiveStore(state.config.telemetry.histogram_cache_mb << 20)
-        found = Collector(state.engine, state.config.telemetry, live)
-        state.extras[LIVE] = live
-        state.extras[COLLECTOR] = found
-    return found
+    return state.runtimes.setdefault(
+        Collector,
+        lambda: Collector(
+            state.engine,
+            state.config.telemetry,
+            LiveStore(state.config.telemetry.histogram_cache_mb << 20),
+        ),
+    )
 
 
 def live_of(state: AppState) -> LiveStore:
@@ -90,7 +88,7 @@ async def run_compaction(state: AppState, stop: asyncio.Event) -> None:
 
 async def shutdown(state: AppState) -> None:
     """Write what can be written before the process exits (closed minutes only)."""
-    collector = state.extras.get(COLLECTOR)
+    collector = state.runtimes.get(Collector)
     if collector is not None:
         with contextlib.suppress(Exception):
             await collector.flush(time.time())

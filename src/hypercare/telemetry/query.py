@@ -2,7 +2,8 @@
 
 Used by the analytics endpoints and meant for other packages (alert rules evaluated every
 few seconds): every function takes a session and the `LiveStore` from
-``AppState.extras["telemetry.live"]``. Ranges are ``[start, end)`` in Unix seconds,
+the console's collector
+(``telemetry.jobs.live_of(state)``). Ranges are ``[start, end)`` in Unix seconds,
 widened to whole minutes. Whole hours already rolled up are read from the hour table,
 the rest from minutes, the newest from memory; histograms of all of them merge exactly.
 """

@@ -8,11 +8,9 @@ from fastapi import APIRouter, Query
 
 from hypercare.api.deps import Db, Responder, State, Support, Viewer
 from hypercare.bounds import Id, Offset
-from hypercare.detection import service as detection_service
-from hypercare.detection.models import IssueAnalysis
 from hypercare.errors import InvalidInput
-from hypercare.feedback import service as feedback_service
 from hypercare.triage import service
+from hypercare.triage.detail import IssueDetailParts, assemble
 from hypercare.triage.models import (
     CommentCreate,
     IssueCreate,
@@ -82,16 +80,6 @@ async def create_issue(state: State, session: Db, who: Support, body: IssueCreat
     return service.to_read(issue, state.matrix)
 
 
-@router.get("/issues/{issue_id}", response_model=IssueAnalysis)
-async def get_issue(state: State, session: Db, _: Viewer, issue_id: Id) -> IssueAnalysis:
-    """The issue with its signals, why each is linked, and the validation of its fix."""
-    issue = await service.get_issue(session=session, issue_id=issue_id)
-    detail = await feedback_service.issue_detail(
-        session=session, read=service.to_read(issue, state.matrix)
-    )
-    return await detection_service.issue_analysis(session=session, detail=detail)
-
-
 @router.patch("/issues/{issue_id}", response_model=IssueRead)
 async def update_issue(
     state: State, session: Db, who: Responder, issue_id: Id, body: IssueUpdate
@@ -154,6 +142,20 @@ async def matrix(state: State, _: Viewer) -> MatrixRead:
         at_risk_fraction=m.at_risk_fraction,
         default_priority=m.default_priority,
     )
+
+
+def detail_router(parts: IssueDetailParts) -> APIRouter:
+    """GET /issues/{issue_id}: the issue with the sections of the installed domains."""
+    detail = APIRouter(prefix="/api/v1", tags=["issues"])
+
+    @detail.get("/issues/{issue_id}", response_model=parts.model)
+    async def get_issue(state: State, session: Db, _: Viewer, issue_id: Id) -> IssueRead:
+        """The issue with its signals, why each is linked, and the validation of its fix."""
+        issue = await service.get_issue(session=session, issue_id=issue_id)
+        read = service.to_read(issue, state.matrix)
+        return await assemble(session=session, read=read, parts=parts)
+
+    return detail
 
 
 def _human(seconds: float) -> str:

@@ -25,7 +25,7 @@ from hypercare.feedback.models import (
     ScoreBucket,
     Scores,
 )
-from hypercare.feedback.ratelimit import RateLimiter
+from hypercare.feedback.ratelimit import WidgetLimiter
 from hypercare.feedback.views.common import cfg, dead_letter, log, rejection, store
 from hypercare.store.base import utcnow
 
@@ -117,9 +117,11 @@ async def _widget_post(
             error_body("forbidden", "origin not allowed for this widget key"), status_code=403
         )
     headers = _cors(origin)
-    limiter: RateLimiter = state.extras.setdefault(
-        "feedback.widget_limiter",
-        RateLimiter(cfg(state).widget_rate_limit, cfg(state).widget_rate_window.total_seconds()),
+    limiter = state.runtimes.setdefault(
+        WidgetLimiter,
+        lambda: WidgetLimiter(
+            cfg(state).widget_rate_limit, cfg(state).widget_rate_window.total_seconds()
+        ),
     )
     ip = request.client.host if request.client else "unknown"
     wait = limiter.allow(f"{wk.key}|{ip}")
