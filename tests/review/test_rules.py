@@ -47,7 +47,7 @@ def test_blast_radius_counts_failed_calls_by_consumer_route_and_status() -> None
         Call(T0 + 5, "pay", "acme", 404, ""),  # a client error is no failure
         Call(T0 + 99, "pay", "acme", 500, ""),  # outside the window
     ]
-    radius = rules.blast_radius(calls, (T0, T0 + 10))
+    radius = rules.blast_radius(rules.tally(calls), (T0, T0 + 10))
     assert radius.failed_calls == 4
     assert radius.consumers == [("acme", 2), ("anonymous", 1), ("globex", 1)]
     assert radius.consumer_count == 3
@@ -92,8 +92,7 @@ def _facts() -> dict[str, object]:
         issue=issue,
         signals=signals,
         events=events,
-        failures=[c.ts for c in calls],
-        calls=calls,
+        failures=rules.tally(calls),
         routes=["pay"],
         gap=300,
         scanned_blocks=3,
@@ -190,3 +189,9 @@ def test_markdown_is_rendered_with_html_escaped_and_script_links_dropped() -> No
     assert 'href="javascript' not in html
     assert "<strong>bold</strong>" in html
     assert "<table>" in html
+
+
+def test_failures_are_tallied_per_second_not_kept_per_call() -> None:
+    calls = [Call(T0 + i / 10, "pay", "", 503, "") for i in range(10)]
+    calls.append(Call(T0 + 0.5, "pay", "", 200, ""))
+    assert rules.tally(calls) == {rules.Bucket(int(T0), "pay", "anonymous", "503"): 10}

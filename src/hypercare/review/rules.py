@@ -8,7 +8,7 @@ Times are Unix seconds (floats) here, as telemetry stores them.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -43,6 +43,30 @@ class Call(NamedTuple):
 def failed(call: Call) -> bool:
     """The one classification of a failing call (`gateway.records.outcome_of`)."""
     return outcome_of(call.status, call.error).failed
+
+
+class Bucket(NamedTuple):
+    """Failing calls of one second, route, consumer and status (or error kind)."""
+
+    second: int
+    route: str
+    consumer: str
+    kind: str
+
+
+Tally = Mapping[Bucket, int]
+
+
+def tally(calls: Iterable[Call], into: Counter[Bucket] | None = None) -> Counter[Bucket]:
+    """Count the failing calls among `calls` per `Bucket`: what a review needs of them, in
+    memory that grows with the distinct buckets, not with the calls (an hour-long outage at
+    thousands of calls a second is a few thousand seconds)."""
+    out = Counter[Bucket]() if into is None else into
+    for call in calls:
+        if failed(call):
+            kind = call.error or str(call.status)
+            out[Bucket(int(call.ts), call.route, call.consumer or "anonymous", kind)] += 1
+    return out
 
 
 def impact_window(
@@ -91,21 +115,21 @@ class BlastRadius:
         }
 
 
-def blast_radius(calls: Iterable[Call], window: tuple[float, float]) -> BlastRadius:
-    """Failed calls in `window` (inclusive), by consumer (API key; ``anonymous`` when the
-    call had none), route and status or error kind."""
+def blast_radius(failures: Tally, window: tuple[float, float]) -> BlastRadius:
+    """Failed calls in `window` (whole seconds, inclusive), by consumer (API key;
+    ``anonymous`` when the call had none), route and status or error kind."""
     start, end = window
     consumers: Counter[str] = Counter()
     routes: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     total = 0
-    for call in calls:
-        if not start <= call.ts <= end or not failed(call):
+    for bucket, n in failures.items():
+        if not start <= bucket.second <= end:
             continue
-        total += 1
-        consumers[call.consumer or "anonymous"] += 1
-        routes[call.route] += 1
-        statuses[call.error or str(call.status)] += 1
+        total += n
+        consumers[bucket.consumer] += n
+        routes[bucket.route] += n
+        statuses[bucket.kind] += n
     return BlastRadius(
         failed_calls=total,
         consumers=_top(consumers),
@@ -201,8 +225,7 @@ def draft_facts(
     issue: IssueFacts,
     signals: Sequence[SignalFacts],
     events: Iterable[EventFacts],
-    failures: Sequence[float],
-    calls: Iterable[Call],
+    failures: Tally,
     routes: Sequence[str],
     gap: float,
     scanned_blocks: int,
@@ -210,9 +233,9 @@ def draft_facts(
 ) -> dict[str, Any]:
     """Everything a review draft states from data, as JSON-able values.
 
-    `failures` are the times of the failing calls on the issue's `routes` (sorted) and
-    `calls` those calls themselves; `complete` is False when the scan stopped at its bound
-    (the counts are then lower bounds, and the draft says so)."""
+    `failures` are the failing calls on the issue's `routes` (see `tally`); times are
+    whole seconds. `complete` is False when the scan stopped at its bound (the counts are
+    then lower bounds, and the draft says so)."""
     ordered = sorted(signals, key=lambda s: s.occurred_at)
     first_signal = ordered[0].occurred_at.timestamp() if ordered else None
     users = [s for s in ordered if s.kind == "user"]
@@ -228,9 +251,10 @@ def draft_facts(
         if t is not None
     ]
     anchor = min(anchors) if anchors else (resolved or 0.0)
-    until = resolved if resolved is not None else (max(failures) if failures else anchor)
-    window = impact_window(failures, anchor=anchor, until=until, gap=gap)
-    radius = blast_radius(calls, window) if window else None
+    seconds = sorted({float(b.second) for b in failures})
+    until = resolved if resolved is not None else (seconds[-1] if seconds else anchor)
+    window = impact_window(seconds, anchor=anchor, until=until, gap=gap)
+    radius = blast_radius(failures, window) if window else None
     times = mttx(
         impact_started_at=(
             datetime.fromtimestamp(window[0], UTC) if window else issue.impact_started_at

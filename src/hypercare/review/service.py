@@ -3,6 +3,7 @@ session and never commit (the request or the job owns the transaction)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -105,11 +106,13 @@ def route_names(
 
 async def failing_calls(
     *, session: AsyncSession, routes: Sequence[str], start: float, end: float, max_blocks: int
-) -> tuple[list[rules.Call], int, bool]:
-    """The failing calls on `routes` in [start, end], oldest first, with how many call
-    blocks were read and whether the scan was complete (False: it stopped at `max_blocks`)."""
+) -> tuple[Counter[rules.Bucket], int, bool]:
+    """The failing calls on `routes` in [start, end], counted per `rules.Bucket`, with how
+    many call blocks were read and whether the scan was complete (False: it stopped at
+    `max_blocks`)."""
+    found: Counter[rules.Bucket] = Counter()
     if not routes:
-        return [], 0, True
+        return found, 0, True
     part = TelemetrySegmentRoute
     ids = list(
         await session.scalars(
@@ -123,23 +126,23 @@ async def failing_calls(
     complete = len(ids) <= max_blocks
     ids = ids[:max_blocks]
     wanted = set(routes)
-    found: list[rules.Call] = []
     for i in range(0, len(ids), BLOCKS_PER_READ):
         blocks = await load_blocks(session, ids[i : i + BLOCKS_PER_READ])
         for rows in blocks.values():
-            for row in rows:
-                if row[F_ROUTE] not in wanted or not start <= row[F_TIME] <= end:
-                    continue
-                call = rules.Call(
-                    float(row[F_TIME]),
-                    str(row[F_ROUTE]),
-                    str(row[F_CONSUMER] or ""),
-                    int(row[F_STATUS]),
-                    str(row[F_ERROR] or ""),
-                )
-                if rules.failed(call):
-                    found.append(call)
-    found.sort(key=lambda c: c.ts)
+            rules.tally(
+                (
+                    rules.Call(
+                        float(row[F_TIME]),
+                        str(row[F_ROUTE]),
+                        str(row[F_CONSUMER] or ""),
+                        int(row[F_STATUS]),
+                        str(row[F_ERROR] or ""),
+                    )
+                    for row in rows
+                    if row[F_ROUTE] in wanted and start <= row[F_TIME] <= end
+                ),
+                into=found,
+            )
     return found, len(ids), complete
 
 
@@ -182,7 +185,7 @@ async def draft_facts(
     ]
     start = min(starts).timestamp() - config.lookback.total_seconds()
     end = (issue.resolved_at or utcnow()).timestamp()
-    calls, blocks, complete = await failing_calls(
+    failures, blocks, complete = await failing_calls(
         session=session, routes=routes, start=start, end=end, max_blocks=config.max_blocks
     )
     return rules.draft_facts(
@@ -199,8 +202,7 @@ async def draft_facts(
         ),
         signals=facts,
         events=events,
-        failures=[c.ts for c in calls],
-        calls=calls,
+        failures=failures,
         routes=routes,
         gap=config.gap.total_seconds(),
         scanned_blocks=blocks,
