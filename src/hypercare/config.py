@@ -24,6 +24,7 @@ from hypercare.errors import ConfigError
 from hypercare.feedback.config import FeedbackConfig
 from hypercare.gateway.config import GatewayConfig
 from hypercare.response.config import ResponseConfig, reference_errors
+from hypercare.review.config import ReviewConfig
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.triage.config import TriageConfig
 from hypercare.web.config import WebConfig
@@ -42,11 +43,15 @@ class HypercareConfig(StrictModel):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     response: ResponseConfig = Field(default_factory=ResponseConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
 
     def reference_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Names that point at nothing, with their place in the file (checked after the
         sections themselves are valid)."""
-        return reference_errors(self.response, [lv.level for lv in self.triage.matrix])
+        levels = [lv.level for lv in self.triage.matrix]
+        return reference_errors(self.response, levels) + self.review.reference_errors(
+            levels, [r.name for r in self.gateway.routes]
+        )
 
     @model_validator(mode="after")
     def _detection_routes_known(self) -> HypercareConfig:

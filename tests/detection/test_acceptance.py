@@ -5,7 +5,8 @@ catalog route fails at the same time for an unrelated reason. Tickets arrive, on
 request id of a failed call. Expected: one payments issue holding the gateway signal and the
 tickets with their reasons, prioritised P1/P2 by the matrix, MTTD measured from telemetry; a
 separate catalog issue; after the upstream recovers and a deployment is posted, the payments
-issue becomes verified once the validation window passes healthy.
+issue becomes verified once the validation window passes healthy, and its post-incident
+review is drafted with the blast radius and lead times.
 """
 
 from __future__ import annotations
@@ -145,3 +146,15 @@ def test_payments_incident_is_detected_correlated_prioritised_and_validated(
     text = " ".join(e["text"] for e in timeline)
     assert "before → after: payment-status: error rate" in text
     assert any(e["kind"] == "deployment" for e in timeline)
+
+    # resolved on the way to verified: the P1/P2 issue's review is drafted from telemetry
+    def review() -> dict[str, Any] | None:
+        r = httpx.get(f"{base}/api/v1/issues/{payments}/review", headers=H)
+        return r.json() if r.status_code == 200 else None
+
+    facts = wait_until(review, 60, "the drafted review")["facts"]
+    assert facts["blast_radius"]["failed_calls"] > 0
+    assert facts["blast_radius"]["routes"][0]["route"] == "payment-status"
+    assert [c["consumer"] for c in facts["blast_radius"]["consumers"]] == ["shop-web"]
+    assert facts["lead_times"]["failure_to_signal_seconds"] is not None
+    assert facts["lead_times"]["failure_to_user_report_seconds"] > 0

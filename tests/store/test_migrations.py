@@ -12,12 +12,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import hypercare.store
-from hypercare.store.models import metadata
+from hypercare.store.models import include_name, metadata
 from hypercare.telemetry.callkeys import call_key
 
 
 def _diff(conn: Connection) -> list[object]:
-    context = MigrationContext.configure(conn, opts={"compare_type": False})
+    context = MigrationContext.configure(
+        conn, opts={"compare_type": False, "include_name": include_name}
+    )
     return list(compare_metadata(context, metadata))
 
 

@@ -33,6 +33,8 @@ from hypercare.feedback import service as feedback_service
 from hypercare.feedback import views as feedback_views
 from hypercare.response import jobs as response_jobs
 from hypercare.response import views as response_views
+from hypercare.review import jobs as review_jobs
+from hypercare.review import views as review_views
 from hypercare.runtime import settle_gc
 from hypercare.store.db import ping, session_factory
 from hypercare.telemetry import jobs as telemetry_jobs
@@ -84,6 +86,11 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
             tasks.append(
                 asyncio.create_task(response_jobs.run_response(state, stop), name="response")
             )
+            if state.config.review.enabled:
+                await review_jobs.start(state)
+                tasks.append(
+                    asyncio.create_task(review_jobs.run_reviews(state, stop), name="reviews")
+                )
             settle_gc()
         try:
             yield
@@ -123,6 +130,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     app.include_router(detection_router)
     app.include_router(response_views.router)
     app.include_router(response_views.links)
+    app.include_router(review_views.router)
     install_console(app)
 
     @app.get("/healthz", tags=["health"])

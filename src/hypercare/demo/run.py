@@ -27,6 +27,17 @@ def demo_extra(gateway_origin: str, pager_url: str | None = None) -> str:
         f"    - {{key: {WIDGET_KEY}, name: shop web, origins: ['{gateway_origin}']}}\n"
         "detection:\n"
         "  validation_window: 45s\n"
+        "review:\n"
+        "  runbooks:\n"
+        "    - name: payments-provider\n"
+        "      title: Payments provider errors or slow\n"
+        "      components: [payments]\n"
+        "      rules: [5xx-rate, p95-vs-baseline, p95-above-bound]\n"
+        "      body: |\n"
+        "        1. Open the route page of `payment-status`: error rate, p95, failing calls.\n"
+        "        2. Check the provider's status page and the payments pool metrics.\n"
+        "        3. If the pool is exhausted, roll out the last good payments build.\n"
+        "        4. Post the deployment to hypercare so it validates the fix.\n"
     )
     if pager_url:
         extra += (

@@ -25,6 +25,10 @@ log = logging.getLogger("hypercare.demo")
 WIDGET_KEY = "wk_demo_shop_web_01"
 
 
+def _secs(value: object) -> str:
+    return f"{value:.0f} s" if isinstance(value, int | float) else "n/a"
+
+
 class Scenario:
     def __init__(
         self,
@@ -161,6 +165,32 @@ class Scenario:
             },
         )
         self.tell("hotfix payments 2.4.1 deployed; hypercare now validates it on live traffic")
+        await self.tell_review(stop)
+
+    async def tell_review(self, stop: asyncio.Event, wait: float = 240.0) -> None:
+        """Once validation has resolved the issue, hypercare drafts its post-incident review
+        from telemetry: say what it found (bounded wait; the demo goes on either way)."""
+        if self.issue_id is None:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            r = await self._api("GET", f"/api/v1/issues/{self.issue_id}/review", "support")
+            if r.status == 200:
+                facts = r.json().get("facts") or {}
+                radius = facts.get("blast_radius") or {}
+                lead = facts.get("lead_times") or {}
+                self.tell(
+                    f"post-incident review #{r.json().get('id')} drafted from data: "
+                    f"{radius.get('failed_calls', 0)} failed calls, "
+                    f"{radius.get('consumer_count', 0)} consumer(s); first signal "
+                    f"{_secs(lead.get('failure_to_signal_seconds'))} and first user report "
+                    f"{_secs(lead.get('failure_to_user_report_seconds'))} after the first "
+                    f"failing call (Reviews in the console)"
+                )
+                return
+            if not await self._until(time.monotonic() - self.started + 5, stop):
+                return
+        self.tell(f"no review of #{self.issue_id} yet; it is drafted when the issue is resolved")
 
     async def acknowledge_from_the_page(self, issue_id: int, stop: asyncio.Event) -> None:
         """Wait (bounded) for the pager to get the page, then press its acknowledge link the

@@ -24,6 +24,7 @@ from hypercare.web import (
     oncall,
     overview,
     response,
+    reviews,
     signin,
     telemetry,
 )
@@ -63,6 +64,7 @@ PARTS: tuple[ConsolePart, ...] = (
     integrations.PART,
     response.PART,
     oncall.PART,
+    reviews.PART,
 )
 
 

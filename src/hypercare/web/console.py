@@ -9,10 +9,12 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from hypercare import __version__
 from hypercare.auth.models import Principal
 from hypercare.auth.rules import Role, allows
+from hypercare.review.rules import render_markdown
 from hypercare.store.base import utcnow
 from hypercare.web import rules
 from hypercare.web.registry import (
@@ -80,6 +82,7 @@ class Console:
                 x for p in parts for x in p.issue_panels if x.region == "route_charts"
             ),
             "response": tuple(x for p in parts for x in p.issue_panels if x.region == "response"),
+            "knowledge": tuple(x for p in parts for x in p.issue_panels if x.region == "knowledge"),
         }
         self.env = Environment(
             loader=FileSystemLoader(TEMPLATES),
@@ -96,6 +99,8 @@ class Console:
             duration=rules.duration,
             iso=lambda v: v.isoformat() if v else "",
             readable_times=rules.readable_times,
+            # Markdown as HTML with any HTML in the text escaped (runbooks, reviews)
+            markdown=lambda text: Markup(render_markdown(text or "")),
         )
         self.env.globals.update(version=__version__, countdown=rules.countdown, stamp=rules.stamp)
 

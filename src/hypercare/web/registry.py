@@ -52,8 +52,9 @@ class OverviewSlot:
 
 # Regions of the issue page that later parts fill in (signals linked to the issue, charts of
 # the issue's route); the loader gets the issue being shown.
-# "response": the side column (notification log, acknowledge)
-IssueRegion = Literal["linked_signals", "route_charts", "response"]
+# "response": the side column (notification log, acknowledge); "knowledge": matching
+# runbooks and past workarounds, after the linked signals
+IssueRegion = Literal["linked_signals", "route_charts", "response", "knowledge"]
 IssuePanelLoader = Callable[[AsyncSession, AppState, IssueRead], Awaitable[dict[str, Any]]]
 
 

@@ -1,0 +1,1 @@
+"""Post-incident reviews drafted from data, and runbooks (the knowledge base)."""
