@@ -22,10 +22,11 @@ from hypercare.configtypes import StrictModel
 from hypercare.detection.config import DetectionConfig
 from hypercare.errors import ConfigError
 from hypercare.feedback.config import FeedbackConfig
-from hypercare.gateway.config import GatewayConfig
+from hypercare.gateway.config import GatewayConfig, RouteConfig
 from hypercare.response.config import ResponseConfig, reference_errors
 from hypercare.review.config import ReviewConfig
 from hypercare.telemetry.config import TelemetryConfig
+from hypercare.telemetry.external import ExternalRouteConfig, check_names
 from hypercare.triage.config import TriageConfig
 from hypercare.web.config import WebConfig
 
@@ -44,6 +45,24 @@ class HypercareConfig(StrictModel):
     web: WebConfig = Field(default_factory=WebConfig)
     response: ResponseConfig = Field(default_factory=ResponseConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
+    # routes Hypercare does not proxy but hears about (OTLP spans, access logs)
+    external_routes: list[ExternalRouteConfig] = Field(default_factory=list, max_length=10000)
+
+    def all_routes(self) -> list[RouteConfig | ExternalRouteConfig]:
+        """Every route with telemetry, gateway routes first: analytics, detection,
+        correlation and the impact gate treat external routes like gateway routes (an
+        external route's `upstream` is "")."""
+        return [*self.gateway.routes, *self.external_routes]
+
+    def route_names(self) -> list[str]:
+        """Every route with telemetry: the gateway's, then the external ones."""
+        return [r.name for r in self.gateway.routes] + [r.name for r in self.external_routes]
+
+    def route_tags(self) -> dict[str, dict[str, str]]:
+        """Tags (``component``, ``criticality``...) of every gateway and external route."""
+        tags = {r.name: r.tags for r in self.gateway.routes}
+        tags.update({r.name: r.tags for r in self.external_routes})
+        return tags
 
     def reference_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Names that point at nothing, with their place in the file (checked after the
@@ -57,12 +76,13 @@ class HypercareConfig(StrictModel):
     def _detection_routes_known(self) -> HypercareConfig:
         """`detection.routes` and its `baseline_from` name gateway routes; a typo would
         otherwise silently leave a route without its overrides."""
-        known = {r.name for r in self.gateway.routes}
+        check_names(self.external_routes, (r.name for r in self.gateway.routes))
+        known = set(self.route_names())
         for name, r in self.detection.routes.items():
             for what, value in (("detection.routes", name), ("baseline_from", r.baseline_from)):
                 if value is not None and value not in known:
                     raise ValueError(
-                        f"{what}: {value!r} is not a route in gateway.routes "
+                        f"{what}: {value!r} is not a route in gateway.routes or external_routes "
                         f"(known: {', '.join(sorted(known)) or 'none'})"
                     )
         return self

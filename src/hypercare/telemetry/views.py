@@ -26,6 +26,7 @@ from hypercare.telemetry.models import (
     TrendMetric,
     TrendsRead,
 )
+from hypercare.telemetry.otlp_views import render_metrics
 from hypercare.telemetry.wire import decode_batch
 
 router = APIRouter(tags=["telemetry"])  # /metrics sits at the root, the rest under /api/v1
@@ -225,7 +226,8 @@ async def get_call(
 @router.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
 async def metrics(state: State, _: Viewer) -> PlainTextResponse:
     """The console's own metrics (viewer token; Prometheus can send it as a bearer token)."""
-    return PlainTextResponse(render(live_of(state)), media_type="text/plain; version=0.0.4")
+    text = render(live_of(state)) + render_metrics(state)
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
 router.include_router(api)
