@@ -25,6 +25,7 @@ from hypercare.feedback.config import FeedbackConfig
 from hypercare.gateway.config import GatewayConfig
 from hypercare.response.config import ResponseConfig, reference_errors
 from hypercare.telemetry.config import TelemetryConfig
+from hypercare.telemetry.external import ExternalRouteConfig, check_names
 from hypercare.triage.config import TriageConfig
 from hypercare.web.config import WebConfig
 
@@ -42,6 +43,18 @@ class HypercareConfig(StrictModel):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     response: ResponseConfig = Field(default_factory=ResponseConfig)
+    # routes Hypercare does not proxy but hears about (OTLP spans, access logs)
+    external_routes: list[ExternalRouteConfig] = Field(default_factory=list, max_length=10000)
+
+    def route_names(self) -> list[str]:
+        """Every route with telemetry: the gateway's, then the external ones."""
+        return [r.name for r in self.gateway.routes] + [r.name for r in self.external_routes]
+
+    def route_tags(self) -> dict[str, dict[str, str]]:
+        """Tags (``component``, ``criticality``...) of every gateway and external route."""
+        tags = {r.name: r.tags for r in self.gateway.routes}
+        tags.update({r.name: r.tags for r in self.external_routes})
+        return tags
 
     def reference_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Names that point at nothing, with their place in the file (checked after the
@@ -52,12 +65,13 @@ class HypercareConfig(StrictModel):
     def _detection_routes_known(self) -> HypercareConfig:
         """`detection.routes` and its `baseline_from` name gateway routes; a typo would
         otherwise silently leave a route without its overrides."""
-        known = {r.name for r in self.gateway.routes}
+        check_names(self.external_routes, (r.name for r in self.gateway.routes))
+        known = set(self.route_names())
         for name, r in self.detection.routes.items():
             for what, value in (("detection.routes", name), ("baseline_from", r.baseline_from)):
                 if value is not None and value not in known:
                     raise ValueError(
-                        f"{what}: {value!r} is not a route in gateway.routes "
+                        f"{what}: {value!r} is not a route in gateway.routes or external_routes "
                         f"(known: {', '.join(sorted(known)) or 'none'})"
                     )
         return self
