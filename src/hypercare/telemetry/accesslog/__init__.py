@@ -25,6 +25,7 @@ from hypercare.telemetry.accesslog.base import (
     Rejects,
     Unparsable,
     sample_of,
+    sane,
     unrouted,
 )
 
@@ -49,7 +50,7 @@ def parse_entry(
 ) -> CallRecord | None:
     """One decoded entry as a record, or None (counted in `rejects`)."""
     try:
-        return adapter.parse(doc, match)
+        return sane(adapter.parse(doc, match))
     except Unparsable as exc:
         rejects.add(source, raw, f"{adapter.name}: {exc}", time.time())
     except (TypeError, AttributeError, OverflowError, ValueError) as exc:
@@ -78,7 +79,7 @@ def parse_lines(
                 rejects.add(source, line, "not JSON", time.time())
             continue
         try:
-            out.append(parse(doc, match))
+            out.append(sane(parse(doc, match)))
         except Unparsable as exc:
             rejects.add(source, line, f"{adapter.name}: {exc}", time.time())
         except (TypeError, AttributeError, OverflowError, ValueError) as exc:

@@ -147,6 +147,19 @@ def error_for_status(status_: int, upstream_answered: bool) -> str:
     return ""
 
 
+_EARLIEST, _LATEST = 1e9, 4102444800.0  # as the ingest checks: 2001 to 2100
+
+
+def sane(r: CallRecord) -> CallRecord:
+    """`r` when the ingest would take it (a plausible time, finite durations ≥ 0)."""
+    if not _EARLIEST < r.time < _LATEST:
+        raise Unparsable(f"time {r.time!r} is not a Unix time between 2001 and 2100")
+    for v in (r.total_ms, r.upstream_ms, r.gateway_ms):
+        if not 0 <= v < 1e12:  # also false for NaN
+            raise Unparsable(f"duration {v!r} is not a finite duration ≥ 0")
+    return r
+
+
 # --- counting what did not match ------------------------------------------------------------
 
 
@@ -184,6 +197,14 @@ class Rejects:
         if source not in self.sources and len(self.sources) >= MAX_SOURCES:
             return
         self.sources[source] = Rejected(total, sample[:SAMPLE_CHARS], reason[:200], at)
+
+    def merge(self, other: Rejects) -> None:
+        """Add `other`'s counts (its samples are the newer ones)."""
+        for name, r in other.sources.items():
+            self.add(name, r.sample, r.reason, r.at)
+            self.sources.get(name, self.sources.get("(other sources)", Rejected())).total += (
+                r.total - 1
+            )
 
     @property
     def total(self) -> int:
