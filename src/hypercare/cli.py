@@ -605,5 +605,109 @@ def gateway(
     group.stop(cfg.gateway.limits.drain_timeout.total_seconds() + 5)
 
 
+@app.command()
+def tail(
+    file: Annotated[Path, typer.Argument(help="The access log to follow.")],
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format", help="nginx-json, envoy-json or traefik-json (see docs/configuration.md)."
+        ),
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="The console's YAML file: its external_routes: name the calls (without it, "
+            "every call goes under the catch-all route with its path template).",
+        ),
+    ] = None,
+    console_url: Annotated[
+        str | None,
+        typer.Option("--console-url", envvar="HYPERCARE_CONSOLE_URL", help="The console."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="HYPERCARE_NODE_TOKEN",
+            help="A node token (`hypercare telemetry node-token --name NAME`).",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path,
+        typer.Option("--data-dir", help="Where the position in the file and the spool are kept."),
+    ] = Path(".hypercare-tail"),
+    from_start: Annotated[
+        bool,
+        typer.Option(
+            "--from-start",
+            help="Read a file never followed before from its start (default: from its end).",
+        ),
+    ] = False,
+) -> None:
+    """Follow a gateway's access log and ship its lines to the console as call records.
+
+    Follows the file across rotation (rename and copytruncate), ships batches like the
+    gateway's shipper (spooling under --data-dir while the console is away, replayed in
+    order), and keeps its position in the file across restarts. SIGTERM or Ctrl-C ships or
+    spools what was read, then stops. Lines that do not match the format are counted and
+    reported to the console with a sample.
+    """
+    import hashlib
+    import signal
+
+    from hypercare.telemetry.accesslog import FORMATS, TAIL_FORMATS
+    from hypercare.telemetry.external import ExternalRoutes
+    from hypercare.telemetry.shipper import Shipper
+    from hypercare.telemetry.tail import Follower, TailStats, run_tail
+
+    adapter = FORMATS.get(format_)
+    if adapter is None or not adapter.tail:
+        raise _fail(f"--format must be one of {', '.join(TAIL_FORMATS)} (got {format_!r})")
+    if not console_url or not token:
+        missing = (
+            "--token / HYPERCARE_NODE_TOKEN"
+            if console_url
+            else ("--console-url / HYPERCARE_CONSOLE_URL")
+        )
+        raise _fail(
+            f"{missing} is not set: shipping needs the console's URL and a node token "
+            "(`hypercare telemetry node-token --name NAME` makes one)"
+        )
+    routes = _load(config).external_routes if config is not None else []
+    path = file.resolve()
+    state = data_dir.resolve() / ("tail-" + hashlib.sha256(str(path).encode()).hexdigest()[:16])
+    try:
+        shipper = Shipper(console_url, token, state / "spool")
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    follower = Follower(path, state / "position.json", from_start=from_start)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    stats = TailStats()
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        typer.echo(f"hypercare tail: following {path} ({format_}), shipping to {console_url}")
+        await run_tail(follower, adapter, ExternalRoutes(routes).match, shipper, stop, stats=stats)
+
+    try:
+        asyncio.run(go())
+    except OSError as exc:
+        raise _fail(f"cannot follow {path}: {exc}") from None
+    typer.echo(
+        f"hypercare tail: {stats.lines} line(s), {stats.records} record(s) shipped or spooled, "
+        f"{shipper.dropped_total} dropped, {shipper.spooled_batches} batch(es) left in the spool"
+    )
+
+
 def main() -> None:
     app()

@@ -208,6 +208,11 @@ class Collector:
         stats = self.live.stats
         stats.node_dropped[node] = batch.dropped_total
         stats.node_spool_bytes[node] = batch.spool_bytes
+        for source, total, sample, reason in batch.unparsed:
+            key = f"{node} {source}"
+            known = stats.unparsed.sources.get(key)
+            if known is None or known.total != total:
+                stats.unparsed.set(key, total, sample, reason, time.time())
         try:
             async with self.writing() as conn:
                 # insert first: a re-sent batch fails on the unique key (IntegrityError below)

@@ -13,6 +13,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from hypercare.gateway.records import CallRecord
+from hypercare.telemetry.accesslog.base import Rejects
 from hypercare.telemetry.aggregate import Aggregate, Key, aggregate_into
 from hypercare.telemetry.histcache import HistogramCache
 
@@ -33,6 +34,9 @@ class IngestStats:
     # per shipping node: what it last reported about itself
     node_dropped: dict[str, int] = field(default_factory=dict)
     node_spool_bytes: dict[str, int] = field(default_factory=dict)
+    # access-log lines that did not match their format, per source, with a sample: pushed
+    # ones counted here, tailed ones as their node last reported them
+    unparsed: Rejects = field(default_factory=Rejects)
 
 
 class LiveStore:

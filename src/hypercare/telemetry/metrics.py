@@ -87,4 +87,11 @@ def render(live: LiveStore) -> str:
         "Bytes waiting in a gateway node's spool (as last reported).",
         [(f'{{node="{_label(n)}"}}', v) for n, v in sorted(s.node_spool_bytes.items())],
     )
+    metric(
+        "hypercare_telemetry_unparsed_lines_total",
+        "counter",
+        "Access-log lines or entries that did not match their format, per source (samples: "
+        "GET /api/v1/telemetry/sources and the console's APIs page).",
+        [(f'{{source="{_label(n)}"}}', r.total) for n, r in sorted(s.unparsed.sources.items())],
+    )
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -298,6 +298,28 @@ class IngestResult(BaseModel):
     batch: str
     accepted: int
     duplicate: bool
+
+
+class LogIngestResult(BaseModel):
+    """What `POST /api/v1/ingest/{format}` made of a pushed access-log body."""
+
+    batch: str
+    accepted: int
+    rejected: int = Field(description="entries that did not match the format (counted)")
+    reason: str | None = Field(None, description="why the last rejected entry was refused")
+    duplicate: bool
+
+
+class UnparsedSource(BaseModel):
+    source: str
+    total: int
+    sample: str
+    reason: str
+    last_at: datetime | None
+
+
+class UnparsedRead(BaseModel):
+    sources: list[UnparsedSource]
 
 
 class NodeTokenCreated(BaseModel):

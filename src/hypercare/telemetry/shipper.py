@@ -43,7 +43,7 @@ import orjson
 from hypercare.gateway.records import CallRecord
 from hypercare.telemetry.capture import CallCapture
 from hypercare.telemetry.transport import ConsoleUnreachable, HttpTransport, Transport
-from hypercare.telemetry.wire import encode_batch
+from hypercare.telemetry.wire import Unparsed, encode_batch
 
 log = logging.getLogger("hypercare.telemetry.shipper")
 
@@ -93,6 +93,9 @@ class Shipper:
         self.rejected_total = 0
         self.sent_records = 0
         self.sent_batches = 0
+        # what an access-log reader (hypercare tail) reports with every batch
+        self.unparsed: list[Unparsed] = []
+        self._cycling = asyncio.Lock()
 
     # --- hot path -----------------------------------------------------------------------
 
@@ -136,6 +139,14 @@ class Shipper:
         if self._transport is not None:
             await self._transport.close()
 
+    async def flush(self) -> None:
+        """Ship what is buffered now; when it returns, each of those records is
+        acknowledged by the console, spooled, or counted in `dropped_total`."""
+        if self._task is None:
+            raise RuntimeError("start() the shipper before flushing it")
+        async with self._cycling:
+            await self._cycle()
+
     @property
     def buffered(self) -> int:
         return len(self._records)
@@ -153,7 +164,8 @@ class Shipper:
             self._wake.clear()
             closing = self._closing
             try:
-                await self._cycle(final=closing)
+                async with self._cycling:
+                    await self._cycle(final=closing)
             except Exception:
                 # a failing cycle must not end shipping; records stay buffered or spooled
                 log.exception("telemetry shipping cycle failed")
@@ -180,6 +192,7 @@ class Shipper:
             sent_at=time.time(),
             dropped_total=self.dropped_total,
             spool_bytes=self.spool_bytes,
+            unparsed=self.unparsed,
         )
         if len(body) <= MAX_BATCH_BYTES or len(records) == 1:
             return [(body, len(records))]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from hypercare.api.deps import Db, State, Viewer, bearer_token
@@ -14,20 +15,25 @@ from hypercare.bounds import Instant
 from hypercare.configtypes import parse_duration
 from hypercare.errors import InvalidInput
 from hypercare.telemetry import calls, nodes, query
+from hypercare.telemetry.accesslog import FORMATS, Match, Rejects, parse_body
+from hypercare.telemetry.external import ExternalRoutes
 from hypercare.telemetry.jobs import collector_of, live_of
 from hypercare.telemetry.metrics import render
 from hypercare.telemetry.models import (
     CallRead,
     CallsPage,
     IngestResult,
+    LogIngestResult,
     Point,
     RoutesRead,
     TimeseriesRead,
     TrendMetric,
     TrendsRead,
+    UnparsedRead,
+    UnparsedSource,
 )
 from hypercare.telemetry.otlp_views import render_metrics
-from hypercare.telemetry.wire import decode_batch
+from hypercare.telemetry.wire import MAX_RECORDS, Batch, decode_batch
 
 router = APIRouter(tags=["telemetry"])  # /metrics sits at the root, the rest under /api/v1
 api = APIRouter(prefix="/api/v1", tags=["telemetry"])
@@ -70,6 +76,84 @@ async def ingest(request: Request, state: State, session: Db) -> IngestResult:
     batch = decode_batch(await request.body())
     accepted, duplicate = await collector.ingest(node, batch)
     return IngestResult(batch=batch.key, accepted=accepted, duplicate=duplicate)
+
+
+def external_match(state: State) -> Match:
+    """`ExternalRoutes.match` over the running configuration's ``external_routes:``
+    (built once per configuration)."""
+    routes = state.config.external_routes
+    cached = state.extras.get("external_routes_match")
+    if cached is None or cached[0] is not routes:
+        cached = (routes, ExternalRoutes(routes).match)
+        state.extras["external_routes_match"] = cached
+    match: Match = cached[1]
+    return match
+
+
+_FORMAT_NAMES = ", ".join(FORMATS)
+
+
+@api.post("/ingest/{fmt}", response_model=LogIngestResult)
+async def ingest_log(
+    request: Request,
+    state: State,
+    session: Db,
+    fmt: Annotated[str, Path(max_length=40, description=_FORMAT_NAMES)],
+) -> LogIngestResult:
+    """Access-log entries pushed by a gateway's logger (Kong http-log, APISIX http-logger;
+    any format in the registry): one JSON object, a JSON array of them, or NDJSON. Node
+    token. Entries become call records through the same ingest as a gateway node's batches;
+    entries that do not match the format are counted per source with a sample."""
+    adapter = FORMATS.get(fmt)
+    if adapter is None:
+        raise InvalidInput(f"unknown access-log format {fmt!r}: use one of {_FORMAT_NAMES}")
+    collector = collector_of(state)
+    node = await nodes.authenticate_node(
+        session=session, token=bearer_token(request), verified=collector.nodes
+    )
+    body = await request.body()
+    source = f"{fmt} {node}"
+    rejects = Rejects()
+    records = parse_body(body, adapter, external_match(state), rejects, source)
+    collector.live.stats.unparsed.merge(rejects)
+    rejected = rejects.total
+    reason = next(iter(rejects.sources.values())).reason if rejected else None
+    if not records and rejected:
+        raise InvalidInput(
+            f"no entry of this body is a {adapter.title} log entry ({reason}); "
+            f"{rejected} counted as unparsed for {source}",
+            details={"rejected": rejected},
+        )
+    if len(records) > MAX_RECORDS:
+        raise InvalidInput(f"at most {MAX_RECORDS} entries per request (got {len(records)})")
+    # the same body pushed again (a logger retrying after a lost answer) is stored once
+    key = (
+        "log-"
+        + hashlib.sha256(fmt.encode() + b"\0" + node.encode() + b"\0" + body).hexdigest()[:40]
+    )
+    batch = Batch(key, time.time(), 0, 0, records, {})
+    accepted, duplicate = await collector.ingest(node, batch)
+    return LogIngestResult(
+        batch=key, accepted=accepted, rejected=rejected, reason=reason, duplicate=duplicate
+    )
+
+
+@api.get("/telemetry/unparsed", response_model=UnparsedRead)
+async def unparsed_sources(state: State, _: Viewer) -> UnparsedRead:
+    """Access-log lines that did not match their format, per source, with the last one."""
+    sources = live_of(state).stats.unparsed.sources
+    return UnparsedRead(
+        sources=[
+            UnparsedSource(
+                source=name,
+                total=r.total,
+                sample=r.sample,
+                reason=r.reason,
+                last_at=_at(r.at) if r.at else None,
+            )
+            for name, r in sorted(sources.items())
+        ]
+    )
 
 
 async def _summary(

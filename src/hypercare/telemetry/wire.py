@@ -12,6 +12,10 @@ One batch is a JSON object::
 
 The sixth element of a capture is optional (batches from older nodes have five).
 
+A node that reads access logs (`hypercare tail`) also reports the lines it could not read,
+per source, as its running totals: ``"unparsed": [["<source>", <total>, "<sample line>",
+"<reason>"], ...]`` (optional; at most 256 sources, samples cut to 512 characters).
+
 Records are positional arrays (the field order of `CallRecord`), which keeps batches
 compact and decoding cheap. The batch key makes re-sending a batch idempotent.
 """
@@ -46,6 +50,13 @@ _FLAGS = ("request_truncated", "response_truncated", "redacted")
 _BATCH_KEY = re.compile(r"^[A-Za-z0-9_.\-]{8,64}$")
 
 
+MAX_UNPARSED_SOURCES = 256
+_SAMPLE = 512
+
+# one source's lines that did not match its format: (source, total, sample line, reason)
+Unparsed = tuple[str, int, str, str]
+
+
 class Batch(NamedTuple):
     key: str
     sent_at: float
@@ -53,6 +64,7 @@ class Batch(NamedTuple):
     spool_bytes: int
     records: list[CallRecord]
     captures: dict[int, CallCapture]
+    unparsed: list[Unparsed] = []
 
 
 def encode_batch(
@@ -63,6 +75,7 @@ def encode_batch(
     sent_at: float,
     dropped_total: int = 0,
     spool_bytes: int = 0,
+    unparsed: list[Unparsed] | None = None,
 ) -> bytes:
     caps = [
         [
@@ -89,6 +102,8 @@ def encode_batch(
         "records": records,
         "captures": caps,
     }
+    if unparsed:
+        doc["unparsed"] = unparsed
     try:
         # orjson writes the records (tuples, via `default`) without per-field Python work:
         # about a tenth of the stdlib encoder's time per record, on the gateway worker's loop
@@ -198,6 +213,7 @@ class _Wire(msgspec.Struct):
     dropped_total: int = 0
     spool_bytes: int = 0
     captures: list[Any] = msgspec.field(default_factory=list)
+    unparsed: list[tuple[str, int, str, str]] = msgspec.field(default_factory=list)
 
 
 _WIRE = msgspec.json.Decoder(_Wire)
@@ -241,6 +257,7 @@ def decode_batch(body: bytes) -> Batch:
             wire.spool_bytes,
             wire.records,
             wire.captures,
+            wire.unparsed,
         )
     doc = _parse(body)
     if not isinstance(doc, dict) or doc.get("v") != 1:
@@ -261,7 +278,15 @@ def decode_batch(body: bytes) -> Batch:
         numbers.append(v)
     records = [_record(row, i) for i, row in enumerate(rows)]
     sent_at, dropped_total, spool_bytes = numbers
-    return _batch(key, sent_at, dropped_total, spool_bytes, records, doc.get("captures", []))
+    return _batch(
+        key,
+        sent_at,
+        dropped_total,
+        spool_bytes,
+        records,
+        doc.get("captures", []),
+        doc.get("unparsed", []),
+    )
 
 
 def _batch(
@@ -271,8 +296,9 @@ def _batch(
     spool_bytes: float,
     records: list[CallRecord],
     caps: Any,
+    unparsed: Any = (),
 ) -> Batch:
-    """The batch, with its captures checked."""
+    """The batch, with its captures and unparsed-line reports checked."""
     captures: dict[int, CallCapture] = {}
     if not isinstance(caps, list):
         raise _bad('"captures" must be an array')
@@ -296,4 +322,33 @@ def _batch(
             resp_cut,
             redacted,
         )
-    return Batch(key, float(sent_at), int(dropped_total), int(spool_bytes), records, captures)
+    return Batch(
+        key,
+        float(sent_at),
+        int(dropped_total),
+        int(spool_bytes),
+        records,
+        captures,
+        _unparsed(unparsed),
+    )
+
+
+def _unparsed(value: Any) -> list[Unparsed]:
+    where = '"unparsed"'
+    if not isinstance(value, list | tuple) or len(value) > MAX_UNPARSED_SOURCES:
+        raise _bad(f"{where} must be an array of at most {MAX_UNPARSED_SOURCES} entries")
+    out: list[Unparsed] = []
+    for n, item in enumerate(value):
+        if (
+            not isinstance(item, list | tuple)
+            or len(item) != 4
+            or not isinstance(item[0], str)
+            or not isinstance(item[1], int)
+            or isinstance(item[1], bool)
+            or item[1] < 0
+            or not isinstance(item[2], str)
+            or not isinstance(item[3], str)
+        ):
+            raise _bad(f'{where}[{n}] must be ["source", total >= 0, "sample line", "reason"]')
+        out.append((item[0][:300], item[1], item[2][:_SAMPLE], item[3][:200]))
+    return out

@@ -1,0 +1,96 @@
+"""Kong's log plugins (http-log, file-log, tcp-log...): one JSON log object per call.
+
+The http-log plugin POSTs one object, or an array of them when its queue batches
+(``queue.max_batch_size`` > 1). Fields read: ``started_at`` (ms), ``request.method``,
+``request.uri``, ``request.headers.host``, ``request.size``, ``request.id`` (Kong 3.5+, else
+the ``x-kong-request-id`` answer header or an ``x-request-id`` request header),
+``response.status``, ``response.size``, ``latencies`` (``request`` total, ``proxy`` upstream,
+``kong``), ``tries`` (the last is the target that answered), ``upstream_status``, ``source``
+(``upstream``, ``kong`` or ``exit``), ``service.name``, ``consumer.username`` and
+``client_ip``. Kong's route name is not used: the call's route is the ``external_routes:``
+entry its host, method and path match.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypercare.gateway.records import CallRecord
+from hypercare.telemetry.accesslog.base import (
+    Match,
+    Unparsable,
+    error_for_status,
+    gateway_ms,
+    need,
+    number,
+    status,
+    text,
+    trace_of,
+)
+
+_KONG_ERRORS = {401: "auth", 403: "auth", 429: "rate_limited", 404: "no_route"}
+
+
+def _obj(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    v = doc.get(key)
+    return v if isinstance(v, dict) else {}
+
+
+def parse(doc: Any, match: Match) -> CallRecord:
+    if not isinstance(doc, dict):
+        raise Unparsable("not a JSON object")
+    request, response = _obj(doc, "request"), _obj(doc, "response")
+    if not request or not response:
+        raise Unparsable('no "request" or "response" object')
+    start = number(need(doc, "started_at"), "started_at") / 1000.0
+    method = text(request, "method")
+    uri = text(request, "uri")
+    if not method or not uri:
+        raise Unparsable('no "request.method" or "request.uri"')
+    code = status(need(response, "status"), "response.status")
+    lat = _obj(doc, "latencies")
+    total = number(lat.get("request"), "latencies.request")
+    upstream_ms = max(0.0, number(lat.get("proxy"), "latencies.proxy"))
+    headers = _obj(request, "headers")
+    tries = doc.get("tries")
+    target = ""
+    if isinstance(tries, list) and tries and isinstance(tries[-1], dict):
+        last = tries[-1]
+        target = f"{text(last, 'ip')}:{text(last, 'port')}" if text(last, "ip") else ""
+    source = text(doc, "source")
+    answered = bool(text(doc, "upstream_status")) or source == "upstream"
+    if source in ("kong", "exit") and code in _KONG_ERRORS:
+        error = _KONG_ERRORS[code]
+    else:
+        error = error_for_status(code, answered) if code >= 499 else ""
+    consumer = _obj(doc, "consumer")
+    request_id = (
+        text(request, "id")
+        or text(_obj(response, "headers"), "x-kong-request-id")
+        or text(headers, "x-request-id")
+    )
+    path = uri.split("?", 1)[0][:2048] or "/"
+    route, template = match(text(headers, "host"), method, path)
+    return CallRecord(
+        time=start,
+        route=route,
+        consumer=text(consumer, "username") or text(consumer, "custom_id"),
+        method=method,
+        path_template=template,
+        path=path,
+        status=code,
+        request_bytes=int(number(request.get("size"), "request.size")),
+        response_bytes=int(number(response.get("size"), "response.size")),
+        target=target,
+        gateway_ms=max(0.0, number(lat.get("kong"), "latencies.kong"))
+        if "kong" in lat
+        else gateway_ms(total, upstream_ms),
+        upstream_ms=upstream_ms,
+        total_ms=total,
+        error=error,
+        client_ip=text(doc, "client_ip"),
+        request_id=request_id,
+        trace_id=trace_of(text(headers, "traceparent")),
+        upstream=text(_obj(doc, "service"), "name"),
+        user_agent=text(headers, "user-agent"),
+    )

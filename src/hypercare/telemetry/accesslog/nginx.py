@@ -1,0 +1,101 @@
+"""nginx access logs written as JSON by a ``log_format … escape=json`` (one object a line).
+
+The format Hypercare documents is `LOG_FORMAT` below (docs/configuration.md, "Access logs"
+from gateways you already run" prints it whole).
+
+The widely used ``json_analytics`` format (Grafana dashboard 12559) is read too: it names the
+upstream address ``upstream`` and the host ``http_host``. nginx writes every value as a
+string, "" when a variable is empty; ``$upstream_*`` hold one value per upstream tried
+(``"a:80, b:80"``), the last one is the one that answered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypercare.gateway.records import CallRecord
+from hypercare.telemetry.accesslog.base import (
+    Match,
+    Unparsable,
+    error_for_status,
+    gateway_ms,
+    last_of,
+    need,
+    number,
+    status,
+    text,
+    trace_of,
+)
+
+LOG_FORMAT = (
+    "log_format hypercare escape=json '{"
+    '"msec":"$msec","request_id":"$request_id","request_method":"$request_method",'
+    '"request_uri":"$request_uri","host":"$host","status":"$status",'
+    '"request_length":"$request_length","body_bytes_sent":"$body_bytes_sent",'
+    '"request_time":"$request_time","upstream_addr":"$upstream_addr",'
+    '"upstream_status":"$upstream_status","upstream_header_time":"$upstream_header_time",'
+    '"upstream_response_time":"$upstream_response_time","remote_addr":"$remote_addr",'
+    '"remote_user":"$remote_user","http_user_agent":"$http_user_agent",'
+    '"http_traceparent":"$http_traceparent"'
+    "}';"
+)
+
+
+def _upstream_seconds(value: str) -> float:
+    # one value per upstream tried: the call spent their sum waiting for upstreams
+    if "," in value or " : " in value:
+        return sum(
+            number(v.strip(), "upstream_response_time")
+            for v in value.replace(" : ", ",").split(",")
+        )
+    return number(value, "upstream_response_time")
+
+
+def parse(doc: Any, match: Match) -> CallRecord:
+    if not isinstance(doc, dict):
+        raise Unparsable("not a JSON object")
+    end = number(need(doc, "msec"), "msec")
+    method = text(doc, "request_method")
+    uri = text(doc, "request_uri") or text(doc, "uri")
+    if not method or not uri:
+        request = text(doc, "request")  # "GET /path HTTP/1.1"
+        parts = request.split(" ")
+        if len(parts) < 2:
+            raise Unparsable('no "request_method" and "request_uri" (or "request")')
+        method, uri = method or parts[0], uri or parts[1]
+    code = status(need(doc, "status"), "status")
+    total = number(doc.get("request_time"), "request_time") * 1000.0
+    upstream_ms = _upstream_seconds(text(doc, "upstream_response_time")) * 1000.0
+    target = last_of(text(doc, "upstream_addr") or text(doc, "upstream"))
+    up_status = last_of(text(doc, "upstream_status"))
+    header_time = last_of(text(doc, "upstream_header_time", "-"))
+    # nginx made the 502/504 itself when the upstream never sent a header
+    answered = bool(up_status) and not (
+        code in (502, 504) and up_status == str(code) and header_time in ("-", "")
+    )
+    host = text(doc, "host") or text(doc, "http_host")
+    path = uri.split("?", 1)[0][:2048] or "/"
+    route, template = match(host, method, path)
+    return CallRecord(
+        time=end - total / 1000.0,
+        route=route,
+        consumer=text(doc, "remote_user"),
+        method=method,
+        path_template=template,
+        path=path,
+        status=code,
+        request_bytes=int(number(doc.get("request_length"), "request_length")),
+        response_bytes=int(
+            number(doc.get("body_bytes_sent", doc.get("bytes_sent")), "body_bytes_sent")
+        ),
+        target=target,
+        gateway_ms=gateway_ms(total, upstream_ms),
+        upstream_ms=upstream_ms,
+        total_ms=total,
+        error=error_for_status(code, answered) if code >= 499 else "",
+        client_ip=text(doc, "remote_addr"),
+        request_id=text(doc, "request_id"),
+        trace_id=trace_of(text(doc, "http_traceparent")),
+        upstream="",
+        user_agent=text(doc, "http_user_agent"),
+    )
