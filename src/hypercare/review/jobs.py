@@ -22,7 +22,6 @@ from hypercare.triage.rules import Status
 
 log = logging.getLogger("hypercare.review")
 
-RUNTIME = "review"
 BATCH = 500
 GAP_WAIT = 10.0  # seconds a hole in the timeline ids is waited for (see advance_cursor)
 _KNOWLEDGE_FIELDS = frozenset({"workaround", "title", "component"})
@@ -37,12 +36,7 @@ class ReviewRuntime:
 
 
 def runtime(state: AppState) -> ReviewRuntime:
-    found = state.extras.get(RUNTIME)
-    if isinstance(found, ReviewRuntime):
-        return found
-    made = ReviewRuntime()
-    state.extras[RUNTIME] = made
-    return made
+    return state.runtimes.setdefault(ReviewRuntime, ReviewRuntime)
 
 
 def gateway_routes(state: AppState) -> list[tuple[str, str | None, str | None]]:

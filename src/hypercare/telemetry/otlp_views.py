@@ -41,7 +41,6 @@ log = logging.getLogger("hypercare.telemetry")
 TRACES_PATH = "/v1/traces"
 LOGS_PATH = "/v1/logs"
 PATHS = (TRACES_PATH, LOGS_PATH)
-EXTRA = "telemetry.otlp"
 RETRY_AFTER = "2"
 
 router = APIRouter(tags=["telemetry"])
@@ -49,7 +48,7 @@ router = APIRouter(tags=["telemetry"])
 
 @dataclass
 class Intake:
-    """The receiver's long-lived state, kept in `AppState.extras`."""
+    """The receiver's long-lived state, kept in `AppState.runtimes`."""
 
     routes: ExternalRoutes
     consumer_attribute: str
@@ -75,17 +74,16 @@ class Intake:
 
 
 def intake_of(state: AppState) -> Intake:
-    found: Intake | None = state.extras.get(EXTRA)
-    if found is None:
+    def make() -> Intake:
         cfg = state.config.telemetry.otlp
-        found = Intake(
+        return Intake(
             routes=ExternalRoutes.from_config(state.config.external_routes),
             consumer_attribute=cfg.consumer_attribute,
             slots=asyncio.Semaphore(cfg.max_concurrent),
             max_body=cfg.max_body_mb << 20,
         )
-        state.extras[EXTRA] = found
-    return found
+
+    return state.runtimes.setdefault(Intake, make)
 
 
 def _answer(kind: str, status: int, message: str, code: str, retry: bool = False) -> Response:

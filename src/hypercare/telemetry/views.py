@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -16,7 +18,7 @@ from hypercare.configtypes import parse_duration
 from hypercare.errors import InvalidInput
 from hypercare.telemetry import calls, nodes, query
 from hypercare.telemetry.accesslog import FORMATS, Match, Rejects, parse_body
-from hypercare.telemetry.external import ExternalRoutes
+from hypercare.telemetry.external import ExternalRouteConfig, ExternalRoutes
 from hypercare.telemetry.jobs import collector_of, live_of
 from hypercare.telemetry.metrics import render
 from hypercare.telemetry.models import (
@@ -82,12 +84,19 @@ def external_match(state: State) -> Match:
     """`ExternalRoutes.match` over the running configuration's ``external_routes:``
     (built once per configuration)."""
     routes = state.config.external_routes
-    cached = state.extras.get("external_routes_match")
-    if cached is None or cached[0] is not routes:
-        cached = (routes, ExternalRoutes(routes).match)
-        state.extras["external_routes_match"] = cached
-    match: Match = cached[1]
-    return match
+    cached = state.runtimes.get(_ExternalMatch)
+    if cached is None or cached.routes is not routes:
+        cached = _ExternalMatch(routes, ExternalRoutes(routes).match)
+        state.runtimes.put(cached)
+    return cached.match
+
+
+@dataclass(frozen=True, slots=True)
+class _ExternalMatch:
+    """The matcher built for one configuration's ``external_routes:``."""
+
+    routes: Sequence[ExternalRouteConfig]
+    match: Match
 
 
 _FORMAT_NAMES = ", ".join(FORMATS)
