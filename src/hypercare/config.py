@@ -23,6 +23,8 @@ from hypercare.detection.config import DetectionConfig
 from hypercare.errors import ConfigError
 from hypercare.feedback.config import FeedbackConfig
 from hypercare.gateway.config import GatewayConfig
+from hypercare.launch.config import LaunchConfig
+from hypercare.launch.config import reference_errors as launch_reference_errors
 from hypercare.response.config import ResponseConfig, reference_errors
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.triage.config import TriageConfig
@@ -42,11 +44,20 @@ class HypercareConfig(StrictModel):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     response: ResponseConfig = Field(default_factory=ResponseConfig)
+    launches: list[LaunchConfig] = Field(default_factory=list, max_length=100)
 
     def reference_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Names that point at nothing, with their place in the file (checked after the
         sections themselves are valid)."""
-        return reference_errors(self.response, [lv.level for lv in self.triage.matrix])
+        priorities = [lv.level for lv in self.triage.matrix]
+        return [
+            *reference_errors(self.response, priorities),
+            *launch_reference_errors(
+                self.launches,
+                routes={r.name: r.tags.get("component") for r in self.gateway.routes},
+                priorities=priorities,
+            ),
+        ]
 
     @model_validator(mode="after")
     def _detection_routes_known(self) -> HypercareConfig:

@@ -20,6 +20,7 @@ from hypercare.web import (
     feedback,
     integrations,
     issues,
+    launch,
     live,
     oncall,
     overview,
@@ -63,6 +64,7 @@ PARTS: tuple[ConsolePart, ...] = (
     integrations.PART,
     response.PART,
     oncall.PART,
+    launch.PART,
 )
 
 
