@@ -68,7 +68,7 @@ def transition_error(
     """Why `current` → `to` is refused, or None when it is allowed."""
     if to not in TRANSITIONS[current]:
         allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (the launch is over)"
-        return f"a {current.value} launch cannot become {to.value} (allowed: {allowed})"
+        return f"the launch is {current.value} and cannot become {to.value} (allowed: {allowed})"
     if to is L.extended and (new_end is None or new_end <= start):
         return "extending a launch needs a new end after its start (give 'end')"
     return None
