@@ -300,7 +300,8 @@ def html(data: ReportData) -> str:
     """A standalone, printable page (no script, no external asset)."""
     parts = [
         # an empty icon: the browser asks the server for none
-        '<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">',
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">',
+        '<link rel="icon" href="data:,">',
         f"<title>{escape(_title(data))}</title><style>{_CSS}</style></head><body>",
         f"<h1>{escape(_title(data))}</h1><p>{escape(_period(data))}</p>",
         f'<p class="{"pass" if data.scorecard and data.scorecard.passed else "fail"}">'
