@@ -41,7 +41,9 @@ token_app = typer.Typer(no_args_is_help=True, help="Manage API tokens.")
 telemetry_app = typer.Typer(no_args_is_help=True, help="Telemetry shipping from gateway nodes.")
 app.add_typer(config_app, name="config")
 app.add_typer(token_app, name="token")
+launch_app = typer.Typer(no_args_is_help=True, help="Launches: exit criteria and reports.")
 app.add_typer(telemetry_app, name="telemetry")
+app.add_typer(launch_app, name="launch")
 
 T = TypeVar("T")
 
@@ -336,6 +338,120 @@ def telemetry_node_token(
             await engine.dispose()
 
     typer.echo(_run(go))
+
+
+def _launch_named(config: Path | None, name: str) -> HypercareConfig:
+    """The configuration holding launch `name`; exit 2 naming the known ones if it does not."""
+    cfg = _load(config)
+    from hypercare.launch import service
+
+    try:
+        service.find(cfg, name)
+    except HypercareError as exc:
+        hint = "" if config is not None else " (no --config given: pass the file `up` runs with)"
+        raise _fail(exc.message + hint) from None
+    return cfg
+
+
+@launch_app.command("exit-check")
+def launch_exit_check(
+    name: Annotated[str, typer.Argument(help="The launch's name (launches[].name).")],
+    config: ConfigFile = None,
+    data_dir: DataDir = Path(".hypercare"),
+    database_url_: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scorecard as JSON.")] = False,
+) -> None:
+    """Evaluate NAME's exit criteria on the store's data and print the scorecard.
+
+    Exit 0 when every criterion passes, 1 when one fails, 2 on error (unknown launch,
+    invalid config, store unreachable): usable as a CI/CD gate.
+    """
+    cfg = _launch_named(config, name)
+    url = _existing_store(data_dir, database_url_, False)
+
+    async def go() -> object:
+        from hypercare.launch import service
+        from hypercare.store.db import session_factory
+        from hypercare.telemetry.live import LiveStore
+
+        engine = await _open(url, False)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                return await service.exit_check(
+                    session=session,
+                    live=LiveStore(),
+                    config=cfg,
+                    name=name,
+                    now=datetime.now(UTC),
+                )
+        finally:
+            await engine.dispose()
+
+    from hypercare.launch import rules
+
+    card = _run(go)
+    if not isinstance(card, rules.Scorecard):  # pragma: no cover - the coroutine's type
+        raise _fail("internal: no scorecard")
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(card.as_dict(), indent=2, default=str))
+    else:
+        typer.echo(rules.render_text(card))
+    raise typer.Exit(code=0 if card.passed else 1)
+
+
+@launch_app.command("report")
+def launch_report(
+    name: Annotated[str, typer.Argument(help="The launch's name (launches[].name).")],
+    config: ConfigFile = None,
+    data_dir: DataDir = Path(".hypercare"),
+    database_url_: DatabaseUrl = None,
+    kind: Annotated[
+        str, typer.Option("--kind", help="daily (the last 24 h) or final (the whole launch).")
+    ] = "daily",
+    fmt: Annotated[str, typer.Option("--format", help="md or html.")] = "md",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print (or write) NAME's daily or final report as Markdown or printable HTML."""
+    if kind not in ("daily", "final"):
+        raise _fail(f"--kind {kind!r}: use daily or final")
+    if fmt not in ("md", "html"):
+        raise _fail(f"--format {fmt!r}: use md or html")
+    cfg = _launch_named(config, name)
+    url = _existing_store(data_dir, database_url_, False)
+
+    async def go() -> str:
+        from hypercare.launch import report, service
+        from hypercare.store.db import session_factory
+        from hypercare.telemetry.live import LiveStore
+
+        engine = await _open(url, False)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                data = await service.load_report(
+                    session=session,
+                    live=LiveStore(),
+                    config=cfg,
+                    name=name,
+                    kind=kind,
+                    now=datetime.now(UTC),
+                )
+        finally:
+            await engine.dispose()
+        return report.markdown(data) if fmt == "md" else report.html(data)
+
+    text = _run(go)
+    if output is None:
+        typer.echo(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"{output}: cannot write: {exc}") from None
+    typer.secho(f"wrote {output}", err=True)
 
 
 def _listen(value: str, option: str, *, any_port: bool = False) -> tuple[str, int]:

@@ -23,6 +23,8 @@ from hypercare.detection.config import DetectionConfig
 from hypercare.errors import ConfigError
 from hypercare.feedback.config import FeedbackConfig
 from hypercare.gateway.config import GatewayConfig, RouteConfig
+from hypercare.launch.config import LaunchConfig
+from hypercare.launch.config import reference_errors as launch_reference_errors
 from hypercare.response.config import ResponseConfig, reference_errors
 from hypercare.review.config import ReviewConfig
 from hypercare.telemetry.config import TelemetryConfig
@@ -64,13 +66,21 @@ class HypercareConfig(StrictModel):
         tags.update({r.name: r.tags for r in self.external_routes})
         return tags
 
+    launches: list[LaunchConfig] = Field(default_factory=list, max_length=100)
+
     def reference_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Names that point at nothing, with their place in the file (checked after the
         sections themselves are valid)."""
-        levels = [lv.level for lv in self.triage.matrix]
-        return reference_errors(self.response, levels) + self.review.reference_errors(
-            levels, [r.name for r in self.gateway.routes]
-        )
+        priorities = [lv.level for lv in self.triage.matrix]
+        return [
+            *reference_errors(self.response, priorities),
+            *self.review.reference_errors(priorities, [r.name for r in self.gateway.routes]),
+            *launch_reference_errors(
+                self.launches,
+                routes={name: tags.get("component") for name, tags in self.route_tags().items()},
+                priorities=priorities,
+            ),
+        ]
 
     @model_validator(mode="after")
     def _detection_routes_known(self) -> HypercareConfig:

@@ -31,6 +31,8 @@ from hypercare.detection.models import IssueAnalysis
 from hypercare.detection.views import router as detection_router
 from hypercare.feedback import service as feedback_service
 from hypercare.feedback import views as feedback_views
+from hypercare.launch.jobs import run_launches
+from hypercare.launch.views import router as launch_router
 from hypercare.response import jobs as response_jobs
 from hypercare.response import views as response_views
 from hypercare.review import jobs as review_jobs
@@ -83,6 +85,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
             tasks.append(asyncio.create_task(telemetry_jobs.prewarm(state, time.time())))
             if state.config.detection.enabled:
                 tasks.append(asyncio.create_task(run_detection(state, stop), name="detection"))
+            if state.config.launches:
+                tasks.append(asyncio.create_task(run_launches(state, stop), name="launches"))
             await response_jobs.start(state)
             tasks.append(
                 asyncio.create_task(response_jobs.run_response(state, stop), name="response")
@@ -138,6 +142,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     app.include_router(otlp_views.router)
     app.include_router(detection_router)
     app.include_router(response_views.router)
+    app.include_router(launch_router)
     app.include_router(response_views.links)
     app.include_router(review_views.router)
     install_console(app)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,9 +19,50 @@ from hypercare.demo.shop import Shop
 from hypercare.demo.traffic import Traffic
 
 
-def demo_extra(gateway_origin: str, pager_url: str | None = None) -> str:
+def demo_launch(now: datetime) -> str:
+    """The demo's launch: started a few minutes before the demo, two weeks long, with SLOs
+    on the payment routes and exit criteria the incident breaks and the hotfix restores."""
+    start = (now - timedelta(minutes=5)).replace(second=0, microsecond=0)
+    return (
+        "launches:\n"
+        "  - name: shop-launch\n"
+        f"    start: {start.isoformat()}\n"
+        f"    end: {(start + timedelta(days=14)).isoformat()}\n"
+        "    time_zone: Europe/Berlin\n"
+        "    components: [payments, orders]\n"
+        "    objectives:\n"
+        "      - Checkout works for every shopper\n"
+        "      - Support can take over in two weeks\n"
+        "    kpis:\n"
+        "      - {name: payment status p95, target: under 500 ms, route: payment-status,"
+        " metric: p95, window: 15m}\n"
+        "      - {name: order error rate, target: under 0.5 %, route: order-create,"
+        " metric: error_rate, window: 1h}\n"
+        "    roster:\n"
+        "      triage: {responsible: [dana], accountable: lee, informed: [support]}\n"
+        "      resolution: {responsible: [dana], accountable: lee, consulted: [payments-team]}\n"
+        "      communication: {responsible: [support], accountable: lee}\n"
+        "      escalation: {responsible: [dana], accountable: lee}\n"
+        "      exit_approval: {responsible: [lee], accountable: cto}\n"
+        "    slos:\n"
+        "      - {name: payment-status-availability, route: payment-status, target: 99.5}\n"
+        "      - {name: payment-status-latency, route: payment-status, kind: latency,"
+        " threshold: 500ms, target: 95}\n"
+        "      - {name: orders-availability, component: orders, target: 99.5}\n"
+        "    exit_criteria:\n"
+        "      - no_open: [P1, P2]\n"
+        "      - no_new: {priority: [P1], for: 72h}\n"
+        "      - metric: {route: payment-status, metric: error_rate, max: 0.01, window: 5m}\n"
+        "      - slo_met: {for: 48h}\n"
+        "      - tickets_per_day: {max: 10}\n"
+    )
+
+
+def demo_extra(
+    gateway_origin: str, pager_url: str | None = None, now: datetime | None = None
+) -> str:
     """The feedback, detection and response settings of the demo (a short validation
-    window; P1 and P2 issues page the demo's loopback pager)."""
+    window; P1 and P2 issues page the demo's loopback pager) and its launch."""
     extra = (
         "feedback:\n"
         "  widget_keys:\n"
@@ -48,7 +90,7 @@ def demo_extra(gateway_origin: str, pager_url: str | None = None) -> str:
             "    - {match: {priority: [P1, P2], events: [created, priority, escalation]},"
             " notify: [oncall-pager]}\n"
         )
-    return extra
+    return extra + demo_launch(now or datetime.now(UTC))
 
 
 async def prepare(gateway_listen: str) -> tuple[Shop, HypercareConfig, str]:

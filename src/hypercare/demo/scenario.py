@@ -86,7 +86,10 @@ class Scenario:
 
     async def _launch(self, stop: asyncio.Event) -> None:
         t = self.fault_at
-        self.tell("launch day: shop traffic flows through the gateway; watch the overview")
+        self.tell(
+            "launch day: shop traffic flows through the gateway; watch the overview and the "
+            "launch scorecard (/launches/shop-launch)"
+        )
         if not await self._until(t, stop):
             return
         self.shop.services["payments"].faults = Faults(
@@ -165,6 +168,10 @@ class Scenario:
             },
         )
         self.tell("hotfix payments 2.4.1 deployed; hypercare now validates it on live traffic")
+        self.tell(
+            "the launch scorecard (/launches/shop-launch) turns green criterion by criterion "
+            "as the fix is validated and the error rate recovers"
+        )
         await self.tell_review(stop)
 
     async def tell_review(self, stop: asyncio.Event, wait: float = 240.0) -> None:

@@ -5,6 +5,7 @@ from typing import Any
 from hypercare.auth import models as _auth  # noqa: F401
 from hypercare.detection import models as _detection  # noqa: F401
 from hypercare.feedback import models as _feedback  # noqa: F401
+from hypercare.launch import models as _launch  # noqa: F401
 from hypercare.response import models as _response  # noqa: F401
 from hypercare.review import models as _review  # noqa: F401
 from hypercare.store.base import Base

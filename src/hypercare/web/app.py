@@ -20,6 +20,7 @@ from hypercare.web import (
     feedback,
     integrations,
     issues,
+    launch,
     live,
     oncall,
     overview,
@@ -65,6 +66,7 @@ PARTS: tuple[ConsolePart, ...] = (
     response.PART,
     oncall.PART,
     reviews.PART,
+    launch.PART,
 )
 
 

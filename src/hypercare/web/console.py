@@ -68,6 +68,7 @@ class Console:
             sorted((item for p in parts for item in p.nav), key=lambda i: (i.order, i.label))
         )
         self.slots: dict[Region, tuple[OverviewSlot, ...]] = {
+            "launch": tuple(s for p in parts for s in p.slots if s.region == "launch"),
             "api_health": tuple(s for p in parts for s in p.slots if s.region == "api_health"),
             "oncall": tuple(s for p in parts for s in p.slots if s.region == "oncall"),
             "latest_signals": tuple(

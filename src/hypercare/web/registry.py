@@ -19,7 +19,7 @@ from hypercare.auth.rules import Role
 from hypercare.triage.models import IssueRead
 
 # Regions of the overview page that later parts fill in; an empty region is not rendered.
-Region = Literal["api_health", "oncall", "latest_signals"]
+Region = Literal["launch", "api_health", "oncall", "latest_signals"]
 SlotLoader = Callable[[AsyncSession, AppState], Awaitable[dict[str, Any]]]
 
 

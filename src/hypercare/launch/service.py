@@ -1,0 +1,539 @@
+"""Database work of launches: their state, the SLO numbers from the rollups, the facts the
+exit criteria are evaluated on and the evaluation history. Never commits."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hypercare.config import HypercareConfig
+from hypercare.errors import InvalidInput, InvalidTransition, NotFound
+from hypercare.feedback.models import Signal
+from hypercare.feedback.scores import csat, nps
+from hypercare.feedback.service import not_test, survey_scores
+from hypercare.launch import rules
+from hypercare.launch.config import LaunchConfig, SloConfig
+from hypercare.launch.models import (
+    EvaluationRead,
+    LaunchEvaluation,
+    LaunchRead,
+    LaunchRecord,
+    StateChange,
+)
+from hypercare.launch.report import DayFeedback, FailingApi, ReportData, ReportIssue
+from hypercare.launch.rules import IssueFact, LaunchState, Point, Scope
+from hypercare.telemetry import query
+from hypercare.telemetry.histogram import bucket_value
+from hypercare.telemetry.live import LiveStore
+from hypercare.triage.models import Issue
+
+
+def route_components(config: HypercareConfig) -> dict[str, str | None]:
+    return {r.name: r.tags.get("component") for r in config.gateway.routes}
+
+
+def find(config: HypercareConfig, name: str) -> LaunchConfig:
+    for launch in config.launches:
+        if launch.name == name:
+            return launch
+    known = (
+        ", ".join(launch.name for launch in config.launches) or "none (add launches: to the config)"
+    )
+    raise NotFound(f"no launch named {name!r}; known launches: {known}")
+
+
+# --- state ---------------------------------------------------------------------------------
+
+
+async def record_of(*, session: AsyncSession, name: str) -> LaunchRecord | None:
+    found: LaunchRecord | None = await session.scalar(
+        select(LaunchRecord).where(LaunchRecord.name == name)
+    )
+    return found
+
+
+async def records(*, session: AsyncSession) -> dict[str, LaunchRecord]:
+    return {r.name: r for r in await session.scalars(select(LaunchRecord))}
+
+
+def end_of(launch: LaunchConfig, record: LaunchRecord | None) -> datetime:
+    return record.end_at if record is not None and record.end_at is not None else launch.planned_end
+
+
+def state_of(launch: LaunchConfig, record: LaunchRecord | None, now: datetime) -> LaunchState:
+    return rules.effective_state(
+        record.state if record is not None else None, launch.start, end_of(launch, record), now
+    )
+
+
+def to_read(launch: LaunchConfig, record: LaunchRecord | None, now: datetime) -> LaunchRead:
+    state = state_of(launch, record, now)
+    return LaunchRead(
+        name=launch.name,
+        state=state,
+        start=launch.start,
+        end=end_of(launch, record),
+        planned_end=launch.planned_end,
+        time_zone=launch.time_zone,
+        routes=list(launch.routes),
+        components=list(launch.components),
+        objectives=list(launch.objectives),
+        kpis=[k.model_dump(mode="json") for k in launch.kpis],
+        roster={a: r.model_dump(mode="json") for a, r in launch.roster.items()},
+        exit_criteria=[
+            c.model_dump(mode="json", exclude_none=True, by_alias=True)
+            for c in launch.exit_criteria
+        ],
+        allowed_transitions=sorted(rules.TRANSITIONS[state]),
+        state_history=list(record.history) if record is not None else [],
+    )
+
+
+async def change_state(
+    *,
+    session: AsyncSession,
+    launch: LaunchConfig,
+    change: StateChange,
+    actor: str,
+    now: datetime,
+) -> LaunchRecord:
+    record = await record_of(session=session, name=launch.name)
+    current = state_of(launch, record, now)
+    why = rules.transition_error(current, change.to, new_end=change.end, start=launch.start)
+    if why is not None:
+        raise InvalidTransition(why, details={"from": current.value, "to": change.to.value})
+    if record is None:
+        record = LaunchRecord(name=launch.name, state=current.value, changed_by=actor, history=[])
+        session.add(record)
+    record.state = change.to.value
+    if change.to is LaunchState.extended:
+        record.end_at = change.end
+    record.changed_at = now
+    record.changed_by = actor
+    record.note = change.note
+    record.history = [
+        *record.history,
+        {
+            "at": now.isoformat(),
+            "from": current.value,
+            "to": change.to.value,
+            "by": actor,
+            "note": change.note,
+            **({"end": change.end.isoformat()} if change.end is not None else {}),
+        },
+    ]
+    await session.flush()
+    return record
+
+
+# --- SLO numbers -----------------------------------------------------------------------------
+
+
+def _good_under(agg: Any, threshold_ms: float) -> int:
+    return sum(n for idx, n in agg.hist_total.counts.items() if bucket_value(idx) <= threshold_ms)
+
+
+async def slo_points(
+    *,
+    session: AsyncSession,
+    live: LiveStore,
+    slos: Sequence[SloConfig],
+    route_components: Mapping[str, str | None],
+    start: float,
+    end: float,
+    step: int,
+) -> dict[str, list[Point]]:
+    """Good/bad calls of each SLO per `step` (60 or 3600 s) over [start, end), from the
+    rollups (hour rollups where whole hours allow it) and the live minutes."""
+    if not slos:
+        return {}
+    start = start // step * step
+    need_hist = any(s.kind == "latency" for s in slos)
+    aggs = await query.collect(
+        session,
+        live,
+        dim="route",
+        start=start,
+        end=max(end, start + step),
+        step=step,
+        histograms=("total",) if need_hist else (),
+    )
+    by_route: dict[str, list[tuple[int, Any]]] = {}
+    for (route, at), agg in aggs.items():
+        by_route.setdefault(route, []).append((at, agg))
+    out: dict[str, list[Point]] = {}
+    for slo in slos:
+        points: dict[int, list[int]] = {}
+        for route in rules.slo_routes(slo, route_components):
+            for at, agg in by_route.get(route, ()):
+                if not agg.requests:
+                    continue
+                if slo.kind == "latency":
+                    assert slo.threshold is not None  # validated in the config
+                    bad = agg.requests - _good_under(agg, slo.threshold.total_seconds() * 1000)
+                else:
+                    bad = agg.c5xx + (agg.c4xx if slo.count_4xx else 0)
+                slot = points.setdefault(at, [0, 0])
+                slot[0] += agg.requests
+                slot[1] += max(0, bad)
+        out[slo.name] = [Point(at, step, t, b) for at, (t, b) in sorted(points.items())]
+    return out
+
+
+async def slo_statuses(
+    *,
+    session: AsyncSession,
+    live: LiveStore,
+    config: HypercareConfig,
+    launch: LaunchConfig,
+    end: datetime,
+    now: datetime,
+    over: timedelta | None = None,
+) -> dict[str, rules.SloStatus]:
+    """Each SLO over its rolling window (or `over`), ending now."""
+    if not launch.slos:
+        return {}
+    windows = {
+        s.name: (over or rules.slo_window(s, launch.start, end)).total_seconds()
+        for s in launch.slos
+    }
+    t = now.timestamp()
+    points = await slo_points(
+        session=session,
+        live=live,
+        slos=launch.slos,
+        route_components=route_components(config),
+        start=t - max(windows.values()),
+        end=t,
+        step=3600,
+    )
+    return {
+        s.name: rules.slo_status(s, points.get(s.name, []), now=t, window=windows[s.name])
+        for s in launch.slos
+    }
+
+
+async def burn_points(
+    *,
+    session: AsyncSession,
+    live: LiveStore,
+    slos: Sequence[SloConfig],
+    route_components: Mapping[str, str | None],
+    now: float,
+) -> dict[str, list[Point]]:
+    """Minute points for the last 6 h and hour points before, back over the longest burn
+    window: exact for the short windows, hour-grained for the 3-day one."""
+    cut = int((now - 6 * 3600) // 3600 * 3600)
+    hours = await slo_points(
+        session=session,
+        live=live,
+        slos=slos,
+        route_components=route_components,
+        start=cut - rules.LONGEST_WINDOW,
+        end=cut,
+        step=3600,
+    )
+    minutes = await slo_points(
+        session=session,
+        live=live,
+        slos=slos,
+        route_components=route_components,
+        start=cut,
+        end=now + 60,
+        step=60,
+    )
+    return {
+        s.name: [*(p for p in hours.get(s.name, []) if p.start < cut), *minutes.get(s.name, [])]
+        for s in slos
+    }
+
+
+# --- issues and facts --------------------------------------------------------------------------
+
+
+async def issues_in_scope(*, session: AsyncSession, scope: Scope) -> list[Issue]:
+    stmt = select(Issue).where(Issue.created_at >= scope.start, Issue.created_at < scope.end)
+    if not scope.everything:
+        conds = []
+        if scope.routes:
+            conds.append(Issue.route.in_(sorted(scope.routes)))
+        if scope.components:
+            conds.append(Issue.component.in_(sorted(scope.components)))
+        stmt = stmt.where(or_(*conds))
+    return list(await session.scalars(stmt.order_by(Issue.id)))
+
+
+def fact_of(issue: Issue) -> IssueFact:
+    return IssueFact(
+        id=issue.id,
+        title=issue.title,
+        priority=issue.priority,
+        status=issue.status,
+        created_at=issue.created_at,
+        route=issue.route,
+        component=issue.component,
+    )
+
+
+async def load_facts(
+    *,
+    session: AsyncSession,
+    live: LiveStore,
+    config: HypercareConfig,
+    launch: LaunchConfig,
+    end: datetime,
+    now: datetime,
+) -> rules.Facts:
+    comps = route_components(config)
+    scope = rules.scope_of(launch, max(end, now + timedelta(seconds=1)), comps)
+    issues = [fact_of(i) for i in await issues_in_scope(session=session, scope=scope)]
+    facts = rules.Facts(now=now, issues=issues)
+    for c in launch.exit_criteria:
+        if c.slo_met is not None:
+            seconds = int(c.slo_met.for_.total_seconds())
+            if seconds not in facts.slo_over:
+                facts.slo_over[seconds] = await slo_statuses(
+                    session=session,
+                    live=live,
+                    config=config,
+                    launch=launch,
+                    end=end,
+                    now=now,
+                    over=c.slo_met.for_,
+                )
+        if c.metric is not None:
+            m = c.metric
+            key = (m.route, m.metric, int(m.window.total_seconds()))
+            if key not in facts.metrics:
+                t = now.timestamp()
+                aggs = await query.collect(
+                    session,
+                    live,
+                    dim="route",
+                    start=t - key[2],
+                    end=t,
+                    key=m.route,
+                    histograms=("total", "upstream", "gateway"),
+                )
+                agg = next(iter(aggs.values()), None)
+                facts.metrics[key] = query.metric(agg, m.metric, float(key[2]))
+    windows = [b.window for c in launch.exit_criteria for b in (c.nps, c.csat) if b is not None]
+    if windows:
+        facts.scores = await survey_scores(session=session, start=now - max(windows), end=now)
+    return facts
+
+
+async def exit_check(
+    *,
+    session: AsyncSession,
+    live: LiveStore,
+    config: HypercareConfig,
+    name: str,
+    now: datetime,
+    store: bool = True,
+) -> rules.Scorecard:
+    """Evaluate the exit criteria of launch `name` on live data; kept in the history when
+    `store` (and something changed since the last evaluation, or an hour went by)."""
+    launch = find(config, name)
+    record = await record_of(session=session, name=name)
+    end = end_of(launch, record)
+    facts = await load_facts(
+        session=session, live=live, config=config, launch=launch, end=end, now=now
+    )
+    card = rules.scorecard(launch, state_of(launch, record, now).value, facts)
+    if store:
+        await keep_evaluation(session=session, card=card)
+    return card
+
+
+KEEP_UNCHANGED = timedelta(hours=1)
+
+
+async def keep_evaluation(*, session: AsyncSession, card: rules.Scorecard) -> None:
+    """Store an evaluation when its outcome (which criteria pass) changed since the last
+    one, or the last one is an hour old: the history shows every change without a row
+    per page view."""
+    last = await session.scalar(
+        select(LaunchEvaluation)
+        .where(LaunchEvaluation.launch == card.launch)
+        .order_by(LaunchEvaluation.at.desc(), LaunchEvaluation.id.desc())
+        .limit(1)
+    )
+    outcome = [r.passed for r in card.results]
+    if (
+        last is not None
+        and [r.get("passed") for r in last.results] == outcome
+        and card.at - last.at < KEEP_UNCHANGED
+    ):
+        return
+    session.add(
+        LaunchEvaluation(
+            launch=card.launch,
+            at=card.at,
+            passed=card.passed,
+            passing=card.passing,
+            criteria=len(card.results),
+            results=[r.as_dict() for r in card.results],
+        )
+    )
+    await session.flush()
+
+
+async def evaluations(*, session: AsyncSession, name: str, limit: int = 50) -> list[EvaluationRead]:
+    rows = await session.scalars(
+        select(LaunchEvaluation)
+        .where(LaunchEvaluation.launch == name)
+        .order_by(LaunchEvaluation.at.desc(), LaunchEvaluation.id.desc())
+        .limit(limit)
+    )
+    return [
+        EvaluationRead(
+            id=r.id,
+            at=r.at,
+            passed=r.passed,
+            passing=r.passing,
+            criteria=r.criteria,
+            results=r.results,
+        )
+        for r in rows
+    ]
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+TOP_FAILING = 10
+
+
+async def load_report(
+    *,
+    session: AsyncSession,
+    live: LiveStore,
+    config: HypercareConfig,
+    name: str,
+    kind: str,
+    now: datetime,
+) -> ReportData:
+    """Everything a report shows. daily: the last 24 h; final: the launch from its start
+    to its end (or now, if earlier)."""
+    if kind not in ("daily", "final"):
+        raise InvalidInput(f"unknown report kind {kind!r}; use daily or final")
+    launch = find(config, name)
+    record = await record_of(session=session, name=name)
+    end = end_of(launch, record)
+    stop = min(end, now) if kind == "final" else now
+    begin = launch.start if kind == "final" else now - timedelta(days=1)
+    if stop <= begin:
+        stop = begin + timedelta(minutes=1)
+    comps = route_components(config)
+    scope = rules.scope_of(launch, stop, comps)
+    scope = Scope(begin if kind == "daily" else scope.start, stop, scope.routes, scope.components)
+    issues = await issues_in_scope(session=session, scope=scope)
+    sources: dict[int, str] = {}
+    if issues:
+        rows = await session.execute(
+            select(Signal.issue_id, Signal.source)
+            .where(Signal.issue_id.in_([i.id for i in issues]))
+            .order_by(Signal.id)
+        )
+        for issue_id, source in rows:
+            if issue_id is not None:
+                sources.setdefault(issue_id, source)
+    report_issues = [
+        ReportIssue(
+            id=i.id,
+            title=i.title,
+            priority=i.priority,
+            status=i.status,
+            component=i.component,
+            source=sources.get(i.id, "manual"),
+            sla_state=i.sla_state,
+            impact_started_at=i.impact_started_at,
+            detected_at=i.detected_at,
+            acknowledged_at=i.acknowledged_at,
+            resolved_at=i.resolved_at,
+        )
+        for i in issues
+    ]
+    # feedback volume and scores per day
+    day_rows = await session.execute(
+        select(Signal.occurred_at).where(
+            Signal.kind == "user",
+            Signal.occurred_at >= begin,
+            Signal.occurred_at < stop,
+            not_test(),
+        )
+    )
+    volume: Counter[str] = Counter(f"{at:%Y-%m-%d}" for (at,) in day_rows)
+    scores = await survey_scores(session=session, start=begin, end=stop)
+    by_day: dict[str, dict[str, list[int]]] = {}
+    for source, at, score in scores:
+        by_day.setdefault(f"{at:%Y-%m-%d}", {"nps": [], "csat": []})[source].append(score)
+    days = sorted(set(volume) | set(by_day))
+    feedback_days = [
+        DayFeedback(
+            day=d,
+            volume=volume.get(d, 0),
+            nps=nps(by_day.get(d, {}).get("nps", [])).score,
+            csat=csat(by_day.get(d, {}).get("csat", [])).score,
+        )
+        for d in days
+    ]
+    # top failing APIs
+    aggs = await query.collect(
+        session, live, dim="route", start=begin.timestamp(), end=stop.timestamp(), histograms=()
+    )
+    failing = sorted(
+        (
+            FailingApi(route, agg.requests, agg.c5xx)
+            for (route, _), agg in aggs.items()
+            if agg.c5xx and (scope.everything or route in scope.routes)
+        ),
+        key=lambda f: (-f.errors, f.route),
+    )[:TOP_FAILING]
+    # SLOs over their windows, and their budgets over the report period
+    statuses = await slo_statuses(
+        session=session, live=live, config=config, launch=launch, end=end, now=stop
+    )
+    step = 3600 if (stop - begin) > timedelta(hours=6) else 60
+    points = await slo_points(
+        session=session,
+        live=live,
+        slos=launch.slos,
+        route_components=comps,
+        start=begin.timestamp(),
+        end=stop.timestamp(),
+        step=step,
+    )
+    budgets = {
+        s.name: rules.budget_series(
+            points.get(s.name, []),
+            target=s.target,
+            start=begin.timestamp() // step * step,
+            step=step,
+        )
+        for s in launch.slos
+    }
+    facts = await load_facts(
+        session=session, live=live, config=config, launch=launch, end=end, now=now
+    )
+    card = rules.scorecard(launch, state_of(launch, record, now).value, facts)
+    return ReportData(
+        launch=launch.name,
+        kind=kind,
+        state=card.state,
+        start=begin,
+        end=stop,
+        generated_at=now,
+        priorities=[lv.level for lv in config.triage.matrix],
+        issues=report_issues,
+        feedback=feedback_days,
+        failing=failing,
+        slos=list(statuses.values()),
+        budgets=budgets,
+        scorecard=card,
+    )
