@@ -24,6 +24,7 @@ from hypercare.errors import ConfigError
 from hypercare.feedback.config import FeedbackConfig
 from hypercare.gateway.config import GatewayConfig
 from hypercare.response.config import ResponseConfig, reference_errors
+from hypercare.status.config import StatusConfig
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.triage.config import TriageConfig
 from hypercare.web.config import WebConfig
@@ -42,6 +43,7 @@ class HypercareConfig(StrictModel):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     response: ResponseConfig = Field(default_factory=ResponseConfig)
+    status: StatusConfig = Field(default_factory=StatusConfig)
 
     def reference_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Names that point at nothing, with their place in the file (checked after the

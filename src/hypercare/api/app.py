@@ -23,6 +23,8 @@ from hypercare.feedback import views as feedback_views
 from hypercare.response import jobs as response_jobs
 from hypercare.response import views as response_views
 from hypercare.runtime import settle_gc
+from hypercare.status import jobs as status_jobs
+from hypercare.status import views as status_views
 from hypercare.store.db import ping
 from hypercare.telemetry import jobs as telemetry_jobs
 from hypercare.telemetry.shipper import INGEST_PATH
@@ -53,6 +55,10 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
             tasks.append(
                 asyncio.create_task(response_jobs.run_response(state, stop), name="response")
             )
+            if state.config.status.enabled:
+                tasks.append(
+                    asyncio.create_task(status_jobs.run_status(state, stop), name="status")
+                )
             settle_gc()
         try:
             yield
@@ -77,6 +83,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     telemetry_jobs.collector_of(state).observers.append(state.call_clock.observe)
     if state.config.detection.enabled:
         telemetry_jobs.collector_of(state).observers.append(detection_runtime(state).live.observe)
+    if state.config.status.enabled:
+        status_jobs.install(state)
     errors.install(app)
     openapi.install(app)
     # inside BodyLimit, which bounds what it reads
@@ -91,7 +99,11 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     app.include_router(detection_router)
     app.include_router(response_views.router)
     app.include_router(response_views.links)
+    app.include_router(status_views.router)
     install_console(app)
+    if state.config.status.enabled:
+        # outermost: the public status documents are answered before any other layer
+        app.add_middleware(status_views.PublicStatus, state=state)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
