@@ -187,7 +187,7 @@ def _incident(d: PageData, i: IncidentView, names: Mapping[str, str]) -> dict[st
         "monitoring_at": iso(i.monitoring_at),
         "resolved_at": iso(i.resolved_at),
         "impact": i.impact,
-        "shortlink": f"{d.page.url.rstrip('/')}/status/incidents/{i.id}",
+        "shortlink": f"{d.page.url.rstrip('/')}/status/history#incident-{i.id}",
         "started_at": iso(i.created_at),
         "page_id": d.page.id,
         "incident_updates": [

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hypercare.bounds import Input, Instant
+from hypercare.bounds import MAX_ID, Input, Instant
 from hypercare.store.base import Base, UTCDateTime, utcnow
 
 
@@ -137,7 +137,7 @@ class IncidentCreate(Input):
     """Open a public incident from an internal issue. Without `body`, the scenario's
     template is rendered (with `workaround` and `next_update_in_minutes`)."""
 
-    issue_id: int | None = Field(default=None, ge=1)
+    issue_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     name: str = Field(min_length=1, max_length=200)
     status: IncidentStatusName = "investigating"
     impact: ImpactName | None = None

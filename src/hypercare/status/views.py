@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hypercare.api.deps import Db, Responder, State, Viewer
 from hypercare.api.state import AppState
-from hypercare.bounds import Id
+from hypercare.bounds import MAX_ID, Id
 from hypercare.errors import InvalidInput
 from hypercare.status import jobs, service
 from hypercare.status.jobs import StatusRuntime
@@ -296,7 +296,7 @@ async def create_incident(
 async def list_incidents(
     session: Db,
     _: Viewer,
-    issue_id: Annotated[int | None, Query(ge=1)] = None,
+    issue_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     unresolved: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[IncidentRead]:

@@ -25,6 +25,7 @@ from hypercare.web import (
     overview,
     response,
     signin,
+    status,
     telemetry,
 )
 from hypercare.web.console import SECURITY_HEADERS, STATIC, Console, console_of, is_htmx
@@ -63,6 +64,7 @@ PARTS: tuple[ConsolePart, ...] = (
     integrations.PART,
     response.PART,
     oncall.PART,
+    status.PART,
 )
 
 
