@@ -26,6 +26,17 @@ def demo_extra(gateway_origin: str, pager_url: str | None = None) -> str:
         f"    - {{key: {WIDGET_KEY}, name: shop web, origins: ['{gateway_origin}']}}\n"
         "detection:\n"
         "  validation_window: 45s\n"
+        "status:\n"
+        "  page: {name: Demo Shop status}\n"
+        "  components:\n"
+        "    - {name: Payments, description: Card payments and payment status,"
+        " group: Checkout, routes: [payment-create, payment-status]}\n"
+        "    - {name: Orders, group: Checkout, tags: {component: orders}}\n"
+        "    - {name: Catalog, description: Search and product pages,"
+        " tags: {component: catalog}}\n"
+        "  thresholds:\n"
+        "    major: {error_rate: 0.2, no_healthy_target: true}\n"
+        "  hysteresis: {raise_after: 3s, clear_after: 15s}\n"
     )
     if pager_url:
         extra += (
