@@ -306,6 +306,9 @@ async def test_traffic_drives_state_and_timeline(
     await turn(state, later)
     comps = (await client.get("/api/v2/components.json")).json()["components"]
     assert next(c for c in comps if c["name"] == "Payments")["status"] == "operational"
+    # the draft nobody published is closed with the outage
+    listed = await client.get("/api/v1/status/incidents", headers=auth(tokens[Role.viewer]))
+    assert listed.json()[0]["status"] == "resolved"
 
 
 async def test_override_with_expiry(

@@ -211,7 +211,9 @@ async def evaluate(state: AppState, rt: StatusRuntime, now: float) -> bool:
                     now=at,
                 )
                 log.info("status: %s %s -> %s (%s)", name, old.value, new.value, why)
-                if rt.config.suggest_incidents and new is not ComponentStatus.operational:
+                if new is ComponentStatus.operational:
+                    await service.close_drafts(session=session, components=[name], now=at)
+                elif rt.config.suggest_incidents:
                     body = render_template(
                         rt.template(scenario_for(new)),
                         _variables(rt, [name], at, impact_of([new])),

@@ -288,6 +288,23 @@ async def suggest_incident(
     )
 
 
+async def close_drafts(*, session: AsyncSession, components: Sequence[str], now: datetime) -> int:
+    """Close the unpublished suggested drafts of `components` (a published incident replaced
+    them, or the component is back to operational); they were never public."""
+    closed = 0
+    for draft in await list_incidents(session=session, published_only=False, unresolved=True):
+        if (
+            not draft.published
+            and draft.suggested_by is not None
+            and draft.suggested_by in components
+        ):
+            draft.status = "resolved"
+            draft.resolved_at = now
+            draft.updated_at = now
+            closed += 1
+    return closed
+
+
 # --- the issue that explains a component's change ---------------------------------------------
 
 

@@ -275,6 +275,8 @@ async def create_incident(
         }
         for c in components
     ]
+    if body.publish:
+        await service.close_drafts(session=session, components=components, now=now)
     incident = await service.create_incident(
         session=session,
         name=body.name,
