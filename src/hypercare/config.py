@@ -27,6 +27,7 @@ from hypercare.launch.config import LaunchConfig
 from hypercare.launch.config import reference_errors as launch_reference_errors
 from hypercare.response.config import ResponseConfig, reference_errors
 from hypercare.review.config import ReviewConfig
+from hypercare.status.config import StatusConfig
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.telemetry.external import ExternalRouteConfig, check_names
 from hypercare.triage.config import TriageConfig
@@ -49,6 +50,8 @@ class HypercareConfig(StrictModel):
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     # routes Hypercare does not proxy but hears about (OTLP spans, access logs)
     external_routes: list[ExternalRouteConfig] = Field(default_factory=list, max_length=10000)
+    status: StatusConfig = Field(default_factory=StatusConfig)
+    launches: list[LaunchConfig] = Field(default_factory=list, max_length=100)
 
     def all_routes(self) -> list[RouteConfig | ExternalRouteConfig]:
         """Every route with telemetry, gateway routes first: analytics, detection,
@@ -65,8 +68,6 @@ class HypercareConfig(StrictModel):
         tags = {r.name: r.tags for r in self.gateway.routes}
         tags.update({r.name: r.tags for r in self.external_routes})
         return tags
-
-    launches: list[LaunchConfig] = Field(default_factory=list, max_length=100)
 
     def reference_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Names that point at nothing, with their place in the file (checked after the

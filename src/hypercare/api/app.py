@@ -38,6 +38,8 @@ from hypercare.response import views as response_views
 from hypercare.review import jobs as review_jobs
 from hypercare.review import views as review_views
 from hypercare.runtime import settle_gc
+from hypercare.status import jobs as status_jobs
+from hypercare.status import views as status_views
 from hypercare.store.db import ping, session_factory
 from hypercare.telemetry import jobs as telemetry_jobs
 from hypercare.telemetry import otlp_views
@@ -96,6 +98,10 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
                 tasks.append(
                     asyncio.create_task(review_jobs.run_reviews(state, stop), name="reviews")
                 )
+            if state.config.status.enabled:
+                tasks.append(
+                    asyncio.create_task(status_jobs.run_status(state, stop), name="status")
+                )
             settle_gc()
         try:
             yield
@@ -122,6 +128,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
         telemetry_jobs.collector_of(state).observers.append(detection_runtime(state).live.observe)
     # path templates of calls under the external catch-all: the console's route suggestions
     telemetry_jobs.collector_of(state).observers.append(otlp_views.intake_of(state).observe)
+    if state.config.status.enabled:
+        status_jobs.install(state)
     errors.install(app)
     openapi.install(app)
     # inside BodyLimit, which bounds what it reads
@@ -145,7 +153,11 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     app.include_router(launch_router)
     app.include_router(response_views.links)
     app.include_router(review_views.router)
+    app.include_router(status_views.router)
     install_console(app)
+    if state.config.status.enabled:
+        # outermost: the public status documents are answered before any other layer
+        app.add_middleware(status_views.PublicStatus, state=state)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

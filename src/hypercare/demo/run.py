@@ -80,6 +80,17 @@ def demo_extra(
         "        2. Check the provider's status page and the payments pool metrics.\n"
         "        3. If the pool is exhausted, roll out the last good payments build.\n"
         "        4. Post the deployment to hypercare so it validates the fix.\n"
+        "status:\n"
+        "  page: {name: Demo Shop status}\n"
+        "  components:\n"
+        "    - {name: Payments, description: Card payments and payment status,"
+        " group: Checkout, routes: [payment-create, payment-status]}\n"
+        "    - {name: Orders, group: Checkout, tags: {component: orders}}\n"
+        "    - {name: Catalog, description: Search and product pages,"
+        " tags: {component: catalog}}\n"
+        "  thresholds:\n"
+        "    major: {error_rate: 0.2, no_healthy_target: true}\n"
+        "  hysteresis: {raise_after: 3s, clear_after: 15s}\n"
     )
     if pager_url:
         extra += (

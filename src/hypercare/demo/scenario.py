@@ -152,6 +152,10 @@ class Scenario:
             {"to": "investigating", "reason": "on it"},
         )
         self.tell(f"dana takes issue #{self.issue_id} and investigates")
+        incident = await self._public_incident(self.issue_id)
+        if not await self._until(t + 50, stop):
+            return
+        await self._public_update(incident, "identified", "identified")
         if not await self._until(t + 60, stop):
             return
         self.shop.services["payments"].faults = Faults()
@@ -172,6 +176,8 @@ class Scenario:
             "the launch scorecard (/launches/shop-launch) turns green criterion by criterion "
             "as the fix is validated and the error rate recovers"
         )
+        await self._public_update(incident, "monitoring", "monitoring")
+        await self._resolve_when_operational(incident, stop)
         await self.tell_review(stop)
 
     async def tell_review(self, stop: asyncio.Event, wait: float = 240.0) -> None:
@@ -198,6 +204,52 @@ class Scenario:
             if not await self._until(time.monotonic() - self.started + 5, stop):
                 return
         self.tell(f"no review of #{self.issue_id} yet; it is drafted when the issue is resolved")
+
+    async def _public_incident(self, issue_id: int) -> int | None:
+        r = await self._api(
+            "POST",
+            "/api/v1/status/incidents",
+            "responder",
+            {
+                "issue_id": issue_id,
+                "name": "Payment status checks failing",
+                "components": ["Payments"],
+                "scenario": "outage",
+                "workaround": "your payment went through; the status page of your order "
+                "catches up in a few minutes",
+                "next_update_in_minutes": 30,
+            },
+        )
+        if r.status != 201:
+            self.tell(f"could not open the public incident: {r.status}")
+            return None
+        self.tell("dana publishes a public incident from the issue: see /status")
+        return int(r.json()["id"])
+
+    async def _public_update(self, incident: int | None, status: str, scenario: str) -> None:
+        if incident is None:
+            return
+        r = await self._api(
+            "POST",
+            f"/api/v1/status/incidents/{incident}/updates",
+            "responder",
+            {"status": status, "scenario": scenario, "next_update_in_minutes": 30},
+        )
+        self.tell(f"public update on /status: {status} -> {r.status}")
+
+    async def _resolve_when_operational(self, incident: int | None, stop: asyncio.Event) -> None:
+        """Resolve the public incident once traffic shows Payments operational again."""
+        if incident is None:
+            return
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not stop.is_set():
+            r = await self._api("GET", "/api/v1/status/components", "support")
+            states = {c["name"]: c["status"] for c in r.json()} if r.status == 200 else {}
+            if states.get("Payments") == "operational":
+                await self._public_update(incident, "resolved", "resolved")
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 2)
 
     async def acknowledge_from_the_page(self, issue_id: int, stop: asyncio.Event) -> None:
         """Wait (bounded) for the pager to get the page, then press its acknowledge link the

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -34,6 +35,10 @@ class DetectionRuntime:
     health_urls: list[str] = field(default_factory=list)
     findings: int = 0
     last_tick_ms: float = 0.0
+    # routes whose findings are expected (a status page maintenance window): no signal, no
+    # issue, nobody paged; set by the status page when it is configured to
+    expected: Callable[[str], bool] | None = None
+    expected_findings: int = 0
     history_loaded_at: float = 0.0
 
 
@@ -59,7 +64,17 @@ def runtime(state: AppState) -> DetectionRuntime:
 
 async def emit_findings(state: AppState, findings: list[Finding]) -> None:
     components = {r.name: r.tags.get("component") for r in state.config.all_routes()}
+    rt = runtime(state)
     for finding in findings:
+        if rt.expected is not None and rt.expected(finding.route):
+            rt.expected_findings += 1
+            log.info(
+                "%s %s on %s: expected (maintenance window), no signal",
+                finding.kind,
+                finding.rule.name,
+                finding.route,
+            )
+            continue
         async with state.sessions() as session, session.begin():
             await service.emit(
                 session=session,

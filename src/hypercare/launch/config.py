@@ -236,9 +236,7 @@ def reference_errors(
         seen.add(launch.name)
         for j, r in enumerate(launch.routes):
             if not route_ok(r):
-                errors.append(
-                    ((*here, "routes", j), f"unknown route {r!r} (gateway.routes: {route_list})")
-                )
+                errors.append(((*here, "routes", j), f"unknown route {r!r} (routes: {route_list})"))
         for j, c in enumerate(launch.components):
             if not comp_ok(c):
                 errors.append(
@@ -252,7 +250,7 @@ def reference_errors(
                 errors.append(
                     (
                         (*here, "slos", j, "route"),
-                        f"unknown route {slo.route!r} (gateway.routes: {route_list})",
+                        f"unknown route {slo.route!r} (routes: {route_list})",
                     )
                 )
             if not comp_ok(slo.component):
@@ -311,7 +309,7 @@ def reference_errors(
                     errors.append(
                         (
                             (*at, "route"),
-                            f"unknown route {crit.metric.route!r} (gateway.routes: {route_list})",
+                            f"unknown route {crit.metric.route!r} (routes: {route_list})",
                         )
                     )
                 if crit.metric.metric not in CRITERION_METRICS:

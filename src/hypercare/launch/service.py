@@ -34,7 +34,7 @@ from hypercare.triage.models import Issue
 
 
 def route_components(config: HypercareConfig) -> dict[str, str | None]:
-    return {r.name: r.tags.get("component") for r in config.gateway.routes}
+    return {name: tags.get("component") for name, tags in config.route_tags().items()}
 
 
 def find(config: HypercareConfig, name: str) -> LaunchConfig:

@@ -40,7 +40,7 @@ def runtime(state: AppState) -> ReviewRuntime:
 
 
 def gateway_routes(state: AppState) -> list[tuple[str, str | None, str | None]]:
-    return [(r.name, r.match.path, r.tags.get("component")) for r in state.config.gateway.routes]
+    return [(r.name, r.match.path, r.tags.get("component")) for r in state.config.all_routes()]
 
 
 async def start(state: AppState) -> ReviewRuntime:

@@ -8,6 +8,7 @@ from hypercare.feedback import models as _feedback  # noqa: F401
 from hypercare.launch import models as _launch  # noqa: F401
 from hypercare.response import models as _response  # noqa: F401
 from hypercare.review import models as _review  # noqa: F401
+from hypercare.status import models as _status  # noqa: F401
 from hypercare.store.base import Base
 from hypercare.telemetry import models as _telemetry  # noqa: F401
 from hypercare.triage import models as _triage  # noqa: F401

@@ -27,6 +27,7 @@ from hypercare.web import (
     response,
     reviews,
     signin,
+    status,
     telemetry,
 )
 from hypercare.web.console import SECURITY_HEADERS, STATIC, Console, console_of, is_htmx
@@ -67,6 +68,7 @@ PARTS: tuple[ConsolePart, ...] = (
     oncall.PART,
     reviews.PART,
     launch.PART,
+    status.PART,
 )
 
 
