@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hypercare.api.app import create_app
+from hypercare.api.app import build_state, create_app
 from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig, parse_config
@@ -375,7 +375,7 @@ async def test_api_needs_a_token(client: httpx.AsyncClient) -> None:
 
 
 async def test_public_rate_limit(engine: AsyncEngine) -> None:
-    limited = AppState.build(parse_config(CONFIG + "  rate_limit: 3\n", "t.yaml"), engine)
+    limited = build_state(parse_config(CONFIG + "  rate_limit: 3\n", "t.yaml"), engine)
     app = create_app(limited, background=False)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://console") as c:
