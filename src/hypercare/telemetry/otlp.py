@@ -268,12 +268,18 @@ def _fields(attributes: Iterable[KeyValue], out: dict[str, Any], consumer_key: s
         spec = attrs.get(key)
         if spec is not None:
             name, how = spec
-            if name not in out:
-                value = _value(kv.value, how)
-                if value is not None:
-                    out[name] = value
+            if name in out:
+                continue
+            v = kv.value
+            # the common case in one attribute read; anything else through `_value`
+            value: str | int | None = v.string_value if how == _STR else v.int_value
+            if not value:
+                value = _value(v, how)
+            if value is not None:
+                out[name] = value
         elif key == consumer_key:
-            value = _value(kv.value, _STR)
+            v = kv.value
+            value = v.string_value or _value(v, _STR)
             if value is not None:
                 out["consumer"] = value
 
@@ -309,15 +315,23 @@ def _path_of(f: dict[str, Any]) -> str:
 
 
 def _route_of(f: dict[str, Any], routes: ExternalRoutes, method: str) -> tuple[str, str, str]:
-    """(route, template, path) of a span's fields."""
+    """(route, template, path) of a span's fields: the declared route matching the span's
+    ``http.route`` (few distinct values: cached), else the one matching its path, else the
+    catch-all with ``http.route`` or the normalized path as template."""
     host = str(f.get("host", ""))
     declared = f.get("route")
-    path = _path_of(f) if ("path" in f or "target" in f or "url" in f) else str(declared or "/")
+    has_path = "path" in f or "target" in f or "url" in f
+    path = _path_of(f) if has_path else str(declared or "/")
+    if declared:
+        name, template = routes.match_cached(host, method, str(declared))
+        if name != CATCH_ALL:
+            return name, template, path
+        if has_path:
+            name, template = routes.match(host, method, path)
+            if name != CATCH_ALL:
+                return name, template, path
+        return CATCH_ALL, normalize_path(str(declared)), path
     name, template = routes.match(host, method, path)
-    if name == CATCH_ALL and declared:
-        name, template = routes.match(host, method, str(declared))
-        if name == CATCH_ALL:
-            template = normalize_path(str(declared))
     return name, template, path
 
 
@@ -348,12 +362,14 @@ def calls_of_traces(
         if not service:
             out.missing_service += 1
             service = "unknown_service"
+        service = service[:200]
         for ss in rs.scope_spans:
             for span in ss.spans:
                 out.spans += 1
+                # values of _STR attributes are str, of _INT ones int (see `_fields`)
                 f: dict[str, Any] = {}
                 _fields(span.attributes, f, consumer_key)
-                if span.kind != _SERVER and not any(m in f for m in _HTTP_MARKS):
+                if span.kind != _SERVER and not ("route" in f or "path" in f or "target" in f):
                     continue
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
                 t = start / 1e9
@@ -366,34 +382,38 @@ def calls_of_traces(
                         )
                     continue
                 failed = span.status.code == _STATUS_ERROR
-                status = f.get("status")
-                if not isinstance(status, int) or not 100 <= status <= 999:
+                status = f.get("status", 0)
+                if not 100 <= status <= 999:
                     status = 500 if failed else 200
-                method = str(f.get("method", "GET")).upper()[:16]
+                method = f.get("method", "GET")
+                if not method.isupper() or len(method) > 16:
+                    method = method.upper()[:16]
                 route, template, path = _route_of(f, routes, method)
                 ms = (end - start) / 1e6
-                span_id = span.span_id.hex()
+                req_bytes = f.get("req_bytes", 0)
+                resp_bytes = f.get("resp_bytes", 0)
+                request_id = f.get("request_id")
                 records.append(
                     CallRecord(
                         t,
                         route,
-                        str(f.get("consumer", ""))[:200],
+                        f.get("consumer", "")[:200],
                         method,
                         template,
                         path[:2048],
                         status,
-                        max(0, int(f.get("req_bytes", 0) or 0)),
-                        max(0, int(f.get("resp_bytes", 0) or 0)),
-                        service[:200],
+                        req_bytes if req_bytes > 0 else 0,
+                        resp_bytes if resp_bytes > 0 else 0,
+                        service,
                         0.0,
                         ms,
                         ms,
                         _error_kind(span.events, status) if failed or status >= 400 else "",
-                        str(f.get("client", ""))[:64],
-                        str(f.get("request_id") or span_id)[:128],
+                        f.get("client", "")[:64],
+                        request_id[:128] if request_id else span.span_id.hex(),
                         span.trace_id.hex(),
-                        service[:200],
-                        str(f.get("ua", ""))[:512],
+                        service,
+                        f.get("ua", "")[:512],
                     )
                 )
     return out
