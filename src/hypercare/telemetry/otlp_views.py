@@ -17,8 +17,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from hypercare.api.deps import Db, State, Viewer, bearer_token
@@ -45,6 +46,27 @@ EXTRA = "telemetry.otlp"
 RETRY_AFTER = "2"
 
 router = APIRouter(tags=["telemetry"])
+
+_BOTH: dict[str, Any] = {"application/x-protobuf": {}, "application/json": {}}
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Stored; partial_success when some items were refused", "content": _BOTH},
+    400: {"description": "Not an OTLP export request (google.rpc.Status)", "content": _BOTH},
+    401: {"description": "Missing, invalid or revoked node token", "content": _BOTH},
+    403: {"description": "An API token, not a node token", "content": _BOTH},
+    413: {"description": "Body over the size limit (google.rpc.Status)", "content": _BOTH},
+    415: {"description": "Unsupported Content-Type or Content-Encoding", "content": _BOTH},
+    429: {"description": "Too many exports at once; retry after Retry-After", "content": _BOTH},
+    503: {"description": "Store unavailable; retry after Retry-After", "content": _BOTH},
+}
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
+}
 
 
 @dataclass
@@ -175,13 +197,25 @@ async def _export(request: Request, state: AppState, session: Db, signal: str) -
     )
 
 
-@router.post(TRACES_PATH, response_class=Response, summary="OTLP/HTTP trace export")
+@router.post(
+    TRACES_PATH,
+    response_class=Response,
+    summary="OTLP/HTTP trace export",
+    responses=_ANSWERS,
+    openapi_extra=_BODY,
+)
 async def export_traces(request: Request, state: State, session: Db) -> Response:
     """OTLP/HTTP traces (protobuf or JSON, optionally gzip); node token as Bearer."""
     return await _export(request, state, session, "traces")
 
 
-@router.post(LOGS_PATH, response_class=Response, summary="OTLP/HTTP logs export")
+@router.post(
+    LOGS_PATH,
+    response_class=Response,
+    summary="OTLP/HTTP logs export",
+    responses=_ANSWERS,
+    openapi_extra=_BODY,
+)
 async def export_logs(request: Request, state: State, session: Db) -> Response:
     """OTLP/HTTP logs (protobuf or JSON, optionally gzip); node token as Bearer."""
     return await _export(request, state, session, "logs")
@@ -192,11 +226,12 @@ def _at(ts: float) -> datetime | None:
 
 
 @router.get("/api/v1/telemetry/intake", response_model=IntakeRead)
-async def intake(state: State, _: Viewer, limit: int = 20) -> IntakeRead:
+async def intake(
+    state: State, _: Viewer, limit: Annotated[int, Query(ge=1, le=200)] = 20
+) -> IntakeRead:
     """External sources' counts (malformed input with a sample) and the routes suggested
     from the most frequent path templates under the catch-all."""
     it = intake_of(state)
-    limit = max(1, min(limit, 200))
     return IntakeRead(
         catch_all=CATCH_ALL,
         external_routes=list(it.routes.names),
