@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
+import math
+import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -48,7 +51,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from hypercare.gateway.records import CallRecord
-from hypercare.telemetry.external import CATCH_ALL, ExternalRoutes, normalize_path
+from hypercare.telemetry.external import CATCH_ALL, MAX_PATH, ExternalRoutes, normalize_path
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -246,10 +249,12 @@ def _value(v: AnyValue, how: int) -> str | int | None:
     if how == _INT:
         if which == "int_value":
             return int(v.int_value)
-        if which == "string_value" and v.string_value.isdigit():
-            return int(v.string_value)
+        if which == "string_value":
+            text = v.string_value
+            return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
         if which == "double_value":
-            return int(v.double_value)
+            d = v.double_value
+            return int(d) if math.isfinite(d) and abs(d) < 1e18 else None
         return None
     if which == "string_value":
         return v.string_value
@@ -301,6 +306,24 @@ def _error_kind(events: Iterable[Any], status: int) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=64)
+def method_of(value: str) -> str:
+    """An HTTP method as a call record has it: upper case letters, else ``OTHER`` (the
+    semantic conventions' name for a method they do not know)."""
+    return value.upper() if value.isascii() and value.isalpha() and len(value) <= 16 else "OTHER"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean(text: str, size: int) -> str:
+    """`text` cut to `size` characters, without control characters: values that become
+    aggregate keys and text columns (consumer, service) may hold no NUL (PostgreSQL text
+    cannot) and no newline (the call blocks' sets are newline-separated)."""
+    text = text[:size]
+    return text if text.isprintable() else _CONTROL.sub("", text)
+
+
 def _path_of(f: dict[str, Any]) -> str:
     path = f.get("path")
     if path is None:
@@ -318,8 +341,10 @@ def _route_of(f: dict[str, Any], routes: ExternalRoutes, method: str) -> tuple[s
     """(route, template, path) of a span's fields: the declared route matching the span's
     ``http.route`` (few distinct values: cached), else the one matching its path, else the
     catch-all with ``http.route`` or the normalized path as template."""
-    host = str(f.get("host", ""))
+    host = str(f.get("host", ""))[:253]
     declared = f.get("route")
+    if declared:
+        declared = str(declared)[:MAX_PATH]
     has_path = "path" in f or "target" in f or "url" in f
     path = _path_of(f) if has_path else str(declared or "/")
     if declared:
@@ -359,10 +384,10 @@ def calls_of_traces(
             if kv.key == "service.name":
                 service = kv.value.string_value
                 break
+        service = clean(service, 200)
         if not service:
             out.missing_service += 1
             service = "unknown_service"
-        service = service[:200]
         for ss in rs.scope_spans:
             for span in ss.spans:
                 out.spans += 1
@@ -385,9 +410,7 @@ def calls_of_traces(
                 status = f.get("status", 0)
                 if not 100 <= status <= 999:
                     status = 500 if failed else 200
-                method = f.get("method", "GET")
-                if not method.isupper() or len(method) > 16:
-                    method = method.upper()[:16]
+                method = method_of(f.get("method", "GET"))
                 route, template, path = _route_of(f, routes, method)
                 ms = (end - start) / 1e6
                 req_bytes = f.get("req_bytes", 0)
@@ -397,7 +420,7 @@ def calls_of_traces(
                     CallRecord(
                         t,
                         route,
-                        f.get("consumer", "")[:200],
+                        clean(f.get("consumer", ""), 200),
                         method,
                         template,
                         path[:2048],
@@ -442,6 +465,7 @@ def calls_of_logs(
             if kv.key == "service.name":
                 service = kv.value.string_value
                 break
+        service = clean(service, 200)
         if not service:
             out.missing_service += 1
             service = "unknown_service"
@@ -465,21 +489,21 @@ def calls_of_logs(
                     if kv.key == "http.server.request.duration":
                         seconds = kv.value.double_value or float(kv.value.int_value)
                 ms = max(0.0, min(seconds * 1000, 1e11))
-                method = str(f.get("method", "GET")).upper()[:16]
+                method = method_of(f.get("method", "GET"))
                 route, template, path = _route_of(f, routes, method)
                 span_id = lr.span_id.hex()
                 out.records.append(
                     CallRecord(
                         t,
                         route,
-                        str(f.get("consumer", ""))[:200],
+                        clean(f.get("consumer", ""), 200),
                         method,
                         template,
                         path[:2048],
                         status,
                         max(0, int(f.get("req_bytes", 0) or 0)),
                         max(0, int(f.get("resp_bytes", 0) or 0)),
-                        service[:200],
+                        service,
                         0.0,
                         ms,
                         ms,
@@ -487,7 +511,7 @@ def calls_of_logs(
                         str(f.get("client", ""))[:64],
                         str(f.get("request_id") or span_id or f"log-{ns}")[:128],
                         lr.trace_id.hex(),
-                        service[:200],
+                        service,
                         str(f.get("ua", ""))[:512],
                     )
                 )
