@@ -207,3 +207,13 @@ async def test_store_unavailable_answers_503_with_retry_after(
     r = await client.post("/v1/traces", content=body, headers={**PB, **auth(node_token)})
     assert r.status_code == 503 and r.headers["retry-after"]
     assert "retry" in status_pb2.Status.FromString(r.content).message
+
+
+async def test_a_big_export_is_decoded_off_the_loop_and_stored(
+    client: httpx.AsyncClient, state: AppState, node_token: str
+) -> None:
+    body = traces([_orders_span() for _ in range(1500)]).SerializeToString()
+    assert 64 << 10 < len(body) < 1 << 20
+    r = await client.post("/v1/traces", content=body, headers={**PB, **auth(node_token)})
+    assert r.status_code == 200, r.text
+    assert intake_of(state).sources["otlp/traces"].calls == 1500

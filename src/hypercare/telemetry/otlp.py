@@ -569,6 +569,41 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+@dataclass(slots=True)
+class Export:
+    """One export request, decoded: its calls and counts, and its idempotency key."""
+
+    key: str
+    records: list[CallRecord]
+    items: int  # spans or log records in the request
+    rejected: int
+    sample: str  # why the first refused item was refused
+    missing_service: int
+
+
+def convert(
+    signal: str,
+    raw: bytes,
+    *,
+    encoding: str,
+    kind: str,
+    routes: ExternalRoutes,
+    consumer_key: str,
+    max_body: int,
+) -> Export:
+    """Bytes of an export request (as sent) to its calls; raises `TooLarge`, `Unsupported`
+    or `Malformed`. CPU only: the receiver runs big bodies in a worker thread."""
+    if len(raw) > max_body:
+        raise TooLarge(f"the body is over {max_body} bytes")
+    body = gunzip(raw, encoding)
+    key = batch_key(signal, body)
+    if signal == "traces":
+        t = calls_of_traces(decode_traces(body, kind), routes, consumer_key)
+        return Export(key, t.records, t.spans, t.rejected, t.sample, t.missing_service)
+    lg = calls_of_logs(decode_logs(body, kind), routes, consumer_key)
+    return Export(key, lg.records, lg.logs, lg.rejected, lg.sample, lg.missing_service)
+
+
 def sample_of(body: bytes) -> str:
     """A printable excerpt of an offending body (its start, bytes shown escaped)."""
     head = body[:MAX_SAMPLE]
@@ -585,6 +620,7 @@ __all__ = [
     "PROTOBUF",
     "Converted",
     "ConvertedLogs",
+    "Export",
     "Malformed",
     "SourceStats",
     "TooLarge",
@@ -592,6 +628,7 @@ __all__ = [
     "batch_key",
     "calls_of_logs",
     "calls_of_traces",
+    "convert",
     "decode_logs",
     "decode_traces",
     "encode_response",

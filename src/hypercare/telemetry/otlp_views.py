@@ -12,6 +12,7 @@ that is not an export request, 413 over the size limit, 415 for an unknown encod
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -44,6 +45,8 @@ LOGS_PATH = "/v1/logs"
 PATHS = (TRACES_PATH, LOGS_PATH)
 EXTRA = "telemetry.otlp"
 RETRY_AFTER = "2"
+# bodies up to this size (as sent) are decoded on the event loop (a thread costs more)
+INLINE_BYTES = 64 << 10
 
 router = APIRouter(tags=["telemetry"])
 
@@ -136,21 +139,19 @@ async def _export(request: Request, state: AppState, session: Db, signal: str) -
         return _answer(kind, 429, "too many exports at once; retry later", "overloaded", True)
     async with intake.slots:
         raw = await request.body()
+        work = functools.partial(
+            otlp.convert,
+            signal,
+            raw,
+            encoding=request.headers.get("content-encoding", ""),
+            kind=kind,
+            routes=intake.routes,
+            consumer_key=intake.consumer_attribute,
+            max_body=intake.max_body,
+        )
         try:
-            if len(raw) > intake.max_body:
-                raise otlp.TooLarge(f"the body is over {intake.max_body} bytes")
-            body = otlp.gunzip(raw, request.headers.get("content-encoding", ""))
-            if signal == "traces":
-                converted = otlp.calls_of_traces(
-                    otlp.decode_traces(body, kind), intake.routes, intake.consumer_attribute
-                )
-                items = converted.spans
-            else:
-                logs = otlp.calls_of_logs(
-                    otlp.decode_logs(body, kind), intake.routes, intake.consumer_attribute
-                )
-                converted_logs = logs
-                items = logs.logs
+            # a big export takes a while to decode: off the loop, so other requests go on
+            export = await asyncio.to_thread(work) if len(raw) > INLINE_BYTES else work()
         except otlp.TooLarge as exc:
             stats.bad(str(exc), f"{len(raw)} bytes", time.time())
             return _answer(kind, 413, str(exc), "payload_too_large")
@@ -160,32 +161,20 @@ async def _export(request: Request, state: AppState, session: Db, signal: str) -
         except otlp.Malformed as exc:
             stats.bad(str(exc), otlp.sample_of(raw), time.time())
             return _answer(kind, 400, str(exc), "invalid_input")
-        if signal == "traces":
-            records, rejected, why, missing = (
-                converted.records,
-                converted.rejected,
-                converted.sample,
-                converted.missing_service,
-            )
-        else:
-            records, rejected, why, missing = (
-                converted_logs.records,
-                converted_logs.rejected,
-                converted_logs.sample,
-                converted_logs.missing_service,
-            )
-        key = otlp.batch_key(signal, body)
+        records = export.records
         try:
             for n, at in enumerate(range(0, len(records), MAX_RECORDS)):
                 chunk = records[at : at + MAX_RECORDS]
-                await collector.ingest(node, Batch(f"{key}-{n}", time.time(), 0, 0, chunk, {}))
+                batch = Batch(f"{export.key}-{n}", time.time(), 0, 0, chunk, {})
+                await collector.ingest(node, batch)
         except (OperationalError, DBAPIError, OSError, TimeoutError) as exc:
             log.warning("otlp: could not store an export (%s); asked to retry", type(exc).__name__)
             return _answer(kind, 503, "the store is unavailable; retry later", "unavailable", True)
-    stats.items += items
+    rejected, why = export.rejected, export.sample
+    stats.items += export.items
     stats.calls += len(records)
     stats.rejected += rejected
-    stats.missing_service += missing
+    stats.missing_service += export.missing_service
     if rejected:
         stats.last_error = why
         stats.last_error_at = time.time()
