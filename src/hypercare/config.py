@@ -22,7 +22,7 @@ from hypercare.configtypes import StrictModel
 from hypercare.detection.config import DetectionConfig
 from hypercare.errors import ConfigError
 from hypercare.feedback.config import FeedbackConfig
-from hypercare.gateway.config import GatewayConfig
+from hypercare.gateway.config import GatewayConfig, RouteConfig
 from hypercare.response.config import ResponseConfig, reference_errors
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.telemetry.external import ExternalRouteConfig, check_names
@@ -45,6 +45,12 @@ class HypercareConfig(StrictModel):
     response: ResponseConfig = Field(default_factory=ResponseConfig)
     # routes Hypercare does not proxy but hears about (OTLP spans, access logs)
     external_routes: list[ExternalRouteConfig] = Field(default_factory=list, max_length=10000)
+
+    def all_routes(self) -> list[RouteConfig | ExternalRouteConfig]:
+        """Every route with telemetry, gateway routes first: analytics, detection,
+        correlation and the impact gate treat external routes like gateway routes (an
+        external route's `upstream` is "")."""
+        return [*self.gateway.routes, *self.external_routes]
 
     def route_names(self) -> list[str]:
         """Every route with telemetry: the gateway's, then the external ones."""

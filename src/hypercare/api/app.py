@@ -25,6 +25,7 @@ from hypercare.response import views as response_views
 from hypercare.runtime import settle_gc
 from hypercare.store.db import ping
 from hypercare.telemetry import jobs as telemetry_jobs
+from hypercare.telemetry import otlp_views
 from hypercare.telemetry.shipper import INGEST_PATH
 from hypercare.telemetry.views import router as telemetry_router
 from hypercare.triage.jobs import run_sla_clock
@@ -77,17 +78,25 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     telemetry_jobs.collector_of(state).observers.append(state.call_clock.observe)
     if state.config.detection.enabled:
         telemetry_jobs.collector_of(state).observers.append(detection_runtime(state).live.observe)
+    # path templates of calls under the external catch-all: the console's route suggestions
+    telemetry_jobs.collector_of(state).observers.append(otlp_views.intake_of(state).observe)
     errors.install(app)
     openapi.install(app)
     # inside BodyLimit, which bounds what it reads
-    app.add_middleware(InputGuard, raw_bodies=(INGEST_PATH,))
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(InputGuard, raw_bodies=(INGEST_PATH, *otlp_views.PATHS))
+    otlp_max = state.config.telemetry.otlp.max_body_mb << 20
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=MAX_BODY_BYTES,
+        per_path=dict.fromkeys(otlp_views.PATHS, otlp_max),
+    )
     app.include_router(docs.router)
     app.include_router(issues_router)
     app.include_router(tokens_router)
     app.include_router(feedback_views.router)
     app.include_router(feedback_views.public)
     app.include_router(telemetry_router)
+    app.include_router(otlp_views.router)
     app.include_router(detection_router)
     app.include_router(response_views.router)
     app.include_router(response_views.links)

@@ -122,7 +122,7 @@ class Correlator:
     def __init__(self, config: HypercareConfig, *, correlation: bool = True) -> None:
         self.detection: DetectionConfig = config.detection
         self.correlation = correlation
-        upstream_of = {r.name: r.upstream for r in config.gateway.routes}
+        upstream_of = {r.name: r.upstream or None for r in config.all_routes()}
         self.routes = [
             correlate.RouteInfo(
                 name=r.name,
@@ -131,12 +131,12 @@ class Correlator:
                 description=r.tags.get("description", ""),
                 upstream=upstream_of.get(r.name),
             )
-            for r in config.gateway.routes
+            for r in config.all_routes()
         ]
         self.by_name = {r.name: r for r in self.routes}
         self.components = {r.name: r.component for r in self.routes if r.component}
         self.upstreams = {r.name: r.upstream for r in self.routes if r.upstream}
-        self.criticality = {r.name: r.tags.get("criticality") for r in config.gateway.routes}
+        self.criticality = {r.name: r.tags.get("criticality") for r in config.all_routes()}
         self.open_issues = OpenIssues()
         self._kept = correlate.Snapshot()  # the cache's features, indexed
         self._kept_version = -1

@@ -58,7 +58,7 @@ def runtime(state: AppState) -> DetectionRuntime:
 
 
 async def emit_findings(state: AppState, findings: list[Finding]) -> None:
-    components = {r.name: r.tags.get("component") for r in state.config.gateway.routes}
+    components = {r.name: r.tags.get("component") for r in state.config.all_routes()}
     for finding in findings:
         async with state.sessions() as session, session.begin():
             await service.emit(
@@ -95,7 +95,7 @@ async def validate(state: AppState, rt: DetectionRuntime) -> None:
     """Start watches for fixed issues, and decide the ones under way."""
     now = utcnow()
     window = state.config.detection.validation_window
-    known_routes = {r.name for r in state.config.gateway.routes}
+    known_routes = set(state.config.route_names())
     async with state.sessions() as session, session.begin():
         await service.start_watches(
             session=session, window=window, now=now, known_routes=known_routes

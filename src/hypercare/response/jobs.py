@@ -174,7 +174,7 @@ def impact_probe(state: AppState) -> Callable[[Issue], rules.Impact]:
     live = detection_jobs.runtime(state).live
     by_component: dict[str, list[str]] = {}
     by_path: dict[str, str] = {}
-    for route in state.config.gateway.routes:
+    for route in state.config.all_routes():
         component = route.tags.get("component")
         if component:
             by_component.setdefault(component, []).append(route.name)

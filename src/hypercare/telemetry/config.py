@@ -67,6 +67,17 @@ class RetentionConfig(StrictModel):
     hours: Duration = timedelta(days=365)
 
 
+class OtlpConfig(StrictModel):
+    """The OTLP/HTTP receiver (``POST /v1/traces``, ``POST /v1/logs`` on the console's port)."""
+
+    # the span (or log record) attribute whose value is the call's consumer
+    consumer_attribute: str = Field(default="enduser.id", min_length=1, max_length=200)
+    # exports decoded at once; more are answered 429 with Retry-After (collectors retry)
+    max_concurrent: int = Field(default=8, ge=1, le=1024)
+    # largest body accepted as sent (compressed), in MiB; 413 above
+    max_body_mb: int = Field(default=16, ge=1, le=256)
+
+
 class TelemetryConfig(StrictModel):
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     redact: RedactConfig = Field(default_factory=RedactConfig)
@@ -82,3 +93,4 @@ class TelemetryConfig(StrictModel):
     baseline: Duration = timedelta(days=7)
     # memory for decoded rollup histograms kept between analytics queries (0: no cache)
     histogram_cache_mb: int = Field(default=64, ge=0, le=65536)
+    otlp: OtlpConfig = Field(default_factory=OtlpConfig)

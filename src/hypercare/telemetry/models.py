@@ -327,3 +327,34 @@ class NodeTokenCreated(BaseModel):
     name: str
     prefix: str
     token: str
+
+
+class IntakeSourceRead(BaseModel):
+    """What one external source (``otlp/traces``, ``otlp/logs``) sent since the start."""
+
+    source: str
+    requests: int
+    items: int
+    calls: int
+    rejected: int
+    malformed: int
+    missing_service: int
+    last_error: str
+    last_sample: str
+    last_error_at: datetime | None
+
+
+class RouteSuggestion(BaseModel):
+    """A frequent path template under the catch-all route, and the route it would be."""
+
+    method: str
+    path_template: str
+    calls: int
+    config: dict[str, Any]
+
+
+class IntakeRead(BaseModel):
+    catch_all: str
+    external_routes: list[str]
+    sources: list[IntakeSourceRead]
+    suggestions: list[RouteSuggestion]

@@ -73,7 +73,7 @@ async def _tiles(session: AsyncSession, state: AppState) -> dict[str, Any]:
     live = live_of(state)
     rows = await query.summary(session, live, start=now - TILE_SECONDS, end=now, now=now)
     firing = _firing(state)
-    configured = [r.name for r in state.config.gateway.routes]
+    configured = state.config.route_names()
     by_key = {r.key: r for r in rows}
     names = list(dict.fromkeys([*configured, *by_key]))
     tiles = []
@@ -150,8 +150,8 @@ async def route_charts(
 
 async def _issue_charts(session: AsyncSession, state: AppState, issue: IssueRead) -> dict[str, Any]:
     row = await triage.get_issue(session=session, issue_id=issue.id)
-    gateway_routes = {r.name for r in state.config.gateway.routes}
-    # only gateway routes have telemetry (a ticket's unmatched URL path has none)
+    gateway_routes = set(state.config.route_names())
+    # only gateway and external routes have telemetry (a ticket's unmatched URL path has none)
     routes = [
         r for r in await detection.issue_routes(session=session, issue=row) if r in gateway_routes
     ]
@@ -206,7 +206,7 @@ async def apis(
 async def _route_of(session: AsyncSession, state: AppState, route: str) -> str:
     """`route` if the gateway has it configured or ever recorded a call for it."""
     if len(route) <= 200 and (
-        any(r.name == route for r in state.config.gateway.routes)
+        route in state.config.route_names()
         or await query.known_key(session, live_of(state), dim="route", key=route)
     ):
         return route

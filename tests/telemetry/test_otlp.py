@@ -1,0 +1,187 @@
+import gzip
+import json
+import time
+import zlib
+
+import pytest
+from google.protobuf import json_format
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from hypercare.telemetry import otlp
+from hypercare.telemetry.external import CATCH_ALL, ExternalRouteConfig, ExternalRoutes
+from tests.telemetry.otlp_factory import logs, span, traces
+
+ROUTES = ExternalRoutes.from_config(
+    [
+        ExternalRouteConfig.model_validate(
+            {"name": "orders.get", "match": {"path": "/orders/{id}", "methods": ["GET"]}}
+        )
+    ]
+)
+
+
+def test_server_span_becomes_a_call() -> None:
+    now = time.time()
+    s = span(
+        start=now,
+        ms=25.0,
+        **{
+            "http.request.method": "GET",
+            "url.path": "/orders/42",
+            "http.route": "/orders/{id}",
+            "http.response.status_code": 200,
+            "enduser.id": "acme",
+            "client.address": "10.1.2.3",
+            "user_agent.original": "curl/8",
+        },
+    )
+    out = otlp.calls_of_traces(traces([s]), ROUTES, "enduser.id")
+    assert out.spans == 1 and out.rejected == 0
+    (r,) = out.records
+    assert r.route == "orders.get" and r.path_template == "/orders/{id}"
+    assert r.path == "/orders/42" and r.method == "GET" and r.status == 200
+    assert r.consumer == "acme" and r.client_ip == "10.1.2.3" and r.user_agent == "curl/8"
+    assert r.total_ms == pytest.approx(25.0) and r.time == pytest.approx(now, abs=1e-6)
+    assert r.trace_id == s.trace_id.hex() and r.request_id == s.span_id.hex()
+    assert r.upstream == "shop" and r.target == "shop" and r.error == ""
+
+
+def test_old_attribute_names_and_http_route_only() -> None:
+    s = span(**{"http.method": "post", "http.route": "/orders/{id}", "http.status_code": 503})
+    (r,) = otlp.calls_of_traces(traces([s]), ROUTES, "enduser.id").records
+    # a POST matches no declared route: catch-all with the span's template
+    assert (r.route, r.path_template, r.method, r.status) == (
+        CATCH_ALL,
+        "/orders/{id}",
+        "POST",
+        503,
+    )
+
+
+def test_which_spans_are_calls() -> None:
+    internal = span(kind=Span.SPAN_KIND_INTERNAL)
+    client_http = span(kind=Span.SPAN_KIND_CLIENT, **{"url.path": "/x/123"})
+    server_bare = span(error=True)
+    out = otlp.calls_of_traces(traces([internal, client_http, server_bare]), ROUTES, "x")
+    assert out.spans == 3
+    assert [(r.route, r.path_template, r.status) for r in out.records] == [
+        (CATCH_ALL, "/x/{id}", 200),
+        (CATCH_ALL, "/", 500),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("exception", "status", "kind"),
+    [
+        ("requests.exceptions.ReadTimeout", 504, "timeout"),
+        ("ConnectionRefusedError", 502, "connect_failed"),
+        ("ConnectionResetError", 502, "reset"),
+        (None, 429, "rate_limited"),
+        (None, 403, "auth"),
+        ("ValueError", 500, ""),
+    ],
+)
+def test_error_kinds(exception: str | None, status: int, kind: str) -> None:
+    s = span(error=True, exception=exception, **{"http.response.status_code": status})
+    (r,) = otlp.calls_of_traces(traces([s]), ROUTES, "x").records
+    assert r.error == kind
+
+
+def test_bad_times_are_rejected_with_a_reason_and_missing_service_counted() -> None:
+    good = span()
+    bad = span(start=5.0)
+    out = otlp.calls_of_traces(traces([good, bad], service=None), ROUTES, "x")
+    assert len(out.records) == 1 and out.rejected == 1
+    assert "Unix time" in out.sample and out.missing_service == 1
+    assert out.records[0].upstream == "unknown_service"
+
+
+def test_json_encoding_with_hex_ids() -> None:
+    s = span(**{"url.path": "/orders/7", "http.request.method": "GET"})
+    doc = json_format.MessageToDict(traces([s]))
+    # OTLP/JSON writes ids as hex, where protobuf's JSON mapping would write base64
+    rs = doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    rs["traceId"], rs["spanId"] = s.trace_id.hex(), s.span_id.hex()
+    rs["kind"] = 2  # enums as integers, as the spec allows
+    req = otlp.decode_traces(json.dumps(doc).encode(), otlp.JSON)
+    (r,) = otlp.calls_of_traces(req, ROUTES, "x").records
+    assert r.trace_id == s.trace_id.hex() and r.route == "orders.get"
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "message"),
+    [
+        (b"\xff\xff\xff", otlp.PROTOBUF, "not an OTLP protobuf"),
+        (b"{not json", otlp.JSON, "not valid JSON"),
+        (b"[1]", otlp.JSON, "JSON object"),
+        (b'{"resourceSpans": 3}', otlp.JSON, "not an OTLP export"),
+        (
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}',
+            otlp.JSON,
+            "hex",
+        ),
+    ],
+)
+def test_malformed_bodies(body: bytes, kind: str, message: str) -> None:
+    with pytest.raises(otlp.Malformed, match=message):
+        otlp.decode_traces(body, kind)
+
+
+def test_gunzip_bounds_and_errors() -> None:
+    data = traces([span()]).SerializeToString()
+    assert otlp.gunzip(gzip.compress(data), "gzip") == data
+    assert otlp.gunzip(zlib.compress(data), "deflate") == data
+    assert otlp.gunzip(data, "") == data
+    with pytest.raises(otlp.TooLarge):
+        otlp.gunzip(gzip.compress(b"\0" * 10_000), "gzip", limit=1000)
+    with pytest.raises(otlp.Malformed, match="truncated"):
+        otlp.gunzip(gzip.compress(data)[:-12], "gzip")
+    with pytest.raises(otlp.Malformed):
+        otlp.gunzip(b"not gzip", "gzip")
+    with pytest.raises(otlp.Unsupported, match="Content-Encoding"):
+        otlp.gunzip(data, "br")
+    with pytest.raises(otlp.Unsupported, match="Content-Type"):
+        otlp.media_type("text/plain")
+    assert otlp.media_type("application/x-protobuf") == otlp.PROTOBUF
+    assert otlp.media_type("application/json; charset=utf-8") == otlp.JSON
+
+
+def test_responses_follow_the_spec() -> None:
+    resp = ExportTraceServiceResponse.FromString(
+        otlp.encode_response("traces", otlp.PROTOBUF, 2, "2 spans refused")
+    )
+    assert resp.partial_success.rejected_spans == 2
+    assert json.loads(otlp.encode_response("traces", otlp.JSON)) == {}
+    body, media = otlp.status_body(otlp.PROTOBUF, 3, "bad body ✓", "invalid_input")
+    status = status_pb2.Status.FromString(body)
+    assert (status.code, status.message, media) == (3, "bad body ✓", otlp.PROTOBUF)
+    doc = json.loads(otlp.status_body(otlp.JSON, 3, "bad", "invalid_input")[0])
+    assert doc["code"] == 3 and doc["error"]["code"] == "invalid_input"
+
+
+def test_access_logs_as_otlp_logs_become_calls() -> None:
+    req = logs(
+        [
+            {
+                "http.request.method": "GET",
+                "url.path": "/orders/9",
+                "http.response.status_code": 502,
+                "http.server.request.duration": 0.25,
+            },
+            {"message": "not a call"},
+            {"url.path": "/x", "http.response.status_code": 42},
+        ]
+    )
+    out = otlp.calls_of_logs(req, ROUTES, "enduser.id")
+    assert out.logs == 3 and out.rejected == 1 and "status 42" in out.sample
+    (r,) = out.records
+    assert (r.route, r.status, r.total_ms, r.upstream) == ("orders.get", 502, 250.0, "edge")
+
+
+def test_batch_key_is_stable_per_body() -> None:
+    assert otlp.batch_key("traces", b"a") == otlp.batch_key("traces", b"a")
+    assert otlp.batch_key("traces", b"a") != otlp.batch_key("logs", b"a")
+    assert len(otlp.batch_key("traces", b"a")) <= 64
+    assert otlp.sample_of(b"\xff\xfe") == "hex:fffe"
