@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import orjson
 import pytest
 
 from hypercare.telemetry.accesslog import (
@@ -193,3 +194,24 @@ def test_trace_of_traceparent() -> None:
         "4bf92f3577b34da6a3ce929d0e0e4736"
     )
     assert trace_of("garbage") == ""
+
+
+def test_nginx_fast_path_agrees_with_the_careful_one() -> None:
+    from hypercare.telemetry.accesslog import nginx
+
+    base = orjson.loads(lines("nginx_hypercare.ndjson")[0])
+    variants = [
+        *(orjson.loads(line) for line in lines("nginx_hypercare.ndjson")),
+        {**base, "request_uri": "/orders/1?x=2", "status": "504", "upstream_status": "504"},
+        {**base, "upstream_header_time": "-", "upstream_status": "502", "status": "502"},
+        {**base, "upstream_addr": "10.0.0.1:80, 10.0.0.2:80", "upstream_status": "502, 200"},
+        {**base, "status": "499", "upstream_addr": "", "upstream_status": ""},
+    ]
+    for doc in variants:
+        fast = nginx.parse_line(orjson.dumps(doc), routes)
+        assert fast is not None
+        assert fast == nginx.parse(doc, routes), doc
+    # not the documented format, or values it cannot take: the careful path decides
+    assert nginx.parse_line(lines("nginx_json_analytics_access_log.ndjson")[0], routes) is None
+    for bad in ({**base, "status": 200}, {**base, "request_time": "-1"}, {**base, "msec": "x"}):
+        assert nginx.parse_line(orjson.dumps(bad), routes) is None

@@ -39,6 +39,8 @@ class Adapter(NamedTuple):
     title: str  # "nginx (JSON log_format)"
     parse: Callable[[Any, Match], CallRecord]
     tail: bool  # written to a file (hypercare tail); else pushed over HTTP
+    # optional fast path over a raw line: a record, or None to let `parse` read it
+    parse_line: Callable[[bytes, Match], CallRecord | None] | None = None
 
 
 # --- field readers -------------------------------------------------------------------------
