@@ -199,6 +199,7 @@ async def apis(
         chosen=chosen,
         healthy=_healthy(state),
         firing=_firing(state),
+        unparsed=sorted(live_of(state).stats.unparsed.sources.items()),
     )
     return console.render(request, "apis.html", ctx)
 
