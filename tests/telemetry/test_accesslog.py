@@ -215,3 +215,10 @@ def test_nginx_fast_path_agrees_with_the_careful_one() -> None:
     assert nginx.parse_line(lines("nginx_json_analytics_access_log.ndjson")[0], routes) is None
     for bad in ({**base, "status": 200}, {**base, "request_time": "-1"}, {**base, "msec": "x"}):
         assert nginx.parse_line(orjson.dumps(bad), routes) is None
+
+
+def test_the_documented_nginx_log_format_is_the_one_the_adapter_reads() -> None:
+    from hypercare.telemetry.accesslog.nginx import LOG_FORMAT
+
+    docs = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    assert LOG_FORMAT in docs
