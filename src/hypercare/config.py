@@ -186,9 +186,46 @@ def format_validation_error(
     return "\n".join(messages)
 
 
+_FLOW_PATH = re.compile(r"([{,]\s*path:\s*)(/[^\s,{}]*\{[^\s]*)")
+
+
+def quote_flow_paths(text: str) -> str:
+    """`text` with unquoted route paths holding ``{param}`` inside flow mappings quoted.
+
+    ``match: {path: /orders/{id}, methods: [GET]}`` is how route matches read naturally,
+    but YAML takes the ``{`` of ``{id}`` as the start of a mapping. The path runs until a
+    ``,`` or ``}`` outside its own braces; quotes are added on the same line, so line
+    numbers in errors stay right.
+
+    >>> quote_flow_paths("match: {path: /o/{id}/x, methods: [GET]}")
+    'match: {path: "/o/{id}/x", methods: [GET]}'
+    """
+
+    def fix(m: re.Match[str]) -> str:
+        value, depth = m.group(2), 0
+        for i, ch in enumerate(value):
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                if depth == 0:
+                    return f'{m.group(1)}"{value[:i]}"{value[i:]}'
+                depth -= 1
+            elif ch == "," and depth == 0:
+                return f'{m.group(1)}"{value[:i]}"{value[i:]}'
+        return m.group(0)
+
+    return _FLOW_PATH.sub(fix, text)
+
+
 def parse_config(text: str, source: str = "<config>") -> HypercareConfig:
     try:
-        root = yaml.compose(text)
+        try:
+            root = yaml.compose(text)
+        except yaml.YAMLError:
+            fixed = quote_flow_paths(text)
+            if fixed == text:
+                raise
+            root = yaml.compose(fixed)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

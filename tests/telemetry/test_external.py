@@ -113,3 +113,20 @@ detection:
 def test_config_errors(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(text)
+
+
+def test_flow_style_paths_with_params_need_no_quotes() -> None:
+    cfg = parse_config(
+        "external_routes:\n"
+        "  - name: orders.get\n"
+        "    match: {path: /orders/{id}, methods: [GET]}\n"
+        "    tags: {component: orders}\n"
+        "  - {name: items, match: {path: /o/{a}/i/{b}}}\n"
+    )
+    assert [(r.name, r.match.path) for r in cfg.external_routes] == [
+        ("orders.get", "/orders/{id}"),
+        ("items", "/o/{a}/i/{b}"),
+    ]
+    # other YAML errors still name their line
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_config("external_routes:\n  - name: a\n    match: {path: /a/{id}, [\n")

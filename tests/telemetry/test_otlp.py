@@ -185,3 +185,19 @@ def test_batch_key_is_stable_per_body() -> None:
     assert otlp.batch_key("traces", b"a") != otlp.batch_key("logs", b"a")
     assert len(otlp.batch_key("traces", b"a")) <= 64
     assert otlp.sample_of(b"\xff\xfe") == "hex:fffe"
+
+
+def test_hostile_attribute_values_are_bounded_and_cleaned() -> None:
+    s = span(
+        **{
+            "http.request.method": "GE\x00T",
+            "url.path": "/a",
+            "http.response.status_code": "²",  # a digit to isdigit(), not to int()
+            "enduser.id": "bob\nsmith\x00",
+            "http.request.body.size": float("nan"),
+        }
+    )
+    req = traces([s], service="svc\x00\n")
+    (r,) = otlp.calls_of_traces(req, ROUTES, "enduser.id").records
+    assert (r.method, r.status, r.consumer, r.upstream) == ("OTHER", 200, "bobsmith", "svc")
+    assert r.request_bytes == 0

@@ -190,3 +190,30 @@ async def test_overload_answers_429_with_retry_after(
             intake.slots.release()
     r = await client.post("/v1/traces", content=body, headers={**PB, **auth(node_token)})
     assert r.status_code == 200
+
+
+async def test_store_unavailable_answers_503_with_retry_after(
+    client: httpx.AsyncClient, state: AppState, node_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from hypercare.telemetry.jobs import collector_of
+
+    async def down(*_: object) -> tuple[int, bool]:
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(collector_of(state), "ingest", down)
+    body = traces([_orders_span()]).SerializeToString()
+    r = await client.post("/v1/traces", content=body, headers={**PB, **auth(node_token)})
+    assert r.status_code == 503 and r.headers["retry-after"]
+    assert "retry" in status_pb2.Status.FromString(r.content).message
+
+
+async def test_a_big_export_is_decoded_off_the_loop_and_stored(
+    client: httpx.AsyncClient, state: AppState, node_token: str
+) -> None:
+    body = traces([_orders_span() for _ in range(1500)]).SerializeToString()
+    assert 64 << 10 < len(body) < 1 << 20
+    r = await client.post("/v1/traces", content=body, headers={**PB, **auth(node_token)})
+    assert r.status_code == 200, r.text
+    assert intake_of(state).sources["otlp/traces"].calls == 1500

@@ -38,6 +38,7 @@ CATCH_ALL = "_unmatched"
 _HOST = re.compile(r"^(\*\.)?[A-Za-z0-9.\-]+$")
 MAX_PATH = 2048
 MAX_SEGMENTS = 32
+CACHE_SIZE = 4096
 
 
 class ExternalMatchConfig(MatchConfig):
@@ -169,6 +170,7 @@ class ExternalRoutes:
         self._wild = sorted(wild, key=lambda h: -len(h.host))
         self._any: Router[str] = Router.build(by_host.get(None, []))
         self.names = tuple(r.name for r in routes)
+        self._cache: dict[tuple[str, str, str], tuple[str, str]] = {}
         self.components = {r.name: r.tags.get("component", "") for r in routes}
 
     @classmethod
@@ -200,6 +202,17 @@ class ExternalRoutes:
             if m.route is not None:
                 return m.route, m.template
         return CATCH_ALL, normalize_path(path)
+
+    def match_cached(self, host: str, method: str, path: str) -> tuple[str, str]:
+        """`match`, remembered: for inputs with few distinct values (an OTLP span's
+        ``http.route``, a log's route name). Bounded: forgets everything at `CACHE_SIZE`."""
+        key = (host, method, path)
+        found = self._cache.get(key)
+        if found is None:
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            found = self._cache[key] = self.match(host, method, path)
+        return found
 
 
 # --- suggestions from what went under the catch-all -----------------------------------------

@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
+import math
+import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -48,7 +51,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from hypercare.gateway.records import CallRecord
-from hypercare.telemetry.external import CATCH_ALL, ExternalRoutes, normalize_path
+from hypercare.telemetry.external import CATCH_ALL, MAX_PATH, ExternalRoutes, normalize_path
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -246,10 +249,12 @@ def _value(v: AnyValue, how: int) -> str | int | None:
     if how == _INT:
         if which == "int_value":
             return int(v.int_value)
-        if which == "string_value" and v.string_value.isdigit():
-            return int(v.string_value)
+        if which == "string_value":
+            text = v.string_value
+            return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
         if which == "double_value":
-            return int(v.double_value)
+            d = v.double_value
+            return int(d) if math.isfinite(d) and abs(d) < 1e18 else None
         return None
     if which == "string_value":
         return v.string_value
@@ -268,12 +273,18 @@ def _fields(attributes: Iterable[KeyValue], out: dict[str, Any], consumer_key: s
         spec = attrs.get(key)
         if spec is not None:
             name, how = spec
-            if name not in out:
-                value = _value(kv.value, how)
-                if value is not None:
-                    out[name] = value
+            if name in out:
+                continue
+            v = kv.value
+            # the common case in one attribute read; anything else through `_value`
+            value: str | int | None = v.string_value if how == _STR else v.int_value
+            if not value:
+                value = _value(v, how)
+            if value is not None:
+                out[name] = value
         elif key == consumer_key:
-            value = _value(kv.value, _STR)
+            v = kv.value
+            value = v.string_value or _value(v, _STR)
             if value is not None:
                 out["consumer"] = value
 
@@ -295,6 +306,24 @@ def _error_kind(events: Iterable[Any], status: int) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=64)
+def method_of(value: str) -> str:
+    """An HTTP method as a call record has it: upper case letters, else ``OTHER`` (the
+    semantic conventions' name for a method they do not know)."""
+    return value.upper() if value.isascii() and value.isalpha() and len(value) <= 16 else "OTHER"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean(text: str, size: int) -> str:
+    """`text` cut to `size` characters, without control characters: values that become
+    aggregate keys and text columns (consumer, service) may hold no NUL (PostgreSQL text
+    cannot) and no newline (the call blocks' sets are newline-separated)."""
+    text = text[:size]
+    return text if text.isprintable() else _CONTROL.sub("", text)
+
+
 def _path_of(f: dict[str, Any]) -> str:
     path = f.get("path")
     if path is None:
@@ -309,15 +338,25 @@ def _path_of(f: dict[str, Any]) -> str:
 
 
 def _route_of(f: dict[str, Any], routes: ExternalRoutes, method: str) -> tuple[str, str, str]:
-    """(route, template, path) of a span's fields."""
-    host = str(f.get("host", ""))
+    """(route, template, path) of a span's fields: the declared route matching the span's
+    ``http.route`` (few distinct values: cached), else the one matching its path, else the
+    catch-all with ``http.route`` or the normalized path as template."""
+    host = str(f.get("host", ""))[:253]
     declared = f.get("route")
-    path = _path_of(f) if ("path" in f or "target" in f or "url" in f) else str(declared or "/")
+    if declared:
+        declared = str(declared)[:MAX_PATH]
+    has_path = "path" in f or "target" in f or "url" in f
+    path = _path_of(f) if has_path else str(declared or "/")
+    if declared:
+        name, template = routes.match_cached(host, method, str(declared))
+        if name != CATCH_ALL:
+            return name, template, path
+        if has_path:
+            name, template = routes.match(host, method, path)
+            if name != CATCH_ALL:
+                return name, template, path
+        return CATCH_ALL, normalize_path(str(declared)), path
     name, template = routes.match(host, method, path)
-    if name == CATCH_ALL and declared:
-        name, template = routes.match(host, method, str(declared))
-        if name == CATCH_ALL:
-            template = normalize_path(str(declared))
     return name, template, path
 
 
@@ -345,15 +384,17 @@ def calls_of_traces(
             if kv.key == "service.name":
                 service = kv.value.string_value
                 break
+        service = clean(service, 200)
         if not service:
             out.missing_service += 1
             service = "unknown_service"
         for ss in rs.scope_spans:
             for span in ss.spans:
                 out.spans += 1
+                # values of _STR attributes are str, of _INT ones int (see `_fields`)
                 f: dict[str, Any] = {}
                 _fields(span.attributes, f, consumer_key)
-                if span.kind != _SERVER and not any(m in f for m in _HTTP_MARKS):
+                if span.kind != _SERVER and not ("route" in f or "path" in f or "target" in f):
                     continue
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
                 t = start / 1e9
@@ -366,34 +407,36 @@ def calls_of_traces(
                         )
                     continue
                 failed = span.status.code == _STATUS_ERROR
-                status = f.get("status")
-                if not isinstance(status, int) or not 100 <= status <= 999:
+                status = f.get("status", 0)
+                if not 100 <= status <= 999:
                     status = 500 if failed else 200
-                method = str(f.get("method", "GET")).upper()[:16]
+                method = method_of(f.get("method", "GET"))
                 route, template, path = _route_of(f, routes, method)
                 ms = (end - start) / 1e6
-                span_id = span.span_id.hex()
+                req_bytes = f.get("req_bytes", 0)
+                resp_bytes = f.get("resp_bytes", 0)
+                request_id = f.get("request_id")
                 records.append(
                     CallRecord(
                         t,
                         route,
-                        str(f.get("consumer", ""))[:200],
+                        clean(f.get("consumer", ""), 200),
                         method,
                         template,
                         path[:2048],
                         status,
-                        max(0, int(f.get("req_bytes", 0) or 0)),
-                        max(0, int(f.get("resp_bytes", 0) or 0)),
-                        service[:200],
+                        req_bytes if req_bytes > 0 else 0,
+                        resp_bytes if resp_bytes > 0 else 0,
+                        service,
                         0.0,
                         ms,
                         ms,
                         _error_kind(span.events, status) if failed or status >= 400 else "",
-                        str(f.get("client", ""))[:64],
-                        str(f.get("request_id") or span_id)[:128],
+                        f.get("client", "")[:64],
+                        request_id[:128] if request_id else span.span_id.hex(),
                         span.trace_id.hex(),
-                        service[:200],
-                        str(f.get("ua", ""))[:512],
+                        service,
+                        f.get("ua", "")[:512],
                     )
                 )
     return out
@@ -422,6 +465,7 @@ def calls_of_logs(
             if kv.key == "service.name":
                 service = kv.value.string_value
                 break
+        service = clean(service, 200)
         if not service:
             out.missing_service += 1
             service = "unknown_service"
@@ -445,21 +489,21 @@ def calls_of_logs(
                     if kv.key == "http.server.request.duration":
                         seconds = kv.value.double_value or float(kv.value.int_value)
                 ms = max(0.0, min(seconds * 1000, 1e11))
-                method = str(f.get("method", "GET")).upper()[:16]
+                method = method_of(f.get("method", "GET"))
                 route, template, path = _route_of(f, routes, method)
                 span_id = lr.span_id.hex()
                 out.records.append(
                     CallRecord(
                         t,
                         route,
-                        str(f.get("consumer", ""))[:200],
+                        clean(f.get("consumer", ""), 200),
                         method,
                         template,
                         path[:2048],
                         status,
                         max(0, int(f.get("req_bytes", 0) or 0)),
                         max(0, int(f.get("resp_bytes", 0) or 0)),
-                        service[:200],
+                        service,
                         0.0,
                         ms,
                         ms,
@@ -467,7 +511,7 @@ def calls_of_logs(
                         str(f.get("client", ""))[:64],
                         str(f.get("request_id") or span_id or f"log-{ns}")[:128],
                         lr.trace_id.hex(),
-                        service[:200],
+                        service,
                         str(f.get("ua", ""))[:512],
                     )
                 )
@@ -525,6 +569,41 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+@dataclass(slots=True)
+class Export:
+    """One export request, decoded: its calls and counts, and its idempotency key."""
+
+    key: str
+    records: list[CallRecord]
+    items: int  # spans or log records in the request
+    rejected: int
+    sample: str  # why the first refused item was refused
+    missing_service: int
+
+
+def convert(
+    signal: str,
+    raw: bytes,
+    *,
+    encoding: str,
+    kind: str,
+    routes: ExternalRoutes,
+    consumer_key: str,
+    max_body: int,
+) -> Export:
+    """Bytes of an export request (as sent) to its calls; raises `TooLarge`, `Unsupported`
+    or `Malformed`. CPU only: the receiver runs big bodies in a worker thread."""
+    if len(raw) > max_body:
+        raise TooLarge(f"the body is over {max_body} bytes")
+    body = gunzip(raw, encoding)
+    key = batch_key(signal, body)
+    if signal == "traces":
+        t = calls_of_traces(decode_traces(body, kind), routes, consumer_key)
+        return Export(key, t.records, t.spans, t.rejected, t.sample, t.missing_service)
+    lg = calls_of_logs(decode_logs(body, kind), routes, consumer_key)
+    return Export(key, lg.records, lg.logs, lg.rejected, lg.sample, lg.missing_service)
+
+
 def sample_of(body: bytes) -> str:
     """A printable excerpt of an offending body (its start, bytes shown escaped)."""
     head = body[:MAX_SAMPLE]
@@ -541,6 +620,7 @@ __all__ = [
     "PROTOBUF",
     "Converted",
     "ConvertedLogs",
+    "Export",
     "Malformed",
     "SourceStats",
     "TooLarge",
@@ -548,6 +628,7 @@ __all__ = [
     "batch_key",
     "calls_of_logs",
     "calls_of_traces",
+    "convert",
     "decode_logs",
     "decode_traces",
     "encode_response",

@@ -12,13 +12,15 @@ that is not an export request, 413 over the size limit, 415 for an unknown encod
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from hypercare.api.deps import Db, State, Viewer, bearer_token
@@ -43,8 +45,31 @@ LOGS_PATH = "/v1/logs"
 PATHS = (TRACES_PATH, LOGS_PATH)
 EXTRA = "telemetry.otlp"
 RETRY_AFTER = "2"
+# bodies up to this size (as sent) are decoded on the event loop (a thread costs more)
+INLINE_BYTES = 64 << 10
 
 router = APIRouter(tags=["telemetry"])
+
+_BOTH: dict[str, Any] = {"application/x-protobuf": {}, "application/json": {}}
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Stored; partial_success when some items were refused", "content": _BOTH},
+    400: {"description": "Not an OTLP export request (google.rpc.Status)", "content": _BOTH},
+    401: {"description": "Missing, invalid or revoked node token", "content": _BOTH},
+    403: {"description": "An API token, not a node token", "content": _BOTH},
+    413: {"description": "Body over the size limit (google.rpc.Status)", "content": _BOTH},
+    415: {"description": "Unsupported Content-Type or Content-Encoding", "content": _BOTH},
+    429: {"description": "Too many exports at once; retry after Retry-After", "content": _BOTH},
+    503: {"description": "Store unavailable; retry after Retry-After", "content": _BOTH},
+}
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
+}
 
 
 @dataclass
@@ -114,21 +139,19 @@ async def _export(request: Request, state: AppState, session: Db, signal: str) -
         return _answer(kind, 429, "too many exports at once; retry later", "overloaded", True)
     async with intake.slots:
         raw = await request.body()
+        work = functools.partial(
+            otlp.convert,
+            signal,
+            raw,
+            encoding=request.headers.get("content-encoding", ""),
+            kind=kind,
+            routes=intake.routes,
+            consumer_key=intake.consumer_attribute,
+            max_body=intake.max_body,
+        )
         try:
-            if len(raw) > intake.max_body:
-                raise otlp.TooLarge(f"the body is over {intake.max_body} bytes")
-            body = otlp.gunzip(raw, request.headers.get("content-encoding", ""))
-            if signal == "traces":
-                converted = otlp.calls_of_traces(
-                    otlp.decode_traces(body, kind), intake.routes, intake.consumer_attribute
-                )
-                items = converted.spans
-            else:
-                logs = otlp.calls_of_logs(
-                    otlp.decode_logs(body, kind), intake.routes, intake.consumer_attribute
-                )
-                converted_logs = logs
-                items = logs.logs
+            # a big export takes a while to decode: off the loop, so other requests go on
+            export = await asyncio.to_thread(work) if len(raw) > INLINE_BYTES else work()
         except otlp.TooLarge as exc:
             stats.bad(str(exc), f"{len(raw)} bytes", time.time())
             return _answer(kind, 413, str(exc), "payload_too_large")
@@ -138,32 +161,20 @@ async def _export(request: Request, state: AppState, session: Db, signal: str) -
         except otlp.Malformed as exc:
             stats.bad(str(exc), otlp.sample_of(raw), time.time())
             return _answer(kind, 400, str(exc), "invalid_input")
-        if signal == "traces":
-            records, rejected, why, missing = (
-                converted.records,
-                converted.rejected,
-                converted.sample,
-                converted.missing_service,
-            )
-        else:
-            records, rejected, why, missing = (
-                converted_logs.records,
-                converted_logs.rejected,
-                converted_logs.sample,
-                converted_logs.missing_service,
-            )
-        key = otlp.batch_key(signal, body)
+        records = export.records
         try:
             for n, at in enumerate(range(0, len(records), MAX_RECORDS)):
                 chunk = records[at : at + MAX_RECORDS]
-                await collector.ingest(node, Batch(f"{key}-{n}", time.time(), 0, 0, chunk, {}))
+                batch = Batch(f"{export.key}-{n}", time.time(), 0, 0, chunk, {})
+                await collector.ingest(node, batch)
         except (OperationalError, DBAPIError, OSError, TimeoutError) as exc:
             log.warning("otlp: could not store an export (%s); asked to retry", type(exc).__name__)
             return _answer(kind, 503, "the store is unavailable; retry later", "unavailable", True)
-    stats.items += items
+    rejected, why = export.rejected, export.sample
+    stats.items += export.items
     stats.calls += len(records)
     stats.rejected += rejected
-    stats.missing_service += missing
+    stats.missing_service += export.missing_service
     if rejected:
         stats.last_error = why
         stats.last_error_at = time.time()
@@ -175,13 +186,25 @@ async def _export(request: Request, state: AppState, session: Db, signal: str) -
     )
 
 
-@router.post(TRACES_PATH, response_class=Response, summary="OTLP/HTTP trace export")
+@router.post(
+    TRACES_PATH,
+    response_class=Response,
+    summary="OTLP/HTTP trace export",
+    responses=_ANSWERS,
+    openapi_extra=_BODY,
+)
 async def export_traces(request: Request, state: State, session: Db) -> Response:
     """OTLP/HTTP traces (protobuf or JSON, optionally gzip); node token as Bearer."""
     return await _export(request, state, session, "traces")
 
 
-@router.post(LOGS_PATH, response_class=Response, summary="OTLP/HTTP logs export")
+@router.post(
+    LOGS_PATH,
+    response_class=Response,
+    summary="OTLP/HTTP logs export",
+    responses=_ANSWERS,
+    openapi_extra=_BODY,
+)
 async def export_logs(request: Request, state: State, session: Db) -> Response:
     """OTLP/HTTP logs (protobuf or JSON, optionally gzip); node token as Bearer."""
     return await _export(request, state, session, "logs")
@@ -192,11 +215,12 @@ def _at(ts: float) -> datetime | None:
 
 
 @router.get("/api/v1/telemetry/intake", response_model=IntakeRead)
-async def intake(state: State, _: Viewer, limit: int = 20) -> IntakeRead:
+async def intake(
+    state: State, _: Viewer, limit: Annotated[int, Query(ge=1, le=200)] = 20
+) -> IntakeRead:
     """External sources' counts (malformed input with a sample) and the routes suggested
     from the most frequent path templates under the catch-all."""
     it = intake_of(state)
-    limit = max(1, min(limit, 200))
     return IntakeRead(
         catch_all=CATCH_ALL,
         external_routes=list(it.routes.names),

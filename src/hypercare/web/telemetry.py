@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import yaml
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,9 @@ from hypercare.api.state import AppState
 from hypercare.detection import service as detection
 from hypercare.detection.jobs import runtime
 from hypercare.telemetry import calls, query
+from hypercare.telemetry.external import CATCH_ALL, suggested_config
 from hypercare.telemetry.jobs import live_of
+from hypercare.telemetry.otlp_views import intake_of
 from hypercare.triage import service as triage
 from hypercare.triage.models import IssueRead
 from hypercare.web import rules
@@ -199,9 +202,25 @@ async def apis(
         chosen=chosen,
         healthy=_healthy(state),
         firing=_firing(state),
+        intake=_intake(state),
         unparsed=sorted(live_of(state).stats.unparsed.sources.items()),
     )
     return console.render(request, "apis.html", ctx)
+
+
+def _intake(state: AppState) -> dict[str, Any]:
+    """External sources (OTLP) with their malformed input, and route suggestions from the
+    most frequent path templates under the catch-all."""
+    it = intake_of(state)
+    suggestions = it.templates.suggestions(10)
+    return {
+        "catch_all": CATCH_ALL,
+        "sources": sorted(it.sources.items()),
+        "suggestions": [
+            (g, yaml.safe_dump([suggested_config(g)], sort_keys=False, default_flow_style=False))
+            for g in suggestions
+        ],
+    }
 
 
 async def _route_of(session: AsyncSession, state: AppState, route: str) -> str:
