@@ -222,3 +222,22 @@ def test_the_documented_nginx_log_format_is_the_one_the_adapter_reads() -> None:
 
     docs = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
     assert LOG_FORMAT in docs
+
+
+def test_memoized_match_answers_as_the_matcher_and_stays_bounded() -> None:
+    from hypercare.telemetry.accesslog.base import memoized
+
+    asked: list[str] = []
+
+    def match(host: str, method: str, path: str) -> tuple[str, str]:
+        asked.append(path)
+        return routes(host, method, path)
+
+    m = memoized(match, most=2)
+    assert m("h", "GET", "/v1/chat/x") == ("chat", "/v1/chat/completions")
+    assert m("h", "GET", "/v1/chat/x") == ("chat", "/v1/chat/completions")
+    assert asked == ["/v1/chat/x"]
+    m("h", "GET", "/a")
+    m("h", "GET", "/b")  # over `most`: starts over
+    m("h", "GET", "/v1/chat/x")
+    assert asked == ["/v1/chat/x", "/a", "/b", "/v1/chat/x"]
