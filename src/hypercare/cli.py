@@ -775,9 +775,11 @@ def tail(
     import signal
 
     from hypercare.telemetry.accesslog import FORMATS, TAIL_FORMATS
+    from hypercare.telemetry.accesslog.base import memoized
     from hypercare.telemetry.external import ExternalRoutes
-    from hypercare.telemetry.shipper import Shipper
+    from hypercare.telemetry.shipper import INGEST_PATH, Shipper
     from hypercare.telemetry.tail import Follower, TailStats, run_tail
+    from hypercare.telemetry.transport import HttpTransport
 
     adapter = FORMATS.get(format_)
     if adapter is None or not adapter.tail:
@@ -796,9 +798,10 @@ def tail(
     path = file.resolve()
     state = data_dir.resolve() / ("tail-" + hashlib.sha256(str(path).encode()).hexdigest()[:16])
     try:
-        shipper = Shipper(console_url, token, state / "spool")
+        HttpTransport(console_url, INGEST_PATH, headers={})  # checks the URL, no I/O
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    shipper = Shipper(console_url, token, state / "spool")
     follower = Follower(path, state / "position.json", from_start=from_start)
     logging.basicConfig(
         level=logging.INFO,
@@ -813,7 +816,8 @@ def tail(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         typer.echo(f"hypercare tail: following {path} ({format_}), shipping to {console_url}")
-        await run_tail(follower, adapter, ExternalRoutes(routes).match, shipper, stop, stats=stats)
+        match = memoized(ExternalRoutes(routes).match)
+        await run_tail(follower, adapter, match, shipper, stop, stats=stats)
 
     try:
         asyncio.run(go())

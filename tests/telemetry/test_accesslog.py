@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import orjson
 import pytest
 
 from hypercare.telemetry.accesslog import (
@@ -193,3 +194,50 @@ def test_trace_of_traceparent() -> None:
         "4bf92f3577b34da6a3ce929d0e0e4736"
     )
     assert trace_of("garbage") == ""
+
+
+def test_nginx_fast_path_agrees_with_the_careful_one() -> None:
+    from hypercare.telemetry.accesslog import nginx
+
+    base = orjson.loads(lines("nginx_hypercare.ndjson")[0])
+    variants = [
+        *(orjson.loads(line) for line in lines("nginx_hypercare.ndjson")),
+        {**base, "request_uri": "/orders/1?x=2", "status": "504", "upstream_status": "504"},
+        {**base, "upstream_header_time": "-", "upstream_status": "502", "status": "502"},
+        {**base, "upstream_addr": "10.0.0.1:80, 10.0.0.2:80", "upstream_status": "502, 200"},
+        {**base, "status": "499", "upstream_addr": "", "upstream_status": ""},
+    ]
+    for doc in variants:
+        fast = nginx.parse_line(orjson.dumps(doc), routes)
+        assert fast is not None
+        assert fast == nginx.parse(doc, routes), doc
+    # not the documented format, or values it cannot take: the careful path decides
+    assert nginx.parse_line(lines("nginx_json_analytics_access_log.ndjson")[0], routes) is None
+    for bad in ({**base, "status": 200}, {**base, "request_time": "-1"}, {**base, "msec": "x"}):
+        assert nginx.parse_line(orjson.dumps(bad), routes) is None
+
+
+def test_the_documented_nginx_log_format_is_the_one_the_adapter_reads() -> None:
+    from hypercare.telemetry.accesslog.nginx import LOG_FORMAT
+
+    docs = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    assert LOG_FORMAT in docs
+
+
+def test_memoized_match_answers_as_the_matcher_and_stays_bounded() -> None:
+    from hypercare.telemetry.accesslog.base import memoized
+
+    asked: list[str] = []
+
+    def match(host: str, method: str, path: str) -> tuple[str, str]:
+        asked.append(path)
+        return routes(host, method, path)
+
+    m = memoized(match, most=2)
+    assert m("h", "GET", "/v1/chat/x") == ("chat", "/v1/chat/completions")
+    assert m("h", "GET", "/v1/chat/x") == ("chat", "/v1/chat/completions")
+    assert asked == ["/v1/chat/x"]
+    m("h", "GET", "/a")
+    m("h", "GET", "/b")  # over `most`: starts over
+    m("h", "GET", "/v1/chat/x")
+    assert asked == ["/v1/chat/x", "/a", "/b", "/v1/chat/x"]

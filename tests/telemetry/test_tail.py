@@ -143,3 +143,32 @@ async def test_tail_spools_while_the_console_is_away_then_replays_in_order(
     assert reason == "not JSON"
     assert shipper.dropped_total == 0 and shipper.spooled_batches == 0
     assert orjson.loads((tmp_path / "pos.json").read_bytes())["offset"] == log.stat().st_size
+
+
+def test_the_tail_command_says_what_is_missing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hypercare.cli import app
+
+    runner = CliRunner()
+    log = str(tmp_path / "access.log")
+    env = {"HYPERCARE_CONSOLE_URL": "", "HYPERCARE_NODE_TOKEN": ""}
+    r = runner.invoke(app, ["tail", log, "--format", "kong"], env=env)
+    assert r.exit_code != 0 and "nginx-json, envoy-json, traefik-json" in r.output
+    r = runner.invoke(app, ["tail", log, "--format", "nginx-json"], env=env)
+    assert r.exit_code != 0 and "HYPERCARE_CONSOLE_URL" in r.output
+    r = runner.invoke(
+        app,
+        [
+            *("tail", log, "--format", "nginx-json", "--console-url", "http://x"),
+            *("--token", "t", "--config", str(tmp_path / "missing.yaml")),
+        ],
+        env=env,
+    )
+    assert r.exit_code != 0 and "missing.yaml" in r.output
+    r = runner.invoke(
+        app,
+        ["tail", log, "--format", "nginx-json", "--console-url", "ftp://x", "--token", "t"],
+        env=env,
+    )
+    assert r.exit_code != 0 and "http://HOST" in r.output

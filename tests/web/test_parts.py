@@ -371,3 +371,19 @@ async def test_call_page_shows_the_redacted_capture(browser_for: Make, state: Ap
     assert "<code>Authorization</code></td><td><code>[REDACTED]</code>" in request_headers
     assert "&#34;sku&#34;: &#34;A-1&#34;" in page and "partial answer" in page
     assert "Truncated: the first 8192 bytes of 50000 were kept." in page
+
+
+async def test_apis_page_lists_access_log_lines_not_read(
+    browser_for: Make, state: AppState
+) -> None:
+    from hypercare.telemetry.jobs import live_of
+
+    b = await browser_for(Role.viewer)
+    assert "Access-log lines not read" not in (await b.http.get("/apis")).text
+    live_of(state).stats.unparsed.add(
+        "edge-1 nginx-json:/var/log/nginx/access.log", b"<b>not json</b>", "not JSON", time.time()
+    )
+    page = (await b.http.get("/apis")).text
+    assert "Access-log lines not read" in page
+    assert "edge-1 nginx-json:/var/log/nginx/access.log" in page
+    assert "&lt;b&gt;not json&lt;/b&gt;" in page and "not JSON" in page

@@ -223,15 +223,32 @@ async def run_tail(
     *,
     interval: float = 0.25,
     stats: TailStats | None = None,
+    report_every: float = 60.0,
 ) -> TailStats:
     """Follow, parse, ship and save the position until `stop` is set, then ship or spool
-    what was read and save the position a last time."""
+    what was read and save the position a last time. Logs its counts every `report_every`
+    seconds."""
     stats = stats or TailStats()
     rejects = Rejects()
     source = f"{adapter.name}:{follower.path}"
     await shipper.start()
+    next_report = time.monotonic() + report_every
     try:
         while True:
+            if time.monotonic() >= next_report:
+                next_report = time.monotonic() + report_every
+                bad = rejects.sources.get(source)
+                log.info(
+                    "%s: %d line(s), %d record(s), %d not read, %d dropped, %d rotation(s), "
+                    "%d batch(es) spooled",
+                    follower.path,
+                    stats.lines,
+                    stats.records,
+                    bad.total if bad else 0,
+                    shipper.dropped_total,
+                    follower.rotations + follower.truncations,
+                    shipper.spooled_batches,
+                )
             lines = await asyncio.to_thread(follower.poll)
             if lines:
                 stats.lines += len(lines)

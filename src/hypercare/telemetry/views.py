@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -17,8 +15,7 @@ from hypercare.bounds import Instant
 from hypercare.configtypes import parse_duration
 from hypercare.errors import InvalidInput
 from hypercare.telemetry import calls, nodes, query
-from hypercare.telemetry.accesslog import FORMATS, Match, Rejects, parse_body
-from hypercare.telemetry.external import ExternalRouteConfig, ExternalRoutes
+from hypercare.telemetry.accesslog import FORMATS, Rejects, parse_body
 from hypercare.telemetry.jobs import collector_of, live_of
 from hypercare.telemetry.metrics import render
 from hypercare.telemetry.models import (
@@ -34,7 +31,7 @@ from hypercare.telemetry.models import (
     UnparsedRead,
     UnparsedSource,
 )
-from hypercare.telemetry.otlp_views import render_metrics
+from hypercare.telemetry.otlp_views import intake_of, render_metrics
 from hypercare.telemetry.wire import MAX_RECORDS, Batch, decode_batch
 
 router = APIRouter(tags=["telemetry"])  # /metrics sits at the root, the rest under /api/v1
@@ -80,25 +77,6 @@ async def ingest(request: Request, state: State, session: Db) -> IngestResult:
     return IngestResult(batch=batch.key, accepted=accepted, duplicate=duplicate)
 
 
-def external_match(state: State) -> Match:
-    """`ExternalRoutes.match` over the running configuration's ``external_routes:``
-    (built once per configuration)."""
-    routes = state.config.external_routes
-    cached = state.runtimes.get(_ExternalMatch)
-    if cached is None or cached.routes is not routes:
-        cached = _ExternalMatch(routes, ExternalRoutes(routes).match)
-        state.runtimes.put(cached)
-    return cached.match
-
-
-@dataclass(frozen=True, slots=True)
-class _ExternalMatch:
-    """The matcher built for one configuration's ``external_routes:``."""
-
-    routes: Sequence[ExternalRouteConfig]
-    match: Match
-
-
 _FORMAT_NAMES = ", ".join(FORMATS)
 
 
@@ -123,10 +101,19 @@ async def ingest_log(
     body = await request.body()
     source = f"{fmt} {node}"
     rejects = Rejects()
-    records = parse_body(body, adapter, external_match(state), rejects, source)
+    intake = intake_of(state)  # the OTLP receiver's: its route matcher and per-source counts
+    records = parse_body(body, adapter, intake.routes.match, rejects, source)
     collector.live.stats.unparsed.merge(rejects)
     rejected = rejects.total
     reason = next(iter(rejects.sources.values())).reason if rejected else None
+    counts = intake.source(fmt)
+    counts.requests += 1
+    counts.items += len(records) + rejected
+    counts.calls += len(records)
+    counts.rejected += rejected
+    if rejected:
+        r = rejects.sources[source]
+        counts.last_error, counts.last_sample, counts.last_error_at = r.reason, r.sample, r.at
     if not records and rejected:
         raise InvalidInput(
             f"no entry of this body is a {adapter.title} log entry ({reason}); "

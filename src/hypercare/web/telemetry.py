@@ -203,6 +203,7 @@ async def apis(
         healthy=_healthy(state),
         firing=_firing(state),
         intake=_intake(state),
+        unparsed=sorted(live_of(state).stats.unparsed.sources.items()),
     )
     return console.render(request, "apis.html", ctx)
 

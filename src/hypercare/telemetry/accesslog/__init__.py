@@ -32,7 +32,7 @@ from hypercare.telemetry.accesslog.base import (
 FORMATS: dict[str, Adapter] = {
     a.name: a
     for a in (
-        Adapter("nginx-json", "nginx (JSON log_format)", nginx.parse, tail=True),
+        Adapter("nginx-json", "nginx (JSON log_format)", nginx.parse, True, nginx.parse_line),
         Adapter("envoy-json", "Envoy (JSON access log)", envoy.parse, tail=True),
         Adapter("traefik-json", "Traefik (JSON access log)", traefik.parse, tail=True),
         Adapter("kong", "Kong (http-log plugin)", kong.parse, tail=False),
@@ -41,8 +41,9 @@ FORMATS: dict[str, Adapter] = {
 }
 TAIL_FORMATS = tuple(name for name, a in FORMATS.items() if a.tail)
 
-# a JSON entry nested deeper than this is not an access log entry
+# a longer line is not an access log entry
 MAX_LINE_BYTES = 64 * 1024
+_EARLIEST, _LATEST = 1e9, 4102444800.0  # as `sane` checks (durations are ≥ 0 by parsing)
 
 
 def parse_entry(
@@ -68,10 +69,19 @@ def parse_lines(
     """Records of the complete lines `lines` (blank lines are skipped, not counted)."""
     out: list[CallRecord] = []
     parse = adapter.parse
+    fast = adapter.parse_line
     for line in lines:
         if len(line) > MAX_LINE_BYTES:
             rejects.add(source, line, f"line over {MAX_LINE_BYTES} bytes", time.time())
             continue
+        if fast is not None:
+            try:
+                record = fast(line, match)
+            except (Unparsable, ValueError, TypeError):
+                record = None
+            if record is not None and _EARLIEST < record.time < _LATEST:
+                out.append(record)
+                continue
         try:
             doc = orjson.loads(line)
         except orjson.JSONDecodeError:

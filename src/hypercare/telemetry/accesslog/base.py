@@ -34,11 +34,31 @@ def unrouted(host: str, method: str, path: str) -> tuple[str, str]:
     return "", path.split("?", 1)[0] or "/"
 
 
+def memoized(match: Match, most: int = 8192) -> Match:
+    """`match` remembering its answers for the last distinct (host, method, path) seen, up to
+    `most` of them (then it starts over): access logs repeat paths (health checks, list
+    pages), and a route lookup costs several regex matches. `match` must be pure."""
+    seen: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+    def lookup(host: str, method: str, path: str) -> tuple[str, str]:
+        key = (host, method, path)
+        found = seen.get(key)
+        if found is None:
+            if len(seen) >= most:
+                seen.clear()
+            found = seen[key] = match(host, method, path)
+        return found
+
+    return lookup
+
+
 class Adapter(NamedTuple):
     name: str  # the --format / URL name, e.g. "nginx-json"
     title: str  # "nginx (JSON log_format)"
     parse: Callable[[Any, Match], CallRecord]
     tail: bool  # written to a file (hypercare tail); else pushed over HTTP
+    # optional fast path over a raw line: a record, or None to let `parse` read it
+    parse_line: Callable[[bytes, Match], CallRecord | None] | None = None
 
 
 # --- field readers -------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from hypercare.gateway.records import CallRecord
 from hypercare.telemetry.accesslog.base import (
     Match,
@@ -98,4 +100,96 @@ def parse(doc: Any, match: Match) -> CallRecord:
         trace_id=trace_of(text(doc, "http_traceparent")),
         upstream="",
         user_agent=text(doc, "http_user_agent"),
+    )
+
+
+# --- the fast path: a line in the documented format, decoded in one C-level pass -------------
+
+
+class _Line(msgspec.Struct):
+    """The documented format's fields; nginx writes every value as a string."""
+
+    msec: str = ""
+    request_id: str = ""
+    request_method: str = ""
+    request_uri: str = ""
+    host: str | None = None  # None: not the documented format (e.g. json_analytics)
+    status: str = ""
+    request_length: str = ""
+    body_bytes_sent: str = ""
+    request_time: str = ""
+    upstream_addr: str | None = None
+    upstream_status: str = ""
+    upstream_header_time: str = ""
+    upstream_response_time: str = ""
+    remote_addr: str = ""
+    remote_user: str = ""
+    http_user_agent: str = ""
+    http_traceparent: str = ""
+
+
+_DECODE = msgspec.json.Decoder(_Line).decode
+_SIMPLE = frozenset("0123456789.")
+
+
+def parse_line(line: bytes, match: Match) -> CallRecord | None:
+    """`parse` of one line in the documented format, about three times faster; None when
+    the line is anything else (then `parse` reads it, or says what is wrong)."""
+    try:
+        d = _DECODE(line)
+    except msgspec.DecodeError:  # also ValidationError: a value that is not a string
+        return None
+    up_time = d.upstream_response_time
+    if d.host is None or d.upstream_addr is None:
+        return None
+    if not (d.msec and d.request_method and d.request_uri and d.status and d.request_time):
+        return None
+    if up_time and not _SIMPLE.issuperset(up_time):
+        return None  # several upstreams tried ("0.1, 0.2") or "-": the careful path
+    try:
+        end = float(d.msec)
+        code = int(d.status)
+        total = float(d.request_time) * 1000.0
+        upstream_ms = float(up_time) * 1000.0 if up_time else 0.0
+        request_bytes = int(d.request_length) if d.request_length else 0
+        response_bytes = int(d.body_bytes_sent) if d.body_bytes_sent else 0
+    except ValueError:
+        return None
+    if not (100 <= code < 600 and 0 <= total < 1e12):
+        return None
+    target = d.upstream_addr
+    if "," in target or " : " in target:
+        target = last_of(target)
+    error = ""
+    if code >= 499:
+        up_status = last_of(d.upstream_status)
+        header = last_of(d.upstream_header_time) or "-"
+        answered = bool(up_status) and not (
+            code in (502, 504) and up_status == d.status and header == "-"
+        )
+        error = error_for_status(code, answered)
+    uri = d.request_uri
+    path = uri.split("?", 1)[0][:2048] if "?" in uri or len(uri) > 2048 else uri
+    route, template = match(d.host, d.request_method, path or "/")
+    tp = d.http_traceparent
+    return CallRecord(
+        end - total / 1000.0,
+        route,
+        d.remote_user,
+        d.request_method,
+        template,
+        path or "/",
+        code,
+        request_bytes,
+        response_bytes,
+        target,
+        total - upstream_ms if total > upstream_ms else 0.0,
+        upstream_ms,
+        total,
+        error,
+        d.remote_addr,
+        d.request_id,
+        trace_of(tp) if tp else "",
+        "",
+        d.http_user_agent,
     )
