@@ -637,13 +637,12 @@ async def knowledge_for(
 
 
 def fts5_query(q: str) -> str:
-    """User text as an FTS5 query: every word a quoted term (so ``-``, ``:`` or ``"`` are
-    never operators), the last one a prefix."""
+    """User text as an FTS5 query: every word a quoted term, all of them required (so
+    ``-``, ``:``, ``*`` or ``"`` are never operators). Whole stemmed words, as PostgreSQL's
+    `websearch_to_tsquery` matches them (a prefix query would not be stemmed: "pay*" is
+    looked up as "pai*")."""
     words = [w.replace('"', '""') for w in q.split() if w.strip()]
-    if not words:
-        return ""
-    terms = [f'"{w}"' for w in words[:-1]] + [f'"{words[-1]}"*']
-    return " ".join(terms)
+    return " ".join(f'"{w}"' for w in words)
 
 
 async def search(*, session: AsyncSession, q: str, limit: int) -> list[SearchHit]:
