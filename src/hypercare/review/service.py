@@ -8,12 +8,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, literal_column, select, text
+from sqlalchemy import delete, func, literal_column, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import Conflict, InvalidInput, NotFound
 from hypercare.feedback.models import Signal
+from hypercare.gateway.records import UPSTREAM_ERRORS
 from hypercare.review import rules
 from hypercare.review.config import ReviewConfig, RunbookConfig
 from hypercare.review.models import (
@@ -117,7 +118,17 @@ async def failing_calls(
     ids = list(
         await session.scalars(
             select(part.batch_id)
-            .where(part.route.in_(list(routes)), part.last_ts >= start, part.first_ts <= end)
+            .where(
+                part.route.in_(list(routes)),
+                part.last_ts >= start,
+                part.first_ts <= end,
+                # only blocks whose part of these routes holds a failing call (a 5xx, or an
+                # upstream error kind): the summaries spare reading the healthy ones
+                or_(
+                    part.statuses.contains("\n5", autoescape=True),
+                    *(part.errors.contains(f"\n{e}\n", autoescape=True) for e in UPSTREAM_ERRORS),
+                ),
+            )
             .distinct()
             .order_by(part.batch_id)
             .limit(max_blocks + 1)
