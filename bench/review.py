@@ -27,7 +27,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hypercare.config import parse_config
 from hypercare.feedback.models import Signal
@@ -90,7 +91,24 @@ def _calls(n: int, start: float, rng: random.Random) -> list[CallRecord]:
 async def main(args: argparse.Namespace) -> None:
     tmp = tempfile.mkdtemp(prefix="hc-bench-review-")
     url = args.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-    engine = create_engine(url)
+    if not url.startswith("postgresql"):
+        await run(args, create_engine(url))
+        return
+    # PostgreSQL: a private schema, dropped afterwards (nothing is left in the database)
+    schema = f"bench_review_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    async with admin.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        engine = create_engine(url, connect_args={"server_settings": {"search_path": schema}})
+        await run(args, engine)
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+async def run(args: argparse.Namespace, engine: AsyncEngine) -> None:
     await migrate(engine)
     sessions = session_factory(engine)
     start = float(int(time.time()) - 2 * 3600)
