@@ -231,3 +231,17 @@ async def test_config_runbooks_are_kept_in_step_with_the_file(session: AsyncSess
     await service.sync_config_runbooks(session=session, runbooks=[])
     assert await service.list_runbooks(session=session) == []
     assert await service.search(session=session, q="alpha", limit=5) == []
+
+
+@pytest.mark.parametrize("q", ['"', "*", "NEAR(", "title:x", "a AND", "(", "-", "é", "\\", "''"])
+async def test_search_takes_any_text_as_words(session: AsyncSession, q: str) -> None:
+    await service.save_runbook(
+        session=session,
+        name="rb",
+        data=RunbookWrite(title="Payments", body="Payment timeouts: fail over"),
+        actor="ann",
+    )
+    assert await service.search(session=session, q=q, limit=5) == []
+    assert [h.title for h in await service.search(session=session, q="payments", limit=5)] == [
+        "Payments"
+    ]

@@ -84,13 +84,21 @@ async def step(state: AppState, rt: ReviewRuntime) -> int:
             issue = await session.get(Issue, issue_id)
             if issue is None or issue.priority not in cfg.priorities:
                 continue
-            await service.draft_review(
-                session=session,
-                issue=issue,
-                config=cfg,
-                gateway_routes=gateway_routes(state),
-                actor="hypercare",
-            )
+            try:
+                # a savepoint per issue: one that cannot be drafted (another console replica
+                # drafted it at the same moment, or a bug) does not hold up the others or
+                # the cursor; it can still be drafted on request (POST /issues/{id}/review)
+                async with session.begin_nested():
+                    await service.draft_review(
+                        session=session,
+                        issue=issue,
+                        config=cfg,
+                        gateway_routes=gateway_routes(state),
+                        actor="hypercare",
+                    )
+            except Exception:
+                log.exception("could not draft the review of issue %d", issue_id)
+                continue
             drafted += 1
         seen = rt.seen | {e[0] for e in entries}
         cursor, gaps = advance_cursor(rt.cursor, seen, rt.gaps, now=time.monotonic(), wait=GAP_WAIT)

@@ -8,12 +8,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, literal_column, select, text
+from sqlalchemy import delete, func, literal_column, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import Conflict, InvalidInput, NotFound
 from hypercare.feedback.models import Signal
+from hypercare.gateway.records import UPSTREAM_ERRORS
 from hypercare.review import rules
 from hypercare.review.config import ReviewConfig, RunbookConfig
 from hypercare.review.models import (
@@ -117,7 +118,17 @@ async def failing_calls(
     ids = list(
         await session.scalars(
             select(part.batch_id)
-            .where(part.route.in_(list(routes)), part.last_ts >= start, part.first_ts <= end)
+            .where(
+                part.route.in_(list(routes)),
+                part.last_ts >= start,
+                part.first_ts <= end,
+                # only blocks whose part of these routes holds a failing call (a 5xx, or an
+                # upstream error kind): the summaries spare reading the healthy ones
+                or_(
+                    part.statuses.contains("\n5", autoescape=True),
+                    *(part.errors.contains(f"\n{e}\n", autoescape=True) for e in UPSTREAM_ERRORS),
+                ),
+            )
             .distinct()
             .order_by(part.batch_id)
             .limit(max_blocks + 1)
@@ -637,13 +648,12 @@ async def knowledge_for(
 
 
 def fts5_query(q: str) -> str:
-    """User text as an FTS5 query: every word a quoted term (so ``-``, ``:`` or ``"`` are
-    never operators), the last one a prefix."""
+    """User text as an FTS5 query: every word a quoted term, all of them required (so
+    ``-``, ``:``, ``*`` or ``"`` are never operators). Whole stemmed words, as PostgreSQL's
+    `websearch_to_tsquery` matches them (a prefix query would not be stemmed: "pay*" is
+    looked up as "pai*")."""
     words = [w.replace('"', '""') for w in q.split() if w.strip()]
-    if not words:
-        return ""
-    terms = [f'"{w}"' for w in words[:-1]] + [f'"{words[-1]}"*']
-    return " ".join(terms)
+    return " ".join(f'"{w}"' for w in words)
 
 
 async def search(*, session: AsyncSession, q: str, limit: int) -> list[SearchHit]:
