@@ -101,8 +101,11 @@ async def seed(url: str, routes: int, now: datetime, schema: str | None) -> None
     await migrate(engine)
     tpl = templates()
     t = int(now.timestamp())
-    cut = (t - 6 * 3600) // 3600 * 3600
-    first = cut - DAYS * 86400
+    # as the store is after compaction: hours rolled up to the last whole hour, and the
+    # minute rollups of the last 6 h kept next to them (the burn-rate windows read those)
+    rolled = t // 3600 * 3600
+    first = rolled - DAYS * 86400
+    cut = rolled - 6 * 3600
     hours, minutes = [], []
     for h in range(DAYS * 24):
         for k in range(routes):
@@ -144,7 +147,7 @@ async def seed(url: str, routes: int, now: datetime, schema: str | None) -> None
             for i in range(0, len(rows), 5000):
                 await conn.execute(insert(table), rows[i : i + 5000])
         await conn.execute(insert(Issue), issues)
-        await conn.execute(insert(TelemetryState), [{"name": HOURS_UNTIL, "value": cut}])
+        await conn.execute(insert(TelemetryState), [{"name": HOURS_UNTIL, "value": rolled}])
     await engine.dispose()
     print(f"seeded {len(hours)} hour rows, {len(minutes)} minute rows, {len(issues)} issues")
 
@@ -164,7 +167,9 @@ async def timed(make: Callable[[], Awaitable[object]], runs: int) -> list[float]
     return out
 
 
-async def bench(url: str, routes: int, runs: int, schema: str | None) -> None:
+async def bench(
+    url: str, routes: int, runs: int, schema: str | None, profile: str | None = None
+) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     start = now - timedelta(days=DAYS - 1)
     config: HypercareConfig = parse_config(config_text(routes, start), "<bench>")
@@ -204,6 +209,19 @@ async def bench(url: str, routes: int, runs: int, schema: str | None) -> None:
             for slo in launch.slos:
                 burn_alert(points.get(slo.name, []), target=slo.target, now=t)
 
+    if profile is not None:
+        import cProfile
+        import pstats
+
+        step = {"exit": exit_check, "report": final_report, "burn": burn_cycle}[profile]
+        await step()
+        prof = cProfile.Profile()
+        prof.enable()
+        await step()
+        prof.disable()
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
+        await engine.dispose()
+        return
     results = {}
     for name, fn in (
         ("reference: 28-day routes table", reference),
@@ -229,6 +247,7 @@ def main() -> None:
     ap.add_argument("--routes", type=int, default=100)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--postgres", action="store_true")
+    ap.add_argument("--profile", help="profile this step (exit, report, burn) and exit")
     args = ap.parse_args()
     if args.postgres:
         schema = f"bench_{uuid.uuid4().hex[:10]}"
@@ -239,7 +258,7 @@ def main() -> None:
             async with admin.begin() as conn:
                 await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
             try:
-                await bench(url, args.routes, args.runs, schema)
+                await bench(url, args.routes, args.runs, schema, args.profile)
             finally:
                 async with admin.begin() as conn:
                     await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -249,7 +268,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        asyncio.run(bench(url, args.routes, args.runs, None))
+        asyncio.run(bench(url, args.routes, args.runs, None, args.profile))
 
 
 if __name__ == "__main__":
