@@ -142,10 +142,6 @@ def good_limit(threshold_ms: float) -> int:
     return idx
 
 
-def _good_under(agg: Any, limit: int) -> int:
-    return sum(n for idx, n in agg.hist_total.counts.items() if idx <= limit)
-
-
 async def slo_points(
     *,
     session: AsyncSession,
@@ -161,16 +157,28 @@ async def slo_points(
     if not slos:
         return {}
     start = start // step * step
-    need_hist = any(s.kind == "latency" for s in slos)
+    end = max(end, start + step)
+    # counters of every route in one read; histograms only of the routes a latency SLO
+    # measures (decoding them is most of the cost)
     aggs = await query.collect(
-        session,
-        live,
-        dim="route",
-        start=start,
-        end=max(end, start + step),
-        step=step,
-        histograms=("total",) if need_hist else (),
+        session, live, dim="route", start=start, end=end, step=step, histograms=()
     )
+    latency_routes = sorted(
+        {r for s in slos if s.kind == "latency" for r in rules.slo_routes(s, route_components)}
+    )
+    for route in latency_routes:
+        aggs.update(
+            await query.collect(
+                session,
+                live,
+                dim="route",
+                start=start,
+                end=end,
+                step=step,
+                key=route,
+                histograms=("total",),
+            )
+        )
     by_route: dict[str, list[tuple[int, Any]]] = {}
     for (route, at), agg in aggs.items():
         by_route.setdefault(route, []).append((at, agg))
@@ -187,7 +195,7 @@ async def slo_points(
                 if not agg.requests:
                     continue
                 if limit is not None:
-                    bad = agg.requests - _good_under(agg, limit)
+                    bad = agg.requests - agg.hist_total.count_upto(limit)
                 else:
                     bad = agg.c5xx + (agg.c4xx if slo.count_4xx else 0)
                 slot = points.setdefault(at, [0, 0])
