@@ -142,6 +142,9 @@ def good_limit(threshold_ms: float) -> int:
     return idx
 
 
+PER_ROUTE_HISTOGRAMS = 8
+
+
 async def slo_points(
     *,
     session: AsyncSession,
@@ -158,15 +161,23 @@ async def slo_points(
         return {}
     start = start // step * step
     end = max(end, start + step)
-    # counters of every route in one read; histograms only of the routes a latency SLO
-    # measures (decoding them is most of the cost)
-    aggs = await query.collect(
-        session, live, dim="route", start=start, end=end, step=step, histograms=()
-    )
+    # histograms only where a latency SLO needs them (decoding is most of the cost): route
+    # by route, unless many routes over few buckets each (a 48 h look-back), where the
+    # round trips cost more than decoding the other routes' histograms too
     latency_routes = sorted(
         {r for s in slos if s.kind == "latency" for r in rules.slo_routes(s, route_components)}
     )
-    for route in latency_routes:
+    many = len(latency_routes) > PER_ROUTE_HISTOGRAMS and (end - start) / step <= 200
+    aggs = await query.collect(
+        session,
+        live,
+        dim="route",
+        start=start,
+        end=end,
+        step=step,
+        histograms=("total",) if many else (),
+    )
+    for route in () if many else latency_routes:
         aggs.update(
             await query.collect(
                 session,
