@@ -348,7 +348,7 @@ async def load_facts(
     comps = route_components(config)
     scope = rules.scope_of(launch, max(end, now + timedelta(seconds=1)), comps)
     issues = [fact_of(i) for i in await issues_in_scope(session=session, scope=scope)]
-    facts = rules.Facts(now=now, issues=issues)
+    facts = rules.Facts(now=now, issues=issues, start=launch.start)
     for c in launch.exit_criteria:
         if c.slo_met is not None:
             seconds = int(c.slo_met.for_.total_seconds())
