@@ -34,6 +34,7 @@ from hypercare.store.migrate import migrate
 from hypercare.telemetry import query
 from hypercare.telemetry.aggregate import Aggregate
 from hypercare.telemetry.collector import HOURS_UNTIL
+from hypercare.telemetry.histcache import HistogramCache
 from hypercare.telemetry.live import LiveStore
 from hypercare.telemetry.models import TelemetryHour, TelemetryMinute, TelemetryState
 from hypercare.triage.models import Issue
@@ -101,8 +102,11 @@ async def seed(url: str, routes: int, now: datetime, schema: str | None) -> None
     await migrate(engine)
     tpl = templates()
     t = int(now.timestamp())
-    cut = (t - 6 * 3600) // 3600 * 3600
-    first = cut - DAYS * 86400
+    # as the store is after compaction: hours rolled up to the last whole hour, and the
+    # minute rollups of the last 6 h kept next to them (the burn-rate windows read those)
+    rolled = t // 3600 * 3600
+    first = rolled - DAYS * 86400
+    cut = rolled - 6 * 3600
     hours, minutes = [], []
     for h in range(DAYS * 24):
         for k in range(routes):
@@ -144,7 +148,7 @@ async def seed(url: str, routes: int, now: datetime, schema: str | None) -> None
             for i in range(0, len(rows), 5000):
                 await conn.execute(insert(table), rows[i : i + 5000])
         await conn.execute(insert(Issue), issues)
-        await conn.execute(insert(TelemetryState), [{"name": HOURS_UNTIL, "value": cut}])
+        await conn.execute(insert(TelemetryState), [{"name": HOURS_UNTIL, "value": rolled}])
     await engine.dispose()
     print(f"seeded {len(hours)} hour rows, {len(minutes)} minute rows, {len(issues)} issues")
 
@@ -164,7 +168,9 @@ async def timed(make: Callable[[], Awaitable[object]], runs: int) -> list[float]
     return out
 
 
-async def bench(url: str, routes: int, runs: int, schema: str | None) -> None:
+async def bench(
+    url: str, routes: int, runs: int, schema: str | None, profile: str | None = None
+) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     start = now - timedelta(days=DAYS - 1)
     config: HypercareConfig = parse_config(config_text(routes, start), "<bench>")
@@ -173,24 +179,25 @@ async def bench(url: str, routes: int, runs: int, schema: str | None) -> None:
     sessions = session_factory(engine)
     launch = service.find(config, "big")
     comps = service.route_components(config)
+    # one live store, as the console has: its cache keeps decoded histograms between reads
+    # (the CLI starts with an empty one: the "cold" column)
+    live = LiveStore()
 
     async def reference() -> None:
         async with sessions() as s:
             t = now.timestamp()
-            await query.collect(
-                s, LiveStore(), dim="route", start=t - DAYS * 86400, end=t, histograms=()
-            )
+            await query.collect(s, live, dim="route", start=t - DAYS * 86400, end=t, histograms=())
 
     async def exit_check() -> None:
         async with sessions() as s:
             await service.exit_check(
-                session=s, live=LiveStore(), config=config, name="big", now=now, store=False
+                session=s, live=live, config=config, name="big", now=now, store=False
             )
 
     async def final_report() -> None:
         async with sessions() as s:
             data = await service.load_report(
-                session=s, live=LiveStore(), config=config, name="big", kind="final", now=now
+                session=s, live=live, config=config, name="big", kind="final", now=now
             )
             report.html(data)
             report.markdown(data)
@@ -199,19 +206,34 @@ async def bench(url: str, routes: int, runs: int, schema: str | None) -> None:
         async with sessions() as s:
             t = now.timestamp()
             points = await service.burn_points(
-                session=s, live=LiveStore(), slos=launch.slos, route_components=comps, now=t
+                session=s, live=live, slos=launch.slos, route_components=comps, now=t
             )
             for slo in launch.slos:
                 burn_alert(points.get(slo.name, []), target=slo.target, now=t)
 
+    if profile is not None:
+        import cProfile
+        import pstats
+
+        step = {"exit": exit_check, "report": final_report, "burn": burn_cycle}[profile]
+        await step()
+        prof = cProfile.Profile()
+        prof.enable()
+        await step()
+        prof.disable()
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
+        await engine.dispose()
+        return
     results = {}
+    cold = {}
     for name, fn in (
         ("reference: 28-day routes table", reference),
         ("exit check (6 criteria, 100 SLOs)", exit_check),
         ("final report (HTML + Markdown)", final_report),
         (f"burn-rate cycle ({len(launch.slos)} SLOs)", burn_cycle),
     ):
-        await fn()  # warm: first-use imports and the histogram cache
+        live.histograms = HistogramCache(64 << 20)
+        cold[name] = (await timed(fn, 1))[0]  # empty histogram cache, as the CLI
         results[name] = statistics.median(await timed(fn, runs))
     ref = results["reference: 28-day routes table"]
     goals = {"exit check": 1.0, "final report": 5.0}
@@ -219,7 +241,10 @@ async def bench(url: str, routes: int, runs: int, schema: str | None) -> None:
     for name, seconds in results.items():
         goal = next((g for k, g in goals.items() if name.startswith(k)), None)
         extra = f"; goal {goal:.0f} s: {seconds / goal:.2f} of it" if goal else ""
-        print(f"  {name:<40} {seconds * 1000:8.1f} ms  ({seconds / ref:.2f}× reference{extra})")
+        print(
+            f"  {name:<36} warm {seconds * 1000:8.1f} ms ({seconds / ref:.2f}× reference{extra});"
+            f" cold {cold[name] * 1000:.0f} ms ({cold[name] / ref:.2f}×)"
+        )
     print(f"  burn-rate loop every {jobs.INTERVAL:.0f} s: {results[name] / jobs.INTERVAL:.4f} busy")
     await engine.dispose()
 
@@ -229,6 +254,7 @@ def main() -> None:
     ap.add_argument("--routes", type=int, default=100)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--postgres", action="store_true")
+    ap.add_argument("--profile", help="profile this step (exit, report, burn) and exit")
     args = ap.parse_args()
     if args.postgres:
         schema = f"bench_{uuid.uuid4().hex[:10]}"
@@ -239,7 +265,7 @@ def main() -> None:
             async with admin.begin() as conn:
                 await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
             try:
-                await bench(url, args.routes, args.runs, schema)
+                await bench(url, args.routes, args.runs, schema, args.profile)
             finally:
                 async with admin.begin() as conn:
                     await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -249,7 +275,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        asyncio.run(bench(url, args.routes, args.runs, None))
+        asyncio.run(bench(url, args.routes, args.runs, None, args.profile))
 
 
 if __name__ == "__main__":

@@ -208,3 +208,12 @@ def test_the_minimal_config_of_the_issue_parses() -> None:
     (lc,) = cfg.launches
     assert lc.planned_end == lc.start + timedelta(days=28)
     assert lc.exit_criteria[0].kind == "no_open"
+
+
+def test_tickets_trend_counts_only_the_launch_days() -> None:
+    c = crit({"tickets_per_day": {"max": 3, "days": 7}})
+    first_day = [issue(1, "P3", age=timedelta(hours=2))]
+    r = rules.evaluate(c, Facts(now=NOW, issues=first_day, start=NOW - timedelta(hours=5)))
+    assert r.passed and r.evidence["daily"] == [1] and "too early" in r.summary
+    r = rules.evaluate(c, Facts(now=NOW, issues=first_day, start=NOW - timedelta(days=2)))
+    assert not r.passed and r.evidence["daily"] == [0, 1]

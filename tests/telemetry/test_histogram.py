@@ -200,3 +200,17 @@ def test_column_wise_aggregation_equals_counting_record_by_record() -> None:
         for field in ("codes", "errors"):
             assert json.loads(mine.pop(field)) == json.loads(theirs.pop(field))
         assert mine == theirs
+
+
+def test_count_upto_a_bucket_plain_and_dense() -> None:
+    from hypercare.telemetry.histogram import Dense, Histogram, bucket_of
+
+    h = Histogram.of([10.0, 20.0, 20.0, 400.0, 900.0])
+    limit = bucket_of(300.0)
+    assert h.count_upto(limit) == 3
+    assert h.count_upto(bucket_of(1.0) - 1) == 0
+    dense = Dense()
+    dense.merge_dumped(h.dumps())
+    view = dense.view()
+    assert view.count_upto(limit) == 3 and view.count_upto(10**6) == 5
+    assert view.count_upto(bucket_of(0.5) - 5) == 0

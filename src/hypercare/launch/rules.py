@@ -334,6 +334,7 @@ class Facts:
 
     now: datetime
     issues: list[IssueFact]  # the launch's issues (in scope)
+    start: datetime | None = None  # the launch's start: no day before it is counted
     # SLO statuses over each look-back a slo_met criterion asks for (seconds → name → status)
     slo_over: dict[int, dict[str, SloStatus]] = field(default_factory=dict)
     # survey scores (source, at, score) of the longest window asked for
@@ -462,10 +463,15 @@ def evaluate(criterion: Criterion, facts: Facts) -> Result:
         )
     if criterion.tickets_per_day is not None:
         c3 = criterion.tickets_per_day
-        counts = daily_counts((i.created_at for i in facts.issues), now=now, days=c3.days)
+        days = c3.days
+        if facts.start is not None:
+            # only the launch's own days: a launch of two days has no week-long trend
+            days = max(1, min(days, math.ceil((now - facts.start).total_seconds() / 86400)))
+        counts = daily_counts((i.created_at for i in facts.issues), now=now, days=days)
         trend = slope(counts)
         today = counts[-1]
-        ok = today <= c3.max and (c3.trending == "any" or trend <= 0)
+        judged = c3.trending == "down" and days >= 2
+        ok = today <= c3.max and (not judged or trend <= 0)
         label = f"tickets per day ≤ {c3.max:g}" + (
             " and trending down" if c3.trending == "down" else ""
         )
@@ -473,7 +479,8 @@ def evaluate(criterion: Criterion, facts: Facts) -> Result:
             kind,
             label,
             ok,
-            f"{today} in the last 24 h; daily over {c3.days} days {counts}, slope {trend:+g}/day",
+            f"{today} in the last 24 h; daily over {days} days {counts}, slope {trend:+g}/day"
+            + (" (too early to judge the trend)" if c3.trending == "down" and days < 2 else ""),
             {"daily": counts, "last_day": today, "slope_per_day": trend, "max": c3.max},
             ("/triage",),
         )

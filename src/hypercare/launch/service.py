@@ -28,7 +28,7 @@ from hypercare.launch.models import (
 from hypercare.launch.report import DayFeedback, FailingApi, ReportData, ReportIssue
 from hypercare.launch.rules import IssueFact, LaunchState, Point, Scope
 from hypercare.telemetry import query
-from hypercare.telemetry.histogram import bucket_value
+from hypercare.telemetry.histogram import bucket_of, bucket_value
 from hypercare.telemetry.live import LiveStore
 from hypercare.triage.models import Issue
 
@@ -134,8 +134,15 @@ async def change_state(
 # --- SLO numbers -----------------------------------------------------------------------------
 
 
-def _good_under(agg: Any, threshold_ms: float) -> int:
-    return sum(n for idx, n in agg.hist_total.counts.items() if bucket_value(idx) <= threshold_ms)
+def good_limit(threshold_ms: float) -> int:
+    """The highest histogram bucket whose calls count as within `threshold_ms`."""
+    idx = bucket_of(threshold_ms)
+    while bucket_value(idx) > threshold_ms:
+        idx -= 1
+    return idx
+
+
+PER_ROUTE_HISTOGRAMS = 8
 
 
 async def slo_points(
@@ -153,29 +160,53 @@ async def slo_points(
     if not slos:
         return {}
     start = start // step * step
-    need_hist = any(s.kind == "latency" for s in slos)
+    end = max(end, start + step)
+    # histograms only where a latency SLO needs them (decoding is most of the cost): route
+    # by route, unless many routes over few buckets each (a 48 h look-back), where the
+    # round trips cost more than decoding the other routes' histograms too
+    latency_routes = sorted(
+        {r for s in slos if s.kind == "latency" for r in rules.slo_routes(s, route_components)}
+    )
+    many = len(latency_routes) > PER_ROUTE_HISTOGRAMS and (end - start) / step <= 200
     aggs = await query.collect(
         session,
         live,
         dim="route",
         start=start,
-        end=max(end, start + step),
+        end=end,
         step=step,
-        histograms=("total",) if need_hist else (),
+        histograms=("total",) if many else (),
     )
+    for route in () if many else latency_routes:
+        aggs.update(
+            await query.collect(
+                session,
+                live,
+                dim="route",
+                start=start,
+                end=end,
+                step=step,
+                key=route,
+                histograms=("total",),
+            )
+        )
     by_route: dict[str, list[tuple[int, Any]]] = {}
     for (route, at), agg in aggs.items():
         by_route.setdefault(route, []).append((at, agg))
     out: dict[str, list[Point]] = {}
     for slo in slos:
         points: dict[int, list[int]] = {}
+        limit = (
+            good_limit(slo.threshold.total_seconds() * 1000)
+            if slo.kind == "latency" and slo.threshold is not None
+            else None
+        )
         for route in rules.slo_routes(slo, route_components):
             for at, agg in by_route.get(route, ()):
                 if not agg.requests:
                     continue
-                if slo.kind == "latency":
-                    assert slo.threshold is not None  # validated in the config
-                    bad = agg.requests - _good_under(agg, slo.threshold.total_seconds() * 1000)
+                if limit is not None:
+                    bad = agg.requests - agg.hist_total.count_upto(limit)
                 else:
                     bad = agg.c5xx + (agg.c4xx if slo.count_4xx else 0)
                 slot = points.setdefault(at, [0, 0])
@@ -226,9 +257,11 @@ async def burn_points(
     route_components: Mapping[str, str | None],
     now: float,
 ) -> dict[str, list[Point]]:
-    """Minute points for the last 6 h and hour points before, back over the longest burn
-    window: exact for the short windows, hour-grained for the 3-day one."""
-    cut = int((now - 6 * 3600) // 3600 * 3600)
+    """Minute points since the start of the hour before the current one, hour points before
+    that, back over the longest burn window: the 5 m, 30 m and 1 h windows are exact, the 6 h
+    and 3 d ones hour-grained at their far end (the rolled hours are read instead of 360 or
+    4,320 minute rows per route)."""
+    cut = int((now - 3600) // 3600 * 3600)
     hours = await slo_points(
         session=session,
         live=live,
@@ -256,8 +289,28 @@ async def burn_points(
 # --- issues and facts --------------------------------------------------------------------------
 
 
-async def issues_in_scope(*, session: AsyncSession, scope: Scope) -> list[Issue]:
-    stmt = select(Issue).where(Issue.created_at >= scope.start, Issue.created_at < scope.end)
+_ISSUE_COLUMNS = (
+    Issue.id,
+    Issue.title,
+    Issue.priority,
+    Issue.status,
+    Issue.created_at,
+    Issue.route,
+    Issue.component,
+    Issue.sla_state,
+    Issue.impact_started_at,
+    Issue.detected_at,
+    Issue.acknowledged_at,
+    Issue.resolved_at,
+)
+
+
+async def issues_in_scope(*, session: AsyncSession, scope: Scope) -> list[Any]:
+    """The launch's issues as rows of `_ISSUE_COLUMNS` (no ORM objects: a launch has
+    hundreds)."""
+    stmt = select(*_ISSUE_COLUMNS).where(
+        Issue.created_at >= scope.start, Issue.created_at < scope.end
+    )
     if not scope.everything:
         conds = []
         if scope.routes:
@@ -265,10 +318,10 @@ async def issues_in_scope(*, session: AsyncSession, scope: Scope) -> list[Issue]
         if scope.components:
             conds.append(Issue.component.in_(sorted(scope.components)))
         stmt = stmt.where(or_(*conds))
-    return list(await session.scalars(stmt.order_by(Issue.id)))
+    return list((await session.execute(stmt.order_by(Issue.id))).all())
 
 
-def fact_of(issue: Issue) -> IssueFact:
+def fact_of(issue: Any) -> IssueFact:
     return IssueFact(
         id=issue.id,
         title=issue.title,
@@ -288,15 +341,26 @@ async def load_facts(
     launch: LaunchConfig,
     end: datetime,
     now: datetime,
+    hour_points: Mapping[str, Sequence[Point]] | None = None,
 ) -> rules.Facts:
+    """The facts the launch's criteria need. `hour_points`, hourly SLO points already read
+    (by a report) back over every `slo_met` look-back, spares reading them again."""
     comps = route_components(config)
     scope = rules.scope_of(launch, max(end, now + timedelta(seconds=1)), comps)
     issues = [fact_of(i) for i in await issues_in_scope(session=session, scope=scope)]
-    facts = rules.Facts(now=now, issues=issues)
+    facts = rules.Facts(now=now, issues=issues, start=launch.start)
     for c in launch.exit_criteria:
         if c.slo_met is not None:
             seconds = int(c.slo_met.for_.total_seconds())
-            if seconds not in facts.slo_over:
+            if seconds in facts.slo_over:
+                continue
+            if hour_points is not None:
+                t = now.timestamp()
+                facts.slo_over[seconds] = {
+                    s.name: rules.slo_status(s, hour_points.get(s.name, []), now=t, window=seconds)
+                    for s in launch.slos
+                }
+            else:
                 facts.slo_over[seconds] = await slo_statuses(
                     session=session,
                     live=live,
@@ -495,23 +559,45 @@ async def load_report(
         ),
         key=lambda f: (-f.errors, f.route),
     )[:TOP_FAILING]
-    # SLOs over their windows, and their budgets over the report period
-    statuses = await slo_statuses(
-        session=session, live=live, config=config, launch=launch, end=end, now=stop
+    # one read of hourly SLO points serves the SLO windows, the budget charts and slo_met
+    windows = {s.name: rules.slo_window(s, launch.start, end).total_seconds() for s in launch.slos}
+    looks = [c.slo_met.for_.total_seconds() for c in launch.exit_criteria if c.slo_met]
+    first = min(
+        begin.timestamp(),
+        stop.timestamp() - max(windows.values(), default=0.0),
+        now.timestamp() - max(looks, default=0.0),
     )
-    step = 3600 if (stop - begin) > timedelta(hours=6) else 60
     points = await slo_points(
         session=session,
         live=live,
         slos=launch.slos,
         route_components=comps,
-        start=begin.timestamp(),
-        end=stop.timestamp(),
-        step=step,
+        start=first,
+        end=max(stop, now).timestamp(),
+        step=3600,
     )
+    statuses = {
+        s.name: rules.slo_status(
+            s, points.get(s.name, []), now=stop.timestamp(), window=windows[s.name]
+        )
+        for s in launch.slos
+    }
+    step = 3600
+    chart_points: Mapping[str, Sequence[Point]] = points
+    if stop - begin <= timedelta(hours=6):
+        step = 60
+        chart_points = await slo_points(
+            session=session,
+            live=live,
+            slos=launch.slos,
+            route_components=comps,
+            start=begin.timestamp(),
+            end=stop.timestamp(),
+            step=60,
+        )
     budgets = {
         s.name: rules.budget_series(
-            points.get(s.name, []),
+            [p for p in chart_points.get(s.name, []) if p.start < stop.timestamp()],
             target=s.target,
             start=begin.timestamp() // step * step,
             step=step,
@@ -519,7 +605,13 @@ async def load_report(
         for s in launch.slos
     }
     facts = await load_facts(
-        session=session, live=live, config=config, launch=launch, end=end, now=now
+        session=session,
+        live=live,
+        config=config,
+        launch=launch,
+        end=end,
+        now=now,
+        hour_points=points,
     )
     card = rules.scorecard(launch, state_of(launch, record, now).value, facts)
     return ReportData(

@@ -113,6 +113,11 @@ class Histogram:
     def count(self) -> int:
         return sum(self.counts.values())
 
+    def count_upto(self, index: int) -> int:
+        """Calls in buckets up to and including `index` (e.g. those under an SLO's latency
+        threshold: `bucket_of` it, one lower while the bucket's value is above it)."""
+        return sum(n for i, n in self.counts.items() if i <= index)
+
     def quantile(self, q: float) -> float | None:
         """The q-quantile (0 ≤ q ≤ 1) within ALPHA relative error; None when empty."""
         return self.quantiles((q,))[0]
@@ -255,6 +260,14 @@ class _DenseHistogram(Histogram):
     def count(self) -> int:
         dense = self._dense
         return sum(self.counts.values()) if dense is None else sum(dense.run())
+
+    def count_upto(self, index: int) -> int:
+        dense = self._dense
+        if dense is None:
+            return super().count_upto(index)
+        if index < dense.lo:
+            return 0
+        return sum(dense.run()[: index - dense.lo + 1])
 
     def quantiles(self, qs: Iterable[float]) -> list[float | None]:
         dense = self._dense
