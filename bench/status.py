@@ -166,6 +166,44 @@ def until(http: httpx.Client, want: bool, timeout: float = 60) -> float:
     return float("nan")
 
 
+def inprocess_cost(tmp: Path, n: int = 20000) -> float:
+    """CPU µs per summary.json request through the console's ASGI app alone (no server, no
+    socket): what the status layer itself costs, against which uvicorn's share shows."""
+    from hypercare.api.app import create_app
+    from hypercare.api.state import AppState
+    from hypercare.config import parse_config
+    from hypercare.store.db import create_engine
+
+    async def run() -> float:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp / 'inproc.db'}")
+        state = AppState.build(parse_config(STATUS_CONFIG, "<bench>"), engine)
+        app = create_app(state, background=False)
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/api/v2/summary.json",
+            "headers": [],
+            "client": ("127.0.0.1", 1),
+        }
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(_: object) -> None:
+            return None
+
+        for _ in range(200):
+            await app(dict(scope), receive, send)
+        started = time.process_time()
+        for _ in range(n):
+            await app(dict(scope), receive, send)
+        cost = (time.process_time() - started) / n * 1e6
+        await engine.dispose()
+        return cost
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
@@ -263,6 +301,11 @@ def main() -> None:
     )
     for k, (rps, p50, p99, cap) in med.items():
         print(f"{k:28s} {rps:9.0f} {p50:7.2f} {p99:7.2f} {cap:10.0f} {cap / ref[3]:8.2f}")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        print(
+            f"console ASGI app alone, in process: {inprocess_cost(Path(tmp_name)):.1f} CPU µs"
+            f" per summary.json (the rest of a request's cost is uvicorn's)"
+        )
     print(
         f"threshold crossed -> summary.json shows it: median {statistics.median(raised):.2f} s"
         f" (runs: {', '.join(f'{x:.2f}' for x in raised)}); fault lifted -> operational: "
