@@ -383,3 +383,18 @@ async def test_public_rate_limit(engine: AsyncEngine) -> None:
         r = await c.get("/status")
     assert codes[:3] == [200, 200, 200] and codes[-1] == 429
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+
+
+async def test_published_text_is_escaped(
+    client: httpx.AsyncClient, state: AppState, tokens: dict[Role, str]
+) -> None:
+    r = await client.post(
+        "/api/v1/status/incidents",
+        json={"name": "<b>x</b>", "body": "<script>alert(1)</script>"},
+        headers=auth(tokens[Role.responder]),
+    )
+    assert r.status_code == 201
+    await turn(state)
+    for path in ("/status", "/status/history", "/status/feed.rss", "/status/feed.atom"):
+        text = (await client.get(path)).text
+        assert "<script>" not in text and "&lt;script&gt;" in text, path
