@@ -169,14 +169,13 @@ def until(http: httpx.Client, want: bool, timeout: float = 60) -> float:
 def inprocess_cost(tmp: Path, n: int = 20000) -> float:
     """CPU µs per summary.json request through the console's ASGI app alone (no server, no
     socket): what the status layer itself costs, against which uvicorn's share shows."""
-    from hypercare.api.app import create_app
-    from hypercare.api.state import AppState
+    from hypercare.api.app import build_state, create_app
     from hypercare.config import parse_config
     from hypercare.store.db import create_engine
 
     async def run() -> float:
         engine = create_engine(f"sqlite+aiosqlite:///{tmp / 'inproc.db'}")
-        state = AppState.build(parse_config(STATUS_CONFIG, "<bench>"), engine)
+        state = build_state(parse_config(STATUS_CONFIG, "<bench>"), engine)
         app = create_app(state, background=False)
         scope = {
             "type": "http",

@@ -76,7 +76,7 @@ HTML = "text/html; charset=utf-8"
 
 @dataclass
 class StatusRuntime:
-    """The status page's long-lived state, kept in `AppState.extras["status"]`."""
+    """The status page's long-lived state, kept in `AppState.runtimes`."""
 
     config: StatusConfig
     routes: dict[str, list[str]]  # component -> its routes
