@@ -295,3 +295,27 @@ def test_decide_links_a_stated_component() -> None:
     assert (d.action, d.issue_id) == (Action.link, 7)
     assert d.reasons[0] == "same component payments"
     assert d.reprioritise
+
+
+def test_context_infer_finds_the_route_infer_route_finds() -> None:
+    # the indexed lookup scores only routes sharing a word: same answer, ties included
+    routes = [
+        *ROUTES,
+        RouteInfo("payment-status-v2", "/payment/status/v2", "payments"),
+        RouteInfo("status", "/status"),
+        RouteInfo("wordless", "/{id}"),
+    ]
+    context = Context(routes=routes)
+    texts = [
+        "payment status page is broken",
+        "cannot search the catalog",
+        "order detail and payment status both fail",
+        "status",
+        "/payment/status/v2 returns 500",
+        "nothing relevant here",
+        "",
+        "payments payment create status catalog search orders detail",
+    ]
+    for text in texts:
+        assert context.infer(text) == infer_route(text, routes), text
+        assert context.infer(text, 0.3) == infer_route(text, routes, 0.3), text
