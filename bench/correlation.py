@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/correlation.py [--issues 100,1000,5000] [--signals 3000] [--batch 32]
         [--runs 3] [--check] [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test]
-        [--save-outcomes FILE | --expect-outcomes FILE]
+        [--no-sqlite] [--save-outcomes FILE | --expect-outcomes FILE]
 
 `--batch` is the signals per transaction: 32, like a full group commit in a storm (the intake's
 writer hands up to 32 deliveries to one `ingest_many`). Prints, per store and open-issue count,
@@ -50,6 +50,7 @@ from hypercare.config import HypercareConfig, parse_config
 from hypercare.detection.attach import Correlator
 from hypercare.feedback import service as feedback
 from hypercare.feedback.drafts import SignalDraft
+from hypercare.runtime import settle_gc
 from hypercare.store.base import utcnow
 from hypercare.store.db import create_engine
 from hypercare.store.migrate import migrate
@@ -263,7 +264,7 @@ async def main_async(
     expected: dict[str, list[int | None]],
     outcomes: dict[str, list[int | None]],
 ) -> int:
-    stores: list[tuple[str, str]] = [("sqlite", "")]
+    stores: list[tuple[str, str]] = [] if args.no_sqlite else [("sqlite", "")]
     if args.postgres:
         stores.append(("postgres", args.postgres))
     counts = [int(n) for n in str(args.issues).split(",") if n.strip()]
@@ -324,9 +325,11 @@ def main() -> None:
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--postgres", default="")
+    ap.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     ap.add_argument("--save-outcomes", default="", help="write where each signal went (JSON)")
     ap.add_argument("--expect-outcomes", default="", help="compare with a --save-outcomes file")
     args = ap.parse_args()
+    settle_gc()  # as the console process does once it has started
     expected = json.loads(Path(args.expect_outcomes).read_text()) if args.expect_outcomes else {}
     outcomes: dict[str, list[int | None]] = {}
     status = asyncio.run(main_async(args, expected, outcomes))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -108,8 +108,16 @@ class OpenIssues:
     full_reads: int = 0
     verifies: int = 0  # checks of the open issues against the cache (`_VERIFY_SECONDS`)
     version: int = 0  # changes whenever an entry does
+    # the issues whose entries changed since the snapshot was last brought up to date (None:
+    # all of them, after a full read)
+    dirty: set[int] | None = None
     refreshes: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def mark_dirty(self, ids: Iterable[int]) -> None:
+        """Issues whose entry changed (or went): put again in the snapshot."""
+        if self.dirty is not None:
+            self.dirty.update(ids)
 
     def invalidate(self) -> None:
         """Read everything again before the next batch."""
@@ -435,13 +443,19 @@ class Correlator:
         cache = self.open_issues
         snapshot = self._kept
         if cache.version != self._kept_version:
-            for gone in [i for i in snapshot.issues if i not in cache.entries]:
-                snapshot.drop(gone)
-            for issue_id, entry in cache.entries.items():
-                if entry.status in _DONE:
+            if cache.dirty is None or self._kept_version < 0:
+                for gone in [i for i in snapshot.issues if i not in cache.entries]:
+                    snapshot.drop(gone)
+                touched: Iterable[int] = list(cache.entries)
+            else:
+                touched = sorted(cache.dirty)  # only the issues that changed
+            for issue_id in touched:
+                entry = cache.entries.get(issue_id)
+                if entry is None or entry.status in _DONE:
                     snapshot.drop(issue_id)
                 else:
                     snapshot.put(self._built(issue_id, entry))
+            cache.dirty = set()
             self._kept_version = cache.version
         return snapshot
 
@@ -479,6 +493,7 @@ class Correlator:
                 .limit(_MAX_OPEN)
             )
             cache.entries = {row[0]: _entry(row) for row in rows}
+            cache.dirty = None  # everything
             cache.timeline_mark = int(
                 await session.scalar(select(func.coalesce(func.max(TimelineEntry.id), 0))) or 0
             )
@@ -501,7 +516,8 @@ class Correlator:
             changed.update(dict.fromkeys(await self._stale(session, cache), True))
             cache.loaded_at = time.monotonic()
             cache.verifies += 1
-        floor = max(0, cache.timeline_mark - _ID_MARGIN)
+        margin = _margin(session)
+        floor = max(0, cache.timeline_mark - margin)
         for issue_id, kind, entry_id in await session.execute(
             select(TimelineEntry.issue_id, TimelineEntry.kind, TimelineEntry.id).where(
                 TimelineEntry.id > floor
@@ -512,9 +528,10 @@ class Correlator:
             cache.seen_entries.add(entry_id)
             changed[issue_id] = changed.get(issue_id, False) or kind in _MOVES
             cache.timeline_mark = max(cache.timeline_mark, entry_id)
-        floor = cache.timeline_mark - _ID_MARGIN
+        floor = cache.timeline_mark - margin
         cache.seen_entries = {i for i in cache.seen_entries if i > floor}
         ids = sorted(changed)
+        cache.mark_dirty(ids)
         for chunk in _chunks(ids):
             seen = set()
             for row in await session.execute(select(*_ISSUE_COLUMNS).where(Issue.id.in_(chunk))):
@@ -541,12 +558,12 @@ class Correlator:
             await self._read_exclusions(session, cache, moved)
         # new signals of every issue (new issues' first ones included)
         folded = await self._read_signals(
-            session, cache, None, max(0, cache.signal_mark - _ID_MARGIN), below
+            session, cache, None, max(0, cache.signal_mark - margin), below
         )
         if changed or folded:
             cache.version += 1
         cache.signal_mark = max(cache.signal_mark, below - 1)
-        floor = cache.signal_mark - _ID_MARGIN
+        floor = cache.signal_mark - margin
         cache.seen_signals = {i for i in cache.seen_signals if i > floor}
 
     async def _stale(self, session: AsyncSession, cache: OpenIssues) -> list[int]:
@@ -638,6 +655,7 @@ class Correlator:
                 entry = cache.entries.get(issue_id)
                 if entry is None:
                     continue
+                cache.mark_dirty((issue_id,))
                 if route in self.by_name:
                     entry.routes.add(route)
                 if component:
@@ -664,6 +682,7 @@ class Correlator:
                 if entry is not None:
                     entry.excluded_keys.add(key)
                     entry.built = None
+                    cache.mark_dirty((issue_id,))
 
     # --- apply ---------------------------------------------------------------------------
 
@@ -912,6 +931,12 @@ def _same_columns(signals: Sequence[tuple[Signal, bool]]) -> None:
         for column in _SIGNAL_DECIDED:
             if column in loaded:
                 flag_modified(signal, column)
+
+
+def _margin(session: AsyncSession) -> int:
+    """How far back of the marks a refresh reads. SQLite has one writer at a time, which takes
+    ids and commits before the next one starts: no row commits late, nothing to read again."""
+    return 0 if session.get_bind().dialect.name == "sqlite" else _ID_MARGIN
 
 
 async def _drop_unused(session: AsyncSession, issues: list[Issue]) -> None:

@@ -430,12 +430,15 @@ def best_link(
     route_upstreams: dict[str, str] | None = None,
     uncommon: Callable[[str], bool] | None = None,
     resolved: _Resolved | None = None,
+    ascending: bool = False,
 ) -> tuple[Link | None, str | None]:
     """The open issue this signal should join (None: open a new one), and the route it is about
     (`resolved`: what `_resolve` found for it, when the caller has it already).
 
     Ties go to the oldest issue (lowest id), so the outcome never depends on the order the
-    issues are given in (or on which of them was updated last)."""
+    issues are given in (or on which of them was updated last). `ascending`: the issues come
+    by increasing id, so once one scores the maximum no later one can win and the rest are
+    not scored."""
     route, why, how = resolved if resolved is not None else _resolve(signal, routes)
     component = signal.component or (route_components or {}).get(route or "")
     upstream = (route_upstreams or {}).get(route or "")
@@ -459,6 +462,8 @@ def best_link(
             or (link.score == best.score and link.issue_id < best.issue_id)
         ):
             best = link
+            if ascending and best.score >= 1.0:
+                break
     return best, route
 
 
@@ -754,6 +759,7 @@ def decide(signal: SignalFeatures, context: Context) -> Decision:
             route_upstreams=context._upstreams,
             uncommon=context.uncommon,
             resolved=resolved,
+            ascending=True,  # `candidates` sorts them by id
         )
         if link is not None:
             return replace(
