@@ -62,6 +62,7 @@ COMPONENTS = 20
 NOUNS = ["payment", "checkout", "cart", "search", "profile", "orders", "invoice", "login"]
 NOUNS += ["shipping", "stock", "coupon", "review", "wishlist", "refund", "avatar", "address"]
 NOUNS += ["catalog", "session", "basket", "receipt"]
+SEED_CHUNK = 250  # issues opened per transaction while seeding
 
 
 def config() -> HypercareConfig:
@@ -129,40 +130,47 @@ def draft(rng: random.Random, n: int, seen: list[str]) -> SignalDraft:
 
 
 async def seed(state: AppState, issues: int) -> datetime:
-    """Open `issues` issues, the last one now; returns that moment."""
+    """Open `issues` issues, the last one now, each with a signal of its own; returns that
+    moment. In chunks: one transaction, one insert of issues and one of signals each."""
     now = utcnow()
-    async with state.sessions() as session, session.begin():
-        for i in range(issues):
-            name, component, _ = route(i % ROUTES)
-            issue = await triage.create_issue(
-                session=session,
-                matrix=state.matrix,
-                data=IssueCreate(
-                    title=f"{name} failing for some users ({i})",
-                    component=component,
+    for start in range(0, issues, SEED_CHUNK):
+        numbers = range(start, min(issues, start + SEED_CHUNK))
+        async with state.sessions() as session, session.begin():
+            items = []
+            for i in numbers:
+                name, component, _ = route(i % ROUTES)
+                items.append(
+                    triage.NewIssue(
+                        IssueCreate(
+                            title=f"{name} failing for some users ({i})",
+                            component=component,
+                            route=name,
+                        ),
+                        "bench",
+                        None,
+                        now - timedelta(seconds=issues - i),
+                    )
+                )
+            opened = await triage.create_issues(session=session, matrix=state.matrix, items=items)
+            batches = []
+            for i, issue in zip(numbers, opened, strict=True):
+                name, component, _ = route(i % ROUTES)
+                draft = SignalDraft(
+                    kind="system",
+                    source="seed",
+                    summary=f"seed {i}",
+                    dedup_key=f"seed-{i}",
+                    raw={},
                     route=name,
-                ),
-                actor="bench",
-                now=now - timedelta(seconds=issues - i),
-            )
-            await session.flush()
-            await feedback.ingest(
+                    component=component,
+                    issue_id=issue.id,
+                )
+                batches.append(feedback.Batch([draft], now=now - timedelta(seconds=issues - i)))
+            await feedback.ingest_many(
                 session=session,
                 matrix=state.matrix,
                 priorities=state.config.feedback.priorities,
-                drafts=[
-                    SignalDraft(
-                        kind="system",
-                        source="seed",
-                        summary=f"seed {i}",
-                        dedup_key=f"seed-{i}",
-                        raw={},
-                        route=name,
-                        component=component,
-                        issue_id=issue.id,
-                    )
-                ],
-                now=now - timedelta(seconds=issues - i),
+                batches=batches,
             )
     return now
 
