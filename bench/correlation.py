@@ -180,6 +180,7 @@ class Result(NamedTuple):
     latencies: list[float]  # seconds per batch
     issues: list[int | None]  # where each signal went
     load: float  # seconds to load the correlator's cache before the clock started
+    cpu: float  # this process's CPU seconds per signal (both threads; not the database's)
 
 
 async def one_run(
@@ -212,7 +213,7 @@ async def one_run(
         # a clock of its own (20 signals a second from the seeding on), so that the outcome
         # does not depend on how fast the run goes (`--check` compares two runs)
         clock = seeded + timedelta(seconds=1)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(drafts), batch):
             t0 = time.perf_counter()
             async with state.sessions() as session, session.begin():
@@ -228,7 +229,8 @@ async def one_run(
                 )
             latencies.append(time.perf_counter() - t0)
             where += [s.issue_id for s in done.signals]
-        return Result(len(drafts) / (time.perf_counter() - started), latencies, where, load)
+        rate = len(drafts) / (time.perf_counter() - started)
+        return Result(rate, latencies, where, load, (time.process_time() - cpu) / len(drafts))
     finally:
         await engine.dispose()
 
@@ -302,7 +304,9 @@ async def main_async(
                 f" {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms;"
                 f" reference (correlation off) {ref:.1f} signals/s, p50"
                 f" {pct(ref_lat, 0.5) * 1000:.1f} ms, p99 {pct(ref_lat, 0.99) * 1000:.1f} ms;"
-                f" ratio {rate / ref:.2f}; cache load"
+                f" ratio {rate / ref:.2f}; CPU per signal"
+                f" {statistics.median(r.cpu for r in results) * 1000:.2f} ms"
+                f" (reference {statistics.median(r.cpu for r in refs) * 1000:.2f} ms); cache load"
                 f" {statistics.median(r.load for r in results) * 1000:.0f} ms"
             )
             key = f"{name}:{issues}:{args.signals}:{args.batch}"

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 from hypercare.detection.correlate import (
     Action,
     Context,
@@ -319,3 +321,49 @@ def test_context_infer_finds_the_route_infer_route_finds() -> None:
     for text in texts:
         assert context.infer(text) == infer_route(text, routes), text
         assert context.infer(text, 0.3) == infer_route(text, routes, 0.3), text
+
+
+def test_best_link_skips_only_what_could_not_link() -> None:
+    # alerts without a route are not scored against issues too far apart to reach the
+    # threshold: the same link as scoring every issue
+    import random
+
+    from hypercare.detection.correlate import Link, score
+
+    rng = random.Random(7)
+    components = ["payments", "catalog", "orders"]
+    for _ in range(300):
+        issues = [
+            issue(
+                i,
+                set(),
+                {rng.choice(components)},
+                keys={"k"} if rng.random() < 0.05 else set(),
+            )
+            for i in range(1, 30)
+        ]
+        issues = [
+            replace(f, first_seen=T - rng.uniform(0, 30_000), last_seen=T - rng.uniform(0, 3000))
+            for f in issues
+        ]
+        signal = SignalFeatures(
+            signal_id=1,
+            kind=rng.choice(["system", "user"]),
+            source="alertmanager",
+            occurred_at=T,
+            dedup_key=rng.choice(["k", "other"]),
+            component=rng.choice(components),
+        )
+        threshold = rng.choice([0.4, 0.5, 0.6])
+        link, _ = best_link(signal, issues, ROUTES, threshold=threshold)
+        best: Link | None = None
+        for f in issues:
+            found = score(
+                signal, f, route=None, route_reason=None, component=signal.component, how=""
+            )
+            specific = any(not r.endswith(("apart", "apart (weaker)")) for r in found.reasons)
+            if found.score < threshold or not specific:
+                continue
+            if best is None or (found.score, -found.issue_id) > (best.score, -best.issue_id):
+                best = found
+        assert link == best

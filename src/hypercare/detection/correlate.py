@@ -314,6 +314,8 @@ TOGETHER_SECONDS = 300.0
 # uncommon means (in at most this share of the open issues' titles)
 MIN_SHARED_WORDS = 3
 UNCOMMON_SHARE = 0.01
+COMPONENT_ONLY = 0.45  # what the same component alone scores
+NEAR = 900.0  # seconds apart for the time bonus
 
 
 def score(
@@ -399,7 +401,7 @@ def score(
         elif total < 1.0:
             return Link(issue.issue_id, 0.0, (f"different route {route}",))
     elif component and component in issue.components and signal.category != TRAFFIC:
-        total += 0.45
+        total += COMPONENT_ONLY
         strong = strong or how == "stated" or route is None
         reasons.append(f"same component {component}")
     if signal.kind == "user" and uncommon is not None and issue.words:
@@ -411,7 +413,7 @@ def score(
     if total == 0.0:
         return Link(issue.issue_id, 0.0, ())
     gap = min(abs(signal.occurred_at - issue.last_seen), gap_start)
-    if gap <= 900:
+    if gap <= NEAR:
         total += 0.15
         reasons.append(f"{_ago(gap)} apart")
     elif gap > 6 * 3600:
@@ -442,8 +444,18 @@ def best_link(
     route, why, how = resolved if resolved is not None else _resolve(signal, routes)
     component = signal.component or (route_components or {}).get(route or "")
     upstream = (route_upstreams or {}).get(route or "")
+    # without a route, an alert's only evidence is its component (0.45) and the time bonus
+    # (0.15 within 15 minutes): further apart, below the threshold, it is not scored at all
+    far_is_below = route is None and signal.kind != "user" and threshold > COMPONENT_ONLY
+    occurred = signal.occurred_at
     best: Link | None = None
     for issue in issues:
+        if (
+            far_is_below
+            and min(abs(occurred - issue.last_seen), abs(occurred - issue.first_seen)) > NEAR
+            and not (signal.dedup_key and signal.dedup_key in issue.dedup_keys)
+        ):
+            continue
         link = score(
             signal,
             issue,
