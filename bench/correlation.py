@@ -1,14 +1,23 @@
 """Correlation throughput: signals/s through the intake with the correlating attach step.
 
     .venv/bin/python bench/correlation.py [--issues 100,1000,5000] [--signals 3000] [--batch 32]
-        [--runs 3] [--check]
-    .venv/bin/python bench/correlation.py --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test
+        [--runs 3] [--check] [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test]
+        [--no-sqlite] [--save-outcomes FILE | --expect-outcomes FILE]
 
 `--batch` is the signals per transaction: 32, like a full group commit in a storm (the intake's
-writer hands up to 32 deliveries to one `ingest_many`). Prints signals/s and the p50/p99
-latency of a batch (ingest + commit: what each of its signals waits) per open-issue count.
-`--check` also attaches the same signals one per transaction and reports how many ended on a
-different issue than in batches (the batched decisions must be the same).
+writer hands up to 32 deliveries to one `ingest_many`). Prints, per store and open-issue count,
+the median signals/s of `--runs` runs and the p50/p99 latency of a batch (ingest + commit: what
+each of its signals waits), next to a same-run reference: the same signals through the same
+intake with correlation off (`Correlator(correlation=False)`: exact dedup, no scoring), on a
+store seeded the same way. The ratio (correlated / reference) is the figure to compare across
+machines and loads. The correlator's open-issue cache is loaded before the clock starts (the
+intake loads it once, on its first signal; `cache load` prints how long that took).
+
+`--check` also attaches the same signals one per transaction and exits with status 1 if any
+ended on a different issue than in batches (the batched decisions must be the same).
+`--save-outcomes FILE` writes where every signal went (per store and count) as JSON;
+`--expect-outcomes FILE` compares with such a file (made by an earlier version, say) and exits
+with status 1 on any difference: the same correlation outcomes.
 
 Each run starts from a fresh store (SQLite in a temporary directory, or a private schema of the
 PostgreSQL database, dropped afterwards) holding `--issues` open issues made with
@@ -16,14 +25,14 @@ PostgreSQL database, dropped afterwards) holding `--issues` open issues made wit
 signal. Then `--signals` signals go through `feedback.service.ingest(..., attach=Correlator)`,
 `--batch` per transaction, in a realistic mix: a third tickets with free text (some naming a
 route's path or words), a third gateway findings on a route, a third alerts with a component
-label; one in five repeats a dedup key seen earlier in the run. Prints signals/s per run and the
-median.
+label; one in five repeats a dedup key seen earlier in the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import sys
@@ -42,6 +51,7 @@ from hypercare.config import HypercareConfig, parse_config
 from hypercare.detection.attach import Correlator
 from hypercare.feedback import service as feedback
 from hypercare.feedback.drafts import SignalDraft
+from hypercare.runtime import settle_gc
 from hypercare.store.base import utcnow
 from hypercare.store.db import create_engine
 from hypercare.store.migrate import migrate
@@ -53,6 +63,7 @@ COMPONENTS = 20
 NOUNS = ["payment", "checkout", "cart", "search", "profile", "orders", "invoice", "login"]
 NOUNS += ["shipping", "stock", "coupon", "review", "wishlist", "refund", "avatar", "address"]
 NOUNS += ["catalog", "session", "basket", "receipt"]
+SEED_CHUNK = 250  # issues opened per transaction while seeding
 
 
 def config() -> HypercareConfig:
@@ -120,40 +131,47 @@ def draft(rng: random.Random, n: int, seen: list[str]) -> SignalDraft:
 
 
 async def seed(state: AppState, issues: int) -> datetime:
-    """Open `issues` issues, the last one now; returns that moment."""
+    """Open `issues` issues, the last one now, each with a signal of its own; returns that
+    moment. In chunks: one transaction, one insert of issues and one of signals each."""
     now = utcnow()
-    async with state.sessions() as session, session.begin():
-        for i in range(issues):
-            name, component, _ = route(i % ROUTES)
-            issue = await triage.create_issue(
-                session=session,
-                matrix=state.matrix,
-                data=IssueCreate(
-                    title=f"{name} failing for some users ({i})",
-                    component=component,
+    for start in range(0, issues, SEED_CHUNK):
+        numbers = range(start, min(issues, start + SEED_CHUNK))
+        async with state.sessions() as session, session.begin():
+            items = []
+            for i in numbers:
+                name, component, _ = route(i % ROUTES)
+                items.append(
+                    triage.NewIssue(
+                        IssueCreate(
+                            title=f"{name} failing for some users ({i})",
+                            component=component,
+                            route=name,
+                        ),
+                        "bench",
+                        None,
+                        now - timedelta(seconds=issues - i),
+                    )
+                )
+            opened = await triage.create_issues(session=session, matrix=state.matrix, items=items)
+            batches = []
+            for i, issue in zip(numbers, opened, strict=True):
+                name, component, _ = route(i % ROUTES)
+                draft = SignalDraft(
+                    kind="system",
+                    source="seed",
+                    summary=f"seed {i}",
+                    dedup_key=f"seed-{i}",
+                    raw={},
                     route=name,
-                ),
-                actor="bench",
-                now=now - timedelta(seconds=issues - i),
-            )
-            await session.flush()
-            await feedback.ingest(
+                    component=component,
+                    issue_id=issue.id,
+                )
+                batches.append(feedback.Batch([draft], now=now - timedelta(seconds=issues - i)))
+            await feedback.ingest_many(
                 session=session,
                 matrix=state.matrix,
                 priorities=state.config.feedback.priorities,
-                drafts=[
-                    SignalDraft(
-                        kind="system",
-                        source="seed",
-                        summary=f"seed {i}",
-                        dedup_key=f"seed-{i}",
-                        raw={},
-                        route=name,
-                        component=component,
-                        issue_id=issue.id,
-                    )
-                ],
-                now=now - timedelta(seconds=issues - i),
+                batches=batches,
             )
     return now
 
@@ -162,6 +180,8 @@ class Result(NamedTuple):
     rate: float  # signals/s
     latencies: list[float]  # seconds per batch
     issues: list[int | None]  # where each signal went
+    load: float  # seconds to load the correlator's cache before the clock started
+    cpu: float  # this process's CPU seconds per signal (both threads; not the database's)
 
 
 async def one_run(
@@ -172,6 +192,7 @@ async def one_run(
     *,
     issues: int,
     batch: int,
+    correlation: bool = True,
 ) -> Result:
     extra = {"connect_args": {"server_settings": {"search_path": schema}}} if schema else {}
     engine = create_engine(url, **extra)
@@ -180,7 +201,11 @@ async def one_run(
         cfg = config()
         state = build_state(cfg, engine)
         seeded = await seed(state, issues)
-        correlator = Correlator(cfg)
+        correlator = Correlator(cfg, correlation=correlation)
+        t0 = time.perf_counter()
+        async with state.sessions() as session:
+            await correlator.load(session)
+        load = time.perf_counter() - t0
         rng = random.Random(seed_value)
         seen: list[str] = []
         drafts = [draft(rng, n, seen) for n in range(args.signals)]
@@ -189,7 +214,7 @@ async def one_run(
         # a clock of its own (20 signals a second from the seeding on), so that the outcome
         # does not depend on how fast the run goes (`--check` compares two runs)
         clock = seeded + timedelta(seconds=1)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(drafts), batch):
             t0 = time.perf_counter()
             async with state.sessions() as session, session.begin():
@@ -205,24 +230,35 @@ async def one_run(
                 )
             latencies.append(time.perf_counter() - t0)
             where += [s.issue_id for s in done.signals]
-        return Result(len(drafts) / (time.perf_counter() - started), latencies, where)
+        rate = len(drafts) / (time.perf_counter() - started)
+        return Result(rate, latencies, where, load, (time.process_time() - cpu) / len(drafts))
     finally:
         await engine.dispose()
 
 
 async def run_store(
-    name: str, base: str, args: argparse.Namespace, run: int, issues: int, batch: int
+    name: str,
+    base: str,
+    args: argparse.Namespace,
+    run: int,
+    issues: int,
+    batch: int,
+    correlation: bool = True,
 ) -> Result:
     if name == "sqlite":
         with tempfile.TemporaryDirectory(prefix="hc-bench-corr-") as d:
             url = f"sqlite+aiosqlite:///{Path(d) / 'hc.db'}"
-            return await one_run(url, args, run, issues=issues, batch=batch)
+            return await one_run(
+                url, args, run, issues=issues, batch=batch, correlation=correlation
+            )
     schema = f"bench_corr_{uuid.uuid4().hex[:8]}"
     admin = create_engine(base)
     async with admin.begin() as conn:
         await conn.execute(text(f"CREATE SCHEMA {schema}"))
     try:
-        return await one_run(base, args, run, schema, issues=issues, batch=batch)
+        return await one_run(
+            base, args, run, schema, issues=issues, batch=batch, correlation=correlation
+        )
     finally:
         async with admin.begin() as conn:
             await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
@@ -234,30 +270,55 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    stores: list[tuple[str, str]] = [("sqlite", "")]
+async def main_async(
+    args: argparse.Namespace,
+    expected: dict[str, list[int | None]],
+    outcomes: dict[str, list[int | None]],
+) -> int:
+    stores: list[tuple[str, str]] = [] if args.no_sqlite else [("sqlite", "")]
     if args.postgres:
         stores.append(("postgres", args.postgres))
     counts = [int(n) for n in str(args.issues).split(",") if n.strip()]
+    failed = False
     for name, base in stores:
         for issues in counts:
-            results = []
+            results, refs = [], []
             for run in range(args.runs):
-                results.append(await run_store(name, base, args, run, issues, args.batch))
-                r = results[-1]
+                # the reference and the correlated run alternate: both see the same load
+                refs.append(await run_store(name, base, args, 0, issues, args.batch, False))
+                results.append(await run_store(name, base, args, 0, issues, args.batch))
+                r, f = results[-1], refs[-1]
                 print(
-                    f"{name} {issues} issues run {run + 1}: {r.rate:8.1f} signals/s, batch p99"
-                    f" {pct(r.latencies, 0.99) * 1000:.1f} ms",
+                    f"{name} {issues} issues run {run + 1}: {r.rate:8.1f} signals/s"
+                    f" (reference {f.rate:.1f}), batch p99 {pct(r.latencies, 0.99) * 1000:.1f} ms",
                     file=sys.stderr,
                 )
             rates = [r.rate for r in results]
+            ref_rates = [r.rate for r in refs]
             lat = [x for r in results for x in r.latencies]
+            ref_lat = [x for r in refs for x in r.latencies]
+            rate, ref = statistics.median(rates), statistics.median(ref_rates)
             print(
                 f"{name:8s} {issues:5d} open issues, {args.signals} signals in batches of"
-                f" {args.batch}: median {statistics.median(rates):.1f} signals/s"
+                f" {args.batch}: median {rate:.1f} signals/s"
                 f" (runs: {', '.join(f'{r:.1f}' for r in rates)}); batch latency p50"
-                f" {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms"
+                f" {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms;"
+                f" reference (correlation off) {ref:.1f} signals/s, p50"
+                f" {pct(ref_lat, 0.5) * 1000:.1f} ms, p99 {pct(ref_lat, 0.99) * 1000:.1f} ms;"
+                f" ratio {rate / ref:.2f}; CPU per signal"
+                f" {statistics.median(r.cpu for r in results) * 1000:.2f} ms"
+                f" (reference {statistics.median(r.cpu for r in refs) * 1000:.2f} ms); cache load"
+                f" {statistics.median(r.load for r in results) * 1000:.0f} ms"
             )
+            key = f"{name}:{issues}:{args.signals}:{args.batch}"
+            outcomes[key] = results[0].issues
+            if key in expected and expected[key] != results[0].issues:
+                differ = sum(a != b for a, b in zip(expected[key], results[0].issues, strict=True))
+                print(
+                    f"{name:8s} {issues:5d} open issues: {differ} signals went elsewhere than in"
+                    f" {args.expect_outcomes}"
+                )
+                failed = True
             if args.check:
                 alone = await run_store(name, base, args, 0, issues, 1)
                 differ = sum(a != b for a, b in zip(alone.issues, results[0].issues, strict=True))
@@ -265,6 +326,8 @@ async def main_async(args: argparse.Namespace) -> None:
                     f"{name:8s} {issues:5d} open issues: {differ} of {args.signals} signals on a"
                     f" different issue one per transaction than in batches of {args.batch}"
                 )
+                failed = failed or differ > 0
+    return 1 if failed else 0
 
 
 def main() -> None:
@@ -275,7 +338,17 @@ def main() -> None:
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--postgres", default="")
-    asyncio.run(main_async(ap.parse_args()))
+    ap.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    ap.add_argument("--save-outcomes", default="", help="write where each signal went (JSON)")
+    ap.add_argument("--expect-outcomes", default="", help="compare with a --save-outcomes file")
+    args = ap.parse_args()
+    settle_gc()  # as the console process does once it has started
+    expected = json.loads(Path(args.expect_outcomes).read_text()) if args.expect_outcomes else {}
+    outcomes: dict[str, list[int | None]] = {}
+    status = asyncio.run(main_async(args, expected, outcomes))
+    if args.save_outcomes:
+        Path(args.save_outcomes).write_text(json.dumps(outcomes))
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 from hypercare.detection.correlate import (
     Action,
     Context,
@@ -295,3 +297,73 @@ def test_decide_links_a_stated_component() -> None:
     assert (d.action, d.issue_id) == (Action.link, 7)
     assert d.reasons[0] == "same component payments"
     assert d.reprioritise
+
+
+def test_context_infer_finds_the_route_infer_route_finds() -> None:
+    # the indexed lookup scores only routes sharing a word: same answer, ties included
+    routes = [
+        *ROUTES,
+        RouteInfo("payment-status-v2", "/payment/status/v2", "payments"),
+        RouteInfo("status", "/status"),
+        RouteInfo("wordless", "/{id}"),
+    ]
+    context = Context(routes=routes)
+    texts = [
+        "payment status page is broken",
+        "cannot search the catalog",
+        "order detail and payment status both fail",
+        "status",
+        "/payment/status/v2 returns 500",
+        "nothing relevant here",
+        "",
+        "payments payment create status catalog search orders detail",
+    ]
+    for text in texts:
+        assert context.infer(text) == infer_route(text, routes), text
+        assert context.infer(text, 0.3) == infer_route(text, routes, 0.3), text
+
+
+def test_best_link_skips_only_what_could_not_link() -> None:
+    # alerts without a route are not scored against issues too far apart to reach the
+    # threshold: the same link as scoring every issue
+    import random
+
+    from hypercare.detection.correlate import Link, score
+
+    rng = random.Random(7)
+    components = ["payments", "catalog", "orders"]
+    for _ in range(300):
+        issues = [
+            issue(
+                i,
+                set(),
+                {rng.choice(components)},
+                keys={"k"} if rng.random() < 0.05 else set(),
+            )
+            for i in range(1, 30)
+        ]
+        issues = [
+            replace(f, first_seen=T - rng.uniform(0, 30_000), last_seen=T - rng.uniform(0, 3000))
+            for f in issues
+        ]
+        signal = SignalFeatures(
+            signal_id=1,
+            kind=rng.choice(["system", "user"]),
+            source="alertmanager",
+            occurred_at=T,
+            dedup_key=rng.choice(["k", "other"]),
+            component=rng.choice(components),
+        )
+        threshold = rng.choice([0.4, 0.5, 0.6])
+        link, _ = best_link(signal, issues, ROUTES, threshold=threshold)
+        best: Link | None = None
+        for f in issues:
+            found = score(
+                signal, f, route=None, route_reason=None, component=signal.component, how=""
+            )
+            specific = any(not r.endswith(("apart", "apart (weaker)")) for r in found.reasons)
+            if found.score < threshold or not specific:
+                continue
+            if best is None or (found.score, -found.issue_id) > (best.score, -best.issue_id):
+                best = found
+        assert link == best

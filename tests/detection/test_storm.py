@@ -178,6 +178,35 @@ async def test_a_closed_issue_leaves_the_cache_when_the_close_commits(
     assert later != first
 
 
+async def test_the_cache_catches_a_change_it_was_not_told_about(
+    state: AppState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a change with no timeline entry (as a row committed later than the id margin reaches
+    # back looks to the cache): the periodic check of the open issues' last changes finds it
+    from sqlalchemy import update
+
+    from hypercare.detection import attach
+    from hypercare.triage.models import Issue
+
+    (first,) = await ingest(state, gateway("5xx-rate", "payment-status"))
+    (other,) = await ingest(state, gateway("5xx-rate", "order-detail"))
+    assert other != first
+    async with state.sessions() as session, session.begin():
+        await session.execute(
+            update(Issue)
+            .where(Issue.id == first)
+            .values(route="catalog-search", updated_at=utcnow())
+        )
+    correlator = state.attach
+    assert isinstance(correlator, attach.Correlator)
+    before = correlator.open_issues.verifies
+    monkeypatch.setattr(attach, "_VERIFY_SECONDS", 0.0)
+    (found,) = await ingest(state, gateway("5xx-rate", "catalog-search"))
+    assert correlator.open_issues.verifies == before + 1
+    assert found == first  # its new route, read again
+    assert correlator.open_issues.full_reads == 1  # never the whole cache again
+
+
 async def test_the_intake_waits_for_the_call_log_to_catch_up() -> None:
     clock = CallLogClock()
     now = time.time()

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import flag_modified
 
 from hypercare.config import HypercareConfig
 from hypercare.detection import correlate
@@ -38,7 +39,8 @@ from hypercare.detection.correlate import Action, Decision
 from hypercare.detection.impact import Impact, suggest_priority
 from hypercare.detection.models import SignalExclusion, SignalLink
 from hypercare.feedback import attach as dedup
-from hypercare.feedback.models import Signal
+from hypercare.feedback.models import Signal, SignalGroup
+from hypercare.store.ids import preassign_new
 from hypercare.telemetry import calls
 from hypercare.telemetry.segments import F_REQUEST_ID, F_ROUTE, F_TIME, F_TRACE_ID, REQUEST, TRACE
 from hypercare.triage import service as triage
@@ -56,11 +58,13 @@ _MOVES = ("merge", "split", "unlink")
 # ids of rows committed by concurrent transactions can be lower than ids already read (a
 # sequence hands them out before the commit): each refresh reads this far back again
 _ID_MARGIN = 256
-_FULL_RELOAD_SECONDS = 60.0  # and everything is read again this often
+_VERIFY_SECONDS = 60.0  # and the open issues' last changes are compared this often
 _CHUNK = 500  # ids per IN list
 _PLACEHOLDER = 1 << 62  # ids given to the issues a batch decides to open, before they exist
 AUTO_RESOLVED = "auto-resolved"  # the label hypercare puts on an issue it resolved by itself
 _REOPENABLE = frozenset({"resolved", "verified"})
+# the columns of a signal the attach step may set
+_SIGNAL_DECIDED = ("issue_id", "route", "component", "labels")
 
 
 @dataclass
@@ -89,8 +93,10 @@ class OpenIssues:
     Only committed state is kept: a batch works on its own copy (`correlate.Context`), and what
     it changes reaches the cache when a later batch reads the committed changes since the
     last read — the issues with new timeline entries (every issue change writes one) and the
-    new signals. Everything is read again every `_FULL_RELOAD_SECONDS` (changes made by other
-    processes, or rows a concurrent transaction committed late)."""
+    new signals. It is read in full once; then every `_VERIFY_SECONDS` the open issues' status
+    and `updated_at` are compared with it and the issues that differ read again (rows a
+    concurrent transaction committed later than the id margin reaches back), never the whole
+    cache."""
 
     entries: dict[int, _Entry] = field(default_factory=dict)
     signal_mark: int = 0  # highest signal id read
@@ -98,11 +104,20 @@ class OpenIssues:
     # ids read within `_ID_MARGIN` of the marks: read again, they are not folded in twice
     seen_entries: set[int] = field(default_factory=set)
     seen_signals: set[int] = field(default_factory=set)
-    loaded_at: float | None = None  # time.monotonic() of the last full read
+    loaded_at: float | None = None  # time.monotonic() of the last full read or check
     full_reads: int = 0
+    verifies: int = 0  # checks of the open issues against the cache (`_VERIFY_SECONDS`)
     version: int = 0  # changes whenever an entry does
+    # the issues whose entries changed since the snapshot was last brought up to date (None:
+    # all of them, after a full read)
+    dirty: set[int] | None = None
     refreshes: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def mark_dirty(self, ids: Iterable[int]) -> None:
+        """Issues whose entry changed (or went): put again in the snapshot."""
+        if self.dirty is not None:
+            self.dirty.update(ids)
 
     def invalidate(self) -> None:
         """Read everything again before the next batch."""
@@ -179,6 +194,24 @@ class Correlator:
             return []
         if known is None:
             known = await dedup.open_groups(session=session, keys=[s.dedup_key for s, _ in signals])
+        # nothing is written until the batch is decided and applied (then in one flush; the
+        # queries before read only committed rows or other tables)
+        with session.no_autoflush:
+            out, impact = await self._decide_and_apply(session, matrix, signals, priorities, known)
+        await preassign_new(session, TimelineEntry, SignalGroup)
+        await session.flush()  # one executemany per table
+        if impact:
+            await self._reprioritise(session, matrix, list(impact.values()))
+        return out
+
+    async def _decide_and_apply(
+        self,
+        session: AsyncSession,
+        matrix: Matrix,
+        signals: Sequence[tuple[Signal, bool]],
+        priorities: Mapping[str, Mapping[str, str]],
+        known: dedup.OpenGroups,
+    ) -> tuple[list[Issue | None], dict[int, _ImpactIn]]:
         for signal, _ in signals:
             self._normalise_route(signal)
         cited = await self._cited(session, [s for s, _ in signals])
@@ -200,19 +233,36 @@ class Correlator:
         for chunk in _chunks(wanted):
             for row in await session.scalars(select(Issue).where(Issue.id.in_(chunk))):
                 made[row.id] = row
+        # the issues the batch opens, inserted together (the signals are written: on SQLite
+        # the write lock is held); `_apply` puts each signal on its own
+        opening = [
+            (s, d.issue_id)
+            for (s, _), d in zip(signals, decisions, strict=True)
+            if d.action is Action.open and d.issue_id is not None
+        ]
+        premade: dict[int, Issue] = {}
+        if opening:
+            _same_columns(signals)  # the routes decided: flushed with the issues, in one UPDATE
+            opened = await triage.create_issues(
+                session=session,
+                matrix=matrix,
+                items=[dedup.new_issue(s, matrix, priorities) for s, _ in opening],
+                write_locked=True,
+            )
+            premade = {p: issue for (_, p), issue in zip(opening, opened, strict=True)}
         impact: dict[int, _ImpactIn] = {}
         out: list[Issue | None] = []
-        with session.no_autoflush:
-            for signal, decision in zip([s for s, _ in signals], decisions, strict=True):
-                issue = await self._apply(
-                    session, matrix, priorities, signal, decision, known, made
-                )
-                out.append(issue)
-                if issue is not None and decision.reprioritise and issue.status not in _DONE:
-                    impact.setdefault(issue.id, _ImpactIn(issue, []))[1].append(signal)
-        if impact:
-            await self._reprioritise(session, matrix, list(impact.values()))
-        return out
+        for signal, decision in zip([s for s, _ in signals], decisions, strict=True):
+            issue = await self._apply(
+                session, matrix, priorities, signal, decision, known, made, premade
+            )
+            out.append(issue)
+            if issue is not None and decision.reprioritise and issue.status not in _DONE:
+                impact.setdefault(issue.id, _ImpactIn(issue, []))[1].append(signal)
+        if premade:
+            await _drop_unused(session, list(premade.values()))
+        _same_columns(signals)
+        return out, impact
 
     def _decide_all(
         self,
@@ -367,6 +417,18 @@ class Correlator:
             )
         return context
 
+    async def load(self, session: AsyncSession) -> int:
+        """Read the open issues into the cache now instead of on the first batch; returns how
+        many are open (a benchmark's warm-up; the intake loads them on its first signal)."""
+        if not self.correlation:
+            return 0
+        cache = self.open_issues
+        async with cache.lock:
+            below = int(await session.scalar(select(func.coalesce(func.max(Signal.id), 0))) or 0)
+            await self._refresh(session, cache, below + 1)
+            self._kept_snapshot()
+        return len(cache.entries)
+
     async def _snapshot(
         self, session: AsyncSession, signals: Sequence[Signal]
     ) -> correlate.Snapshot:
@@ -375,16 +437,26 @@ class Correlator:
         cache = self.open_issues
         async with cache.lock:
             await self._refresh(session, cache, min(s.id for s in signals))
-            snapshot = self._kept
-            if cache.version != self._kept_version:
+            return self._kept_snapshot()
+
+    def _kept_snapshot(self) -> correlate.Snapshot:
+        cache = self.open_issues
+        snapshot = self._kept
+        if cache.version != self._kept_version:
+            if cache.dirty is None or self._kept_version < 0:
                 for gone in [i for i in snapshot.issues if i not in cache.entries]:
                     snapshot.drop(gone)
-                for issue_id, entry in cache.entries.items():
-                    if entry.status in _DONE:
-                        snapshot.drop(issue_id)
-                    else:
-                        snapshot.put(self._built(issue_id, entry))
-                self._kept_version = cache.version
+                touched: Iterable[int] = list(cache.entries)
+            else:
+                touched = sorted(cache.dirty)  # only the issues that changed
+            for issue_id in touched:
+                entry = cache.entries.get(issue_id)
+                if entry is None or entry.status in _DONE:
+                    snapshot.drop(issue_id)
+                else:
+                    snapshot.put(self._built(issue_id, entry))
+            cache.dirty = set()
+            self._kept_version = cache.version
         return snapshot
 
     def _built(self, issue_id: int, entry: _Entry) -> correlate.IssueFeatures:
@@ -413,8 +485,7 @@ class Correlator:
     async def _refresh(self, session: AsyncSession, cache: OpenIssues, below: int) -> None:
         """Bring the cache up to what is committed (and visible to `session`); the signals
         from id `below` on are the batch's own and not read."""
-        full = cache.loaded_at is None or time.monotonic() - cache.loaded_at > _FULL_RELOAD_SECONDS
-        if full:
+        if cache.loaded_at is None:
             rows = await session.execute(
                 select(*_ISSUE_COLUMNS)
                 .where(Issue.status.not_in(_DONE))
@@ -422,6 +493,7 @@ class Correlator:
                 .limit(_MAX_OPEN)
             )
             cache.entries = {row[0]: _entry(row) for row in rows}
+            cache.dirty = None  # everything
             cache.timeline_mark = int(
                 await session.scalar(select(func.coalesce(func.max(TimelineEntry.id), 0))) or 0
             )
@@ -436,7 +508,16 @@ class Correlator:
             return
         cache.refreshes += 1
         changed: dict[int, bool] = {}  # issue id → signals moved (read them all again)
-        floor = max(0, cache.timeline_mark - _ID_MARGIN)
+        if time.monotonic() - cache.loaded_at > _VERIFY_SECONDS:
+            # the safety net for what the marks can miss (a row committed late, beyond the
+            # margin): the open issues' status and last change, compared with the cache; an
+            # issue that differs is read again in full (every change to an issue, a signal
+            # joining it included, moves its `updated_at`)
+            changed.update(dict.fromkeys(await self._stale(session, cache), True))
+            cache.loaded_at = time.monotonic()
+            cache.verifies += 1
+        margin = _margin(session)
+        floor = max(0, cache.timeline_mark - margin)
         for issue_id, kind, entry_id in await session.execute(
             select(TimelineEntry.issue_id, TimelineEntry.kind, TimelineEntry.id).where(
                 TimelineEntry.id > floor
@@ -447,9 +528,10 @@ class Correlator:
             cache.seen_entries.add(entry_id)
             changed[issue_id] = changed.get(issue_id, False) or kind in _MOVES
             cache.timeline_mark = max(cache.timeline_mark, entry_id)
-        floor = cache.timeline_mark - _ID_MARGIN
+        floor = cache.timeline_mark - margin
         cache.seen_entries = {i for i in cache.seen_entries if i > floor}
         ids = sorted(changed)
+        cache.mark_dirty(ids)
         for chunk in _chunks(ids):
             seen = set()
             for row in await session.execute(select(*_ISSUE_COLUMNS).where(Issue.id.in_(chunk))):
@@ -476,13 +558,31 @@ class Correlator:
             await self._read_exclusions(session, cache, moved)
         # new signals of every issue (new issues' first ones included)
         folded = await self._read_signals(
-            session, cache, None, max(0, cache.signal_mark - _ID_MARGIN), below
+            session, cache, None, max(0, cache.signal_mark - margin), below
         )
         if changed or folded:
             cache.version += 1
         cache.signal_mark = max(cache.signal_mark, below - 1)
-        floor = cache.signal_mark - _ID_MARGIN
+        floor = cache.signal_mark - margin
         cache.seen_signals = {i for i in cache.seen_signals if i > floor}
+
+    async def _stale(self, session: AsyncSession, cache: OpenIssues) -> list[int]:
+        """The issues whose cache entry differs from the committed row: new, changed, or no
+        longer open."""
+        open_now: set[int] = set()
+        stale: list[int] = []
+        for issue_id, status, updated_at in await session.execute(
+            select(Issue.id, Issue.status, Issue.updated_at)
+            .where(Issue.status.not_in(_DONE))
+            .order_by(Issue.updated_at.desc(), Issue.id.desc())
+            .limit(_MAX_OPEN)
+        ):
+            open_now.add(issue_id)
+            entry = cache.entries.get(issue_id)
+            if entry is None or entry.status != status or entry.updated_at != updated_at:
+                stale.append(issue_id)
+        stale += [i for i in cache.entries if i not in open_now]
+        return stale
 
     async def _read_signals(
         self,
@@ -555,6 +655,7 @@ class Correlator:
                 entry = cache.entries.get(issue_id)
                 if entry is None:
                     continue
+                cache.mark_dirty((issue_id,))
                 if route in self.by_name:
                     entry.routes.add(route)
                 if component:
@@ -581,6 +682,7 @@ class Correlator:
                 if entry is not None:
                     entry.excluded_keys.add(key)
                     entry.built = None
+                    cache.mark_dirty((issue_id,))
 
     # --- apply ---------------------------------------------------------------------------
 
@@ -593,6 +695,7 @@ class Correlator:
         decision: Decision,
         known: dedup.OpenGroups,
         made: dict[int, Issue],
+        premade: dict[int, Issue],
     ) -> Issue | None:
         target = decision.issue_id
         if decision.action is Action.reopen and target is not None:
@@ -647,6 +750,10 @@ class Correlator:
         elif decision.action is not Action.open:
             return None
         _close_stale_group(known, signal.dedup_key)
+        ready = None
+        if target is not None and signal.dedup_key not in known:
+            # the issue made for it beforehand, as it opens one (else it is deleted, unused)
+            ready = premade.pop(target, None)
         issue = await dedup.attach(
             session=session,
             matrix=matrix,
@@ -654,6 +761,7 @@ class Correlator:
             priorities=priorities,
             create=True,
             known=known,
+            premade=ready,
         )
         if issue is None:
             return None
@@ -810,6 +918,36 @@ def _entry(row: Any) -> _Entry:
         component=row[5],
         title=row[6] or "",
     )
+
+
+def _same_columns(signals: Sequence[tuple[Signal, bool]]) -> None:
+    """Every signal of the batch written with the same columns (those the attach step may
+    set), so that the next flush updates them all in one executemany instead of one UPDATE per
+    set of changed columns."""
+    if len(signals) < 2:
+        return
+    for signal, _ in signals:
+        loaded = inspect(signal).dict
+        for column in _SIGNAL_DECIDED:
+            if column in loaded:
+                flag_modified(signal, column)
+
+
+def _margin(session: AsyncSession) -> int:
+    """How far back of the marks a refresh reads. SQLite has one writer at a time, which takes
+    ids and commits before the next one starts: no row commits late, nothing to read again."""
+    return 0 if session.get_bind().dialect.name == "sqlite" else _ID_MARGIN
+
+
+async def _drop_unused(session: AsyncSession, issues: list[Issue]) -> None:
+    """Issues made beforehand for signals that joined an issue after all (which the
+    decisions rule out: kept for safety), with their "created" entries."""
+    ids = {i.id for i in issues}
+    for entry in [o for o in session.new if isinstance(o, TimelineEntry)]:
+        if entry.issue_id in ids:
+            session.expunge(entry)
+    for issue in issues:
+        await session.delete(issue)
 
 
 def _chunks(ids: list[int]) -> list[list[int]]:

@@ -277,16 +277,24 @@ def resolve_route(
     return found[0], found[1]
 
 
+_Resolved = tuple[str | None, str | None, str]
+
+
 def _resolve(
-    signal: SignalFeatures, routes: Sequence[RouteInfo]
-) -> tuple[str | None, str | None, str]:
-    """(route, reason, how): how is "stated", "cited" or "text" (several of its words)."""
+    signal: SignalFeatures,
+    routes: Sequence[RouteInfo],
+    infer: Callable[[str], tuple[RouteInfo, float] | None] | None = None,
+) -> _Resolved:
+    """(route, reason, how): how is "stated", "cited" or "text" (several of its words).
+    `infer`: `infer_route` over `routes` (`Context.infer`, indexed), when given."""
     if signal.route:
         return signal.route, f"route {signal.route}", "stated"
     if signal.cited_routes:
         ident, route = next(iter(signal.cited_routes.items()))
         return route, f"cites request id {ident[:12]} of a call on route {route}", "cited"
-    inferred = infer_route(signal.text, routes) if signal.text else None
+    inferred = None
+    if signal.text:
+        inferred = infer(signal.text) if infer is not None else infer_route(signal.text, routes)
     if inferred:
         route_info, sim = inferred
         matched = len(tokens(signal.text) & route_info.words())
@@ -306,6 +314,8 @@ TOGETHER_SECONDS = 300.0
 # uncommon means (in at most this share of the open issues' titles)
 MIN_SHARED_WORDS = 3
 UNCOMMON_SHARE = 0.01
+COMPONENT_ONLY = 0.45  # what the same component alone scores
+NEAR = 900.0  # seconds apart for the time bonus
 
 
 def score(
@@ -391,7 +401,7 @@ def score(
         elif total < 1.0:
             return Link(issue.issue_id, 0.0, (f"different route {route}",))
     elif component and component in issue.components and signal.category != TRAFFIC:
-        total += 0.45
+        total += COMPONENT_ONLY
         strong = strong or how == "stated" or route is None
         reasons.append(f"same component {component}")
     if signal.kind == "user" and uncommon is not None and issue.words:
@@ -403,7 +413,7 @@ def score(
     if total == 0.0:
         return Link(issue.issue_id, 0.0, ())
     gap = min(abs(signal.occurred_at - issue.last_seen), gap_start)
-    if gap <= 900:
+    if gap <= NEAR:
         total += 0.15
         reasons.append(f"{_ago(gap)} apart")
     elif gap > 6 * 3600:
@@ -421,16 +431,31 @@ def best_link(
     *,
     route_upstreams: dict[str, str] | None = None,
     uncommon: Callable[[str], bool] | None = None,
+    resolved: _Resolved | None = None,
+    ascending: bool = False,
 ) -> tuple[Link | None, str | None]:
-    """The open issue this signal should join (None: open a new one), and the route it is about.
+    """The open issue this signal should join (None: open a new one), and the route it is about
+    (`resolved`: what `_resolve` found for it, when the caller has it already).
 
     Ties go to the oldest issue (lowest id), so the outcome never depends on the order the
-    issues are given in (or on which of them was updated last)."""
-    route, why, how = _resolve(signal, routes)
+    issues are given in (or on which of them was updated last). `ascending`: the issues come
+    by increasing id, so once one scores the maximum no later one can win and the rest are
+    not scored."""
+    route, why, how = resolved if resolved is not None else _resolve(signal, routes)
     component = signal.component or (route_components or {}).get(route or "")
     upstream = (route_upstreams or {}).get(route or "")
+    # without a route, an alert's only evidence is its component (0.45) and the time bonus
+    # (0.15 within 15 minutes): further apart, below the threshold, it is not scored at all
+    far_is_below = route is None and signal.kind != "user" and threshold > COMPONENT_ONLY
+    occurred = signal.occurred_at
     best: Link | None = None
     for issue in issues:
+        if (
+            far_is_below
+            and min(abs(occurred - issue.last_seen), abs(occurred - issue.first_seen)) > NEAR
+            and not (signal.dedup_key and signal.dedup_key in issue.dedup_keys)
+        ):
+            continue
         link = score(
             signal,
             issue,
@@ -449,6 +474,8 @@ def best_link(
             or (link.score == best.score and link.issue_id < best.issue_id)
         ):
             best = link
+            if ascending and best.score >= 1.0:
+                break
     return best, route
 
 
@@ -580,6 +607,7 @@ class Context:
     # the batch's own changes over the snapshot: more index entries, title-word counts
     _index: dict[_Key, set[int]] = field(default_factory=dict, init=False)
     _df: dict[str, int] = field(default_factory=dict, init=False)
+    _route_words: dict[str, tuple[int, ...]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         since = self.since
@@ -589,6 +617,29 @@ class Context:
             self.issues = {k: f for k, f in self.snapshot.issues.items() if f.last_seen >= since}
         self._components = {r.name: r.component for r in self.routes if r.component}
         self._upstreams = {r.name: r.upstream for r in self.routes if r.upstream}
+        self._route_words = _route_word_index(tuple(self.routes))
+
+    def infer(self, text: str, minimum: float = 0.6) -> tuple[RouteInfo, float] | None:
+        """`infer_route(text, self.routes)`, looking at the routes that share a word with the
+        text only (the others have no similarity): the same route, found without scoring
+        every route."""
+        shared: dict[int, int] = {}
+        index = self._route_words
+        for word in tokens(text):
+            for position in index.get(word, ()):
+                shared[position] = shared.get(position, 0) + 1
+        best: tuple[RouteInfo, float] | None = None
+        routes = self.routes
+        for position in sorted(shared):
+            route = routes[position]
+            sim = shared[position] / len(route.words())
+            if sim >= minimum and (
+                best is None
+                or sim > best[1]
+                or (sim == best[1] and len(route.words()) > len(best[0].words()))
+            ):
+                best = (route, sim)
+        return best
 
     def uncommon(self, word: str) -> bool:
         """In at most `UNCOMMON_SHARE` of the open issues' titles (at least one)."""
@@ -657,13 +708,24 @@ class Context:
         return [issues[i] for i in sorted(found)]
 
 
+@functools.lru_cache(maxsize=16)
+def _route_word_index(routes: tuple[RouteInfo, ...]) -> dict[str, tuple[int, ...]]:
+    """Word → the positions of the routes whose own words hold it."""
+    index: dict[str, list[int]] = {}
+    for position, route in enumerate(routes):
+        for word in route.words():
+            index.setdefault(word, []).append(position)
+    return {word: tuple(positions) for word, positions in index.items()}
+
+
 def decide(signal: SignalFeatures, context: Context) -> Decision:
     """Where `signal` goes, and why — pure, over `context`.
 
     In order: a sender-chosen issue; the open dedup group of its key; with correlation on,
     the best-scoring open issue with specific evidence; else a new issue (a firing signal that
     may open one). With ``context.correlation`` False this is exact dedup."""
-    route, why, _how = _resolve(signal, context.routes)
+    resolved = _resolve(signal, context.routes, context.infer)
+    route, why, _how = resolved
     component = signal.component or context._components.get(route or "")
     base = Decision(Action.none, route=route, route_reason=why, component=component)
     if signal.issue_id is not None:
@@ -708,6 +770,8 @@ def decide(signal: SignalFeatures, context: Context) -> Decision:
             context.threshold,
             route_upstreams=context._upstreams,
             uncommon=context.uncommon,
+            resolved=resolved,
+            ascending=True,  # `candidates` sorts them by id
         )
         if link is not None:
             return replace(

@@ -83,10 +83,13 @@ async def attach(
     priorities: Mapping[str, Mapping[str, str]],
     create: bool = True,
     known: OpenGroups | None = None,
+    premade: Issue | None = None,
 ) -> Issue | None:
     """Link `signal` (already flushed) to an issue, setting ``signal.issue_id``, and return
     it; None when the signal stands alone (a resolve for nothing open, or `create` is
-    False). `known`, from `open_groups`, saves a query per signal and is kept up to date."""
+    False). `known`, from `open_groups`, saves a query per signal and is kept up to date.
+    `premade`: the issue to open, made beforehand with `new_issue` (with others, in one
+    insert), used if the signal opens one."""
     if signal.issue_id is not None:
         linked = await triage.get_issue(session=session, issue_id=signal.issue_id)
         _note(session, linked, signal, kind="signal")
@@ -102,6 +105,37 @@ async def attach(
         del known[signal.dedup_key]
     if signal.status == "resolved" or not create:
         return None
+    if premade is not None:
+        issue = premade
+    else:
+        issue = await triage.create_issue(
+            session=session,
+            matrix=matrix,
+            data=issue_data(signal, matrix, priorities),
+            actor=ACTOR,
+            detected_at=signal.received_at,
+            now=signal.received_at,
+        )
+    start_group(session, signal, issue, known)
+    _note(session, issue, signal, kind="signal")
+    return issue
+
+
+def new_issue(
+    signal: Signal, matrix: Matrix, priorities: Mapping[str, Mapping[str, str]]
+) -> triage.NewIssue:
+    """The issue a new firing signal opens, for `triage.create_issues` (then `attach` with
+    it as `premade`)."""
+    return triage.NewIssue(
+        issue_data(signal, matrix, priorities), ACTOR, signal.received_at, signal.received_at
+    )
+
+
+def issue_data(
+    signal: Signal, matrix: Matrix, priorities: Mapping[str, Mapping[str, str]]
+) -> IssueCreate:
+    """What the issue a new firing signal opens holds: its summary as the title, a suggested
+    priority, its source and severity as labels."""
     priority = priority_rules.suggest(
         priorities, matrix, source=signal.source, severity=signal.severity
     )
@@ -111,25 +145,15 @@ async def attach(
     category = (signal.labels or {}).get("category")
     if isinstance(category, str) and category:
         labels.append(category[:60])  # e.g. "security" from an auth-failure rule
-    issue = await triage.create_issue(
-        session=session,
-        matrix=matrix,
-        data=IssueCreate(
-            title=signal.summary[:300] or f"{signal.source} signal",
-            description=signal.body[:20_000],
-            priority=priority,
-            component=signal.component,
-            route=signal.route,
-            labels=labels,
-            impact_started_at=signal.occurred_at,
-        ),
-        actor=ACTOR,
-        detected_at=signal.received_at,
-        now=signal.received_at,
+    return IssueCreate(
+        title=signal.summary[:300] or f"{signal.source} signal",
+        description=signal.body[:20_000],
+        priority=priority,
+        component=signal.component,
+        route=signal.route,
+        labels=labels,
+        impact_started_at=signal.occurred_at,
     )
-    start_group(session, signal, issue, known)
-    _note(session, issue, signal, kind="signal")
-    return issue
 
 
 def start_group(

@@ -24,6 +24,7 @@ from hypercare.feedback.models import (
 )
 from hypercare.feedback.samples import TEST_LABEL, mark
 from hypercare.store.base import utcnow
+from hypercare.store.ids import preassign_ids, preassign_new
 from hypercare.triage import service as triage
 from hypercare.triage.models import Issue, IssueRead, TimelineEntry
 from hypercare.triage.rules import Matrix
@@ -148,8 +149,13 @@ async def ingest_many(
         delivery_id = batch.delivery.id if batch.delivery is not None else None
         stored.append([_signal(d, batch.integration_id, delivery_id, now) for d in batch.drafts])
     every = [signal for signals in stored for signal in signals]
+    if not holds_write_lock and len(every) > 2 and _is_sqlite(session):
+        # the first row alone takes SQLite's write lock; the others get their ids from it
+        session.add(every[0])
+        await session.flush()
+        holds_write_lock = True
     if holds_write_lock:
-        await _preassign_ids(session, Signal, every)
+        await preassign_ids(session, Signal, every)
     session.add_all(every)
     await session.flush()
     keys = [
@@ -196,11 +202,15 @@ async def ingest_many(
                 if issue is not None and issue.id not in issues:
                     issues.append(issue.id)
         done.append(Ingested(signals, issues))
-    if holds_write_lock:
-        entries = [o for o in session.new if isinstance(o, TimelineEntry) and o.id is None]
-        await _preassign_ids(session, TimelineEntry, entries)
+    if every:
+        # the signals are written: the write lock is held
+        await preassign_new(session, TimelineEntry, SignalGroup)
     await session.flush()
     return done
+
+
+def _is_sqlite(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
 
 
 def _signal(
@@ -301,23 +311,6 @@ async def _lock_keys(session: AsyncSession, keys: Sequence[str]) -> None:
         ),
         {"keys": ordered},
     )
-
-
-async def _preassign_ids(
-    session: AsyncSession, model: type[Signal] | type[TimelineEntry], rows: Sequence[Any]
-) -> None:
-    """Give new rows their primary keys so SQLite inserts them in one executemany.
-
-    SQLite cannot tie RETURNING rows to parameter sets, so the ORM would otherwise insert
-    row by row to learn each id. This runs only after the transaction's first write, when
-    SQLite's single write lock is held and no other writer can take the same ids.
-    PostgreSQL batches with RETURNING on its own and is left alone."""
-    if len(rows) < 2 or session.get_bind().dialect.name != "sqlite":
-        return
-    with session.no_autoflush:
-        top = await session.scalar(select(func.max(model.id))) or 0
-    for offset, row in enumerate(rows, start=1):
-        row.id = top + offset
 
 
 async def list_signals(

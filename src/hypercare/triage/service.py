@@ -6,6 +6,7 @@ without a trace.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import InvalidInput, NotFound
 from hypercare.store.base import utcnow
+from hypercare.store.ids import preassign_ids
 from hypercare.triage import rules
 from hypercare.triage.models import Issue, IssueCreate, IssueRead, TimelineEntry
 from hypercare.triage.rules import DONE, Matrix, SlaState, Status
@@ -88,7 +90,65 @@ async def create_issue(
     detected_at: datetime | None = None,
     now: datetime | None = None,
 ) -> Issue:
-    now = now or utcnow()
+    (issue,) = await create_issues(
+        session=session,
+        matrix=matrix,
+        items=[NewIssue(data, actor, detected_at, now or utcnow())],
+    )
+    return issue
+
+
+@dataclass(frozen=True, slots=True)
+class NewIssue:
+    """One issue for `create_issues`: what `create_issue` takes."""
+
+    data: IssueCreate
+    actor: str
+    detected_at: datetime | None
+    now: datetime
+
+
+async def create_issues(
+    *,
+    session: AsyncSession,
+    matrix: Matrix,
+    items: Sequence[NewIssue],
+    write_locked: bool = False,
+) -> list[Issue]:
+    """`create_issue` for several issues with one flush: the issues in order, each with its
+    "created" (and "assignment") timeline entries. `write_locked`: the transaction has
+    written already (on SQLite it holds the write lock), so the issues get their ids first
+    and go in one INSERT."""
+    issues = [_new_issue(matrix, item) for item in items]
+    session.add_all(issues)
+    if write_locked:
+        await preassign_ids(session, Issue, issues)
+    await session.flush()
+    for issue, item in zip(issues, items, strict=True):
+        level = matrix.level(issue.priority)
+        record(
+            session,
+            issue,
+            actor=item.actor,
+            kind="created",
+            text=f"Issue opened as {issue.priority} ({level.name})",
+            data={"priority": issue.priority, "due_at": _iso(issue.due_at)},
+            at=item.now,
+        )
+        if item.data.assignee:
+            record(
+                session,
+                issue,
+                actor=item.actor,
+                kind="assignment",
+                data={"to": item.data.assignee},
+                at=item.now,
+            )
+    return issues
+
+
+def _new_issue(matrix: Matrix, item: NewIssue) -> Issue:
+    data, now = item.data, item.now
     priority = data.priority or matrix.default_priority
     level = matrix.level(priority)
     issue = Issue(
@@ -100,30 +160,17 @@ async def create_issue(
         route=data.route,
         labels=list(data.labels),
         assignee=data.assignee,
-        reporter=actor,
+        reporter=item.actor,
         created_at=now,
         updated_at=now,
         impact_started_at=data.impact_started_at,
-        detected_at=detected_at or now,
+        detected_at=item.detected_at or now,
         due_at=rules.due_at(now, level),
         escalation_level=0,
         reopen_count=0,
         sla_state=SlaState.ok.value,
     )
     _apply_sla(issue, matrix, now)
-    session.add(issue)
-    await session.flush()
-    record(
-        session,
-        issue,
-        actor=actor,
-        kind="created",
-        text=f"Issue opened as {priority} ({level.name})",
-        data={"priority": priority, "due_at": _iso(issue.due_at)},
-        at=now,
-    )
-    if data.assignee:
-        record(session, issue, actor=actor, kind="assignment", data={"to": data.assignee}, at=now)
     return issue
 
 
