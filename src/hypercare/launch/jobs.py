@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from hypercare.api.state import AppState
 from hypercare.feedback import service as feedback
@@ -178,7 +178,3 @@ async def run_launches(state: AppState, stop: asyncio.Event, interval: float = I
         rt.last_cycle_ms = (time.perf_counter() - started) * 1000
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
-
-
-def _utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
