@@ -250,7 +250,14 @@ def main() -> None:
                     "hypercare summary.json": (f"{up.url}/api/v2/summary.json", console_pids),
                     "hypercare /status": (f"{up.url}/status", console_pids),
                 }
+                # the console's background loops (detection, telemetry, status) cost CPU
+                # with no request at all: measured idle, and also reported without it
+                before = cpu_seconds(console_pids)
+                time.sleep(args.duration)
+                idle = (cpu_seconds(console_pids) - before) / args.duration
+                print(f"console idle: {idle * 1000:.0f} CPU ms per second", flush=True)
                 results: dict[str, list[tuple[float, float, float, float]]] = {}
+                above_idle: dict[str, list[float]] = {}
                 for name, (url, pids) in targets.items():
                     wrk_url(url, 1, args.connections)  # warm up
                     for _ in range(args.runs):
@@ -260,6 +267,8 @@ def main() -> None:
                         results.setdefault(name, []).append(
                             (rps, p50, p99, n / cpu if cpu > 0 else 0.0)
                         )
+                        busy = cpu - (idle * args.duration if pids is console_pids else 0.0)
+                        above_idle.setdefault(name, []).append(n / busy if busy > 0 else 0.0)
                         print(
                             f"{name:28s} {rps:9.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
                             f"  {n / cpu if cpu else 0:9.0f} req/CPU-s",
@@ -305,6 +314,13 @@ def main() -> None:
             f"console ASGI app alone, in process: {inprocess_cost(Path(tmp_name)):.1f} CPU µs"
             f" per summary.json (the rest of a request's cost is uvicorn's)"
         )
+    ref_busy = statistics.median(above_idle["nginx static summary.json"])
+    for k, v in above_idle.items():
+        if k.startswith("hypercare"):
+            print(
+                f"{k:28s} above the console's idle CPU: {statistics.median(v):10.0f} req/CPU-s"
+                f" {statistics.median(v) / ref_busy:8.2f} x nginx"
+            )
     print(
         f"threshold crossed -> summary.json shows it: median {statistics.median(raised):.2f} s"
         f" (runs: {', '.join(f'{x:.2f}' for x in raised)}); fault lifted -> operational: "
