@@ -27,6 +27,7 @@ import httpx
 from hypercare.response import rules
 from hypercare.response.config import ChannelConfig
 from hypercare.response.rules import webhook_signature
+from hypercare.response.transport import PooledTransport
 
 SIGNATURE_HEADER = "X-Hypercare-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -421,12 +422,13 @@ class Notifiers:
         return cls(kinds)
 
 
-def new_client() -> httpx.AsyncClient:
-    """The one outbound client: bounded timeouts and pool, no redirects followed (a
-    redirect could lead a configured target to an address nobody approved)."""
+def new_client(max_connections: int = 100) -> httpx.AsyncClient:
+    """The one outbound client: bounded timeouts and pool (keep-alive, see
+    `hypercare.response.transport`), no redirects followed (a redirect could lead a
+    configured target to an address nobody approved)."""
     return httpx.AsyncClient(
+        transport=PooledTransport(max_connections=max_connections),
         timeout=httpx.Timeout(10.0, connect=5.0),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
         follow_redirects=False,
         trust_env=False,
     )

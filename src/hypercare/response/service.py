@@ -299,16 +299,6 @@ async def due_deliveries(
     return list(await session.scalars(query))
 
 
-async def load_deliveries(*, session: AsyncSession, delivery_ids: Sequence[int]) -> None:
-    """Bring deliveries and their issues into the session in two queries."""
-    if not delivery_ids:
-        return
-    rows = list(await session.scalars(select(Delivery).where(Delivery.id.in_(list(delivery_ids)))))
-    issue_ids = sorted({d.issue_id for d in rows})
-    if issue_ids:
-        list(await session.scalars(select(Issue).where(Issue.id.in_(issue_ids))))
-
-
 async def record_attempt(
     *,
     session: AsyncSession,
@@ -321,20 +311,87 @@ async def record_attempt(
     now: datetime,
 ) -> Delivery | None:
     """Store the end of one attempt; a final outcome (sent, dead) goes on the timeline."""
-    delivery = await session.get(Delivery, delivery_id)
-    if delivery is None or delivery.state not in (
-        DeliveryState.pending.value,
-        DeliveryState.failed.value,
-    ):
-        return delivery
+    done = await record_attempts(
+        session=session,
+        outcomes=[(delivery_id, ok, status, error)],
+        retry_after=retry_after,
+        max_attempts=max_attempts,
+        now=now,
+    )
+    return done[0] if done else await session.get(Delivery, delivery_id)
+
+
+Attempt = tuple[int, bool, int | None, str | None]  # delivery id, ok, status, error
+
+
+async def record_attempts(
+    *,
+    session: AsyncSession,
+    outcomes: Sequence[Attempt],
+    retry_after: Callable[[int], timedelta],
+    max_attempts: int,
+    now: datetime,
+) -> list[Delivery]:
+    """Store the ends of many attempts at once: the deliveries and their issues are read in
+    a few queries and written in one flush (the dispatcher's batch). Each final outcome
+    (sent, dead) goes on its issue's timeline. Returns the deliveries that were updated
+    (one no longer pending or failed, e.g. replayed meanwhile, is left alone)."""
+    ids = sorted({o[0] for o in outcomes})
+    rows: dict[int, Delivery] = {}
+    issues: dict[int, Issue] = {}
+    updated: list[Delivery] = []
+    with session.no_autoflush:
+        for chunk in _chunks(ids, 500):
+            for d in await session.scalars(select(Delivery).where(Delivery.id.in_(chunk))):
+                rows[d.id] = d
+        issue_ids = sorted({d.issue_id for d in rows.values()})
+        for chunk in _chunks(issue_ids, 500):
+            for i in await session.scalars(select(Issue).where(Issue.id.in_(chunk))):
+                issues[i.id] = i
+        for delivery_id, ok, status, error in outcomes:
+            delivery = rows.get(delivery_id)
+            if delivery is None or delivery.state not in _OPEN_STATES:
+                continue
+            _apply_attempt(
+                session,
+                delivery,
+                issues.get(delivery.issue_id),
+                ok=ok,
+                status=status,
+                error=error,
+                delay=retry_after(delivery.attempts + 1),
+                max_attempts=max_attempts,
+                now=now,
+            )
+            updated.append(delivery)
+    await session.flush()
+    return updated
+
+
+_OPEN_STATES = (DeliveryState.pending.value, DeliveryState.failed.value)
+
+
+def _chunks(values: Sequence[int], size: int) -> Iterable[list[int]]:
+    for i in range(0, len(values), size):
+        yield list(values[i : i + size])
+
+
+def _apply_attempt(
+    session: AsyncSession,
+    delivery: Delivery,
+    issue: Issue | None,
+    *,
+    ok: bool,
+    status: int | None,
+    error: str | None,
+    delay: timedelta,
+    max_attempts: int,
+    now: datetime,
+) -> None:
     delivery.attempts += 1
     attempts = delivery.attempts if rules.retryable(status) or ok else max_attempts
     state, next_at = rules.after_attempt(
-        ok=ok,
-        attempts=attempts,
-        max_attempts=max_attempts,
-        now=now,
-        delay=retry_after(delivery.attempts),
+        ok=ok, attempts=attempts, max_attempts=max_attempts, now=now, delay=delay
     )
     delivery.state = state.value
     delivery.next_attempt_at = next_at
@@ -343,31 +400,28 @@ async def record_attempt(
     delivery.error = None if ok else (error or "failed")[:300]
     if ok:
         delivery.sent_at = now
-    if state in (DeliveryState.sent, DeliveryState.dead):
-        issue = await session.get(Issue, delivery.issue_id)
-        if issue is not None:
-            text = (
-                f"Notified {delivery.channel} ({delivery.event})"
-                if ok
-                else f"Notification to {delivery.channel} gave up after "
-                f"{delivery.attempts} attempt(s): {delivery.error}"
-            )
-            triage_service.record(
-                session,
-                issue,
-                actor="hypercare",
-                kind="notification",
-                text=text,
-                data={
-                    "delivery_id": delivery.id,
-                    "channel": delivery.channel,
-                    "state": state.value,
-                    "attempts": delivery.attempts,
-                    "status": status,
-                },
-                at=now,
-            )
-    return delivery
+    if state in (DeliveryState.sent, DeliveryState.dead) and issue is not None:
+        text = (
+            f"Notified {delivery.channel} ({delivery.event})"
+            if ok
+            else f"Notification to {delivery.channel} gave up after "
+            f"{delivery.attempts} attempt(s): {delivery.error}"
+        )
+        triage_service.record(
+            session,
+            issue,
+            actor="hypercare",
+            kind="notification",
+            text=text,
+            data={
+                "delivery_id": delivery.id,
+                "channel": delivery.channel,
+                "state": state.value,
+                "attempts": delivery.attempts,
+                "status": status,
+            },
+            at=now,
+        )
 
 
 async def list_deliveries(

@@ -75,7 +75,7 @@ async def replay_notification(
     delivery = await service.replay(
         session=session, delivery_id=delivery_id, actor=who.name, now=utcnow()
     )
-    jobs.runtime(state).wake.set()
+    jobs.nudge(state)
     return service.to_read(delivery)
 
 

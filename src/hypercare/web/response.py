@@ -58,7 +58,7 @@ async def replay(
     delivery = await service.replay(
         session=session, delivery_id=delivery_id, actor=user.principal.name, now=utcnow()
     )
-    jobs.runtime(state).wake.set()
+    jobs.nudge(state)
     return _back(request, delivery.issue_id, "notifications")
 
 
