@@ -71,6 +71,7 @@ def headline(m: Mapping[str, Any]) -> str:
         "escalation": "Escalated:",
         "acknowledged": "Acknowledged:",
         "page": "Paging:",
+        "storm_page": "Paging:",
     }.get(str(m.get("event")), "Update:")
     return f"{verb} [{m['priority']}] #{m['issue_id']} {m['title']}"
 

@@ -154,7 +154,6 @@ async def outbox_pass(state: AppState, rt: ResponseRuntime) -> int:
             key=rt.key,
             now=utcnow(),
         )
-        made = await service.gather_storm(session=session, config=cfg, made=made, now=utcnow())
         made += await service.react(
             session=session,
             config=cfg,
@@ -165,6 +164,8 @@ async def outbox_pass(state: AppState, rt: ResponseRuntime) -> int:
             now=utcnow(),
             impact=impact_probe(state) if cfg.impact_gate else None,
         )
+        # during a storm, "created" messages and pages are grouped per channel
+        made = await service.gather_storm(session=session, config=cfg, made=made, now=utcnow())
         seen = rt.seen | {e.id for e, _ in entries}
         cursor, gaps = rules.advance_cursor(
             rt.cursor,
@@ -233,6 +234,9 @@ async def escalation_pass(state: AppState, rt: ResponseRuntime) -> int:
             key=rt.key,
             now=utcnow(),
             urgent_priority=state.matrix.levels[0].level if state.matrix.levels else "P1",
+        )
+        made = await service.gather_storm(
+            session=session, config=state.config.response, made=made, now=utcnow()
         )
     return len(made)
 

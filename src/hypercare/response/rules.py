@@ -436,19 +436,26 @@ def impact_verdict(
 # --- storms -------------------------------------------------------------------------------
 
 
-def storm_message(issues: Sequence[Mapping[str, Any]], *, within: timedelta) -> dict[str, Any]:
+def storm_message(
+    issues: Sequence[Mapping[str, Any]], *, within: timedelta, paging: bool = False
+) -> dict[str, Any]:
     """One message standing for the "created" messages of `issues` (message snapshots, in
-    order). Keeps the fields every channel format reads: the first issue's id and links,
-    the most urgent priority (the matrix names sort P1 < P2 ...), a title that counts them,
-    and a text listing each."""
+    order), or with `paging` for their escalation pages. Keeps the fields every channel
+    format reads: the first issue's id and links (and whom a page is for), the most urgent
+    priority (the matrix names sort P1 < P2 ...), a title that counts them, and a text
+    listing each."""
     first = issues[0]
     seconds = within.total_seconds()
     lines = [f"#{m['issue_id']} [{m['priority']}] {m['title']} — {m['issue_url']}" for m in issues]
     return {
         **first,
-        "event": "storm",
+        "event": "storm_page" if paging else "storm",
         "priority": min(str(m["priority"]) for m in issues),
-        "title": f"Storm: {len(issues)} new issues (more than usual within {seconds:g} s)",
+        "title": (
+            f"Storm: {len(issues)} issues paging (a storm of new issues within {seconds:g} s)"
+            if paging
+            else f"Storm: {len(issues)} new issues (more than usual within {seconds:g} s)"
+        ),
         "text": "\n".join(lines[:100])
         + (f"\n… and {len(lines) - 100} more" if len(lines) > 100 else ""),
         "issues": [m["issue_id"] for m in issues],

@@ -1010,50 +1010,58 @@ async def list_escalations(*, session: AsyncSession, issue_id: int) -> list[Esca
 STORM = "storm"
 
 
+STORM_PAGE = "storm_page"
+# what a storm folds: the event of the deliveries, and the event of their grouped one
+_STORM_KINDS = (("created", STORM), (PAGE, STORM_PAGE))
+
+
 async def gather_storm(
     *, session: AsyncSession, config: ResponseConfig, made: list[Delivery], now: datetime
 ) -> list[Delivery]:
     """During a storm (more than `storm.issues` issues opened within `storm.within`), the
     fresh "created" deliveries to each channel are folded into that channel's one pending
-    storm delivery (made when the storm starts, sent `storm.gather` later). Returns the
-    deliveries still standing."""
+    storm delivery (made when the storm starts, sent `storm.gather` later), and so are the
+    escalation pages ("page": one grouped page per channel or person's contact). Returns
+    the deliveries still standing."""
     storm = config.storm
-    created = [d for d in made if d.event == "created"]
-    if storm is None or not created:
+    kinds = dict(_STORM_KINDS)
+    folded = [d for d in made if d.event in kinds]
+    if storm is None or not folded:
         return made
     recent = await session.scalar(
         select(func.count()).select_from(Issue).where(Issue.created_at >= now - storm.within)
     )
     if int(recent or 0) <= storm.issues:
         return made
-    kept = [d for d in made if d.event != "created"]
-    by_channel: dict[str, list[Delivery]] = {}
-    for d in created:
-        by_channel.setdefault(d.channel, []).append(d)
-    for channel, rows in by_channel.items():
+    kept = [d for d in made if d.event not in kinds]
+    by_channel: dict[tuple[str, str], list[Delivery]] = {}
+    for d in folded:
+        by_channel.setdefault((kinds[d.event], d.channel), []).append(d)
+    for (event, channel), rows in by_channel.items():
         pending = await session.scalar(
             select(Delivery)
             .where(
                 Delivery.channel == channel,
-                Delivery.event == STORM,
+                Delivery.event == event,
                 Delivery.state == DeliveryState.pending.value,
             )
             .order_by(Delivery.id.desc())
             .limit(1)
         )
         members = [d.message for d in rows]
+        paging = event == STORM_PAGE
         if pending is not None:
             # bounded: the first 1000 issues of a storm are listed
             issues = (list(pending.message.get("members", [])) + members)[:1000]
-            message = rules.storm_message(issues, within=storm.within)
+            message = rules.storm_message(issues, within=storm.within, paging=paging)
             pending.message = {**message, "members": issues}
         else:
             head = rows[0]
-            message = rules.storm_message(members, within=storm.within)
+            message = rules.storm_message(members, within=storm.within, paging=paging)
             pending = Delivery(
                 issue_id=head.issue_id,
                 entry_id=head.entry_id,
-                event=STORM,
+                event=event,
                 channel=channel,
                 channel_type=head.channel_type,
                 recipient=head.recipient,
