@@ -314,12 +314,15 @@ class ImpactGateConfig(StrictModel):
     min_requests: int = Field(default=20, ge=1, le=1_000_000)
     error_rate: float = Field(default=0.02, gt=0, le=1, description="failed share = impact")
     p95_ms: float | None = Field(default=2000, gt=0, description="p95 at or above = impact")
+    # an alert found without impact is checked again while open and unowned, this long
+    # after that check; impact then pages on-call (once). 0s: never re-checked
+    recheck_for: Duration = timedelta(hours=1)
 
 
 class StormConfig(StrictModel):
     """More than `issues` new issues within `within`: the channel messages about new issues
-    are gathered into one per channel (sent `gather` after the first), instead of one each.
-    Pages by escalation policies are not gathered."""
+    are gathered into one per channel (sent `gather` after the first), instead of one each;
+    so are the escalation pages (one grouped page per channel or contact)."""
 
     issues: int = Field(default=10, ge=1, le=10_000)
     within: Duration = timedelta(seconds=60)

@@ -164,6 +164,16 @@ async def outbox_pass(state: AppState, rt: ResponseRuntime) -> int:
             now=utcnow(),
             impact=impact_probe(state) if cfg.impact_gate else None,
         )
+        if cfg.impact_gate is not None:
+            made += await service.recheck_impact(
+                session=session,
+                config=cfg,
+                matrix=state.matrix,
+                base_url=rt.base_url,
+                key=rt.key,
+                now=utcnow(),
+                impact=impact_probe(state),
+            )
         # during a storm, "created" messages and pages are grouped per channel
         made = await service.gather_storm(session=session, config=cfg, made=made, now=utcnow())
         seen = rt.seen | {e.id for e, _ in entries}

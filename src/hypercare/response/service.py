@@ -712,6 +712,7 @@ async def deliver_to(
     key: bytes,
     now: datetime,
     held: dict[str, datetime] | None = None,
+    evidence: dict[str, str] | None = None,
 ) -> list[Delivery]:
     """Pending deliveries of `entry` to `channels` (configured or a person's contact), one
     per channel, due now or when the `held` time of their channel comes; pairs made before
@@ -731,6 +732,8 @@ async def deliver_to(
         if channel is None or name in existing:
             continue
         message = message_for(entry, issue, change, base_url=base_url, ack_token=token)
+        if evidence:
+            message["evidence"] = dict(evidence)
         person_name, slash, index = name.partition("/")
         person = config.person(person_name) if slash else None
         if person is not None:
@@ -793,7 +796,6 @@ async def react(
     acknowledgement and resolution stop them. Rules that name people or schedules get
     deliveries to their contacts (the on-call person's, for a schedule)."""
     made: list[Delivery] = []
-    kinds = config.target_names()
     for entry, issue in entries:
         change = rules.change_of(entry.kind, entry.data or {})
         if change is None:
@@ -822,7 +824,7 @@ async def react(
                 session,
                 issue,
                 actor="hypercare",
-                kind="impact_check",
+                kind=IMPACT_CHECK,
                 text=verdict.text
                 + (
                     " — on-call not paged; the team channel is told"
@@ -846,56 +848,172 @@ async def react(
                     now=now,
                 )
                 continue
-        direct = [n for n in named if kinds.get(n) in ("person", "schedule")]
-        if direct:
-            held: dict[str, datetime] = {}
-            channels, _notes = await resolve_targets(
-                session=session,
-                config=config,
-                names=direct,
-                now=now,
-                urgent=bool(matrix.levels) and issue.priority == matrix.levels[0].level,
-                held=held,
-            )
-            made += await deliver_to(
-                session=session,
-                config=config,
-                entry=entry,
-                issue=issue,
-                change=change,
-                channels=channels,
-                base_url=base_url,
-                key=key,
-                now=now,
-                held=held,
-            )
-        if change not in ("created", "priority") or issue.acknowledged_at or issue.status in CLOSED:
-            continue
-        try:
-            path = matrix.level(issue.priority).escalation
-        except InvalidInput:
-            path = []
-        wanted = [n for n in named if kinds.get(n) == "policy"]
-        wanted += list(rules.policies_for(config.policies, issue.priority, path))
-        for name in dict.fromkeys(wanted):
-            exists = await session.scalar(
-                select(Escalation.id).where(
-                    Escalation.issue_id == issue.id, Escalation.policy == name
-                )
-            )
-            if exists is None:
-                session.add(
-                    Escalation(
-                        issue_id=issue.id,
-                        policy=name,
-                        started_at=now,
-                        done=0,
-                        advance_to=0,
-                        next_at=now,
-                    )
-                )
+        made += await _page(
+            session=session,
+            config=config,
+            matrix=matrix,
+            entry=entry,
+            issue=issue,
+            change=change,
+            named=named,
+            base_url=base_url,
+            key=key,
+            now=now,
+        )
     await session.flush()
     return made
+
+
+async def _page(
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    matrix: Matrix,
+    entry: TimelineEntry,
+    issue: Issue,
+    change: str,
+    named: Sequence[str],
+    base_url: str,
+    key: bytes,
+    now: datetime,
+) -> list[Delivery]:
+    """Deliveries to the people and schedules the rules name, and (for a new or
+    reprioritised issue not yet owned) the escalation policies its rules or matrix level
+    name, started now."""
+    made: list[Delivery] = []
+    kinds = config.target_names()
+    direct = [n for n in named if kinds.get(n) in ("person", "schedule")]
+    if direct:
+        held: dict[str, datetime] = {}
+        channels, _notes = await resolve_targets(
+            session=session,
+            config=config,
+            names=direct,
+            now=now,
+            urgent=bool(matrix.levels) and issue.priority == matrix.levels[0].level,
+            held=held,
+        )
+        made += await deliver_to(
+            session=session,
+            config=config,
+            entry=entry,
+            issue=issue,
+            change=change,
+            channels=channels,
+            base_url=base_url,
+            key=key,
+            now=now,
+            held=held,
+        )
+    if change not in ("created", "priority") or issue.acknowledged_at or issue.status in CLOSED:
+        return made
+    try:
+        path = matrix.level(issue.priority).escalation
+    except InvalidInput:
+        path = []
+    wanted = [n for n in named if kinds.get(n) == "policy"]
+    wanted += list(rules.policies_for(config.policies, issue.priority, path))
+    for name in dict.fromkeys(wanted):
+        exists = await session.scalar(
+            select(Escalation.id).where(Escalation.issue_id == issue.id, Escalation.policy == name)
+        )
+        if exists is None:
+            session.add(
+                Escalation(
+                    issue_id=issue.id,
+                    policy=name,
+                    started_at=now,
+                    done=0,
+                    advance_to=0,
+                    next_at=now,
+                )
+            )
+    return made
+
+
+IMPACT_CHECK = "impact_check"
+
+
+async def recheck_impact(
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    matrix: Matrix,
+    base_url: str,
+    key: bytes,
+    now: datetime,
+    impact: Callable[[Issue], rules.Impact],
+) -> list[Delivery]:
+    """Impact-confirmed paging, looked at again: a system alert whose check found no user
+    impact (team channel only) is checked against live telemetry while it stays open and
+    unowned (up to `impact_gate.recheck_for` after that check). When impact shows up, the
+    issue's timeline says so with the numbers, and on-call is paged as for a new issue:
+    once, since the newest check then says impact."""
+    gate = config.impact_gate
+    if gate is None or gate.recheck_for <= timedelta(0):
+        return []
+    rows = list(
+        await session.execute(
+            select(TimelineEntry, Issue)
+            .join(Issue, Issue.id == TimelineEntry.issue_id)
+            .where(
+                TimelineEntry.kind == IMPACT_CHECK,
+                TimelineEntry.at >= now - gate.recheck_for,
+                Issue.acknowledged_at.is_(None),
+                Issue.status.not_in(sorted(CLOSED)),
+            )
+            .order_by(TimelineEntry.id)
+            .limit(2000)
+        )
+    )
+    newest: dict[int, tuple[TimelineEntry, Issue]] = {}
+    for entry, issue in rows:
+        newest[issue.id] = (entry, issue)  # ordered by id: the last one wins
+    made: list[Delivery] = []
+    for entry, issue in newest.values():
+        if (entry.data or {}).get("impact") is not False:
+            continue
+        verdict = impact(issue)
+        if verdict.impact is not True:
+            continue
+        checked = triage_service.record(
+            session,
+            issue,
+            actor="hypercare",
+            kind=IMPACT_CHECK,
+            text=f"{verdict.text} — user impact appeared after the alert opened: "
+            "on-call is paged now",
+            data={"impact": True, "recheck": True},
+            at=now,
+        )
+        await session.flush()
+        made += await _page(
+            session=session,
+            config=config,
+            matrix=matrix,
+            entry=checked,
+            issue=issue,
+            change="created",
+            named=rules.targets(config.rules, facts_of(issue), "created"),
+            base_url=base_url,
+            key=key,
+            now=now,
+        )
+    await session.flush()
+    return made
+
+
+async def impact_evidence(*, session: AsyncSession, issue_id: int) -> dict[str, str]:
+    """The newest impact check of an issue that found impact, as a page's evidence line."""
+    entry = await session.scalar(
+        select(TimelineEntry)
+        .where(TimelineEntry.issue_id == issue_id, TimelineEntry.kind == IMPACT_CHECK)
+        .order_by(TimelineEntry.id.desc())
+        .limit(1)
+    )
+    if entry is None or (entry.data or {}).get("impact") is not True:
+        return {}
+    return {"Impact": entry.text[:300]}
 
 
 def escalation_state(row: Escalation, issue: Issue) -> rules.EscalationState:
@@ -987,6 +1105,7 @@ async def escalation_pass(
                 key=key,
                 now=now,
                 held=step_held,
+                evidence=await impact_evidence(session=session, issue_id=issue.id),
             )
         if plan.due:
             row.done += len(plan.due)
