@@ -20,7 +20,7 @@ file and line of the dangling name.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -272,12 +272,42 @@ class LayerConfig(StrictModel):
         return self.turn or timedelta(hours=24)
 
 
+class OverrideConfig(StrictModel):
+    """Somebody else on call from `start` to `end`, written in the file (the API and the
+    console add more). A time without an offset is read in the schedule's time zone."""
+
+    person: str
+    start: datetime
+    end: datetime
+
+    @model_validator(mode="after")
+    def _span(self) -> OverrideConfig:
+        if (self.start.tzinfo is None) != (self.end.tzinfo is None):
+            raise ValueError("give both `start` and `end` an offset (e.g. +02:00), or neither")
+        if self.end <= self.start:
+            raise ValueError("`end` must be after `start`")
+        if self.end - self.start > timedelta(days=90):
+            raise ValueError("an override may last at most 90 days")
+        return self
+
+
 class ScheduleConfig(StrictModel):
     name: str = Field(pattern=_NAME)
     time_zone: TimeZoneName
     description: str | None = Field(default=None, max_length=500)
     # later layers sit on top of earlier ones where they have somebody
     layers: list[LayerConfig] = Field(min_length=1, max_length=20)
+    overrides: list[OverrideConfig] = Field(default_factory=list, max_length=500)
+
+    def override_spans(self) -> list[tuple[str, datetime, datetime]]:
+        """The file's overrides as (person, start, end) in UTC."""
+        zone = ZoneInfo(self.time_zone)
+        out = []
+        for o in self.overrides:
+            start = o.start if o.start.tzinfo else o.start.replace(tzinfo=zone)
+            end = o.end if o.end.tzinfo else o.end.replace(tzinfo=zone)
+            out.append((o.person, start.astimezone(UTC), end.astimezone(UTC)))
+        return out
 
 
 class StepConfig(StrictModel):
@@ -415,6 +445,10 @@ class ResponseConfig(StrictModel):
     def person(self, name: str) -> PersonConfig | None:
         return next((p for p in self.people if p.name == name), None)
 
+    def person_for_token(self, token_name: str) -> PersonConfig | None:
+        """The person whose `token:` names this API token (acts as them)."""
+        return next((p for p in self.people if p.token and p.token == token_name), None)
+
     def schedule(self, name: str) -> ScheduleConfig | None:
         return next((s for s in self.schedules if s.name == name), None)
 
@@ -489,6 +523,35 @@ def _oncall_errors(
                 errors.append(
                     (("response", "schedules", i, "layers", j, "start"), describe_gap(first, zone))
                 )
+        for j, override in enumerate(sch.overrides):
+            if override.person not in people:
+                errors.append(
+                    (
+                        ("response", "schedules", i, "overrides", j, "person"),
+                        f"unknown person {override.person!r} (known: {known_people})",
+                    )
+                )
+            for field, at in (("start", override.start), ("end", override.end)):
+                if at.tzinfo is None and local_gap(at, zone):
+                    errors.append(
+                        (
+                            ("response", "schedules", i, "overrides", j, field),
+                            describe_gap(at, zone),
+                        )
+                    )
+    tokens: dict[str, str] = {}
+    for i, person in enumerate(config.people):
+        if person.token is None:
+            continue
+        if person.token in tokens:
+            errors.append(
+                (
+                    ("response", "people", i, "token"),
+                    f"token {person.token!r} already acts as {tokens[person.token]!r}; "
+                    "one token stands for one person",
+                )
+            )
+        tokens.setdefault(person.token, person.name)
     targets = config.target_names()
     if config.impact_gate is not None:
         for j, name in enumerate(config.impact_gate.notify):

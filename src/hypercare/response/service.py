@@ -490,22 +490,42 @@ def to_read(d: Delivery) -> DeliveryRead:
 # --- acknowledgement ----------------------------------------------------------------------
 
 
+def acting_person(config: ResponseConfig, token_name: str) -> tuple[str, dict[str, str]]:
+    """Who a request acts as: the person whose `token:` is this API token (their name), or
+    the token's own name; with what the timeline keeps of it."""
+    person = config.person_for_token(token_name)
+    if person is None:
+        return token_name, {}
+    return person.name, {"person": person.name, "token": token_name}
+
+
 async def acknowledge(
-    *, session: AsyncSession, issue_id: int, actor: str, via: str, note: str | None, now: datetime
+    *,
+    session: AsyncSession,
+    issue_id: int,
+    actor: str,
+    via: str,
+    note: str | None,
+    now: datetime,
+    config: ResponseConfig | None = None,
 ) -> tuple[Issue, bool]:
-    """Stamp `acknowledged_at` (once) and put it on the timeline. Returns (issue, whether this
-    call acknowledged it; False when it already was)."""
+    """Stamp `acknowledged_at` (once) and put it on the timeline. With `config`, a token
+    linked to a person (`response.people[].token`) acknowledges as that person. Returns
+    (issue, whether this call acknowledged it; False when it already was)."""
     issue = await triage_service.get_issue(session=session, issue_id=issue_id)
     if issue.acknowledged_at is not None:
         return issue, False
+    who, extra = acting_person(config, actor) if config else (actor, {})
+    person = config.person(who) if config and extra else None
+    shown = f"{person.full_name} ({who})" if person and person.full_name else who
     issue.acknowledged_at = now
     triage_service.record(
         session,
         issue,
-        actor=actor,
+        actor=who,
         kind="acknowledged",
-        text=f"Acknowledged by {actor} ({via})" + (f": {note}" if note else ""),
-        data={"via": via, "note": note},
+        text=f"Acknowledged by {shown} ({via})" + (f": {note}" if note else ""),
+        data={"via": via, "note": note, **extra},
         at=now,
     )
     return issue, True
@@ -570,9 +590,19 @@ async def list_overrides(
 
 
 async def overrides_by_schedule(
-    *, session: AsyncSession, start: datetime, end: datetime
+    *,
+    session: AsyncSession,
+    start: datetime,
+    end: datetime,
+    config: ResponseConfig | None = None,
 ) -> dict[str, list[Override]]:
+    """The overrides touching [start, end) per schedule: those written in the config file
+    (with `config`) first, then those added through the API or the console."""
     out: dict[str, list[Override]] = {}
+    for sch in config.schedules if config else []:
+        for person, o_start, o_end in sch.override_spans():
+            if o_start < end and o_end > start:
+                out.setdefault(sch.name, []).append(Override(person, o_start, o_end))
     for row in await list_overrides(session=session, start=start, end=end):
         out.setdefault(row.schedule, []).append(override_value(row))
     return out
@@ -687,7 +717,10 @@ async def resolve_targets(
                 continue
             if overrides is None:
                 overrides = await overrides_by_schedule(
-                    session=session, start=now - timedelta(days=35), end=now + timedelta(days=1)
+                    session=session,
+                    start=now - timedelta(days=35),
+                    end=now + timedelta(days=1),
+                    config=config,
                 )
             shift = on_call(schedule_of(cfg), overrides.get(name, []), now)
             if shift is None:
