@@ -114,16 +114,37 @@ def webhook_body(m: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _mention(m: Mapping[str, Any], kind: str) -> dict[str, str] | None:
+    found = m.get("mention")
+    if isinstance(found, Mapping) and found.get("kind") == kind and found.get("id"):
+        return {k: str(v) for k, v in found.items()}
+    return None
+
+
 def slack_body(m: Mapping[str, Any]) -> dict[str, Any]:
+    tag = _mention(m, "slack")
+    facts = _facts(m)
+    if tag:  # a real mention: Slack notifies the person (<@U024BE7LH>)
+        facts = [("For", f"<@{tag['id']}>") if n == "For" else (n, v) for n, v in facts]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": headline(m)[:150]}}
+    ]
+    if tag:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"<@{tag['id']}> {headline(m)}"[:3000]},
+            }
+        )
     return {
-        "text": headline(m),
+        "text": (f"<@{tag['id']}> " if tag else "") + headline(m),
         "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": headline(m)[:150]}},
+            *blocks,
             {
                 "type": "section",
                 "fields": [
                     {"type": "mrkdwn", "text": f"*{name}:*\n{value}"[:2000]}
-                    for name, value in _facts(m)[:10]
+                    for name, value in facts[:10]
                 ],
             },
             {
@@ -149,35 +170,55 @@ def slack_body(m: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def teams_body(m: Mapping[str, Any]) -> dict[str, Any]:
+    card = _teams_card(m)
+    tag = _mention(m, "teams")
+    if tag:  # a real mention: Teams notifies the person named by their UPN
+        at = f"<at>{tag.get('name') or tag['id']}</at>"
+        card["body"].insert(
+            1, {"type": "TextBlock", "text": f"{at} please take a look", "wrap": True}
+        )
+        card["msteams"] = {
+            "entities": [
+                {
+                    "type": "mention",
+                    "text": at,
+                    "mentioned": {"id": tag["id"], "name": tag.get("name") or tag["id"]},
+                }
+            ]
+        }
     return {
         "type": "message",
         "attachments": [
             {
                 "contentType": "application/vnd.microsoft.card.adaptive",
                 "contentUrl": None,
-                "content": {
-                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                    "type": "AdaptiveCard",
-                    "version": "1.2",
-                    "body": [
-                        {
-                            "type": "TextBlock",
-                            "text": headline(m),
-                            "weight": "Bolder",
-                            "size": "Medium",
-                            "wrap": True,
-                        },
-                        {
-                            "type": "FactSet",
-                            "facts": [{"title": n, "value": v} for n, v in _facts(m)],
-                        },
-                    ],
-                    "actions": [
-                        {"type": "Action.OpenUrl", "title": "Open issue", "url": m["issue_url"]},
-                        {"type": "Action.OpenUrl", "title": "Acknowledge", "url": m["ack_url"]},
-                    ],
-                },
+                "content": card,
             }
+        ],
+    }
+
+
+def _teams_card(m: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.2",
+        "body": [
+            {
+                "type": "TextBlock",
+                "text": headline(m),
+                "weight": "Bolder",
+                "size": "Medium",
+                "wrap": True,
+            },
+            {
+                "type": "FactSet",
+                "facts": [{"title": n, "value": v} for n, v in _facts(m)],
+            },
+        ],
+        "actions": [
+            {"type": "Action.OpenUrl", "title": "Open issue", "url": m["issue_url"]},
+            {"type": "Action.OpenUrl", "title": "Acknowledge", "url": m["ack_url"]},
         ],
     }
 

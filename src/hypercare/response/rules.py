@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -460,3 +461,22 @@ def storm_message(
         + (f"\n… and {len(lines) - 100} more" if len(lines) > 100 else ""),
         "issues": [m["issue_id"] for m in issues],
     }
+
+
+# --- mentions -----------------------------------------------------------------------------
+
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{6,20}$")
+_UPN = re.compile(r"^[^@\s<>]{1,200}@[^@\s<>]{1,200}$")
+
+
+def mention(kind: str, target: str | None, name: str) -> dict[str, str] | None:
+    """A real mention of a person's contact, when its `target` says who they are there: a
+    Slack user id (``U024BE7LH``, rendered ``<@U024BE7LH>``) or a Teams user principal name
+    (``ann@contoso.com``, an Adaptive Card ``msteams.entities`` mention). Other targets
+    (``@ann``) stay plain text: incoming webhooks do not resolve names."""
+    value = (target or "").strip()
+    if kind == "slack" and _SLACK_USER.match(value):
+        return {"kind": "slack", "id": value, "name": name}
+    if kind == "teams" and _UPN.match(value):
+        return {"kind": "teams", "id": value, "name": name}
+    return None

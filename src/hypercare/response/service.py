@@ -772,6 +772,9 @@ async def deliver_to(
         if person is not None:
             contact = person.contacts[int(index)]
             message["for"] = contact.target or person.full_name or person.name
+            tag = rules.mention(contact.type, contact.target, person.full_name or person.name)
+            if tag is not None:
+                message["mention"] = tag
         delivery = Delivery(
             issue_id=issue.id,
             entry_id=entry.id,
