@@ -16,10 +16,17 @@ from hypercare.demo.scenario import WIDGET_KEY, Scenario
 from hypercare.demo.shop import Shop
 from hypercare.demo.traffic import Traffic
 
+# the demo policy's first step waits this long for an acknowledgement before escalating
+DEMO_STEP_WAIT = 20
 
-def demo_extra(gateway_origin: str, pager_url: str | None = None) -> str:
+
+def demo_extra(
+    gateway_origin: str, pager_url: str | None = None, step_wait: int = DEMO_STEP_WAIT
+) -> str:
     """The feedback, detection and response settings of the demo (a short validation
-    window; P1 and P2 issues page the demo's loopback pager)."""
+    window). A P1 or P2 starts the `launch-p1` policy: it pages whoever is on call on the
+    `payments-primary` schedule (dana), then, unacknowledged after `DEMO_STEP_WAIT` s, the
+    lead (lee); both through the demo's loopback pager."""
     extra = (
         "feedback:\n"
         "  widget_keys:\n"
@@ -32,8 +39,24 @@ def demo_extra(gateway_origin: str, pager_url: str | None = None) -> str:
             "response:\n"
             "  channels:\n"
             f"    - {{name: oncall-pager, type: webhook, url: '{pager_url}'}}\n"
+            "  people:\n"
+            "    - {name: dana, full_name: Dana (payments on call),"
+            " contacts: [{type: webhook, channel: oncall-pager}]}\n"
+            "    - {name: lee, full_name: Lee (engineering lead),"
+            " contacts: [{type: webhook, channel: oncall-pager}]}\n"
+            "  schedules:\n"
+            "    - name: payments-primary\n"
+            "      time_zone: UTC\n"
+            "      layers:\n"
+            "        - {rotation: weekly, handoff: '09:00', start: 2025-01-06, members: [dana]}\n"
+            "  policies:\n"
+            "    - name: launch-p1\n"
+            "      levels: [P1, P2]\n"
+            "      steps:\n"
+            f"        - {{notify: [payments-primary], wait: {step_wait}s}}\n"
+            "        - {notify: [lee]}\n"
             "  rules:\n"
-            "    - {match: {priority: [P1, P2], events: [created, priority, escalation]},"
+            "    - {match: {priority: [P1, P2], events: [priority, escalation]},"
             " notify: [oncall-pager]}\n"
         )
     return extra
