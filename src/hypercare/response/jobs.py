@@ -22,6 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
 from hypercare.api.state import AppState
 from hypercare.detection import jobs as detection_jobs
 from hypercare.response import rules, service
@@ -36,7 +39,7 @@ from hypercare.response.channels import (
     system_resolver,
 )
 from hypercare.store.base import utcnow
-from hypercare.triage.models import Issue
+from hypercare.triage.models import Issue, TimelineEntry
 
 log = logging.getLogger("hypercare.response")
 
@@ -375,12 +378,53 @@ async def run_dispatch(state: AppState, rt: ResponseRuntime, stop: asyncio.Event
         await _wait([rt.kick, stop], interval)
 
 
+_WROTE = "hypercare.response.timeline_written"
+
+
+def watch_commits(state: AppState, rt: ResponseRuntime) -> Callable[[], None]:
+    """Wake the outbox loop as soon as a transaction of this process that added timeline
+    entries (through the ORM) commits, instead of at its next poll; entries committed by
+    other processes are still found by polling. Returns the function that stops watching."""
+    engine = state.engine.sync_engine
+
+    def before_flush(session: Session, _ctx: object, _instances: object) -> None:
+        try:
+            ours = session.get_bind() is engine
+        except Exception:  # an unbound session of someone else's
+            return
+        if ours and any(isinstance(o, TimelineEntry) for o in session.new):
+            session.info[_WROTE] = True
+
+    def after_commit(session: Session) -> None:
+        if session.info.pop(_WROTE, False):
+            rt.wake.set()
+
+    def after_rollback(session: Session) -> None:
+        session.info.pop(_WROTE, None)
+
+    hooks = (
+        ("before_flush", before_flush),
+        ("after_commit", after_commit),
+        ("after_soft_rollback", lambda s, _t: after_rollback(s)),
+    )
+    for name, fn in hooks:
+        event.listen(Session, name, fn)
+
+    def stop() -> None:
+        for name, fn in hooks:
+            with contextlib.suppress(Exception):
+                event.remove(Session, name, fn)
+
+    return stop
+
+
 async def run_response(state: AppState, stop: asyncio.Event) -> None:
     """The outbox and escalation loop, with the dispatcher beside it as a second task: a
     backlog of sends never waits for an outbox pass, nor the outbox for the sends."""
     rt = runtime(state)
     interval = state.config.response.dispatch.poll_interval.total_seconds()
     dispatcher = asyncio.create_task(run_dispatch(state, rt, stop), name="response-dispatch")
+    unwatch = watch_commits(state, rt)
     try:
         while not stop.is_set():
             rt.wake.clear()
@@ -394,6 +438,7 @@ async def run_response(state: AppState, stop: asyncio.Event) -> None:
                 log.exception("response pass failed")
             await _wait([rt.wake, stop], interval)
     finally:
+        unwatch()
         stop_dispatch = not dispatcher.done()
         if stop_dispatch:
             dispatcher.cancel()
