@@ -97,7 +97,7 @@ def _receive(pipe: Any) -> None:
     asyncio.run(main())
 
 
-def config_text(url: str) -> str:
+def config_text(url: str, concurrency: int = 64, batch: int = 500) -> str:
     return f"""
 response:
   base_url: http://127.0.0.1:8700
@@ -105,6 +105,7 @@ response:
     - {{name: bench-hook, type: webhook, url: '{url}'}}
   rules:
     - {{match: {{priority: [P1], events: [created]}}, notify: [bench-hook]}}
+  dispatch: {{concurrency: {concurrency}, batch: {batch}}}
 """
 
 
@@ -228,7 +229,9 @@ async def main(args: argparse.Namespace) -> int:
     else:
         engine = create_engine(f"sqlite+aiosqlite:///{Path(tmp.name) / 'bench.db'}")
     await migrate(engine)
-    state = AppState.build(parse_config(config_text(url), "bench"), engine)
+    state = AppState.build(
+        parse_config(config_text(url, args.concurrency, args.batch), "bench"), engine
+    )
     await jobs.start(state)
     stop = asyncio.Event()
     loop_task = asyncio.create_task(jobs.run_response(state, stop))
@@ -301,6 +304,8 @@ if __name__ == "__main__":
     parser.add_argument("--gap", type=float, default=0.02, help="seconds between P1s")
     parser.add_argument("--deliveries", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=3, help="throughput runs (median)")
+    parser.add_argument("--concurrency", type=int, default=64, help="response.dispatch")
+    parser.add_argument("--batch", type=int, default=500, help="response.dispatch")
     parser.add_argument(
         "--plain-posts", type=int, default=1000, help="posts of the httpx-default reference"
     )

@@ -126,8 +126,10 @@ class DispatchConfig(StrictModel):
     backoff: Duration = Field(default=timedelta(seconds=2), description="first retry delay")
     max_backoff: Duration = timedelta(minutes=10)
     poll_interval: Duration = timedelta(milliseconds=200)
-    concurrency: int = Field(default=32, ge=1, le=512)
-    batch: int = Field(default=200, ge=1, le=5000)
+    # sends talking to receivers at once, and the most connections open
+    concurrency: int = Field(default=64, ge=1, le=512)
+    # entries read per outbox pass; deliveries claimed at a time by the dispatcher
+    batch: int = Field(default=500, ge=1, le=5000)
     # a hole in the timeline ids (a transaction still open on PostgreSQL) is waited for
     # this long before the outbox moves past it (a rolled-back id never appears)
     gap_wait: Duration = timedelta(seconds=30)

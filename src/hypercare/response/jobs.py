@@ -44,6 +44,9 @@ from hypercare.triage.models import Issue, TimelineEntry
 log = logging.getLogger("hypercare.response")
 
 RUNTIME = "response"
+# outcomes stored per transaction while a backlog drains (fewer, larger transactions leave
+# more of the event loop to the sends); the last send of a burst stores at once
+STORE_EVERY = 128
 DEFAULT_CONSOLE_URL = "http://127.0.0.1:8700"
 
 
@@ -336,7 +339,7 @@ async def _send(
     rt.results.append((outbound.delivery_id, outcome))
     # outcomes are stored in batches (one transaction each): wake the dispatcher when a
     # pool's worth of sends has ended, or the last one; its poll interval covers the rest
-    if not rt.inflight or len(rt.results) >= rt.concurrency:
+    if not rt.inflight or len(rt.results) >= max(rt.concurrency, STORE_EVERY):
         rt.kick.set()
 
 
