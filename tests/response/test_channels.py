@@ -381,3 +381,34 @@ async def test_email_with_starttls_and_login(tmp_path: Path) -> None:
     assert logins == [b"hypercare"] and len(inbox.messages) == 1
     ((_, msg),) = inbox.messages
     assert "Payments failing" in msg["Subject"]
+
+
+def test_slack_and_teams_pages_mention_the_person() -> None:
+    from hypercare.response.channels import slack_body, teams_body
+
+    slack_tag = rules.mention("slack", "U024BE7LH", "Ann Lee")
+    assert slack_tag == {"kind": "slack", "id": "U024BE7LH", "name": "Ann Lee"}
+    assert rules.mention("slack", "@ann", "Ann Lee") is None  # a name: plain text
+    page = {**MESSAGE, "event": "page", "for": "U024BE7LH", "mention": slack_tag}
+    body = slack_body(page)
+    assert body["text"].startswith("<@U024BE7LH> Paging: [P1] #42")
+    assert body["blocks"][1]["text"]["text"].startswith("<@U024BE7LH> ")
+    fields = [f["text"] for f in body["blocks"][2]["fields"]]
+    assert fields[0] == "*For:*\n<@U024BE7LH>"
+
+    teams_tag = rules.mention("teams", "ann@contoso.com", "Ann Lee")
+    assert rules.mention("teams", "Ann Lee", "Ann Lee") is None
+    card = teams_body({**page, "for": "ann@contoso.com", "mention": teams_tag})
+    content = card["attachments"][0]["content"]
+    assert card["attachments"][0]["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert content["body"][1]["text"] == "<at>Ann Lee</at> please take a look"
+    assert content["msteams"]["entities"] == [
+        {
+            "type": "mention",
+            "text": "<at>Ann Lee</at>",
+            "mentioned": {"id": "ann@contoso.com", "name": "Ann Lee"},
+        }
+    ]
+    # a channel message (no person) has no mention
+    assert "msteams" not in teams_body(MESSAGE)["attachments"][0]["content"]
+    assert not slack_body(MESSAGE)["text"].startswith("<@")

@@ -20,7 +20,7 @@ ADMIN = "hc_demo-pager-admin-0001"
 H = {"Authorization": f"Bearer {ADMIN}"}
 
 
-def test_the_demo_config_routes_p1_and_p2_to_the_pager() -> None:
+def test_the_demo_config_pages_its_schedule_through_a_policy() -> None:
     text = demo_yaml(
         {"catalog": 1, "orders": 2, "payments": 3},
         demo_extra("http://x", "http://127.0.0.1:5/page"),
@@ -32,7 +32,10 @@ def test_the_demo_config_routes_p1_and_p2_to_the_pager() -> None:
         "webhook",
         "http://127.0.0.1:5/page",
     )
-    assert cfg.response.rules[0].match.priority == ["P1", "P2"]
+    (policy,) = cfg.response.policies
+    assert policy.levels == ["P1", "P2"]
+    assert [s.notify for s in policy.steps] == [["payments-primary"], ["lee"]]
+    assert [m for layer in cfg.response.schedules[0].layers for m in layer.members] == ["dana"]
 
 
 async def test_the_scenario_acknowledges_the_page_through_its_link(tmp_path: Path) -> None:
@@ -41,7 +44,8 @@ async def test_the_scenario_acknowledges_the_page_through_its_link(tmp_path: Pat
     await shop.pager.start()
     cfg = tmp_path / "hypercare.yaml"
     cfg.write_text(
-        demo_yaml(shop.ports, demo_extra("http://127.0.0.1:1", shop.pager.url)), encoding="utf-8"
+        demo_yaml(shop.ports, demo_extra("http://127.0.0.1:1", shop.pager.url, step_wait=2)),
+        encoding="utf-8",
     )
     lines: list[str] = []
     try:
@@ -73,7 +77,12 @@ async def test_the_scenario_acknowledges_the_page_through_its_link(tmp_path: Pat
         await shop.close()
     assert issue["acknowledged_at"] is not None, lines
     assert any("pager rings" in line for line in lines), lines
+    assert any("escalates to the lead" in line for line in lines), lines
     assert any("-> 200/200" in line for line in lines), lines
-    assert log[0]["channel"] == "oncall-pager"
-    page = shop.pager.page_for(issue_id)
-    assert page is not None and page["issue"]["priority"] == "P1"
+    # the schedule's on-call person, then the lead: both through the pager channel
+    assert [(d["channel"], d["event"], d["state"]) for d in log][:2] == [
+        ("dana/0", "page", "sent"),
+        ("lee/0", "page", "sent"),
+    ]
+    found = shop.pager.page_for(issue_id)
+    assert found is not None and found[1]["issue"]["priority"] == "P1"

@@ -166,3 +166,30 @@ async def test_a_human_report_is_not_gated(
 def test_the_gate_must_name_a_channel() -> None:
     with pytest.raises(ConfigError, match=r"test.yaml:\d+: response.impact_gate.notify\[0\]"):
         parse_config(CONFIG.replace("notify: [team-chat]", "notify: [ann]"), "test.yaml")
+
+
+async def test_impact_appearing_later_pages_on_call_once_with_the_numbers(
+    client: httpx.AsyncClient, tokens: dict[Role, str], state: AppState, memory: MemoryNotifier
+) -> None:
+    traffic(state, 200, failing=1)
+    issue_id = await _alert(client, tokens)
+    await turn(state)
+    assert [o.channel.name for o in memory.sent] == ["team-chat"]
+    await turn(state)  # still no impact: nobody paged
+    assert len(memory.sent) == 1
+    traffic(state, 200, failing=120)  # now users are hurt
+    await turn(state)
+    pages = [o for o in memory.sent if o.channel.name == "ann/0"]
+    assert len(pages) == 1
+    evidence = pages[0].message["evidence"]
+    assert evidence["Impact"].startswith("user impact confirmed: pay: 400 requests")
+    assert "121 failed" in evidence["Impact"]
+    await turn(state)
+    await turn(state)
+    assert len([o for o in memory.sent if o.channel.name == "ann/0"]) == 1  # once
+    r = await client.get(f"/api/v1/issues/{issue_id}/timeline", headers=auth(tokens[Role.viewer]))
+    checks = [e["text"] for e in r.json() if e["kind"] == "impact_check"]
+    assert len(checks) == 2 and "appeared after the alert opened" in checks[1]
+    async with state.sessions() as session:
+        (run,) = await service.list_escalations(session=session, issue_id=issue_id)
+    assert run.policy == "page"

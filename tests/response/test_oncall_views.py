@@ -221,3 +221,44 @@ def test_feed_shifts_start_whole_so_uids_stay_stable() -> None:
     two = feed_shifts(sched, [], datetime(2026, 1, 5, 17, 33, tzinfo=UTC), end)
     assert one[0].start == two[0].start == datetime(2026, 1, 5, 9, tzinfo=UTC)
     assert one == two
+
+
+FILE_OVERRIDES = CONFIG.replace(
+    "        - {rotation: daily, handoff: '02:30', start: 2026-03-01, members: [ann, bob]}\n",
+    "        - {rotation: daily, handoff: '02:30', start: 2026-03-01, members: [ann, bob]}\n"
+    "      overrides:\n"
+    "        - {person: bob, start: '2026-03-07T12:00:00', end: '2026-03-07T18:00:00'}\n",
+)
+
+
+@pytest.mark.parametrize("config", [parse_config(FILE_OVERRIDES, "test.yaml")])
+async def test_overrides_written_in_the_config_file_count(
+    client: httpx.AsyncClient, tokens: dict[Role, str]
+) -> None:
+    async def who(at: str) -> str:
+        r = await client.get("/api/v1/oncall", params={"at": at}, headers=auth(tokens[Role.viewer]))
+        assert r.status_code == 200, r.text
+        primary = next(s for s in r.json()["schedules"] if s["schedule"] == "primary")
+        person: str = primary["on_call"]["person"]
+        return person
+
+    # local New York times: 12:00 EST is 17:00 UTC
+    assert await who("2026-03-07T16:59:00Z") == "ann"
+    assert await who("2026-03-07T17:00:00Z") == "bob"
+    assert await who("2026-03-07T23:00:00Z") == "ann"
+
+
+def test_config_overrides_are_checked() -> None:
+    from hypercare.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"overrides\[0\].person.*unknown person 'eve'"):
+        parse_config(FILE_OVERRIDES.replace("person: bob, start", "person: eve, start"), "t.yaml")
+    with pytest.raises(ConfigError, match=r"overrides\[0\].*does not exist in America/New_York"):
+        parse_config(
+            FILE_OVERRIDES.replace("2026-03-07T12:00:00", "2026-03-08T02:30:00").replace(
+                "2026-03-07T18:00:00", "2026-03-08T09:00:00"
+            ),
+            "t.yaml",
+        )
+    with pytest.raises(ConfigError, match="must be after"):
+        parse_config(FILE_OVERRIDES.replace("T18:00", "T11:00"), "t.yaml")

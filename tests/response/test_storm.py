@@ -124,3 +124,39 @@ async def test_a_pending_storm_message_gathers_the_next_issues(
             f"/api/v1/issues/{issue_id}/notifications", headers=auth(tokens[Role.viewer])
         )
         assert r.json() == []
+
+
+PAGING = """
+response:
+  channels:
+    - {name: ops-hook, type: webhook, url: 'http://127.0.0.1:9/hook'}
+    - {name: pager-hook, type: webhook, url: 'http://127.0.0.1:9/pager'}
+  rules:
+    - match: {priority: [P2]}
+      notify: [ops-hook]
+  policies:
+    - name: page-all
+      levels: [P2]
+      steps:
+        - notify: [pager-hook]
+  storm: {issues: 2, within: 60s, gather: 0s}
+  dispatch: {backoff: 0s, max_attempts: 1}
+"""
+
+
+@pytest.mark.parametrize("config", [parse_config(PAGING, "test.yaml")])
+async def test_escalation_pages_during_a_storm_are_one_grouped_page(
+    client: httpx.AsyncClient, tokens: dict[Role, str], state: AppState, memory: MemoryNotifier
+) -> None:
+    ids = await _open(client, tokens, 4, "P2")
+    await turn(state)  # the outbox starts the policies
+    await turn(state)  # their first step is due: one page each, folded
+    pages = [o.message for o in memory.sent if o.channel.name == "pager-hook"]
+    assert len(pages) == 1
+    assert pages[0]["event"] == "storm_page" and pages[0]["issues"] == ids
+    assert pages[0]["title"].startswith("Storm: 4 issues paging")
+    assert [o.message["event"] for o in memory.sent if o.channel.name == "ops-hook"] == ["storm"]
+    # each issue still shows its own escalation step on the timeline
+    for issue_id in ids:
+        r = await client.get(f"/api/v1/issues/{issue_id}", headers=auth(tokens[Role.viewer]))
+        assert r.status_code == 200

@@ -193,3 +193,42 @@ async def test_the_log_is_bounded(
     for bad in ("0", "1001", "x"):
         r = await client.get(f"{url}?limit={bad}", headers=auth(tokens[Role.viewer]))
         assert r.status_code == 422
+
+
+LINKED = (
+    CONFIG
+    + """  people:
+    - {name: ann, full_name: Ann Lee, token: responder-user}
+    - {name: bob, token: admin-user}
+"""
+)
+
+
+@pytest.mark.parametrize("config", [parse_config(LINKED, "test.yaml")])
+async def test_a_token_linked_to_a_person_acknowledges_as_that_person(
+    client: httpx.AsyncClient, tokens: dict[Role, str]
+) -> None:
+    issue_id = await _p1(client, tokens)
+    r = await client.post(
+        f"/api/v1/issues/{issue_id}/acknowledge", headers=auth(tokens[Role.responder])
+    )
+    assert r.status_code == 200, r.text
+    timeline = await client.get(
+        f"/api/v1/issues/{issue_id}/timeline", headers=auth(tokens[Role.viewer])
+    )
+    (ack,) = [e for e in timeline.json() if e["kind"] == "acknowledged"]
+    assert ack["actor"] == "ann"
+    assert ack["text"] == "Acknowledged by Ann Lee (ann) (api)"
+    people = await client.get("/api/v1/people", headers=auth(tokens[Role.viewer]))
+    assert [(p["name"], p["token"]) for p in people.json()] == [
+        ("ann", "responder-user"),
+        ("bob", "admin-user"),
+    ]
+
+
+def test_one_token_stands_for_one_person() -> None:
+    from hypercare.errors import ConfigError
+
+    text = LINKED.replace("token: admin-user", "token: responder-user")
+    with pytest.raises(ConfigError, match=r"test.yaml:\d+: response.people\[1\].token"):
+        parse_config(text, "test.yaml")

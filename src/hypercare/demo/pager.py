@@ -41,10 +41,12 @@ class Pager:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/page"
 
-    def page_for(self, issue_id: int) -> dict[str, Any] | None:
-        for page in self.pages:
-            if page.get("issue", {}).get("id") == issue_id and page.get("event") == "created":
-                return page
+    def page_for(self, issue_id: int, after: int = 0) -> tuple[int, dict[str, Any]] | None:
+        """The first page about `issue_id` received after the first `after` (its index and
+        body)."""
+        for i, page in enumerate(self.pages[after:], start=after):
+            if page.get("issue", {}).get("id") == issue_id:
+                return i, page
         return None
 
     async def close(self) -> None:

@@ -18,6 +18,9 @@ from hypercare.demo.scenario import WIDGET_KEY, Scenario
 from hypercare.demo.shop import Shop
 from hypercare.demo.traffic import Traffic
 
+# the demo policy's first step waits this long for an acknowledgement before escalating
+DEMO_STEP_WAIT = 20
+
 
 def demo_launch(now: datetime) -> str:
     """The demo's launch: started a few minutes before the demo, two weeks long, with SLOs
@@ -59,10 +62,15 @@ def demo_launch(now: datetime) -> str:
 
 
 def demo_extra(
-    gateway_origin: str, pager_url: str | None = None, now: datetime | None = None
+    gateway_origin: str,
+    pager_url: str | None = None,
+    step_wait: int = DEMO_STEP_WAIT,
+    now: datetime | None = None,
 ) -> str:
-    """The feedback, detection and response settings of the demo (a short validation
-    window; P1 and P2 issues page the demo's loopback pager) and its launch."""
+    """The feedback, detection, review, status and response settings of the demo (a short
+    validation window) and its launch. A P1 or P2 starts the `launch-p1` policy: it pages
+    whoever is on call on the `payments-primary` schedule (dana), then, unacknowledged after
+    `step_wait` s, the lead (lee); both through the demo's loopback pager."""
     extra = (
         "feedback:\n"
         "  widget_keys:\n"
@@ -97,8 +105,24 @@ def demo_extra(
             "response:\n"
             "  channels:\n"
             f"    - {{name: oncall-pager, type: webhook, url: '{pager_url}'}}\n"
+            "  people:\n"
+            "    - {name: dana, full_name: Dana (payments on call),"
+            " contacts: [{type: webhook, channel: oncall-pager}]}\n"
+            "    - {name: lee, full_name: Lee (engineering lead),"
+            " contacts: [{type: webhook, channel: oncall-pager}]}\n"
+            "  schedules:\n"
+            "    - name: payments-primary\n"
+            "      time_zone: UTC\n"
+            "      layers:\n"
+            "        - {rotation: weekly, handoff: '09:00', start: 2025-01-06, members: [dana]}\n"
+            "  policies:\n"
+            "    - name: launch-p1\n"
+            "      levels: [P1, P2]\n"
+            "      steps:\n"
+            f"        - {{notify: [payments-primary], wait: {step_wait}s}}\n"
+            "        - {notify: [lee]}\n"
             "  rules:\n"
-            "    - {match: {priority: [P1, P2], events: [created, priority, escalation]},"
+            "    - {match: {priority: [P1, P2], events: [priority, escalation]},"
             " notify: [oncall-pager]}\n"
         )
     return extra + demo_launch(now or datetime.now(UTC))

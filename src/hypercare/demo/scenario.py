@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from hypercare.demo.http import Client, Response
@@ -251,27 +252,46 @@ class Scenario:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2)
 
-    async def acknowledge_from_the_page(self, issue_id: int, stop: asyncio.Event) -> None:
-        """Wait (bounded) for the pager to get the page, then press its acknowledge link the
-        way a person would: open the confirmation page, then press its button."""
+    async def _next_page(
+        self, issue_id: int, after: int, within: float, stop: asyncio.Event
+    ) -> tuple[int, dict[str, Any]] | None:
         pager = self.shop.pager
-        deadline = time.monotonic() + 20
-        page = pager.page_for(issue_id)
-        while page is None and time.monotonic() < deadline and not stop.is_set():
+        deadline = time.monotonic() + within
+        found = pager.page_for(issue_id, after)
+        while found is None and time.monotonic() < deadline and not stop.is_set():
             pager.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pager.arrived.wait(), deadline - time.monotonic())
-            page = pager.page_for(issue_id)
-        if page is None:
+            found = pager.page_for(issue_id, after)
+        return found
+
+    async def acknowledge_from_the_page(self, issue_id: int, stop: asyncio.Event) -> None:
+        """Wait (bounded) for the policy's first page (the on-call person of the demo
+        schedule), let it ring unanswered until the policy escalates once (the lead), then
+        press the acknowledge link of that page the way a person would: open the
+        confirmation page, then press its button."""
+        first = await self._next_page(issue_id, 0, 30, stop)
+        if first is None:
             self.tell(f"the pager got no page for issue #{issue_id}; see its notification log")
             return
-        self.tell(f"the on-call pager rings: {page.get('summary')} (see the notification log)")
+        index, page = first
+        self.tell(
+            f"the on-call pager rings (schedule payments-primary: dana): {page.get('summary')}"
+            " -- nobody answers yet"
+        )
+        second = await self._next_page(issue_id, index + 1, 90, stop)
+        if second is not None:
+            page = second[1]
+            self.tell(
+                "no acknowledgement within the step's wait: the launch-p1 policy escalates"
+                " to the lead (lee)"
+            )
         path = urlsplit(str(page.get("acknowledge_url", ""))).path
         opened = await self.console.request("GET", path)
         pressed = await self.console.request("POST", path)
         self.tell(
-            f"on-call (dana) acknowledges #{issue_id} from the page's link"
-            f" -> {opened.status}/{pressed.status}"
+            f"the lead acknowledges #{issue_id} from the page's link"
+            f" -> {opened.status}/{pressed.status} (escalation stops; see the notification log)"
         )
 
     async def _find_issue(self) -> int | None:

@@ -27,6 +27,7 @@ import httpx
 from hypercare.response import rules
 from hypercare.response.config import ChannelConfig
 from hypercare.response.rules import webhook_signature
+from hypercare.response.transport import PooledTransport
 
 SIGNATURE_HEADER = "X-Hypercare-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -70,6 +71,7 @@ def headline(m: Mapping[str, Any]) -> str:
         "escalation": "Escalated:",
         "acknowledged": "Acknowledged:",
         "page": "Paging:",
+        "storm_page": "Paging:",
     }.get(str(m.get("event")), "Update:")
     return f"{verb} [{m['priority']}] #{m['issue_id']} {m['title']}"
 
@@ -112,16 +114,37 @@ def webhook_body(m: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _mention(m: Mapping[str, Any], kind: str) -> dict[str, str] | None:
+    found = m.get("mention")
+    if isinstance(found, Mapping) and found.get("kind") == kind and found.get("id"):
+        return {k: str(v) for k, v in found.items()}
+    return None
+
+
 def slack_body(m: Mapping[str, Any]) -> dict[str, Any]:
+    tag = _mention(m, "slack")
+    facts = _facts(m)
+    if tag:  # a real mention: Slack notifies the person (<@U024BE7LH>)
+        facts = [("For", f"<@{tag['id']}>") if n == "For" else (n, v) for n, v in facts]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": headline(m)[:150]}}
+    ]
+    if tag:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"<@{tag['id']}> {headline(m)}"[:3000]},
+            }
+        )
     return {
-        "text": headline(m),
+        "text": (f"<@{tag['id']}> " if tag else "") + headline(m),
         "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": headline(m)[:150]}},
+            *blocks,
             {
                 "type": "section",
                 "fields": [
                     {"type": "mrkdwn", "text": f"*{name}:*\n{value}"[:2000]}
-                    for name, value in _facts(m)[:10]
+                    for name, value in facts[:10]
                 ],
             },
             {
@@ -147,35 +170,55 @@ def slack_body(m: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def teams_body(m: Mapping[str, Any]) -> dict[str, Any]:
+    card = _teams_card(m)
+    tag = _mention(m, "teams")
+    if tag:  # a real mention: Teams notifies the person named by their UPN
+        at = f"<at>{tag.get('name') or tag['id']}</at>"
+        card["body"].insert(
+            1, {"type": "TextBlock", "text": f"{at} please take a look", "wrap": True}
+        )
+        card["msteams"] = {
+            "entities": [
+                {
+                    "type": "mention",
+                    "text": at,
+                    "mentioned": {"id": tag["id"], "name": tag.get("name") or tag["id"]},
+                }
+            ]
+        }
     return {
         "type": "message",
         "attachments": [
             {
                 "contentType": "application/vnd.microsoft.card.adaptive",
                 "contentUrl": None,
-                "content": {
-                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                    "type": "AdaptiveCard",
-                    "version": "1.2",
-                    "body": [
-                        {
-                            "type": "TextBlock",
-                            "text": headline(m),
-                            "weight": "Bolder",
-                            "size": "Medium",
-                            "wrap": True,
-                        },
-                        {
-                            "type": "FactSet",
-                            "facts": [{"title": n, "value": v} for n, v in _facts(m)],
-                        },
-                    ],
-                    "actions": [
-                        {"type": "Action.OpenUrl", "title": "Open issue", "url": m["issue_url"]},
-                        {"type": "Action.OpenUrl", "title": "Acknowledge", "url": m["ack_url"]},
-                    ],
-                },
+                "content": card,
             }
+        ],
+    }
+
+
+def _teams_card(m: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.2",
+        "body": [
+            {
+                "type": "TextBlock",
+                "text": headline(m),
+                "weight": "Bolder",
+                "size": "Medium",
+                "wrap": True,
+            },
+            {
+                "type": "FactSet",
+                "facts": [{"title": n, "value": v} for n, v in _facts(m)],
+            },
+        ],
+        "actions": [
+            {"type": "Action.OpenUrl", "title": "Open issue", "url": m["issue_url"]},
+            {"type": "Action.OpenUrl", "title": "Acknowledge", "url": m["ack_url"]},
         ],
     }
 
@@ -421,12 +464,13 @@ class Notifiers:
         return cls(kinds)
 
 
-def new_client() -> httpx.AsyncClient:
-    """The one outbound client: bounded timeouts and pool, no redirects followed (a
-    redirect could lead a configured target to an address nobody approved)."""
+def new_client(max_connections: int = 100) -> httpx.AsyncClient:
+    """The one outbound client: bounded timeouts and pool (keep-alive, see
+    `hypercare.response.transport`), no redirects followed (a redirect could lead a
+    configured target to an address nobody approved)."""
     return httpx.AsyncClient(
+        transport=PooledTransport(max_connections=max_connections),
         timeout=httpx.Timeout(10.0, connect=5.0),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
         follow_redirects=False,
         trust_env=False,
     )

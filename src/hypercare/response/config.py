@@ -20,7 +20,7 @@ file and line of the dangling name.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -126,8 +126,10 @@ class DispatchConfig(StrictModel):
     backoff: Duration = Field(default=timedelta(seconds=2), description="first retry delay")
     max_backoff: Duration = timedelta(minutes=10)
     poll_interval: Duration = timedelta(milliseconds=200)
-    concurrency: int = Field(default=32, ge=1, le=512)
-    batch: int = Field(default=200, ge=1, le=5000)
+    # sends talking to receivers at once, and the most connections open
+    concurrency: int = Field(default=64, ge=1, le=512)
+    # entries read per outbox pass; deliveries claimed at a time by the dispatcher
+    batch: int = Field(default=500, ge=1, le=5000)
     # a hole in the timeline ids (a transaction still open on PostgreSQL) is waited for
     # this long before the outbox moves past it (a rolled-back id never appears)
     gap_wait: Duration = timedelta(seconds=30)
@@ -272,12 +274,42 @@ class LayerConfig(StrictModel):
         return self.turn or timedelta(hours=24)
 
 
+class OverrideConfig(StrictModel):
+    """Somebody else on call from `start` to `end`, written in the file (the API and the
+    console add more). A time without an offset is read in the schedule's time zone."""
+
+    person: str
+    start: datetime
+    end: datetime
+
+    @model_validator(mode="after")
+    def _span(self) -> OverrideConfig:
+        if (self.start.tzinfo is None) != (self.end.tzinfo is None):
+            raise ValueError("give both `start` and `end` an offset (e.g. +02:00), or neither")
+        if self.end <= self.start:
+            raise ValueError("`end` must be after `start`")
+        if self.end - self.start > timedelta(days=90):
+            raise ValueError("an override may last at most 90 days")
+        return self
+
+
 class ScheduleConfig(StrictModel):
     name: str = Field(pattern=_NAME)
     time_zone: TimeZoneName
     description: str | None = Field(default=None, max_length=500)
     # later layers sit on top of earlier ones where they have somebody
     layers: list[LayerConfig] = Field(min_length=1, max_length=20)
+    overrides: list[OverrideConfig] = Field(default_factory=list, max_length=500)
+
+    def override_spans(self) -> list[tuple[str, datetime, datetime]]:
+        """The file's overrides as (person, start, end) in UTC."""
+        zone = ZoneInfo(self.time_zone)
+        out = []
+        for o in self.overrides:
+            start = o.start if o.start.tzinfo else o.start.replace(tzinfo=zone)
+            end = o.end if o.end.tzinfo else o.end.replace(tzinfo=zone)
+            out.append((o.person, start.astimezone(UTC), end.astimezone(UTC)))
+        return out
 
 
 class StepConfig(StrictModel):
@@ -314,12 +346,15 @@ class ImpactGateConfig(StrictModel):
     min_requests: int = Field(default=20, ge=1, le=1_000_000)
     error_rate: float = Field(default=0.02, gt=0, le=1, description="failed share = impact")
     p95_ms: float | None = Field(default=2000, gt=0, description="p95 at or above = impact")
+    # an alert found without impact is checked again while open and unowned, this long
+    # after that check; impact then pages on-call (once). 0s: never re-checked
+    recheck_for: Duration = timedelta(hours=1)
 
 
 class StormConfig(StrictModel):
     """More than `issues` new issues within `within`: the channel messages about new issues
-    are gathered into one per channel (sent `gather` after the first), instead of one each.
-    Pages by escalation policies are not gathered."""
+    are gathered into one per channel (sent `gather` after the first), instead of one each;
+    so are the escalation pages (one grouped page per channel or contact)."""
 
     issues: int = Field(default=10, ge=1, le=10_000)
     within: Duration = timedelta(seconds=60)
@@ -412,6 +447,10 @@ class ResponseConfig(StrictModel):
     def person(self, name: str) -> PersonConfig | None:
         return next((p for p in self.people if p.name == name), None)
 
+    def person_for_token(self, token_name: str) -> PersonConfig | None:
+        """The person whose `token:` names this API token (acts as them)."""
+        return next((p for p in self.people if p.token and p.token == token_name), None)
+
     def schedule(self, name: str) -> ScheduleConfig | None:
         return next((s for s in self.schedules if s.name == name), None)
 
@@ -486,6 +525,35 @@ def _oncall_errors(
                 errors.append(
                     (("response", "schedules", i, "layers", j, "start"), describe_gap(first, zone))
                 )
+        for j, override in enumerate(sch.overrides):
+            if override.person not in people:
+                errors.append(
+                    (
+                        ("response", "schedules", i, "overrides", j, "person"),
+                        f"unknown person {override.person!r} (known: {known_people})",
+                    )
+                )
+            for field, at in (("start", override.start), ("end", override.end)):
+                if at.tzinfo is None and local_gap(at, zone):
+                    errors.append(
+                        (
+                            ("response", "schedules", i, "overrides", j, field),
+                            describe_gap(at, zone),
+                        )
+                    )
+    tokens: dict[str, str] = {}
+    for i, person in enumerate(config.people):
+        if person.token is None:
+            continue
+        if person.token in tokens:
+            errors.append(
+                (
+                    ("response", "people", i, "token"),
+                    f"token {person.token!r} already acts as {tokens[person.token]!r}; "
+                    "one token stands for one person",
+                )
+            )
+        tokens.setdefault(person.token, person.name)
     targets = config.target_names()
     if config.impact_gate is not None:
         for j, name in enumerate(config.impact_gate.notify):

@@ -22,6 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
 from hypercare.api.state import AppState
 from hypercare.detection import jobs as detection_jobs
 from hypercare.response import rules, service
@@ -36,10 +39,13 @@ from hypercare.response.channels import (
     system_resolver,
 )
 from hypercare.store.base import utcnow
-from hypercare.triage.models import Issue
+from hypercare.triage.models import Issue, TimelineEntry
 
 log = logging.getLogger("hypercare.response")
 
+# outcomes stored per transaction while a backlog drains (fewer, larger transactions leave
+# more of the event loop to the sends); the last send of a burst stores at once
+STORE_EVERY = 128
 DEFAULT_CONSOLE_URL = "http://127.0.0.1:8700"
 
 
@@ -62,12 +68,24 @@ class ResponseRuntime:
     # how URLs that come through the API are resolved before the private-address check
     resolve: Resolver = system_resolver
     owns_client: bool = False
+    # sends at the same time (response.dispatch.concurrency); made by `start`
+    slots: asyncio.Semaphore | None = None
+    concurrency: int = 32
+    # the dispatcher's own wake-up (outcomes to store, deliveries made)
+    kick: asyncio.Event = field(default_factory=asyncio.Event)
     sent: int = 0
     failed: int = 0
 
 
 def runtime(state: AppState) -> ResponseRuntime:
     return state.runtimes.setdefault(ResponseRuntime, ResponseRuntime)
+
+
+def nudge(state: AppState) -> None:
+    """Wake the outbox loop and the dispatcher now (a replay, a fresh commit to announce)."""
+    rt = runtime(state)
+    rt.wake.set()
+    rt.kick.set()
 
 
 def base_url(state: AppState) -> str:
@@ -83,10 +101,12 @@ async def start(state: AppState) -> ResponseRuntime:
     newest entry on a first start: history is not announced)."""
     rt = runtime(state)
     rt.base_url = base_url(state)
-    if rt.notifiers is None:
-        rt.notifiers = Notifiers.standard(new_client())
-        rt.owns_client = True
     cfg = state.config.response
+    rt.concurrency = cfg.dispatch.concurrency
+    rt.slots = asyncio.Semaphore(rt.concurrency)
+    if rt.notifiers is None:
+        rt.notifiers = Notifiers.standard(new_client(max_connections=rt.concurrency))
+        rt.owns_client = True
     async with state.sessions() as session, session.begin():
         rt.key = await service.signing_key(session=session, config=cfg)
         for ch in cfg.channels:
@@ -134,7 +154,6 @@ async def outbox_pass(state: AppState, rt: ResponseRuntime) -> int:
             key=rt.key,
             now=utcnow(),
         )
-        made = await service.gather_storm(session=session, config=cfg, made=made, now=utcnow())
         made += await service.react(
             session=session,
             config=cfg,
@@ -145,6 +164,18 @@ async def outbox_pass(state: AppState, rt: ResponseRuntime) -> int:
             now=utcnow(),
             impact=impact_probe(state) if cfg.impact_gate else None,
         )
+        if cfg.impact_gate is not None:
+            made += await service.recheck_impact(
+                session=session,
+                config=cfg,
+                matrix=state.matrix,
+                base_url=rt.base_url,
+                key=rt.key,
+                now=utcnow(),
+                impact=impact_probe(state),
+            )
+        # during a storm, "created" messages and pages are grouped per channel
+        made = await service.gather_storm(session=session, config=cfg, made=made, now=utcnow())
         seen = rt.seen | {e.id for e, _ in entries}
         cursor, gaps = rules.advance_cursor(
             rt.cursor,
@@ -214,6 +245,9 @@ async def escalation_pass(state: AppState, rt: ResponseRuntime) -> int:
             now=utcnow(),
             urgent_priority=state.matrix.levels[0].level if state.matrix.levels else "P1",
         )
+        made = await service.gather_storm(
+            session=session, config=state.config.response, made=made, now=utcnow()
+        )
     return len(made)
 
 
@@ -224,22 +258,15 @@ async def store_results(state: AppState, rt: ResponseRuntime) -> int:
     d = state.config.response.dispatch
     try:
         async with state.sessions() as session, session.begin():
-            now = utcnow()
-            # one read for the whole batch: record_attempt then finds them in the session
-            await service.load_deliveries(session=session, delivery_ids=[i for i, _ in results])
-            for delivery_id, outcome in results:
-                await service.record_attempt(
-                    session=session,
-                    delivery_id=delivery_id,
-                    ok=outcome.ok,
-                    status=outcome.status,
-                    error=outcome.error,
-                    retry_after=lambda attempt: rules.backoff(
-                        attempt, base=d.backoff, cap=d.max_backoff, jitter=rt.rng.random()
-                    ),
-                    max_attempts=d.max_attempts,
-                    now=now,
-                )
+            await service.record_attempts(
+                session=session,
+                outcomes=[(i, o.ok, o.status, o.error) for i, o in results],
+                retry_after=lambda attempt: rules.backoff(
+                    attempt, base=d.backoff, cap=d.max_backoff, jitter=rt.rng.random()
+                ),
+                max_attempts=d.max_attempts,
+                now=utcnow(),
+            )
     except BaseException:
         rt.results = results + rt.results  # not stored: try again next turn
         raise
@@ -252,22 +279,26 @@ async def store_results(state: AppState, rt: ResponseRuntime) -> int:
 
 
 async def dispatch_pass(state: AppState, rt: ResponseRuntime) -> int:
-    """Start a send for each due delivery not in flight; returns how many were started."""
+    """Claim the due deliveries not in flight (up to `dispatch.batch` claimed at a time) and
+    start a send for each; at most `dispatch.concurrency` of them talk to receivers at once,
+    the rest wait their turn. Returns how many were claimed."""
     d = state.config.response.dispatch
-    room = d.concurrency - len(rt.inflight)
+    room = d.batch - len(rt.inflight)
     if room <= 0:
         return 0
     async with state.sessions() as session:
         due = await service.due_deliveries(
             session=session,
             now=utcnow(),
-            limit=min(room, d.batch),
+            limit=room,
             # in flight, or ended with the outcome not stored yet: not due again
             skip=[*rt.inflight, *(i for i, _ in rt.results)],
         )
     notifiers = rt.notifiers
     if notifiers is None:
         raise RuntimeError("response.jobs.start() sets up the notifiers first")
+    if rt.slots is None:
+        rt.slots = asyncio.Semaphore(d.concurrency)
     for delivery in due:
         channel = state.config.response.channel(delivery.channel)
         if channel is None:
@@ -283,24 +314,27 @@ async def dispatch_pass(state: AppState, rt: ResponseRuntime) -> int:
         )
         notifier = notifiers.for_channel(channel)
         rt.inflight[delivery.id] = asyncio.create_task(
-            _send(rt, notifier, outbound), name=f"notify-{delivery.id}"
+            _send(rt, notifier, outbound, rt.slots), name=f"notify-{delivery.id}"
         )
     return len(due)
 
 
-async def _send(rt: ResponseRuntime, notifier: Notifier, outbound: Outbound) -> None:
+async def _send(
+    rt: ResponseRuntime, notifier: Notifier, outbound: Outbound, slots: asyncio.Semaphore
+) -> None:
     try:
-        outcome = await notifier.send(outbound)
+        async with slots:
+            outcome = await notifier.send(outbound)
     except Exception as exc:  # a notifier bug must not lose the delivery
         log.exception("notifier failed on delivery %d", outbound.delivery_id)
         outcome = Outcome(False, None, f"internal error: {type(exc).__name__}")
     finally:
         rt.inflight.pop(outbound.delivery_id, None)
     rt.results.append((outbound.delivery_id, outcome))
-    # outcomes are stored in batches (one transaction each): wake the loop when a good
-    # share of the sends has ended, or the last one; the poll interval covers the rest
-    if not rt.inflight or len(rt.results) >= max(1, len(rt.inflight)):
-        rt.wake.set()
+    # outcomes are stored in batches (one transaction each): wake the dispatcher when a
+    # pool's worth of sends has ended, or the last one; its poll interval covers the rest
+    if not rt.inflight or len(rt.results) >= max(rt.concurrency, STORE_EVERY):
+        rt.kick.set()
 
 
 async def step(state: AppState, rt: ResponseRuntime) -> None:
@@ -318,27 +352,95 @@ async def settle(state: AppState, rt: ResponseRuntime, timeout: float = 10.0) ->
     await store_results(state, rt)
 
 
+async def _wait(events: list[asyncio.Event], timeout: float) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+async def run_dispatch(state: AppState, rt: ResponseRuntime, stop: asyncio.Event) -> None:
+    """The dispatcher: store the outcomes that came in (one transaction), claim what is due,
+    again, as long as there is work; otherwise wait for a kick or the poll interval."""
+    interval = state.config.response.dispatch.poll_interval.total_seconds()
+    while not stop.is_set():
+        rt.kick.clear()
+        try:
+            await store_results(state, rt)
+            await dispatch_pass(state, rt)
+        except Exception:
+            log.exception("response dispatch pass failed")
+        await _wait([rt.kick, stop], interval)
+
+
+_WROTE = "hypercare.response.timeline_written"
+
+
+def watch_commits(state: AppState, rt: ResponseRuntime) -> Callable[[], None]:
+    """Wake the outbox loop as soon as a transaction of this process that added timeline
+    entries (through the ORM) commits, instead of at its next poll; entries committed by
+    other processes are still found by polling. Returns the function that stops watching."""
+    engine = state.engine.sync_engine
+
+    def before_flush(session: Session, _ctx: object, _instances: object) -> None:
+        try:
+            ours = session.get_bind() is engine
+        except Exception:  # an unbound session of someone else's
+            return
+        if ours and any(isinstance(o, TimelineEntry) for o in session.new):
+            session.info[_WROTE] = True
+
+    def after_commit(session: Session) -> None:
+        if session.info.pop(_WROTE, False):
+            rt.wake.set()
+
+    def after_rollback(session: Session) -> None:
+        session.info.pop(_WROTE, None)
+
+    hooks = (
+        ("before_flush", before_flush),
+        ("after_commit", after_commit),
+        ("after_soft_rollback", lambda s, _t: after_rollback(s)),
+    )
+    for name, fn in hooks:
+        event.listen(Session, name, fn)
+
+    def stop() -> None:
+        for name, fn in hooks:
+            with contextlib.suppress(Exception):
+                event.remove(Session, name, fn)
+
+    return stop
+
+
 async def run_response(state: AppState, stop: asyncio.Event) -> None:
+    """The outbox and escalation loop, with the dispatcher beside it as a second task: a
+    backlog of sends never waits for an outbox pass, nor the outbox for the sends."""
     rt = runtime(state)
     interval = state.config.response.dispatch.poll_interval.total_seconds()
+    dispatcher = asyncio.create_task(run_dispatch(state, rt, stop), name="response-dispatch")
+    unwatch = watch_commits(state, rt)
     try:
         while not stop.is_set():
             rt.wake.clear()
             try:
-                await step(state, rt)
+                made = await outbox_pass(state, rt)
+                made += await escalation_pass(state, rt)
+                if made:
+                    rt.kick.set()
             except Exception:
                 # a passing store error must not stop notifications; the next turn retries
                 log.exception("response pass failed")
-            waiter = asyncio.ensure_future(rt.wake.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait(
-                    {waiter, stopper}, timeout=interval, return_when="FIRST_COMPLETED"
-                )
-            finally:
-                waiter.cancel()
-                stopper.cancel()
+            await _wait([rt.wake, stop], interval)
     finally:
+        unwatch()
+        stop_dispatch = not dispatcher.done()
+        if stop_dispatch:
+            dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await dispatcher
         with contextlib.suppress(Exception):
             await settle(state, rt, timeout=2.0)
         for task in list(rt.inflight.values()):

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -436,20 +437,46 @@ def impact_verdict(
 # --- storms -------------------------------------------------------------------------------
 
 
-def storm_message(issues: Sequence[Mapping[str, Any]], *, within: timedelta) -> dict[str, Any]:
+def storm_message(
+    issues: Sequence[Mapping[str, Any]], *, within: timedelta, paging: bool = False
+) -> dict[str, Any]:
     """One message standing for the "created" messages of `issues` (message snapshots, in
-    order). Keeps the fields every channel format reads: the first issue's id and links,
-    the most urgent priority (the matrix names sort P1 < P2 ...), a title that counts them,
-    and a text listing each."""
+    order), or with `paging` for their escalation pages. Keeps the fields every channel
+    format reads: the first issue's id and links (and whom a page is for), the most urgent
+    priority (the matrix names sort P1 < P2 ...), a title that counts them, and a text
+    listing each."""
     first = issues[0]
     seconds = within.total_seconds()
     lines = [f"#{m['issue_id']} [{m['priority']}] {m['title']} — {m['issue_url']}" for m in issues]
     return {
         **first,
-        "event": "storm",
+        "event": "storm_page" if paging else "storm",
         "priority": min(str(m["priority"]) for m in issues),
-        "title": f"Storm: {len(issues)} new issues (more than usual within {seconds:g} s)",
+        "title": (
+            f"Storm: {len(issues)} issues paging (a storm of new issues within {seconds:g} s)"
+            if paging
+            else f"Storm: {len(issues)} new issues (more than usual within {seconds:g} s)"
+        ),
         "text": "\n".join(lines[:100])
         + (f"\n… and {len(lines) - 100} more" if len(lines) > 100 else ""),
         "issues": [m["issue_id"] for m in issues],
     }
+
+
+# --- mentions -----------------------------------------------------------------------------
+
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{6,20}$")
+_UPN = re.compile(r"^[^@\s<>]{1,200}@[^@\s<>]{1,200}$")
+
+
+def mention(kind: str, target: str | None, name: str) -> dict[str, str] | None:
+    """A real mention of a person's contact, when its `target` says who they are there: a
+    Slack user id (``U024BE7LH``, rendered ``<@U024BE7LH>``) or a Teams user principal name
+    (``ann@contoso.com``, an Adaptive Card ``msteams.entities`` mention). Other targets
+    (``@ann``) stay plain text: incoming webhooks do not resolve names."""
+    value = (target or "").strip()
+    if kind == "slack" and _SLACK_USER.match(value):
+        return {"kind": "slack", "id": value, "name": name}
+    if kind == "teams" and _UPN.match(value):
+        return {"kind": "teams", "id": value, "name": name}
+    return None

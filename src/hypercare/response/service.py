@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -299,16 +299,6 @@ async def due_deliveries(
     return list(await session.scalars(query))
 
 
-async def load_deliveries(*, session: AsyncSession, delivery_ids: Sequence[int]) -> None:
-    """Bring deliveries and their issues into the session in two queries."""
-    if not delivery_ids:
-        return
-    rows = list(await session.scalars(select(Delivery).where(Delivery.id.in_(list(delivery_ids)))))
-    issue_ids = sorted({d.issue_id for d in rows})
-    if issue_ids:
-        list(await session.scalars(select(Issue).where(Issue.id.in_(issue_ids))))
-
-
 async def record_attempt(
     *,
     session: AsyncSession,
@@ -321,20 +311,168 @@ async def record_attempt(
     now: datetime,
 ) -> Delivery | None:
     """Store the end of one attempt; a final outcome (sent, dead) goes on the timeline."""
-    delivery = await session.get(Delivery, delivery_id)
-    if delivery is None or delivery.state not in (
-        DeliveryState.pending.value,
-        DeliveryState.failed.value,
-    ):
-        return delivery
+    done = await record_attempts(
+        session=session,
+        outcomes=[(delivery_id, ok, status, error)],
+        retry_after=retry_after,
+        max_attempts=max_attempts,
+        now=now,
+    )
+    return done[0] if done else await session.get(Delivery, delivery_id)
+
+
+Attempt = tuple[int, bool, int | None, str | None]  # delivery id, ok, status, error
+
+
+async def record_attempts(
+    *,
+    session: AsyncSession,
+    outcomes: Sequence[Attempt],
+    retry_after: Callable[[int], timedelta],
+    max_attempts: int,
+    now: datetime,
+) -> list[Delivery]:
+    """Store the ends of many attempts at once: the deliveries and their issues are read in
+    a few queries and written in one flush (the dispatcher's batch). Each final outcome
+    (sent, dead) goes on its issue's timeline. Returns the deliveries that were updated
+    (one no longer pending or failed, e.g. replayed meanwhile, is left alone)."""
+    ok_ids = await _record_sent(session=session, outcomes=[o for o in outcomes if o[1]], now=now)
+    rest = [o for o in outcomes if not (o[1] and o[0] in ok_ids)]
+    ids = sorted({o[0] for o in rest})
+    rows: dict[int, Delivery] = {}
+    issues: dict[int, Issue] = {}
+    updated: list[Delivery] = []
+    with session.no_autoflush:
+        for chunk in _chunks(ids, 500):
+            for d in await session.scalars(select(Delivery).where(Delivery.id.in_(chunk))):
+                rows[d.id] = d
+        issue_ids = sorted({d.issue_id for d in rows.values()})
+        for chunk in _chunks(issue_ids, 500):
+            for i in await session.scalars(select(Issue).where(Issue.id.in_(chunk))):
+                issues[i.id] = i
+        for delivery_id, ok, status, error in rest:
+            delivery = rows.get(delivery_id)
+            if delivery is None or delivery.state not in _OPEN_STATES:
+                continue
+            _apply_attempt(
+                session,
+                delivery,
+                issues.get(delivery.issue_id),
+                ok=ok,
+                status=status,
+                error=error,
+                delay=retry_after(delivery.attempts + 1),
+                max_attempts=max_attempts,
+                now=now,
+            )
+            updated.append(delivery)
+    await session.flush()
+    if ok_ids:
+        for chunk in _chunks(sorted(ok_ids), 500):
+            fresh = (
+                select(Delivery)
+                .where(Delivery.id.in_(chunk))
+                .execution_options(populate_existing=True)
+            )
+            updated += list(await session.scalars(fresh))
+    return updated
+
+
+async def _record_sent(
+    *, session: AsyncSession, outcomes: Sequence[Attempt], now: datetime
+) -> set[int]:
+    """The common case, the sends that succeeded, in bulk statements (no objects): one
+    UPDATE per receiver status, the "Notified" timeline entries in one INSERT, the issues'
+    `updated_at` in one UPDATE. Returns the ids stored (those still pending or failed)."""
+    if not outcomes:
+        return set()
+    await session.flush()  # nothing of ours pending in the session's objects
+    wanted = sorted({o[0] for o in outcomes})
+    found: dict[int, tuple[int, str, str, int]] = {}
+    for chunk in _chunks(wanted, 500):
+        for row in await session.execute(
+            select(
+                Delivery.id, Delivery.issue_id, Delivery.channel, Delivery.event, Delivery.attempts
+            ).where(Delivery.id.in_(chunk), Delivery.state.in_(_OPEN_STATES))
+        ):
+            found[row[0]] = (row[1], row[2], row[3], row[4])
+    if not found:
+        return set()
+    by_status: dict[int | None, list[int]] = {}
+    for delivery_id, _ok, status, _error in outcomes:
+        if delivery_id in found:
+            by_status.setdefault(status, []).append(delivery_id)
+    for status, ids in by_status.items():
+        for chunk in _chunks(sorted(set(ids)), 500):
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(chunk), Delivery.state.in_(_OPEN_STATES))
+                .values(
+                    state=DeliveryState.sent.value,
+                    attempts=Delivery.attempts + 1,
+                    next_attempt_at=None,
+                    last_attempt_at=now,
+                    receiver_status=status,
+                    error=None,
+                    sent_at=now,
+                ),
+                execution_options={"synchronize_session": False},
+            )
+    status_of = {i: st for st, ids in by_status.items() for i in ids}
+    await session.execute(
+        insert(TimelineEntry),
+        [
+            {
+                "issue_id": issue_id,
+                "at": now,
+                "actor": "hypercare",
+                "kind": "notification",
+                "text": f"Notified {channel} ({event})",
+                "data": {
+                    "delivery_id": delivery_id,
+                    "channel": channel,
+                    "state": DeliveryState.sent.value,
+                    "attempts": attempts + 1,
+                    "status": status_of.get(delivery_id),
+                },
+            }
+            for delivery_id, (issue_id, channel, event, attempts) in sorted(found.items())
+        ],
+    )
+    for chunk in _chunks(sorted({v[0] for v in found.values()}), 500):
+        await session.execute(
+            update(Issue)
+            .where(Issue.id.in_(chunk))
+            .values(updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return set(found)
+
+
+_OPEN_STATES = (DeliveryState.pending.value, DeliveryState.failed.value)
+
+
+def _chunks(values: Sequence[int], size: int) -> Iterable[list[int]]:
+    for i in range(0, len(values), size):
+        yield list(values[i : i + size])
+
+
+def _apply_attempt(
+    session: AsyncSession,
+    delivery: Delivery,
+    issue: Issue | None,
+    *,
+    ok: bool,
+    status: int | None,
+    error: str | None,
+    delay: timedelta,
+    max_attempts: int,
+    now: datetime,
+) -> None:
     delivery.attempts += 1
     attempts = delivery.attempts if rules.retryable(status) or ok else max_attempts
     state, next_at = rules.after_attempt(
-        ok=ok,
-        attempts=attempts,
-        max_attempts=max_attempts,
-        now=now,
-        delay=retry_after(delivery.attempts),
+        ok=ok, attempts=attempts, max_attempts=max_attempts, now=now, delay=delay
     )
     delivery.state = state.value
     delivery.next_attempt_at = next_at
@@ -343,31 +481,28 @@ async def record_attempt(
     delivery.error = None if ok else (error or "failed")[:300]
     if ok:
         delivery.sent_at = now
-    if state in (DeliveryState.sent, DeliveryState.dead):
-        issue = await session.get(Issue, delivery.issue_id)
-        if issue is not None:
-            text = (
-                f"Notified {delivery.channel} ({delivery.event})"
-                if ok
-                else f"Notification to {delivery.channel} gave up after "
-                f"{delivery.attempts} attempt(s): {delivery.error}"
-            )
-            triage_service.record(
-                session,
-                issue,
-                actor="hypercare",
-                kind="notification",
-                text=text,
-                data={
-                    "delivery_id": delivery.id,
-                    "channel": delivery.channel,
-                    "state": state.value,
-                    "attempts": delivery.attempts,
-                    "status": status,
-                },
-                at=now,
-            )
-    return delivery
+    if state in (DeliveryState.sent, DeliveryState.dead) and issue is not None:
+        text = (
+            f"Notified {delivery.channel} ({delivery.event})"
+            if ok
+            else f"Notification to {delivery.channel} gave up after "
+            f"{delivery.attempts} attempt(s): {delivery.error}"
+        )
+        triage_service.record(
+            session,
+            issue,
+            actor="hypercare",
+            kind="notification",
+            text=text,
+            data={
+                "delivery_id": delivery.id,
+                "channel": delivery.channel,
+                "state": state.value,
+                "attempts": delivery.attempts,
+                "status": status,
+            },
+            at=now,
+        )
 
 
 async def list_deliveries(
@@ -436,22 +571,42 @@ def to_read(d: Delivery) -> DeliveryRead:
 # --- acknowledgement ----------------------------------------------------------------------
 
 
+def acting_person(config: ResponseConfig, token_name: str) -> tuple[str, dict[str, str]]:
+    """Who a request acts as: the person whose `token:` is this API token (their name), or
+    the token's own name; with what the timeline keeps of it."""
+    person = config.person_for_token(token_name)
+    if person is None:
+        return token_name, {}
+    return person.name, {"person": person.name, "token": token_name}
+
+
 async def acknowledge(
-    *, session: AsyncSession, issue_id: int, actor: str, via: str, note: str | None, now: datetime
+    *,
+    session: AsyncSession,
+    issue_id: int,
+    actor: str,
+    via: str,
+    note: str | None,
+    now: datetime,
+    config: ResponseConfig | None = None,
 ) -> tuple[Issue, bool]:
-    """Stamp `acknowledged_at` (once) and put it on the timeline. Returns (issue, whether this
-    call acknowledged it; False when it already was)."""
+    """Stamp `acknowledged_at` (once) and put it on the timeline. With `config`, a token
+    linked to a person (`response.people[].token`) acknowledges as that person. Returns
+    (issue, whether this call acknowledged it; False when it already was)."""
     issue = await triage_service.get_issue(session=session, issue_id=issue_id)
     if issue.acknowledged_at is not None:
         return issue, False
+    who, extra = acting_person(config, actor) if config else (actor, {})
+    person = config.person(who) if config and extra else None
+    shown = f"{person.full_name} ({who})" if person and person.full_name else who
     issue.acknowledged_at = now
     triage_service.record(
         session,
         issue,
-        actor=actor,
+        actor=who,
         kind="acknowledged",
-        text=f"Acknowledged by {actor} ({via})" + (f": {note}" if note else ""),
-        data={"via": via, "note": note},
+        text=f"Acknowledged by {shown} ({via})" + (f": {note}" if note else ""),
+        data={"via": via, "note": note, **extra},
         at=now,
     )
     return issue, True
@@ -516,9 +671,19 @@ async def list_overrides(
 
 
 async def overrides_by_schedule(
-    *, session: AsyncSession, start: datetime, end: datetime
+    *,
+    session: AsyncSession,
+    start: datetime,
+    end: datetime,
+    config: ResponseConfig | None = None,
 ) -> dict[str, list[Override]]:
+    """The overrides touching [start, end) per schedule: those written in the config file
+    (with `config`) first, then those added through the API or the console."""
     out: dict[str, list[Override]] = {}
+    for sch in config.schedules if config else []:
+        for person, o_start, o_end in sch.override_spans():
+            if o_start < end and o_end > start:
+                out.setdefault(sch.name, []).append(Override(person, o_start, o_end))
     for row in await list_overrides(session=session, start=start, end=end):
         out.setdefault(row.schedule, []).append(override_value(row))
     return out
@@ -633,7 +798,10 @@ async def resolve_targets(
                 continue
             if overrides is None:
                 overrides = await overrides_by_schedule(
-                    session=session, start=now - timedelta(days=35), end=now + timedelta(days=1)
+                    session=session,
+                    start=now - timedelta(days=35),
+                    end=now + timedelta(days=1),
+                    config=config,
                 )
             shift = on_call(schedule_of(cfg), overrides.get(name, []), now)
             if shift is None:
@@ -658,6 +826,7 @@ async def deliver_to(
     key: bytes,
     now: datetime,
     held: dict[str, datetime] | None = None,
+    evidence: dict[str, str] | None = None,
 ) -> list[Delivery]:
     """Pending deliveries of `entry` to `channels` (configured or a person's contact), one
     per channel, due now or when the `held` time of their channel comes; pairs made before
@@ -677,11 +846,16 @@ async def deliver_to(
         if channel is None or name in existing:
             continue
         message = message_for(entry, issue, change, base_url=base_url, ack_token=token)
+        if evidence:
+            message["evidence"] = dict(evidence)
         person_name, slash, index = name.partition("/")
         person = config.person(person_name) if slash else None
         if person is not None:
             contact = person.contacts[int(index)]
             message["for"] = contact.target or person.full_name or person.name
+            tag = rules.mention(contact.type, contact.target, person.full_name or person.name)
+            if tag is not None:
+                message["mention"] = tag
         delivery = Delivery(
             issue_id=issue.id,
             entry_id=entry.id,
@@ -739,7 +913,6 @@ async def react(
     acknowledgement and resolution stop them. Rules that name people or schedules get
     deliveries to their contacts (the on-call person's, for a schedule)."""
     made: list[Delivery] = []
-    kinds = config.target_names()
     for entry, issue in entries:
         change = rules.change_of(entry.kind, entry.data or {})
         if change is None:
@@ -768,7 +941,7 @@ async def react(
                 session,
                 issue,
                 actor="hypercare",
-                kind="impact_check",
+                kind=IMPACT_CHECK,
                 text=verdict.text
                 + (
                     " — on-call not paged; the team channel is told"
@@ -792,56 +965,172 @@ async def react(
                     now=now,
                 )
                 continue
-        direct = [n for n in named if kinds.get(n) in ("person", "schedule")]
-        if direct:
-            held: dict[str, datetime] = {}
-            channels, _notes = await resolve_targets(
-                session=session,
-                config=config,
-                names=direct,
-                now=now,
-                urgent=bool(matrix.levels) and issue.priority == matrix.levels[0].level,
-                held=held,
-            )
-            made += await deliver_to(
-                session=session,
-                config=config,
-                entry=entry,
-                issue=issue,
-                change=change,
-                channels=channels,
-                base_url=base_url,
-                key=key,
-                now=now,
-                held=held,
-            )
-        if change not in ("created", "priority") or issue.acknowledged_at or issue.status in CLOSED:
-            continue
-        try:
-            path = matrix.level(issue.priority).escalation
-        except InvalidInput:
-            path = []
-        wanted = [n for n in named if kinds.get(n) == "policy"]
-        wanted += list(rules.policies_for(config.policies, issue.priority, path))
-        for name in dict.fromkeys(wanted):
-            exists = await session.scalar(
-                select(Escalation.id).where(
-                    Escalation.issue_id == issue.id, Escalation.policy == name
-                )
-            )
-            if exists is None:
-                session.add(
-                    Escalation(
-                        issue_id=issue.id,
-                        policy=name,
-                        started_at=now,
-                        done=0,
-                        advance_to=0,
-                        next_at=now,
-                    )
-                )
+        made += await _page(
+            session=session,
+            config=config,
+            matrix=matrix,
+            entry=entry,
+            issue=issue,
+            change=change,
+            named=named,
+            base_url=base_url,
+            key=key,
+            now=now,
+        )
     await session.flush()
     return made
+
+
+async def _page(
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    matrix: Matrix,
+    entry: TimelineEntry,
+    issue: Issue,
+    change: str,
+    named: Sequence[str],
+    base_url: str,
+    key: bytes,
+    now: datetime,
+) -> list[Delivery]:
+    """Deliveries to the people and schedules the rules name, and (for a new or
+    reprioritised issue not yet owned) the escalation policies its rules or matrix level
+    name, started now."""
+    made: list[Delivery] = []
+    kinds = config.target_names()
+    direct = [n for n in named if kinds.get(n) in ("person", "schedule")]
+    if direct:
+        held: dict[str, datetime] = {}
+        channels, _notes = await resolve_targets(
+            session=session,
+            config=config,
+            names=direct,
+            now=now,
+            urgent=bool(matrix.levels) and issue.priority == matrix.levels[0].level,
+            held=held,
+        )
+        made += await deliver_to(
+            session=session,
+            config=config,
+            entry=entry,
+            issue=issue,
+            change=change,
+            channels=channels,
+            base_url=base_url,
+            key=key,
+            now=now,
+            held=held,
+        )
+    if change not in ("created", "priority") or issue.acknowledged_at or issue.status in CLOSED:
+        return made
+    try:
+        path = matrix.level(issue.priority).escalation
+    except InvalidInput:
+        path = []
+    wanted = [n for n in named if kinds.get(n) == "policy"]
+    wanted += list(rules.policies_for(config.policies, issue.priority, path))
+    for name in dict.fromkeys(wanted):
+        exists = await session.scalar(
+            select(Escalation.id).where(Escalation.issue_id == issue.id, Escalation.policy == name)
+        )
+        if exists is None:
+            session.add(
+                Escalation(
+                    issue_id=issue.id,
+                    policy=name,
+                    started_at=now,
+                    done=0,
+                    advance_to=0,
+                    next_at=now,
+                )
+            )
+    return made
+
+
+IMPACT_CHECK = "impact_check"
+
+
+async def recheck_impact(
+    *,
+    session: AsyncSession,
+    config: ResponseConfig,
+    matrix: Matrix,
+    base_url: str,
+    key: bytes,
+    now: datetime,
+    impact: Callable[[Issue], rules.Impact],
+) -> list[Delivery]:
+    """Impact-confirmed paging, looked at again: a system alert whose check found no user
+    impact (team channel only) is checked against live telemetry while it stays open and
+    unowned (up to `impact_gate.recheck_for` after that check). When impact shows up, the
+    issue's timeline says so with the numbers, and on-call is paged as for a new issue:
+    once, since the newest check then says impact."""
+    gate = config.impact_gate
+    if gate is None or gate.recheck_for <= timedelta(0):
+        return []
+    rows = list(
+        await session.execute(
+            select(TimelineEntry, Issue)
+            .join(Issue, Issue.id == TimelineEntry.issue_id)
+            .where(
+                TimelineEntry.kind == IMPACT_CHECK,
+                TimelineEntry.at >= now - gate.recheck_for,
+                Issue.acknowledged_at.is_(None),
+                Issue.status.not_in(sorted(CLOSED)),
+            )
+            .order_by(TimelineEntry.id)
+            .limit(2000)
+        )
+    )
+    newest: dict[int, tuple[TimelineEntry, Issue]] = {}
+    for entry, issue in rows:
+        newest[issue.id] = (entry, issue)  # ordered by id: the last one wins
+    made: list[Delivery] = []
+    for entry, issue in newest.values():
+        if (entry.data or {}).get("impact") is not False:
+            continue
+        verdict = impact(issue)
+        if verdict.impact is not True:
+            continue
+        checked = triage_service.record(
+            session,
+            issue,
+            actor="hypercare",
+            kind=IMPACT_CHECK,
+            text=f"{verdict.text} — user impact appeared after the alert opened: "
+            "on-call is paged now",
+            data={"impact": True, "recheck": True},
+            at=now,
+        )
+        await session.flush()
+        made += await _page(
+            session=session,
+            config=config,
+            matrix=matrix,
+            entry=checked,
+            issue=issue,
+            change="created",
+            named=rules.targets(config.rules, facts_of(issue), "created"),
+            base_url=base_url,
+            key=key,
+            now=now,
+        )
+    await session.flush()
+    return made
+
+
+async def impact_evidence(*, session: AsyncSession, issue_id: int) -> dict[str, str]:
+    """The newest impact check of an issue that found impact, as a page's evidence line."""
+    entry = await session.scalar(
+        select(TimelineEntry)
+        .where(TimelineEntry.issue_id == issue_id, TimelineEntry.kind == IMPACT_CHECK)
+        .order_by(TimelineEntry.id.desc())
+        .limit(1)
+    )
+    if entry is None or (entry.data or {}).get("impact") is not True:
+        return {}
+    return {"Impact": entry.text[:300]}
 
 
 def escalation_state(row: Escalation, issue: Issue) -> rules.EscalationState:
@@ -933,6 +1222,7 @@ async def escalation_pass(
                 key=key,
                 now=now,
                 held=step_held,
+                evidence=await impact_evidence(session=session, issue_id=issue.id),
             )
         if plan.due:
             row.done += len(plan.due)
@@ -956,50 +1246,58 @@ async def list_escalations(*, session: AsyncSession, issue_id: int) -> list[Esca
 STORM = "storm"
 
 
+STORM_PAGE = "storm_page"
+# what a storm folds: the event of the deliveries, and the event of their grouped one
+_STORM_KINDS = (("created", STORM), (PAGE, STORM_PAGE))
+
+
 async def gather_storm(
     *, session: AsyncSession, config: ResponseConfig, made: list[Delivery], now: datetime
 ) -> list[Delivery]:
     """During a storm (more than `storm.issues` issues opened within `storm.within`), the
     fresh "created" deliveries to each channel are folded into that channel's one pending
-    storm delivery (made when the storm starts, sent `storm.gather` later). Returns the
-    deliveries still standing."""
+    storm delivery (made when the storm starts, sent `storm.gather` later), and so are the
+    escalation pages ("page": one grouped page per channel or person's contact). Returns
+    the deliveries still standing."""
     storm = config.storm
-    created = [d for d in made if d.event == "created"]
-    if storm is None or not created:
+    kinds = dict(_STORM_KINDS)
+    folded = [d for d in made if d.event in kinds]
+    if storm is None or not folded:
         return made
     recent = await session.scalar(
         select(func.count()).select_from(Issue).where(Issue.created_at >= now - storm.within)
     )
     if int(recent or 0) <= storm.issues:
         return made
-    kept = [d for d in made if d.event != "created"]
-    by_channel: dict[str, list[Delivery]] = {}
-    for d in created:
-        by_channel.setdefault(d.channel, []).append(d)
-    for channel, rows in by_channel.items():
+    kept = [d for d in made if d.event not in kinds]
+    by_channel: dict[tuple[str, str], list[Delivery]] = {}
+    for d in folded:
+        by_channel.setdefault((kinds[d.event], d.channel), []).append(d)
+    for (event, channel), rows in by_channel.items():
         pending = await session.scalar(
             select(Delivery)
             .where(
                 Delivery.channel == channel,
-                Delivery.event == STORM,
+                Delivery.event == event,
                 Delivery.state == DeliveryState.pending.value,
             )
             .order_by(Delivery.id.desc())
             .limit(1)
         )
         members = [d.message for d in rows]
+        paging = event == STORM_PAGE
         if pending is not None:
             # bounded: the first 1000 issues of a storm are listed
             issues = (list(pending.message.get("members", [])) + members)[:1000]
-            message = rules.storm_message(issues, within=storm.within)
+            message = rules.storm_message(issues, within=storm.within, paging=paging)
             pending.message = {**message, "members": issues}
         else:
             head = rows[0]
-            message = rules.storm_message(members, within=storm.within)
+            message = rules.storm_message(members, within=storm.within, paging=paging)
             pending = Delivery(
                 issue_id=head.issue_id,
                 entry_id=head.entry_id,
-                event=STORM,
+                event=event,
                 channel=channel,
                 channel_type=head.channel_type,
                 recipient=head.recipient,

@@ -75,7 +75,7 @@ async def replay_notification(
     delivery = await service.replay(
         session=session, delivery_id=delivery_id, actor=who.name, now=utcnow()
     )
-    jobs.runtime(state).wake.set()
+    jobs.nudge(state)
     return service.to_read(delivery)
 
 
@@ -96,6 +96,7 @@ async def acknowledge_issue(
         via="api",
         note=body.note if body else None,
         now=utcnow(),
+        config=state.config.response,
     )
     return triage_service.to_read(issue, state.matrix)
 
@@ -335,7 +336,10 @@ async def who_is_on_call(
     instant = _parse_at(at)
     horizon = timedelta(days=60)
     overrides = await service.overrides_by_schedule(
-        session=session, start=instant - timedelta(days=35), end=instant + horizon
+        session=session,
+        start=instant - timedelta(days=35),
+        end=instant + horizon,
+        config=state.config.response,
     )
     out = []
     for cfg in state.config.response.schedules:
@@ -431,7 +435,9 @@ async def list_people(state: State, session: Db, _: Viewer) -> list[PersonRead]:
     cfg = state.config.response
     now = utcnow()
     end = now + timedelta(days=14)
-    overrides = await service.overrides_by_schedule(session=session, start=now, end=end)
+    overrides = await service.overrides_by_schedule(
+        session=session, start=now, end=end, config=state.config.response
+    )
     schedules = [schedule_of(s) for s in cfg.schedules]
     out = []
     for person in cfg.people:
@@ -528,7 +534,7 @@ async def person_calendar(request: Request, state: State, session: Db, name: str
     now = utcnow()
     start, end = now - FEED_HORIZON_PAST, now + FEED_HORIZON_AHEAD
     overrides = await service.overrides_by_schedule(
-        session=session, start=start - timedelta(days=35), end=end
+        session=session, start=start - timedelta(days=35), end=end, config=state.config.response
     )
     found = sorted(
         (

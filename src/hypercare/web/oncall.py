@@ -35,7 +35,10 @@ async def _now_on_call(session: AsyncSession, state: AppState) -> dict[str, Any]
     cfg = state.config.response
     now = utcnow()
     overrides = await service.overrides_by_schedule(
-        session=session, start=now - timedelta(days=35), end=now + timedelta(days=1)
+        session=session,
+        start=now - timedelta(days=35),
+        end=now + timedelta(days=1),
+        config=state.config.response,
     )
     rows = []
     for sch in cfg.schedules:
@@ -69,7 +72,7 @@ async def oncall_page(request: Request, state: State, session: Db, user: Console
     start = now.replace(minute=0, second=0, microsecond=0)
     end = start + timedelta(days=TIMELINE_DAYS)
     overrides = await service.overrides_by_schedule(
-        session=session, start=start - timedelta(days=35), end=end
+        session=session, start=start - timedelta(days=35), end=end, config=state.config.response
     )
     rows = await service.list_overrides(session=session, start=now)
     schedules = []

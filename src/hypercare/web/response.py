@@ -37,7 +37,9 @@ def _back(request: Request, issue_id: int, anchor: str) -> Response:
 
 
 @router.post("/issues/{issue_id}/acknowledge")
-async def acknowledge(request: Request, session: Db, user: CsrfUser, issue_id: Id) -> Response:
+async def acknowledge(
+    request: Request, state: State, session: Db, user: CsrfUser, issue_id: Id
+) -> Response:
     user.require(Role.responder, "Acknowledging an issue")
     await service.acknowledge(
         session=session,
@@ -46,6 +48,7 @@ async def acknowledge(request: Request, session: Db, user: CsrfUser, issue_id: I
         via="console",
         note=None,
         now=utcnow(),
+        config=state.config.response,
     )
     return _back(request, issue_id, "notifications")
 
@@ -58,7 +61,7 @@ async def replay(
     delivery = await service.replay(
         session=session, delivery_id=delivery_id, actor=user.principal.name, now=utcnow()
     )
-    jobs.runtime(state).wake.set()
+    jobs.nudge(state)
     return _back(request, delivery.issue_id, "notifications")
 
 
