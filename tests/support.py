@@ -31,6 +31,13 @@ import httpx
 
 T = TypeVar("T")
 
+# How long `start_up` waits for a `hypercare up` to get ready by default. A fresh store runs
+# every migration and the supervisor spawns the console and the gateway workers (each a new
+# interpreter importing the product); on two cores shared with a loaded CI run (load average
+# 10-19) that was measured at over 60 s. It is a deadline, not a pause: a process that exits
+# fails at once, and a ready one returns as soon as it answers.
+START_TIMEOUT = 240.0
+
 # What a probe may raise while the thing it polls is not there yet.
 NOT_YET: tuple[type[BaseException], ...] = (httpx.TransportError, ConnectionError)
 
@@ -140,7 +147,7 @@ def start_up(
     args: Sequence[str] = (),
     env: Mapping[str, str | None] | None = None,
     console_port: int = 0,
-    timeout: float = 60,
+    timeout: float = START_TIMEOUT,
     log: Path | None = None,
     python: Sequence[str] = (sys.executable,),
     new_session: bool = False,

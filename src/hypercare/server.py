@@ -200,13 +200,20 @@ class _Server(uvicorn.Server):
 
 
 def console_main(
-    config: HypercareConfig, url: str, sock: socket.socket, health_urls: list[str]
+    config: HypercareConfig,
+    url: str,
+    sock: socket.socket,
+    health_urls: list[str],
+    supervisor: int | None = None,
 ) -> None:
-    """Entry point of the console child process (multiprocessing "spawn")."""
+    """Entry point of the console child process (multiprocessing "spawn"); `supervisor` is
+    the pid of the process that started it (the console stops when it is gone)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     _quiet_loggers()
-    if not asyncio.run(_run_console(config, url, sock, health_urls)):
+    if supervisor is None:
+        supervisor = os.getppid()
+    if not asyncio.run(_run_console(config, url, sock, health_urls, supervisor)):
         raise SystemExit(3)  # the app did not start (its lifespan failed); logged above
 
 
@@ -218,7 +225,11 @@ def _quiet_loggers() -> None:
 
 
 async def _run_console(
-    config: HypercareConfig, url: str, sock: socket.socket, health_urls: list[str]
+    config: HypercareConfig,
+    url: str,
+    sock: socket.socket,
+    health_urls: list[str],
+    supervisor: int,
 ) -> bool:
     from hypercare.api.app import build_state, create_app
     from hypercare.detection.jobs import runtime as detection_runtime
@@ -233,7 +244,7 @@ async def _run_console(
         server = _Server(console_config(create_app(state), host, port, config.web.trusted_proxies))
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, server.request_exit)
-        watch = asyncio.create_task(_exit_when_orphaned(server))
+        watch = asyncio.create_task(_exit_when_orphaned(server, supervisor))
         try:
             await server.serve(sockets=[sock])
         finally:
@@ -243,15 +254,17 @@ async def _run_console(
         await engine.dispose()
 
 
-async def _exit_when_orphaned(server: _Server) -> None:
-    """Stop when the supervisor is gone (killed with SIGKILL, it could not tell us)."""
-    parent = os.getppid()
+async def _exit_when_orphaned(server: _Server, supervisor: int) -> None:
+    """Stop when the supervisor (its pid) is gone (killed with SIGKILL, it could not tell
+    us). The pid comes from the supervisor itself, not from a getppid() taken once this
+    runs: a console whose supervisor died while it was still starting (seconds under load)
+    would otherwise take its new parent for the supervisor and serve on forever."""
     while True:
-        await asyncio.sleep(ORPHAN_CHECK_SECONDS)
-        if os.getppid() != parent:
-            log.warning("the supervising process %d is gone: stopping the console", parent)
+        if os.getppid() != supervisor:
+            log.warning("the supervising process %d is gone: stopping the console", supervisor)
             server.request_exit()
             return
+        await asyncio.sleep(ORPHAN_CHECK_SECONDS)
 
 
 # --- the supervisor ----------------------------------------------------------------------
@@ -272,7 +285,7 @@ class _Console:
         ctx = multiprocessing.get_context("spawn")
         p = ctx.Process(
             target=console_main,
-            args=(self.config, self.url, self.sock, self.health_urls),
+            args=(self.config, self.url, self.sock, self.health_urls, os.getpid()),
             name="hypercare-console",
         )
         p.start()

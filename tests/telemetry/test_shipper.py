@@ -22,6 +22,8 @@ from tests.telemetry.factory import record
 
 NODE_TOKEN = "hcn_test-node-token-0123456789abcdef"
 ADMIN_TOKEN = "hc_test-admin-token-0123456789abcdef"
+# generous: the suite runs on busy shared cores, and each wait polls a condition
+WAIT = 120.0
 
 
 def listening(port: int) -> bool:
@@ -124,7 +126,7 @@ async def test_spool_survives_a_shipper_restart_and_replays_in_order(
             second.emit(record(now, request_id=rid))
         await wait_until_async(
             lambda: second.buffered == 0 and second.spooled_batches == 6,
-            60,
+            WAIT,
             "second.buffered == 0 and second.spooled_batches == 6",
         )
         await asyncio.to_thread(console.start)
@@ -132,7 +134,7 @@ async def test_spool_survives_a_shipper_restart_and_replays_in_order(
         # time out while waiting in the backlog, be stored anyway and be acknowledged later
         # as a duplicate (accepted 0), so the store, not `sent_records`, is the measure
         await wait_until_async(
-            lambda: second.spooled_batches == 0 and second.buffered == 0, 60, "the spool replayed"
+            lambda: second.spooled_batches == 0 and second.buffered == 0, WAIT, "the spool replayed"
         )
         assert second.spool_bytes == 0
     finally:
