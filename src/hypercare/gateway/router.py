@@ -41,6 +41,7 @@ class _Entry(Generic[T]):
     regex: re.Pattern[str] | None = None
     prefix: str = ""
     order: int = 0
+    found: Match[T] | None = None  # Match(route, template), built once (it is immutable)
 
 
 def _body(template: str, named: bool) -> str:
@@ -76,7 +77,7 @@ class Router(Generic[T]):
         r: Router[T] = cls()
         for order, (template, methods, route) in enumerate(routes):
             ms = frozenset(m.upper() for m in methods) if methods else None
-            entry = _Entry(template, ms, route, order=order)
+            entry = _Entry(template, ms, route, order=order, found=Match(route, template))
             if template.endswith("/*"):
                 entry.prefix = template[:-1]  # keeps the trailing slash
                 r._prefixes.append(entry)
@@ -110,7 +111,7 @@ class Router(Generic[T]):
         if entries:
             for e in entries:
                 if e.methods is None or method in e.methods:
-                    return Match(e.route, e.template)
+                    return e.found or Match(e.route, e.template)
             path_matched = True
         group = self._by_slashes.get(path.count("/")) if self._by_slashes else None
         if group is not None:
@@ -120,17 +121,17 @@ class Router(Generic[T]):
                 first = (m.lastindex or 1) - 1
                 e = group.entries[first]
                 if e.methods is None or method in e.methods:
-                    return Match(e.route, e.template)
+                    return e.found or Match(e.route, e.template)
                 later = self._later(group, first, method, path)
                 if later is not None:
-                    return Match(later.route, later.template)
+                    return later.found or Match(later.route, later.template)
                 path_matched = True
         if not path_matched:
             for e in self._prefixes:
                 # "/api/*" takes "/api" itself as well as everything under "/api/".
                 if path.startswith(e.prefix) or path == e.prefix[:-1]:
                     if e.methods is None or method in e.methods:
-                        return Match(e.route, e.template)
+                        return e.found or Match(e.route, e.template)
                     path_matched = True
                     break
         return Match(None, "", method_not_allowed=path_matched)

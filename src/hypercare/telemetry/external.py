@@ -169,6 +169,7 @@ class ExternalRoutes:
                 self._exact[host] = Router.build(entries)
         self._wild = sorted(wild, key=lambda h: -len(h.host))
         self._any: Router[str] = Router.build(by_host.get(None, []))
+        self._only_any = (self._any,)  # the routers to try when no route names a host
         self.names = tuple(r.name for r in routes)
         self._cache: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._by_host: dict[str, tuple[Router[str], ...]] = {}  # `_routers`, remembered
@@ -208,7 +209,7 @@ class ExternalRoutes:
         `host` may be "" (only host-less routes then match) and may carry a port."""
         path = path.split("?", 1)[0][:MAX_PATH] or "/"
         method = method.upper()
-        for router in self._routers(host):
+        for router in self._routers(host) if self._exact or self._wild else self._only_any:
             m = router.match(method, path)
             if m.route is not None:
                 return m.route, m.template
