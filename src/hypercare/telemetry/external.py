@@ -169,8 +169,10 @@ class ExternalRoutes:
                 self._exact[host] = Router.build(entries)
         self._wild = sorted(wild, key=lambda h: -len(h.host))
         self._any: Router[str] = Router.build(by_host.get(None, []))
+        self._only_any = (self._any,)  # the routers to try when no route names a host
         self.names = tuple(r.name for r in routes)
         self._cache: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._by_host: dict[str, tuple[Router[str], ...]] = {}  # `_routers`, remembered
         self.components = {r.name: r.tags.get("component", "") for r in routes}
 
     @classmethod
@@ -180,9 +182,19 @@ class ExternalRoutes:
     def __bool__(self) -> bool:
         return bool(self.names)
 
-    def _routers(self, host: str) -> list[Router[str]]:
+    def _routers(self, host: str) -> tuple[Router[str], ...]:
+        """The routers to try for `host`, in precedence order (remembered per host string,
+        bounded: forgets everything at `CACHE_SIZE`)."""
+        found = self._by_host.get(host)
+        if found is None:
+            if len(self._by_host) >= CACHE_SIZE:
+                self._by_host.clear()
+            found = self._by_host[host] = tuple(self._routers_uncached(host))
+        return found
+
+    def _routers_uncached(self, host: str) -> list[Router[str]]:
         out: list[Router[str]] = []
-        if host:
+        if host and (self._exact or self._wild):
             h = _host_of(host)
             exact = self._exact.get(h)
             if exact is not None:
@@ -197,7 +209,7 @@ class ExternalRoutes:
         `host` may be "" (only host-less routes then match) and may carry a port."""
         path = path.split("?", 1)[0][:MAX_PATH] or "/"
         method = method.upper()
-        for router in self._routers(host):
+        for router in self._routers(host) if self._exact or self._wild else self._only_any:
             m = router.match(method, path)
             if m.route is not None:
                 return m.route, m.template
