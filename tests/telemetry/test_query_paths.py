@@ -129,7 +129,9 @@ async def test_slo_counts_equal_the_merged_aggregates(engine: AsyncEngine) -> No
     await c.ingest("node-a", _batch(random_records(300, start + 3 * HOUR, 600, routes=3, seed=3)))
     limits = {"route-0": [bucket_of(50.0), bucket_of(300.0)], "route-1": [bucket_of(120.0)]}
     keys = ["route-0", "route-1", "route-2"]
+    shared = c.live.histograms
     for step in (HOUR, 60):
+        c.live.histograms = shared
         async with session_factory(engine)() as s:
             aggs = await query.collect(
                 s, c.live, dim="route", start=start, end=start + 4 * HOUR, step=step
@@ -143,7 +145,9 @@ async def test_slo_counts_equal_the_merged_aggregates(engine: AsyncEngine) -> No
                 )
                 for at, a in aggs.items()
             }
-            for _ in range(2):  # cold, then from the cache
+            for cache in (shared, shared, HistogramCache(0)):
+                # rows missing from the cache, then from it, then with no cache at all
+                c.live.histograms = cache
                 got = await query.slo_counts(
                     s,
                     c.live,

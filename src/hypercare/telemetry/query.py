@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import InvalidInput
@@ -300,9 +300,16 @@ async def slo_counts(
                 c.c5xx += int(c5xx or 0)
             if not limits:
                 continue
+            # an empty cache (a fresh store: the CLI) misses every row: read the texts at once
+            cold = len(cache) == 0
             rows = (
                 await conn.execute(
-                    select(table.id, table.key, table.bucket).where(
+                    select(
+                        table.id,
+                        table.key,
+                        table.bucket,
+                        table.hist_total if cold else null(),
+                    ).where(
                         table.dim == dim,
                         table.bucket >= a,
                         table.bucket < b,
@@ -310,8 +317,12 @@ async def slo_counts(
                     )
                 )
             ).all()
+            texts: list[tuple[int, str, int, str | None]] = []
             missing: dict[int, tuple[str, int]] = {}
-            for row_id, k, bucket in rows:
+            for row_id, k, bucket, text in rows:
+                if cold:
+                    texts.append((row_id, k, bucket, text))
+                    continue
                 hits = [cache.get((name, row_id, f"total<={lim}"), bucket) for lim in limits[k]]
                 if None in hits:
                     missing[row_id] = (k, bucket)
@@ -325,15 +336,15 @@ async def slo_counts(
                 result = await conn.execute(
                     select(table.id, table.hist_total).where(table.id.in_(chunk))
                 )
-                for row_id, text in result.all():
-                    k, bucket = missing[row_id]
-                    lo, run = decode_run(text) if text else (0, array("I"))
-                    upto = out[(k, s + (bucket - s) // step * step)].upto
-                    for limit in limits[k]:
-                        n = _upto(lo, run, limit)
-                        # a row's calls up to the limit, as a one-bucket packed histogram
-                        cache.put((name, row_id, f"total<={limit}"), bucket, (limit, 1, n))
-                        upto[limit] = upto.get(limit, 0) + n
+                texts.extend((row_id, *missing[row_id], text) for row_id, text in result.all())
+            for row_id, k, bucket, text in texts:
+                lo, run = decode_run(text) if text else (0, array("I"))
+                upto = out[(k, s + (bucket - s) // step * step)].upto
+                for limit in limits[k]:
+                    n = _upto(lo, run, limit)
+                    # a row's calls up to the limit, as a one-bucket packed histogram
+                    cache.put((name, row_id, f"total<={limit}"), bucket, (limit, 1, n))
+                    upto[limit] = upto.get(limit, 0) + n
         for lk in live.select(dim, s, e, None):
             agg = live.pending[lk]
             k = lk[1]
