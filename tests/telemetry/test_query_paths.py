@@ -13,9 +13,10 @@ from hypercare.gateway.records import CallRecord
 from hypercare.store.db import session_factory
 from hypercare.telemetry import query
 from hypercare.telemetry.collector import Collector
+from hypercare.telemetry.compaction import rollup_hours
 from hypercare.telemetry.config import TelemetryConfig
 from hypercare.telemetry.histcache import HistogramCache
-from hypercare.telemetry.histogram import Histogram
+from hypercare.telemetry.histogram import Histogram, bucket_of
 from hypercare.telemetry.live import LiveStore
 from hypercare.telemetry.models import TelemetryMinute
 from hypercare.telemetry.wire import Batch
@@ -111,3 +112,50 @@ def test_cache_evicts_least_recently_used_by_bytes_and_checks_the_bucket() -> No
     assert cache.get(("m", 2, "total"), 60) is None
     assert cache.get(("m", 1, "total"), 60) == big
     assert cache.get(("m", 3, "total"), 60) == big
+
+
+async def test_slo_counts_equal_the_merged_aggregates(engine: AsyncEngine) -> None:
+    """Good calls under a threshold read row by row (`slo_counts`) equal `count_upto` of
+    `collect`'s merged histograms: rolled hours, minutes, late rows and live data; from the
+    store and then from the cache."""
+    c = Collector(engine, TelemetryConfig(), LiveStore())
+    start = (int(time.time()) // HOUR - 4) * HOUR
+    await c.ingest("node-a", _batch(random_records(3000, start, 3 * HOUR, routes=3)))
+    await c.flush(now=start + 4 * HOUR)
+    await rollup_hours(c, now=start + 4 * HOUR)
+    # late rows for a rolled hour, and calls still live in the last hour
+    await c.ingest("node-a", _batch(random_records(200, start + 600, 60, routes=2, seed=2)))
+    await c.flush(now=start + 4 * HOUR)
+    await c.ingest("node-a", _batch(random_records(300, start + 3 * HOUR, 600, routes=3, seed=3)))
+    limits = {"route-0": [bucket_of(50.0), bucket_of(300.0)], "route-1": [bucket_of(120.0)]}
+    keys = ["route-0", "route-1", "route-2"]
+    shared = c.live.histograms
+    for step in (HOUR, 60):
+        c.live.histograms = shared
+        async with session_factory(engine)() as s:
+            aggs = await query.collect(
+                s, c.live, dim="route", start=start, end=start + 4 * HOUR, step=step
+            )
+            want = {
+                at: (
+                    a.requests,
+                    a.c4xx,
+                    a.c5xx,
+                    {n: a.hist_total.count_upto(n) for n in limits.get(at[0], [])},
+                )
+                for at, a in aggs.items()
+            }
+            for cache in (shared, shared, HistogramCache(0)):
+                # rows missing from the cache, then from it, then with no cache at all
+                c.live.histograms = cache
+                got = await query.slo_counts(
+                    s,
+                    c.live,
+                    dim="route",
+                    start=start,
+                    end=start + 4 * HOUR,
+                    step=step,
+                    keys=keys,
+                    limits=limits,
+                )
+                assert {at: (g.requests, g.c4xx, g.c5xx, g.upto) for at, g in got.items()} == want

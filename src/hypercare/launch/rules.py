@@ -179,10 +179,7 @@ class SloStatus:
     @property
     def budget_remaining(self) -> float:
         """Share of the error budget left, from 1 (untouched) down (negative: overspent)."""
-        allowed = self.total * (1 - self.target / 100)
-        if self.total == 0:
-            return 1.0
-        return round(1 - self.bad / allowed, 4) if allowed > 0 else 0.0
+        return budget_left(self.total, self.bad, self.target)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -196,6 +193,14 @@ class SloStatus:
             "met": self.met,
             "budget_remaining": self.budget_remaining,
         }
+
+
+def budget_left(total: int, bad: int, target: float) -> float:
+    """Share of the error budget left after `bad` of `total` calls under `target` percent."""
+    if total == 0:
+        return 1.0
+    allowed = total * (1 - target / 100)
+    return round(1 - bad / allowed, 4) if allowed > 0 else 0.0
 
 
 def slo_status(slo: SloConfig, points: Sequence[Point], *, now: float, window: float) -> SloStatus:
@@ -223,8 +228,7 @@ def budget_series(
     for at in sorted(by_step):
         total += by_step[at][0]
         bad += by_step[at][1]
-        status = SloStatus("", "", target, 0, total, bad)
-        out.append((at + step, status.budget_remaining))
+        out.append((at + step, budget_left(total, bad, target)))
     return out
 
 

@@ -142,9 +142,6 @@ def good_limit(threshold_ms: float) -> int:
     return idx
 
 
-PER_ROUTE_HISTOGRAMS = 8
-
-
 async def slo_points(
     *,
     session: AsyncSession,
@@ -156,61 +153,52 @@ async def slo_points(
     step: int,
 ) -> dict[str, list[Point]]:
     """Good/bad calls of each SLO per `step` (60 or 3600 s) over [start, end), from the
-    rollups (hour rollups where whole hours allow it) and the live minutes."""
+    rollups (hour rollups where whole hours allow it) and the live minutes. Latency SLOs
+    read only each row's calls under their threshold (`query.slo_counts`), never a merged
+    histogram: decoding histograms was most of a report's time."""
     if not slos:
         return {}
     start = start // step * step
     end = max(end, start + step)
-    # histograms only where a latency SLO needs them (decoding is most of the cost): route
-    # by route, unless many routes over few buckets each (a 48 h look-back), where the
-    # round trips cost more than decoding the other routes' histograms too
-    latency_routes = sorted(
-        {r for s in slos if s.kind == "latency" for r in rules.slo_routes(s, route_components)}
-    )
-    many = len(latency_routes) > PER_ROUTE_HISTOGRAMS and (end - start) / step <= 200
-    aggs = await query.collect(
+    limit_of = {
+        slo.name: good_limit(slo.threshold.total_seconds() * 1000)
+        for slo in slos
+        if slo.kind == "latency" and slo.threshold is not None
+    }
+    keys: set[str] = set()
+    limits: dict[str, set[int]] = {}
+    for slo in slos:
+        for route in rules.slo_routes(slo, route_components):
+            keys.add(route)
+            if slo.name in limit_of:
+                limits.setdefault(route, set()).add(limit_of[slo.name])
+    counts = await query.slo_counts(
         session,
         live,
         dim="route",
         start=start,
         end=end,
         step=step,
-        histograms=("total",) if many else (),
+        keys=keys,
+        limits={r: sorted(ls) for r, ls in limits.items()},
     )
-    for route in () if many else latency_routes:
-        aggs.update(
-            await query.collect(
-                session,
-                live,
-                dim="route",
-                start=start,
-                end=end,
-                step=step,
-                key=route,
-                histograms=("total",),
-            )
-        )
-    by_route: dict[str, list[tuple[int, Any]]] = {}
-    for (route, at), agg in aggs.items():
-        by_route.setdefault(route, []).append((at, agg))
+    by_route: dict[str, list[tuple[int, query.SloCounts]]] = {}
+    for (route, at), c in counts.items():
+        by_route.setdefault(route, []).append((at, c))
     out: dict[str, list[Point]] = {}
     for slo in slos:
         points: dict[int, list[int]] = {}
-        limit = (
-            good_limit(slo.threshold.total_seconds() * 1000)
-            if slo.kind == "latency" and slo.threshold is not None
-            else None
-        )
+        limit = limit_of.get(slo.name)
         for route in rules.slo_routes(slo, route_components):
-            for at, agg in by_route.get(route, ()):
-                if not agg.requests:
+            for at, c in by_route.get(route, ()):
+                if not c.requests:
                     continue
                 if limit is not None:
-                    bad = agg.requests - agg.hist_total.count_upto(limit)
+                    bad = c.requests - c.upto.get(limit, 0)
                 else:
-                    bad = agg.c5xx + (agg.c4xx if slo.count_4xx else 0)
+                    bad = c.c5xx + (c.c4xx if slo.count_4xx else 0)
                 slot = points.setdefault(at, [0, 0])
-                slot[0] += agg.requests
+                slot[0] += c.requests
                 slot[1] += max(0, bad)
         out[slo.name] = [Point(at, step, t, b) for at, (t, b) in sorted(points.items())]
     return out

@@ -71,6 +71,12 @@ def _decode_run(text: str) -> tuple[int, array[int] | list[int]]:
     return int(run[0]), run[1:]
 
 
+def decode_run(text: str) -> tuple[int, array[int] | list[int]]:
+    """(lowest bucket, counts from it) of a `dumps()` string; sum a slice for the calls up
+    to a bucket without building a histogram."""
+    return _decode_run(text)
+
+
 def bucket_value(index: int) -> float:
     """The representative value of a bucket: within ALPHA of anything in it."""
     return 2 * GAMMA**index / (GAMMA + 1)

@@ -13,16 +13,19 @@ from __future__ import annotations
 import json
 import math
 import time
+from array import array
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import InvalidInput
 from hypercare.telemetry.aggregate import Aggregate
 from hypercare.telemetry.collector import HOURS_UNTIL
 from hypercare.telemetry.histcache import HistogramCache, Packed
-from hypercare.telemetry.histogram import Dense, Histogram, unpack_dumped
+from hypercare.telemetry.histogram import Dense, Histogram, decode_run, unpack_dumped
 from hypercare.telemetry.live import LiveStore
 from hypercare.telemetry.models import (
     COUNTER_COLUMNS,
@@ -211,6 +214,151 @@ async def collect(
         mine: Histogram = getattr(agg, attr)
         d.add_counts(mine.counts)  # live data of the same step
         setattr(agg, attr, d.view())
+    return out
+
+
+# --- SLO counts: good/bad calls without building aggregates or merged histograms -------------
+
+
+@dataclass(slots=True)
+class SloCounts:
+    """The calls of one key in one step: counters, and per latency bucket limit the calls in
+    buckets up to it (`Histogram.count_upto` of the merged histogram, summed row by row)."""
+
+    requests: int = 0
+    c4xx: int = 0
+    c5xx: int = 0
+    upto: dict[int, int] = field(default_factory=dict)
+
+
+_KEYS_IN = 500  # filter the counter sums by key up to this many keys (else read every key)
+
+
+async def _sources(session: AsyncSession, s: int, e: int, step: int | None) -> list[Any]:
+    """(table, start, end) to read for [s, e): whole rolled hours from the hour rollups
+    where `step` allows it, the rest from minutes (as `collect` reads them)."""
+    if step is None or (step % 3600 == 0 and s % 3600 == 0):
+        rolled = await _rolled_until(session)
+        hs = int(math.ceil(s / 3600) * 3600)
+        he = min(e - e % 3600, rolled)
+        if hs < he:
+            return [(TelemetryMinute, s, hs), (TelemetryHour, hs, he), (TelemetryMinute, he, e)]
+    return [(TelemetryMinute, s, e)]
+
+
+def _upto(lo: int, run: Sequence[int], limit: int) -> int:
+    """Calls in buckets up to `limit` of a run of counts from bucket `lo`."""
+    return 0 if limit < lo else sum(run[: limit - lo + 1])
+
+
+async def slo_counts(
+    session: AsyncSession,
+    live: LiveStore,
+    *,
+    dim: str,
+    start: float,
+    end: float,
+    step: int,
+    keys: Collection[str],
+    limits: Mapping[str, Collection[int]],
+) -> dict[tuple[str, int], SloCounts]:
+    """Per (key, step start) of [start, end): the counters availability SLOs need, summed in
+    SQL, and for the keys in `limits` the calls up to each bucket limit, summed straight
+    from each row's stored run of counts (no merged histogram). The same numbers as
+    `collect` and `count_upto` give; a fraction of the work. Per-row sums are kept in the
+    live store's histogram cache (one small entry per row and limit)."""
+    check_dim(dim)
+    s, e = align(start, end)
+    wanted = set(keys) | set(limits)
+    out: dict[tuple[str, int], SloCounts] = {}
+    cache = live.histograms
+    conn = await session.connection()
+    async with live.lock:
+        for table, a, b in await _sources(session, s, e, step):
+            if a >= b:
+                continue
+            name = table.__tablename__
+            # summed per bucket (rows of late data are one group); buckets into steps here
+            stmt = select(
+                table.key,
+                table.bucket,
+                func.sum(table.requests),
+                func.sum(table.c4xx),
+                func.sum(table.c5xx),
+            ).where(table.dim == dim, table.bucket >= a, table.bucket < b)
+            if len(wanted) <= _KEYS_IN:
+                stmt = stmt.where(table.key.in_(sorted(wanted)))
+            for k, bucket, requests, c4xx, c5xx in (
+                await conn.execute(stmt.group_by(table.key, table.bucket))
+            ).all():
+                at = (k, s + (bucket - s) // step * step)
+                c = out.get(at)
+                if c is None:
+                    c = out[at] = SloCounts()
+                c.requests += int(requests or 0)
+                c.c4xx += int(c4xx or 0)
+                c.c5xx += int(c5xx or 0)
+            if not limits:
+                continue
+            # an empty cache (a fresh store: the CLI) misses every row: read the texts at once
+            cold = len(cache) == 0
+            rows = (
+                await conn.execute(
+                    select(
+                        table.id,
+                        table.key,
+                        table.bucket,
+                        table.hist_total if cold else null(),
+                    ).where(
+                        table.dim == dim,
+                        table.bucket >= a,
+                        table.bucket < b,
+                        table.key.in_(sorted(limits)),
+                    )
+                )
+            ).all()
+            texts: list[tuple[int, str, int, str | None]] = []
+            missing: dict[int, tuple[str, int]] = {}
+            for row_id, k, bucket, text in rows:
+                if cold:
+                    texts.append((row_id, k, bucket, text))
+                    continue
+                hits = [cache.get((name, row_id, f"total<={lim}"), bucket) for lim in limits[k]]
+                if None in hits:
+                    missing[row_id] = (k, bucket)
+                    continue
+                upto = out[(k, s + (bucket - s) // step * step)].upto
+                for limit, hit in zip(limits[k], hits, strict=True):
+                    upto[limit] = upto.get(limit, 0) + hit[2]  # type: ignore[index]
+            ids = list(missing)
+            for i in range(0, len(ids), _ID_CHUNK):
+                chunk = ids[i : i + _ID_CHUNK]
+                result = await conn.execute(
+                    select(table.id, table.hist_total).where(table.id.in_(chunk))
+                )
+                texts.extend((row_id, *missing[row_id], text) for row_id, text in result.all())
+            for row_id, k, bucket, text in texts:
+                lo, run = decode_run(text) if text else (0, array("I"))
+                upto = out[(k, s + (bucket - s) // step * step)].upto
+                for limit in limits[k]:
+                    n = _upto(lo, run, limit)
+                    # a row's calls up to the limit, as a one-bucket packed histogram
+                    cache.put((name, row_id, f"total<={limit}"), bucket, (limit, 1, n))
+                    upto[limit] = upto.get(limit, 0) + n
+        for lk in live.select(dim, s, e, None):
+            agg = live.pending[lk]
+            k = lk[1]
+            if k not in wanted:
+                continue
+            at = (k, s + (lk[2] - s) // step * step)
+            c = out.get(at)
+            if c is None:
+                c = out[at] = SloCounts()
+            c.requests += agg.requests
+            c.c4xx += agg.c4xx
+            c.c5xx += agg.c5xx
+            for limit in limits.get(k, ()):
+                c.upto[limit] = c.upto.get(limit, 0) + agg.hist_total.count_upto(limit)
     return out
 
 
