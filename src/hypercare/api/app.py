@@ -22,6 +22,7 @@ from hypercare.api.errors import error_body
 from hypercare.api.limits import BodyLimit, InputGuard
 from hypercare.api.state import AppState
 from hypercare.auth.views import router as tokens_router
+from hypercare.comms import jobs as comms_jobs
 from hypercare.config import HypercareConfig
 from hypercare.detection import service as detection_service
 from hypercare.detection.attach import Correlator
@@ -130,6 +131,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     telemetry_jobs.collector_of(state).observers.append(otlp_views.intake_of(state).observe)
     if state.config.status.enabled:
         status_jobs.install(state)
+    # "fixed" messages to reporters, made by the response outbox
+    comms_jobs.install(state)
     errors.install(app)
     openapi.install(app)
     # inside BodyLimit, which bounds what it reads

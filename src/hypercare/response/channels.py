@@ -266,6 +266,8 @@ def opsgenie_request(m: Mapping[str, Any], base: str) -> tuple[str, dict[str, An
 
 
 def email_message(m: Mapping[str, Any], sender: str, to: list[str]) -> EmailMessage:
+    if "subject" in m and "text" in m:
+        return plain_email(m, sender, to)
     msg = EmailMessage()
     msg["Subject"] = headline(m)[:200]
     msg["From"] = sender
@@ -283,6 +285,21 @@ def email_message(m: Mapping[str, Any], sender: str, to: list[str]) -> EmailMess
         f'<a href="{escape(m["ack_url"])}">Acknowledge</a></p></body></html>',
         subtype="html",
     )
+    return msg
+
+
+def plain_email(m: Mapping[str, Any], sender: str, to: list[str]) -> EmailMessage:
+    """A message written for people outside the team (hypercare.comms): its own `subject`
+    and `text` (and `html` when given), and its `headers` (List-Unsubscribe)."""
+    msg = EmailMessage()
+    msg["Subject"] = str(m["subject"])[:200]
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    for name, value in (m.get("headers") or {}).items():
+        msg[str(name)] = str(value)
+    msg.set_content(str(m["text"]))
+    if m.get("html"):
+        msg.add_alternative(str(m["html"]), subtype="html")
     return msg
 
 

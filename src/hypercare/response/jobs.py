@@ -19,8 +19,12 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.api.state import AppState
 from hypercare.detection import jobs as detection_jobs
@@ -35,10 +39,16 @@ from hypercare.response.channels import (
     new_client,
     system_resolver,
 )
+from hypercare.response.config import ChannelConfig
+from hypercare.response.models import Delivery
 from hypercare.store.base import utcnow
-from hypercare.triage.models import Issue
+from hypercare.triage.models import Issue, TimelineEntry
 
 log = logging.getLogger("hypercare.response")
+
+Reactor = Callable[
+    [AsyncSession, Sequence[tuple[TimelineEntry, Issue]], datetime], Awaitable[list[Delivery]]
+]
 
 DEFAULT_CONSOLE_URL = "http://127.0.0.1:8700"
 
@@ -62,6 +72,9 @@ class ResponseRuntime:
     # how URLs that come through the API are resolved before the private-address check
     resolve: Resolver = system_resolver
     owns_client: bool = False
+    # more reactions to the committed entries of an outbox pass, in its transaction (other
+    # domains' deliveries: hypercare.comms), added by the composition root
+    reactors: list[Reactor] = field(default_factory=list)
     sent: int = 0
     failed: int = 0
 
@@ -145,6 +158,8 @@ async def outbox_pass(state: AppState, rt: ResponseRuntime) -> int:
             now=utcnow(),
             impact=impact_probe(state) if cfg.impact_gate else None,
         )
+        for reactor in rt.reactors:
+            made += await reactor(session, entries, utcnow())
         seen = rt.seen | {e.id for e, _ in entries}
         cursor, gaps = rules.advance_cursor(
             rt.cursor,
@@ -274,6 +289,7 @@ async def dispatch_pass(state: AppState, rt: ResponseRuntime) -> int:
             outcome = Outcome(False, 410, f"channel {delivery.channel!r} is no longer configured")
             rt.results.append((delivery.id, outcome))
             continue
+        channel = addressed(channel, delivery.message)
         outbound = Outbound(
             delivery_id=delivery.id,
             channel=channel,
@@ -286,6 +302,15 @@ async def dispatch_pass(state: AppState, rt: ResponseRuntime) -> int:
             _send(rt, notifier, outbound), name=f"notify-{delivery.id}"
         )
     return len(due)
+
+
+def addressed(channel: ChannelConfig, message: Mapping[str, Any]) -> ChannelConfig:
+    """An email channel sent to the recipients a message names itself (`to`: a reporter,
+    a subscriber), instead of its configured list."""
+    to = message.get("to")
+    if channel.type == "email" and isinstance(to, list) and to:
+        return channel.model_copy(update={"to": [str(a) for a in to][:100]})
+    return channel
 
 
 async def _send(rt: ResponseRuntime, notifier: Notifier, outbound: Outbound) -> None:
