@@ -23,6 +23,7 @@ from hypercare.api.limits import BodyLimit, InputGuard
 from hypercare.api.state import AppState
 from hypercare.auth.views import router as tokens_router
 from hypercare.comms import jobs as comms_jobs
+from hypercare.comms import views as comms_views
 from hypercare.config import HypercareConfig
 from hypercare.detection import service as detection_service
 from hypercare.detection.attach import Correlator
@@ -153,6 +154,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     app.include_router(otlp_views.router)
     app.include_router(detection_router)
     app.include_router(response_views.router)
+    app.include_router(comms_views.router)
     app.include_router(launch_router)
     app.include_router(response_views.links)
     app.include_router(review_views.router)

@@ -13,12 +13,14 @@ comms:
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
 from hypercare.comms.rules import FIXED_VARIABLES
-from hypercare.configtypes import StrictModel
+from hypercare.configtypes import Duration, StrictModel
 from hypercare.status.rules import TemplateError, check_template
 
 FixingStatus = Literal["resolved", "verified"]
@@ -51,5 +53,32 @@ class FixedMessageConfig(StrictModel):
         return text
 
 
+class DigestConfig(StrictModel):
+    """The stakeholder digest: its title, period and the time zone it is written in."""
+
+    title: str = Field(default="Hypercare digest", min_length=1, max_length=200)
+    period: Duration = timedelta(hours=24)
+    timezone: str = Field(default="UTC", max_length=64)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin"
+            ) from None
+        return name
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, value: timedelta) -> timedelta:
+        if not timedelta(hours=1) <= value <= timedelta(days=31):
+            raise ValueError("period must be between 1h and 31d")
+        return value
+
+
 class CommsConfig(StrictModel):
     fixed: FixedMessageConfig | None = None
+    digest: DigestConfig = Field(default_factory=DigestConfig)

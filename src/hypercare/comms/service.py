@@ -6,17 +6,22 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hypercare.comms import rules
+from hypercare.comms import digest, rules
 from hypercare.comms.config import CommsConfig
+from hypercare.feedback import service as feedback
 from hypercare.feedback.models import Signal
+from hypercare.feedback.service import not_test
 from hypercare.response.config import ResponseConfig
 from hypercare.response.models import Delivery
 from hypercare.response.rules import DeliveryState
+from hypercare.telemetry import query
+from hypercare.telemetry.live import LiveStore
 from hypercare.triage import service as triage
 from hypercare.triage.models import Issue, TimelineEntry
+from hypercare.triage.rules import OPEN
 
 MAX_REPORTS = 1000  # linked user reports read for one issue
 
@@ -100,3 +105,82 @@ async def fixed_messages(
             )
     await session.flush()
     return made
+
+
+# --- stakeholder digest -------------------------------------------------------------------
+
+MAX_DIGEST_ISSUES = 10_000  # issues read for one digest (open ones, and the period's)
+
+
+async def digest_facts(
+    *,
+    session: AsyncSession,
+    live: LiveStore,
+    levels: Sequence[str],
+    start: datetime,
+    end: datetime,
+    timezone: str,
+) -> digest.DigestFacts:
+    """What the digest of [start, end) says, read from the tracker, telemetry rollups and
+    the intake; the period before (as long) is read for the trends."""
+    before = start - (end - start)
+    issues = await session.scalars(
+        select(Issue)
+        .where(
+            or_(
+                Issue.status.in_([s.value for s in OPEN]),
+                Issue.created_at >= start,
+                Issue.resolved_at >= start,
+            )
+        )
+        .order_by(Issue.id.desc())
+        .limit(MAX_DIGEST_ISSUES)
+    )
+    apis = await query.summary(session, live, start=start.timestamp(), end=end.timestamp())
+
+    async def tickets(a: datetime, b: datetime) -> int:
+        found = await session.scalar(
+            select(func.count()).where(
+                Signal.kind == "user",
+                Signal.source.not_in(("nps", "csat")),
+                Signal.occurred_at >= a,
+                Signal.occurred_at < b,
+                not_test(),
+            )
+        )
+        return int(found or 0)
+
+    return digest.DigestFacts(
+        start=start,
+        end=end,
+        timezone=timezone,
+        levels=list(levels),
+        issues=[
+            digest.IssueFacts(
+                priority=i.priority,
+                status=i.status,
+                sla_state=i.sla_state,
+                open=i.status in {s.value for s in OPEN},
+                created_at=i.created_at,
+                impact_started_at=i.impact_started_at,
+                detected_at=i.detected_at,
+                acknowledged_at=i.acknowledged_at,
+                resolved_at=i.resolved_at,
+            )
+            for i in issues
+        ],
+        apis=[
+            digest.ApiFacts(a.key, a.requests, a.error_rate, round(a.error_rate * a.requests))
+            for a in apis
+        ],
+        tickets=await tickets(start, end),
+        tickets_before=await tickets(before, start),
+        scores=[
+            (k, s)
+            for k, _, s in await feedback.survey_scores(session=session, start=start, end=end)
+        ],
+        scores_before=[
+            (k, s)
+            for k, _, s in await feedback.survey_scores(session=session, start=before, end=start)
+        ],
+    )
