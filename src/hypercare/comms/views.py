@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from hypercare.api.deps import Db, State, Viewer
-from hypercare.api.state import AppState
-from hypercare.comms import digest, service
-from hypercare.store.base import utcnow
-from hypercare.telemetry.jobs import live_of
+from hypercare.comms import digest
+from hypercare.comms.jobs import build_digest
 
 router = APIRouter(prefix="/api/v1", tags=["digest"])
-
-
-async def build_digest(session: Any, state: AppState, hours: int | None) -> dict[str, Any]:
-    """The digest of the last `hours` (default `comms.digest.period`) up to now."""
-    cfg = state.config.comms.digest
-    end = utcnow()
-    period = timedelta(hours=hours) if hours else cfg.period
-    facts = await service.digest_facts(
-        session=session,
-        live=live_of(state),
-        levels=[lv.level for lv in state.matrix.levels],
-        start=end - period,
-        end=end,
-        timezone=cfg.timezone,
-    )
-    found = digest.digest(facts)
-    zone = ZoneInfo(cfg.timezone)
-    found["period"]["start"] = facts.start.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-    found["period"]["end"] = facts.end.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-    return found
 
 
 @router.get(
