@@ -87,20 +87,32 @@ class HypercareConfig(StrictModel):
         ]
 
     def _comms_reference_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        sendable = ("email", "slack", "teams", "webhook")
+        for i, name in enumerate(self.comms.digest.channels):
+            ch = next((c for c in self.response.channels if c.name == name), None)
+            if ch is None or ch.type not in sendable:
+                found.append(
+                    (
+                        ("comms", "digest", "channels", i),
+                        f"{name!r} is not an email, slack, teams or webhook channel of "
+                        "response.channels",
+                    )
+                )
         fixed = self.comms.fixed
         if fixed is None:
-            return []
+            return found
         channel = next((c for c in self.response.channels if c.name == fixed.channel), None)
         if channel is None or channel.type != "email":
             emails = [c.name for c in self.response.channels if c.type == "email"]
-            return [
+            found.append(
                 (
                     ("comms", "fixed", "channel"),
                     f"{fixed.channel!r} is not an email channel of response.channels "
                     f"(email channels: {', '.join(emails) or 'none'})",
                 )
-            ]
-        return []
+            )
+        return found
 
     @model_validator(mode="after")
     def _detection_routes_known(self) -> HypercareConfig:

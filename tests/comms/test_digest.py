@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hypercare.api.app import build_state
 from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
 from hypercare.comms import digest
+from hypercare.comms import jobs as comms_jobs
 from hypercare.comms.digest import ApiFacts, DigestFacts, IssueFacts
 from hypercare.config import HypercareConfig, parse_config
 from hypercare.errors import ConfigError
 from hypercare.feedback.models import Signal
+from hypercare.response import jobs as response_jobs
+from hypercare.response.channels import HttpNotifier, MemoryNotifier, Notifiers
 from hypercare.triage import service as triage
 from hypercare.triage.models import IssueCreate
 from tests.conftest import auth
@@ -131,3 +138,62 @@ async def test_digest_preview_through_the_api(
     r = await client.get("/api/v1/digest?hours=0", headers=viewer)
     assert r.status_code in (400, 422)
     assert (await client.get("/api/v1/digest")).status_code == 401
+
+
+def test_scheduled_times_in_the_zone_and_shift_changes() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    # 09:00 in Berlin on 7 Dec is 08:00 UTC
+    after = datetime(2026, 12, 7, 7, 0, tzinfo=UTC)
+    assert digest.scheduled_between(after, after + timedelta(minutes=59), ["09:00"], berlin) is None
+    due = digest.scheduled_between(after, after + timedelta(hours=1), ["09:00"], berlin)
+    assert due == datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    # a week down: one digest (the latest time), not one per missed day
+    late = digest.scheduled_between(after - timedelta(days=7), after, ["09:00", "17:00"], berlin)
+    assert late == datetime(2026, 12, 6, 16, 0, tzinfo=UTC)
+    assert digest.scheduled_between(after, after + timedelta(days=1), [], berlin) is None
+    assert digest.shift_changes({"ops": "ann", "db": "bob"}, {"ops": "cid", "db": "bob"}) == ["ops"]
+    assert digest.shift_changes({}, {"ops": "ann"}) == []
+
+
+SEND_CONFIG = """
+response:
+  channels:
+    - {name: team, type: slack, url: "http://127.0.0.1:9/slack"}
+    - {name: ops-hook, type: webhook, url: "http://127.0.0.1:9/hook"}
+comms:
+  digest:
+    title: Launch digest
+    send_at: ["09:00"]
+    channels: [team, ops-hook]
+"""
+
+
+async def test_digest_sent_to_channels_when_a_time_passes(engine: AsyncEngine) -> None:
+    state = build_state(parse_config(SEND_CONFIG, "test.yaml"), engine)
+    memory = MemoryNotifier()
+    response_jobs.runtime(state).notifiers = Notifiers(dict.fromkeys(("slack", "webhook"), memory))
+    start = datetime(2026, 12, 7, 8, 30, tzinfo=UTC)
+    assert await comms_jobs.digest_turn(state, start) is None  # first look: nothing due
+    assert await comms_jobs.digest_turn(state, start + timedelta(minutes=20)) is None
+    why = await comms_jobs.digest_turn(state, start + timedelta(minutes=31))
+    assert why == "scheduled 09:00"
+    slack, hook = memory.sent
+    assert slack.channel.name == "team" and hook.channel.name == "ops-hook"
+    async with httpx.AsyncClient() as client:
+        _, raw, _ = HttpNotifier(client).request(slack)
+        assert json.loads(raw)["text"].startswith("# Launch digest")
+        _, raw, _ = HttpNotifier(client).request(hook)
+    body = json.loads(raw)
+    assert body["kind"] == "digest" and "open_issues" in body["digest"]
+    # once per time; a restart reads when it was last sent
+    assert await comms_jobs.digest_turn(state, start + timedelta(minutes=40)) is None
+    state.runtimes.discard(comms_jobs.DigestRuntime)
+    assert await comms_jobs.digest_turn(state, start + timedelta(minutes=50)) is None
+    assert len(memory.sent) == 2
+
+
+def test_digest_channels_must_be_sendable() -> None:
+    with pytest.raises(ConfigError, match="'nope' is not an email, slack, teams or webhook"):
+        parse_config("comms:\n  digest:\n    channels: [nope]\n", "c.yaml")
+    with pytest.raises(ConfigError, match="not a time of day"):
+        parse_config("comms:\n  digest:\n    send_at: ['9am']\n", "c.yaml")

@@ -95,6 +95,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
             tasks.append(
                 asyncio.create_task(response_jobs.run_response(state, stop), name="response")
             )
+            if state.config.comms.digest.send_at or state.config.comms.digest.at_shift_change:
+                tasks.append(asyncio.create_task(comms_jobs.run_digest(state, stop), name="digest"))
             if state.config.review.enabled:
                 await review_jobs.start(state)
                 tasks.append(

@@ -13,6 +13,7 @@ comms:
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,6 +24,7 @@ from hypercare.comms.rules import FIXED_VARIABLES
 from hypercare.configtypes import Duration, StrictModel
 from hypercare.status.rules import TemplateError, check_template
 
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 FixingStatus = Literal["resolved", "verified"]
 FIXING: tuple[FixingStatus, ...] = ("resolved", "verified")
 DEFAULT_SUBJECT = "Fixed: {{ title }}"
@@ -59,6 +61,19 @@ class DigestConfig(StrictModel):
     title: str = Field(default="Hypercare digest", min_length=1, max_length=200)
     period: Duration = timedelta(hours=24)
     timezone: str = Field(default="UTC", max_length=64)
+    # sending: at these local times (HH:MM in `timezone`) and, with `at_shift_change`, when
+    # the person on call of a schedule changes; to these response channels
+    send_at: list[str] = Field(default_factory=list, max_length=24)
+    at_shift_change: bool = False
+    channels: list[str] = Field(default_factory=list, max_length=20)
+
+    @field_validator("send_at")
+    @classmethod
+    def _times(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if not _HHMM.match(v):
+                raise ValueError(f"send_at: {v!r} is not a time of day HH:MM such as 09:00")
+        return values
 
     @field_validator("timezone")
     @classmethod

@@ -7,12 +7,13 @@ NPS / CSAT of the period against the period before. No I/O; `service.digest_fact
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from html import escape
 from statistics import median
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hypercare.feedback.scores import csat, nps
 from hypercare.triage.rules import mttx
@@ -246,3 +247,30 @@ def to_html(d: dict[str, Any], title: str) -> str:
         )
         out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
     return "\n".join(out) + "\n"
+
+
+def scheduled_between(
+    after: datetime, until: datetime, times: Sequence[str], zone: ZoneInfo
+) -> datetime | None:
+    """The latest of the local `times` (HH:MM in `zone`) in (after, until], or None: a
+    digest is due. Days are walked in local time, at most 3 back (a longer outage sends one
+    digest, not one per missed time)."""
+    if not times or until <= after:
+        return None
+    first = max(after, until - timedelta(days=3)).astimezone(zone).date()
+    last = until.astimezone(zone).date()
+    found: datetime | None = None
+    day = first
+    while day <= last:
+        for t in times:
+            hh, mm = (int(x) for x in t.split(":"))
+            at = datetime(day.year, day.month, day.day, hh, mm, tzinfo=zone)
+            if after < at <= until and (found is None or at > found):
+                found = at
+        day += timedelta(days=1)
+    return found
+
+
+def shift_changes(before: Mapping[str, str | None], now: Mapping[str, str | None]) -> list[str]:
+    """Schedules whose person on call changed (a schedule first seen is no change)."""
+    return sorted(k for k, v in now.items() if k in before and before[k] != v)

@@ -5,7 +5,12 @@ letters)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,10 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.api.state import AppState
 from hypercare.comms import digest, service
 from hypercare.response import jobs as response_jobs
+from hypercare.response import oncall
+from hypercare.response import service as response_service
+from hypercare.response.channels import Outbound, Outcome
 from hypercare.response.models import Delivery
+from hypercare.response.roster import schedule_of
 from hypercare.store.base import utcnow
 from hypercare.telemetry.jobs import live_of
 from hypercare.triage.models import Issue, TimelineEntry
+
+log = logging.getLogger("hypercare.comms")
 
 
 def install(state: AppState) -> None:
@@ -59,3 +70,104 @@ async def build_digest(session: AsyncSession, state: AppState, hours: int | None
     found["period"]["start"] = facts.start.astimezone(zone).strftime("%Y-%m-%d %H:%M")
     found["period"]["end"] = facts.end.astimezone(zone).strftime("%Y-%m-%d %H:%M")
     return found
+
+
+# --- the digest loop ----------------------------------------------------------------------
+
+DIGEST_EVERY = 30.0  # seconds between looks at the clock and the rosters
+LAST_SENT = "comms.digest.last_sent"  # a response setting: when the digest was last due
+
+
+@dataclass
+class DigestRuntime:
+    last: datetime | None = None
+    on_call: dict[str, str | None] | None = None
+    sent: int = 0
+    failed: int = 0
+
+
+def digest_runtime(state: AppState) -> DigestRuntime:
+    return state.runtimes.setdefault(DigestRuntime, DigestRuntime)
+
+
+async def _on_call(session: AsyncSession, state: AppState, now: datetime) -> dict[str, str | None]:
+    cfg = state.config.response
+    overrides = await response_service.overrides_by_schedule(
+        session=session, start=now - timedelta(days=35), end=now + timedelta(days=1)
+    )
+    out: dict[str, str | None] = {}
+    for sch in cfg.schedules:
+        shift = oncall.on_call(schedule_of(sch), overrides.get(sch.name, []), now)
+        out[sch.name] = shift.person if shift else None
+    return out
+
+
+async def digest_turn(state: AppState, now: datetime | None = None) -> str | None:
+    """Send the digest when a `send_at` time passed since the last one or (with
+    `at_shift_change`) the person on call of a schedule changed; returns why it was sent."""
+    cfg = state.config.comms.digest
+    rt = digest_runtime(state)
+    now = now or utcnow()
+    why: str | None = None
+    async with state.sessions() as session, session.begin():
+        if rt.last is None:
+            stored = await response_service.get_setting(session=session, name=LAST_SENT)
+            rt.last = datetime.fromisoformat(stored) if stored else now
+        due = digest.scheduled_between(rt.last, now, cfg.send_at, ZoneInfo(cfg.timezone))
+        if due is not None:
+            why = f"scheduled {due.strftime('%H:%M')}"
+        if cfg.at_shift_change and state.config.response.schedules:
+            current = await _on_call(session, state, now)
+            changed = digest.shift_changes(rt.on_call or {}, current) if rt.on_call else []
+            rt.on_call = current
+            if changed and why is None:
+                why = f"shift change ({', '.join(changed)})"
+        if why is None:
+            return None
+        found = await build_digest(session, state, None)
+        rt.last = now
+        await response_service.set_setting(session=session, name=LAST_SENT, value=now.isoformat())
+    await send_digest(state, found, why)
+    return why
+
+
+async def send_digest(state: AppState, found: dict[str, Any], why: str) -> list[Outcome]:
+    """Send `found` to every `comms.digest.channels` through the response notifiers (one
+    attempt each; a failure is logged and counted, the next digest is the retry)."""
+    cfg = state.config.comms.digest
+    rt = digest_runtime(state)
+    notifiers = response_jobs.runtime(state).notifiers
+    if notifiers is None:
+        log.warning("digest not sent: the response loop has not started")
+        return []
+    message = {
+        "kind": "digest",
+        "subject": f"{cfg.title} ({why})",
+        "text": digest.to_markdown(found, cfg.title),
+        "html": digest.to_html(found, cfg.title),
+        "data": found,
+    }
+    outcomes = []
+    for name in cfg.channels:
+        channel = state.config.response.channel(name)
+        if channel is None:
+            continue
+        outbound = Outbound(0, channel, message, uuid.uuid4().hex)
+        outcome = await notifiers.for_channel(channel).send(outbound)
+        if outcome.ok:
+            rt.sent += 1
+        else:
+            rt.failed += 1
+            log.warning("digest to %s failed: %s", name, outcome.error)
+        outcomes.append(outcome)
+    return outcomes
+
+
+async def run_digest(state: AppState, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await digest_turn(state)
+        except Exception:
+            log.exception("digest turn failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), DIGEST_EVERY)

@@ -288,6 +288,16 @@ def email_message(m: Mapping[str, Any], sender: str, to: list[str]) -> EmailMess
     return msg
 
 
+def digest_body(kind: str, m: Mapping[str, Any]) -> dict[str, Any]:
+    """A stakeholder digest (hypercare.comms) for Slack / Teams (its Markdown as text) or a
+    webhook (its data too)."""
+    if kind == "webhook":
+        return {"kind": "digest", "subject": m["subject"], "digest": m.get("data") or {}}
+    if kind in ("slack", "teams"):
+        return {"text": str(m["text"])[:35_000]}
+    raise ValueError(f"a digest is not sent to a {kind} channel")
+
+
 def plain_email(m: Mapping[str, Any], sender: str, to: list[str]) -> EmailMessage:
     """A message written for people outside the team (hypercare.comms): its own `subject`
     and `text` (and `html` when given), and its `headers` (List-Unsubscribe)."""
@@ -338,7 +348,9 @@ class HttpNotifier:
         }
         url = ch.endpoint or ""
         body: dict[str, Any]
-        if ch.type == "webhook":
+        if m.get("kind") == "digest":
+            body = digest_body(ch.type, m)
+        elif ch.type == "webhook":
             body = webhook_body(m)
         elif ch.type == "slack":
             body = slack_body(m)
