@@ -99,6 +99,16 @@ class HypercareConfig(StrictModel):
                         "response.channels",
                     )
                 )
+        subs = self.comms.subscribers
+        if subs.channel is not None:
+            ch = next((c for c in self.response.channels if c.name == subs.channel), None)
+            if ch is None or ch.type != "email":
+                found.append(
+                    (
+                        ("comms", "subscribers", "channel"),
+                        f"{subs.channel!r} is not an email channel of response.channels",
+                    )
+                )
         fixed = self.comms.fixed
         if fixed is None:
             return found

@@ -94,6 +94,21 @@ class DigestConfig(StrictModel):
         return value
 
 
+class SubscribersConfig(StrictModel):
+    """People and systems subscribing to the status page: emails confirmed through a signed
+    link (valid `confirm_ttl`), webhooks (their URLs pass the URL guard, allow-list
+    `response.allow_private`). The subscribe form allows `per_minute` posts per client."""
+
+    enabled: bool = False
+    channel: str | None = Field(default=None, max_length=80, description="an email channel")
+    confirm_ttl: Duration = timedelta(hours=48)
+    per_minute: int = Field(default=10, ge=1, le=10_000)
+    notice: Duration = timedelta(hours=1)  # maintenance: told this long before it starts
+    # where links in messages point (default: response.base_url, else the console)
+    public_url: str | None = Field(default=None, max_length=300)
+
+
 class CommsConfig(StrictModel):
     fixed: FixedMessageConfig | None = None
+    subscribers: SubscribersConfig = Field(default_factory=SubscribersConfig)
     digest: DigestConfig = Field(default_factory=DigestConfig)

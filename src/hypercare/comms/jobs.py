@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.api.state import AppState
-from hypercare.comms import digest, service
+from hypercare.comms import digest, rules, service
 from hypercare.response import jobs as response_jobs
 from hypercare.response import oncall
 from hypercare.response import service as response_service
@@ -171,3 +171,53 @@ async def run_digest(state: AppState, stop: asyncio.Event) -> None:
             log.exception("digest turn failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), DIGEST_EVERY)
+
+
+# --- subscribers --------------------------------------------------------------------------
+
+SUBSCRIBERS_EVERY = 5.0  # seconds between looks at incident updates and maintenance
+
+
+def public_base(state: AppState) -> str:
+    """Where links in subscribers' messages point."""
+    cfg = state.config.comms.subscribers
+    return (cfg.public_url or response_jobs.base_url(state)).rstrip("/")
+
+
+async def subscriber_pass(state: AppState, now: datetime | None = None) -> int:
+    """Deliveries (response outbox) of new public incident updates and maintenance phases
+    to the subscribers of their components; returns how many were made."""
+    cfg = state.config.comms.subscribers
+    now = now or utcnow()
+    base = public_base(state)
+    async with state.sessions() as session, session.begin():
+        key = await response_service.signing_key(session=session, config=state.config.response)
+
+        def unsubscribe_url(subscriber_id: int) -> str:
+            token = rules.sign_link(key, rules.UNSUBSCRIBE, subscriber_id, 0)
+            return f"{base}/status/unsubscribe?token={token}"
+
+        found = await service.notices(
+            session=session, now=now, notice_seconds=cfg.notice.total_seconds()
+        )
+        made = await service.notify_subscribers(
+            session=session,
+            email_channel=cfg.channel,
+            page=state.config.status.page.name,
+            found=found,
+            unsubscribe_url=unsubscribe_url,
+            now=now,
+        )
+    if made:
+        response_jobs.runtime(state).wake.set()
+    return len(made)
+
+
+async def run_subscribers(state: AppState, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await subscriber_pass(state)
+        except Exception:
+            log.exception("subscriber pass failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SUBSCRIBERS_EVERY)

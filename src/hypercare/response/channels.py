@@ -10,6 +10,7 @@ Teams, PagerDuty and Opsgenie (all through one `httpx.AsyncClient` with timeouts
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import json
 import smtplib
 import socket
@@ -301,7 +302,9 @@ def digest_body(kind: str, m: Mapping[str, Any]) -> dict[str, Any]:
 def plain_email(m: Mapping[str, Any], sender: str, to: list[str]) -> EmailMessage:
     """A message written for people outside the team (hypercare.comms): its own `subject`
     and `text` (and `html` when given), and its `headers` (List-Unsubscribe)."""
-    msg = EmailMessage()
+    # long lines, not folded: a folded List-Unsubscribe URL becomes encoded words, which
+    # mail clients do not read as a URL (RFC 2369 wants it in angle brackets as is)
+    msg = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
     msg["Subject"] = str(m["subject"])[:200]
     msg["From"] = sender
     msg["To"] = ", ".join(to)
@@ -350,6 +353,8 @@ class HttpNotifier:
         body: dict[str, Any]
         if m.get("kind") == "digest":
             body = digest_body(ch.type, m)
+        elif m.get("kind") == "subscription" and ch.type == "webhook":
+            body = dict(m.get("payload") or {})
         elif ch.type == "webhook":
             body = webhook_body(m)
         elif ch.type == "slack":

@@ -284,7 +284,9 @@ async def dispatch_pass(state: AppState, rt: ResponseRuntime) -> int:
     if notifiers is None:
         raise RuntimeError("response.jobs.start() sets up the notifiers first")
     for delivery in due:
-        channel = state.config.response.channel(delivery.channel)
+        channel = state.config.response.channel(delivery.channel) or adhoc(
+            delivery.channel, delivery.message
+        )
         if channel is None:
             outcome = Outcome(False, 410, f"channel {delivery.channel!r} is no longer configured")
             rt.results.append((delivery.id, outcome))
@@ -302,6 +304,15 @@ async def dispatch_pass(state: AppState, rt: ResponseRuntime) -> int:
             _send(rt, notifier, outbound), name=f"notify-{delivery.id}"
         )
     return len(due)
+
+
+def adhoc(name: str, message: Mapping[str, Any]) -> ChannelConfig | None:
+    """The webhook of a status page subscriber (``subscriber>…`` deliveries, whose message
+    carries the URL, checked by the URL guard when it was subscribed)."""
+    url = message.get("url")
+    if name.startswith("subscriber>") and isinstance(url, str):
+        return ChannelConfig(name="subscriber", type="webhook", url=url)
+    return None
 
 
 def addressed(channel: ChannelConfig, message: Mapping[str, Any]) -> ChannelConfig:

@@ -304,7 +304,7 @@ async def load_deliveries(*, session: AsyncSession, delivery_ids: Sequence[int])
     if not delivery_ids:
         return
     rows = list(await session.scalars(select(Delivery).where(Delivery.id.in_(list(delivery_ids)))))
-    issue_ids = sorted({d.issue_id for d in rows})
+    issue_ids = sorted({d.issue_id for d in rows if d.issue_id is not None})
     if issue_ids:
         list(await session.scalars(select(Issue).where(Issue.id.in_(issue_ids))))
 
@@ -344,7 +344,8 @@ async def record_attempt(
     if ok:
         delivery.sent_at = now
     if state in (DeliveryState.sent, DeliveryState.dead):
-        issue = await session.get(Issue, delivery.issue_id)
+        # a delivery of no issue (a subscriber's message, hypercare.comms) logs nowhere
+        issue = await session.get(Issue, delivery.issue_id) if delivery.issue_id else None
         if issue is not None:
             text = (
                 f"Notified {delivery.channel} ({delivery.event})"
@@ -400,16 +401,17 @@ async def replay(*, session: AsyncSession, delivery_id: int, actor: str, now: da
     delivery.next_attempt_at = now
     delivery.error = None
     delivery.idempotency_key = uuid.uuid4().hex
-    issue = await triage_service.get_issue(session=session, issue_id=delivery.issue_id)
-    triage_service.record(
-        session,
-        issue,
-        actor=actor,
-        kind="notification",
-        text=f"Replay of the notification to {delivery.channel} requested",
-        data={"delivery_id": delivery.id, "channel": delivery.channel, "state": "pending"},
-        at=now,
-    )
+    if delivery.issue_id is not None:
+        issue = await triage_service.get_issue(session=session, issue_id=delivery.issue_id)
+        triage_service.record(
+            session,
+            issue,
+            actor=actor,
+            kind="notification",
+            text=f"Replay of the notification to {delivery.channel} requested",
+            data={"delivery_id": delivery.id, "channel": delivery.channel, "state": "pending"},
+            at=now,
+        )
     return delivery
 
 
