@@ -81,6 +81,10 @@ async def test_double_opt_in_links_and_one_click_unsubscribe(
     )
     assert r.status_code == 200 and "Check your inbox" in r.text
 
+    again = await client.post(
+        "/status/subscribe", data={"email": "ann@example.com", "component": "Payments"}
+    )
+    assert again.status_code == 200  # no second confirmation within RESEND_AFTER
     state.runtimes.discard(jobs.ResponseRuntime)
     rt = await jobs.start(state)
     await jobs.step(state, rt)

@@ -219,6 +219,23 @@ async def subscribe(
     return found, found.confirmed_at is None
 
 
+async def confirmation_sent(
+    *, session: AsyncSession, channel: str, subscriber_id: int, since: datetime
+) -> bool:
+    """A confirmation to this subscriber was made since `since` (not sent again: the
+    form cannot be used to flood an address)."""
+    found = await session.scalar(
+        select(Delivery.id)
+        .where(
+            Delivery.entry_id == 0,
+            Delivery.channel.startswith(f"{channel}>c{subscriber_id}.", autoescape=True),
+            Delivery.created_at >= since,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 async def confirm(*, session: AsyncSession, subscriber_id: int, now: datetime) -> Subscriber:
     found = await session.get(Subscriber, subscriber_id)
     if found is None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from html import escape
 from typing import Annotated
 
@@ -32,6 +34,8 @@ CSP = (
     "default-src 'none'; style-src 'self'; form-action 'self'; base-uri 'none'; "
     "frame-ancestors 'none'"
 )
+# a confirmation is sent again for the same address after this long at the earliest
+RESEND_AFTER = timedelta(minutes=5)
 _EMAIL = re.compile(r"^[^@\s<>,;\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 
 
@@ -130,7 +134,9 @@ async def subscribe(request: Request, state: State, session: Db) -> Response:
         sub, pending = await service.subscribe(
             session=session, kind="email", target=email.lower(), components=components, now=now
         )
-        if pending:
+        if pending and not await service.confirmation_sent(
+            session=session, channel=cfg.channel, subscriber_id=sub.id, since=now - RESEND_AFTER
+        ):
             key = await response_service.signing_key(session=session, config=state.config.response)
             expires = int((now + cfg.confirm_ttl).timestamp())
             token = rules.sign_link(key, rules.CONFIRM, sub.id, expires)
@@ -141,7 +147,7 @@ async def subscribe(request: Request, state: State, session: Db) -> Response:
             message["to"] = [sub.target]
             session.add(
                 service.message_delivery(
-                    channel=f"{cfg.channel}>c{sub.id}.{int(now.timestamp())}",
+                    channel=f"{cfg.channel}>c{sub.id}.{uuid.uuid4().hex[:12]}",
                     channel_type="email",
                     recipient=sub.target,
                     message=message,
