@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from hypercare.config import HypercareConfig, parse_config
 from hypercare.response import jobs
 from hypercare.response import service as response_service
 from hypercare.response.channels import EmailNotifier, HttpNotifier, MemoryNotifier, Notifiers
+from hypercare.status import jobs as status_jobs
 from hypercare.status.models import StatusIncident, StatusIncidentUpdate, StatusMaintenance
 from hypercare.store.base import utcnow
 from tests.comms.test_service import Inbox
@@ -71,6 +73,12 @@ async def test_double_opt_in_links_and_one_click_unsubscribe(
     smtp: tuple[Inbox, int],
 ) -> None:
     box, _ = smtp
+    page_rt = status_jobs.runtime(state)
+    page_rt.wake.set()
+    await status_jobs.turn(state, page_rt, time.time())
+    status_page = await client.get("/status")
+    assert status_page.status_code == 200
+    assert '<a href="/status/subscribe">Subscribe to updates</a>' in status_page.text
     page = await client.get("/status/subscribe")
     assert (
         page.status_code == 200 and "form-action 'self'" in page.headers["content-security-policy"]
