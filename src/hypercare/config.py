@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from hypercare.comms.config import CommsConfig
 from hypercare.configtypes import StrictModel
 from hypercare.detection.config import DetectionConfig
 from hypercare.errors import ConfigError
@@ -48,6 +49,7 @@ class HypercareConfig(StrictModel):
     web: WebConfig = Field(default_factory=WebConfig)
     response: ResponseConfig = Field(default_factory=ResponseConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
+    comms: CommsConfig = Field(default_factory=CommsConfig)
     # routes Hypercare does not proxy but hears about (OTLP spans, access logs)
     external_routes: list[ExternalRouteConfig] = Field(default_factory=list, max_length=10000)
     status: StatusConfig = Field(default_factory=StatusConfig)
@@ -76,12 +78,51 @@ class HypercareConfig(StrictModel):
         return [
             *reference_errors(self.response, priorities),
             *self.review.reference_errors(priorities, [r.name for r in self.gateway.routes]),
+            *self._comms_reference_errors(),
             *launch_reference_errors(
                 self.launches,
                 routes={name: tags.get("component") for name, tags in self.route_tags().items()},
                 priorities=priorities,
             ),
         ]
+
+    def _comms_reference_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        sendable = ("email", "slack", "teams", "webhook")
+        for i, name in enumerate(self.comms.digest.channels):
+            ch = next((c for c in self.response.channels if c.name == name), None)
+            if ch is None or ch.type not in sendable:
+                found.append(
+                    (
+                        ("comms", "digest", "channels", i),
+                        f"{name!r} is not an email, slack, teams or webhook channel of "
+                        "response.channels",
+                    )
+                )
+        subs = self.comms.subscribers
+        if subs.channel is not None:
+            ch = next((c for c in self.response.channels if c.name == subs.channel), None)
+            if ch is None or ch.type != "email":
+                found.append(
+                    (
+                        ("comms", "subscribers", "channel"),
+                        f"{subs.channel!r} is not an email channel of response.channels",
+                    )
+                )
+        fixed = self.comms.fixed
+        if fixed is None:
+            return found
+        channel = next((c for c in self.response.channels if c.name == fixed.channel), None)
+        if channel is None or channel.type != "email":
+            emails = [c.name for c in self.response.channels if c.type == "email"]
+            found.append(
+                (
+                    ("comms", "fixed", "channel"),
+                    f"{fixed.channel!r} is not an email channel of response.channels "
+                    f"(email channels: {', '.join(emails) or 'none'})",
+                )
+            )
+        return found
 
     @model_validator(mode="after")
     def _detection_routes_known(self) -> HypercareConfig:

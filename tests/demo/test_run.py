@@ -61,3 +61,7 @@ def test_up_demo_runs_the_incident_on_free_ports(tmp_path: Path) -> None:
         pages = [d for d in sent if d["channel"] == "oncall-pager"]
         assert pages and all(d["state"] == "sent" for d in pages), sent
         assert issue["mtta_seconds"] is not None
+        subscribers = api.get("/api/v1/subscribers").json()
+        assert [s["kind"] for s in subscribers["items"]] == ["webhook"], subscribers
+        digest = api.get("/api/v1/digest", params={"format": "markdown"})
+        assert digest.status_code == 200 and digest.text.startswith("# Hypercare digest")

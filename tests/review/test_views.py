@@ -99,6 +99,28 @@ async def test_job_drafts_on_resolution_and_people_finish_the_review(
     assert sum(e["kind"] == "review" for e in timeline) >= 4
 
 
+async def test_blast_radius_of_an_issue_from_the_call_records(
+    state: AppState, client: httpx.AsyncClient, tokens: dict[Role, str]
+) -> None:
+    issue_id = await _resolved_incident(state)
+    viewer = auth(tokens[Role.viewer])
+    r = await client.get(f"/api/v1/issues/{issue_id}/blast-radius", headers=viewer)
+    assert r.status_code == 200, r.text
+    found = r.json()
+    radius = found["blast_radius"]
+    assert found["routes"] == ["payment-status"]
+    assert radius["failed_calls"] == 60 and radius["consumer_count"] == 2
+    assert radius["consumers"] == [
+        {"consumer": "acme", "failed_calls": 40},
+        {"consumer": "globex", "failed_calls": 20},
+    ]
+    assert found["impact"]["duration_seconds"] == 118
+    assert found["telemetry"]["complete"] is True
+    r = await client.get("/api/v1/issues/999999/blast-radius", headers=viewer)
+    assert r.status_code == 404
+    assert (await client.get(f"/api/v1/issues/{issue_id}/blast-radius")).status_code == 401
+
+
 async def test_low_priority_issues_get_no_draft_unless_asked(
     state: AppState, client: httpx.AsyncClient, tokens: dict[Role, str]
 ) -> None:

@@ -51,6 +51,10 @@ async def test_review_pages_edit_action_items_publish_and_export(
     viewer = await browser_for(Role.viewer)
     page = await viewer.http.get("/reviews")
     assert page.status_code == 200 and f'href="/reviews/{rid}"' in page.text
+    page = await viewer.http.get(f"/issues/{issue_id}")
+    assert page.status_code == 200 and "Blast radius" in page.text
+    assert "<b>60</b> failed calls from <b>2</b> consumers" in page.text
+    assert "<tr><td>acme</td><td>40</td></tr>" in page.text
     page = await viewer.http.get(f"/reviews/{rid}")
     assert page.status_code == 200
     assert '<dd id="failed-calls">60</dd>' in page.text
@@ -115,6 +119,7 @@ async def test_runbooks_search_and_the_issue_panel(state: AppState, browser_for:
     assert "Runbooks and past workarounds" in page.text
     assert "matches component payments" in page.text
     assert "Raise" not in page.text and "Restart pool" in page.text
+    assert "No failing call recorded on payment-status" in page.text
     r = await b.post(f"/issues/{incident.issue_id}/review", {})
     assert r.status_code == 303 and r.headers["location"].startswith("/reviews/")
     r = await b.post("/runbooks/payments-pool/delete", {})

@@ -22,6 +22,9 @@ from hypercare.api.errors import error_body
 from hypercare.api.limits import BodyLimit, InputGuard
 from hypercare.api.state import AppState
 from hypercare.auth.views import router as tokens_router
+from hypercare.comms import jobs as comms_jobs
+from hypercare.comms import subscribe as subscribe_views
+from hypercare.comms import views as comms_views
 from hypercare.config import HypercareConfig
 from hypercare.detection import service as detection_service
 from hypercare.detection.attach import Correlator
@@ -93,6 +96,12 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
             tasks.append(
                 asyncio.create_task(response_jobs.run_response(state, stop), name="response")
             )
+            if state.config.comms.subscribers.enabled:
+                tasks.append(
+                    asyncio.create_task(comms_jobs.run_subscribers(state, stop), name="subscribers")
+                )
+            if state.config.comms.digest.send_at or state.config.comms.digest.at_shift_change:
+                tasks.append(asyncio.create_task(comms_jobs.run_digest(state, stop), name="digest"))
             if state.config.review.enabled:
                 await review_jobs.start(state)
                 tasks.append(
@@ -130,6 +139,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     telemetry_jobs.collector_of(state).observers.append(otlp_views.intake_of(state).observe)
     if state.config.status.enabled:
         status_jobs.install(state)
+    # "fixed" messages to reporters, made by the response outbox
+    comms_jobs.install(state)
     errors.install(app)
     openapi.install(app)
     # inside BodyLimit, which bounds what it reads
@@ -150,6 +161,9 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
     app.include_router(otlp_views.router)
     app.include_router(detection_router)
     app.include_router(response_views.router)
+    app.include_router(comms_views.router)
+    app.include_router(subscribe_views.router)
+    app.include_router(subscribe_views.public)
     app.include_router(launch_router)
     app.include_router(response_views.links)
     app.include_router(review_views.router)

@@ -17,17 +17,23 @@ from hypercare.demo.http import Request, Response, json_response, serve
 @dataclass
 class Pager:
     pages: list[dict[str, Any]] = field(default_factory=list)
+    # what the demo's status page subscriber (a webhook to /status-hook) was told
+    status_updates: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
 
     async def handle(self, req: Request) -> Response:
-        if req.method != "POST" or req.path != "/page":
-            return json_response(404, {"error": "POST /page"})
+        if req.method != "POST" or req.path not in ("/page", "/status-hook"):
+            return json_response(404, {"error": "POST /page or /status-hook"})
         try:
             body = json.loads(req.body or b"{}")
         except ValueError:
             return json_response(400, {"error": "JSON body expected"})
+        if req.path == "/status-hook":
+            if isinstance(body, dict) and len(self.status_updates) < 1000:
+                self.status_updates.append(body)
+            return json_response(202, {"status": "received"})
         if isinstance(body, dict) and len(self.pages) < 1000:
             self.pages.append(body)
             self.arrived.set()
@@ -40,6 +46,10 @@ class Pager:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/page"
+
+    @property
+    def status_hook_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/status-hook"
 
     def page_for(self, issue_id: int, after: int = 0) -> tuple[int, dict[str, Any]] | None:
         """The first page about `issue_id` received after the first `after` (its index and

@@ -12,11 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hypercare.auth import service as auth_service
 from hypercare.auth.rules import Role
+from hypercare.comms import service as comms_service
 from hypercare.config import HypercareConfig, parse_config
 from hypercare.demo.config import DEMO_KEY, demo_yaml
 from hypercare.demo.scenario import WIDGET_KEY, Scenario
 from hypercare.demo.shop import Shop
 from hypercare.demo.traffic import Traffic
+from hypercare.store.base import utcnow
 
 # the demo policy's first step waits this long for an acknowledgement before escalating
 DEMO_STEP_WAIT = 20
@@ -125,6 +127,8 @@ def demo_extra(
             "    - {match: {priority: [P1, P2], events: [priority, escalation]},"
             " notify: [oncall-pager]}\n"
         )
+        # the status page's subscribers (the demo subscribes the pager's status hook)
+        extra += "comms:\n  subscribers: {enabled: true}\n"
     return extra + demo_launch(now or datetime.now(UTC))
 
 
@@ -194,6 +198,15 @@ async def demo_tokens(
     return out
 
 
+async def demo_subscriber(sessions: async_sessionmaker[AsyncSession], url: str) -> None:
+    """Subscribe the pager's status hook (a loopback webhook, which only the operator can
+    add: the public form's URL guard refuses loopback) to every component."""
+    async with sessions() as session, session.begin():
+        await comms_service.subscribe(
+            session=session, kind="webhook", target=url, components=[], now=utcnow()
+        )
+
+
 async def start(
     sessions: async_sessionmaker[AsyncSession],
     shop: Shop,
@@ -204,6 +217,7 @@ async def start(
     admin_token: str | None = None,
 ) -> Demo:
     tokens = await demo_tokens(sessions, admin_token)
+    await demo_subscriber(sessions, shop.pager.status_hook_url)
     traffic = Traffic(gateway[0], gateway[1], rate=rate, api_key=DEMO_KEY)
     scenario = Scenario(
         console=console,

@@ -236,7 +236,11 @@ class Scenario:
             "responder",
             {"status": status, "scenario": scenario, "next_update_in_minutes": 30},
         )
-        self.tell(f"public update on /status: {status} -> {r.status}")
+        told = len(self.shop.pager.status_updates)
+        self.tell(
+            f"public update on /status: {status} -> {r.status} (the page's webhook subscriber "
+            f"has had {told} notice{'' if told == 1 else 's'} so far)"
+        )
 
     async def _resolve_when_operational(self, incident: int | None, stop: asyncio.Event) -> None:
         """Resolve the public incident once traffic shows Payments operational again."""

@@ -10,6 +10,7 @@ Teams, PagerDuty and Opsgenie (all through one `httpx.AsyncClient` with timeouts
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import json
 import smtplib
 import socket
@@ -309,6 +310,8 @@ def opsgenie_request(m: Mapping[str, Any], base: str) -> tuple[str, dict[str, An
 
 
 def email_message(m: Mapping[str, Any], sender: str, to: list[str]) -> EmailMessage:
+    if "subject" in m and "text" in m:
+        return plain_email(m, sender, to)
     msg = EmailMessage()
     msg["Subject"] = headline(m)[:200]
     msg["From"] = sender
@@ -326,6 +329,33 @@ def email_message(m: Mapping[str, Any], sender: str, to: list[str]) -> EmailMess
         f'<a href="{escape(m["ack_url"])}">Acknowledge</a></p></body></html>',
         subtype="html",
     )
+    return msg
+
+
+def digest_body(kind: str, m: Mapping[str, Any]) -> dict[str, Any]:
+    """A stakeholder digest (hypercare.comms) for Slack / Teams (its Markdown as text) or a
+    webhook (its data too)."""
+    if kind == "webhook":
+        return {"kind": "digest", "subject": m["subject"], "digest": m.get("data") or {}}
+    if kind in ("slack", "teams"):
+        return {"text": str(m["text"])[:35_000]}
+    raise ValueError(f"a digest is not sent to a {kind} channel")
+
+
+def plain_email(m: Mapping[str, Any], sender: str, to: list[str]) -> EmailMessage:
+    """A message written for people outside the team (hypercare.comms): its own `subject`
+    and `text` (and `html` when given), and its `headers` (List-Unsubscribe)."""
+    # long lines, not folded: a folded List-Unsubscribe URL becomes encoded words, which
+    # mail clients do not read as a URL (RFC 2369 wants it in angle brackets as is)
+    msg = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
+    msg["Subject"] = str(m["subject"])[:200]
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    for name, value in (m.get("headers") or {}).items():
+        msg[str(name)] = str(value)
+    msg.set_content(str(m["text"]))
+    if m.get("html"):
+        msg.add_alternative(str(m["html"]), subtype="html")
     return msg
 
 
@@ -364,7 +394,11 @@ class HttpNotifier:
         }
         url = ch.endpoint or ""
         body: dict[str, Any]
-        if ch.type == "webhook":
+        if m.get("kind") == "digest":
+            body = digest_body(ch.type, m)
+        elif m.get("kind") == "subscription" and ch.type == "webhook":
+            body = dict(m.get("payload") or {})
+        elif ch.type == "webhook":
             body = webhook_body(m)
         elif ch.type == "slack":
             body = slack_body(m)

@@ -408,6 +408,11 @@ class ResponseConfig(StrictModel):
         for c in self.channels:
             if c.name == name:
                 return c
+        # ``mail>12``: channel mail, addressed to the one recipient in the delivery's
+        # message (`to`), e.g. a reporter's "fixed" message (hypercare.comms)
+        base, arrow, _ = name.partition(">")
+        if arrow:
+            return next((c for c in self.channels if c.name == base), None)
         person_name, slash, index = name.partition("/")
         person = self.person(person_name) if slash and index.isdigit() else None
         if person is None or int(index) >= len(person.contacts):

@@ -19,10 +19,13 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from hypercare.api.state import AppState
@@ -38,6 +41,8 @@ from hypercare.response.channels import (
     new_client,
     system_resolver,
 )
+from hypercare.response.config import ChannelConfig
+from hypercare.response.models import Delivery
 from hypercare.store.base import utcnow
 from hypercare.triage.models import Issue, TimelineEntry
 
@@ -46,6 +51,10 @@ log = logging.getLogger("hypercare.response")
 # outcomes stored per transaction while a backlog drains (fewer, larger transactions leave
 # more of the event loop to the sends); the last send of a burst stores at once
 STORE_EVERY = 128
+Reactor = Callable[
+    [AsyncSession, Sequence[tuple[TimelineEntry, Issue]], datetime], Awaitable[list[Delivery]]
+]
+
 DEFAULT_CONSOLE_URL = "http://127.0.0.1:8700"
 
 
@@ -73,6 +82,9 @@ class ResponseRuntime:
     concurrency: int = 32
     # the dispatcher's own wake-up (outcomes to store, deliveries made)
     kick: asyncio.Event = field(default_factory=asyncio.Event)
+    # more reactions to the committed entries of an outbox pass, in its transaction (other
+    # domains' deliveries: hypercare.comms), added by the composition root
+    reactors: list[Reactor] = field(default_factory=list)
     sent: int = 0
     failed: int = 0
 
@@ -176,6 +188,9 @@ async def outbox_pass(state: AppState, rt: ResponseRuntime) -> int:
             )
         # during a storm, "created" messages and pages are grouped per channel
         made = await service.gather_storm(session=session, config=cfg, made=made, now=utcnow())
+        # other domains' deliveries (hypercare.comms: subscribers, reporters) are never grouped
+        for reactor in rt.reactors:
+            made += await reactor(session, entries, utcnow())
         seen = rt.seen | {e.id for e, _ in entries}
         cursor, gaps = rules.advance_cursor(
             rt.cursor,
@@ -300,11 +315,14 @@ async def dispatch_pass(state: AppState, rt: ResponseRuntime) -> int:
     if rt.slots is None:
         rt.slots = asyncio.Semaphore(d.concurrency)
     for delivery in due:
-        channel = state.config.response.channel(delivery.channel)
+        channel = state.config.response.channel(delivery.channel) or adhoc(
+            delivery.channel, delivery.message
+        )
         if channel is None:
             outcome = Outcome(False, 410, f"channel {delivery.channel!r} is no longer configured")
             rt.results.append((delivery.id, outcome))
             continue
+        channel = addressed(channel, delivery.message)
         outbound = Outbound(
             delivery_id=delivery.id,
             channel=channel,
@@ -317,6 +335,24 @@ async def dispatch_pass(state: AppState, rt: ResponseRuntime) -> int:
             _send(rt, notifier, outbound, rt.slots), name=f"notify-{delivery.id}"
         )
     return len(due)
+
+
+def adhoc(name: str, message: Mapping[str, Any]) -> ChannelConfig | None:
+    """The webhook of a status page subscriber (``subscriber>…`` deliveries, whose message
+    carries the URL, checked by the URL guard when it was subscribed)."""
+    url = message.get("url")
+    if name.startswith("subscriber>") and isinstance(url, str):
+        return ChannelConfig(name="subscriber", type="webhook", url=url)
+    return None
+
+
+def addressed(channel: ChannelConfig, message: Mapping[str, Any]) -> ChannelConfig:
+    """An email channel sent to the recipients a message names itself (`to`: a reporter,
+    a subscriber), instead of its configured list."""
+    to = message.get("to")
+    if channel.type == "email" and isinstance(to, list) and to:
+        return channel.model_copy(update={"to": [str(a) for a in to][:100]})
+    return channel
 
 
 async def _send(

@@ -25,7 +25,9 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
+    issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), index=True, nullable=True
+    )
     entry_id: Mapped[int] = mapped_column(Integer)
     event: Mapped[str] = mapped_column(String(30))
     channel: Mapped[str] = mapped_column(String(80))
@@ -81,7 +83,7 @@ class UsedAckLink(Base):
 
 class DeliveryRead(BaseModel):
     id: int
-    issue_id: int
+    issue_id: int | None
     entry_id: int
     event: str
     channel: str

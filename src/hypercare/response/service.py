@@ -346,7 +346,7 @@ async def record_attempts(
         for chunk in _chunks(ids, 500):
             for d in await session.scalars(select(Delivery).where(Delivery.id.in_(chunk))):
                 rows[d.id] = d
-        issue_ids = sorted({d.issue_id for d in rows.values()})
+        issue_ids = sorted({d.issue_id for d in rows.values() if d.issue_id is not None})
         for chunk in _chunks(issue_ids, 500):
             for i in await session.scalars(select(Issue).where(Issue.id.in_(chunk))):
                 issues[i.id] = i
@@ -357,7 +357,7 @@ async def record_attempts(
             _apply_attempt(
                 session,
                 delivery,
-                issues.get(delivery.issue_id),
+                issues.get(delivery.issue_id) if delivery.issue_id is not None else None,
                 ok=ok,
                 status=status,
                 error=error,
@@ -388,7 +388,7 @@ async def _record_sent(
         return set()
     await session.flush()  # nothing of ours pending in the session's objects
     wanted = sorted({o[0] for o in outcomes})
-    found: dict[int, tuple[int, str, str, int]] = {}
+    found: dict[int, tuple[int | None, str, str, int]] = {}
     for chunk in _chunks(wanted, 500):
         for row in await session.execute(
             select(
@@ -419,6 +419,10 @@ async def _record_sent(
                 execution_options={"synchronize_session": False},
             )
     status_of = {i: st for st, ids in by_status.items() for i in ids}
+    # a delivery of no issue (a subscriber's message, hypercare.comms) logs nowhere
+    logged = {k: v for k, v in found.items() if v[0] is not None}
+    if not logged:
+        return set(found)
     await session.execute(
         insert(TimelineEntry),
         [
@@ -436,10 +440,10 @@ async def _record_sent(
                     "status": status_of.get(delivery_id),
                 },
             }
-            for delivery_id, (issue_id, channel, event, attempts) in sorted(found.items())
+            for delivery_id, (issue_id, channel, event, attempts) in sorted(logged.items())
         ],
     )
-    for chunk in _chunks(sorted({v[0] for v in found.values()}), 500):
+    for chunk in _chunks(sorted({v[0] for v in logged.values() if v[0] is not None}), 500):
         await session.execute(
             update(Issue)
             .where(Issue.id.in_(chunk))
@@ -535,16 +539,17 @@ async def replay(*, session: AsyncSession, delivery_id: int, actor: str, now: da
     delivery.next_attempt_at = now
     delivery.error = None
     delivery.idempotency_key = uuid.uuid4().hex
-    issue = await triage_service.get_issue(session=session, issue_id=delivery.issue_id)
-    triage_service.record(
-        session,
-        issue,
-        actor=actor,
-        kind="notification",
-        text=f"Replay of the notification to {delivery.channel} requested",
-        data={"delivery_id": delivery.id, "channel": delivery.channel, "state": "pending"},
-        at=now,
-    )
+    if delivery.issue_id is not None:
+        issue = await triage_service.get_issue(session=session, issue_id=delivery.issue_id)
+        triage_service.record(
+            session,
+            issue,
+            actor=actor,
+            kind="notification",
+            text=f"Replay of the notification to {delivery.channel} requested",
+            data={"delivery_id": delivery.id, "channel": delivery.channel, "state": "pending"},
+            at=now,
+        )
     return delivery
 
 

@@ -229,3 +229,17 @@ class SearchHit(BaseModel):
 class SearchResults(BaseModel):
     query: str
     items: list[SearchHit]
+
+
+class IssueBlastRadius(BaseModel):
+    """GET /issues/{id}/blast-radius: who the issue hurt, read from the call records."""
+
+    issue_id: int
+    routes: list[str]
+    impact: dict[str, Any] | None = Field(
+        description="first_failure_at, last_failure_at, duration_seconds; null: no failing call"
+    )
+    blast_radius: dict[str, Any] | None = Field(
+        description="failed_calls, consumers (API keys) with counts, routes, statuses"
+    )
+    telemetry: dict[str, Any] = Field(description="blocks_read, complete (False: lower bounds)")

@@ -221,6 +221,26 @@ async def draft_facts(
     )
 
 
+BLAST_KEYS = ("routes", "impact", "blast_radius", "telemetry")
+
+
+async def blast_radius(
+    *,
+    session: AsyncSession,
+    issue: Issue,
+    config: ReviewConfig,
+    gateway_routes: Sequence[tuple[str, str | None, str | None]],
+) -> dict[str, Any]:
+    """The issue's blast radius as of now, from the call records: its routes, the first
+    and last failing call, failed calls by consumer (API key), route and status, and
+    whether the scan read every call block (`config.max_blocks` bounds it). The same
+    reading a review draft states (`draft_facts`), without storing anything."""
+    facts = await draft_facts(
+        session=session, issue=issue, config=config, gateway_routes=gateway_routes
+    )
+    return {key: facts.get(key) for key in BLAST_KEYS}
+
+
 async def review_of(*, session: AsyncSession, issue_id: int) -> Review | None:
     found: Review | None = await session.scalar(select(Review).where(Review.issue_id == issue_id))
     return found

@@ -14,6 +14,7 @@ from hypercare.review import rules, service
 from hypercare.review.jobs import gateway_routes
 from hypercare.review.models import (
     ActionItemCreate,
+    IssueBlastRadius,
     IssueKnowledge,
     ReviewPage,
     ReviewRead,
@@ -44,6 +45,22 @@ async def list_reviews(
         session=session, state=state.value if state else None, limit=limit, offset=offset
     )
     return ReviewPage(items=[service.summary_of(r, i) for r, i in rows], total=total)
+
+
+@router.get("/issues/{issue_id}/blast-radius", response_model=IssueBlastRadius)
+async def issue_blast_radius(
+    state: State, session: Db, _: Viewer, issue_id: Id
+) -> IssueBlastRadius:
+    """Failed calls on the issue's routes, affected consumers (API keys) with counts, and
+    the first and last failing call; bounded by `review.max_blocks` call blocks."""
+    issue = await triage.get_issue(session=session, issue_id=issue_id)
+    found = await service.blast_radius(
+        session=session,
+        issue=issue,
+        config=state.config.review,
+        gateway_routes=gateway_routes(state),
+    )
+    return IssueBlastRadius(issue_id=issue.id, **found)
 
 
 @router.get("/reviews/{review_id}", response_model=ReviewRead)

@@ -45,6 +45,8 @@ class PageInfo:
     time_zone: str
     logo: str | None
     colours: Mapping[str, str]
+    # link to the subscribe form (comms.subscribers.enabled)
+    subscribe: bool = False
 
 
 @dataclass(frozen=True)

@@ -393,6 +393,7 @@ def build(state: AppState, rt: StatusRuntime) -> None:
             time_zone=cfg.page.time_zone,
             logo=cfg.page.logo,
             colours={str(k): v for k, v in cfg.page.colours.items()},
+            subscribe=state.config.comms.subscribers.enabled,
         ),
         components=[
             ComponentView(

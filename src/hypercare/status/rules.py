@@ -385,8 +385,9 @@ class TemplateError(ValueError):
 _ENV = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
 
 
-def check_template(text: str) -> None:
-    """Refuse a syntax error or an unknown variable, naming the line."""
+def check_template(text: str, variables: Sequence[str] = VARIABLES) -> None:
+    """Refuse a syntax error or an unknown variable (not one of `variables`), naming the
+    line."""
     if len(text) > MAX_TEMPLATE_CHARS:
         raise TemplateError(f"a template is at most {MAX_TEMPLATE_CHARS} characters", None)
     try:
@@ -395,16 +396,18 @@ def check_template(text: str) -> None:
         raise TemplateError(exc.message or "syntax error", exc.lineno) from None
     stored = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     for n in tree.find_all(nodes.Name):
-        if n.ctx == "load" and n.name not in VARIABLES and n.name not in stored:
+        if n.ctx == "load" and n.name not in variables and n.name not in stored:
             raise TemplateError(
-                f"unknown variable {n.name!r} (known: {', '.join(VARIABLES)})", n.lineno
+                f"unknown variable {n.name!r} (known: {', '.join(variables)})", n.lineno
             )
 
 
-def render_template(text: str, variables: Mapping[str, Any]) -> str:
+def render_template(
+    text: str, variables: Mapping[str, Any], known: Sequence[str] = VARIABLES
+) -> str:
     """Render a checked template; missing variables are empty, never an error page."""
-    check_template(text)
-    values = {k: variables.get(k, "") for k in VARIABLES}
+    check_template(text, known)
+    values = {k: variables.get(k, "") for k in known}
     try:
         return _ENV.from_string(text).render(values).strip()
     except (UndefinedError, SecurityError, TypeError, ValueError) as exc:

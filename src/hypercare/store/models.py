@@ -3,6 +3,7 @@
 from typing import Any
 
 from hypercare.auth import models as _auth  # noqa: F401
+from hypercare.comms import models as _comms  # noqa: F401
 from hypercare.detection import models as _detection  # noqa: F401
 from hypercare.feedback import models as _feedback  # noqa: F401
 from hypercare.launch import models as _launch  # noqa: F401

@@ -17,6 +17,7 @@ from hypercare.api import errors as api_errors
 from hypercare.auth.rules import Role
 from hypercare.web import (
     detection,
+    digest,
     feedback,
     integrations,
     issues,
@@ -67,6 +68,7 @@ PARTS: tuple[ConsolePart, ...] = (
     response.PART,
     oncall.PART,
     reviews.PART,
+    digest.PART,
     launch.PART,
     status.PART,
 )

@@ -30,10 +30,11 @@ async def _log(session: AsyncSession, state: AppState, issue: IssueRead) -> dict
     return {"deliveries": [service.to_read(d) for d in rows]}
 
 
-def _back(request: Request, issue_id: int, anchor: str) -> Response:
+def _back(request: Request, issue_id: int | None, anchor: str) -> Response:
     if is_htmx(request):
         return Response(status_code=204, headers={"HX-Refresh": "true"})
-    return RedirectResponse(f"/issues/{issue_id}#{anchor}", status_code=303)
+    where = f"/issues/{issue_id}#{anchor}" if issue_id is not None else "/"
+    return RedirectResponse(where, status_code=303)
 
 
 @router.post("/issues/{issue_id}/acknowledge")

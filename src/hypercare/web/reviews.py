@@ -59,6 +59,16 @@ async def _knowledge(session: AsyncSession, state: AppState, issue: IssueRead) -
     return {"knowledge": knowledge, "review": review}
 
 
+async def _blast(session: AsyncSession, state: AppState, issue: IssueRead) -> dict[str, Any]:
+    found = await triage.get_issue(session=session, issue_id=issue.id)
+    return await service.blast_radius(
+        session=session,
+        issue=found,
+        config=state.config.review,
+        gateway_routes=gateway_routes(state),
+    )
+
+
 @router.get("/reviews")
 async def reviews_page(
     request: Request,
@@ -270,6 +280,12 @@ PART = ConsolePart(
         NavItem(label="Runbooks", href="/runbooks", section="runbooks", order=42, key="b"),
     ),
     issue_panels=(
+        IssuePanel(
+            region="knowledge",
+            title="Blast radius",
+            template="_blast_radius.html",
+            load=_blast,
+        ),
         IssuePanel(
             region="knowledge",
             title="Runbooks and past workarounds",
