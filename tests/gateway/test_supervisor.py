@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from hypercare.config import parse_config
-from hypercare.gateway.supervisor import start_workers
+from hypercare.gateway.supervisor import _stop_when_orphaned, start_workers
 from tests.gateway.helpers import ListSink, wait_for
 from tests.gateway.test_features import need_redis
 from tests.support import wait_until
@@ -391,3 +392,12 @@ def test_cli_gateway_refuses_half_a_shipping_setup(tmp_path, monkeypatch):
     assert done.returncode == 2
     assert b"HYPERCARE_NODE_TOKEN is not set" in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+async def test_a_worker_orphaned_while_it_started_stops() -> None:
+    """The worker is told its supervisor's pid: when the supervisor died before the watch
+    began, the worker's parent is already another process and the worker must drain."""
+    stop = asyncio.Event()
+    gone = os.getpid()  # not this process's parent: as if the supervisor were gone
+    await asyncio.wait_for(_stop_when_orphaned(stop, gone), 120)
+    assert stop.is_set()

@@ -282,7 +282,7 @@ def _spawn(
         parent_end, child_end = ctx.Pipe(duplex=False)
         p = ctx.Process(
             target=worker_main,
-            args=(config, host, port, worker_admin, i, sink_factory, child_end),
+            args=(config, host, port, worker_admin, i, sink_factory, child_end, os.getpid()),
             name=f"hypercare-gateway-{i}",
             daemon=True,
         )
@@ -312,15 +312,20 @@ def worker_main(
     index: int,
     sink_factory: SinkFactory | None,
     ready: Connection | None,
+    supervisor: int | None = None,
 ) -> None:
-    """Entry point of one worker process."""
+    """Entry point of one worker process; `supervisor` is the pid of the process that
+    started it (default: the parent now), the worker drains and exits when it is gone."""
     import uvloop
+
+    if supervisor is None:
+        supervisor = os.getppid()
 
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s gateway[{index}] %(levelname)s %(message)s"
     )
     try:
-        uvloop.run(_serve(config, host, port, admin, index, sink_factory, ready))
+        uvloop.run(_serve(config, host, port, admin, index, sink_factory, ready, supervisor))
     except Exception as exc:
         if ready is not None and not ready.closed:
             ready.send(f"{type(exc).__name__}: {exc}")
@@ -331,16 +336,18 @@ def worker_main(
 ORPHAN_CHECK_SECONDS = 1.0
 
 
-async def _stop_when_orphaned(stop: asyncio.Event) -> None:
-    """Drain and exit when the process that started this worker is gone (killed with
-    SIGKILL, it could not tell us): a worker left behind would keep the port and serve
-    with nobody to ship its records to or to stop it."""
-    parent = os.getppid()
+async def _stop_when_orphaned(stop: asyncio.Event, supervisor: int) -> None:
+    """Drain and exit when the process that started this worker (pid `supervisor`) is gone
+    (killed with SIGKILL, it could not tell us): a worker left behind would keep the port
+    and serve with nobody to ship its records to or to stop it. The pid is the one the
+    supervisor gave, not a getppid() taken once this runs: a worker orphaned while it was
+    still starting would take its new parent for the supervisor."""
     while not stop.is_set():
-        await asyncio.sleep(ORPHAN_CHECK_SECONDS)
-        if os.getppid() != parent:
-            log.warning("the supervising process %d is gone: draining and exiting", parent)
+        if os.getppid() != supervisor:
+            log.warning("the supervising process %d is gone: draining and exiting", supervisor)
             stop.set()
+            return
+        await asyncio.sleep(ORPHAN_CHECK_SECONDS)
 
 
 async def _serve(
@@ -351,6 +358,7 @@ async def _serve(
     index: int,
     sink_factory: SinkFactory | None,
     ready: Connection | None,
+    supervisor: int,
 ) -> None:
     from hypercare.gateway.capture import Capturer
     from hypercare.gateway.runtime import Gateway
@@ -366,7 +374,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    orphan_watch = asyncio.create_task(_stop_when_orphaned(stop))
+    orphan_watch = asyncio.create_task(_stop_when_orphaned(stop, supervisor))
     # Everything allocated so far (modules, config, routing tables) lives as long as the
     # worker: keep the cyclic GC from walking it again on every full collection.
     gc.freeze()
