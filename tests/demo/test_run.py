@@ -58,7 +58,8 @@ def test_up_demo_runs_the_incident_on_free_ports(tmp_path: Path) -> None:
 
         issue = wait_until(acknowledged_p1, 240, "the demo's P1 acknowledged")
         sent = api.get(f"/api/v1/issues/{issue['id']}/notifications").json()
-        pages = [d for d in sent if d["channel"] == "oncall-pager"]
+        # the policy pages the on-call person's contact (through the demo's pager channel)
+        pages = [d for d in sent if d["event"] == "page"]
         assert pages and all(d["state"] == "sent" for d in pages), sent
         assert issue["mtta_seconds"] is not None
         subscribers = api.get("/api/v1/subscribers").json()
