@@ -118,7 +118,9 @@ async def test_req_per_second_counts_only_the_time_observed(
         return float(page.split("<code>payment-status</code>")[1].split("<b>")[1].split("<")[0])
 
     before = await rate("/apis?range=1h")
-    assert 31 / 181 <= before <= 31 / 119 + 0.01, before
+    # 31 calls over the ~2-3 minutes observed (shown to two decimals; a slow machine adds
+    # seconds before the page is read), far from 31/300 and 31/3600
+    assert 31 / 250 <= before <= 31 / 119 + 0.01, before
     five = await rate("/overview/api-health", {"HX-Request": "true"})
     between = await rate("/apis?range=1h")
     assert between - 0.01 <= five <= before + 0.01, (before, five, between)
