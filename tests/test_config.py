@@ -107,3 +107,29 @@ def test_top_level_must_be_mapping() -> None:
 def test_load_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "nope.yaml")
+
+
+RUNBOOK_ROUTES = """\
+gateway:
+  upstreams:
+    shop: {targets: ["127.0.0.1:1"]}
+  routes:
+    - {name: checkout, match: {path: /checkout}, upstream: shop}
+external_routes:
+  - {name: orders.get, match: {path: /orders/{id}, methods: [GET]}}
+review:
+  runbooks:
+    - name: orders
+      title: Orders slow
+      body: Look at the orders database.
+      routes: [checkout, orders.get, %s]
+"""
+
+
+def test_runbook_routes_may_name_gateway_and_external_routes() -> None:
+    cfg = parse_config(RUNBOOK_ROUTES % "checkout", "hc.yaml")
+    assert cfg.review.runbooks[0].routes == ["checkout", "orders.get", "checkout"]
+    with pytest.raises(ConfigError) as err:
+        parse_config(RUNBOOK_ROUTES % "nope", "hc.yaml")
+    assert err.value.message.startswith("hc.yaml:13: review.runbooks[0].routes[2]:")
+    assert "unknown route 'nope'" in err.value.message and "orders.get" in err.value.message

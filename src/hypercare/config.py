@@ -77,7 +77,7 @@ class HypercareConfig(StrictModel):
         priorities = [lv.level for lv in self.triage.matrix]
         return [
             *reference_errors(self.response, priorities),
-            *self.review.reference_errors(priorities, [r.name for r in self.gateway.routes]),
+            *self.review.reference_errors(priorities, self.route_names()),
             *self._comms_reference_errors(),
             *launch_reference_errors(
                 self.launches,

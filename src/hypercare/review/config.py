@@ -75,7 +75,7 @@ class ReviewConfig(StrictModel):
                     found.append(
                         (
                             ("review", "runbooks", i, "routes", j),
-                            f"unknown route {route!r} (gateway.routes has {', '.join(routes)})",
+                            f"unknown route {route!r} (known routes: {', '.join(routes)})",
                         )
                     )
         return found
