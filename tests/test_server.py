@@ -18,7 +18,13 @@ from hypercare.api.state import AppState
 from hypercare.auth import service as auth_service
 from hypercare.auth.rules import Role
 from hypercare.demo.run import demo_tokens
-from hypercare.server import _exit_when_orphaned, _Server, bootstrap_admin, sign_in_line
+from hypercare.server import (
+    _exit_when_orphaned,
+    _Server,
+    bind_console,
+    bootstrap_admin,
+    sign_in_line,
+)
 from hypercare.telemetry import segments
 from tests.gateway.helpers import Upstream
 from tests.support import Up, start_up, wait_until
@@ -209,3 +215,35 @@ async def test_a_console_orphaned_while_it_started_stops() -> None:
     gone = os.getpid()  # not this process's parent: as if the supervisor were gone
     await asyncio.wait_for(_exit_when_orphaned(server, gone), WAIT)
     assert server.should_exit
+
+
+def test_console_connections_are_accepted_with_nodelay() -> None:
+    """The console's socket says TCP, so asyncio turns Nagle off on each accepted connection:
+    a response written as head then body must not wait for the client's delayed ACK."""
+    import asyncio
+    import socket as sockets
+
+    listener = bind_console("127.0.0.1", 0)
+    seen: list[int] = []
+
+    async def main() -> None:
+        done = asyncio.Event()
+
+        def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            conn = writer.get_extra_info("socket")
+            seen.append(conn.getsockopt(sockets.IPPROTO_TCP, sockets.TCP_NODELAY))
+            writer.close()
+            done.set()
+
+        server = await asyncio.start_server(accepted, sock=listener)
+        async with server:
+            port = listener.getsockname()[1]
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.wait_for(done.wait(), 60)
+            w.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        listener.close()
+    assert seen and seen[0] != 0

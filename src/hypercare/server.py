@@ -169,7 +169,9 @@ def bind_console(host: str, port: int) -> socket.socket:
     wait in the backlog instead of being refused. The console child gets it explicitly
     (multiprocessing passes it); no other child inherits it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says
+    # TCP, and without it a response written in two parts waits for a delayed ACK (~40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
