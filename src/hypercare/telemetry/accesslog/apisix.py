@@ -15,46 +15,32 @@ from typing import Any
 from hypercare.gateway.records import CallRecord
 from hypercare.telemetry.accesslog.base import (
     Match,
-    Unparsable,
     error_for_status,
     gateway_ms,
     last_of,
     need,
     number,
-    status,
+    obj,
+    request_head,
     text,
     trace_of,
 )
 
 
-def _obj(doc: dict[str, Any], key: str) -> dict[str, Any]:
-    v = doc.get(key)
-    return v if isinstance(v, dict) else {}
-
-
 def parse(doc: Any, match: Match) -> CallRecord:
-    if not isinstance(doc, dict):
-        raise Unparsable("not a JSON object")
-    request, response = _obj(doc, "request"), _obj(doc, "response")
-    if not request or not response:
-        raise Unparsable('no "request" or "response" object')
+    request, response, method, uri, code = request_head(doc)
     start = number(need(doc, "start_time"), "start_time") / 1000.0
-    method = text(request, "method")
-    uri = text(request, "uri")
-    if not method or not uri:
-        raise Unparsable('no "request.method" or "request.uri"')
-    code = status(need(response, "status"), "response.status")
     total = number(doc.get("latency"), "latency")
     upstream_ms = max(0.0, number(doc.get("upstream_latency"), "upstream_latency"))
     target = last_of(text(doc, "upstream"))
-    headers = _obj(request, "headers")
-    request_id = text(headers, "x-request-id") or text(_obj(response, "headers"), "x-request-id")
+    headers = obj(request, "headers")
+    request_id = text(headers, "x-request-id") or text(obj(response, "headers"), "x-request-id")
     path = uri.split("?", 1)[0][:2048] or "/"
     route, template = match(text(headers, "host"), method, path)
     return CallRecord(
         time=start,
         route=route,
-        consumer=text(_obj(doc, "consumer"), "username"),
+        consumer=text(obj(doc, "consumer"), "username"),
         method=method,
         path_template=template,
         path=path,

@@ -74,6 +74,27 @@ def text(doc: dict[str, Any], key: str, default: str = "") -> str:
     return v if isinstance(v, str) else str(v)
 
 
+def obj(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """`doc[key]` when it is an object, else an empty one."""
+    v = doc.get(key)
+    return v if isinstance(v, dict) else {}
+
+
+def request_head(doc: Any) -> tuple[dict[str, Any], dict[str, Any], str, str, int]:
+    """The part Kong's and APISIX's loggers share: the entry's ``request`` and ``response``
+    objects, the method, the URI and the answer's status."""
+    if not isinstance(doc, dict):
+        raise Unparsable("not a JSON object")
+    request, response = obj(doc, "request"), obj(doc, "response")
+    if not request or not response:
+        raise Unparsable('no "request" or "response" object')
+    method = text(request, "method")
+    uri = text(request, "uri")
+    if not method or not uri:
+        raise Unparsable('no "request.method" or "request.uri"')
+    return request, response, method, uri, status(need(response, "status"), "response.status")
+
+
 def need(doc: dict[str, Any], key: str) -> Any:
     v = doc.get(key)
     if v in _EMPTY:

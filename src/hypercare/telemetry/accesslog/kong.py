@@ -18,12 +18,12 @@ from typing import Any
 from hypercare.gateway.records import CallRecord
 from hypercare.telemetry.accesslog.base import (
     Match,
-    Unparsable,
     error_for_status,
     gateway_ms,
     need,
     number,
-    status,
+    obj,
+    request_head,
     text,
     trace_of,
 )
@@ -31,27 +31,13 @@ from hypercare.telemetry.accesslog.base import (
 _KONG_ERRORS = {401: "auth", 403: "auth", 429: "rate_limited", 404: "no_route"}
 
 
-def _obj(doc: dict[str, Any], key: str) -> dict[str, Any]:
-    v = doc.get(key)
-    return v if isinstance(v, dict) else {}
-
-
 def parse(doc: Any, match: Match) -> CallRecord:
-    if not isinstance(doc, dict):
-        raise Unparsable("not a JSON object")
-    request, response = _obj(doc, "request"), _obj(doc, "response")
-    if not request or not response:
-        raise Unparsable('no "request" or "response" object')
+    request, response, method, uri, code = request_head(doc)
     start = number(need(doc, "started_at"), "started_at") / 1000.0
-    method = text(request, "method")
-    uri = text(request, "uri")
-    if not method or not uri:
-        raise Unparsable('no "request.method" or "request.uri"')
-    code = status(need(response, "status"), "response.status")
-    lat = _obj(doc, "latencies")
+    lat = obj(doc, "latencies")
     total = number(lat.get("request"), "latencies.request")
     upstream_ms = max(0.0, number(lat.get("proxy"), "latencies.proxy"))
-    headers = _obj(request, "headers")
+    headers = obj(request, "headers")
     tries = doc.get("tries")
     target = ""
     if isinstance(tries, list) and tries and isinstance(tries[-1], dict):
@@ -63,10 +49,10 @@ def parse(doc: Any, match: Match) -> CallRecord:
         error = _KONG_ERRORS[code]
     else:
         error = error_for_status(code, answered) if code >= 499 else ""
-    consumer = _obj(doc, "consumer")
+    consumer = obj(doc, "consumer")
     request_id = (
         text(request, "id")
-        or text(_obj(response, "headers"), "x-kong-request-id")
+        or text(obj(response, "headers"), "x-kong-request-id")
         or text(headers, "x-request-id")
     )
     path = uri.split("?", 1)[0][:2048] or "/"
@@ -91,6 +77,6 @@ def parse(doc: Any, match: Match) -> CallRecord:
         client_ip=text(doc, "client_ip"),
         request_id=request_id,
         trace_id=trace_of(text(headers, "traceparent")),
-        upstream=text(_obj(doc, "service"), "name"),
+        upstream=text(obj(doc, "service"), "name"),
         user_agent=text(headers, "user-agent"),
     )
