@@ -371,6 +371,14 @@ class Converted:
     missing_service: int = 0  # resources without service.name
 
 
+def _service_of(attributes: Iterable[KeyValue]) -> str:
+    """A resource's ``service.name``, cleaned ("" when it has none)."""
+    for kv in attributes:
+        if kv.key == "service.name":
+            return clean(kv.value.string_value, 200)
+    return ""
+
+
 def calls_of_traces(
     req: ExportTraceServiceRequest, routes: ExternalRoutes, consumer_key: str
 ) -> Converted:
@@ -379,12 +387,7 @@ def calls_of_traces(
     out = Converted()
     records = out.records
     for rs in req.resource_spans:
-        service = ""
-        for kv in rs.resource.attributes:
-            if kv.key == "service.name":
-                service = kv.value.string_value
-                break
-        service = clean(service, 200)
+        service = _service_of(rs.resource.attributes)
         if not service:
             out.missing_service += 1
             service = "unknown_service"
@@ -460,12 +463,7 @@ def calls_of_logs(
     present."""
     out = ConvertedLogs()
     for rl in req.resource_logs:
-        service = ""
-        for kv in rl.resource.attributes:
-            if kv.key == "service.name":
-                service = kv.value.string_value
-                break
-        service = clean(service, 200)
+        service = _service_of(rl.resource.attributes)
         if not service:
             out.missing_service += 1
             service = "unknown_service"
