@@ -22,26 +22,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from hypercare.configtypes import Duration, StrictModel
+from hypercare.telemetry.config import METRICS
 
 ACTIVITIES = ("triage", "resolution", "communication", "escalation", "exit_approval")
 DEFAULT_LENGTH = timedelta(days=28)
 MAX_SLO_WINDOW = timedelta(days=28)
-# the rollup metrics a `metric` criterion may bound (hypercare.telemetry.query.METRICS)
-CRITERION_METRICS = (
-    "requests",
-    "rps",
-    "error_rate",
-    "5xx",
-    "4xx",
-    "p50",
-    "p95",
-    "p99",
-    "upstream_p95",
-    "gateway_p95",
-    "auth_failures",
-    "rate_limited",
-    "upstream_errors",
-)
+# the rollup metrics a `metric` criterion may bound
+CRITERION_METRICS = METRICS
 Name = Field(pattern=r"^[A-Za-z0-9_.\-]+$", min_length=1, max_length=100)
 
 

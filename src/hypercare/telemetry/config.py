@@ -43,6 +43,24 @@ DEFAULT_REDACT_FIELDS = (
 )
 
 
+# the metrics a rollup query answers per route (telemetry.query; launch `metric` criteria)
+METRICS = (
+    "requests",
+    "rps",
+    "error_rate",
+    "5xx",
+    "4xx",
+    "p50",
+    "p95",
+    "p99",
+    "upstream_p95",
+    "gateway_p95",
+    "auth_failures",
+    "rate_limited",
+    "upstream_errors",
+)
+
+
 class CaptureConfig(StrictModel):
     default: CapturePolicy = Policy("off")
     routes: dict[str, CapturePolicy] = Field(default_factory=dict)

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.errors import InvalidInput
 from hypercare.telemetry.aggregate import Aggregate
 from hypercare.telemetry.collector import HOURS_UNTIL
+from hypercare.telemetry.config import METRICS
 from hypercare.telemetry.histcache import HistogramCache, Packed
 from hypercare.telemetry.histogram import Dense, Histogram, decode_run, unpack_dumped
 from hypercare.telemetry.live import LiveStore
@@ -36,21 +37,6 @@ from hypercare.telemetry.models import (
     TelemetryState,
 )
 
-METRICS = (
-    "requests",
-    "rps",
-    "error_rate",
-    "5xx",
-    "4xx",
-    "p50",
-    "p95",
-    "p99",
-    "upstream_p95",
-    "gateway_p95",
-    "auth_failures",
-    "rate_limited",
-    "upstream_errors",
-)
 _HIST_FOR = {
     "p50": ("total",),
     "p95": ("total",),
