@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hypercare.gateway.records import CallRecord
@@ -159,3 +159,28 @@ async def test_slo_counts_equal_the_merged_aggregates(engine: AsyncEngine) -> No
                     limits=limits,
                 )
                 assert {at: (g.requests, g.c4xx, g.c5xx, g.upto) for at, g in got.items()} == want
+
+
+async def test_rates_start_at_the_first_minute_even_once_its_hour_is_rolled_up(
+    engine: AsyncEngine,
+) -> None:
+    """Traffic that began two minutes before the top of an hour: once that hour is rolled up
+    its hour row's bucket is the hour's start, yet the observed time (and so req/s) still
+    starts at the first recorded minute; only when the minutes are gone does the hour row
+    mark the start."""
+    c = Collector(engine, TelemetryConfig(), LiveStore())
+    top = (int(time.time()) // HOUR - 2) * HOUR
+    first = top - 120
+    recs = random_records(40, first, 240, routes=1)
+    await c.ingest("node-a", _batch(recs))
+    await c.flush(now=top + 600)
+    assert await rollup_hours(c, now=top + 600) >= 1
+    async with session_factory(engine)() as s:
+        assert await query.first_observed(s, c.live) == first
+        rows = await query.summary(s, c.live, start=top - HOUR, end=top + 60, now=top + 60)
+    want = sum(1 for r in recs if r.time < top + 60)
+    assert [(r.requests, r.rps) for r in rows] == [(want, want / 180)]  # not want / 3660
+    async with engine.begin() as conn:
+        await conn.execute(delete(TelemetryMinute).where(TelemetryMinute.bucket < top))
+    async with session_factory(engine)() as s:
+        assert await query.first_observed(s, c.live) == top - HOUR

@@ -422,15 +422,23 @@ async def known_key(session: AsyncSession, live: LiveStore, *, dim: str, key: st
 
 
 async def first_observed(session: AsyncSession, live: LiveStore) -> int | None:
-    """The first minute bucket anything was recorded in, stored or still live; None before
-    the first call (two index lookups)."""
-    found = [
-        await session.scalar(select(func.min(TelemetryMinute.bucket))),
-        await session.scalar(select(func.min(TelemetryHour.bucket))),
-        min((k[2] for k in live.pending), default=None),
+    """The first minute anything was recorded in, stored or still live; None before the
+    first call (two index lookups). An hour rollup counts only for an hour whose minutes
+    are gone (past minute retention): an hour row's bucket is the top of its hour, which
+    for the first hour of traffic is up to 59 minutes before the first call."""
+    minutes = [
+        int(v)
+        for v in (
+            await session.scalar(select(func.min(TelemetryMinute.bucket))),
+            min((k[2] for k in live.pending), default=None),
+        )
+        if v is not None
     ]
-    values = [int(v) for v in found if v is not None]
-    return min(values) if values else None
+    hour = await session.scalar(select(func.min(TelemetryHour.bucket)))
+    first = min(minutes) if minutes else None
+    if hour is not None and (first is None or int(hour) < first - first % 3600):
+        return int(hour)
+    return first
 
 
 async def summary(
