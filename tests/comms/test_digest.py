@@ -16,6 +16,7 @@ from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
 from hypercare.comms import digest
 from hypercare.comms import jobs as comms_jobs
+from hypercare.comms import service as comms_service
 from hypercare.comms.digest import ApiFacts, DigestFacts, IssueFacts
 from hypercare.config import HypercareConfig, parse_config
 from hypercare.errors import ConfigError
@@ -172,12 +173,16 @@ async def test_digest_sent_to_channels_when_a_time_passes(engine: AsyncEngine) -
     state = build_state(parse_config(SEND_CONFIG, "test.yaml"), engine)
     memory = MemoryNotifier()
     response_jobs.runtime(state).notifiers = Notifiers(dict.fromkeys(("slack", "webhook"), memory))
-    start = datetime(2026, 12, 7, 8, 30, tzinfo=UTC)
+    rt = await response_jobs.start(state)
+    start = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)  # in the past: its deliveries are due
     assert await comms_jobs.digest_turn(state, start) is None  # first look: nothing due
     assert await comms_jobs.digest_turn(state, start + timedelta(minutes=20)) is None
     why = await comms_jobs.digest_turn(state, start + timedelta(minutes=31))
     assert why == "scheduled 09:00"
-    slack, hook = memory.sent
+    assert memory.sent == []  # the outbox sends, not the digest loop
+    await response_jobs.step(state, rt)
+    await response_jobs.settle(state, rt)
+    slack, hook = sorted(memory.sent, key=lambda o: o.channel.type)
     assert slack.channel.name == "team" and hook.channel.name == "ops-hook"
     async with httpx.AsyncClient() as client:
         _, raw, _ = HttpNotifier(client).request(slack)
@@ -185,11 +190,17 @@ async def test_digest_sent_to_channels_when_a_time_passes(engine: AsyncEngine) -
         _, raw, _ = HttpNotifier(client).request(hook)
     body = json.loads(raw)
     assert body["kind"] == "digest" and "open_issues" in body["digest"]
+    assert body["subject"] == "Launch digest (scheduled 09:00)"
     # once per time; a restart reads when it was last sent
     assert await comms_jobs.digest_turn(state, start + timedelta(minutes=40)) is None
     state.runtimes.discard(comms_jobs.DigestRuntime)
     assert await comms_jobs.digest_turn(state, start + timedelta(minutes=50)) is None
+    await response_jobs.step(state, rt)
+    await response_jobs.settle(state, rt)
     assert len(memory.sent) == 2
+    async with state.sessions() as s:
+        counts = await comms_service.digest_outcomes(session=s)
+    assert counts == {"pending": 0, "sent": 2, "failed": 0, "dead": 0}
 
 
 def test_digest_channels_must_be_sendable() -> None:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
@@ -26,20 +26,7 @@ from hypercare.status.models import StatusIncident, StatusIncidentUpdate, Status
 from hypercare.store.base import utcnow
 from tests.comms.test_service import Inbox
 from tests.conftest import auth
-
-
-@pytest.fixture
-async def smtp() -> AsyncIterator[tuple[Inbox, int]]:
-    import asyncio
-
-    from aiosmtpd.smtp import SMTP
-
-    box = Inbox()
-    server = await asyncio.get_running_loop().create_server(lambda: SMTP(box), "127.0.0.1", 0)
-    try:
-        yield box, server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
+from tests.response.conftest import Receiver
 
 
 @pytest.fixture
@@ -157,6 +144,27 @@ async def test_expired_links_bad_input_webhook_guard_and_rate_limit(
     assert (await client.delete("/api/v1/subscribers/999", headers=admin)).status_code == 404
 
 
+async def _publish(s: AsyncSession, name: str, now: datetime) -> None:
+    """A published incident of Payments with its first update."""
+    incident = StatusIncident(
+        name=name, status="identified", impact="major", components=["Payments"],
+        published=True, created_at=now, updated_at=now,
+    )  # fmt: skip
+    s.add(incident)
+    await s.flush()
+    s.add(
+        StatusIncidentUpdate(
+            incident_id=incident.id, status="identified", body="A provider fails.",
+            affected_components=[], created_at=now,
+        )
+    )  # fmt: skip
+
+
+async def _update(state: AppState, name: str) -> None:
+    async with state.sessions() as s, s.begin():
+        await _publish(s, name, utcnow())
+
+
 async def test_subscribers_told_of_incident_updates_and_maintenance(
     state: AppState, smtp: tuple[Inbox, int]
 ) -> None:
@@ -178,18 +186,7 @@ async def test_subscribers_told_of_incident_updates_and_maintenance(
             session=s, kind="webhook", target="https://other.example.com/x",
             components=["Search"], now=now - timedelta(hours=1),
         )  # fmt: skip
-        incident = StatusIncident(
-            name="Payments failing", status="identified", impact="major",
-            components=["Payments"], published=True, created_at=now, updated_at=now,
-        )  # fmt: skip
-        s.add(incident)
-        await s.flush()
-        s.add(
-            StatusIncidentUpdate(
-                incident_id=incident.id, status="identified", body="A provider fails.",
-                affected_components=[], created_at=now,
-            )
-        )  # fmt: skip
+        await _publish(s, "Payments failing", now)
         s.add(
             StatusMaintenance(
                 name="Database upgrade", body="", components=["Payments"],
@@ -200,6 +197,11 @@ async def test_subscribers_told_of_incident_updates_and_maintenance(
     memory = MemoryNotifier()
     state.runtimes.discard(jobs.ResponseRuntime)
     jobs.runtime(state).notifiers = Notifiers({"webhook": memory, "email": EmailNotifier()})
+
+    async def resolve(host: str) -> list[str]:  # the guard looks again at each send
+        return {"hooks.example.com": ["93.184.216.34"]}.get(host, [])
+
+    jobs.runtime(state).resolve = resolve
     rt = await jobs.start(state)
     assert await comms_jobs.subscriber_pass(state) == 4  # 2 notices x (ann, the webhook)
     assert await comms_jobs.subscriber_pass(state) == 0  # each once
@@ -215,7 +217,54 @@ async def test_subscribers_told_of_incident_updates_and_maintenance(
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     hooks = sorted(memory.sent, key=lambda o: o.channel.name)
     assert {o.message["url"] for o in hooks} == {"https://hooks.example.com/x"}
+    assert {o.addresses for o in hooks} == {("93.184.216.34",)}  # pinned to what was checked
     async with httpx.AsyncClient() as c:
         bodies = [json.loads(HttpNotifier(c).request(o)[1]) for o in hooks]
     assert {b["incident"]["name"] for b in bodies} == {"Payments failing", "Database upgrade"}
     assert all("unsubscribe" in b["meta"] for b in bodies)
+
+
+async def test_a_webhook_url_is_guarded_again_when_it_is_sent_to(
+    state: AppState, client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    """A name that resolved to a public address when it was subscribed and resolves to
+    loopback at delivery is refused then: a dead delivery saying why, never retried. Sends
+    go to the addresses checked (pinned), not to a second lookup."""
+    names = {"hooks.example.test": ["93.184.216.34"]}
+
+    async def resolve(host: str) -> list[str]:
+        return names.get(host, [])
+
+    port = receiver.url.rsplit(":", 1)[1].split("/", 1)[0]
+    url = f"http://hooks.example.test:{port}/hook"
+    state.runtimes.discard(jobs.ResponseRuntime)
+    jobs.runtime(state).resolve = resolve
+    rt = await jobs.start(state)
+    try:
+        r = await client.post("/status/subscribe", data={"url": url})
+        assert r.status_code == 200 and "Subscribed" in r.text
+        names["hooks.example.test"] = ["127.0.0.1"]  # DNS changed since
+        await _update(state, "Payments failing")
+        assert await comms_jobs.subscriber_pass(state) == 1
+        for _ in range(3):  # later turns change nothing: the refusal is final
+            await jobs.step(state, rt)
+            await jobs.settle(state, rt)
+        async with state.sessions() as s:
+            (d,) = (await response_service.find_deliveries(session=s, no_issue=True))[0]
+        assert (d.state, d.attempts, d.receiver_status) == ("dead", 1, None)
+        assert d.error is not None and d.error.startswith("refused at delivery: ")
+        assert "127.0.0.1, a private or local address" in d.error
+        assert receiver.received == []
+
+        # allowed by the operator: sent to the checked address, which the system resolver
+        # does not know (a reserved .test name), with the URL's Host
+        state.config.response.allow_private.append("127.0.0.1")
+        await _update(state, "Payments slow")
+        assert await comms_jobs.subscriber_pass(state) == 1
+        await jobs.step(state, rt)
+        await jobs.settle(state, rt)
+        ((headers, body),) = receiver.received
+        assert headers["Host"] == f"hooks.example.test:{port}"
+        assert body["incident"]["name"] == "Payments slow"
+    finally:
+        await jobs.close(rt)

@@ -64,5 +64,15 @@ def test_up_demo_runs_the_incident_on_free_ports(tmp_path: Path) -> None:
         assert issue["mtta_seconds"] is not None
         subscribers = api.get("/api/v1/subscribers").json()
         assert [s["kind"] for s in subscribers["items"]] == ["webhook"], subscribers
+
+        def subscriber_told() -> list[dict[str, Any]] | None:
+            # the subscriber's URL is on this machine: the guard at each send lets it
+            # through because the demo's config names it in response.allow_private
+            r = api.get("/api/v1/notifications", params={"event": "subscription"})
+            items: list[dict[str, Any]] = r.json()["items"]
+            return items if any(d["state"] == "sent" for d in items) else None
+
+        told = wait_until(subscriber_told, 120, "the status page's subscriber told")
+        assert all(d["state"] != "dead" for d in told), told
         digest = api.get("/api/v1/digest", params={"format": "markdown"})
         assert digest.status_code == 200 and digest.text.startswith("# Hypercare digest")

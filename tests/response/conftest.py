@@ -22,6 +22,7 @@ class Receiver:
     url: str = ""
     status: int = 204  # what it answers; tests change it
     received: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)  # answered first, one per request
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(min(int(self.headers.get("content-length", "0")), 1 << 20))
             rec.received.append((dict(self.headers), json.loads(body)))
-            self.send_response(rec.status)
+            self.send_response(rec.answers.pop(0) if rec.answers else rec.status)
             self.send_header("content-length", "0")
             self.end_headers()
 

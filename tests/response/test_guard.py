@@ -9,7 +9,16 @@ from hypercare.api.state import AppState
 from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig, parse_config
 from hypercare.response import jobs
-from hypercare.response.channels import check_public_url, system_resolver
+from hypercare.response.channels import (
+    HttpNotifier,
+    Outbound,
+    Outcome,
+    check_public_url,
+    new_client,
+    pin_public,
+    system_resolver,
+)
+from hypercare.response.config import ChannelConfig
 from tests.conftest import auth
 from tests.response.conftest import Receiver
 
@@ -86,3 +95,41 @@ async def test_test_messages_to_configured_channels_and_guarded_urls(
         assert r.status_code == 403
     finally:
         await jobs.close(jobs.runtime(state))
+
+
+async def test_pin_public_refuses_for_good_or_pins_the_checked_addresses(
+    receiver: Receiver,
+) -> None:
+    """The guard at the send: a refusal is final (not retried); an accepted URL is sent to
+    exactly the addresses checked, whatever a later lookup would say."""
+    names = {"hooks.example.test": ["127.0.0.1"]}
+
+    async def resolve(host: str) -> list[str]:
+        return names.get(host, [])
+
+    port = receiver.url.rsplit(":", 1)[1].split("/", 1)[0]
+    channel = ChannelConfig(
+        name="subscriber", type="webhook", url=f"http://hooks.example.test:{port}/hook"
+    )
+    message = {"kind": "subscription", "payload": {"hello": "world"}}
+    outbound = Outbound(7, channel, message, "key-7")
+    refused = await pin_public(outbound, [], resolve)
+    assert isinstance(refused, Outcome) and not refused.ok and refused.retry is False
+    assert refused.error == (
+        "refused at delivery: hooks.example.test resolves to 127.0.0.1, a private or local "
+        "address; name it in response.allow_private to allow it"
+    )
+    names["nowhere.example.test"] = []
+    gone = await pin_public(
+        Outbound(8, channel.model_copy(update={"url": "http://nowhere.example.test/"}), {}, "k"),
+        [],
+        resolve,
+    )
+    assert isinstance(gone, Outcome) and gone.error and "does not resolve" in gone.error
+    pinned = await pin_public(outbound, ["127.0.0.1"], resolve)
+    assert isinstance(pinned, Outbound) and pinned.addresses == ("127.0.0.1",)
+    async with new_client() as client:
+        outcome = await HttpNotifier(client).send(pinned)
+        assert outcome == Outcome(True, 204)  # a name no resolver knows: the pin was used
+    ((headers, body),) = receiver.received
+    assert headers["Host"] == f"hooks.example.test:{port}" and body == {"hello": "world"}

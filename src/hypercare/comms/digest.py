@@ -249,6 +249,18 @@ def to_html(d: dict[str, Any], title: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def message(d: dict[str, Any], title: str, why: str) -> dict[str, Any]:
+    """What each digest delivery carries: email sends `subject`, `text` and `html`, Slack and
+    Teams the Markdown, a webhook the `data` (see `hypercare.response.channels`)."""
+    return {
+        "kind": "digest",
+        "subject": f"{title} ({why})",
+        "text": to_markdown(d, title),
+        "html": to_html(d, title),
+        "data": d,
+    }
+
+
 def scheduled_between(
     after: datetime, until: datetime, times: Sequence[str], zone: ZoneInfo
 ) -> datetime | None:

@@ -1,14 +1,14 @@
 """Wiring of outside messages into the response outbox: the "fixed" messages are made in
 the outbox pass that reads the resolving entry, in its transaction (so a message is made
-once, for a committed resolution only), and sent by its dispatcher (retries, dead
-letters)."""
+once, for a committed resolution only); subscribers' notices by the subscriber loop and
+the stakeholder digest by the digest loop, each in the transaction that records what it
+decided. The response dispatcher sends them all (retries, dead letters)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +22,6 @@ from hypercare.comms import digest, rules, service
 from hypercare.response import jobs as response_jobs
 from hypercare.response import oncall
 from hypercare.response import service as response_service
-from hypercare.response.channels import Outbound, Outcome
 from hypercare.response.models import Delivery
 from hypercare.response.roster import schedule_of
 from hypercare.store.base import utcnow
@@ -82,8 +81,6 @@ LAST_SENT = "comms.digest.last_sent"  # a response setting: when the digest was 
 class DigestRuntime:
     last: datetime | None = None
     on_call: dict[str, str | None] | None = None
-    sent: int = 0
-    failed: int = 0
 
 
 def digest_runtime(state: AppState) -> DigestRuntime:
@@ -103,64 +100,49 @@ async def _on_call(session: AsyncSession, state: AppState, now: datetime) -> dic
 
 
 async def digest_turn(state: AppState, now: datetime | None = None) -> str | None:
-    """Send the digest when a `send_at` time passed since the last one or (with
-    `at_shift_change`) the person on call of a schedule changed; returns why it was sent."""
+    """Decide the digest when a `send_at` time passed since the last one or (with
+    `at_shift_change`) the person on call of a schedule changed; returns why it is sent.
+
+    Sending is the response outbox's: the digest's deliveries (one per
+    `comms.digest.channels`) are written in the transaction that stores when it was last
+    sent, and the dispatcher sends them (retries, dead letters). A crash after the commit
+    loses nothing; one before it sends nothing and decides again."""
     cfg = state.config.comms.digest
     rt = digest_runtime(state)
     now = now or utcnow()
     why: str | None = None
     async with state.sessions() as session, session.begin():
-        if rt.last is None:
+        last = rt.last
+        if last is None:
             stored = await response_service.get_setting(session=session, name=LAST_SENT)
-            rt.last = datetime.fromisoformat(stored) if stored else now
-        due = digest.scheduled_between(rt.last, now, cfg.send_at, ZoneInfo(cfg.timezone))
+            last = datetime.fromisoformat(stored) if stored else now
+        due = digest.scheduled_between(last, now, cfg.send_at, ZoneInfo(cfg.timezone))
         if due is not None:
             why = f"scheduled {due.strftime('%H:%M')}"
+        current = rt.on_call
         if cfg.at_shift_change and state.config.response.schedules:
             current = await _on_call(session, state, now)
             changed = digest.shift_changes(rt.on_call or {}, current) if rt.on_call else []
-            rt.on_call = current
             if changed and why is None:
                 why = f"shift change ({', '.join(changed)})"
-        if why is None:
-            return None
-        found = await build_digest(session, state, None)
-        rt.last = now
-        await response_service.set_setting(session=session, name=LAST_SENT, value=now.isoformat())
-    await send_digest(state, found, why)
+        if why is not None:
+            found = await build_digest(session, state, None)
+            await service.digest_deliveries(
+                session=session,
+                response=state.config.response,
+                channels=cfg.channels,
+                message=digest.message(found, cfg.title, why),
+                now=now,
+            )
+            last = now
+            await response_service.set_setting(
+                session=session, name=LAST_SENT, value=now.isoformat()
+            )
+    # only once committed: a failed turn is simply done again
+    rt.last, rt.on_call = last, current
+    if why is not None:
+        response_jobs.nudge(state)
     return why
-
-
-async def send_digest(state: AppState, found: dict[str, Any], why: str) -> list[Outcome]:
-    """Send `found` to every `comms.digest.channels` through the response notifiers (one
-    attempt each; a failure is logged and counted, the next digest is the retry)."""
-    cfg = state.config.comms.digest
-    rt = digest_runtime(state)
-    notifiers = response_jobs.runtime(state).notifiers
-    if notifiers is None:
-        log.warning("digest not sent: the response loop has not started")
-        return []
-    message = {
-        "kind": "digest",
-        "subject": f"{cfg.title} ({why})",
-        "text": digest.to_markdown(found, cfg.title),
-        "html": digest.to_html(found, cfg.title),
-        "data": found,
-    }
-    outcomes = []
-    for name in cfg.channels:
-        channel = state.config.response.channel(name)
-        if channel is None:
-            continue
-        outbound = Outbound(0, channel, message, uuid.uuid4().hex)
-        outcome = await notifiers.for_channel(channel).send(outbound)
-        if outcome.ok:
-            rt.sent += 1
-        else:
-            rt.failed += 1
-            log.warning("digest to %s failed: %s", name, outcome.error)
-        outcomes.append(outcome)
-    return outcomes
 
 
 async def run_digest(state: AppState, stop: asyncio.Event) -> None:

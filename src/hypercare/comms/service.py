@@ -18,6 +18,7 @@ from hypercare.errors import NotFound
 from hypercare.feedback import service as feedback
 from hypercare.feedback.models import Signal
 from hypercare.feedback.service import not_test
+from hypercare.response.channels import recipient
 from hypercare.response.config import ResponseConfig
 from hypercare.response.models import Delivery
 from hypercare.response.rules import DeliveryState
@@ -191,6 +192,47 @@ async def digest_facts(
     )
 
 
+async def digest_deliveries(
+    *,
+    session: AsyncSession,
+    response: ResponseConfig,
+    channels: Sequence[str],
+    message: dict[str, Any],
+    now: datetime,
+) -> list[Delivery]:
+    """A pending delivery of one digest to each of `channels` (configured response channels),
+    in the caller's transaction: the response dispatcher sends it with retries and dead
+    letters. Its channel ``<name>>digest.<unix time>`` addresses the configured channel and
+    is unique per digest."""
+    configured = [(n, c) for n in dict.fromkeys(channels) if (c := response.channel(n))]
+    made = [
+        message_delivery(
+            channel=f"{name}>digest.{int(now.timestamp())}",
+            channel_type=channel.type,
+            recipient=recipient(channel),
+            message=message,
+            now=now,
+            event=DIGEST_EVENT,
+        )
+        for name, channel in configured
+    ]
+    session.add_all(made)
+    await session.flush()
+    return made
+
+
+async def digest_outcomes(*, session: AsyncSession) -> dict[str, int]:
+    """How many digest deliveries are in each state (sent, dead, failed: to be retried,
+    pending): the digest's counters, from the outbox itself."""
+    rows = await session.execute(
+        select(Delivery.state, func.count())
+        .where(Delivery.event == DIGEST_EVENT, Delivery.issue_id.is_(None))
+        .group_by(Delivery.state)
+    )
+    found = {str(state): int(n) for state, n in rows}
+    return {s.value: found.get(s.value, 0) for s in DeliveryState}
+
+
 # --- subscribers --------------------------------------------------------------------------
 
 SUBSCRIBER_CHANNEL = "subscriber"  # webhook deliveries' channel prefix: subscriber>ID.KEY
@@ -263,15 +305,25 @@ async def list_subscribers(
     return list(rows), int(total)
 
 
+SUBSCRIPTION_EVENT = "subscription"
+DIGEST_EVENT = "digest"
+
+
 def message_delivery(
-    *, channel: str, channel_type: str, recipient: str, message: dict[str, Any], now: datetime
+    *,
+    channel: str,
+    channel_type: str,
+    recipient: str,
+    message: dict[str, Any],
+    now: datetime,
+    event: str = SUBSCRIPTION_EVENT,
 ) -> Delivery:
-    """A delivery of no issue (a subscriber's message) for the response dispatcher; its
-    `channel` is unique per message (entry 0)."""
+    """A delivery of no issue (a subscriber's message, a digest) for the response
+    dispatcher; its `channel` is unique per message (entry 0)."""
     return Delivery(
         issue_id=None,
         entry_id=0,
-        event="subscription",
+        event=event,
         channel=channel[:80],
         channel_type=channel_type,
         recipient=recipient[:300],

@@ -7,6 +7,7 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -105,6 +106,9 @@ def demo_extra(
     if pager_url:
         extra += (
             "response:\n"
+            # the pager's status hook is the status page's subscriber: a URL on this machine,
+            # which the URL guard refuses at each send unless the operator allows it
+            f"  allow_private: ['{urlsplit(pager_url).hostname}']\n"
             "  channels:\n"
             f"    - {{name: oncall-pager, type: webhook, url: '{pager_url}'}}\n"
             "  people:\n"
@@ -200,7 +204,8 @@ async def demo_tokens(
 
 async def demo_subscriber(sessions: async_sessionmaker[AsyncSession], url: str) -> None:
     """Subscribe the pager's status hook (a loopback webhook, which only the operator can
-    add: the public form's URL guard refuses loopback) to every component."""
+    add: the public form's URL guard refuses loopback) to every component; the demo's
+    `response.allow_private` names its host, so the guard at each send allows it."""
     async with sessions() as session, session.begin():
         await comms_service.subscribe(
             session=session, kind="webhook", target=url, components=[], now=utcnow()

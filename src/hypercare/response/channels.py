@@ -17,7 +17,7 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from html import escape
 from typing import Any, Protocol
@@ -28,7 +28,7 @@ import httpx
 from hypercare.response import rules
 from hypercare.response.config import ChannelConfig
 from hypercare.response.rules import webhook_signature
-from hypercare.response.transport import PooledTransport
+from hypercare.response.transport import PIN_EXTENSION, PooledTransport
 
 SIGNATURE_HEADER = "X-Hypercare-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -47,6 +47,9 @@ class Outbound:
     message: Mapping[str, Any]
     idempotency_key: str
     secret: str | None = None  # webhook signing secret (configured or generated)
+    # the only addresses to connect to: a URL from the API or the public, checked by the
+    # URL guard just before the send and pinned to what was checked (`pin_public`)
+    addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,9 @@ class Outcome:
     ok: bool
     status: int | None = None
     error: str | None = None
+    # False: trying again changes nothing (the URL guard refused the address), so the
+    # delivery is dead at once whatever `status` says
+    retry: bool = True
 
 
 class Notifier(Protocol):
@@ -419,8 +425,11 @@ class HttpNotifier:
     async def send(self, outbound: Outbound) -> Outcome:
         url, raw, headers = self.request(outbound)
         timeout = outbound.channel.timeout.total_seconds()
+        pinned = {PIN_EXTENSION: list(outbound.addresses)} if outbound.addresses else None
         try:
-            response = await self.client.post(url, content=raw, headers=headers, timeout=timeout)
+            response = await self.client.post(
+                url, content=raw, headers=headers, timeout=timeout, extensions=pinned
+            )
         except httpx.TimeoutException:
             return Outcome(False, None, f"timed out after {timeout:g}s")
         except httpx.HTTPError as exc:
@@ -526,9 +535,27 @@ async def system_resolver(host: str) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
+async def _addresses(url: str, resolve: Resolver) -> list[str]:
+    host = (urlsplit(url).hostname or "").strip("[]")
+    return await resolve(host) if host else []
+
+
 async def check_public_url(url: str, allow: Sequence[str], resolve: Resolver) -> str | None:
     """Why a URL that came through the API or from the public must not be called, or None.
     `hypercare.response.rules.check_url` decides on the addresses `resolve` gives."""
-    host = (urlsplit(url).hostname or "").strip("[]")
-    addresses = await resolve(host) if host else []
-    return rules.check_url(url, addresses, allow)
+    return rules.check_url(url, await _addresses(url, resolve), allow)
+
+
+async def pin_public(
+    outbound: Outbound, allow: Sequence[str], resolve: Resolver
+) -> Outbound | Outcome:
+    """The URL guard at the moment of sending ("public" trust: a subscriber's webhook, a
+    test URL): its host is resolved again (DNS may have changed since it was accepted) and
+    either refused (a final failure, not retried) or the send is pinned to the addresses
+    just checked, so the connection cannot go anywhere else."""
+    url = outbound.channel.endpoint or ""
+    addresses = await _addresses(url, resolve)
+    refusal = rules.check_url(url, addresses, allow)
+    if refusal:
+        return Outcome(False, None, _short(f"refused at delivery: {refusal}"), retry=False)
+    return replace(outbound, addresses=tuple(addresses))

@@ -39,6 +39,7 @@ from hypercare.response.channels import (
     Outcome,
     Resolver,
     new_client,
+    pin_public,
     system_resolver,
 )
 from hypercare.response.config import ChannelConfig
@@ -276,6 +277,7 @@ async def store_results(state: AppState, rt: ResponseRuntime) -> int:
             await service.record_attempts(
                 session=session,
                 outcomes=[(i, o.ok, o.status, o.error) for i, o in results],
+                final={i for i, o in results if not o.retry},
                 retry_after=lambda attempt: rules.backoff(
                     attempt, base=d.backoff, cap=d.max_backoff, jitter=rt.rng.random()
                 ),
@@ -314,10 +316,12 @@ async def dispatch_pass(state: AppState, rt: ResponseRuntime) -> int:
         raise RuntimeError("response.jobs.start() sets up the notifiers first")
     if rt.slots is None:
         rt.slots = asyncio.Semaphore(d.concurrency)
+    allow = state.config.response.allow_private
     for delivery in due:
-        channel = state.config.response.channel(delivery.channel) or adhoc(
-            delivery.channel, delivery.message
-        )
+        channel = state.config.response.channel(delivery.channel)
+        # a subscriber's own URL ("public" trust): guarded again at the send
+        public = channel is None
+        channel = channel or adhoc(delivery.channel, delivery.message)
         if channel is None:
             outcome = Outcome(False, 410, f"channel {delivery.channel!r} is no longer configured")
             rt.results.append((delivery.id, outcome))
@@ -332,14 +336,16 @@ async def dispatch_pass(state: AppState, rt: ResponseRuntime) -> int:
         )
         notifier = notifiers.for_channel(channel)
         rt.inflight[delivery.id] = asyncio.create_task(
-            _send(rt, notifier, outbound, rt.slots), name=f"notify-{delivery.id}"
+            _send(rt, notifier, outbound, rt.slots, allow if public else None),
+            name=f"notify-{delivery.id}",
         )
     return len(due)
 
 
 def adhoc(name: str, message: Mapping[str, Any]) -> ChannelConfig | None:
     """The webhook of a status page subscriber (``subscriber>…`` deliveries, whose message
-    carries the URL, checked by the URL guard when it was subscribed)."""
+    carries the URL, checked by the URL guard when it was subscribed and again at each
+    send, see `_send`)."""
     url = message.get("url")
     if name.startswith("subscriber>") and isinstance(url, str):
         return ChannelConfig(name="subscriber", type="webhook", url=url)
@@ -356,11 +362,19 @@ def addressed(channel: ChannelConfig, message: Mapping[str, Any]) -> ChannelConf
 
 
 async def _send(
-    rt: ResponseRuntime, notifier: Notifier, outbound: Outbound, slots: asyncio.Semaphore
+    rt: ResponseRuntime,
+    notifier: Notifier,
+    outbound: Outbound,
+    slots: asyncio.Semaphore,
+    public: Sequence[str] | None = None,
 ) -> None:
+    """One send. With `public` (the allow-list `response.allow_private`), the URL came from
+    the API or the public: resolved and checked again now, and sent to the checked
+    addresses only (a refusal is final)."""
     try:
         async with slots:
-            outcome = await notifier.send(outbound)
+            checked = outbound if public is None else await pin_public(outbound, public, rt.resolve)
+            outcome = checked if isinstance(checked, Outcome) else await notifier.send(checked)
     except Exception as exc:  # a notifier bug must not lose the delivery
         log.exception("notifier failed on delivery %d", outbound.delivery_id)
         outcome = Outcome(False, None, f"internal error: {type(exc).__name__}")

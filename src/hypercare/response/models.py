@@ -99,6 +99,11 @@ class DeliveryRead(BaseModel):
     error: str | None
 
 
+class DeliveryPage(BaseModel):
+    items: list[DeliveryRead]
+    total: int
+
+
 class AcknowledgeRequest(Input):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 

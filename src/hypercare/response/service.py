@@ -7,7 +7,7 @@ import base64
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -331,11 +331,13 @@ async def record_attempts(
     retry_after: Callable[[int], timedelta],
     max_attempts: int,
     now: datetime,
+    final: Collection[int] = (),
 ) -> list[Delivery]:
     """Store the ends of many attempts at once: the deliveries and their issues are read in
     a few queries and written in one flush (the dispatcher's batch). Each final outcome
-    (sent, dead) goes on its issue's timeline. Returns the deliveries that were updated
-    (one no longer pending or failed, e.g. replayed meanwhile, is left alone)."""
+    (sent, dead) goes on its issue's timeline; a failure of a delivery in `final` is not
+    retried (dead at once). Returns the deliveries that were updated (one no longer
+    pending or failed, e.g. replayed meanwhile, is left alone)."""
     ok_ids = await _record_sent(session=session, outcomes=[o for o in outcomes if o[1]], now=now)
     rest = [o for o in outcomes if not (o[1] and o[0] in ok_ids)]
     ids = sorted({o[0] for o in rest})
@@ -364,6 +366,7 @@ async def record_attempts(
                 delay=retry_after(delivery.attempts + 1),
                 max_attempts=max_attempts,
                 now=now,
+                retry=delivery_id not in final,
             )
             updated.append(delivery)
     await session.flush()
@@ -472,9 +475,10 @@ def _apply_attempt(
     delay: timedelta,
     max_attempts: int,
     now: datetime,
+    retry: bool = True,
 ) -> None:
     delivery.attempts += 1
-    attempts = delivery.attempts if rules.retryable(status) or ok else max_attempts
+    attempts = delivery.attempts if ok or (retry and rules.retryable(status)) else max_attempts
     state, next_at = rules.after_attempt(
         ok=ok, attempts=attempts, max_attempts=max_attempts, now=now, delay=delay
     )
@@ -521,6 +525,29 @@ async def list_deliveries(
         .limit(limit)
     )
     return list(reversed(list(rows)))
+
+
+async def find_deliveries(
+    *,
+    session: AsyncSession,
+    event: str | None = None,
+    state: DeliveryState | None = None,
+    no_issue: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Delivery], int]:
+    """Deliveries of any issue or none (digests, subscribers' notices), newest first, with
+    how many match: by `event`, `state`, and only those of no issue."""
+    query = select(Delivery)
+    if event is not None:
+        query = query.where(Delivery.event == event)
+    if state is not None:
+        query = query.where(Delivery.state == state.value)
+    if no_issue:
+        query = query.where(Delivery.issue_id.is_(None))
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = await session.scalars(query.order_by(Delivery.id.desc()).limit(limit).offset(offset))
+    return list(rows), int(total or 0)
 
 
 async def replay(*, session: AsyncSession, delivery_id: int, actor: str, now: datetime) -> Delivery:

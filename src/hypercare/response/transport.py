@@ -17,6 +17,11 @@ small answers, so this transport keeps exactly what they need:
 
 A request that fails on a reused connection before any answer byte arrived (the receiver
 closed it while idle) is sent once more on a fresh connection.
+
+A request whose `PIN_EXTENSION` extension lists addresses connects only to those (in
+order, the first that answers), never resolving the host again: the URL guard checked
+exactly them (`hypercare.response.channels.pin_public`). TLS still checks the certificate
+against the URL's host name, and pinned connections are pooled apart from the others.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from dataclasses import dataclass
 import httpx
 
 MAX_HEAD = 64 * 1024
+PIN_EXTENSION = "hypercare.addresses"
+# (scheme, host, port, the pinned addresses joined, or "")
+Origin = tuple[str, str, int, str]
 
 
 @dataclass(slots=True)
@@ -67,7 +75,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         self.keepalive = keepalive
         self.max_body = max_body
         self._ssl = ssl_context
-        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
+        self._idle: dict[Origin, list[_Conn]] = {}
         self._slots = asyncio.Semaphore(max_connections)
         self._closed = False
 
@@ -78,7 +86,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
             self._ssl = ssl.create_default_context()
         return self._ssl
 
-    def _take_idle(self, origin: tuple[str, str, int]) -> _Conn | None:
+    def _take_idle(self, origin: Origin) -> _Conn | None:
         stack = self._idle.get(origin)
         now = time.monotonic()
         while stack:
@@ -90,26 +98,37 @@ class PooledTransport(httpx.AsyncBaseTransport):
         return None
 
     async def _connect(
-        self, request: httpx.Request, origin: tuple[str, str, int], timeout: float | None
+        self, request: httpx.Request, origin: Origin, timeout: float | None
     ) -> _Conn:
-        scheme, host, port = origin
+        scheme, host, port, pinned = origin
+        error: Exception | None = None
         try:
             async with asyncio.timeout(timeout):
-                if scheme == "https":
-                    reader, writer = await asyncio.open_connection(
-                        host, port, ssl=self._context(), server_hostname=host, limit=MAX_HEAD
-                    )
-                else:
-                    reader, writer = await asyncio.open_connection(host, port, limit=MAX_HEAD)
+                for address in pinned.split(",") if pinned else [host]:
+                    try:
+                        if scheme == "https":
+                            reader, writer = await asyncio.open_connection(
+                                address,
+                                port,
+                                ssl=self._context(),
+                                server_hostname=host,
+                                limit=MAX_HEAD,
+                            )
+                        else:
+                            reader, writer = await asyncio.open_connection(
+                                address, port, limit=MAX_HEAD
+                            )
+                    except (OSError, ssl.SSLError) as exc:
+                        error = exc
+                        continue
+                    return _Conn(reader, writer)
         except TimeoutError:
             raise httpx.ConnectTimeout(
                 f"connect to {host}:{port} timed out", request=request
             ) from None
-        except (OSError, ssl.SSLError) as exc:
-            raise httpx.ConnectError(f"{type(exc).__name__}: {exc}", request=request) from None
-        return _Conn(reader, writer)
+        raise httpx.ConnectError(f"{type(error).__name__}: {error}", request=request) from None
 
-    def _release(self, origin: tuple[str, str, int], conn: _Conn, reusable: bool) -> None:
+    def _release(self, origin: Origin, conn: _Conn, reusable: bool) -> None:
         if reusable and not self._closed:
             conn.idle_since = time.monotonic()
             conn.reused = False
@@ -249,7 +268,8 @@ class PooledTransport(httpx.AsyncBaseTransport):
         url = request.url
         if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}", request=request)
-        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        pinned = ",".join(str(a) for a in request.extensions.get(PIN_EXTENSION) or ())
+        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80), pinned)
         t = _timeouts(request)
         body = await request.aread()
         data = self._head(request, body) + body

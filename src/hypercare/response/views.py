@@ -18,14 +18,16 @@ from fastapi.responses import HTMLResponse
 from hypercare.api.deps import Admin, Db, Responder, State, Viewer, bearer_token
 from hypercare.auth import service as auth_service
 from hypercare.auth.rules import Role, allows
-from hypercare.bounds import Id
+from hypercare.bounds import Id, Offset
 from hypercare.errors import InvalidInput, NotFound, Unauthenticated
 from hypercare.response import ical, jobs, oncall, rules, service
 from hypercare.response.channels import (
     Notifiers,
     Outbound,
+    Outcome,
     check_public_url,
     new_client,
+    pin_public,
     recipient,
 )
 from hypercare.response.config import ChannelConfig, ScheduleConfig
@@ -33,6 +35,7 @@ from hypercare.response.models import (
     AcknowledgeRequest,
     ChannelRead,
     ContactRead,
+    DeliveryPage,
     DeliveryRead,
     OnCallRead,
     OverrideCreate,
@@ -45,6 +48,7 @@ from hypercare.response.models import (
     TestResult,
 )
 from hypercare.response.roster import schedule_of
+from hypercare.response.rules import DeliveryState
 from hypercare.store.base import utcnow
 from hypercare.triage import service as triage_service
 from hypercare.triage.models import IssueRead
@@ -65,6 +69,25 @@ async def issue_notifications(
     and times."""
     rows = await service.list_deliveries(session=session, issue_id=issue_id, limit=limit)
     return [service.to_read(d) for d in rows]
+
+
+@router.get("/notifications", response_model=DeliveryPage)
+async def notifications(
+    session: Db,
+    _: Admin,
+    event: Annotated[str | None, Query(max_length=30, description="e.g. digest")] = None,
+    state: Annotated[DeliveryState | None, Query(description="e.g. dead")] = None,
+    no_issue: Annotated[bool, Query(description="only those of no issue")] = False,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Offset = 0,
+) -> DeliveryPage:
+    """Every delivery, newest first: those of no issue too (stakeholder digests, status
+    page subscribers' notices), which no issue's log lists. Admin: recipients include
+    subscribers' addresses."""
+    rows, total = await service.find_deliveries(
+        session=session, event=event, state=state, no_issue=no_issue, limit=limit, offset=offset
+    )
+    return DeliveryPage(items=[service.to_read(d) for d in rows], total=total)
 
 
 @router.post("/notifications/{delivery_id}/replay", response_model=DeliveryRead)
@@ -162,6 +185,12 @@ async def send_test(state: State, _: Admin, body: TestRequest) -> TestResult:
         idempotency_key=uuid.uuid4().hex,
         secret=secret,
     )
+    if body.url is not None:
+        # sent to the addresses the guard checks now (DNS may have changed since above)
+        pinned = await pin_public(outbound, cfg.allow_private, rt.resolve)
+        if isinstance(pinned, Outcome):
+            return TestResult(ok=False, status=None, error=pinned.error)
+        outbound = pinned
     if rt.notifiers is not None:
         outcome = await rt.notifiers.for_channel(channel).send(outbound)
     else:

@@ -30,10 +30,13 @@ async def _log(session: AsyncSession, state: AppState, issue: IssueRead) -> dict
     return {"deliveries": [service.to_read(d) for d in rows]}
 
 
-def _back(request: Request, issue_id: int | None, anchor: str) -> Response:
+def _back(request: Request, issue_id: int | None, anchor: str, event: str = "") -> Response:
     if is_htmx(request):
         return Response(status_code=204, headers={"HX-Refresh": "true"})
-    where = f"/issues/{issue_id}#{anchor}" if issue_id is not None else "/"
+    if issue_id is not None:
+        where = f"/issues/{issue_id}#{anchor}"
+    else:  # a digest's delivery is listed on the digest page
+        where = "/digest#sent" if event == "digest" else "/"
     return RedirectResponse(where, status_code=303)
 
 
@@ -63,7 +66,7 @@ async def replay(
         session=session, delivery_id=delivery_id, actor=user.principal.name, now=utcnow()
     )
     jobs.nudge(state)
-    return _back(request, delivery.issue_id, "notifications")
+    return _back(request, delivery.issue_id, "notifications", delivery.event)
 
 
 PART = ConsolePart(
