@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ from hypercare.response.channels import recipient
 from hypercare.response.config import ResponseConfig
 from hypercare.response.models import Delivery
 from hypercare.response.rules import DeliveryState
+from hypercare.response.service import pending_delivery
 from hypercare.status.models import StatusIncident, StatusIncidentUpdate, StatusMaintenance
 from hypercare.telemetry import query
 from hypercare.telemetry.live import LiveStore
@@ -80,7 +80,7 @@ async def fixed_messages(
                 component=issue.component,
                 status=str((entry.data or {}).get("to") or issue.status),
             )
-            delivery = Delivery(
+            delivery = pending_delivery(
                 issue_id=issue.id,
                 entry_id=entry.id,
                 event=rules.FIXED_EVENT,
@@ -89,11 +89,7 @@ async def fixed_messages(
                 channel_type="email",
                 recipient=report.contact[:300],
                 message=message,
-                state=DeliveryState.pending.value,
-                attempts=0,
-                idempotency_key=uuid.uuid4().hex,
-                created_at=now,
-                next_attempt_at=now,
+                now=now,
             )
             session.add(delivery)
             made.append(delivery)
@@ -320,7 +316,7 @@ def message_delivery(
 ) -> Delivery:
     """A delivery of no issue (a subscriber's message, a digest) for the response
     dispatcher; its `channel` is unique per message (entry 0)."""
-    return Delivery(
+    return pending_delivery(
         issue_id=None,
         entry_id=0,
         event=event,
@@ -328,11 +324,7 @@ def message_delivery(
         channel_type=channel_type,
         recipient=recipient[:300],
         message=message,
-        state=DeliveryState.pending.value,
-        attempts=0,
-        idempotency_key=uuid.uuid4().hex,
-        created_at=now,
-        next_attempt_at=now,
+        now=now,
     )
 
 

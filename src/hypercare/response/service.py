@@ -8,6 +8,7 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -190,6 +191,20 @@ def message_for(
     }
 
 
+def pending_delivery(*, now: datetime, due: datetime | None = None, **fields: Any) -> Delivery:
+    """A new delivery for the dispatcher (`fields`: its issue_id, entry_id, event, channel,
+    channel_type, recipient and message), due at `due` (default now), with its own
+    idempotency key; the caller adds it to the session."""
+    return Delivery(
+        **fields,
+        state=DeliveryState.pending.value,
+        attempts=0,
+        idempotency_key=uuid.uuid4().hex,
+        created_at=now,
+        next_attempt_at=due or now,
+    )
+
+
 async def make_deliveries(
     *,
     session: AsyncSession,
@@ -229,7 +244,7 @@ async def make_deliveries(
             continue
         token = tokens.get(issue.id) or new_ack_token(key, issue.id, config.ack_link_ttl, now)
         tokens[issue.id] = token
-        delivery = Delivery(
+        delivery = pending_delivery(
             issue_id=issue.id,
             entry_id=entry.id,
             event=change,
@@ -240,11 +255,7 @@ async def make_deliveries(
                 **message_for(entry, issue, change, base_url=base_url, ack_token=token),
                 "evidence": evidence.get(issue.id, {}),
             },
-            state=DeliveryState.pending.value,
-            attempts=0,
-            idempotency_key=uuid.uuid4().hex,
-            created_at=now,
-            next_attempt_at=now,
+            now=now,
         )
         session.add(delivery)
         made.append(delivery)
@@ -846,17 +857,35 @@ async def resolve_targets(
     return channels, notes
 
 
+@dataclass(frozen=True, slots=True)
+class Making:
+    """What the deliveries of one pass (outbox reactions, escalation steps) are made with."""
+
+    session: AsyncSession
+    config: ResponseConfig
+    base_url: str
+    key: bytes
+    now: datetime
+
+    async def record(
+        self, issue: Issue, *, kind: str, text: str, data: dict[str, Any]
+    ) -> TimelineEntry:
+        """An entry of Hypercare's on the issue's timeline, flushed: its deliveries name
+        its id."""
+        entry = triage_service.record(
+            self.session, issue, actor="hypercare", kind=kind, text=text, data=data, at=self.now
+        )
+        await self.session.flush()
+        return entry
+
+
 async def deliver_to(
-    *,
-    session: AsyncSession,
-    config: ResponseConfig,
+    making: Making,
     entry: TimelineEntry,
     issue: Issue,
     change: str,
     channels: Sequence[str],
-    base_url: str,
-    key: bytes,
-    now: datetime,
+    *,
     held: dict[str, datetime] | None = None,
     evidence: dict[str, str] | None = None,
 ) -> list[Delivery]:
@@ -865,6 +894,13 @@ async def deliver_to(
     are skipped."""
     if not channels:
         return []
+    session, config, base_url, key, now = (
+        making.session,
+        making.config,
+        making.base_url,
+        making.key,
+        making.now,
+    )
     found = await session.scalars(
         select(Delivery.channel).where(
             Delivery.entry_id == entry.id, Delivery.channel.in_(list(channels))
@@ -888,7 +924,7 @@ async def deliver_to(
             tag = rules.mention(contact.type, contact.target, person.full_name or person.name)
             if tag is not None:
                 message["mention"] = tag
-        delivery = Delivery(
+        delivery = pending_delivery(
             issue_id=issue.id,
             entry_id=entry.id,
             event=change,
@@ -896,11 +932,8 @@ async def deliver_to(
             channel_type=channel.type,
             recipient=recipient(channel),
             message=message,
-            state=DeliveryState.pending.value,
-            attempts=0,
-            idempotency_key=uuid.uuid4().hex,
-            created_at=now,
-            next_attempt_at=(held or {}).get(name, now),
+            now=now,
+            due=(held or {}).get(name),
         )
         session.add(delivery)
         made.append(delivery)
@@ -945,6 +978,7 @@ async def react(
     acknowledgement and resolution stop them. Rules that name people or schedules get
     deliveries to their contacts (the on-call person's, for a schedule)."""
     made: list[Delivery] = []
+    making = Making(session, config, base_url, key, now)
     for entry, issue in entries:
         change = rules.change_of(entry.kind, entry.data or {})
         if change is None:
@@ -969,10 +1003,8 @@ async def react(
             and rules.system_alert(issue.labels or [], gate.sources)
         ):
             verdict = impact(issue)
-            checked = triage_service.record(
-                session,
+            checked = await making.record(
                 issue,
-                actor="hypercare",
                 kind=IMPACT_CHECK,
                 text=verdict.text
                 + (
@@ -981,54 +1013,27 @@ async def react(
                     else ""
                 ),
                 data={"impact": verdict.impact},
-                at=now,
             )
             if verdict.impact is False:
-                await session.flush()
-                made += await deliver_to(
-                    session=session,
-                    config=config,
-                    entry=checked,
-                    issue=issue,
-                    change="impact",
-                    channels=gate.notify,
-                    base_url=base_url,
-                    key=key,
-                    now=now,
-                )
+                made += await deliver_to(making, checked, issue, "impact", gate.notify)
                 continue
-        made += await _page(
-            session=session,
-            config=config,
-            matrix=matrix,
-            entry=entry,
-            issue=issue,
-            change=change,
-            named=named,
-            base_url=base_url,
-            key=key,
-            now=now,
-        )
+        made += await _page(making, matrix, entry, issue, change, named)
     await session.flush()
     return made
 
 
 async def _page(
-    *,
-    session: AsyncSession,
-    config: ResponseConfig,
+    making: Making,
     matrix: Matrix,
     entry: TimelineEntry,
     issue: Issue,
     change: str,
     named: Sequence[str],
-    base_url: str,
-    key: bytes,
-    now: datetime,
 ) -> list[Delivery]:
     """Deliveries to the people and schedules the rules name, and (for a new or
     reprioritised issue not yet owned) the escalation policies its rules or matrix level
     name, started now."""
+    session, config, now = making.session, making.config, making.now
     made: list[Delivery] = []
     kinds = config.target_names()
     direct = [n for n in named if kinds.get(n) in ("person", "schedule")]
@@ -1042,18 +1047,7 @@ async def _page(
             urgent=bool(matrix.levels) and issue.priority == matrix.levels[0].level,
             held=held,
         )
-        made += await deliver_to(
-            session=session,
-            config=config,
-            entry=entry,
-            issue=issue,
-            change=change,
-            channels=channels,
-            base_url=base_url,
-            key=key,
-            now=now,
-            held=held,
-        )
+        made += await deliver_to(making, entry, issue, change, channels, held=held)
     if change not in ("created", "priority") or issue.acknowledged_at or issue.status in CLOSED:
         return made
     try:
@@ -1119,35 +1113,22 @@ async def recheck_impact(
     for entry, issue in rows:
         newest[issue.id] = (entry, issue)  # ordered by id: the last one wins
     made: list[Delivery] = []
+    making = Making(session, config, base_url, key, now)
     for entry, issue in newest.values():
         if (entry.data or {}).get("impact") is not False:
             continue
         verdict = impact(issue)
         if verdict.impact is not True:
             continue
-        checked = triage_service.record(
-            session,
+        checked = await making.record(
             issue,
-            actor="hypercare",
             kind=IMPACT_CHECK,
             text=f"{verdict.text} — user impact appeared after the alert opened: "
             "on-call is paged now",
             data={"impact": True, "recheck": True},
-            at=now,
         )
-        await session.flush()
-        made += await _page(
-            session=session,
-            config=config,
-            matrix=matrix,
-            entry=checked,
-            issue=issue,
-            change="created",
-            named=rules.targets(config.rules, facts_of(issue), "created"),
-            base_url=base_url,
-            key=key,
-            now=now,
-        )
+        named = rules.targets(config.rules, facts_of(issue), "created")
+        made += await _page(making, matrix, checked, issue, "created", named)
     await session.flush()
     return made
 
@@ -1196,6 +1177,7 @@ async def escalation_pass(
         )
     )
     made: list[Delivery] = []
+    making = Making(session, config, base_url, key, now)
     for row, issue in rows:
         policy = config.policy(row.policy)
         if policy is None:
@@ -1219,10 +1201,8 @@ async def escalation_pass(
                 held=step_held,
             )
             late = (now - step.due_at).total_seconds()
-            entry = triage_service.record(
-                session,
+            entry = await making.record(
                 issue,
-                actor="hypercare",
                 kind=PAGE,
                 text=(
                     f"Escalation {policy.name}: step {step.number}/{len(policy.steps)}"
@@ -1240,21 +1220,10 @@ async def escalation_pass(
                     "due_at": step.due_at.isoformat(),
                     "late_seconds": round(late, 3),
                 },
-                at=now,
             )
-            await session.flush()
+            evidence = await impact_evidence(session=session, issue_id=issue.id)
             made += await deliver_to(
-                session=session,
-                config=config,
-                entry=entry,
-                issue=issue,
-                change=PAGE,
-                channels=channels,
-                base_url=base_url,
-                key=key,
-                now=now,
-                held=step_held,
-                evidence=await impact_evidence(session=session, issue_id=issue.id),
+                making, entry, issue, PAGE, channels, held=step_held, evidence=evidence
             )
         if plan.due:
             row.done += len(plan.due)
@@ -1326,7 +1295,7 @@ async def gather_storm(
         else:
             head = rows[0]
             message = rules.storm_message(members, within=storm.within, paging=paging)
-            pending = Delivery(
+            pending = pending_delivery(
                 issue_id=head.issue_id,
                 entry_id=head.entry_id,
                 event=event,
@@ -1334,11 +1303,8 @@ async def gather_storm(
                 channel_type=head.channel_type,
                 recipient=head.recipient,
                 message={**message, "members": members},
-                state=DeliveryState.pending.value,
-                attempts=0,
-                idempotency_key=uuid.uuid4().hex,
-                created_at=now,
-                next_attempt_at=now + storm.gather,
+                now=now,
+                due=now + storm.gather,
             )
             # the head's own row gives way to the storm row (same entry and channel)
             await session.delete(head)

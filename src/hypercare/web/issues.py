@@ -226,26 +226,44 @@ async def _read(session: AsyncSession, state: AppState, issue_id: int) -> IssueR
     )
 
 
-@router.get("/issues/{issue_id}")
-async def issue_page(
-    request: Request, state: State, session: Db, user: ConsoleUser, issue_id: Id
+async def _render_issue(
+    request: Request,
+    state: AppState,
+    session: AsyncSession,
+    user: SignedIn,
+    issue_id: int,
+    template: str,
+    whole: bool,
 ) -> Response:
+    """An issue with its timeline in `template`; `whole`: the page's other parts too."""
     console = console_of(request)
     issue = await _read(session, state, issue_id)
+    extra: dict[str, Any] = {}
+    if whole:
+        extra = {
+            "level": state.matrix.by_name.get(issue.priority),
+            "levels": state.matrix.levels,
+            "panels": await _panels(request, session, state, issue),
+            "marker": await queries.change_marker(session=session),
+            "flaps": await detection_service.flaps_of(session=session, issue_id=issue_id),
+            "error": None,
+        }
     ctx = console.context(
         request,
         user.principal,
         user.csrf,
         issue=issue,
-        level=state.matrix.by_name.get(issue.priority),
-        levels=state.matrix.levels,
         timeline=await service.timeline(session=session, issue_id=issue_id),
-        panels=await _panels(request, session, state, issue),
-        marker=await queries.change_marker(session=session),
-        flaps=await detection_service.flaps_of(session=session, issue_id=issue_id),
-        error=None,
+        **extra,
     )
-    return console.render(request, "issue.html", ctx)
+    return console.render(request, template, ctx)
+
+
+@router.get("/issues/{issue_id}")
+async def issue_page(
+    request: Request, state: State, session: Db, user: ConsoleUser, issue_id: Id
+) -> Response:
+    return await _render_issue(request, state, session, user, issue_id, "issue.html", True)
 
 
 @router.get("/issues/{issue_id}/timeline")
@@ -253,16 +271,7 @@ async def issue_timeline(
     request: Request, state: State, session: Db, user: ConsoleUser, issue_id: Id
 ) -> Response:
     """The timeline and the header facts of an issue, refreshed live on its page."""
-    console = console_of(request)
-    issue = await _read(session, state, issue_id)
-    ctx = console.context(
-        request,
-        user.principal,
-        user.csrf,
-        issue=issue,
-        timeline=await service.timeline(session=session, issue_id=issue_id),
-    )
-    return console.render(request, "_timeline.html", ctx)
+    return await _render_issue(request, state, session, user, issue_id, "_timeline.html", False)
 
 
 # --- actions ------------------------------------------------------------------------------
