@@ -1,6 +1,8 @@
 """Background work of launches: multiwindow burn-rate alerts on every SLO of a running
 launch, fired as signals through the normal intake (dedup, correlation, response), and a
-periodic exit-criteria evaluation kept in the history."""
+periodic exit-criteria evaluation kept in the history. Each pass reads the launches afresh
+(the config file's and those made through the API), so a launch made through the API is
+watched from the next pass on, without a restart."""
 
 from __future__ import annotations
 
@@ -96,9 +98,10 @@ async def burn_cycle(state: AppState, rt: LaunchRuntime, now: datetime) -> int:
     sent = 0
     async with state.sessions() as session:
         recs = await service.records(session=session)
+        every = await service.launches(session=session, config=config)
     running = [
         launch
-        for launch in config.launches
+        for launch in every
         if launch.slos and service.state_of(launch, recs.get(launch.name), now) in RUNNING
     ]
     if not running:
@@ -153,7 +156,7 @@ async def evaluate_all(state: AppState, now: datetime) -> None:
     live = telemetry_jobs.collector_of(state).live
     async with state.sessions() as session, session.begin():
         recs = await service.records(session=session)
-        for launch in state.config.launches:
+        for launch in await service.launches(session=session, config=state.config):
             if service.state_of(launch, recs.get(launch.name), now) not in RUNNING:
                 continue
             await service.exit_check(

@@ -35,7 +35,8 @@ async def _running(session: AsyncSession, state: AppState) -> dict[str, Any]:
     recs = await service.records(session=session)
     live = telemetry_jobs.collector_of(state).live
     rows = []
-    for launch in state.config.launches:
+    every = await service.launches(session=session, config=state.config)
+    for launch in every:
         record = recs.get(launch.name)
         st = service.state_of(launch, record, now)
         if st not in RUNNING:
@@ -54,7 +55,7 @@ async def _running(session: AsyncSession, state: AppState) -> dict[str, Any]:
                 "failing": [r for r in card.results if not r.passed],
             }
         )
-    return {"launches": rows, "declared": len(state.config.launches)}
+    return {"launches": rows, "declared": len(every)}
 
 
 @router.get("/overview/launch")
@@ -68,14 +69,17 @@ async def launch_tile(request: Request, state: State, session: Db, user: Console
 async def launches_page(request: Request, state: State, session: Db, user: ConsoleUser) -> Response:
     recs = await service.records(session=session)
     now = utcnow()
-    launches = [service.to_read(lc, recs.get(lc.name), now) for lc in state.config.launches]
+    launches = [
+        service.to_read(d.launch, recs.get(d.launch.name), now, d.source)
+        for d in await service.declared(session=session, config=state.config)
+    ]
     console = console_of(request)
     ctx = console.context(request, user.principal, user.csrf, launches=launches)
     return console.render(request, "launches.html", ctx)
 
 
 async def _kpis(state: AppState, session: AsyncSession, name: str) -> list[dict[str, Any]]:
-    launch = service.find(state.config, name)
+    launch = await service.find(session=session, config=state.config, name=name)
     live = telemetry_jobs.collector_of(state).live
     now = utcnow().timestamp()
     out = []
@@ -102,9 +106,10 @@ async def launch_page(
     name: LaunchName, request: Request, state: State, session: Db, user: ConsoleUser
 ) -> Response:
     try:
-        launch = service.find(state.config, name)
+        found = await service.locate(session=session, config=state.config, name=name)
     except DomainError as exc:
         raise PageError(exc.status, exc.message) from exc
+    launch = found.launch
     now = utcnow()
     record = await service.record_of(session=session, name=name)
     live = telemetry_jobs.collector_of(state).live
@@ -139,7 +144,7 @@ async def launch_page(
         request,
         user.principal,
         user.csrf,
-        launch=service.to_read(launch, record, now),
+        launch=service.to_read(launch, record, now, found.source),
         end=end,
         card=card,
         slos=slos,
