@@ -136,6 +136,20 @@ async def test_create_list_edit_and_delete(
     assert (await client.delete("/api/v1/launches/nope", headers=responder)).status_code == 404
     assert (await client.delete("/api/v1/launches/mobile-v3", headers=viewer)).status_code == 403
 
+    # an exited launch stays as it was evaluated
+    r = await client.post(
+        "/api/v1/launches/mobile-v3/state", json={"to": "exited"}, headers=responder
+    )
+    assert r.status_code == 200
+    r = await client.patch("/api/v1/launches/mobile-v3", json={"objectives": []}, headers=responder)
+    assert r.status_code == 409 and "is exited" in r.json()["error"]["message"]
+
+    # a name whose state outlived its launch (dropped from the file) is not reused
+    async with state.sessions() as s, s.begin():
+        s.add(LaunchRecord(name="ghost", state="exited", changed_by="lee", history=[]))
+    r = await client.post("/api/v1/launches", json=spec("ghost"), headers=responder)
+    assert r.status_code == 409 and "kept from an earlier launch" in r.json()["error"]["message"]
+
     # a planned launch goes, with its state and evaluations; its name is free again
     later = utcnow() + timedelta(days=7)
     body = spec("search-v2", start=later.isoformat(), end=None)
