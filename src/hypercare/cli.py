@@ -27,7 +27,7 @@ from hypercare import __version__
 from hypercare.auth.models import TokenRead
 from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig, load_config, parse_config, read_source
-from hypercare.errors import HypercareError, StoreUnavailable
+from hypercare.errors import HypercareError, NotFound, StoreUnavailable
 from hypercare.store.db import create_engine, database_url, redact_url, sqlite_file
 
 app = typer.Typer(
@@ -340,22 +340,22 @@ def telemetry_node_token(
     typer.echo(_run(go))
 
 
-def _launch_named(config: Path | None, name: str) -> HypercareConfig:
-    """The configuration holding launch `name`; exit 2 naming the known ones if it does not."""
-    cfg = _load(config)
-    from hypercare.launch import service
+def _launch_config(config: Path | None) -> HypercareConfig:
+    """The configuration to evaluate a launch with; the launch itself is looked up in it
+    and in the store (launches made through the API) once the store is open."""
+    return _load(config)
 
-    try:
-        service.find(cfg, name)
-    except HypercareError as exc:
-        hint = "" if config is not None else " (no --config given: pass the file `up` runs with)"
-        raise _fail(exc.message + hint) from None
-    return cfg
+
+def _unknown_launch(exc: HypercareError, config: Path | None) -> HypercareError:
+    """A not-found launch, with a hint when no config file was given."""
+    if config is None and isinstance(exc, NotFound):
+        return NotFound(exc.message + " (no --config given: pass the file `up` runs with)")
+    return exc
 
 
 @launch_app.command("exit-check")
 def launch_exit_check(
-    name: Annotated[str, typer.Argument(help="The launch's name (launches[].name).")],
+    name: Annotated[str, typer.Argument(help="The launch's name (from the config or the API).")],
     config: ConfigFile = None,
     data_dir: DataDir = Path(".hypercare"),
     database_url_: DatabaseUrl = None,
@@ -366,7 +366,7 @@ def launch_exit_check(
     Exit 0 when every criterion passes, 1 when one fails, 2 on error (unknown launch,
     invalid config, store unreachable): usable as a CI/CD gate.
     """
-    cfg = _launch_named(config, name)
+    cfg = _launch_config(config)
     url = _existing_store(data_dir, database_url_, False)
 
     async def go() -> object:
@@ -384,6 +384,8 @@ def launch_exit_check(
                     name=name,
                     now=datetime.now(UTC),
                 )
+        except HypercareError as exc:
+            raise _unknown_launch(exc, config) from None
         finally:
             await engine.dispose()
 
@@ -403,7 +405,7 @@ def launch_exit_check(
 
 @launch_app.command("report")
 def launch_report(
-    name: Annotated[str, typer.Argument(help="The launch's name (launches[].name).")],
+    name: Annotated[str, typer.Argument(help="The launch's name (from the config or the API).")],
     config: ConfigFile = None,
     data_dir: DataDir = Path(".hypercare"),
     database_url_: DatabaseUrl = None,
@@ -420,7 +422,7 @@ def launch_report(
         raise _fail(f"--kind {kind!r}: use daily or final")
     if fmt not in ("md", "html"):
         raise _fail(f"--format {fmt!r}: use md or html")
-    cfg = _launch_named(config, name)
+    cfg = _launch_config(config)
     url = _existing_store(data_dir, database_url_, False)
 
     async def go() -> str:
@@ -439,6 +441,8 @@ def launch_report(
                     kind=kind,
                     now=datetime.now(UTC),
                 )
+        except HypercareError as exc:
+            raise _unknown_launch(exc, config) from None
         finally:
             await engine.dispose()
         return report.markdown(data) if fmt == "md" else report.html(data)

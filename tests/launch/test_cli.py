@@ -90,14 +90,18 @@ def test_exit_check_is_a_gate(tmp_path: Path) -> None:
 def test_exit_check_errors_exit_2(tmp_path: Path) -> None:
     cfg = tmp_path / "hc.yaml"
     cfg.write_text(CONFIG)
-    r = run("launch", "exit-check", "nope", "--config", str(cfg), "--data-dir", str(tmp_path))
-    assert r.returncode == 2
-    assert "no launch named 'nope'; known launches: checkout-v2" in r.stderr
     # a store that does not exist is refused, not created
     r = run(
         "launch", "exit-check", "checkout-v2", "--config", str(cfg), "--data-dir", str(tmp_path)
     )
     assert r.returncode == 2 and "no hypercare store" in r.stderr and "Traceback" not in r.stderr
+    # a name neither the file nor the store (launches made through the API) knows
+    assert run("migrate", "--data-dir", str(tmp_path)).returncode == 0
+    r = run("launch", "exit-check", "nope", "--config", str(cfg), "--data-dir", str(tmp_path))
+    assert r.returncode == 2
+    assert "no launch named 'nope'; known launches: checkout-v2" in r.stderr
+    r = run("launch", "report", "nope", "--data-dir", str(tmp_path))
+    assert r.returncode == 2 and "no --config given" in r.stderr and "Traceback" not in r.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text(CONFIG.replace("[P1, P2]", "[P1, P9]"))
     r = run("launch", "exit-check", "checkout-v2", "--config", str(bad))

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from hypercare.api.state import AppState
 from hypercare.feedback.models import Signal
-from hypercare.launch import jobs
+from hypercare.launch import jobs, service
 from hypercare.launch.models import LaunchEvaluation
 from hypercare.store.base import utcnow
 from hypercare.triage.models import Issue
@@ -58,3 +58,35 @@ async def test_evaluate_all_keeps_history(state: AppState) -> None:
     async with state.sessions() as s:
         rows = (await s.scalars(select(LaunchEvaluation))).all()
     assert [r.launch for r in rows] == ["checkout-v2"]
+
+
+async def test_launches_made_through_the_api_are_watched_too(state: AppState) -> None:
+    now = utcnow().replace(second=0, microsecond=0)
+    async with state.sessions() as s, s.begin():
+        await service.create(
+            session=s,
+            config=state.config,
+            spec={
+                "name": "catalog-v2",
+                "start": (now - timedelta(days=1)).isoformat(),
+                "slos": [{"name": "up", "route": "catalog", "target": 99}],
+                "exit_criteria": [{"no_open": ["P1"]}],
+            },
+            actor="lee",
+            now=now,
+        )
+        s.add_all(
+            [minute_row("catalog", now - timedelta(minutes=m), 100, 50, 50) for m in range(1, 11)]
+        )
+    rt = jobs.LaunchRuntime()
+    assert await jobs.burn_cycle(state, rt, now) == 1
+    assert ("catalog-v2", "up") in rt.firing
+    async with state.sessions() as s:
+        (signal,) = (await s.scalars(select(Signal).where(Signal.source == "slo"))).all()
+    assert signal.raw["launch"] == "catalog-v2" and signal.route == "catalog"
+    # evaluated with the file's launch; a pass that skips both evaluates nothing
+    assert await jobs.evaluate_all(state, now) == {"checkout-v2", "catalog-v2"}
+    assert await jobs.evaluate_all(state, now, skip={"checkout-v2", "catalog-v2"}) == set()
+    async with state.sessions() as s:
+        rows = (await s.scalars(select(LaunchEvaluation))).all()
+    assert sorted(r.launch for r in rows) == ["catalog-v2", "checkout-v2"]

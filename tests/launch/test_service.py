@@ -22,7 +22,7 @@ NOW = datetime(2026, 1, 20, 12, 0, tzinfo=UTC)
 
 
 async def test_state_moves_and_refuses(session: AsyncSession, config: HypercareConfig) -> None:
-    launch = service.find(config, "checkout-v2")
+    launch = await service.find(session=session, config=config, name="checkout-v2")
     assert service.state_of(launch, None, NOW) is LaunchState.active
     with pytest.raises(InvalidTransition, match="new end"):
         await service.change_state(
@@ -44,13 +44,13 @@ async def test_state_moves_and_refuses(session: AsyncSession, config: HypercareC
     read = service.to_read(launch, rec, NOW)
     assert read.state_history[0]["from"] == "active" and read.state_history[0]["by"] == "lee"
     with pytest.raises(NotFound, match="known launches: checkout-v2"):
-        service.find(config, "nope")
+        await service.find(session=session, config=config, name="nope")
 
 
 async def test_slo_statuses_from_minute_rollups(
     session: AsyncSession, config: HypercareConfig
 ) -> None:
-    launch = service.find(config, "checkout-v2")
+    launch = await service.find(session=session, config=config, name="checkout-v2")
     rows = [
         minute_row("payment-status", NOW - timedelta(minutes=m), 100, 0, 100) for m in range(1, 31)
     ]

@@ -98,3 +98,67 @@ def test_scorecard_turns_green_when_the_blocker_is_resolved(
     expect(page.locator("svg.budget, p.empty").first).to_be_visible()
     page.context.close()
     assert errors == []
+
+
+def test_new_launch_and_state_change_forms(
+    chromium: Browser, server: LiveServer, errors: Errors
+) -> None:
+    viewer = server.token("viewer", "launch-viewer")
+    page = open_page(chromium, errors)
+    sign_in(page, server, viewer, "/launches")
+    expect(page.get_by_role("cell", name="checkout-v2")).to_be_visible()
+    expect(page.locator("#new-launch")).to_have_count(0)
+    page.goto(server.url + "/launches/checkout-v2")
+    expect(page.locator("#scorecard")).to_be_visible()
+    expect(page.locator("#state")).to_have_count(0)
+    page.context.close()
+
+    responder = server.token("responder", "launch-editor")
+    page = open_page(chromium, errors)
+    sign_in(page, server, responder, "/launches")
+    form = page.locator("#new-launch")
+    form.get_by_text("New launch").click()
+    start = (utcnow() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    form.get_by_label("Name").fill("app-v5")
+    form.get_by_label("Start").fill(start)
+    form.get_by_label("Routes").fill("payment-status")
+    form.get_by_label("Objectives").fill("checkout p95 under 400 ms\nno P1 for a week")
+    form.get_by_label("Exit criteria").fill("- no_open: [P1, P9]\n")
+    form.get_by_role("button", name="Create launch").click()
+    # refused in place: the message names the field, what was typed is kept
+    alert = page.locator("#launch-errors")
+    expect(alert).to_contain_text("exit_criteria.0.no_open.1: unknown priority 'P9'")
+    expect(page.get_by_label("Name")).to_have_value("app-v5")
+    page.get_by_label("Exit criteria").fill("- no_open: [P1]\n- no_new: {priority: [P1], for: 1h}")
+    page.get_by_role("button", name="Create launch").click()
+    expect(page).to_have_url(re.compile(r"/launches/app-v5$"))
+    expect(page.locator(".launch-meta")).to_contain_text("made through the API")
+    expect(page.locator(".launch-state")).to_have_text("active")
+    expect(page.locator("#kpis")).to_contain_text("no P1 for a week")
+    expect(page.locator("#scorecard")).to_contain_text("no open P1 issue")
+
+    # extending needs a new end: refused in place, then done
+    state = page.locator("#state")
+    state.get_by_label("Move to").select_option("extended")
+    state.get_by_label("Note").fill("two more weeks")
+    state.get_by_role("button", name="Change state").click()
+    expect(page.locator("#state-error")).to_contain_text("needs a new end")
+    expect(page.locator("#state").get_by_label("Note")).to_have_value("two more weeks")
+    end = (utcnow() + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M")
+    page.locator("#state").get_by_label("New end").fill(end)
+    page.locator("#state").get_by_role("button", name="Change state").click()
+    expect(page.locator(".launch-state")).to_have_text("extended")
+    expect(page.locator(".launch-state-history")).to_contain_text("active → extended")
+    page.locator("#state").get_by_label("Move to").select_option("exit_review")
+    page.locator("#state").get_by_role("button", name="Change state").click()
+    expect(page.locator(".launch-state")).to_have_text("exit review")
+
+    r = server.api("GET", "/launches/app-v5", responder)
+    assert r.json()["source"] == "api" and r.json()["state"] == "exit_review"
+    assert r.json()["state_history"][0]["note"] == "two more weeks"
+    page.goto(server.url + "/launches")
+    expect(page.locator("tr", has_text="app-v5")).to_contain_text("API")
+    expect(page.locator("tr", has_text="checkout-v2")).to_contain_text("config file")
+    page.context.close()
+    # the two refused forms answered 422 and 409, which Chromium reports; nothing else
+    assert [e for e in errors if "status of 422" not in e and "status of 409" not in e] == []

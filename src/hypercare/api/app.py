@@ -90,8 +90,8 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
             tasks.append(asyncio.create_task(telemetry_jobs.prewarm(state, time.time())))
             if state.config.detection.enabled:
                 tasks.append(asyncio.create_task(run_detection(state, stop), name="detection"))
-            if state.config.launches:
-                tasks.append(asyncio.create_task(run_launches(state, stop), name="launches"))
+            # always: launches can be made through the API while the server runs
+            tasks.append(asyncio.create_task(run_launches(state, stop), name="launches"))
             await response_jobs.start(state)
             tasks.append(
                 asyncio.create_task(response_jobs.run_response(state, stop), name="response")

@@ -1,6 +1,8 @@
 """Background work of launches: multiwindow burn-rate alerts on every SLO of a running
 launch, fired as signals through the normal intake (dedup, correlation, response), and a
-periodic exit-criteria evaluation kept in the history."""
+periodic exit-criteria evaluation kept in the history. Each pass reads the launches afresh
+(the config file's and those made through the API), so a launch made through the API is
+watched from the next pass on, without a restart."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Set
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -37,6 +40,9 @@ class LaunchRuntime:
     last_cycle_ms: float = 0.0
     cycles: int = 0
     evaluated_at: float = 0.0
+    # launches this process evaluated at least once: a new one (made through the API) is
+    # evaluated at the next pass instead of waiting for the next full round
+    evaluated: set[str] = field(default_factory=set)
 
 
 def runtime(state: AppState) -> LaunchRuntime:
@@ -96,9 +102,10 @@ async def burn_cycle(state: AppState, rt: LaunchRuntime, now: datetime) -> int:
     sent = 0
     async with state.sessions() as session:
         recs = await service.records(session=session)
+        every = await service.launches(session=session, config=config)
     running = [
         launch
-        for launch in config.launches
+        for launch in every
         if launch.slos and service.state_of(launch, recs.get(launch.name), now) in RUNNING
     ]
     if not running:
@@ -148,17 +155,23 @@ async def burn_cycle(state: AppState, rt: LaunchRuntime, now: datetime) -> int:
     return sent
 
 
-async def evaluate_all(state: AppState, now: datetime) -> None:
-    """Evaluate every running launch's exit criteria and keep changed outcomes."""
+async def evaluate_all(state: AppState, now: datetime, *, skip: Set[str] = frozenset()) -> set[str]:
+    """Evaluate every running launch's exit criteria (but those in `skip`) and keep changed
+    outcomes; returns the names evaluated."""
     live = telemetry_jobs.collector_of(state).live
+    done: set[str] = set()
     async with state.sessions() as session, session.begin():
         recs = await service.records(session=session)
-        for launch in state.config.launches:
+        for launch in await service.launches(session=session, config=state.config):
+            if launch.name in skip:
+                continue
             if service.state_of(launch, recs.get(launch.name), now) not in RUNNING:
                 continue
             await service.exit_check(
                 session=session, live=live, config=state.config, name=launch.name, now=now
             )
+            done.add(launch.name)
+    return done
 
 
 async def run_launches(state: AppState, stop: asyncio.Event, interval: float = INTERVAL) -> None:
@@ -169,8 +182,10 @@ async def run_launches(state: AppState, stop: asyncio.Event, interval: float = I
             now = utcnow()
             await burn_cycle(state, rt, now)
             if time.time() - rt.evaluated_at >= EVALUATE_EVERY:
-                await evaluate_all(state, now)
+                rt.evaluated |= await evaluate_all(state, now)
                 rt.evaluated_at = time.time()
+            else:
+                rt.evaluated |= await evaluate_all(state, now, skip=rt.evaluated)
         except Exception:
             # a passing store error must not end the loop; the next pass retries
             log.exception("launch pass failed")

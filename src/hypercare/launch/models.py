@@ -1,18 +1,36 @@
-"""Launch tables (the state a person set, the history of exit evaluations) and the API
-schemas around them. The launches themselves are declared in the config file."""
+"""Launch tables (the launches made through the API, the state a person set, the history of
+exit evaluations) and the API schemas around them. Launches are declared in the config file
+or made through the API; both are validated by the same `LaunchConfig`."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hypercare.bounds import Input, Instant
+from hypercare.bounds import EARLIEST, LATEST, Input, Instant
+from hypercare.launch.config import LaunchConfig
 from hypercare.launch.rules import LaunchState
 from hypercare.store.base import Base, UTCDateTime, utcnow
+
+
+class LaunchDef(Base):
+    """A launch made through the API: its definition as sent (the JSON of a ``launches:``
+    entry, validated by `LaunchConfig` when it was stored and whenever it is read)."""
+
+    __tablename__ = "launch_defs"
+    __table_args__ = (UniqueConstraint("name", name="uq_launch_defs_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(120))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(120))
 
 
 class LaunchRecord(Base):
@@ -50,6 +68,20 @@ class LaunchEvaluation(Base):
 # --- API schemas ----------------------------------------------------------------------------
 
 
+class LaunchSpec(Input, LaunchConfig):
+    """The body of ``POST /api/v1/launches``: a ``launches:`` entry as JSON, with the same
+    validation (durations as ``"72h"`` or seconds), its times within the store's range."""
+
+    @model_validator(mode="after")
+    def _instants(self) -> LaunchSpec:
+        for at in (self.start, self.end):
+            if at is not None and not EARLIEST <= at < LATEST:
+                raise ValueError(
+                    f"start and end must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
+                )
+        return self
+
+
 class StateChange(Input):
     model_config = ConfigDict(extra="forbid")
 
@@ -76,6 +108,9 @@ class SloRead(BaseModel):
 
 class LaunchRead(BaseModel):
     name: str
+    source: Literal["config", "api"] = Field(
+        description="config: declared in the config file; api: made through the API"
+    )
     state: LaunchState
     start: datetime
     end: datetime

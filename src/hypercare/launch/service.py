@@ -3,26 +3,33 @@ exit criteria are evaluated on and the evaluation history. Never commits."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import or_, select
+from pydantic import ValidationError
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.config import HypercareConfig
-from hypercare.errors import InvalidInput, InvalidTransition, NotFound
+from hypercare.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from hypercare.feedback.models import Signal
 from hypercare.feedback.scores import csat, nps
 from hypercare.feedback.service import not_test, survey_scores
 from hypercare.launch import rules
-from hypercare.launch.config import LaunchConfig, SloConfig
+from hypercare.launch.config import LaunchConfig, SloConfig, reference_errors
 from hypercare.launch.models import (
     EvaluationRead,
+    LaunchDef,
     LaunchEvaluation,
     LaunchRead,
     LaunchRecord,
+    LaunchSpec,
     StateChange,
 )
 from hypercare.launch.report import DayFeedback, FailingApi, ReportData, ReportIssue
@@ -32,19 +39,238 @@ from hypercare.telemetry.histogram import bucket_of, bucket_value
 from hypercare.telemetry.live import LiveStore
 from hypercare.triage.models import Issue
 
+log = logging.getLogger("hypercare.launch")
+
 
 def route_components(config: HypercareConfig) -> dict[str, str | None]:
     return {name: tags.get("component") for name, tags in config.route_tags().items()}
 
 
-def find(config: HypercareConfig, name: str) -> LaunchConfig:
+# --- the launches: declared in the config file or made through the API --------------------
+
+Source = Literal["config", "api"]
+CONFIG_SOURCE: Source = "config"
+API_SOURCE: Source = "api"
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    """A launch and where it comes from: ``config`` (the file) or ``api`` (`LaunchDef`)."""
+
+    launch: LaunchConfig
+    source: Source
+    row: LaunchDef | None = None
+
+
+def _parse(row: LaunchDef) -> LaunchConfig | None:
+    try:
+        return LaunchConfig.model_validate(row.spec)
+    except ValidationError:
+        # stored valid; only a change of the time-zone database can make it invalid
+        log.warning("launch %r made through the API no longer validates; skipped", row.name)
+        return None
+
+
+async def declared(*, session: AsyncSession, config: HypercareConfig) -> list[Declared]:
+    """Every launch: the config file's in its order, then those made through the API by
+    start. A name the file declares shadows an API-made launch of that name."""
+    out = [Declared(launch, CONFIG_SOURCE) for launch in config.launches]
+    taken = {launch.name for launch in config.launches}
+    made = []
+    for row in await session.scalars(select(LaunchDef).order_by(LaunchDef.id)):
+        launch = _parse(row)
+        if launch is not None and launch.name not in taken:
+            made.append(Declared(launch, API_SOURCE, row))
+    made.sort(key=lambda d: (d.launch.start, d.launch.name))
+    return [*out, *made]
+
+
+async def launches(*, session: AsyncSession, config: HypercareConfig) -> list[LaunchConfig]:
+    return [d.launch for d in await declared(session=session, config=config)]
+
+
+async def locate(*, session: AsyncSession, config: HypercareConfig, name: str) -> Declared:
     for launch in config.launches:
         if launch.name == name:
-            return launch
-    known = (
-        ", ".join(launch.name for launch in config.launches) or "none (add launches: to the config)"
-    )
+            return Declared(launch, CONFIG_SOURCE)
+    row = await def_of(session=session, name=name)
+    made = _parse(row) if row is not None else None
+    if row is not None and made is not None:
+        return Declared(made, API_SOURCE, row)
+    names = [d.launch.name for d in await declared(session=session, config=config)]
+    known = ", ".join(names) or "none (add launches: to the config or POST /api/v1/launches)"
     raise NotFound(f"no launch named {name!r}; known launches: {known}")
+
+
+async def find(*, session: AsyncSession, config: HypercareConfig, name: str) -> LaunchConfig:
+    return (await locate(session=session, config=config, name=name)).launch
+
+
+async def def_of(*, session: AsyncSession, name: str) -> LaunchDef | None:
+    found: LaunchDef | None = await session.scalar(select(LaunchDef).where(LaunchDef.name == name))
+    return found
+
+
+def _spec_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": ".".join(["body", *(str(p) for p in e["loc"])]),
+            "message": e["msg"],
+            "type": e["type"],
+        }
+        for e in exc.errors(include_url=False)
+    ]
+
+
+def _invalid(details: list[dict[str, Any]]) -> InvalidInput:
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+    return InvalidInput(f"the launch is not valid: {summary}", details=details)
+
+
+def check_spec(config: HypercareConfig, spec: Mapping[str, Any]) -> LaunchConfig:
+    """`spec` validated as a ``launches:`` entry of `config`: its own shape, then the routes,
+    components, metrics and priorities it names (`reference_errors`, as for the file).
+    InvalidInput (422) names each field as ``body.<path>`` and how to fix it."""
+    try:
+        launch: LaunchConfig = LaunchSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise _invalid(_spec_errors(exc)) from None
+    problems = reference_errors(
+        [launch],
+        routes=route_components(config),
+        priorities=[lv.level for lv in config.triage.matrix],
+    )
+    if problems:
+        raise _invalid(
+            [
+                {
+                    "field": ".".join(["body", *(str(p) for p in path[2:])]),
+                    "message": message,
+                    "type": "unknown_reference",
+                }
+                for path, message in problems
+            ]
+        )
+    return launch
+
+
+async def _name_free(*, session: AsyncSession, config: HypercareConfig, name: str) -> None:
+    if any(launch.name == name for launch in config.launches):
+        raise Conflict(f"a launch named {name!r} is declared in the config file; pick another name")
+    if await def_of(session=session, name=name) is not None:
+        raise Conflict(f"a launch named {name!r} already exists (made through the API)")
+    # a state or evaluations left by an earlier launch of that name (since removed from the
+    # file) would be taken as the new launch's
+    if await record_of(session=session, name=name) is not None or await session.scalar(
+        select(LaunchEvaluation.id).where(LaunchEvaluation.launch == name).limit(1)
+    ):
+        raise Conflict(
+            f"the name {name!r} has a state or evaluations kept from an earlier launch; "
+            "pick another name"
+        )
+
+
+async def create(
+    *,
+    session: AsyncSession,
+    config: HypercareConfig,
+    spec: Mapping[str, Any],
+    actor: str,
+    now: datetime,
+) -> Declared:
+    """Store a launch made through the API; 422 when invalid, 409 when its name is taken."""
+    launch = check_spec(config, spec)
+    await _name_free(session=session, config=config, name=launch.name)
+    row = LaunchDef(
+        name=launch.name,
+        spec=dict(spec),
+        created_at=now,
+        created_by=actor,
+        updated_at=now,
+        updated_by=actor,
+    )
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError:  # the same name created at the same moment
+        raise Conflict(f"a launch named {launch.name!r} already exists") from None
+    return Declared(launch, API_SOURCE, row)
+
+
+async def _made(*, session: AsyncSession, config: HypercareConfig, name: str) -> Declared:
+    found = await locate(session=session, config=config, name=name)
+    if found.row is None:
+        raise Conflict(
+            f"launch {name!r} is declared in the config file; edit it there",
+            details={"source": CONFIG_SOURCE},
+        )
+    return found
+
+
+async def update(
+    *,
+    session: AsyncSession,
+    config: HypercareConfig,
+    name: str,
+    changes: Mapping[str, Any],
+    actor: str,
+    now: datetime,
+) -> Declared:
+    """Merge `changes` into an API-made launch (top-level keys replace, ``null`` restores
+    the default) and validate the result as on creation. The name is kept (its state and
+    history hang on it); an exited launch is kept as it was evaluated."""
+    found = await _made(session=session, config=config, name=name)
+    assert found.row is not None
+    if "name" in changes and changes["name"] != name:
+        raise _invalid(
+            [
+                {
+                    "field": "body.name",
+                    "message": "a launch cannot be renamed; create a new launch instead",
+                    "type": "rename",
+                }
+            ]
+        )
+    record = await record_of(session=session, name=name)
+    if state_of(found.launch, record, now) is LaunchState.exited:
+        raise Conflict(f"launch {name!r} is exited; its definition stays as it was evaluated")
+    spec = {**found.row.spec}
+    for key, value in changes.items():
+        if value is None:
+            spec.pop(key, None)
+        else:
+            spec[key] = value
+    launch = check_spec(config, spec)
+    found.row.spec = spec
+    found.row.updated_at = now
+    found.row.updated_by = actor
+    await session.flush()
+    return Declared(launch, API_SOURCE, found.row)
+
+
+async def delete(
+    *, session: AsyncSession, config: HypercareConfig, name: str, now: datetime
+) -> None:
+    """Remove an API-made launch that has not run: still planned, or with no evaluation
+    kept. Its state record and evaluations go with it, so the name is free again. A launch
+    that ran keeps its history: move it to exited instead (409 says so)."""
+    found = await _made(session=session, config=config, name=name)
+    record = await record_of(session=session, name=name)
+    current = state_of(found.launch, record, now)
+    kept = await session.scalar(
+        select(func.count()).select_from(LaunchEvaluation).where(LaunchEvaluation.launch == name)
+    )
+    if current is not LaunchState.planned and kept:
+        raise Conflict(
+            f"launch {name!r} is {current.value} and has {kept} evaluation(s) in its history; "
+            "only a planned launch or one never evaluated can be deleted (move it to exited "
+            "instead)",
+            details={"state": current.value, "evaluations": kept},
+        )
+    await session.execute(sa_delete(LaunchEvaluation).where(LaunchEvaluation.launch == name))
+    await session.execute(sa_delete(LaunchRecord).where(LaunchRecord.name == name))
+    await session.delete(found.row)
+    await session.flush()
 
 
 # --- state ---------------------------------------------------------------------------------
@@ -71,10 +297,13 @@ def state_of(launch: LaunchConfig, record: LaunchRecord | None, now: datetime) -
     )
 
 
-def to_read(launch: LaunchConfig, record: LaunchRecord | None, now: datetime) -> LaunchRead:
+def to_read(
+    launch: LaunchConfig, record: LaunchRecord | None, now: datetime, source: Source = CONFIG_SOURCE
+) -> LaunchRead:
     state = state_of(launch, record, now)
     return LaunchRead(
         name=launch.name,
+        source=source,
         state=state,
         start=launch.start,
         end=end_of(launch, record),
@@ -391,7 +620,7 @@ async def exit_check(
 ) -> rules.Scorecard:
     """Evaluate the exit criteria of launch `name` on live data; kept in the history when
     `store` (and something changed since the last evaluation, or an hour went by)."""
-    launch = find(config, name)
+    launch = await find(session=session, config=config, name=name)
     record = await record_of(session=session, name=name)
     end = end_of(launch, record)
     facts = await load_facts(
@@ -474,7 +703,7 @@ async def load_report(
     to its end (or now, if earlier)."""
     if kind not in ("daily", "final"):
         raise InvalidInput(f"unknown report kind {kind!r}; use daily or final")
-    launch = find(config, name)
+    launch = await find(session=session, config=config, name=name)
     record = await record_of(session=session, name=name)
     end = end_of(launch, record)
     stop = min(end, now) if kind == "final" else now
