@@ -149,6 +149,10 @@ def iso_time(value: Any, what: str) -> float:
 
 def trace_of(traceparent: str) -> str:
     """The trace id of a W3C ``traceparent`` header value, or ""."""
+    # the usual "vv-<32 hex>-<16 hex>-ff", without splitting it into a list
+    tp = traceparent
+    if len(tp) == 55 and tp[2] == tp[35] == "-" and tp.count("-") == 3:
+        return tp[3:35].lower()
     parts = traceparent.split("-")
     if len(parts) >= 4 and len(parts[1]) == 32:
         return parts[1].lower()
