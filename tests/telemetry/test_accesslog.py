@@ -270,8 +270,8 @@ def test_the_documented_nginx_log_format_is_the_one_the_adapter_reads() -> None:
     assert LOG_FORMAT in docs
 
 
-def test_memoized_match_answers_as_the_matcher_and_stays_bounded() -> None:
-    from hypercare.telemetry.accesslog.base import memoized
+def test_route_memo_answers_as_the_matcher_and_stays_bounded() -> None:
+    from hypercare.telemetry.accesslog.base import RouteMemo
 
     asked: list[str] = []
 
@@ -279,7 +279,7 @@ def test_memoized_match_answers_as_the_matcher_and_stays_bounded() -> None:
         asked.append(path)
         return routes(host, method, path)
 
-    m = memoized(match, most=2)
+    m = RouteMemo(match, most=2).for_batch()
     assert m("h", "GET", "/v1/chat/x") == ("chat", "/v1/chat/completions")
     assert m("h", "GET", "/v1/chat/x") == ("chat", "/v1/chat/completions")
     assert asked == ["/v1/chat/x"]
@@ -287,3 +287,29 @@ def test_memoized_match_answers_as_the_matcher_and_stays_bounded() -> None:
     m("h", "GET", "/b")  # over `most`: starts over
     m("h", "GET", "/v1/chat/x")
     assert asked == ["/v1/chat/x", "/a", "/b", "/v1/chat/x"]
+
+
+def test_route_memo_stops_remembering_while_it_does_not_pay() -> None:
+    from hypercare.telemetry.accesslog.base import RouteMemo
+
+    memo = RouteMemo(routes, judge=100, pause=300)
+    distinct = iter(range(10**6))
+
+    def batch(paths: list[str]) -> None:
+        m = memo.for_batch()
+        for p in paths:
+            assert m("h", "GET", p) == routes("h", "GET", p)
+        memo.after_batch(len(paths))
+
+    batch([f"/d/{next(distinct)}" for _ in range(60)])
+    assert memo.remembering  # not judged yet: 60 of 100 lookups
+    batch([f"/d/{next(distinct)}" for _ in range(60)])
+    assert not memo.remembering and not memo.seen  # no hits in 120 lookups
+    assert memo.for_batch() is routes  # the matcher itself, no remembering around it
+    for _ in range(3):
+        batch([f"/d/{next(distinct)}" for _ in range(100)])
+    assert memo.remembering  # paused for 300 lookups: tried again
+    for _ in range(3):  # repeating paths: remembering pays and stays
+        batch(["/health", "/v1/chat/x", "/health", f"/d/{next(distinct)}"] * 25)
+        assert memo.remembering
+    assert memo.seen

@@ -4,6 +4,7 @@ shipping through the gateway shipper (spool while the console is away, replay)."
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from pathlib import Path
 
@@ -143,6 +144,23 @@ async def test_tail_spools_while_the_console_is_away_then_replays_in_order(
     assert reason == "not JSON"
     assert shipper.dropped_total == 0 and shipper.spooled_batches == 0
     assert orjson.loads((tmp_path / "pos.json").read_bytes())["offset"] == log.stat().st_size
+    assert gc.isenabled()  # collection was paused per batch only
+
+
+def test_collection_is_paused_inside_and_restored_after() -> None:
+    from hypercare.telemetry.tail import _collection_paused
+
+    assert gc.isenabled()
+    with _collection_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _collection_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()
 
 
 def test_the_tail_command_says_what_is_missing(tmp_path: Path) -> None:
