@@ -40,6 +40,19 @@ def test_follows_appends_and_keeps_partial_lines(tmp_path: Path) -> None:
     assert f.poll() == []
 
 
+def test_lines_cut_by_every_read_come_out_whole(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    lines = [b"x" * (i % 13) + str(i).encode() for i in range(200)] + [b"", b"last"]
+    write(log, *lines)
+    for budget in (1, 7, 64, 4096):
+        f = Follower(log, tmp_path / f"pos-{budget}.json", from_start=True, max_read=budget)
+        got: list[bytes] = []
+        for _ in range(log.stat().st_size // budget + 2):
+            got += f.poll()
+        assert got == lines, budget
+        f.close()
+
+
 def test_a_new_file_is_read_from_its_end_unless_from_start(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     write(log, b"old")

@@ -152,13 +152,13 @@ class Follower:
                 break
             got += len(chunk)
             f.offset += len(chunk)
-            data = f.partial + chunk
-            cut = data.rfind(b"\n")
-            if cut == -1:
-                f.partial = data
-            else:
-                out.extend(data[:cut].split(b"\n"))
-                f.partial = data[cut + 1 :]
+            # split the chunk itself (no copy of it joined to the partial line): the partial
+            # line starts the first piece, the last piece is the next partial line
+            lines = chunk.split(b"\n")
+            if f.partial:
+                lines[0] = f.partial + lines[0]
+            f.partial = lines.pop()
+            out.extend(lines)
             if len(f.partial) > MAX_LINE:  # no newline for too long: pass it on as it is
                 out.append(f.partial)
                 f.partial = b""
