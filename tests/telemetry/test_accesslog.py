@@ -246,6 +246,9 @@ def test_nginx_lines_read_the_same_with_and_without_the_fast_path() -> None:
     docs = [{**doc, key: v} for doc in (base, failed) for key in doc for v in values]
     docs += [{k: v for k, v in base.items() if k != key} for key in base]
     docs += [{**base, "host": v, "http_host": "h.example.com"} for v in ("", "-", "x")]
+    docs += [{**base, "upstream_addr": v, "upstream": "u:1"} for v in ("", "-", "a:1")]
+    docs += [{**base, "request_uri": v, "uri": "/u", "request": "GET /r HTTP/1.1"} for v in values]
+    docs += [{**{k: v for k, v in base.items() if k != "body_bytes_sent"}, "bytes_sent": "9"}]
     raw = [orjson.dumps(d) for d in docs]
     taken = sum(nginx_fast(line) is not None for line in raw)
     assert taken > len(raw) // 3  # the fast path did take many of them

@@ -115,7 +115,9 @@ class _Line(msgspec.Struct, gc=False):
     a string or a number, never a bool or null). What it refuses (a field missing, "" or "-"
     where a number goes, a status outside 100-599, a byte count `float` would round,
     ``json_analytics``'s names) fails the decode, and the careful `parse` reads the line
-    instead; what it accepts, `parse` reads the same."""
+    instead; what it accepts, `parse` reads the same. `upstream` is not in the documented
+    format: a line with it goes to the careful path, which reads it when `upstream_addr` is
+    empty."""
 
     msec: float
     request_method: Annotated[str, msgspec.Meta(min_length=1)]
@@ -124,9 +126,9 @@ class _Line(msgspec.Struct, gc=False):
     status: Annotated[int, msgspec.Meta(ge=100, lt=600)]
     request_time: float
     upstream_addr: str
+    body_bytes_sent: Annotated[int, msgspec.Meta(ge=0, lt=_EXACT)]  # else `bytes_sent`
     request_id: str = ""
     request_length: Annotated[int, msgspec.Meta(ge=0, lt=_EXACT)] = 0
-    body_bytes_sent: Annotated[int, msgspec.Meta(ge=0, lt=_EXACT)] = 0
     upstream_status: str = ""
     upstream_header_time: str = ""
     upstream_response_time: str = ""
@@ -134,6 +136,7 @@ class _Line(msgspec.Struct, gc=False):
     remote_user: str = ""
     http_user_agent: str = ""
     http_traceparent: str = ""
+    upstream: str | None = None
 
 
 _DECODE = msgspec.json.Decoder(_Line, strict=False).decode
@@ -148,6 +151,8 @@ def parse_line(line: bytes, match: Match) -> CallRecord | None:
     try:
         d = _DECODE(line)
     except msgspec.DecodeError:  # also ValidationError: see `_Line`
+        return None
+    if d.upstream is not None:
         return None
     if "-" in (
         d.request_id,
