@@ -779,7 +779,6 @@ def tail(
     import signal
 
     from hypercare.telemetry.accesslog import FORMATS, TAIL_FORMATS
-    from hypercare.telemetry.accesslog.base import memoized
     from hypercare.telemetry.external import ExternalRoutes
     from hypercare.telemetry.shipper import INGEST_PATH, Shipper
     from hypercare.telemetry.tail import Follower, TailStats, run_tail
@@ -820,8 +819,7 @@ def tail(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         typer.echo(f"hypercare tail: following {path} ({format_}), shipping to {console_url}")
-        match = memoized(ExternalRoutes(routes).match)
-        await run_tail(follower, adapter, match, shipper, stop, stats=stats)
+        await run_tail(follower, adapter, ExternalRoutes(routes).match, shipper, stop, stats=stats)
 
     try:
         asyncio.run(go())

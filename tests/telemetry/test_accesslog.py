@@ -194,6 +194,17 @@ def test_trace_of_traceparent() -> None:
         "4bf92f3577b34da6a3ce929d0e0e4736"
     )
     assert trace_of("garbage") == ""
+    # the usual shape is read without splitting; anything else as before
+    for value in (
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "-0-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0-",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+    ):
+        parts = value.split("-")
+        want = parts[1].lower() if len(parts) >= 4 and len(parts[1]) == 32 else ""
+        assert trace_of(value) == want, value
 
 
 def test_nginx_fast_path_agrees_with_the_careful_one() -> None:
@@ -213,8 +224,46 @@ def test_nginx_fast_path_agrees_with_the_careful_one() -> None:
         assert fast == nginx.parse(doc, routes), doc
     # not the documented format, or values it cannot take: the careful path decides
     assert nginx.parse_line(lines("nginx_json_analytics_access_log.ndjson")[0], routes) is None
-    for bad in ({**base, "status": 200}, {**base, "request_time": "-1"}, {**base, "msec": "x"}):
+    for bad in ({**base, "status": "0"}, {**base, "request_time": "-1"}, {**base, "msec": "x"}):
         assert nginx.parse_line(orjson.dumps(bad), routes) is None
+
+
+def test_nginx_lines_read_the_same_with_and_without_the_fast_path() -> None:
+    """Whatever a field holds, `parse_lines` gives the same records and rejects whether the
+    fast path took a line or left it to the careful one."""
+    from hypercare.telemetry.accesslog.base import Adapter
+
+    fast = FORMATS["nginx-json"]
+    careful = Adapter(fast.name, fast.title, fast.parse, fast.tail)  # no parse_line
+    base = orjson.loads(lines("nginx_hypercare.ndjson")[0])
+    values = [
+        *("", "-", "0", "200", "200.0", "1e3", "-5", " 7", "0200", "nan", "Infinity", "1e400"),
+        *("0.105", "1.5", "99999999999999999999", "0.1, 0.2", "10.0.0.1:80 : 10.0.0.2:80"),
+        *(200, 0.25, -1, True, None, [], {}),
+        *("/a?b=1", "?x", "/" + "p" * 3000, "x" * 40, "00-" + "A" * 32 + "-" + "b" * 16 + "-01"),
+    ]
+    failed = {**base, "status": "502", "upstream_header_time": "", "upstream_response_time": ""}
+    docs = [{**doc, key: v} for doc in (base, failed) for key in doc for v in values]
+    docs += [{k: v for k, v in base.items() if k != key} for key in base]
+    docs += [{**base, "host": v, "http_host": "h.example.com"} for v in ("", "-", "x")]
+    docs += [{**base, "upstream_addr": v, "upstream": "u:1"} for v in ("", "-", "a:1")]
+    docs += [{**base, "request_uri": v, "uri": "/u", "request": "GET /r HTTP/1.1"} for v in values]
+    docs += [{**{k: v for k, v in base.items() if k != "body_bytes_sent"}, "bytes_sent": "9"}]
+    raw = [orjson.dumps(d) for d in docs]
+    taken = sum(nginx_fast(line) is not None for line in raw)
+    assert taken > len(raw) // 3  # the fast path did take many of them
+    for line in raw:
+        r_fast, r_careful = Rejects(), Rejects()
+        got = parse_lines([line], fast, routes, r_fast, "s")
+        want = parse_lines([line], careful, routes, r_careful, "s")
+        assert got == want, line
+        assert r_fast.total == r_careful.total, line
+
+
+def nginx_fast(line: bytes) -> object:
+    from hypercare.telemetry.accesslog import nginx
+
+    return nginx.parse_line(line, routes)
 
 
 def test_the_documented_nginx_log_format_is_the_one_the_adapter_reads() -> None:
@@ -224,8 +273,8 @@ def test_the_documented_nginx_log_format_is_the_one_the_adapter_reads() -> None:
     assert LOG_FORMAT in docs
 
 
-def test_memoized_match_answers_as_the_matcher_and_stays_bounded() -> None:
-    from hypercare.telemetry.accesslog.base import memoized
+def test_route_memo_answers_as_the_matcher_and_stays_bounded() -> None:
+    from hypercare.telemetry.accesslog.base import RouteMemo
 
     asked: list[str] = []
 
@@ -233,7 +282,7 @@ def test_memoized_match_answers_as_the_matcher_and_stays_bounded() -> None:
         asked.append(path)
         return routes(host, method, path)
 
-    m = memoized(match, most=2)
+    m = RouteMemo(match, most=2).for_batch()
     assert m("h", "GET", "/v1/chat/x") == ("chat", "/v1/chat/completions")
     assert m("h", "GET", "/v1/chat/x") == ("chat", "/v1/chat/completions")
     assert asked == ["/v1/chat/x"]
@@ -241,3 +290,29 @@ def test_memoized_match_answers_as_the_matcher_and_stays_bounded() -> None:
     m("h", "GET", "/b")  # over `most`: starts over
     m("h", "GET", "/v1/chat/x")
     assert asked == ["/v1/chat/x", "/a", "/b", "/v1/chat/x"]
+
+
+def test_route_memo_stops_remembering_while_it_does_not_pay() -> None:
+    from hypercare.telemetry.accesslog.base import RouteMemo
+
+    memo = RouteMemo(routes, judge=100, pause=300)
+    distinct = iter(range(10**6))
+
+    def batch(paths: list[str]) -> None:
+        m = memo.for_batch()
+        for p in paths:
+            assert m("h", "GET", p) == routes("h", "GET", p)
+        memo.after_batch(len(paths))
+
+    batch([f"/d/{next(distinct)}" for _ in range(60)])
+    assert memo.remembering  # not judged yet: 60 of 100 lookups
+    batch([f"/d/{next(distinct)}" for _ in range(60)])
+    assert not memo.remembering and not memo.seen  # no hits in 120 lookups
+    assert memo.for_batch() is routes  # the matcher itself, no remembering around it
+    for _ in range(3):
+        batch([f"/d/{next(distinct)}" for _ in range(100)])
+    assert memo.remembering  # paused for 300 lookups: tried again
+    for _ in range(3):  # repeating paths: remembering pays and stays
+        batch(["/health", "/v1/chat/x", "/health", f"/d/{next(distinct)}"] * 25)
+        assert memo.remembering
+    assert memo.seen

@@ -224,6 +224,29 @@ async def test_full_spool_drops_and_counts(tmp_path: Path, dead_port: int) -> No
     assert shipper.dropped_total + spooled == 2001
 
 
+async def test_emit_many_buffers_in_order_and_drops_what_does_not_fit(
+    tmp_path: Path, dead_port: int
+) -> None:
+    shipper = Shipper(
+        f"http://127.0.0.1:{dead_port}", NODE_TOKEN, tmp_path / "spool", max_buffer_records=5
+    )
+    now = time.time()
+    first = [record(now, request_id=f"a{i}") for i in range(3)]
+    second = [record(now, request_id=f"b{i}") for i in range(4)]
+    shipper.emit_many(first)
+    shipper.emit_many(second)
+    assert shipper.buffered == 5 and shipper.dropped_total == 2  # as 7 emits would
+    taken = [r.request_id for r in shipper._records]
+    assert taken == ["a0", "a1", "a2", "b0", "b1"]
+    shipper.emit_many([])
+    assert shipper.buffered == 5 and shipper.dropped_total == 2
+    await shipper.start()
+    await shipper.close()  # spooled: the console is away
+    shipper.emit_many(first)  # after close: dropped and counted, never raises
+    assert shipper.dropped_total == 5
+    assert shipper.spooled_batches == 1
+
+
 def test_encoded_batches_decode_to_the_same_records_and_captures() -> None:
     now = time.time()
     records = [

@@ -4,6 +4,7 @@ shipping through the gateway shipper (spool while the console is away, replay)."
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from pathlib import Path
 
@@ -37,6 +38,19 @@ def test_follows_appends_and_keeps_partial_lines(tmp_path: Path) -> None:
         out.write(b"ee\n")
     assert f.poll() == [b"three"]
     assert f.poll() == []
+
+
+def test_lines_cut_by_every_read_come_out_whole(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    lines = [b"x" * (i % 13) + str(i).encode() for i in range(200)] + [b"", b"last"]
+    write(log, *lines)
+    for budget in (1, 7, 64, 4096):
+        f = Follower(log, tmp_path / f"pos-{budget}.json", from_start=True, max_read=budget)
+        got: list[bytes] = []
+        for _ in range(log.stat().st_size // budget + 2):
+            got += f.poll()
+        assert got == lines, budget
+        f.close()
 
 
 def test_a_new_file_is_read_from_its_end_unless_from_start(tmp_path: Path) -> None:
@@ -143,6 +157,23 @@ async def test_tail_spools_while_the_console_is_away_then_replays_in_order(
     assert reason == "not JSON"
     assert shipper.dropped_total == 0 and shipper.spooled_batches == 0
     assert orjson.loads((tmp_path / "pos.json").read_bytes())["offset"] == log.stat().st_size
+    assert gc.isenabled()  # collection was paused per batch only
+
+
+def test_collection_is_paused_inside_and_restored_after() -> None:
+    from hypercare.telemetry.tail import _collection_paused
+
+    assert gc.isenabled()
+    with _collection_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _collection_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()
 
 
 def test_the_tail_command_says_what_is_missing(tmp_path: Path) -> None:

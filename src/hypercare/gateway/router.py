@@ -8,8 +8,11 @@ so a method restriction can never be bypassed by a catch-all prefix.
 Parameterised paths are looked up without scanning them one regex at a time: a parameter never
 spans a ``/``, so only patterns with the path's number of slashes can match, and those are
 tried together as one compiled alternation (in configuration order, so its first match is the
-first route the linear scan would find). Only when that route excludes the method does the
-lookup fall back to trying the group's later patterns one by one.
+first route the linear scan would find). Each alternative ends with an empty group that names
+it (``m.lastindex``) instead of being wrapped in one, so the alternatives' common start
+(``/api/v1/``) is matched once and every alternative after it is rejected at its first
+character. Only when the matching route excludes the method does the lookup fall back to
+trying the group's later patterns one by one.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def _body(template: str, named: bool) -> str:
 @dataclass(slots=True)
 class _Group(Generic[T]):
     """The `{param}` entries with one number of slashes, in configuration order, and one regex
-    trying them all in that order (group ``i + 1`` is ``entries[i]``)."""
+    trying them all in that order (the empty group ``i + 1`` ends ``entries[i]``)."""
 
     entries: list[_Entry[T]]
     regex: re.Pattern[str]
@@ -91,7 +94,9 @@ class Router(Generic[T]):
         for e in r._params:
             groups.setdefault(e.template.count("/"), []).append(e)
         for slashes, entries in groups.items():
-            alternation = "|".join(f"({_body(e.template, False)})" for e in entries)
+            # "a()|b()": re factors out the alternatives' common prefix, which it cannot do
+            # for "(a)|(b)" (the groups differ)
+            alternation = "|".join(f"{_body(e.template, False)}()" for e in entries)
             r._by_slashes[slashes] = _Group(entries, re.compile(f"^(?:{alternation})$"))
         return r
 
@@ -117,7 +122,7 @@ class Router(Generic[T]):
         if group is not None:
             m = group.regex.match(path)
             if m is not None:
-                # the only capturing groups are the alternatives: group i + 1 is entries[i]
+                # the only capturing groups end the alternatives: group i + 1 ends entries[i]
                 first = (m.lastindex or 1) - 1
                 e = group.entries[first]
                 if e.methods is None or method in e.methods:

@@ -129,11 +129,16 @@ def normalize_path(path: str) -> str:
 # --- the matcher -------------------------------------------------------------------------
 
 
+# what a route lookup answers: (route name, path template); the routers hold these as their
+# route objects, built once, so a lookup allocates nothing
+Answer = tuple[str, str]
+
+
 @dataclass(frozen=True, slots=True)
 class _HostRoutes:
     host: str  # exact host, or ".example.com" for "*.example.com"
     wildcard: bool
-    router: Router[str]
+    router: Router[Answer]
 
 
 def _host_of(host: str) -> str:
@@ -155,10 +160,12 @@ class ExternalRoutes:
     """
 
     def __init__(self, routes: Sequence[ExternalRouteConfig]) -> None:
-        by_host: dict[str | None, list[tuple[str, list[str] | None, str]]] = {}
+        by_host: dict[str | None, list[tuple[str, list[str] | None, Answer]]] = {}
         for r in routes:
-            by_host.setdefault(r.match.host, []).append((r.match.path, r.match.methods, r.name))
-        self._exact: dict[str, Router[str]] = {}
+            by_host.setdefault(r.match.host, []).append(
+                (r.match.path, r.match.methods, (r.name, r.match.path))
+            )
+        self._exact: dict[str, Router[Answer]] = {}
         wild: list[_HostRoutes] = []
         for host, entries in by_host.items():
             if host is None:
@@ -168,11 +175,12 @@ class ExternalRoutes:
             else:
                 self._exact[host] = Router.build(entries)
         self._wild = sorted(wild, key=lambda h: -len(h.host))
-        self._any: Router[str] = Router.build(by_host.get(None, []))
+        self._any: Router[Answer] = Router.build(by_host.get(None, []))
         self._only_any = (self._any,)  # the routers to try when no route names a host
+        self._hosts = bool(self._exact or self._wild)  # does any route name a host?
         self.names = tuple(r.name for r in routes)
-        self._cache: dict[tuple[str, str, str], tuple[str, str]] = {}
-        self._by_host: dict[str, tuple[Router[str], ...]] = {}  # `_routers`, remembered
+        self._cache: dict[tuple[str, str, str], Answer] = {}
+        self._by_host: dict[str, tuple[Router[Answer], ...]] = {}  # `_routers`, remembered
         self.components = {r.name: r.tags.get("component", "") for r in routes}
 
     @classmethod
@@ -182,7 +190,7 @@ class ExternalRoutes:
     def __bool__(self) -> bool:
         return bool(self.names)
 
-    def _routers(self, host: str) -> tuple[Router[str], ...]:
+    def _routers(self, host: str) -> tuple[Router[Answer], ...]:
         """The routers to try for `host`, in precedence order (remembered per host string,
         bounded: forgets everything at `CACHE_SIZE`)."""
         found = self._by_host.get(host)
@@ -192,8 +200,8 @@ class ExternalRoutes:
             found = self._by_host[host] = tuple(self._routers_uncached(host))
         return found
 
-    def _routers_uncached(self, host: str) -> list[Router[str]]:
-        out: list[Router[str]] = []
+    def _routers_uncached(self, host: str) -> list[Router[Answer]]:
+        out: list[Router[Answer]] = []
         if host and (self._exact or self._wild):
             h = _host_of(host)
             exact = self._exact.get(h)
@@ -203,19 +211,22 @@ class ExternalRoutes:
         out.append(self._any)
         return out
 
-    def match(self, host: str, method: str, path: str) -> tuple[str, str]:
+    def match(self, host: str, method: str, path: str) -> Answer:
         """``(route name, path template)`` for a call; `CATCH_ALL` and the normalized path
         when no declared route takes it. `path` may carry a query string (it is ignored);
         `host` may be "" (only host-less routes then match) and may carry a port."""
-        path = path.split("?", 1)[0][:MAX_PATH] or "/"
+        if "?" in path:
+            path = path.split("?", 1)[0]
+        if len(path) > MAX_PATH:
+            path = path[:MAX_PATH]
         method = method.upper()
-        for router in self._routers(host) if self._exact or self._wild else self._only_any:
-            m = router.match(method, path)
-            if m.route is not None:
-                return m.route, m.template
-        return CATCH_ALL, normalize_path(path)
+        for router in self._routers(host) if self._hosts else self._only_any:
+            found = router.match(method, path or "/").route
+            if found is not None:
+                return found
+        return CATCH_ALL, normalize_path(path or "/")
 
-    def match_cached(self, host: str, method: str, path: str) -> tuple[str, str]:
+    def match_cached(self, host: str, method: str, path: str) -> Answer:
         """`match`, remembered: for inputs with few distinct values (an OTLP span's
         ``http.route``, a log's route name). Bounded: forgets everything at `CACHE_SIZE`."""
         key = (host, method, path)
@@ -270,6 +281,7 @@ def suggested_config(s: Suggestion) -> dict[str, object]:
 
 __all__ = [
     "CATCH_ALL",
+    "Answer",
     "ExternalMatchConfig",
     "ExternalRouteConfig",
     "ExternalRoutes",

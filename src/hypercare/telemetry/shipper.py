@@ -6,6 +6,7 @@ Contract (for the gateway worker that owns one)::
     await shipper.start()        # on the worker's running loop (asyncio or uvloop)
     shipper.emit(record)         # hot path: O(1), never blocks, never raises
     shipper.emit(record, capture)  # with captured headers/bodies (CallCapture)
+    shipper.emit_many(records)   # many at once, without captures (hypercare tail)
     await shipper.close()        # ships (or spools) everything buffered, then stops
 
 `emit` only appends to an in-memory buffer. A background task on the same loop sends a
@@ -107,6 +108,17 @@ class Shipper:
         if capture is not None:
             self._captures[len(self._records)] = capture
         self._records.append(record)
+        if len(self._records) >= self.batch_records:
+            self._wake.set()
+
+    def emit_many(self, records: list[CallRecord]) -> None:
+        """`emit` each of `records` (without captures), in one step: what does not fit in
+        the buffer is dropped and counted, as `emit` would."""
+        room = 0 if self._closing else max(0, self.max_buffer_records - len(self._records))
+        if len(records) > room:
+            self.dropped_total += len(records) - room
+            records = records[:room]
+        self._records.extend(records)
         if len(self._records) >= self.batch_records:
             self._wake.set()
 

@@ -34,22 +34,79 @@ def unrouted(host: str, method: str, path: str) -> tuple[str, str]:
     return "", path.split("?", 1)[0] or "/"
 
 
-def memoized(match: Match, most: int = 8192) -> Match:
-    """`match` remembering its answers for the last distinct (host, method, path) seen, up to
-    `most` of them (then it starts over): access logs repeat paths (health checks, list
-    pages), and a route lookup costs several regex matches. `match` must be pure."""
-    seen: dict[tuple[str, str, str], tuple[str, str]] = {}
+class RouteMemo:
+    """`match` remembering its answers per (host, method, path) for as long as that pays.
 
-    def lookup(host: str, method: str, path: str) -> tuple[str, str]:
-        key = (host, method, path)
-        found = seen.get(key)
-        if found is None:
-            if len(seen) >= most:
-                seen.clear()
-            found = seen[key] = match(host, method, path)
-        return found
+    Access logs repeat paths (health checks, list pages), and a route lookup costs a regex
+    match or more, so remembering the last `most` answers (then starting over) saves most
+    lookups; but on a stream of mostly distinct paths every lookup misses, and remembering
+    only adds its own cost. So it is decided per batch of lines: `for_batch()` gives the
+    remembering matcher, and once it has answered `judge` lookups with fewer than `min_hits`
+    of them remembered, `match` itself for the next `pause` lookups, after which remembering
+    is tried again (from empty). `match` must be pure.
 
-    return lookup
+        memo = RouteMemo(routes.match)
+        records = parse_lines(lines, adapter, memo.for_batch(), rejects, source)
+        memo.after_batch(len(records))
+    """
+
+    def __init__(
+        self,
+        match: Match,
+        most: int = 8192,
+        *,
+        min_hits: float = 1 / 3,
+        judge: int = 4096,
+        pause: int = 65536,
+    ) -> None:
+        self.match = match
+        self.most = most
+        self.min_hits = min_hits
+        self.judge = judge
+        self.pause = pause
+        self.seen: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._hits = [0]  # lookups remembered since the last judgement (the lookup counts)
+        self._lookups = 0  # lookups since the last judgement
+        self._paused = 0  # lookups left to make without remembering
+        self.lookup = self._remembering()
+
+    def _remembering(self) -> Match:
+        match, seen, hits, most = self.match, self.seen, self._hits, self.most
+
+        def lookup(host: str, method: str, path: str) -> tuple[str, str]:
+            key = (host, method, path)
+            found = seen.get(key)
+            if found is None:
+                if len(seen) >= most:
+                    seen.clear()
+                found = seen[key] = match(host, method, path)
+            else:
+                hits[0] += 1
+            return found
+
+        return lookup
+
+    @property
+    def remembering(self) -> bool:
+        return self._paused <= 0
+
+    def for_batch(self) -> Match:
+        """The matcher for the next batch: `lookup` (remembering), or `match` while paused."""
+        return self.lookup if self._paused <= 0 else self.match
+
+    def after_batch(self, lookups: int) -> None:
+        """Account for a batch of (about) `lookups` lookups made with `for_batch()`'s
+        matcher: judge remembering once it has made `judge` of them."""
+        if self._paused > 0:
+            self._paused -= lookups
+            return
+        self._lookups += lookups
+        if self._lookups < self.judge:
+            return
+        if self._hits[0] < self._lookups * self.min_hits:
+            self._paused = self.pause
+            self.seen.clear()
+        self._lookups = self._hits[0] = 0
 
 
 class Adapter(NamedTuple):
@@ -149,6 +206,10 @@ def iso_time(value: Any, what: str) -> float:
 
 def trace_of(traceparent: str) -> str:
     """The trace id of a W3C ``traceparent`` header value, or ""."""
+    # the usual "vv-<32 hex>-<16 hex>-ff", without splitting it into a list
+    tp = traceparent
+    if len(tp) == 55 and tp[2] == tp[35] == "-" and tp.count("-") == 3:
+        return tp[3:35].lower()
     parts = traceparent.split("-")
     if len(parts) >= 4 and len(parts[1]) == 32:
         return parts[1].lower()

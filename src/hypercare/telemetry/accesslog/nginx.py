@@ -11,7 +11,8 @@ string, "" when a variable is empty; ``$upstream_*`` hold one value per upstream
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any, cast
 
 import msgspec
 
@@ -105,20 +106,29 @@ def parse(doc: Any, match: Match) -> CallRecord:
 
 # --- the fast path: a line in the documented format, decoded in one C-level pass -------------
 
+_EXACT = 2**53  # the careful path reads numbers as floats: exact below this
 
-class _Line(msgspec.Struct):
-    """The documented format's fields; nginx writes every value as a string."""
 
-    msec: str = ""
+class _Line(msgspec.Struct, gc=False):
+    """The documented format's fields, decoded and checked in one C-level pass. nginx writes
+    every value as a string; numbers are read from those strings by msgspec (``strict=False``:
+    a string or a number, never a bool or null). What it refuses (a field missing, "" or "-"
+    where a number goes, a status outside 100-599, a byte count `float` would round,
+    ``json_analytics``'s names) fails the decode, and the careful `parse` reads the line
+    instead; what it accepts, `parse` reads the same. `upstream` is not in the documented
+    format: a line with it goes to the careful path, which reads it when `upstream_addr` is
+    empty."""
+
+    msec: float
+    request_method: Annotated[str, msgspec.Meta(min_length=1)]
+    request_uri: Annotated[str, msgspec.Meta(min_length=1)]
+    host: Annotated[str, msgspec.Meta(min_length=1)]
+    status: Annotated[int, msgspec.Meta(ge=100, lt=600)]
+    request_time: float
+    upstream_addr: str
+    body_bytes_sent: Annotated[int, msgspec.Meta(ge=0, lt=_EXACT)]  # else `bytes_sent`
     request_id: str = ""
-    request_method: str = ""
-    request_uri: str = ""
-    host: str | None = None  # None: not the documented format (e.g. json_analytics)
-    status: str = ""
-    request_length: str = ""
-    body_bytes_sent: str = ""
-    request_time: str = ""
-    upstream_addr: str | None = None
+    request_length: Annotated[int, msgspec.Meta(ge=0, lt=_EXACT)] = 0
     upstream_status: str = ""
     upstream_header_time: str = ""
     upstream_response_time: str = ""
@@ -126,10 +136,13 @@ class _Line(msgspec.Struct):
     remote_user: str = ""
     http_user_agent: str = ""
     http_traceparent: str = ""
+    upstream: str | None = None
 
 
-_DECODE = msgspec.json.Decoder(_Line).decode
+_DECODE = msgspec.json.Decoder(_Line, strict=False).decode
 _SIMPLE = frozenset("0123456789.")
+# a CallRecord from a tuple of its fields in order, without a Python-level __new__ per record
+_record = cast(Callable[[type[CallRecord], tuple[Any, ...]], CallRecord], tuple.__new__)
 
 
 def parse_line(line: bytes, match: Match) -> CallRecord | None:
@@ -137,59 +150,73 @@ def parse_line(line: bytes, match: Match) -> CallRecord | None:
     the line is anything else (then `parse` reads it, or says what is wrong)."""
     try:
         d = _DECODE(line)
-    except msgspec.DecodeError:  # also ValidationError: a value that is not a string
+    except msgspec.DecodeError:  # also ValidationError: see `_Line`
         return None
+    if d.upstream is not None:
+        return None
+    if "-" in (
+        d.request_id,
+        d.request_method,
+        d.request_uri,
+        d.host,
+        d.upstream_addr,
+        d.remote_addr,
+        d.remote_user,
+        d.http_user_agent,
+    ):
+        return None  # how proxies write "no value": the careful path reads it as ""
     up_time = d.upstream_response_time
-    if d.host is None or d.upstream_addr is None:
-        return None
-    if not (d.msec and d.request_method and d.request_uri and d.status and d.request_time):
-        return None
-    if up_time and not _SIMPLE.issuperset(up_time):
-        return None  # several upstreams tried ("0.1, 0.2") or "-": the careful path
-    try:
-        end = float(d.msec)
-        code = int(d.status)
-        total = float(d.request_time) * 1000.0
-        upstream_ms = float(up_time) * 1000.0 if up_time else 0.0
-        request_bytes = int(d.request_length) if d.request_length else 0
-        response_bytes = int(d.body_bytes_sent) if d.body_bytes_sent else 0
-    except ValueError:
-        return None
-    if not (100 <= code < 600 and 0 <= total < 1e12):
+    if up_time:
+        if not _SIMPLE.issuperset(up_time):
+            return None  # several upstreams tried ("0.1, 0.2") or "-": the careful path
+        try:
+            upstream_ms = float(up_time) * 1000.0
+        except ValueError:
+            return None
+        if upstream_ms >= 1e12:
+            return None
+    else:
+        upstream_ms = 0.0
+    total = d.request_time * 1000.0
+    if not 0 <= total < 1e12:
         return None
     target = d.upstream_addr
-    if "," in target or " : " in target:
-        target = last_of(target)
+    target = last_of(target) if "," in target or " " in target else target.strip()
+    code = d.status
     error = ""
     if code >= 499:
-        up_status = last_of(d.upstream_status)
+        up_status = last_of(d.upstream_status) if d.upstream_status != "-" else ""
         header = last_of(d.upstream_header_time) or "-"
         answered = bool(up_status) and not (
-            code in (502, 504) and up_status == d.status and header == "-"
+            code in (502, 504) and up_status == str(code) and header == "-"
         )
         error = error_for_status(code, answered)
-    uri = d.request_uri
-    path = uri.split("?", 1)[0][:2048] if "?" in uri or len(uri) > 2048 else uri
-    route, template = match(d.host, d.request_method, path or "/")
+    path = d.request_uri
+    if "?" in path or len(path) > 2048:
+        path = path.split("?", 1)[0][:2048] or "/"
+    route, template = match(d.host, d.request_method, path)
     tp = d.http_traceparent
-    return CallRecord(
-        end - total / 1000.0,
-        route,
-        d.remote_user,
-        d.request_method,
-        template,
-        path or "/",
-        code,
-        request_bytes,
-        response_bytes,
-        target,
-        total - upstream_ms if total > upstream_ms else 0.0,
-        upstream_ms,
-        total,
-        error,
-        d.remote_addr,
-        d.request_id,
-        trace_of(tp) if tp else "",
-        "",
-        d.http_user_agent,
+    return _record(
+        CallRecord,
+        (
+            d.msec - total / 1000.0,
+            route,
+            d.remote_user,
+            d.request_method,
+            template,
+            path,
+            code,
+            d.request_length,
+            d.body_bytes_sent,
+            target,
+            total - upstream_ms if total > upstream_ms else 0.0,
+            upstream_ms,
+            total,
+            error,
+            d.remote_addr,
+            d.request_id,
+            trace_of(tp) if tp else "",
+            "",
+            d.http_user_agent,
+        ),
     )
