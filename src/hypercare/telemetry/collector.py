@@ -213,6 +213,7 @@ class Collector:
             known = stats.unparsed.sources.get(key)
             if known is None or known.total != total:
                 stats.unparsed.set(key, total, sample, reason, time.time())
+        columns: list[tuple[Any, ...]] | None = None
         try:
             async with self.writing() as conn:
                 # insert first: a re-sent batch fails on the unique key (IntegrityError below)
@@ -229,18 +230,20 @@ class Collector:
                 if batch_id is None:  # pragma: no cover - RETURNING always gives the id
                     raise RuntimeError("the store returned no id for the new batch")
                 if batch.records:
+                    # the records' columns, shared by the block and the live aggregates
+                    columns = list(zip(*batch.records))  # noqa: B905 - records are uniform
                     caps = {
                         i: cap
                         for i, c in batch.captures.items()
                         if (cap := self._capture(batch.records[i], c)) is not None
                     }
-                    block = segments.build(batch.records, caps)
+                    block = segments.build(batch.records, caps, columns)
                     await write_block(conn, batch_id, block, sqlite=self._sqlite)
         except IntegrityError:
             # the batch key is stored already: this batch was sent before
             stats.duplicates += 1
             return 0, True
-        self.live.add(batch_id, batch.records)
+        self.live.add(batch_id, batch.records, columns)
         if batch.records:
             for observe in self.observers:
                 try:
