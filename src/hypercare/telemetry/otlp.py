@@ -35,10 +35,10 @@ import math
 import re
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import attrgetter, itemgetter, le, methodcaller, sub, truediv
+from operator import add, attrgetter, eq, getitem, itemgetter, le, methodcaller, sub, truediv
 from typing import Any, cast
 
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
@@ -174,7 +174,7 @@ def encode_response(signal: str, kind: str, rejected: int = 0, message: str = ""
 def batch_key(signal: str, body: bytes) -> str:
     """An idempotency key from the decoded body: a collector retrying the same export
     is counted once (the store refuses a batch key it has)."""
-    return f"otlp-{signal[0]}-{hashlib.blake2b(body, digest_size=16).hexdigest()}"
+    return f"otlp-{signal[0]}-{hashlib.sha256(body).hexdigest()[:32]}"
 
 
 # --- the reading schema ------------------------------------------------------------------
@@ -266,16 +266,25 @@ _TRACES = _READING["ExportTraceServiceRequest"]
 _LOGS = _READING["ExportLogsServiceRequest"]
 
 
-def _read(message: Any, body: bytes, what: str) -> Any:
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """An export request parsed with the reading messages (see `_SCHEMA`), and the bytes
+    it was parsed from (attribute keys absent from them are not looked up)."""
+
+    message: Any
+    body: bytes
+
+
+def _read(message: Any, body: bytes, what: str) -> Decoded:
     try:
-        return message.FromString(body)
+        return Decoded(message.FromString(body), body)
     except (DecodeError, RecursionError) as exc:
         raise Malformed(f"the body is not an OTLP protobuf {what} export: {exc}") from None
 
 
-def decode_traces(body: bytes, kind: str) -> Any:
-    """An export request of spans, as the reading messages (see `_SCHEMA`); OTLP/JSON is
-    read with the official messages first. `Malformed` when it is not one."""
+def decode_traces(body: bytes, kind: str) -> Decoded:
+    """An export request of spans; OTLP/JSON is read with the official messages first.
+    `Malformed` when it is not one."""
     if kind == JSON:
         req = ExportTraceServiceRequest()
         _from_json(body, req)
@@ -283,8 +292,8 @@ def decode_traces(body: bytes, kind: str) -> Any:
     return _read(_TRACES, body, "trace")
 
 
-def decode_logs(body: bytes, kind: str) -> Any:
-    """An export request of log records, as the reading messages (see `decode_traces`)."""
+def decode_logs(body: bytes, kind: str) -> Decoded:
+    """An export request of log records (see `decode_traces`)."""
     if kind == JSON:
         req = ExportLogsServiceRequest()
         _from_json(body, req)
@@ -365,25 +374,88 @@ def _decode(raw: bytes | None, how: int) -> str | int | float | None:
 _Fix = Callable[[Any], Any]
 
 
-def _column(attrs: list[Any], keys: Sequence[str], how: int, fix: _Fix | None = None) -> list[Any]:
-    """For each attribute table of `attrs`, the value of the first of `keys` it holds
-    (None when none), passed through `fix` when not None. Each distinct value is decoded
-    once; the rest are C-level table lookups."""
-    col: list[Any] | None = None
-    for key in keys:
-        raws = list(map(methodcaller("get", key), attrs))
-        table: dict[bytes | None, Any] = {}
-        for raw in set(raws):
-            value = _decode(raw, how)
-            table[raw] = value if value is None or fix is None else fix(value)
-        values = list(map(table.__getitem__, raws))
-        if col is None:
-            col = values
-        else:
-            col = [a if a is not None else b for a, b in zip(col, values, strict=True)]
-        if None not in col:
-            break
-    return col if col is not None else [None] * len(attrs)
+def _plain_texts(raws: list[bytes | None]) -> list[str] | None:
+    """The strings of a column of ``AnyValue`` encodings when each is one string field
+    shorter than 128 bytes (the usual case; what `_decode` reads first), decoded with
+    C-level maps; None when any is not (or is not UTF-8: `_decode` then says so)."""
+    if None in raws:
+        return None
+    column = cast(list[bytes], raws)
+    try:
+        heads = bytes(map(itemgetter(0), column))
+        sizes = bytes(map(itemgetter(1), column))
+    except IndexError:  # an empty or one-byte value
+        return None
+    if heads.count(_STRING_VALUE) != len(heads) or max(sizes) >= 0x80:
+        return None
+    if not all(map(eq, map(len, column), map(add, sizes, repeat(2)))):
+        return None
+    try:
+        cut = cast(Iterator[bytes], map(getitem, column, repeat(slice(2, None))))
+        return list(map(bytes.decode, cut))
+    except UnicodeDecodeError:
+        return None
+
+
+class _Columns:
+    """The attribute tables of a group of spans (or log records), read column by column:
+    for each item, the value of the first of some keys it holds. Each distinct value is
+    decoded once; the rest are C-level table lookups.
+
+    `body` is the request's bytes: a key that does not occur in them at all is in no
+    table, so its column is not looked up item by item (one substring search per request
+    and key instead, shared through `present`)."""
+
+    __slots__ = ("_present", "attrs", "body")
+
+    def __init__(self, attrs: list[Any], body: bytes, present: dict[str, bool]) -> None:
+        self.attrs = attrs
+        self.body = body
+        self._present = present  # key -> whether it occurs in body (shared per request)
+
+    def _occurs(self, key: str) -> bool:
+        found = self._present.get(key)
+        if found is None:
+            found = self._present[key] = key.encode() in self.body
+        return found
+
+    def get(self, keys: Sequence[str], how: int, fix: _Fix | None = None) -> list[Any]:
+        """Per item, the value of the first of `keys` it holds (None when none), through
+        `fix` when not None."""
+        attrs = self.attrs
+        col: list[Any] | None = None
+        for key in keys:
+            if not self._occurs(key):
+                continue
+            raws = list(map(methodcaller("get", key), attrs))
+            distinct = set(raws)
+            values: list[Any] | None = None
+            if how == _STR and 2 * len(distinct) > len(raws):
+                # mostly distinct values (paths): decoded in C when all are plain strings
+                values = _plain_texts(raws)
+                if values is not None and fix is not None:
+                    values = _path_column(values) if fix is _path else list(map(fix, values))
+            if values is None:
+                table: dict[bytes | None, Any] = {}
+                for raw in distinct:
+                    value = _decode(raw, how)
+                    table[raw] = value if value is None or fix is None else fix(value)
+                values = list(map(table.__getitem__, raws))
+            if col is None:
+                col = values
+            else:
+                col = [a if a is not None else b for a, b in zip(col, values, strict=True)]
+            if None not in col:
+                break
+        return col if col is not None else [None] * len(attrs)
+
+    def fill(self, col: list[Any], keys: Sequence[str], fix: _Fix) -> list[Any]:
+        """`col` with the values of `keys` where it has None."""
+        more = self.get(keys, _STR, fix)
+        return [a if a is not None else b for a, b in zip(col, more, strict=True)]
+
+    def select(self, keep: list[bool]) -> None:
+        self.attrs = list(compress(self.attrs, keep))
 
 
 def _or(col: list[Any], default: Any) -> list[Any]:
@@ -468,6 +540,14 @@ def _path(text: str) -> str:
     return path if path.startswith("/") else "/" + path
 
 
+def _path_column(texts: list[str]) -> list[str]:
+    """`_path` of each, without a Python call each when none has a query or lacks the
+    leading slash."""
+    if "?" in "".join(texts) or not all(map(methodcaller("startswith", "/"), texts)):
+        return list(map(_path, texts))
+    return texts
+
+
 def _url_path(url: str) -> str:
     """The path of a URL attribute (``url.full``)."""
     rest = url.split("://", 1)[1] if "://" in url else url
@@ -506,23 +586,17 @@ class _Http:
     methods: list[str]
 
     @classmethod
-    def of(cls, attrs: list[Any]) -> _Http:
-        marked = _column(attrs, _PATH, _STR, _path)
+    def of(cls, columns: _Columns) -> _Http:
+        marked = columns.get(_PATH, _STR, _path)
         if None in marked:
-            marked = _column_fill(marked, attrs, _TARGET, _path)
-        paths = _column_fill(marked, attrs, _URL, _url_path) if None in marked else marked
-        return cls(_column(attrs, _ROUTE, _STR, _route_text), marked, paths, [])
+            marked = columns.fill(marked, _TARGET, _path)
+        paths = columns.fill(marked, _URL, _url_path) if None in marked else marked
+        return cls(columns.get(_ROUTE, _STR, _route_text), marked, paths, [])
 
     def select(self, keep: list[bool]) -> None:
         self.declared, self.marked, self.paths = _select(
             keep, self.declared, self.marked, self.paths
         )
-
-
-def _column_fill(col: list[Any], attrs: list[Any], keys: Sequence[str], fix: _Fix) -> list[Any]:
-    """`col` with the values of `keys` where it has None."""
-    more = _column(attrs, keys, _STR, fix)
-    return [a if a is not None else b for a, b in zip(col, more, strict=True)]
 
 
 def _routes_of(
@@ -593,6 +667,9 @@ def _service_of(attributes: Any) -> str:
     return clean(name, 200) if isinstance(name, str) else ""
 
 
+# spans converted together: columns of this many stay in the CPU's caches (measured: 64 to
+# 128 took ~30 % less CPU than whole scopes of 2,000 spans on a loaded machine)
+_CHUNK = 128
 _new_record = tuple.__new__  # a CallRecord from an iterable of its fields, in C
 _KIND = attrgetter("kind")
 _START, _END = attrgetter("start_time_unix_nano"), attrgetter("end_time_unix_nano")
@@ -601,32 +678,41 @@ _STATUS_CODE = attrgetter("status.code")
 _TRACE_ID, _SPAN_ID = attrgetter("trace_id"), attrgetter("span_id")
 
 
-def calls_of_traces(req: Any, routes: ExternalRoutes, consumer_key: str) -> Converted:
+def calls_of_traces(
+    req: Decoded | ExportTraceServiceRequest, routes: ExternalRoutes, consumer_key: str
+) -> Converted:
     """The calls among `req`'s spans: server spans, and any span with an HTTP route or
     path. Other spans (internal, client) are accepted and not calls. `req` comes from
     `decode_traces` (an official ``ExportTraceServiceRequest`` is read through its bytes).
-    Each group of spans (one scope of one resource) is converted column by column."""
+    The spans of a scope are converted column by column, `_CHUNK` at a time."""
     if isinstance(req, ExportTraceServiceRequest):
         req = _read(_TRACES, req.SerializeToString(), "trace")
     out = Converted()
-    for rs in req.resource_spans:
+    present: dict[str, bool] = {}
+    for rs in req.message.resource_spans:
         service = _service_of(rs.resource.attributes)
         if not service:
             out.missing_service += 1
             service = "unknown_service"
         for ss in rs.scope_spans:
-            spans = list(ss.spans)
-            out.spans += len(spans)
-            if spans:
-                _calls_of_spans(spans, service, routes, consumer_key, out)
+            group = ss.spans
+            out.spans += len(group)
+            for at in range(0, len(group), _CHUNK):
+                spans = group[at : at + _CHUNK]
+                columns = _Columns(list(map(_ATTRS_OF, spans)), req.body, present)
+                _calls_of_spans(spans, columns, service, routes, consumer_key, out)
     return out
 
 
 def _calls_of_spans(
-    spans: list[Any], service: str, routes: ExternalRoutes, consumer_key: str, out: Converted
+    spans: list[Any],
+    columns: _Columns,
+    service: str,
+    routes: ExternalRoutes,
+    consumer_key: str,
+    out: Converted,
 ) -> None:
-    attrs = list(map(_ATTRS_OF, spans))
-    http = _Http.of(attrs)
+    http = _Http.of(columns)
     kinds = list(map(_KIND, spans))
     if kinds.count(_SERVER) != len(kinds):
         # other spans are calls when they have a route or a path
@@ -634,7 +720,8 @@ def _calls_of_spans(
             k == _SERVER or d is not None or p is not None
             for k, d, p in zip(kinds, http.declared, http.marked, strict=True)
         ]
-        spans, attrs = _select(keep, spans, attrs)
+        (spans,) = _select(keep, spans)
+        columns.select(keep)
         http.select(keep)
         if not spans:
             return
@@ -652,26 +739,27 @@ def _calls_of_spans(
                 f"span {spans[bad].span_id.hex()}: start {starts[bad]} / end {ends[bad]} "
                 "are not a Unix time in nanoseconds with end ≥ start"
             )
-        spans, attrs, starts, ends, times = _select(keep, spans, attrs, starts, ends, times)
+        spans, starts, ends, times = _select(keep, spans, starts, ends, times)
+        columns.select(keep)
         http.select(keep)
         if not spans:
             return
     failed = list(map(_STATUS_CODE, spans))
-    statuses = _column(attrs, _STATUS, _INT)
+    statuses = columns.get(_STATUS, _INT)
     if None in statuses or min(statuses) < 100 or max(statuses) > 999:
         statuses = [
             s if s is not None and 100 <= s <= 999 else (500 if c == _STATUS_ERROR else 200)
             for s, c in zip(statuses, failed, strict=True)
         ]
-    http.methods = _or(_column(attrs, _METHOD, _STR, method_of), "GET")
-    hosts = _or(_column(attrs, _HOST, _STR, _host_text), "")
+    http.methods = _or(columns.get(_METHOD, _STR, method_of), "GET")
+    hosts = _or(columns.get(_HOST, _STR, _host_text), "")
     names, templates, paths = _routes_of(http, hosts, routes)
     errors = [""] * len(spans)
     if max(statuses) >= 400 or _STATUS_ERROR in failed:
         for i, (status, code) in enumerate(zip(statuses, failed, strict=True)):
             if status >= 400 or code == _STATUS_ERROR:
                 errors[i] = _error_kind(spans[i].events, status)
-    request_ids = _column(attrs, _REQUEST_ID, _STR, _request_id_text)
+    request_ids = columns.get(_REQUEST_ID, _STR, _request_id_text)
     span_ids = map(bytes.hex, map(_SPAN_ID, spans))
     if request_ids.count(None) == len(request_ids):
         request_ids = list(span_ids)
@@ -682,23 +770,23 @@ def _calls_of_spans(
     fields = (
         times,
         names,
-        _or(_column(attrs, (consumer_key,), _STR, _consumer_text), ""),
+        _or(columns.get((consumer_key,), _STR, _consumer_text), ""),
         http.methods,
         templates,
         paths,
         statuses,
-        _or(_column(attrs, _REQ_BYTES, _INT, _size), 0),
-        _or(_column(attrs, _RESP_BYTES, _INT, _size), 0),
+        _or(columns.get(_REQ_BYTES, _INT, _size), 0),
+        _or(columns.get(_RESP_BYTES, _INT, _size), 0),
         repeat(service),
         repeat(0.0),
         ms,
         ms,
         errors,
-        _or(_column(attrs, _CLIENT, _STR, _client_text), ""),
+        _or(columns.get(_CLIENT, _STR, _client_text), ""),
         request_ids,
         map(bytes.hex, map(_TRACE_ID, spans)),
         repeat(service),
-        _or(_column(attrs, _UA, _STR, _ua_text), ""),
+        _or(columns.get(_UA, _STR, _ua_text), ""),
     )
     out.records.extend(map(_new_record, repeat(CallRecord), zip(*fields)))  # noqa: B905
 
@@ -712,7 +800,9 @@ class ConvertedLogs:
     missing_service: int = 0
 
 
-def calls_of_logs(req: Any, routes: ExternalRoutes, consumer_key: str) -> ConvertedLogs:
+def calls_of_logs(
+    req: Decoded | ExportLogsServiceRequest, routes: ExternalRoutes, consumer_key: str
+) -> ConvertedLogs:
     """Log records that describe an HTTP call (an access log shipped as OTLP: a status
     code plus a path or route attribute) become calls; other log records are accepted
     and not calls. Latency comes from ``http.server.request.duration`` (seconds) when
@@ -720,30 +810,38 @@ def calls_of_logs(req: Any, routes: ExternalRoutes, consumer_key: str) -> Conver
     if isinstance(req, ExportLogsServiceRequest):
         req = _read(_LOGS, req.SerializeToString(), "logs")
     out = ConvertedLogs()
-    for rl in req.resource_logs:
+    present: dict[str, bool] = {}
+    for rl in req.message.resource_logs:
         service = _service_of(rl.resource.attributes)
         if not service:
             out.missing_service += 1
             service = "unknown_service"
         for sl in rl.scope_logs:
-            logs = list(sl.log_records)
-            out.logs += len(logs)
-            if logs:
-                _calls_of_logs(logs, service, routes, consumer_key, out)
+            group = sl.log_records
+            out.logs += len(group)
+            for at in range(0, len(group), _CHUNK):
+                logs = group[at : at + _CHUNK]
+                columns = _Columns(list(map(_ATTRS_OF, logs)), req.body, present)
+                _calls_of_logs(logs, columns, service, routes, consumer_key, out)
     return out
 
 
 def _calls_of_logs(
-    logs: list[Any], service: str, routes: ExternalRoutes, consumer_key: str, out: ConvertedLogs
+    logs: list[Any],
+    columns: _Columns,
+    service: str,
+    routes: ExternalRoutes,
+    consumer_key: str,
+    out: ConvertedLogs,
 ) -> None:
-    attrs = list(map(_ATTRS_OF, logs))
-    http = _Http.of(attrs)
-    statuses = _column(attrs, _STATUS, _INT)
+    http = _Http.of(columns)
+    statuses = columns.get(_STATUS, _INT)
     keep = [
         s is not None and (d is not None or p is not None)
         for s, d, p in zip(statuses, http.declared, http.paths, strict=True)
     ]
-    logs, attrs, statuses = _select(keep, logs, attrs, statuses)
+    logs, statuses = _select(keep, logs, statuses)
+    columns.select(keep)
     http.select(keep)
     good = []
     for lr, status in zip(logs, statuses, strict=True):
@@ -755,27 +853,28 @@ def _calls_of_logs(
         out.rejected += 1
         if not out.sample:
             out.sample = f"log record at {ns}: time or status {status} out of range"
-    logs, attrs, statuses = _select(good, logs, attrs, statuses)
+    logs, statuses = _select(good, logs, statuses)
+    columns.select(good)
     http.select(good)
     if not logs:
         return
-    http.methods = _or(_column(attrs, _METHOD, _STR, method_of), "GET")
-    hosts = _or(_column(attrs, _HOST, _STR, _host_text), "")
+    http.methods = _or(columns.get(_METHOD, _STR, method_of), "GET")
+    hosts = _or(columns.get(_HOST, _STR, _host_text), "")
     names, templates, paths = _routes_of(http, hosts, routes)
     fields = zip(
         logs,
         names,
-        _or(_column(attrs, (consumer_key,), _STR, _consumer_text), ""),
+        _or(columns.get((consumer_key,), _STR, _consumer_text), ""),
         http.methods,
         templates,
         paths,
         statuses,
-        _or(_column(attrs, _REQ_BYTES, _INT, _size), 0),
-        _or(_column(attrs, _RESP_BYTES, _INT, _size), 0),
-        _or(_column(attrs, _DURATION, _SECONDS), 0.0),
-        _or(_column(attrs, _CLIENT, _STR, _client_text), ""),
-        _column(attrs, _REQUEST_ID, _STR, _request_id_text),
-        _or(_column(attrs, _UA, _STR, _ua_text), ""),
+        _or(columns.get(_REQ_BYTES, _INT, _size), 0),
+        _or(columns.get(_RESP_BYTES, _INT, _size), 0),
+        _or(columns.get(_DURATION, _SECONDS), 0.0),
+        _or(columns.get(_CLIENT, _STR, _client_text), ""),
+        columns.get(_REQUEST_ID, _STR, _request_id_text),
+        _or(columns.get(_UA, _STR, _ua_text), ""),
         strict=True,
     )
     for lr, name, consumer, method, template, path, status, rq, rs, sec, client, rid, ua in fields:
@@ -909,6 +1008,7 @@ __all__ = [
     "PROTOBUF",
     "Converted",
     "ConvertedLogs",
+    "Decoded",
     "Export",
     "Malformed",
     "SourceStats",
