@@ -201,3 +201,112 @@ def test_hostile_attribute_values_are_bounded_and_cleaned() -> None:
     (r,) = otlp.calls_of_traces(req, ROUTES, "enduser.id").records
     assert (r.method, r.status, r.consumer, r.upstream) == ("OTHER", 200, "bobsmith", "svc")
     assert r.request_bytes == 0
+
+
+def test_reading_schema_has_the_official_field_numbers_and_types() -> None:
+    from google.protobuf.descriptor import FieldDescriptor
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.proto.logs.v1 import logs_pb2
+    from opentelemetry.proto.resource.v1 import resource_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    official = {
+        "Resource": resource_pb2.Resource,
+        "Status": trace_pb2.Status,
+        "Event": trace_pb2.Span.Event,
+        "Span": trace_pb2.Span,
+        "ScopeSpans": trace_pb2.ScopeSpans,
+        "ResourceSpans": trace_pb2.ResourceSpans,
+        "ExportTraceServiceRequest": trace_service_pb2.ExportTraceServiceRequest,
+        "LogRecord": logs_pb2.LogRecord,
+        "ScopeLogs": logs_pb2.ScopeLogs,
+        "ResourceLogs": logs_pb2.ResourceLogs,
+        "ExportLogsServiceRequest": logs_service_pb2.ExportLogsServiceRequest,
+    }
+    assert official.keys() == otlp._SCHEMA.keys()
+    for name, fields in otlp._SCHEMA.items():
+        for field_name, number, kind in fields:
+            theirs = official[name].DESCRIPTOR.fields_by_name[field_name]
+            assert theirs.number == number, (name, field_name)
+            if kind == "attributes":
+                assert theirs.message_type.full_name == "opentelemetry.proto.common.v1.KeyValue"
+            elif kind.lstrip("[]") in official:
+                assert theirs.message_type.name == kind.lstrip("[]")
+                assert theirs.is_repeated == kind.startswith("[]")
+            else:
+                wire = {
+                    "int32": (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_ENUM),
+                    "fixed64": (FieldDescriptor.TYPE_FIXED64,),
+                    "bytes": (FieldDescriptor.TYPE_BYTES,),
+                    "string": (FieldDescriptor.TYPE_STRING,),
+                }[kind]
+                assert theirs.type in wire, (name, field_name)
+
+
+def test_current_attribute_names_win_over_old_ones_whatever_their_order() -> None:
+    s = span(
+        **{
+            "http.method": "POST",
+            "http.request.method": "GET",
+            "http.status_code": 500,
+            "http.response.status_code": 201,
+            "net.sock.peer.addr": "10.9.9.9",
+            "client.address": "10.1.1.1",
+            "url.path": "/orders/1",
+        }
+    )
+    (r,) = otlp.calls_of_traces(traces([s]), ROUTES, "x").records
+    assert (r.method, r.status, r.client_ip, r.route) == ("GET", 201, "10.1.1.1", "orders.get")
+    # an old name still counts when the current one has no usable value
+    s = span(**{"http.status_code": "404", "url.path": "/orders/1"})
+    s.attributes.add(key="http.response.status_code")  # a key without a value
+    (r,) = otlp.calls_of_traces(traces([s]), ROUTES, "x").records
+    assert r.status == 404
+
+
+def test_an_attribute_value_that_is_not_utf8_makes_the_body_malformed() -> None:
+    body = traces([span(**{"url.path": "/orders/1", "enduser.id": "zzzz"})]).SerializeToString()
+    bad = body.replace(b"zzzz", b"\xff\xfe\xfd\xfc")
+    with pytest.raises(otlp.Malformed, match="UTF-8|utf-8"):
+        otlp.calls_of_traces(otlp.decode_traces(bad, otlp.PROTOBUF), ROUTES, "enduser.id")
+
+
+def test_spans_give_the_same_calls_one_by_one_and_together() -> None:
+    """Columns of many spans (shared value tables, chunks, keys absent from the request)
+    read every span as a request of its own would."""
+    import random
+
+    rng = random.Random(7)
+    now = time.time()
+    spans = []
+    for i in range(700):
+        attrs: dict[str, object] = {
+            "http.request.method": rng.choice(("GET", "post", "GE T")),
+            "http.route": rng.choice(("/orders/{id}", "/x/{id}", "")),
+            "enduser.id": rng.choice(("acme", "bob\n", "")),
+        }
+        if rng.random() < 0.8:
+            attrs["url.path"] = rng.choice((f"/orders/{i}", f"/x/{i}?q=1", f"rel/{i}", "/é"))
+        elif rng.random() < 0.5:
+            attrs["url.full"] = f"https://h.example/orders/{i}?a"
+        if rng.random() < 0.7:
+            attrs["http.response.status_code"] = rng.choice((200, 404, 503, "429", 7, 2.0))
+        if rng.random() < 0.2:
+            attrs["http.request.header.x-request-id"] = f"req-{i}"
+        if rng.random() < 0.3:
+            attrs["http.response.body.size"] = rng.choice((0, 512, -3, 70000))
+        spans.append(
+            span(
+                start=rng.choice((now - i, now - i, 3.0)),
+                kind=rng.choice((Span.SPAN_KIND_SERVER, Span.SPAN_KIND_CLIENT)),
+                error=rng.random() < 0.2,
+                exception=rng.choice((None, None, "ReadTimeout")),
+                **attrs,
+            )
+        )
+    together = otlp.calls_of_traces(traces(spans), ROUTES, "enduser.id")
+    alone = [otlp.calls_of_traces(traces([s]), ROUTES, "enduser.id") for s in spans]
+    assert together.records == [r for a in alone for r in a.records]
+    assert together.rejected == sum(a.rejected for a in alone) > 0
+    assert together.spans == 700 and 0 < len(together.records) < 700

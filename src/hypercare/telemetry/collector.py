@@ -18,7 +18,6 @@ import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
-from itertools import chain
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -122,12 +121,14 @@ async def write_block(
         return
     # SQLite: a few statements of many rows each; the driver gives up the GIL for each
     # step, so one step per row would make the insert wait for the GIL thousands of times
-    pairs = list(zip(keys, refs, strict=True))
+    # key, ref, key, ref, ... interleaved by two C-level slice assignments
+    flat: list[int] = [0] * (2 * len(keys))
+    flat[::2] = keys
+    flat[1::2] = refs
     at = 0
-    for size in multirow_chunks(len(pairs)):
-        params = tuple(chain.from_iterable(pairs[at : at + size]))
-        await conn.exec_driver_sql(multirow_insert_sql(size), params)
-        at += size
+    for size in multirow_chunks(len(keys)):
+        await conn.exec_driver_sql(multirow_insert_sql(size), tuple(flat[at : at + 2 * size]))
+        at += 2 * size
 
 
 class Collector:
@@ -257,7 +258,8 @@ class Collector:
         stats.write_seconds_sum += elapsed
         stats.write_seconds_count += 1
         if batch.records:
-            stats.last_lag_seconds = max(0.0, time.time() - min(r.time for r in batch.records))
+            first = min(columns[0]) if columns else min(r.time for r in batch.records)  # time
+            stats.last_lag_seconds = max(0.0, time.time() - first)
         return len(batch.records), False
 
     async def flush(self, now: float | None = None) -> int:
