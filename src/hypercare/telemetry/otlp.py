@@ -427,7 +427,10 @@ class _Columns:
         for key in keys:
             if not self._occurs(key):
                 continue
-            raws = list(map(methodcaller("get", key), attrs))
+            # the table's item lookup (a C slot, cheaper than a `get` call); a table without
+            # the key gets it with an empty value, which reads as absent (these parsed
+            # messages live only as long as the conversion)
+            raws = list(map(getitem, attrs, repeat(key)))
             distinct = set(raws)
             values: list[Any] | None = None
             if how == _STR and 2 * len(distinct) > len(raws):
