@@ -310,3 +310,36 @@ def test_spans_give_the_same_calls_one_by_one_and_together() -> None:
     assert together.records == [r for a in alone for r in a.records]
     assert together.rejected == sum(a.rejected for a in alone) > 0
     assert together.spans == 700 and 0 < len(together.records) < 700
+
+
+def test_attribute_values_read_directly_as_the_official_message_reads_them() -> None:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    values = [
+        AnyValue(string_value=""),
+        AnyValue(string_value="GET"),
+        AnyValue(string_value="é/" * 70),  # over 127 bytes: a two-byte length
+        AnyValue(string_value="204"),
+        AnyValue(int_value=0),
+        AnyValue(int_value=503),
+        AnyValue(int_value=-1),
+        AnyValue(int_value=-(2**63)),
+        AnyValue(int_value=2**63 - 1),
+        AnyValue(double_value=0.25),
+        AnyValue(double_value=float("inf")),
+        AnyValue(bool_value=True),
+        AnyValue(),
+    ]
+    header = AnyValue()
+    header.array_value.values.add().string_value = "req-1"
+    values.append(header)
+    for v in values:
+        raw = v.SerializeToString()
+        for how in (otlp._STR, otlp._INT, otlp._SECONDS):
+            want = otlp._value(AnyValue.FromString(raw), how) if raw else None
+            assert otlp._decode(raw, how) == want, (v, how)
+    assert otlp._plain_texts([b"\n\x03GET", b"\n\x01/"]) == ["GET", "/"]
+    assert otlp._plain_texts([b"\n\x03GET", b"\x18\x01"]) is None
+    assert otlp._plain_texts([b"\n\x02\xff\xfe"]) is None  # not UTF-8: `_decode` says so
+    with pytest.raises(otlp.Malformed):
+        otlp._decode(b"\n\x02\xff\xfe", otlp._STR)

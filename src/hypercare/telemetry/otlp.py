@@ -359,6 +359,7 @@ def _decode(raw: bytes | None, how: int) -> str | int | float | None:
         if head == _INT_VALUE and how != _STR:
             value = _read_varint(raw, 1)
             if value is not None:
+                value &= (1 << 64) - 1  # as protobuf reads a varint: 64 bits of it
                 value -= (value >> 63) << 64  # int64: two's complement
                 return float(value) if how == _SECONDS else value
         if head == _DOUBLE_VALUE and n == 9 and how == _SECONDS:
