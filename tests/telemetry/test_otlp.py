@@ -203,45 +203,145 @@ def test_hostile_attribute_values_are_bounded_and_cleaned() -> None:
     assert r.request_bytes == 0
 
 
-def test_reading_schema_has_the_official_field_numbers_and_types() -> None:
-    from google.protobuf.descriptor import FieldDescriptor
-    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-    from opentelemetry.proto.logs.v1 import logs_pb2
-    from opentelemetry.proto.resource.v1 import resource_pb2
-    from opentelemetry.proto.trace.v1 import trace_pb2
+def _files_of(message: type) -> dict[str, object]:
+    """The `FileDescriptorProto`s of `message`'s file and of the files it imports."""
+    from google.protobuf import descriptor_pb2
 
-    official = {
-        "Resource": resource_pb2.Resource,
-        "Status": trace_pb2.Status,
-        "Event": trace_pb2.Span.Event,
-        "Span": trace_pb2.Span,
-        "ScopeSpans": trace_pb2.ScopeSpans,
-        "ResourceSpans": trace_pb2.ResourceSpans,
-        "ExportTraceServiceRequest": trace_service_pb2.ExportTraceServiceRequest,
-        "LogRecord": logs_pb2.LogRecord,
-        "ScopeLogs": logs_pb2.ScopeLogs,
-        "ResourceLogs": logs_pb2.ResourceLogs,
-        "ExportLogsServiceRequest": logs_service_pb2.ExportLogsServiceRequest,
-    }
-    assert official.keys() == otlp._SCHEMA.keys()
-    for name, fields in otlp._SCHEMA.items():
-        for field_name, number, kind in fields:
-            theirs = official[name].DESCRIPTOR.fields_by_name[field_name]
-            assert theirs.number == number, (name, field_name)
-            if kind == "attributes":
-                assert theirs.message_type.full_name == "opentelemetry.proto.common.v1.KeyValue"
-            elif kind.lstrip("[]") in official:
-                assert theirs.message_type.name == kind.lstrip("[]")
-                assert theirs.is_repeated == kind.startswith("[]")
-            else:
-                wire = {
-                    "int32": (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_ENUM),
-                    "fixed64": (FieldDescriptor.TYPE_FIXED64,),
-                    "bytes": (FieldDescriptor.TYPE_BYTES,),
-                    "string": (FieldDescriptor.TYPE_STRING,),
-                }[kind]
-                assert theirs.type in wire, (name, field_name)
+    out: dict[str, object] = {}
+    todo = [message.DESCRIPTOR.file]  # type: ignore[attr-defined]
+    while todo:
+        file = todo.pop()
+        if file.name not in out:
+            proto = descriptor_pb2.FileDescriptorProto()
+            file.CopyToProto(proto)
+            out[file.name] = proto
+            todo.extend(file.dependencies)
+    return out
+
+
+def test_reading_schema_is_the_official_one_but_for_the_attribute_lists() -> None:
+    """The reading messages are the official ones renamed, each ``KeyValue attributes``
+    list a ``map<string, bytes>``: undone, that is the official schema, byte for byte."""
+    from google.protobuf.descriptor_pb2 import DescriptorProto, FieldDescriptorProto
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    prefix = "hypercare.otlp.reading."
+    official = _files_of(ExportTraceServiceRequest) | _files_of(ExportLogsServiceRequest)
+    reading = _files_of(otlp._TRACES) | _files_of(otlp._LOGS)
+    assert len(official) == len(reading) == 6
+    maps: list[str] = []
+
+    def undo(message: DescriptorProto, full_name: str) -> None:
+        entries = {n.name: n for n in message.nested_type if n.options.map_entry}
+        for f in message.field:
+            assert f.type_name.startswith("." + prefix) or not f.type_name, f
+            if f.type_name.endswith(".AttributesEntry"):
+                entry = entries.pop("AttributesEntry")
+                assert f.type_name == f".{prefix}{full_name}.AttributesEntry"
+                assert f.name == "attributes"
+                assert f.label == FieldDescriptorProto.LABEL_REPEATED
+                key, value = entry.field
+                assert (key.name, key.number, key.type) == ("key", 1, key.TYPE_STRING)
+                assert (value.name, value.number, value.type) == ("value", 2, value.TYPE_BYTES)
+                message.nested_type.remove(entry)
+                f.type_name = ".opentelemetry.proto.common.v1.KeyValue"
+                maps.append(f"{full_name}.{f.name}")
+            elif f.type_name:
+                f.type_name = "." + f.type_name.removeprefix("." + prefix)
+        assert not entries  # no map of its own but the attribute lists
+        for nested in message.nested_type:
+            undo(nested, f"{full_name}.{nested.name}")
+
+    undone = {}
+    for name, file in reading.items():
+        assert name.startswith("hypercare/otlp/reading/") and file.package.startswith(prefix)
+        file.name = name.removeprefix("hypercare/otlp/reading/")
+        file.dependency[:] = [d.removeprefix("hypercare/otlp/reading/") for d in file.dependency]
+        file.package = file.package.removeprefix(prefix)
+        for message in file.message_type:
+            undo(message, f"{file.package}.{message.name}")
+        for service in file.service:
+            for method in service.method:
+                method.input_type = "." + method.input_type.removeprefix("." + prefix)
+                method.output_type = "." + method.output_type.removeprefix("." + prefix)
+        undone[file.name] = file
+    assert undone == official
+    assert sorted(maps) == [
+        "opentelemetry.proto.common.v1.InstrumentationScope.attributes",
+        "opentelemetry.proto.logs.v1.LogRecord.attributes",
+        "opentelemetry.proto.resource.v1.Resource.attributes",
+        "opentelemetry.proto.trace.v1.Span.Event.attributes",
+        "opentelemetry.proto.trace.v1.Span.Link.attributes",
+        "opentelemetry.proto.trace.v1.Span.attributes",
+    ]
+
+
+def _malformed_variants() -> list[tuple[str, bytes]]:
+    """Export bodies that break a field other than an attribute value, each by one edit."""
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+    s = span(**{"url.path": "/orders/1"})
+    s.name = "nameZZ"
+    s.trace_state = "stateZZ"
+    s.status.message = "statusZZ"
+    s.links.add(trace_id=b"t" * 16, span_id=b"s" * 8, trace_state="linkZZ")
+    s.events.add(name="eventZZ")
+    req = traces([s])
+    req.resource_spans[0].schema_url = "schemaZZ"
+    req.resource_spans[0].scope_spans[0].scope.name = "scopeZZ"
+    req.resource_spans[0].scope_spans[0].scope.attributes.append(KeyValue(key="keyZZ"))
+    body = req.SerializeToString()
+    out = [
+        (what, body.replace(what.encode(), what[:-2].encode() + b"\xff\xfe"))
+        for what in ("nameZZ", "stateZZ", "statusZZ", "linkZZ", "eventZZ", "schemaZZ", "scopeZZ")
+    ]
+    out.append(("attribute key", body.replace(b"keyZZ", b"key\xff\xfe")))
+    out.append(("as it is", body))
+    return out
+
+
+@pytest.mark.parametrize(("what", "body"), _malformed_variants())
+def test_a_body_is_refused_where_the_official_messages_refuse_it(what: str, body: bytes) -> None:
+    """Text that is not UTF-8 in any string field (a span's name, a scope's, a link's
+    trace state, an attribute's key...) is refused, as the official messages refuse it."""
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    try:
+        ExportTraceServiceRequest.FromString(body)
+    except DecodeError:
+        with pytest.raises(otlp.Malformed, match="not an OTLP protobuf trace export"):
+            otlp.decode_traces(body, otlp.PROTOBUF)
+        assert what != "as it is"
+    else:
+        assert what == "as it is"
+        (r,) = otlp.calls_of_traces(otlp.decode_traces(body, otlp.PROTOBUF), ROUTES, "x").records
+        assert r.route == "orders.get"
+
+
+@pytest.mark.parametrize("what", ["severityZZ", "bodyZZ", "eventZZ", "as it is"])
+def test_a_logs_body_is_refused_where_the_official_messages_refuse_it(what: str) -> None:
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    req = logs([{"url.path": "/orders/1", "http.response.status_code": 200}])
+    lr = req.resource_logs[0].scope_logs[0].log_records[0]
+    lr.severity_text, lr.body.string_value, lr.event_name = "severityZZ", "bodyZZ", "eventZZ"
+    body = req.SerializeToString().replace(what.encode(), what[:-2].encode() + b"\xff\xfe")
+    if what == "as it is":
+        ExportLogsServiceRequest.FromString(body)
+        (r,) = otlp.calls_of_logs(otlp.decode_logs(body, otlp.PROTOBUF), ROUTES, "x").records
+        assert (r.route, r.status) == ("orders.get", 200)
+        return
+    with pytest.raises(DecodeError):
+        ExportLogsServiceRequest.FromString(body)
+    with pytest.raises(otlp.Malformed, match="not an OTLP protobuf logs export"):
+        otlp.decode_logs(body, otlp.PROTOBUF)
 
 
 def test_current_attribute_names_win_over_old_ones_whatever_their_order() -> None:

@@ -2,7 +2,8 @@
 
 Pure functions over bytes and plain data (the HTTP side is `otlp_views.py`): a request body
 is decompressed (`gunzip`, bounded), decoded with the official ``opentelemetry-proto``
-messages from protobuf or from OTLP's JSON encoding (`decode_traces`, `decode_logs`), and
+schema (its attribute lists read as maps: `_reading_files`) from protobuf or from OTLP's
+JSON encoding (`decode_traces`, `decode_logs`), and
 every server span (or any span carrying ``http.route`` / ``url.path``) becomes a
 `CallRecord` (`calls_of_traces`) that the console stores through the same ingest as the
 gateway's records.
@@ -181,94 +182,110 @@ def batch_key(signal: str, body: bytes) -> str:
 
 # The official messages make a Python object of every attribute, of its value and of its
 # key when they are read (~0.4 µs per attribute: most of the cost of a span). Requests are
-# parsed instead into messages of our own with the official field numbers and types (see
-# `_SCHEMA`), which declare the attribute lists as ``map<string, bytes>``: a ``KeyValue``
-# is encoded exactly as a map entry (key = 1, value = 2), so the protobuf runtime parses
-# the attributes into a table looked up by key in C, each value the bytes of its
-# ``AnyValue``, decoded only when read. Fields no call is made of are not declared (the
-# parser skips them). Duplicate keys, which OTLP forbids, keep the last value.
-_PACKAGE = "hypercare.otlp.reading"
+# parsed instead with a copy of the official schema (`_reading_files`: the files of
+# ``opentelemetry-proto``, taken from its descriptors at import, in a package of their own)
+# in which only the repeated ``KeyValue attributes`` fields are declared as
+# ``map<string, bytes>``: a ``KeyValue`` is encoded exactly as a map entry (key = 1,
+# value = 2), so the protobuf runtime parses the attributes into a table looked up by key
+# in C, each value the bytes of its ``AnyValue``, decoded only when read. Every other field
+# is the official one (name, number, type, UTF-8 check of strings), so a request is refused
+# as the official messages would refuse it, but for what an attribute value holds when it
+# is not read. Duplicate keys, which OTLP forbids, keep the last value.
+_PACKAGE = "hypercare.otlp.reading"  # the official packages are renamed under this one
+_OFFICIAL = "opentelemetry"  # the first part of the official packages and file names
+_KEY_VALUE = ".opentelemetry.proto.common.v1.KeyValue"
 _ATTRIBUTES_FIELD = "attributes"
-# message -> its fields: (name, number, type); a type is a scalar's, "attributes" (the
-# map), a message's name, or "[]" + a message's name for a repeated one
-_SCHEMA: dict[str, list[tuple[str, int, str]]] = {
-    "Resource": [("attributes", 1, _ATTRIBUTES_FIELD)],
-    "Status": [("code", 3, "int32")],
-    "Event": [("name", 2, "string"), ("attributes", 3, _ATTRIBUTES_FIELD)],
-    "Span": [
-        ("trace_id", 1, "bytes"),
-        ("span_id", 2, "bytes"),
-        ("kind", 6, "int32"),
-        ("start_time_unix_nano", 7, "fixed64"),
-        ("end_time_unix_nano", 8, "fixed64"),
-        ("attributes", 9, _ATTRIBUTES_FIELD),
-        ("events", 11, "[]Event"),
-        ("status", 15, "Status"),
-    ],
-    "ScopeSpans": [("spans", 2, "[]Span")],
-    "ResourceSpans": [("resource", 1, "Resource"), ("scope_spans", 2, "[]ScopeSpans")],
-    "ExportTraceServiceRequest": [("resource_spans", 1, "[]ResourceSpans")],
-    "LogRecord": [
-        ("time_unix_nano", 1, "fixed64"),
-        ("attributes", 6, _ATTRIBUTES_FIELD),
-        ("trace_id", 9, "bytes"),
-        ("span_id", 10, "bytes"),
-        ("observed_time_unix_nano", 11, "fixed64"),
-    ],
-    "ScopeLogs": [("log_records", 2, "[]LogRecord")],
-    "ResourceLogs": [("resource", 1, "Resource"), ("scope_logs", 2, "[]ScopeLogs")],
-    "ExportLogsServiceRequest": [("resource_logs", 1, "[]ResourceLogs")],
-}
+_ATTRIBUTES_ENTRY = "AttributesEntry"  # the name protoc gives the entry of a map field
+
+
+def _official_files() -> list[descriptor_pb2.FileDescriptorProto]:
+    """The files of the official export requests and the files they import, each after
+    its imports."""
+    out: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+
+    def add(file: Any) -> None:
+        if file.name in out:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        out[file.name] = proto
+
+    add(ExportTraceServiceRequest.DESCRIPTOR.file)
+    add(ExportLogsServiceRequest.DESCRIPTOR.file)
+    return list(out.values())
+
+
+def _renamed(name: str) -> str:
+    """A package, or a type's full name (with its leading dot), moved under `_PACKAGE`."""
+    if name.startswith("." + _OFFICIAL):
+        return f".{_PACKAGE}{name}"
+    return f"{_PACKAGE}.{name}" if name.startswith(_OFFICIAL) else name
+
+
+def _rewrite(message: descriptor_pb2.DescriptorProto, full_name: str) -> None:
+    """`message` (full name `full_name`, renamed) and its nested messages with their type
+    references renamed, and each repeated ``KeyValue attributes`` field declared as
+    ``map<string, bytes>`` (same name, number and JSON name)."""
+    fd = descriptor_pb2.FieldDescriptorProto
+    for nested in message.nested_type:
+        _rewrite(nested, f"{full_name}.{nested.name}")
+    for f in message.field:
+        if f.name == _ATTRIBUTES_FIELD and f.type_name == _KEY_VALUE:
+            if f.label != fd.LABEL_REPEATED:
+                raise RuntimeError(f"{full_name}.{f.name} is not a list of KeyValue")
+            entry = message.nested_type.add(name=_ATTRIBUTES_ENTRY)
+            entry.options.map_entry = True
+            for name, number, kind in (("key", 1, fd.TYPE_STRING), ("value", 2, fd.TYPE_BYTES)):
+                entry.field.add(
+                    name=name, number=number, type=kind, label=fd.LABEL_OPTIONAL, json_name=name
+                )
+            f.type_name = f"{full_name}.{_ATTRIBUTES_ENTRY}"
+        elif f.type_name:
+            f.type_name = _renamed(f.type_name)
+
+
+def _reading_files() -> list[descriptor_pb2.FileDescriptorProto]:
+    """The official files with their packages renamed under `_PACKAGE` and the attribute
+    lists as maps (see above); nothing else changed."""
+    folder = _PACKAGE.replace(".", "/")
+    files = _official_files()
+    for file in files:
+        file.name = f"{folder}/{file.name}"
+        file.dependency[:] = [f"{folder}/{d}" for d in file.dependency]
+        file.package = _renamed(file.package)
+        for message in file.message_type:
+            _rewrite(message, f".{file.package}.{message.name}")
+        for service in file.service:
+            for method in service.method:
+                method.input_type = _renamed(method.input_type)
+                method.output_type = _renamed(method.output_type)
+    return files
 
 
 def _reading_messages() -> dict[str, Any]:
-    """The message classes of `_SCHEMA`, in a descriptor pool of their own."""
-    fd = descriptor_pb2.FieldDescriptorProto
-    scalars = {
-        "int32": fd.TYPE_INT32,
-        "fixed64": fd.TYPE_FIXED64,
-        "bytes": fd.TYPE_BYTES,
-        "string": fd.TYPE_STRING,
-    }
-    file = descriptor_pb2.FileDescriptorProto(
-        name="hypercare/otlp_reading.proto", package=_PACKAGE, syntax="proto3"
-    )
-    for name, fields in _SCHEMA.items():
-        message = file.message_type.add(name=name)
-        for field_name, number, kind in fields:
-            f = message.field.add(name=field_name, number=number, label=fd.LABEL_OPTIONAL)
-            if kind in scalars:
-                f.type = scalars[kind]
-                continue
-            f.type = fd.TYPE_MESSAGE
-            if kind == _ATTRIBUTES_FIELD:
-                entry = message.nested_type.add(name="AttributesEntry")
-                entry.options.map_entry = True
-                entry.field.add(name="key", number=1, type=fd.TYPE_STRING, label=fd.LABEL_OPTIONAL)
-                entry.field.add(name="value", number=2, type=fd.TYPE_BYTES, label=fd.LABEL_OPTIONAL)
-                f.label = fd.LABEL_REPEATED
-                f.type_name = f".{_PACKAGE}.{name}.AttributesEntry"
-            elif kind.startswith("[]"):
-                f.label = fd.LABEL_REPEATED
-                f.type_name = f".{_PACKAGE}.{kind[2:]}"
-            else:
-                f.type_name = f".{_PACKAGE}.{kind}"
+    """The export request classes of `_reading_files`, in a descriptor pool of their own,
+    by official full name."""
     pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
+    for file in _reading_files():
+        pool.Add(file)
     return {
-        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
-        for name in _SCHEMA
+        request.DESCRIPTOR.full_name: message_factory.GetMessageClass(
+            pool.FindMessageTypeByName(_renamed(request.DESCRIPTOR.full_name))
+        )
+        for request in (ExportTraceServiceRequest, ExportLogsServiceRequest)
     }
 
 
 _READING = _reading_messages()
-_TRACES = _READING["ExportTraceServiceRequest"]
-_LOGS = _READING["ExportLogsServiceRequest"]
+_TRACES = _READING[ExportTraceServiceRequest.DESCRIPTOR.full_name]
+_LOGS = _READING[ExportLogsServiceRequest.DESCRIPTOR.full_name]
 
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """An export request parsed with the reading messages (see `_SCHEMA`), and the bytes
+    """An export request parsed with the reading messages (see `_reading_files`), and the bytes
     it was parsed from (attribute keys absent from them are not looked up)."""
 
     message: Any
