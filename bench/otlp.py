@@ -101,10 +101,18 @@ def exports(n: int, batch: int, start: float) -> tuple[list[bytes], list[list[Ca
 
 
 def otlp_decoder(routes: ExternalRoutes) -> Callable[[bytes], list[CallRecord]]:
+    """What the receiver does with an export body: `otlp.convert` (gunzip, the batch key's
+    hash, decoding, spans to calls)."""
+
     def decode(body: bytes) -> list[CallRecord]:
-        raw = otlp.gunzip(body, "gzip")
-        return otlp.calls_of_traces(
-            otlp.decode_traces(raw, otlp.PROTOBUF), routes, "enduser.id"
+        return otlp.convert(
+            "traces",
+            body,
+            encoding="gzip",
+            kind=otlp.PROTOBUF,
+            routes=routes,
+            consumer_key="enduser.id",
+            max_body=64 << 20,
         ).records
 
     return decode

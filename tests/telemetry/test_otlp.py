@@ -201,3 +201,245 @@ def test_hostile_attribute_values_are_bounded_and_cleaned() -> None:
     (r,) = otlp.calls_of_traces(req, ROUTES, "enduser.id").records
     assert (r.method, r.status, r.consumer, r.upstream) == ("OTHER", 200, "bobsmith", "svc")
     assert r.request_bytes == 0
+
+
+def _files_of(message: type) -> dict[str, object]:
+    """The `FileDescriptorProto`s of `message`'s file and of the files it imports."""
+    from google.protobuf import descriptor_pb2
+
+    out: dict[str, object] = {}
+    todo = [message.DESCRIPTOR.file]  # type: ignore[attr-defined]
+    while todo:
+        file = todo.pop()
+        if file.name not in out:
+            proto = descriptor_pb2.FileDescriptorProto()
+            file.CopyToProto(proto)
+            out[file.name] = proto
+            todo.extend(file.dependencies)
+    return out
+
+
+def test_reading_schema_is_the_official_one_but_for_the_attribute_lists() -> None:
+    """The reading messages are the official ones renamed, each ``KeyValue attributes``
+    list a ``map<string, bytes>``: undone, that is the official schema, byte for byte."""
+    from google.protobuf.descriptor_pb2 import DescriptorProto, FieldDescriptorProto
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    prefix = "hypercare.otlp.reading."
+    official = _files_of(ExportTraceServiceRequest) | _files_of(ExportLogsServiceRequest)
+    reading = _files_of(otlp._TRACES) | _files_of(otlp._LOGS)
+    assert len(official) == len(reading) == 6
+    maps: list[str] = []
+
+    def undo(message: DescriptorProto, full_name: str) -> None:
+        entries = {n.name: n for n in message.nested_type if n.options.map_entry}
+        for f in message.field:
+            assert f.type_name.startswith("." + prefix) or not f.type_name, f
+            if f.type_name.endswith(".AttributesEntry"):
+                entry = entries.pop("AttributesEntry")
+                assert f.type_name == f".{prefix}{full_name}.AttributesEntry"
+                assert f.name == "attributes"
+                assert f.label == FieldDescriptorProto.LABEL_REPEATED
+                key, value = entry.field
+                assert (key.name, key.number, key.type) == ("key", 1, key.TYPE_STRING)
+                assert (value.name, value.number, value.type) == ("value", 2, value.TYPE_BYTES)
+                message.nested_type.remove(entry)
+                f.type_name = ".opentelemetry.proto.common.v1.KeyValue"
+                maps.append(f"{full_name}.{f.name}")
+            elif f.type_name:
+                f.type_name = "." + f.type_name.removeprefix("." + prefix)
+        assert not entries  # no map of its own but the attribute lists
+        for nested in message.nested_type:
+            undo(nested, f"{full_name}.{nested.name}")
+
+    undone = {}
+    for name, file in reading.items():
+        assert name.startswith("hypercare/otlp/reading/") and file.package.startswith(prefix)
+        file.name = name.removeprefix("hypercare/otlp/reading/")
+        file.dependency[:] = [d.removeprefix("hypercare/otlp/reading/") for d in file.dependency]
+        file.package = file.package.removeprefix(prefix)
+        for message in file.message_type:
+            undo(message, f"{file.package}.{message.name}")
+        for service in file.service:
+            for method in service.method:
+                method.input_type = "." + method.input_type.removeprefix("." + prefix)
+                method.output_type = "." + method.output_type.removeprefix("." + prefix)
+        undone[file.name] = file
+    assert undone == official
+    assert sorted(maps) == [
+        "opentelemetry.proto.common.v1.InstrumentationScope.attributes",
+        "opentelemetry.proto.logs.v1.LogRecord.attributes",
+        "opentelemetry.proto.resource.v1.Resource.attributes",
+        "opentelemetry.proto.trace.v1.Span.Event.attributes",
+        "opentelemetry.proto.trace.v1.Span.Link.attributes",
+        "opentelemetry.proto.trace.v1.Span.attributes",
+    ]
+
+
+def _malformed_variants() -> list[tuple[str, bytes]]:
+    """Export bodies that break a field other than an attribute value, each by one edit."""
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+    s = span(**{"url.path": "/orders/1"})
+    s.name = "nameZZ"
+    s.trace_state = "stateZZ"
+    s.status.message = "statusZZ"
+    s.links.add(trace_id=b"t" * 16, span_id=b"s" * 8, trace_state="linkZZ")
+    s.events.add(name="eventZZ")
+    req = traces([s])
+    req.resource_spans[0].schema_url = "schemaZZ"
+    req.resource_spans[0].scope_spans[0].scope.name = "scopeZZ"
+    req.resource_spans[0].scope_spans[0].scope.attributes.append(KeyValue(key="keyZZ"))
+    body = req.SerializeToString()
+    out = [
+        (what, body.replace(what.encode(), what[:-2].encode() + b"\xff\xfe"))
+        for what in ("nameZZ", "stateZZ", "statusZZ", "linkZZ", "eventZZ", "schemaZZ", "scopeZZ")
+    ]
+    out.append(("attribute key", body.replace(b"keyZZ", b"key\xff\xfe")))
+    out.append(("as it is", body))
+    return out
+
+
+@pytest.mark.parametrize(("what", "body"), _malformed_variants())
+def test_a_body_is_refused_where_the_official_messages_refuse_it(what: str, body: bytes) -> None:
+    """Text that is not UTF-8 in any string field (a span's name, a scope's, a link's
+    trace state, an attribute's key...) is refused, as the official messages refuse it."""
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    try:
+        ExportTraceServiceRequest.FromString(body)
+    except DecodeError:
+        with pytest.raises(otlp.Malformed, match="not an OTLP protobuf trace export"):
+            otlp.decode_traces(body, otlp.PROTOBUF)
+        assert what != "as it is"
+    else:
+        assert what == "as it is"
+        (r,) = otlp.calls_of_traces(otlp.decode_traces(body, otlp.PROTOBUF), ROUTES, "x").records
+        assert r.route == "orders.get"
+
+
+@pytest.mark.parametrize("what", ["severityZZ", "bodyZZ", "eventZZ", "as it is"])
+def test_a_logs_body_is_refused_where_the_official_messages_refuse_it(what: str) -> None:
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    req = logs([{"url.path": "/orders/1", "http.response.status_code": 200}])
+    lr = req.resource_logs[0].scope_logs[0].log_records[0]
+    lr.severity_text, lr.body.string_value, lr.event_name = "severityZZ", "bodyZZ", "eventZZ"
+    body = req.SerializeToString().replace(what.encode(), what[:-2].encode() + b"\xff\xfe")
+    if what == "as it is":
+        ExportLogsServiceRequest.FromString(body)
+        (r,) = otlp.calls_of_logs(otlp.decode_logs(body, otlp.PROTOBUF), ROUTES, "x").records
+        assert (r.route, r.status) == ("orders.get", 200)
+        return
+    with pytest.raises(DecodeError):
+        ExportLogsServiceRequest.FromString(body)
+    with pytest.raises(otlp.Malformed, match="not an OTLP protobuf logs export"):
+        otlp.decode_logs(body, otlp.PROTOBUF)
+
+
+def test_current_attribute_names_win_over_old_ones_whatever_their_order() -> None:
+    s = span(
+        **{
+            "http.method": "POST",
+            "http.request.method": "GET",
+            "http.status_code": 500,
+            "http.response.status_code": 201,
+            "net.sock.peer.addr": "10.9.9.9",
+            "client.address": "10.1.1.1",
+            "url.path": "/orders/1",
+        }
+    )
+    (r,) = otlp.calls_of_traces(traces([s]), ROUTES, "x").records
+    assert (r.method, r.status, r.client_ip, r.route) == ("GET", 201, "10.1.1.1", "orders.get")
+    # an old name still counts when the current one has no usable value
+    s = span(**{"http.status_code": "404", "url.path": "/orders/1"})
+    s.attributes.add(key="http.response.status_code")  # a key without a value
+    (r,) = otlp.calls_of_traces(traces([s]), ROUTES, "x").records
+    assert r.status == 404
+
+
+def test_an_attribute_value_that_is_not_utf8_makes_the_body_malformed() -> None:
+    body = traces([span(**{"url.path": "/orders/1", "enduser.id": "zzzz"})]).SerializeToString()
+    bad = body.replace(b"zzzz", b"\xff\xfe\xfd\xfc")
+    with pytest.raises(otlp.Malformed, match="UTF-8|utf-8"):
+        otlp.calls_of_traces(otlp.decode_traces(bad, otlp.PROTOBUF), ROUTES, "enduser.id")
+
+
+def test_spans_give_the_same_calls_one_by_one_and_together() -> None:
+    """Columns of many spans (shared value tables, chunks, keys absent from the request)
+    read every span as a request of its own would."""
+    import random
+
+    rng = random.Random(7)
+    now = time.time()
+    spans = []
+    for i in range(700):
+        attrs: dict[str, object] = {
+            "http.request.method": rng.choice(("GET", "post", "GE T")),
+            "http.route": rng.choice(("/orders/{id}", "/x/{id}", "")),
+            "enduser.id": rng.choice(("acme", "bob\n", "")),
+        }
+        if rng.random() < 0.8:
+            attrs["url.path"] = rng.choice((f"/orders/{i}", f"/x/{i}?q=1", f"rel/{i}", "/é"))
+        elif rng.random() < 0.5:
+            attrs["url.full"] = f"https://h.example/orders/{i}?a"
+        if rng.random() < 0.7:
+            attrs["http.response.status_code"] = rng.choice((200, 404, 503, "429", 7, 2.0))
+        if rng.random() < 0.2:
+            attrs["http.request.header.x-request-id"] = f"req-{i}"
+        if rng.random() < 0.3:
+            attrs["http.response.body.size"] = rng.choice((0, 512, -3, 70000))
+        spans.append(
+            span(
+                start=rng.choice((now - i, now - i, 3.0)),
+                kind=rng.choice((Span.SPAN_KIND_SERVER, Span.SPAN_KIND_CLIENT)),
+                error=rng.random() < 0.2,
+                exception=rng.choice((None, None, "ReadTimeout")),
+                **attrs,
+            )
+        )
+    together = otlp.calls_of_traces(traces(spans), ROUTES, "enduser.id")
+    alone = [otlp.calls_of_traces(traces([s]), ROUTES, "enduser.id") for s in spans]
+    assert together.records == [r for a in alone for r in a.records]
+    assert together.rejected == sum(a.rejected for a in alone) > 0
+    assert together.spans == 700 and 0 < len(together.records) < 700
+
+
+def test_attribute_values_read_directly_as_the_official_message_reads_them() -> None:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    values = [
+        AnyValue(string_value=""),
+        AnyValue(string_value="GET"),
+        AnyValue(string_value="é/" * 70),  # over 127 bytes: a two-byte length
+        AnyValue(string_value="204"),
+        AnyValue(int_value=0),
+        AnyValue(int_value=503),
+        AnyValue(int_value=-1),
+        AnyValue(int_value=-(2**63)),
+        AnyValue(int_value=2**63 - 1),
+        AnyValue(double_value=0.25),
+        AnyValue(double_value=float("inf")),
+        AnyValue(bool_value=True),
+        AnyValue(),
+    ]
+    header = AnyValue()
+    header.array_value.values.add().string_value = "req-1"
+    values.append(header)
+    for v in values:
+        raw = v.SerializeToString()
+        for how in (otlp._STR, otlp._INT, otlp._SECONDS):
+            want = otlp._value(AnyValue.FromString(raw), how) if raw else None
+            assert otlp._decode(raw, how) == want, (v, how)
+    assert otlp._plain_texts([b"\n\x03GET", b"\n\x01/"]) == ["GET", "/"]
+    assert otlp._plain_texts([b"\n\x03GET", b"\x18\x01"]) is None
+    assert otlp._plain_texts([b"\n\x02\xff\xfe"]) is None  # not UTF-8: `_decode` says so
+    with pytest.raises(otlp.Malformed):
+        otlp._decode(b"\n\x02\xff\xfe", otlp._STR)

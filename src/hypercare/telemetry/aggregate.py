@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
-from operator import truediv
+from operator import floordiv, itemgetter, truediv
 from typing import Any
 
 from hypercare.gateway.records import UPSTREAM_ERRORS, CallRecord, outcome_of
-from hypercare.telemetry.histogram import _LN_GAMMA, _MAX_INDEX, MIN_MS, Histogram
+from hypercare.telemetry.histogram import _LN_GAMMA, _MAX_INDEX, MIN_MS, Histogram, bucket_of
 
 __all__ = [
     "STORED_QUANTILES",
@@ -140,8 +140,13 @@ def buckets_of(values: Iterable[float]) -> Iterator[int]:
     ``min(ceil(log(max(v, MIN_MS)) / ln(GAMMA)), MAX_INDEX)``."""
     if not isinstance(values, list | tuple):
         values = list(values)
+    if not values:
+        return iter(())
+    lowest = min(values)
+    if lowest == max(values):  # one value throughout (a gateway time of 0 for OTLP calls)
+        return repeat(bucket_of(lowest), len(values))
     # the clamps cost more than the rest: skipped (one C-level pass each) when not needed
-    if values and min(values) >= MIN_MS:
+    if lowest >= MIN_MS:
         logs = map(math.log, values)
     else:
         logs = map(math.log, map(max, values, repeat(MIN_MS)))
@@ -151,6 +156,9 @@ def buckets_of(values: Iterable[float]) -> Iterator[int]:
     return iter(indices)
 
 
+_TIME, _ROUTE, _CONSUMER, _TARGET = (
+    CallRecord._fields.index(f) for f in ("time", "route", "consumer", "target")
+)
 _STATUS, _REQ_BYTES, _RESP_BYTES, _ERROR = (
     CallRecord._fields.index(f) for f in ("status", "request_bytes", "response_bytes", "error")
 )
@@ -159,16 +167,29 @@ _GATEWAY, _UPSTREAM, _TOTAL = (
 )
 
 
+def _taker(positions: list[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """A function picking the values at `positions` from a column (C-level)."""
+    if len(positions) == 1:
+        at = positions[0]
+        return lambda col: (col[at],)
+    return itemgetter(*positions)
+
+
 def _count_group(
-    out: dict[Key, Aggregate], keys: list[Key], rs: list[CallRecord], has_target: bool
+    out: dict[Key, Aggregate],
+    keys: list[Key],
+    take: Callable[[Sequence[Any]], Sequence[Any]],
+    cols: Sequence[Sequence[Any]],
+    latency: tuple[list[int], list[int], list[int]],
 ) -> None:
-    """Add the records of one (bucket, route, consumer, target) combination to the
-    aggregates of `keys`, column by column with C-level builtins (Counter, sum, map): the
-    latency buckets are computed once and counted straight into each key's histograms."""
-    cols = list(zip(*rs, strict=True))
+    """Add the records of one (bucket, route, consumer, target) combination, picked from
+    the batch's columns by `take`, to the aggregates of `keys`, with C-level builtins
+    (Counter, sum, itemgetter): the latency buckets were computed once for the batch and
+    are counted straight into each key's histograms."""
     # one `outcome_of` per distinct (status, error) pair: the classification every counter
     # of calls shares, at the cost of a Counter over the pairs
-    pairs = Counter(zip(cols[_STATUS], cols[_ERROR], strict=True))
+    statuses = take(cols[_STATUS])
+    pairs = Counter(zip(statuses, take(cols[_ERROR]), strict=True))
     codes: Counter[int] = Counter()
     errors: Counter[str] = Counter()
     c4xx = c5xx = auth = limited = upstream_errors = 0
@@ -182,16 +203,17 @@ def _count_group(
         auth += n if o.auth_failure else 0
         limited += n if o.rate_limited else 0
         upstream_errors += n if o.upstream_error else 0
-    bytes_in = sum(cols[_REQ_BYTES])
-    bytes_out = sum(cols[_RESP_BYTES])
-    total = list(buckets_of(cols[_TOTAL]))
-    upstream = list(buckets_of(cols[_UPSTREAM])) if has_target else []
-    gateway = list(buckets_of(cols[_GATEWAY]))
+    requests = len(statuses)
+    bytes_in = sum(take(cols[_REQ_BYTES]))
+    bytes_out = sum(take(cols[_RESP_BYTES]))
+    total = take(latency[0])
+    upstream = take(latency[1]) if latency[1] else ()
+    gateway = take(latency[2])
     for k in keys:
         agg = out.get(k)
         if agg is None:
             agg = out[k] = Aggregate()
-        agg.requests += len(rs)
+        agg.requests += requests
         agg.c4xx += c4xx
         agg.c5xx += c5xx
         agg.auth_failures += auth
@@ -212,26 +234,42 @@ def _count_group(
 
 
 def aggregate_into(
-    out: dict[Key, Aggregate], records: list[CallRecord], *, bucket_seconds: int = 60
+    out: dict[Key, Aggregate],
+    records: Sequence[CallRecord],
+    *,
+    bucket_seconds: int = 60,
+    columns: Sequence[Sequence[Any]] | None = None,
 ) -> set[int]:
     """Add `records` to per (dimension, key, bucket) aggregates: by route, consumer, target.
-    Returns the bucket starts the records fall in.
+    Returns the bucket starts the records fall in. `columns` are the records' columns
+    (``list(zip(*records))``) when the caller has them already.
 
-    Records are first grouped per (bucket, route, consumer, target) combination (the only
-    Python step per record); each group is counted column-wise once and added to the
-    aggregates of its route, consumer and target.
+    The latency buckets are computed once for the batch, column-wise; records are then
+    grouped per (bucket, route, consumer, target) combination (the only Python step per
+    record: their positions), and each group is counted once from the batch's columns and
+    added to the aggregates of its route, consumer and target.
     """
-    groups: dict[tuple[float, str, str, str], list[CallRecord]] = {}
+    if not records:
+        return set()
+    cols = columns if columns is not None else list(zip(*records))  # noqa: B905
+    groups: dict[tuple[float, str, str, str], list[int]] = {}
     get = groups.get
-    for r in records:
-        ck = (r.time // bucket_seconds, r.route, r.consumer, r.target)
+    starts = map(floordiv, cols[_TIME], repeat(bucket_seconds))
+    for i, ck in enumerate(zip(starts, cols[_ROUTE], cols[_CONSUMER], cols[_TARGET])):  # noqa: B905
         g = get(ck)
         if g is None:
-            groups[ck] = [r]
+            groups[ck] = [i]
         else:
-            g.append(r)
+            g.append(i)
+    # upstream latency counts only for calls that went to a target
+    has_target = any(cols[_TARGET])
+    latency = (
+        list(buckets_of(cols[_TOTAL])),
+        list(buckets_of(cols[_UPSTREAM])) if has_target else [],
+        list(buckets_of(cols[_GATEWAY])),
+    )
     buckets: set[int] = set()
-    for (fb, route, consumer, target), rs in groups.items():
+    for (fb, route, consumer, target), positions in groups.items():
         b = int(fb) * bucket_seconds
         buckets.add(b)
         keys: list[Key] = [("route", route, b)]
@@ -239,5 +277,6 @@ def aggregate_into(
             keys.append(("consumer", consumer, b))
         if target:
             keys.append(("target", target, b))
-        _count_group(out, keys, rs, bool(target))
+        group_latency = latency if target else (latency[0], [], latency[2])
+        _count_group(out, keys, _taker(positions), cols, group_latency)
     return buckets

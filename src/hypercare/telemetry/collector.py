@@ -18,7 +18,6 @@ import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
-from itertools import chain
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -122,12 +121,14 @@ async def write_block(
         return
     # SQLite: a few statements of many rows each; the driver gives up the GIL for each
     # step, so one step per row would make the insert wait for the GIL thousands of times
-    pairs = list(zip(keys, refs, strict=True))
+    # key, ref, key, ref, ... interleaved by two C-level slice assignments
+    flat: list[int] = [0] * (2 * len(keys))
+    flat[::2] = keys
+    flat[1::2] = refs
     at = 0
-    for size in multirow_chunks(len(pairs)):
-        params = tuple(chain.from_iterable(pairs[at : at + size]))
-        await conn.exec_driver_sql(multirow_insert_sql(size), params)
-        at += size
+    for size in multirow_chunks(len(keys)):
+        await conn.exec_driver_sql(multirow_insert_sql(size), tuple(flat[at : at + 2 * size]))
+        at += 2 * size
 
 
 class Collector:
@@ -213,6 +214,7 @@ class Collector:
             known = stats.unparsed.sources.get(key)
             if known is None or known.total != total:
                 stats.unparsed.set(key, total, sample, reason, time.time())
+        columns: list[tuple[Any, ...]] | None = None
         try:
             async with self.writing() as conn:
                 # insert first: a re-sent batch fails on the unique key (IntegrityError below)
@@ -229,18 +231,20 @@ class Collector:
                 if batch_id is None:  # pragma: no cover - RETURNING always gives the id
                     raise RuntimeError("the store returned no id for the new batch")
                 if batch.records:
+                    # the records' columns, shared by the block and the live aggregates
+                    columns = list(zip(*batch.records))  # noqa: B905 - records are uniform
                     caps = {
                         i: cap
                         for i, c in batch.captures.items()
                         if (cap := self._capture(batch.records[i], c)) is not None
                     }
-                    block = segments.build(batch.records, caps)
+                    block = segments.build(batch.records, caps, columns)
                     await write_block(conn, batch_id, block, sqlite=self._sqlite)
         except IntegrityError:
             # the batch key is stored already: this batch was sent before
             stats.duplicates += 1
             return 0, True
-        self.live.add(batch_id, batch.records)
+        self.live.add(batch_id, batch.records, columns)
         if batch.records:
             for observe in self.observers:
                 try:
@@ -254,7 +258,8 @@ class Collector:
         stats.write_seconds_sum += elapsed
         stats.write_seconds_count += 1
         if batch.records:
-            stats.last_lag_seconds = max(0.0, time.time() - min(r.time for r in batch.records))
+            first = min(columns[0]) if columns else min(r.time for r in batch.records)  # time
+            stats.last_lag_seconds = max(0.0, time.time() - first)
         return len(batch.records), False
 
     async def flush(self, now: float | None = None) -> int:

@@ -27,7 +27,7 @@ from array import array
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable
-from itertools import accumulate, compress
+from itertools import accumulate, compress, repeat
 
 # Counter's element counting, which runs in C; here applied to plain dicts
 _count_elements = Counter.update.__globals__["_count_elements"]
@@ -139,8 +139,7 @@ class Histogram:
         if not self.counts:
             return ""
         lo, hi = min(self.counts), max(self.counts)
-        get = self.counts.get
-        return _encode_run(lo, [get(i, 0) for i in range(lo, hi + 1)])
+        return _encode_run(lo, list(map(self.counts.get, range(lo, hi + 1), repeat(0))))
 
     @classmethod
     def loads(cls, text: str | None) -> Histogram:

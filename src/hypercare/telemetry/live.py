@@ -10,7 +10,9 @@ from their call detail at start (`hypercare.telemetry.collector.recover`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from hypercare.gateway.records import CallRecord
 from hypercare.telemetry.accesslog.base import Rejects
@@ -56,8 +58,14 @@ class LiveStore:
         self.lock = asyncio.Lock()
         self.stats = IngestStats()
 
-    def add(self, batch_id: int, records: list[CallRecord]) -> None:
-        self.batches[batch_id] = aggregate_into(self.pending, records)
+    def add(
+        self,
+        batch_id: int,
+        records: list[CallRecord],
+        columns: Sequence[Sequence[Any]] | None = None,
+    ) -> None:
+        """Aggregate a stored batch's records (`columns`: theirs, when the caller has them)."""
+        self.batches[batch_id] = aggregate_into(self.pending, records, columns=columns)
 
     def take_closed(self, cutoff: int) -> tuple[dict[Key, Aggregate], list[int], list[int]]:
         """Remove and return aggregates of buckets before `cutoff`, the batches now wholly

@@ -131,11 +131,15 @@ def loads(calls: bytes) -> list[list[Any]]:
 def build(
     records: Sequence[CallRecord],
     captures: dict[int, dict[str, Any]],
+    columns: Sequence[Sequence[Any]] | None = None,
 ) -> Block:
     """The block of a batch's records (not empty), built column by column with C-level
     zip and map: strings cut to their sizes, a capture appended to its call's row. The
-    records are written as they are when nothing needs cutting and nothing was captured."""
-    cols: list[Sequence[Any]] = list(zip(*records))  # noqa: B905 - records are uniform
+    records are written as they are when nothing needs cutting and nothing was captured.
+    `columns` are the records' columns (``list(zip(*records))``) when the caller has them."""
+    cols: list[Sequence[Any]] = (
+        list(columns) if columns is not None else list(zip(*records))  # noqa: B905 - uniform
+    )
     cut = False
     for i, size in _LIMITS:
         if max(map(len, cols[i])) > size:
