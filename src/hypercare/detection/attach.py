@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -194,12 +194,17 @@ class Correlator:
             return []
         if known is None:
             known = await dedup.open_groups(session=session, keys=[s.dedup_key for s, _ in signals])
-        # nothing is written until the batch is decided and applied (then in one flush; the
-        # queries before read only committed rows or other tables)
+        # nothing is written until the batch is decided and applied (then in one flush, and
+        # one executemany per table for the rows kept out of the session; the queries before
+        # read only committed rows or other tables)
+        writes = _Writes()
         with session.no_autoflush:
-            out, impact = await self._decide_and_apply(session, matrix, signals, priorities, known)
+            out, impact = await self._decide_and_apply(
+                session, matrix, signals, priorities, known, writes
+            )
         await preassign_new(session, TimelineEntry, SignalGroup)
-        await session.flush()  # one executemany per table
+        await session.flush()
+        await writes.write(session)
         if impact:
             await self._reprioritise(session, matrix, list(impact.values()))
         return out
@@ -211,6 +216,7 @@ class Correlator:
         signals: Sequence[tuple[Signal, bool]],
         priorities: Mapping[str, Mapping[str, str]],
         known: dedup.OpenGroups,
+        writes: _Writes,
     ) -> tuple[list[Issue | None], dict[int, _ImpactIn]]:
         for signal, _ in signals:
             self._normalise_route(signal)
@@ -248,19 +254,20 @@ class Correlator:
                 matrix=matrix,
                 items=[dedup.new_issue(s, matrix, priorities) for s, _ in opening],
                 write_locked=True,
+                entries=writes.entries,
             )
             premade = {p: issue for (_, p), issue in zip(opening, opened, strict=True)}
         impact: dict[int, _ImpactIn] = {}
         out: list[Issue | None] = []
         for signal, decision in zip([s for s, _ in signals], decisions, strict=True):
             issue = await self._apply(
-                session, matrix, priorities, signal, decision, known, made, premade
+                session, matrix, priorities, signal, decision, known, made, premade, writes
             )
             out.append(issue)
             if issue is not None and decision.reprioritise and issue.status not in _DONE:
                 impact.setdefault(issue.id, _ImpactIn(issue, []))[1].append(signal)
         if premade:
-            await _drop_unused(session, list(premade.values()))
+            await _drop_unused(session, list(premade.values()), writes)
         _same_columns(signals)
         return out, impact
 
@@ -696,6 +703,7 @@ class Correlator:
         known: dedup.OpenGroups,
         made: dict[int, Issue],
         premade: dict[int, Issue],
+        writes: _Writes,
     ) -> Issue | None:
         target = decision.issue_id
         if decision.action is Action.reopen and target is not None:
@@ -716,9 +724,10 @@ class Correlator:
                 priorities=priorities,
                 create=False,
                 known=known,
+                pending=writes,
             )
             if issue is not None:
-                self._link(session, signal, issue, 1.0, list(decision.reasons))
+                self._link(writes, signal, issue, 1.0, list(decision.reasons))
             return issue
         if decision.action is Action.link and target is not None:
             issue = made.get(target) or await triage.get_issue(session=session, issue_id=target)
@@ -726,9 +735,8 @@ class Correlator:
                 made.pop(target, None)  # finished by someone else: see below
             if issue.status not in _DONE:
                 _close_stale_group(known, signal.dedup_key)
-                dedup.start_group(session, signal, issue, known)
-                triage.record(
-                    session,
+                dedup.start_group(session, signal, issue, known, writes)
+                row = triage.entry_row(
                     issue,
                     actor="hypercare",
                     kind="signal_linked",
@@ -742,7 +750,8 @@ class Correlator:
                     },
                     at=signal.received_at,
                 )
-                self._link(session, signal, issue, decision.score, list(decision.reasons))
+                writes.entries.append(row)
+                self._link(writes, signal, issue, decision.score, list(decision.reasons))
                 return issue
             # finished by someone else since the cache was read: the signals the batch linked
             # to it open one new issue together
@@ -762,6 +771,7 @@ class Correlator:
             create=True,
             known=known,
             premade=ready,
+            pending=writes,
         )
         if issue is None:
             return None
@@ -771,7 +781,7 @@ class Correlator:
             issue.component = signal.component
         if target is not None:
             made[target] = issue
-        self._link(session, signal, issue, 1.0, ["opened this issue"])
+        self._link(writes, signal, issue, 1.0, ["opened this issue"])
         return issue
 
     def _note(
@@ -817,18 +827,18 @@ class Correlator:
         context.note(made)
 
     def _link(
-        self, session: AsyncSession, signal: Signal, issue: Issue, score: float, reasons: list[str]
+        self, writes: _Writes, signal: Signal, issue: Issue, score: float, reasons: list[str]
     ) -> None:
         # the signal was stored a moment ago: it has no link yet (people relink later)
-        session.add(
-            SignalLink(
-                signal_id=signal.id,
-                issue_id=issue.id,
-                score=score,
-                reasons=reasons,
-                by="hypercare",
-                at=signal.received_at,
-            )
+        writes.links.append(
+            {
+                "signal_id": signal.id,
+                "issue_id": issue.id,
+                "score": score,
+                "reasons": reasons,
+                "by": "hypercare",
+                "at": signal.received_at,
+            }
         )
 
     # --- priority ------------------------------------------------------------------------
@@ -893,6 +903,19 @@ class Correlator:
         )
 
 
+@dataclass
+class _Writes(dedup.Pending):
+    """A batch's rows written at its end (`dedup.Pending`), with the signals' links."""
+
+    links: list[dict[str, Any]] = field(default_factory=list)
+
+    async def write(self, session: AsyncSession) -> None:
+        await super().write(session)
+        if self.links:
+            await session.execute(insert(SignalLink), self.links)
+            self.links = []
+
+
 class _ImpactIn(NamedTuple):
     issue: Issue
     signals: list[Signal]
@@ -939,13 +962,11 @@ def _margin(session: AsyncSession) -> int:
     return 0 if session.get_bind().dialect.name == "sqlite" else _ID_MARGIN
 
 
-async def _drop_unused(session: AsyncSession, issues: list[Issue]) -> None:
+async def _drop_unused(session: AsyncSession, issues: list[Issue], writes: _Writes) -> None:
     """Issues made beforehand for signals that joined an issue after all (which the
     decisions rule out: kept for safety), with their "created" entries."""
     ids = {i.id for i in issues}
-    for entry in [o for o in session.new if isinstance(o, TimelineEntry)]:
-        if entry.issue_id in ids:
-            session.expunge(entry)
+    writes.entries = [row for row in writes.entries if row["issue_id"] not in ids]
     for issue in issues:
         await session.delete(issue)
 

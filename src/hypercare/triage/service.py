@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import and_, func, insert, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import InvalidInput, NotFound
@@ -56,13 +56,39 @@ def record(
     at: datetime | None = None,
 ) -> TimelineEntry:
     """Append one timeline entry to `issue` (other domains call this too)."""
-    at = at or utcnow()
-    entry = TimelineEntry(
-        issue_id=issue.id, at=at, actor=actor, kind=kind, text=text, data=data or {}
-    )
+    entry = TimelineEntry(**entry_row(issue, actor=actor, kind=kind, text=text, data=data, at=at))
     session.add(entry)
-    issue.updated_at = at
     return entry
+
+
+def entry_row(
+    issue: Issue,
+    *,
+    actor: str,
+    kind: str,
+    text: str = "",
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """`record` as a plain row, for `add_entries` (the issue's `updated_at` moves now): a
+    batch's many entries go in one statement, without an ORM object each."""
+    at = at or utcnow()
+    issue.updated_at = at
+    return {
+        "issue_id": issue.id,
+        "at": at,
+        "actor": actor,
+        "kind": kind,
+        "text": text,
+        "data": data or {},
+    }
+
+
+async def add_entries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert timeline entries made by `entry_row` (their issues written already), in order,
+    in one executemany."""
+    if rows:
+        await session.execute(insert(TimelineEntry), list(rows))
 
 
 def _apply_sla(issue: Issue, matrix: Matrix, now: datetime) -> SlaState:
@@ -114,11 +140,13 @@ async def create_issues(
     matrix: Matrix,
     items: Sequence[NewIssue],
     write_locked: bool = False,
+    entries: list[dict[str, Any]] | None = None,
 ) -> list[Issue]:
     """`create_issue` for several issues with one flush: the issues in order, each with its
     "created" (and "assignment") timeline entries. `write_locked`: the transaction has
     written already (on SQLite it holds the write lock), so the issues get their ids first
-    and go in one INSERT."""
+    and go in one INSERT. `entries`: the timeline entries are appended there as rows (for
+    `add_entries`) instead of added to the session."""
     issues = [_new_issue(matrix, item) for item in items]
     session.add_all(issues)
     if write_locked:
@@ -126,24 +154,30 @@ async def create_issues(
     await session.flush()
     for issue, item in zip(issues, items, strict=True):
         level = matrix.level(issue.priority)
-        record(
-            session,
-            issue,
-            actor=item.actor,
-            kind="created",
-            text=f"Issue opened as {issue.priority} ({level.name})",
-            data={"priority": issue.priority, "due_at": _iso(issue.due_at)},
-            at=item.now,
-        )
-        if item.data.assignee:
-            record(
-                session,
+        rows = [
+            entry_row(
                 issue,
                 actor=item.actor,
-                kind="assignment",
-                data={"to": item.data.assignee},
+                kind="created",
+                text=f"Issue opened as {issue.priority} ({level.name})",
+                data={"priority": issue.priority, "due_at": _iso(issue.due_at)},
                 at=item.now,
             )
+        ]
+        if item.data.assignee:
+            rows.append(
+                entry_row(
+                    issue,
+                    actor=item.actor,
+                    kind="assignment",
+                    data={"to": item.data.assignee},
+                    at=item.now,
+                )
+            )
+        if entries is not None:
+            entries.extend(rows)
+        else:
+            session.add_all([TimelineEntry(**row) for row in rows])
     return issues
 
 
