@@ -1,7 +1,7 @@
 """Correlation throughput: signals/s through the intake with the correlating attach step.
 
     .venv/bin/python bench/correlation.py [--issues 100,1000,5000] [--signals 3000] [--batch 32]
-        [--runs 3] [--check] [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test]
+        [--rate 500] [--runs 3] [--check] [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test]
         [--no-sqlite] [--save-outcomes FILE | --expect-outcomes FILE]
 
 `--batch` is the signals per transaction: 32, like a full group commit in a storm (the intake's
@@ -12,6 +12,14 @@ intake with correlation off (`Correlator(correlation=False)`: exact dedup, no sc
 store seeded the same way. The ratio (correlated / reference) is the figure to compare across
 machines and loads. The correlator's open-issue cache is loaded before the clock starts (the
 intake loads it once, on its first signal; `cache load` prints how long that took).
+
+`--rate R` measures what the intake does in a storm instead: each signal is a delivery of its
+own, arriving on schedule at R a second (open loop: arrivals do not wait for answers) at the
+group-commit writer as an HTTP intake request hands it over (`feedback.views.common.Accept`:
+its delivery row, one `ingest_many` for the deliveries the writer takes together — at most
+32, fewer when fewer are waiting — and one commit). It prints the rate achieved and the p50/p99
+latency of a signal from its arrival to its commit; the signals carry the same clock as in
+`--batch` runs, so the outcomes are the same.
 
 `--check` also attaches the same signals one per transaction and exits with status 1 if any
 ended on a different issue than in batches (the batched decisions must be the same).
@@ -51,6 +59,7 @@ from hypercare.config import HypercareConfig, parse_config
 from hypercare.detection.attach import Correlator
 from hypercare.feedback import service as feedback
 from hypercare.feedback.drafts import SignalDraft
+from hypercare.feedback.views.common import Accept
 from hypercare.runtime import settle_gc
 from hypercare.store.base import utcnow
 from hypercare.store.db import create_engine
@@ -193,6 +202,7 @@ async def one_run(
     issues: int,
     batch: int,
     correlation: bool = True,
+    rate: float = 0.0,
 ) -> Result:
     extra = {"connect_args": {"server_settings": {"search_path": schema}}} if schema else {}
     engine = create_engine(url, **extra)
@@ -214,6 +224,9 @@ async def one_run(
         # a clock of its own (20 signals a second from the seeding on), so that the outcome
         # does not depend on how fast the run goes (`--check` compares two runs)
         clock = seeded + timedelta(seconds=1)
+        if rate:
+            state.attach = correlator
+            return await paced(state, drafts, clock, args.batch, rate, load)
         started, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(drafts), batch):
             t0 = time.perf_counter()
@@ -236,6 +249,51 @@ async def one_run(
         await engine.dispose()
 
 
+async def paced(
+    state: AppState,
+    drafts: list[SignalDraft],
+    clock: datetime,
+    batch: int,
+    rate: float,
+    load: float,
+) -> Result:
+    """`--rate`: each signal a delivery of its own, arriving on schedule (`rate` a second,
+    whatever the answers) at the intake's group-commit writer, as an HTTP intake request
+    hands it over (`feedback.views.common.Accept`: a delivery row, `ingest_many` of the
+    deliveries the writer groups, one commit). Its latency: from its arrival to its commit.
+    The clock of the signals is the one of `--batch` runs: the same outcomes."""
+    loop = asyncio.get_running_loop()
+    n = len(drafts)
+    latencies = [0.0] * n
+    where: list[int | None] = [None] * n
+    start = loop.time() + 0.05
+
+    async def deliver(i: int) -> float:
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        d = drafts[i]
+        accept = Accept(
+            state,
+            "bench",
+            d.source,
+            {},
+            json.dumps(d.raw).encode(),
+            [d],
+            None,
+            now=clock + timedelta(seconds=(i - i % batch) / 20),
+        )
+        accepted = await state.writer.run(accept)
+        done = loop.time()
+        latencies[i] = done - due
+        where[i] = accepted.issues[0] if accepted.issues else None
+        return done
+
+    cpu = time.process_time()
+    finished = await asyncio.gather(*(deliver(i) for i in range(n)))
+    cpu = (time.process_time() - cpu) / n
+    return Result(n / (max(finished) - start), latencies, where, load, cpu)
+
+
 async def run_store(
     name: str,
     base: str,
@@ -244,12 +302,13 @@ async def run_store(
     issues: int,
     batch: int,
     correlation: bool = True,
+    rate: float = 0.0,
 ) -> Result:
     if name == "sqlite":
         with tempfile.TemporaryDirectory(prefix="hc-bench-corr-") as d:
             url = f"sqlite+aiosqlite:///{Path(d) / 'hc.db'}"
             return await one_run(
-                url, args, run, issues=issues, batch=batch, correlation=correlation
+                url, args, run, issues=issues, batch=batch, correlation=correlation, rate=rate
             )
     schema = f"bench_corr_{uuid.uuid4().hex[:8]}"
     admin = create_engine(base)
@@ -257,7 +316,14 @@ async def run_store(
         await conn.execute(text(f"CREATE SCHEMA {schema}"))
     try:
         return await one_run(
-            base, args, run, schema, issues=issues, batch=batch, correlation=correlation
+            base,
+            args,
+            run,
+            schema,
+            issues=issues,
+            batch=batch,
+            correlation=correlation,
+            rate=rate,
         )
     finally:
         async with admin.begin() as conn:
@@ -285,12 +351,17 @@ async def main_async(
             results, refs = [], []
             for run in range(args.runs):
                 # the reference and the correlated run alternate: both see the same load
-                refs.append(await run_store(name, base, args, 0, issues, args.batch, False))
-                results.append(await run_store(name, base, args, 0, issues, args.batch))
+                refs.append(
+                    await run_store(name, base, args, 0, issues, args.batch, False, args.rate)
+                )
+                results.append(
+                    await run_store(name, base, args, 0, issues, args.batch, True, args.rate)
+                )
                 r, f = results[-1], refs[-1]
                 print(
                     f"{name} {issues} issues run {run + 1}: {r.rate:8.1f} signals/s"
-                    f" (reference {f.rate:.1f}), batch p99 {pct(r.latencies, 0.99) * 1000:.1f} ms",
+                    f" (reference {f.rate:.1f}), {'signal' if args.rate else 'batch'} p99"
+                    f" {pct(r.latencies, 0.99) * 1000:.1f} ms",
                     file=sys.stderr,
                 )
             rates = [r.rate for r in results]
@@ -298,10 +369,16 @@ async def main_async(
             lat = [x for r in results for x in r.latencies]
             ref_lat = [x for r in refs for x in r.latencies]
             rate, ref = statistics.median(rates), statistics.median(ref_rates)
+            how = (
+                f"offered {args.rate:.0f}/s, one per delivery through group commit"
+                if args.rate
+                else f"in batches of {args.batch}"
+            )
+            what = "signal" if args.rate else "batch"
             print(
-                f"{name:8s} {issues:5d} open issues, {args.signals} signals in batches of"
-                f" {args.batch}: median {rate:.1f} signals/s"
-                f" (runs: {', '.join(f'{r:.1f}' for r in rates)}); batch latency p50"
+                f"{name:8s} {issues:5d} open issues, {args.signals} signals {how}:"
+                f" median {rate:.1f} signals/s"
+                f" (runs: {', '.join(f'{r:.1f}' for r in rates)}); {what} latency p50"
                 f" {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms;"
                 f" reference (correlation off) {ref:.1f} signals/s, p50"
                 f" {pct(ref_lat, 0.5) * 1000:.1f} ms, p99 {pct(ref_lat, 0.99) * 1000:.1f} ms;"
@@ -335,6 +412,12 @@ def main() -> None:
     ap.add_argument("--issues", default="1000", help="open issues; several: 100,1000,5000")
     ap.add_argument("--signals", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="signals/s offered one per delivery through group commit (0: --batch at a time)",
+    )
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--postgres", default="")

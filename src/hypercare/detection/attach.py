@@ -26,11 +26,11 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import func, insert, inspect, select
+from sqlalchemy import Table, func, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hypercare.config import HypercareConfig
 from hypercare.detection import correlate
@@ -248,7 +248,8 @@ class Correlator:
         ]
         premade: dict[int, Issue] = {}
         if opening:
-            _same_columns(signals)  # the routes decided: flushed with the issues, in one UPDATE
+            # the routes decided: kept out of the flush that inserts the issues
+            _take_decided(signals, writes.signals)
             opened = await triage.create_issues(
                 session=session,
                 matrix=matrix,
@@ -268,7 +269,7 @@ class Correlator:
                 impact.setdefault(issue.id, _ImpactIn(issue, []))[1].append(signal)
         if premade:
             await _drop_unused(session, list(premade.values()), writes)
-        _same_columns(signals)
+        _take_decided(signals, writes.signals)
         return out, impact
 
     def _decide_all(
@@ -908,11 +909,15 @@ class _Writes(dedup.Pending):
     """A batch's rows written at its end (`dedup.Pending`), with the signals' links."""
 
     links: list[dict[str, Any]] = field(default_factory=list)
+    signals: dict[int, Any] = field(default_factory=dict)  # `_take_decided`
 
     async def write(self, session: AsyncSession) -> None:
+        if self.signals:
+            await session.execute(update(Signal), list(self.signals.values()))
+            self.signals = {}
         await super().write(session)
         if self.links:
-            await session.execute(insert(SignalLink), self.links)
+            await session.execute(insert(cast(Table, SignalLink.__table__)), self.links)
             self.links = []
 
 
@@ -943,17 +948,17 @@ def _entry(row: Any) -> _Entry:
     )
 
 
-def _same_columns(signals: Sequence[tuple[Signal, bool]]) -> None:
-    """Every signal of the batch written with the same columns (those the attach step may
-    set), so that the next flush updates them all in one executemany instead of one UPDATE per
-    set of changed columns."""
-    if len(signals) < 2:
-        return
+def _take_decided(signals: Sequence[tuple[Signal, bool]], decided: dict[int, Any]) -> None:
+    """The columns the attach step sets on the batch's signals (`_SIGNAL_DECIDED`), taken out
+    of the unit of work into `decided` (by signal id) so that one UPDATE writes them all at the
+    end, with no flush of the signals before; the objects keep the values as if read back."""
     for signal, _ in signals:
         loaded = inspect(signal).dict
+        if signal.id is None or any(c not in loaded for c in _SIGNAL_DECIDED):
+            continue  # left to the flush
+        decided[signal.id] = {"id": signal.id, **{c: loaded[c] for c in _SIGNAL_DECIDED}}
         for column in _SIGNAL_DECIDED:
-            if column in loaded:
-                flag_modified(signal, column)
+            set_committed_value(signal, column, loaded[column])
 
 
 def _margin(session: AsyncSession) -> int:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.feedback import priorities as priority_rules
@@ -58,7 +58,7 @@ class Pending:
     async def write(self, session: AsyncSession) -> None:
         if self.groups:
             await session.execute(
-                insert(SignalGroup),
+                insert(cast(Table, SignalGroup.__table__)),
                 [
                     {
                         "dedup_key": g.dedup_key,

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, insert, not_, or_, select
+from sqlalchemy import Table, and_, func, insert, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import InvalidInput, NotFound
@@ -88,7 +88,7 @@ async def add_entries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> 
     """Insert timeline entries made by `entry_row` (their issues written already), in order,
     in one executemany."""
     if rows:
-        await session.execute(insert(TimelineEntry), list(rows))
+        await session.execute(insert(cast(Table, TimelineEntry.__table__)), list(rows))
 
 
 def _apply_sla(issue: Issue, matrix: Matrix, now: datetime) -> SlaState:
