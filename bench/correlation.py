@@ -51,7 +51,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hypercare.api.app import build_state
 from hypercare.api.state import AppState
@@ -191,6 +192,26 @@ class Result(NamedTuple):
     issues: list[int | None]  # where each signal went
     load: float  # seconds to load the correlator's cache before the clock started
     cpu: float  # this process's CPU seconds per signal (both threads; not the database's)
+    statements: float = 0.0  # SQL statements per commit while the signals went in
+
+
+class Counts:
+    """Statements and commits on an engine once `on` (the signals' part of a run)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.on = False
+        self.statements = self.commits = 0
+        event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
+        event.listen(engine.sync_engine, "commit", self._commit)
+
+    def _statement(self, *_: object) -> None:
+        self.statements += self.on
+
+    def _commit(self, *_: object) -> None:
+        self.commits += self.on
+
+    def per_commit(self) -> float:
+        return self.statements / max(1, self.commits)
 
 
 async def one_run(
@@ -216,6 +237,8 @@ async def one_run(
         async with state.sessions() as session:
             await correlator.load(session)
         load = time.perf_counter() - t0
+        counts = Counts(engine)
+        counts.on = True
         rng = random.Random(seed_value)
         seen: list[str] = []
         drafts = [draft(rng, n, seen) for n in range(args.signals)]
@@ -226,7 +249,8 @@ async def one_run(
         clock = seeded + timedelta(seconds=1)
         if rate:
             state.attach = correlator
-            return await paced(state, drafts, clock, args.batch, rate, load)
+            paced_result = await paced(state, drafts, clock, args.batch, rate, load)
+            return paced_result._replace(statements=counts.per_commit())
         started, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(drafts), batch):
             t0 = time.perf_counter()
@@ -244,7 +268,8 @@ async def one_run(
             latencies.append(time.perf_counter() - t0)
             where += [s.issue_id for s in done.signals]
         rate = len(drafts) / (time.perf_counter() - started)
-        return Result(rate, latencies, where, load, (time.process_time() - cpu) / len(drafts))
+        cpu = (time.process_time() - cpu) / len(drafts)
+        return Result(rate, latencies, where, load, cpu, counts.per_commit())
     finally:
         await engine.dispose()
 
@@ -385,7 +410,9 @@ async def main_async(
                 f" ratio {rate / ref:.2f}; CPU per signal"
                 f" {statistics.median(r.cpu for r in results) * 1000:.2f} ms"
                 f" (reference {statistics.median(r.cpu for r in refs) * 1000:.2f} ms); cache load"
-                f" {statistics.median(r.load for r in results) * 1000:.0f} ms"
+                f" {statistics.median(r.load for r in results) * 1000:.0f} ms; statements per"
+                f" commit {statistics.median(r.statements for r in results):.1f}"
+                f" (reference {statistics.median(r.statements for r in refs):.1f})"
             )
             key = f"{name}:{issues}:{args.signals}:{args.batch}"
             outcomes[key] = results[0].issues

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, func, insert, inspect, select, update
+from sqlalchemy import Table, func, insert, inspect, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -526,11 +526,16 @@ class Correlator:
             cache.verifies += 1
         margin = _margin(session)
         floor = max(0, cache.timeline_mark - margin)
-        for issue_id, kind, entry_id in await session.execute(
-            select(TimelineEntry.issue_id, TimelineEntry.kind, TimelineEntry.id).where(
-                TimelineEntry.id > floor
-            )
+        # the new entries with their issues' rows (`_ISSUE_COLUMNS`), in one query (an
+        # issue's entries go with it)
+        found: dict[int, Any] = {}
+        for hit in await session.execute(
+            select(TimelineEntry.id, TimelineEntry.kind, *_ISSUE_COLUMNS)
+            .join(Issue, Issue.id == TimelineEntry.issue_id)
+            .where(TimelineEntry.id > floor)
         ):
+            entry_id, kind, issue_id = hit[0], hit[1], hit[2]
+            found[issue_id] = hit[2:]
             if entry_id in cache.seen_entries:
                 continue
             cache.seen_entries.add(entry_id)
@@ -540,26 +545,28 @@ class Correlator:
         cache.seen_entries = {i for i in cache.seen_entries if i > floor}
         ids = sorted(changed)
         cache.mark_dirty(ids)
-        for chunk in _chunks(ids):
-            seen = set()
-            for row in await session.execute(select(*_ISSUE_COLUMNS).where(Issue.id.in_(chunk))):
-                seen.add(row[0])
-                old = cache.entries.get(row[0])
-                if row[1] in _DONE:
-                    cache.entries.pop(row[0], None)
-                elif old is None or changed[row[0]]:
-                    cache.entries[row[0]] = _entry(row)
-                else:
-                    old.status, old.updated_at, old.route, old.component, old.title = (
-                        row[1],
-                        row[2],
-                        row[4],
-                        row[5],
-                        row[6],
-                    )
-                    old.built = None
-            for gone in set(chunk) - seen:
-                cache.entries.pop(gone, None)
+        # the issues found stale by the check, which have no new entry
+        for chunk in _chunks([i for i in ids if i not in found]):
+            for fetched in await session.execute(
+                select(*_ISSUE_COLUMNS).where(Issue.id.in_(chunk))
+            ):
+                found[fetched[0]] = fetched
+        for issue_id in ids:
+            row = found.get(issue_id)
+            old = cache.entries.get(issue_id)
+            if row is None or row[1] in _DONE:
+                cache.entries.pop(issue_id, None)  # gone, or no longer open
+            elif old is None or changed[issue_id]:
+                cache.entries[issue_id] = _entry(row)
+            else:
+                old.status, old.updated_at, old.route, old.component, old.title = (
+                    row[1],
+                    row[2],
+                    row[4],
+                    row[5],
+                    row[6],
+                )
+                old.built = None
         moved = [i for i in ids if changed[i] and i in cache.entries]
         if moved:
             await self._read_signals(session, cache, moved, 0, below)
@@ -851,8 +858,7 @@ class Correlator:
         touch a priority a person set. Once per issue for the batch, with its signals of the
         batch that carry strong evidence."""
         ids = [w.issue.id for w in work]
-        chosen = await people_set_priority(session, ids)
-        users = await _distinct_users(session, ids)
+        chosen, users = await _priority_inputs(session, ids)
         for issue, signals in work:
             if issue.id in chosen or issue.status in _DONE:
                 continue
@@ -993,40 +999,43 @@ def _close_stale_group(known: dedup.OpenGroups, key: str) -> None:
         del known[key]
 
 
-async def _distinct_users(session: AsyncSession, ids: list[int]) -> dict[int, int]:
-    """Per issue, how many people reported it (distinct user refs, or reports without one)."""
-    out: dict[int, int] = {}
+async def _priority_inputs(
+    session: AsyncSession, ids: list[int]
+) -> tuple[set[int], dict[int, int]]:
+    """For `_reprioritise`, in one query per chunk of `ids`: the issues whose priority a person
+    (not automation) set, and per issue how many people reported it (distinct user refs, or
+    reports without one)."""
+    chosen: set[int] = set()
+    users: dict[int, int] = {}
     for chunk in _chunks(ids):
-        for issue_id, users, reports in await session.execute(
+        by_people = (
+            select(TimelineEntry.issue_id, literal(1), literal(0), literal(0))
+            .where(
+                TimelineEntry.issue_id.in_(chunk),
+                TimelineEntry.actor.not_in(AUTOMATION),
+                TimelineEntry.kind == "priority",
+            )
+            .distinct()
+        )
+        reported = (
             select(
                 Signal.issue_id,
+                literal(0),
                 func.count(func.distinct(Signal.user_ref)),
                 func.count(),
             )
             .where(Signal.issue_id.in_(chunk), Signal.kind == "user")
             .group_by(Signal.issue_id)
-        ):
-            if issue_id is not None:
-                out[issue_id] = max(users or 0, reports or 0)
-    return out
-
-
-async def people_set_priority(session: AsyncSession, ids: list[int]) -> set[int]:
-    """The issues among `ids` whose priority a person (not automation) set."""
-    out: set[int] = set()
-    for chunk in _chunks(ids):
-        out.update(
-            await session.scalars(
-                select(TimelineEntry.issue_id)
-                .where(
-                    TimelineEntry.issue_id.in_(chunk),
-                    TimelineEntry.actor.not_in(AUTOMATION),
-                    TimelineEntry.kind == "priority",
-                )
-                .distinct()
-            )
         )
-    return out
+        rows: Sequence[Any] = (await session.execute(union_all(by_people, reported))).all()
+        for issue_id, person, distinct, reports in rows:
+            if issue_id is None:
+                continue
+            if person:
+                chosen.add(issue_id)
+            else:
+                users[issue_id] = max(distinct or 0, reports or 0)
+    return chosen, users
 
 
 async def person_set(session: AsyncSession, issue_id: int, what: str) -> bool:
