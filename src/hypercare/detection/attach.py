@@ -859,6 +859,7 @@ class Correlator:
         batch that carry strong evidence."""
         ids = [w.issue.id for w in work]
         chosen, users = await _priority_inputs(session, ids)
+        entries: list[dict[str, Any]] = []  # written together at the end
         for issue, signals in work:
             if issue.id in chosen or issue.status in _DONE:
                 continue
@@ -879,16 +880,19 @@ class Correlator:
                 changes={"priority": level},
                 actor="hypercare",
                 now=at,
+                entries=entries,
             )
-            triage.record(
-                session,
-                issue,
-                actor="hypercare",
-                kind="auto_priority",
-                text=f"Auto-priority {level}: {', '.join(reasons)}",
-                data={"priority": level, "reasons": reasons},
-                at=at,
+            entries.append(
+                triage.entry_row(
+                    issue,
+                    actor="hypercare",
+                    kind="auto_priority",
+                    text=f"Auto-priority {level}: {', '.join(reasons)}",
+                    data={"priority": level, "reasons": reasons},
+                    at=at,
+                )
             )
+        await triage.add_entries(session, entries)
 
     def _impact(self, issue: Issue, signal: Signal, users: int) -> Impact:
         share: float | None = None

@@ -61,6 +61,24 @@ def record(
     return entry
 
 
+def _record(
+    session: AsyncSession,
+    issue: Issue,
+    entries: list[dict[str, Any]] | None,
+    *,
+    actor: str,
+    kind: str,
+    text: str = "",
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """`record`, or its row appended to `entries` when given."""
+    if entries is None:
+        record(session, issue, actor=actor, kind=kind, text=text, data=data, at=at)
+    else:
+        entries.append(entry_row(issue, actor=actor, kind=kind, text=text, data=data, at=at))
+
+
 def entry_row(
     issue: Issue,
     *,
@@ -275,8 +293,11 @@ async def update_issue(
     changes: dict[str, Any],
     actor: str,
     now: datetime | None = None,
+    entries: list[dict[str, Any]] | None = None,
 ) -> Issue:
-    """Apply `changes` (only the fields the caller set). Priority recomputes the SLA."""
+    """Apply `changes` (only the fields the caller set). Priority recomputes the SLA.
+    `entries`: the timeline entries are appended there as rows (for `add_entries`) instead of
+    added to the session."""
     now = now or utcnow()
     issue = await get_issue(session=session, issue_id=issue_id)
     for name in _NOT_NULL:
@@ -289,9 +310,10 @@ async def update_issue(
         issue.priority = new
         issue.due_at = rules.due_at(issue.created_at, level)
         _apply_sla(issue, matrix, now)
-        record(
+        _record(
             session,
             issue,
+            entries,
             actor=actor,
             kind="priority",
             text=f"Priority {old} → {new}",
@@ -301,9 +323,10 @@ async def update_issue(
     if "assignee" in changes and changes["assignee"] != issue.assignee:
         old_assignee = issue.assignee
         issue.assignee = changes["assignee"]
-        record(
+        _record(
             session,
             issue,
+            entries,
             actor=actor,
             kind="assignment",
             text=f"Assigned to {issue.assignee}" if issue.assignee else "Unassigned",
@@ -314,9 +337,10 @@ async def update_issue(
         if name in changes and changes[name] != getattr(issue, name):
             old_value = getattr(issue, name)
             setattr(issue, name, changes[name])
-            record(
+            _record(
                 session,
                 issue,
+                entries,
                 actor=actor,
                 kind="field",
                 text=f"{name.replace('_', ' ').capitalize()} changed",
