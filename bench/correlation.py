@@ -1,7 +1,7 @@
 """Correlation throughput: signals/s through the intake with the correlating attach step.
 
     .venv/bin/python bench/correlation.py [--issues 100,1000,5000] [--signals 3000] [--batch 32]
-        [--runs 3] [--check] [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test]
+        [--rate 500] [--runs 3] [--check] [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test]
         [--no-sqlite] [--save-outcomes FILE | --expect-outcomes FILE]
 
 `--batch` is the signals per transaction: 32, like a full group commit in a storm (the intake's
@@ -12,6 +12,14 @@ intake with correlation off (`Correlator(correlation=False)`: exact dedup, no sc
 store seeded the same way. The ratio (correlated / reference) is the figure to compare across
 machines and loads. The correlator's open-issue cache is loaded before the clock starts (the
 intake loads it once, on its first signal; `cache load` prints how long that took).
+
+`--rate R` measures what the intake does in a storm instead: each signal is a delivery of its
+own, arriving on schedule at R a second (open loop: arrivals do not wait for answers) at the
+group-commit writer as an HTTP intake request hands it over (`feedback.views.common.Accept`:
+its delivery row, one `ingest_many` for the deliveries the writer takes together — at most
+32, fewer when fewer are waiting — and one commit). It prints the rate achieved and the p50/p99
+latency of a signal from its arrival to its commit; the signals carry the same clock as in
+`--batch` runs, so the outcomes are the same.
 
 `--check` also attaches the same signals one per transaction and exits with status 1 if any
 ended on a different issue than in batches (the batched decisions must be the same).
@@ -43,7 +51,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hypercare.api.app import build_state
 from hypercare.api.state import AppState
@@ -51,6 +60,7 @@ from hypercare.config import HypercareConfig, parse_config
 from hypercare.detection.attach import Correlator
 from hypercare.feedback import service as feedback
 from hypercare.feedback.drafts import SignalDraft
+from hypercare.feedback.views.common import Accept
 from hypercare.runtime import settle_gc
 from hypercare.store.base import utcnow
 from hypercare.store.db import create_engine
@@ -182,6 +192,26 @@ class Result(NamedTuple):
     issues: list[int | None]  # where each signal went
     load: float  # seconds to load the correlator's cache before the clock started
     cpu: float  # this process's CPU seconds per signal (both threads; not the database's)
+    statements: float = 0.0  # SQL statements per commit while the signals went in
+
+
+class Counts:
+    """Statements and commits on an engine once `on` (the signals' part of a run)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.on = False
+        self.statements = self.commits = 0
+        event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
+        event.listen(engine.sync_engine, "commit", self._commit)
+
+    def _statement(self, *_: object) -> None:
+        self.statements += self.on
+
+    def _commit(self, *_: object) -> None:
+        self.commits += self.on
+
+    def per_commit(self) -> float:
+        return self.statements / max(1, self.commits)
 
 
 async def one_run(
@@ -193,6 +223,7 @@ async def one_run(
     issues: int,
     batch: int,
     correlation: bool = True,
+    rate: float = 0.0,
 ) -> Result:
     extra = {"connect_args": {"server_settings": {"search_path": schema}}} if schema else {}
     engine = create_engine(url, **extra)
@@ -206,6 +237,8 @@ async def one_run(
         async with state.sessions() as session:
             await correlator.load(session)
         load = time.perf_counter() - t0
+        counts = Counts(engine)
+        counts.on = True
         rng = random.Random(seed_value)
         seen: list[str] = []
         drafts = [draft(rng, n, seen) for n in range(args.signals)]
@@ -214,6 +247,10 @@ async def one_run(
         # a clock of its own (20 signals a second from the seeding on), so that the outcome
         # does not depend on how fast the run goes (`--check` compares two runs)
         clock = seeded + timedelta(seconds=1)
+        if rate:
+            state.attach = correlator
+            paced_result = await paced(state, drafts, clock, args.batch, rate, load)
+            return paced_result._replace(statements=counts.per_commit())
         started, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(drafts), batch):
             t0 = time.perf_counter()
@@ -231,9 +268,55 @@ async def one_run(
             latencies.append(time.perf_counter() - t0)
             where += [s.issue_id for s in done.signals]
         rate = len(drafts) / (time.perf_counter() - started)
-        return Result(rate, latencies, where, load, (time.process_time() - cpu) / len(drafts))
+        cpu = (time.process_time() - cpu) / len(drafts)
+        return Result(rate, latencies, where, load, cpu, counts.per_commit())
     finally:
         await engine.dispose()
+
+
+async def paced(
+    state: AppState,
+    drafts: list[SignalDraft],
+    clock: datetime,
+    batch: int,
+    rate: float,
+    load: float,
+) -> Result:
+    """`--rate`: each signal a delivery of its own, arriving on schedule (`rate` a second,
+    whatever the answers) at the intake's group-commit writer, as an HTTP intake request
+    hands it over (`feedback.views.common.Accept`: a delivery row, `ingest_many` of the
+    deliveries the writer groups, one commit). Its latency: from its arrival to its commit.
+    The clock of the signals is the one of `--batch` runs: the same outcomes."""
+    loop = asyncio.get_running_loop()
+    n = len(drafts)
+    latencies = [0.0] * n
+    where: list[int | None] = [None] * n
+    start = loop.time() + 0.05
+
+    async def deliver(i: int) -> float:
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        d = drafts[i]
+        accept = Accept(
+            state,
+            "bench",
+            d.source,
+            {},
+            json.dumps(d.raw).encode(),
+            [d],
+            None,
+            now=clock + timedelta(seconds=(i - i % batch) / 20),
+        )
+        accepted = await state.writer.run(accept)
+        done = loop.time()
+        latencies[i] = done - due
+        where[i] = accepted.issues[0] if accepted.issues else None
+        return done
+
+    cpu = time.process_time()
+    finished = await asyncio.gather(*(deliver(i) for i in range(n)))
+    cpu = (time.process_time() - cpu) / n
+    return Result(n / (max(finished) - start), latencies, where, load, cpu)
 
 
 async def run_store(
@@ -244,12 +327,13 @@ async def run_store(
     issues: int,
     batch: int,
     correlation: bool = True,
+    rate: float = 0.0,
 ) -> Result:
     if name == "sqlite":
         with tempfile.TemporaryDirectory(prefix="hc-bench-corr-") as d:
             url = f"sqlite+aiosqlite:///{Path(d) / 'hc.db'}"
             return await one_run(
-                url, args, run, issues=issues, batch=batch, correlation=correlation
+                url, args, run, issues=issues, batch=batch, correlation=correlation, rate=rate
             )
     schema = f"bench_corr_{uuid.uuid4().hex[:8]}"
     admin = create_engine(base)
@@ -257,7 +341,14 @@ async def run_store(
         await conn.execute(text(f"CREATE SCHEMA {schema}"))
     try:
         return await one_run(
-            base, args, run, schema, issues=issues, batch=batch, correlation=correlation
+            base,
+            args,
+            run,
+            schema,
+            issues=issues,
+            batch=batch,
+            correlation=correlation,
+            rate=rate,
         )
     finally:
         async with admin.begin() as conn:
@@ -285,12 +376,17 @@ async def main_async(
             results, refs = [], []
             for run in range(args.runs):
                 # the reference and the correlated run alternate: both see the same load
-                refs.append(await run_store(name, base, args, 0, issues, args.batch, False))
-                results.append(await run_store(name, base, args, 0, issues, args.batch))
+                refs.append(
+                    await run_store(name, base, args, 0, issues, args.batch, False, args.rate)
+                )
+                results.append(
+                    await run_store(name, base, args, 0, issues, args.batch, True, args.rate)
+                )
                 r, f = results[-1], refs[-1]
                 print(
                     f"{name} {issues} issues run {run + 1}: {r.rate:8.1f} signals/s"
-                    f" (reference {f.rate:.1f}), batch p99 {pct(r.latencies, 0.99) * 1000:.1f} ms",
+                    f" (reference {f.rate:.1f}), {'signal' if args.rate else 'batch'} p99"
+                    f" {pct(r.latencies, 0.99) * 1000:.1f} ms",
                     file=sys.stderr,
                 )
             rates = [r.rate for r in results]
@@ -298,17 +394,25 @@ async def main_async(
             lat = [x for r in results for x in r.latencies]
             ref_lat = [x for r in refs for x in r.latencies]
             rate, ref = statistics.median(rates), statistics.median(ref_rates)
+            how = (
+                f"offered {args.rate:.0f}/s, one per delivery through group commit"
+                if args.rate
+                else f"in batches of {args.batch}"
+            )
+            what = "signal" if args.rate else "batch"
             print(
-                f"{name:8s} {issues:5d} open issues, {args.signals} signals in batches of"
-                f" {args.batch}: median {rate:.1f} signals/s"
-                f" (runs: {', '.join(f'{r:.1f}' for r in rates)}); batch latency p50"
+                f"{name:8s} {issues:5d} open issues, {args.signals} signals {how}:"
+                f" median {rate:.1f} signals/s"
+                f" (runs: {', '.join(f'{r:.1f}' for r in rates)}); {what} latency p50"
                 f" {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms;"
                 f" reference (correlation off) {ref:.1f} signals/s, p50"
                 f" {pct(ref_lat, 0.5) * 1000:.1f} ms, p99 {pct(ref_lat, 0.99) * 1000:.1f} ms;"
                 f" ratio {rate / ref:.2f}; CPU per signal"
                 f" {statistics.median(r.cpu for r in results) * 1000:.2f} ms"
                 f" (reference {statistics.median(r.cpu for r in refs) * 1000:.2f} ms); cache load"
-                f" {statistics.median(r.load for r in results) * 1000:.0f} ms"
+                f" {statistics.median(r.load for r in results) * 1000:.0f} ms; statements per"
+                f" commit {statistics.median(r.statements for r in results):.1f}"
+                f" (reference {statistics.median(r.statements for r in refs):.1f})"
             )
             key = f"{name}:{issues}:{args.signals}:{args.batch}"
             outcomes[key] = results[0].issues
@@ -335,6 +439,12 @@ def main() -> None:
     ap.add_argument("--issues", default="1000", help="open issues; several: 100,1000,5000")
     ap.add_argument("--signals", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="signals/s offered one per delivery through group commit (0: --batch at a time)",
+    )
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--postgres", default="")

@@ -9,7 +9,7 @@ from hypercare.config import HypercareConfig
 from hypercare.feedback import service
 from hypercare.feedback.config import DEFAULT_PRIORITIES
 from hypercare.feedback.drafts import SignalDraft
-from hypercare.feedback.models import SignalGroup
+from hypercare.feedback.models import IntakeDelivery, SignalGroup
 from hypercare.feedback.priorities import suggest
 from hypercare.triage import service as triage
 from hypercare.triage.models import Issue
@@ -157,6 +157,10 @@ async def test_ingest_many_is_ingest_one_delivery_after_the_other(
         for d, delivery in zip(done, deliveries, strict=True)
         for s in d.signals
     )
+    # the deliveries are stored in order (on SQLite the first alone, the others after it in
+    # one INSERT with ids given beforehand)
+    stored = list(await session.scalars(select(IntakeDelivery.id).order_by(IntakeDelivery.id)))
+    assert stored == [delivery.id for delivery in deliveries] == sorted(stored)
     group = await session.scalar(select(SignalGroup).where(SignalGroup.dedup_key == "am:fp1"))
     assert group is not None and (group.count, group.status) == (3, "resolved")
     kinds = [e.kind for e in await triage.timeline(session=session, issue_id=first)]

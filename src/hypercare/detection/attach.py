@@ -26,11 +26,11 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import Table, func, insert, inspect, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hypercare.config import HypercareConfig
 from hypercare.detection import correlate
@@ -194,12 +194,17 @@ class Correlator:
             return []
         if known is None:
             known = await dedup.open_groups(session=session, keys=[s.dedup_key for s, _ in signals])
-        # nothing is written until the batch is decided and applied (then in one flush; the
-        # queries before read only committed rows or other tables)
+        # nothing is written until the batch is decided and applied (then in one flush, and
+        # one executemany per table for the rows kept out of the session; the queries before
+        # read only committed rows or other tables)
+        writes = _Writes()
         with session.no_autoflush:
-            out, impact = await self._decide_and_apply(session, matrix, signals, priorities, known)
+            out, impact = await self._decide_and_apply(
+                session, matrix, signals, priorities, known, writes
+            )
         await preassign_new(session, TimelineEntry, SignalGroup)
-        await session.flush()  # one executemany per table
+        await session.flush()
+        await writes.write(session)
         if impact:
             await self._reprioritise(session, matrix, list(impact.values()))
         return out
@@ -211,6 +216,7 @@ class Correlator:
         signals: Sequence[tuple[Signal, bool]],
         priorities: Mapping[str, Mapping[str, str]],
         known: dedup.OpenGroups,
+        writes: _Writes,
     ) -> tuple[list[Issue | None], dict[int, _ImpactIn]]:
         for signal, _ in signals:
             self._normalise_route(signal)
@@ -242,26 +248,28 @@ class Correlator:
         ]
         premade: dict[int, Issue] = {}
         if opening:
-            _same_columns(signals)  # the routes decided: flushed with the issues, in one UPDATE
+            # the routes decided: kept out of the flush that inserts the issues
+            _take_decided(signals, writes.signals)
             opened = await triage.create_issues(
                 session=session,
                 matrix=matrix,
                 items=[dedup.new_issue(s, matrix, priorities) for s, _ in opening],
                 write_locked=True,
+                entries=writes.entries,
             )
             premade = {p: issue for (_, p), issue in zip(opening, opened, strict=True)}
         impact: dict[int, _ImpactIn] = {}
         out: list[Issue | None] = []
         for signal, decision in zip([s for s, _ in signals], decisions, strict=True):
             issue = await self._apply(
-                session, matrix, priorities, signal, decision, known, made, premade
+                session, matrix, priorities, signal, decision, known, made, premade, writes
             )
             out.append(issue)
             if issue is not None and decision.reprioritise and issue.status not in _DONE:
                 impact.setdefault(issue.id, _ImpactIn(issue, []))[1].append(signal)
         if premade:
-            await _drop_unused(session, list(premade.values()))
-        _same_columns(signals)
+            await _drop_unused(session, list(premade.values()), writes)
+        _take_decided(signals, writes.signals)
         return out, impact
 
     def _decide_all(
@@ -518,11 +526,16 @@ class Correlator:
             cache.verifies += 1
         margin = _margin(session)
         floor = max(0, cache.timeline_mark - margin)
-        for issue_id, kind, entry_id in await session.execute(
-            select(TimelineEntry.issue_id, TimelineEntry.kind, TimelineEntry.id).where(
-                TimelineEntry.id > floor
-            )
+        # the new entries with their issues' rows (`_ISSUE_COLUMNS`), in one query (an
+        # issue's entries go with it)
+        found: dict[int, Any] = {}
+        for hit in await session.execute(
+            select(TimelineEntry.id, TimelineEntry.kind, *_ISSUE_COLUMNS)
+            .join(Issue, Issue.id == TimelineEntry.issue_id)
+            .where(TimelineEntry.id > floor)
         ):
+            entry_id, kind, issue_id = hit[0], hit[1], hit[2]
+            found[issue_id] = hit[2:]
             if entry_id in cache.seen_entries:
                 continue
             cache.seen_entries.add(entry_id)
@@ -532,26 +545,28 @@ class Correlator:
         cache.seen_entries = {i for i in cache.seen_entries if i > floor}
         ids = sorted(changed)
         cache.mark_dirty(ids)
-        for chunk in _chunks(ids):
-            seen = set()
-            for row in await session.execute(select(*_ISSUE_COLUMNS).where(Issue.id.in_(chunk))):
-                seen.add(row[0])
-                old = cache.entries.get(row[0])
-                if row[1] in _DONE:
-                    cache.entries.pop(row[0], None)
-                elif old is None or changed[row[0]]:
-                    cache.entries[row[0]] = _entry(row)
-                else:
-                    old.status, old.updated_at, old.route, old.component, old.title = (
-                        row[1],
-                        row[2],
-                        row[4],
-                        row[5],
-                        row[6],
-                    )
-                    old.built = None
-            for gone in set(chunk) - seen:
-                cache.entries.pop(gone, None)
+        # the issues found stale by the check, which have no new entry
+        for chunk in _chunks([i for i in ids if i not in found]):
+            for fetched in await session.execute(
+                select(*_ISSUE_COLUMNS).where(Issue.id.in_(chunk))
+            ):
+                found[fetched[0]] = fetched
+        for issue_id in ids:
+            row = found.get(issue_id)
+            old = cache.entries.get(issue_id)
+            if row is None or row[1] in _DONE:
+                cache.entries.pop(issue_id, None)  # gone, or no longer open
+            elif old is None or changed[issue_id]:
+                cache.entries[issue_id] = _entry(row)
+            else:
+                old.status, old.updated_at, old.route, old.component, old.title = (
+                    row[1],
+                    row[2],
+                    row[4],
+                    row[5],
+                    row[6],
+                )
+                old.built = None
         moved = [i for i in ids if changed[i] and i in cache.entries]
         if moved:
             await self._read_signals(session, cache, moved, 0, below)
@@ -696,6 +711,7 @@ class Correlator:
         known: dedup.OpenGroups,
         made: dict[int, Issue],
         premade: dict[int, Issue],
+        writes: _Writes,
     ) -> Issue | None:
         target = decision.issue_id
         if decision.action is Action.reopen and target is not None:
@@ -716,9 +732,10 @@ class Correlator:
                 priorities=priorities,
                 create=False,
                 known=known,
+                pending=writes,
             )
             if issue is not None:
-                self._link(session, signal, issue, 1.0, list(decision.reasons))
+                self._link(writes, signal, issue, 1.0, list(decision.reasons))
             return issue
         if decision.action is Action.link and target is not None:
             issue = made.get(target) or await triage.get_issue(session=session, issue_id=target)
@@ -726,9 +743,8 @@ class Correlator:
                 made.pop(target, None)  # finished by someone else: see below
             if issue.status not in _DONE:
                 _close_stale_group(known, signal.dedup_key)
-                dedup.start_group(session, signal, issue, known)
-                triage.record(
-                    session,
+                dedup.start_group(session, signal, issue, known, writes)
+                row = triage.entry_row(
                     issue,
                     actor="hypercare",
                     kind="signal_linked",
@@ -742,7 +758,8 @@ class Correlator:
                     },
                     at=signal.received_at,
                 )
-                self._link(session, signal, issue, decision.score, list(decision.reasons))
+                writes.entries.append(row)
+                self._link(writes, signal, issue, decision.score, list(decision.reasons))
                 return issue
             # finished by someone else since the cache was read: the signals the batch linked
             # to it open one new issue together
@@ -762,6 +779,7 @@ class Correlator:
             create=True,
             known=known,
             premade=ready,
+            pending=writes,
         )
         if issue is None:
             return None
@@ -771,7 +789,7 @@ class Correlator:
             issue.component = signal.component
         if target is not None:
             made[target] = issue
-        self._link(session, signal, issue, 1.0, ["opened this issue"])
+        self._link(writes, signal, issue, 1.0, ["opened this issue"])
         return issue
 
     def _note(
@@ -817,18 +835,18 @@ class Correlator:
         context.note(made)
 
     def _link(
-        self, session: AsyncSession, signal: Signal, issue: Issue, score: float, reasons: list[str]
+        self, writes: _Writes, signal: Signal, issue: Issue, score: float, reasons: list[str]
     ) -> None:
         # the signal was stored a moment ago: it has no link yet (people relink later)
-        session.add(
-            SignalLink(
-                signal_id=signal.id,
-                issue_id=issue.id,
-                score=score,
-                reasons=reasons,
-                by="hypercare",
-                at=signal.received_at,
-            )
+        writes.links.append(
+            {
+                "signal_id": signal.id,
+                "issue_id": issue.id,
+                "score": score,
+                "reasons": reasons,
+                "by": "hypercare",
+                "at": signal.received_at,
+            }
         )
 
     # --- priority ------------------------------------------------------------------------
@@ -840,8 +858,8 @@ class Correlator:
         touch a priority a person set. Once per issue for the batch, with its signals of the
         batch that carry strong evidence."""
         ids = [w.issue.id for w in work]
-        chosen = await people_set_priority(session, ids)
-        users = await _distinct_users(session, ids)
+        chosen, users = await _priority_inputs(session, ids)
+        entries: list[dict[str, Any]] = []  # written together at the end
         for issue, signals in work:
             if issue.id in chosen or issue.status in _DONE:
                 continue
@@ -862,16 +880,19 @@ class Correlator:
                 changes={"priority": level},
                 actor="hypercare",
                 now=at,
+                entries=entries,
             )
-            triage.record(
-                session,
-                issue,
-                actor="hypercare",
-                kind="auto_priority",
-                text=f"Auto-priority {level}: {', '.join(reasons)}",
-                data={"priority": level, "reasons": reasons},
-                at=at,
+            entries.append(
+                triage.entry_row(
+                    issue,
+                    actor="hypercare",
+                    kind="auto_priority",
+                    text=f"Auto-priority {level}: {', '.join(reasons)}",
+                    data={"priority": level, "reasons": reasons},
+                    at=at,
+                )
             )
+        await triage.add_entries(session, entries)
 
     def _impact(self, issue: Issue, signal: Signal, users: int) -> Impact:
         share: float | None = None
@@ -891,6 +912,23 @@ class Correlator:
             distinct_users=users,
             source_severity=(signal.severity or "").lower() or None,
         )
+
+
+@dataclass
+class _Writes(dedup.Pending):
+    """A batch's rows written at its end (`dedup.Pending`), with the signals' links."""
+
+    links: list[dict[str, Any]] = field(default_factory=list)
+    signals: dict[int, Any] = field(default_factory=dict)  # `_take_decided`
+
+    async def write(self, session: AsyncSession) -> None:
+        if self.signals:
+            await session.execute(update(Signal), list(self.signals.values()))
+            self.signals = {}
+        await super().write(session)
+        if self.links:
+            await session.execute(insert(cast(Table, SignalLink.__table__)), self.links)
+            self.links = []
 
 
 class _ImpactIn(NamedTuple):
@@ -920,17 +958,17 @@ def _entry(row: Any) -> _Entry:
     )
 
 
-def _same_columns(signals: Sequence[tuple[Signal, bool]]) -> None:
-    """Every signal of the batch written with the same columns (those the attach step may
-    set), so that the next flush updates them all in one executemany instead of one UPDATE per
-    set of changed columns."""
-    if len(signals) < 2:
-        return
+def _take_decided(signals: Sequence[tuple[Signal, bool]], decided: dict[int, Any]) -> None:
+    """The columns the attach step sets on the batch's signals (`_SIGNAL_DECIDED`), taken out
+    of the unit of work into `decided` (by signal id) so that one UPDATE writes them all at the
+    end, with no flush of the signals before; the objects keep the values as if read back."""
     for signal, _ in signals:
         loaded = inspect(signal).dict
+        if signal.id is None or any(c not in loaded for c in _SIGNAL_DECIDED):
+            continue  # left to the flush
+        decided[signal.id] = {"id": signal.id, **{c: loaded[c] for c in _SIGNAL_DECIDED}}
         for column in _SIGNAL_DECIDED:
-            if column in loaded:
-                flag_modified(signal, column)
+            set_committed_value(signal, column, loaded[column])
 
 
 def _margin(session: AsyncSession) -> int:
@@ -939,13 +977,11 @@ def _margin(session: AsyncSession) -> int:
     return 0 if session.get_bind().dialect.name == "sqlite" else _ID_MARGIN
 
 
-async def _drop_unused(session: AsyncSession, issues: list[Issue]) -> None:
+async def _drop_unused(session: AsyncSession, issues: list[Issue], writes: _Writes) -> None:
     """Issues made beforehand for signals that joined an issue after all (which the
     decisions rule out: kept for safety), with their "created" entries."""
     ids = {i.id for i in issues}
-    for entry in [o for o in session.new if isinstance(o, TimelineEntry)]:
-        if entry.issue_id in ids:
-            session.expunge(entry)
+    writes.entries = [row for row in writes.entries if row["issue_id"] not in ids]
     for issue in issues:
         await session.delete(issue)
 
@@ -967,40 +1003,43 @@ def _close_stale_group(known: dedup.OpenGroups, key: str) -> None:
         del known[key]
 
 
-async def _distinct_users(session: AsyncSession, ids: list[int]) -> dict[int, int]:
-    """Per issue, how many people reported it (distinct user refs, or reports without one)."""
-    out: dict[int, int] = {}
+async def _priority_inputs(
+    session: AsyncSession, ids: list[int]
+) -> tuple[set[int], dict[int, int]]:
+    """For `_reprioritise`, in one query per chunk of `ids`: the issues whose priority a person
+    (not automation) set, and per issue how many people reported it (distinct user refs, or
+    reports without one)."""
+    chosen: set[int] = set()
+    users: dict[int, int] = {}
     for chunk in _chunks(ids):
-        for issue_id, users, reports in await session.execute(
+        by_people = (
+            select(TimelineEntry.issue_id, literal(1), literal(0), literal(0))
+            .where(
+                TimelineEntry.issue_id.in_(chunk),
+                TimelineEntry.actor.not_in(AUTOMATION),
+                TimelineEntry.kind == "priority",
+            )
+            .distinct()
+        )
+        reported = (
             select(
                 Signal.issue_id,
+                literal(0),
                 func.count(func.distinct(Signal.user_ref)),
                 func.count(),
             )
             .where(Signal.issue_id.in_(chunk), Signal.kind == "user")
             .group_by(Signal.issue_id)
-        ):
-            if issue_id is not None:
-                out[issue_id] = max(users or 0, reports or 0)
-    return out
-
-
-async def people_set_priority(session: AsyncSession, ids: list[int]) -> set[int]:
-    """The issues among `ids` whose priority a person (not automation) set."""
-    out: set[int] = set()
-    for chunk in _chunks(ids):
-        out.update(
-            await session.scalars(
-                select(TimelineEntry.issue_id)
-                .where(
-                    TimelineEntry.issue_id.in_(chunk),
-                    TimelineEntry.actor.not_in(AUTOMATION),
-                    TimelineEntry.kind == "priority",
-                )
-                .distinct()
-            )
         )
-    return out
+        rows: Sequence[Any] = (await session.execute(union_all(by_people, reported))).all()
+        for issue_id, person, distinct, reports in rows:
+            if issue_id is None:
+                continue
+            if person:
+                chosen.add(issue_id)
+            else:
+                users[issue_id] = max(distinct or 0, reports or 0)
+    return chosen, users
 
 
 async def person_set(session: AsyncSession, issue_id: int, what: str) -> bool:

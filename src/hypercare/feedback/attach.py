@@ -10,15 +10,16 @@ the timeline; a new firing key opens an issue in ``new`` with a suggested priori
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast, runtime_checkable
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.feedback import priorities as priority_rules
 from hypercare.feedback.models import Signal, SignalGroup
 from hypercare.triage import service as triage
-from hypercare.triage.models import Issue, IssueCreate
+from hypercare.triage.models import Issue, IssueCreate, TimelineEntry
 from hypercare.triage.rules import DONE, Matrix
 
 # who opens and updates issues from signals: shown as the reporter of the issues it opens
@@ -41,6 +42,38 @@ async def open_groups(*, session: AsyncSession, keys: Iterable[str]) -> OpenGrou
         .order_by(SignalGroup.id)
     )
     return {group.dedup_key: (group, issue) for group, issue in rows}
+
+
+@dataclass
+class Pending:
+    """What an attach step working a batch at a time writes at the end of the batch, one
+    statement per table, instead of as ORM objects in the session: timeline entries as rows
+    (`triage.entry_row`), and the dedup groups the batch opens, kept as transient objects so
+    that later signals of the batch update them in place. `write` after the batch's issues
+    and signals are flushed."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    groups: list[SignalGroup] = field(default_factory=list)
+
+    async def write(self, session: AsyncSession) -> None:
+        if self.groups:
+            await session.execute(
+                insert(cast(Table, SignalGroup.__table__)),
+                [
+                    {
+                        "dedup_key": g.dedup_key,
+                        "issue_id": g.issue_id,
+                        "open": g.open,
+                        "count": g.count,
+                        "status": g.status,
+                        "first_seen": g.first_seen,
+                        "last_seen": g.last_seen,
+                    }
+                    for g in self.groups
+                ],
+            )
+        await triage.add_entries(session, self.entries)
+        self.entries, self.groups = [], []
 
 
 class AttachStep(Protocol):
@@ -84,15 +117,17 @@ async def attach(
     create: bool = True,
     known: OpenGroups | None = None,
     premade: Issue | None = None,
+    pending: Pending | None = None,
 ) -> Issue | None:
     """Link `signal` (already flushed) to an issue, setting ``signal.issue_id``, and return
     it; None when the signal stands alone (a resolve for nothing open, or `create` is
     False). `known`, from `open_groups`, saves a query per signal and is kept up to date.
     `premade`: the issue to open, made beforehand with `new_issue` (with others, in one
-    insert), used if the signal opens one."""
+    insert), used if the signal opens one. `pending`: the timeline entries and new groups
+    go there instead of into the session."""
     if signal.issue_id is not None:
         linked = await triage.get_issue(session=session, issue_id=signal.issue_id)
-        _note(session, linked, signal, kind="signal")
+        _note(session, linked, signal, kind="signal", pending=pending)
         return linked
     if known is None:
         known = await open_groups(session=session, keys=[signal.dedup_key])
@@ -100,7 +135,7 @@ async def attach(
     if found is not None:
         group, current = found
         if current.status not in _DONE:
-            return _update_group(session, group, current, signal)
+            return _update_group(session, group, current, signal, pending)
         group.open = False
         del known[signal.dedup_key]
     if signal.status == "resolved" or not create:
@@ -116,8 +151,8 @@ async def attach(
             detected_at=signal.received_at,
             now=signal.received_at,
         )
-    start_group(session, signal, issue, known)
-    _note(session, issue, signal, kind="signal")
+    start_group(session, signal, issue, known, pending)
+    _note(session, issue, signal, kind="signal", pending=pending)
     return issue
 
 
@@ -157,9 +192,14 @@ def issue_data(
 
 
 def start_group(
-    session: AsyncSession, signal: Signal, issue: Issue, known: OpenGroups | None = None
+    session: AsyncSession,
+    signal: Signal,
+    issue: Issue,
+    known: OpenGroups | None = None,
+    pending: Pending | None = None,
 ) -> SignalGroup:
-    """Put `signal` on `issue` and open the dedup group that later signals of its key join."""
+    """Put `signal` on `issue` and open the dedup group that later signals of its key join
+    (added to the session, or to `pending`)."""
     group = SignalGroup(
         dedup_key=signal.dedup_key,
         issue_id=issue.id,
@@ -169,36 +209,50 @@ def start_group(
         first_seen=signal.received_at,
         last_seen=signal.received_at,
     )
-    session.add(group)
+    if pending is not None:
+        pending.groups.append(group)
+    else:
+        session.add(group)
     if known is not None:
         known[signal.dedup_key] = (group, issue)
     signal.issue_id = issue.id
     return group
 
 
-def _update_group(session: AsyncSession, group: SignalGroup, issue: Issue, signal: Signal) -> Issue:
+def _update_group(
+    session: AsyncSession,
+    group: SignalGroup,
+    issue: Issue,
+    signal: Signal,
+    pending: Pending | None = None,
+) -> Issue:
     group.count += 1
     group.last_seen = signal.received_at
     signal.issue_id = issue.id
     if signal.status == "resolved":
         group.status = "resolved"
-        _note(session, issue, signal, kind="signal_resolved", count=group.count)
+        _note(session, issue, signal, kind="signal_resolved", count=group.count, pending=pending)
     else:
         if signal.status == "firing":
             group.status = "firing"
-        _note(session, issue, signal, kind="signal", count=group.count)
+        _note(session, issue, signal, kind="signal", count=group.count, pending=pending)
     return issue
 
 
 def _note(
-    session: AsyncSession, issue: Issue, signal: Signal, *, kind: str, count: int = 1
+    session: AsyncSession,
+    issue: Issue,
+    signal: Signal,
+    *,
+    kind: str,
+    count: int = 1,
+    pending: Pending | None = None,
 ) -> None:
     verb = "resolved" if kind == "signal_resolved" else "received"
     text = f"{signal.source} signal {verb}: {signal.summary}"
     if count > 1:
         text += f" (seen {count} times)"
-    triage.record(
-        session,
+    row = triage.entry_row(
         issue,
         actor=ACTOR,
         kind=kind,
@@ -212,3 +266,7 @@ def _note(
         },
         at=signal.received_at,
     )
+    if pending is not None:
+        pending.entries.append(row)
+    else:
+        session.add(TimelineEntry(**row))

@@ -131,12 +131,22 @@ async def ingest_many(
     commit hands the writer several deliveries at a time)."""
     fallback = utcnow()
     holds_write_lock = False
-    unsaved = False
+    unsaved: list[IntakeDelivery] = []
     for batch in batches:
         if batch.delivery is not None:
             batch.delivery.signal_count = len(batch.drafts)
-            unsaved = unsaved or batch.delivery.id is None
+            if batch.delivery.id is None:
+                unsaved.append(batch.delivery)
     if unsaved:
+        if len(unsaved) > 2 and _is_sqlite(session):
+            # the first delivery alone takes SQLite's write lock, and the others get their ids
+            # after its: one INSERT for them, not one each (SQLite's RETURNING cannot be tied
+            # to the rows of an executemany)
+            for later in unsaved[1:]:
+                session.expunge(later)
+            await session.flush()
+            await preassign_ids(session, IntakeDelivery, unsaved, top=unsaved[0].id)
+            session.add_all(unsaved[1:])
         await session.flush()
         holds_write_lock = True
     linked_ids = {d.issue_id for b in batches for d in b.drafts if d.issue_id is not None}
@@ -149,13 +159,16 @@ async def ingest_many(
         delivery_id = batch.delivery.id if batch.delivery is not None else None
         stored.append([_signal(d, batch.integration_id, delivery_id, now) for d in batch.drafts])
     every = [signal for signals in stored for signal in signals]
+    top: int | None = None
     if not holds_write_lock and len(every) > 2 and _is_sqlite(session):
-        # the first row alone takes SQLite's write lock; the others get their ids from it
+        # the first row alone takes SQLite's write lock; the others get their ids after its
+        # (a new rowid is the highest one plus one, and nobody else writes until commit)
         session.add(every[0])
         await session.flush()
         holds_write_lock = True
+        top = every[0].id
     if holds_write_lock:
-        await preassign_ids(session, Signal, every)
+        await preassign_ids(session, Signal, every, top=top)
     session.add_all(every)
     await session.flush()
     keys = [

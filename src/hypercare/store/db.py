@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from hypercare.errors import ConfigError
+from hypercare.store import sqlite
 
 
 def database_url(data_dir: str | Path, url: str | None, *, create: bool = True) -> str:
@@ -73,6 +74,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    if make_url(url).get_backend_name() == "sqlite" and "async_creator" not in kwargs:
+        # one hand-off to the database thread per statement (see `store/sqlite.py`)
+        kwargs["async_creator"] = sqlite.connector(url, kwargs.pop("connect_args", None))
     engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"), **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import Table, and_, func, insert, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import InvalidInput, NotFound
@@ -56,13 +56,57 @@ def record(
     at: datetime | None = None,
 ) -> TimelineEntry:
     """Append one timeline entry to `issue` (other domains call this too)."""
-    at = at or utcnow()
-    entry = TimelineEntry(
-        issue_id=issue.id, at=at, actor=actor, kind=kind, text=text, data=data or {}
-    )
+    entry = TimelineEntry(**entry_row(issue, actor=actor, kind=kind, text=text, data=data, at=at))
     session.add(entry)
-    issue.updated_at = at
     return entry
+
+
+def _record(
+    session: AsyncSession,
+    issue: Issue,
+    entries: list[dict[str, Any]] | None,
+    *,
+    actor: str,
+    kind: str,
+    text: str = "",
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """`record`, or its row appended to `entries` when given."""
+    if entries is None:
+        record(session, issue, actor=actor, kind=kind, text=text, data=data, at=at)
+    else:
+        entries.append(entry_row(issue, actor=actor, kind=kind, text=text, data=data, at=at))
+
+
+def entry_row(
+    issue: Issue,
+    *,
+    actor: str,
+    kind: str,
+    text: str = "",
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """`record` as a plain row, for `add_entries` (the issue's `updated_at` moves now): a
+    batch's many entries go in one statement, without an ORM object each."""
+    at = at or utcnow()
+    issue.updated_at = at
+    return {
+        "issue_id": issue.id,
+        "at": at,
+        "actor": actor,
+        "kind": kind,
+        "text": text,
+        "data": data or {},
+    }
+
+
+async def add_entries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert timeline entries made by `entry_row` (their issues written already), in order,
+    in one executemany."""
+    if rows:
+        await session.execute(insert(cast(Table, TimelineEntry.__table__)), list(rows))
 
 
 def _apply_sla(issue: Issue, matrix: Matrix, now: datetime) -> SlaState:
@@ -114,11 +158,13 @@ async def create_issues(
     matrix: Matrix,
     items: Sequence[NewIssue],
     write_locked: bool = False,
+    entries: list[dict[str, Any]] | None = None,
 ) -> list[Issue]:
     """`create_issue` for several issues with one flush: the issues in order, each with its
     "created" (and "assignment") timeline entries. `write_locked`: the transaction has
     written already (on SQLite it holds the write lock), so the issues get their ids first
-    and go in one INSERT."""
+    and go in one INSERT. `entries`: the timeline entries are appended there as rows (for
+    `add_entries`) instead of added to the session."""
     issues = [_new_issue(matrix, item) for item in items]
     session.add_all(issues)
     if write_locked:
@@ -126,24 +172,30 @@ async def create_issues(
     await session.flush()
     for issue, item in zip(issues, items, strict=True):
         level = matrix.level(issue.priority)
-        record(
-            session,
-            issue,
-            actor=item.actor,
-            kind="created",
-            text=f"Issue opened as {issue.priority} ({level.name})",
-            data={"priority": issue.priority, "due_at": _iso(issue.due_at)},
-            at=item.now,
-        )
-        if item.data.assignee:
-            record(
-                session,
+        rows = [
+            entry_row(
                 issue,
                 actor=item.actor,
-                kind="assignment",
-                data={"to": item.data.assignee},
+                kind="created",
+                text=f"Issue opened as {issue.priority} ({level.name})",
+                data={"priority": issue.priority, "due_at": _iso(issue.due_at)},
                 at=item.now,
             )
+        ]
+        if item.data.assignee:
+            rows.append(
+                entry_row(
+                    issue,
+                    actor=item.actor,
+                    kind="assignment",
+                    data={"to": item.data.assignee},
+                    at=item.now,
+                )
+            )
+        if entries is not None:
+            entries.extend(rows)
+        else:
+            session.add_all([TimelineEntry(**row) for row in rows])
     return issues
 
 
@@ -241,8 +293,11 @@ async def update_issue(
     changes: dict[str, Any],
     actor: str,
     now: datetime | None = None,
+    entries: list[dict[str, Any]] | None = None,
 ) -> Issue:
-    """Apply `changes` (only the fields the caller set). Priority recomputes the SLA."""
+    """Apply `changes` (only the fields the caller set). Priority recomputes the SLA.
+    `entries`: the timeline entries are appended there as rows (for `add_entries`) instead of
+    added to the session."""
     now = now or utcnow()
     issue = await get_issue(session=session, issue_id=issue_id)
     for name in _NOT_NULL:
@@ -255,9 +310,10 @@ async def update_issue(
         issue.priority = new
         issue.due_at = rules.due_at(issue.created_at, level)
         _apply_sla(issue, matrix, now)
-        record(
+        _record(
             session,
             issue,
+            entries,
             actor=actor,
             kind="priority",
             text=f"Priority {old} → {new}",
@@ -267,9 +323,10 @@ async def update_issue(
     if "assignee" in changes and changes["assignee"] != issue.assignee:
         old_assignee = issue.assignee
         issue.assignee = changes["assignee"]
-        record(
+        _record(
             session,
             issue,
+            entries,
             actor=actor,
             kind="assignment",
             text=f"Assigned to {issue.assignee}" if issue.assignee else "Unassigned",
@@ -280,9 +337,10 @@ async def update_issue(
         if name in changes and changes[name] != getattr(issue, name):
             old_value = getattr(issue, name)
             setattr(issue, name, changes[name])
-            record(
+            _record(
                 session,
                 issue,
+                entries,
                 actor=actor,
                 kind="field",
                 text=f"{name.replace('_', ' ').capitalize()} changed",
