@@ -1,9 +1,11 @@
 """HTTP of the status page: the public documents (no auth) and the management API.
 
 The public paths (``/status``, ``/status/history``, the feeds, ``/api/v2/*.json``) are
-answered by `PublicStatus`, an ASGI layer in front of the console app, straight from the
-in-memory snapshot the status job keeps: no store access, no routing, an ETag per document
-and a per-client token bucket. A status page is hit hardest during an outage.
+answered by `PublicDocs.answer` straight from the in-memory snapshot the status job keeps:
+no store access, no routing, an ETag per document and a per-client token bucket. The
+console's HTTP protocol asks it first (`hypercare.api.fastpath`, no ASGI at all); the
+requests it leaves to the app reach `PublicStatus`, an ASGI layer in front of the app, which
+asks it too. A status page is hit hardest during an outage.
 """
 
 from __future__ import annotations
