@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import signal
 import sqlite3
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -74,10 +76,14 @@ def _stored_request_ids(db: Path) -> Counter[str]:
 
 
 def _load(url: str, answered: list[str], failed: list[str], stop: threading.Event) -> None:
-    """GET through the gateway on one kept-alive connection until `stop` (at most 3000)."""
+    """GET through the gateway on one kept-alive connection until `stop` (at most 4 × WAIT
+    seconds). Bounded in time, not in requests: a count runs out while a restarted console
+    is still starting on a busy machine (the gateway serves thousands a second meanwhile),
+    and then no traffic is left to come after the restart."""
+    deadline = time.monotonic() + 4 * WAIT
     with httpx.Client(timeout=10) as client:
-        for i in range(3000):
-            if stop.is_set():
+        for i in itertools.count():
+            if stop.is_set() or time.monotonic() > deadline:
                 return
             try:
                 r = client.get(f"{url}/items/{i}")

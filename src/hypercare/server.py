@@ -33,6 +33,8 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp
 
+from hypercare.api import fastpath
+from hypercare.api.fastpath import Responder
 from hypercare.auth import service as auth_service
 from hypercare.auth.rules import Role
 from hypercare.config import HypercareConfig
@@ -134,18 +136,24 @@ async def export_node_token(
 
 
 def console_config(
-    app: ASGIApp, host: str, port: int, trusted_proxies: Sequence[str]
+    app: ASGIApp,
+    host: str,
+    port: int,
+    trusted_proxies: Sequence[str],
+    fast: Responder | None = None,
 ) -> uvicorn.Config:
     """uvicorn's settings for the console.
 
     uvicorn believes X-Forwarded-For/-Proto from 127.0.0.1 and ::1 by default (or from
     FORWARDED_ALLOW_IPS): anyone on the machine, the gateway's own clients included, could then
     pick the address the widget rate limit counts. Only `web.trusted_proxies` are believed.
+    With `fast`, uvicorn's httptools protocol asks it first (`hypercare.api.fastpath`).
     """
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=fastpath.protocol(fastpath.FastPath(fast, trusted_proxies)) if fast else "auto",
         log_level="warning",
         access_log=False,
         lifespan="on",
@@ -215,7 +223,9 @@ def console_main(
     _quiet_loggers()
     if supervisor is None:
         supervisor = os.getppid()
-    if not asyncio.run(_run_console(config, url, sock, health_urls, supervisor)):
+    import uvloop  # as the gateway workers: less loop overhead per request than asyncio's
+
+    if not uvloop.run(_run_console(config, url, sock, health_urls, supervisor)):
         raise SystemExit(3)  # the app did not start (its lifespan failed); logged above
 
 
@@ -235,6 +245,7 @@ async def _run_console(
 ) -> bool:
     from hypercare.api.app import build_state, create_app
     from hypercare.detection.jobs import runtime as detection_runtime
+    from hypercare.status.views import PublicDocs
 
     engine = create_engine(url)
     try:
@@ -243,7 +254,11 @@ async def _run_console(
         host, port = sock.getsockname()[:2]
         # links in notifications fall back to this when response.base_url is not set
         state.console_url = telemetry_nodes.local_console_url(host, port)
-        server = _Server(console_config(create_app(state), host, port, config.web.trusted_proxies))
+        # the public status documents are answered in the HTTP protocol, ahead of the app
+        fast = PublicDocs(state).answer if config.status.enabled else None
+        server = _Server(
+            console_config(create_app(state), host, port, config.web.trusted_proxies, fast)
+        )
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, server.request_exit)
         watch = asyncio.create_task(_exit_when_orphaned(server, supervisor))

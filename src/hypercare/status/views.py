@@ -1,9 +1,11 @@
 """HTTP of the status page: the public documents (no auth) and the management API.
 
 The public paths (``/status``, ``/status/history``, the feeds, ``/api/v2/*.json``) are
-answered by `PublicStatus`, an ASGI layer in front of the console app, straight from the
-in-memory snapshot the status job keeps: no store access, no routing, an ETag per document
-and a per-client token bucket. A status page is hit hardest during an outage.
+answered by `PublicDocs.answer` straight from the in-memory snapshot the status job keeps:
+no store access, no routing, an ETag per document and a per-client token bucket. The
+console's HTTP protocol asks it first (`hypercare.api.fastpath`, no ASGI at all); the
+requests it leaves to the app reach `PublicStatus`, an ASGI layer in front of the app, which
+asks it too. A status page is hit hardest during an outage.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from fastapi import APIRouter, Query
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hypercare.api.deps import Db, Responder, State, Viewer
+from hypercare.api.fastpath import Answer
 from hypercare.api.state import AppState
 from hypercare.bounds import MAX_ID, Id
 from hypercare.errors import InvalidInput
 from hypercare.status import jobs, service
-from hypercare.status.jobs import StatusRuntime
+from hypercare.status.jobs import Served, StatusRuntime
 from hypercare.status.models import (
     ComponentRead,
     IncidentCreate,
@@ -63,56 +66,78 @@ def _csp(logo: str | None) -> bytes:
     ).encode()
 
 
-class PublicStatus:
-    """Serves the snapshot's documents; everything else goes to the app."""
+_COMMON = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"access-control-allow-origin", b"*"),
+)
+_NOT_ALLOWED = Answer(405, (*_COMMON, (b"allow", b"GET, HEAD"), (b"content-length", b"0")), b"")
+_LIMITED_BODY = b'{"error":{"code":"rate_limited","message":"too many requests; retry later"}}'
 
-    def __init__(self, app: ASGIApp, state: AppState) -> None:
-        self.app = app
+
+def _limited(retry_after: int) -> Answer:
+    return Answer(
+        429,
+        (
+            *_COMMON,
+            (b"content-type", b"application/json"),
+            (b"retry-after", str(retry_after).encode()),
+            (b"content-length", str(len(_LIMITED_BODY)).encode()),
+        ),
+        _LIMITED_BODY,
+    )
+
+
+class PublicDocs:
+    """The public documents' answers from the snapshot, as whole responses: 200 (GET or
+    HEAD), 304 on a matching If-None-Match, 405 for another method, 429 past the per-client
+    rate limit. The same answer object is returned for the same response (the documents'
+    answers are made once per snapshot), so a server can keep their encoding."""
+
+    def __init__(self, state: AppState) -> None:
         self.state = state
         self._rt: StatusRuntime | None = None
         self._csp = _csp(state.config.status.page.logo)
+        # per served document: (GET, HEAD, 304); replaced with the snapshot
+        self._answers: dict[int, tuple[Served, Answer, Answer, Answer]] = {}
+        self._limited: dict[int, Answer] = {}
 
     def runtime(self) -> StatusRuntime:
         if self._rt is None:
             self._rt = jobs.runtime(self.state)
         return self._rt
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or not (path.startswith(("/status", "/api/v2/"))):
-            await self.app(scope, receive, send)
-            return
+    def answer(
+        self, method: str, path: str, client: str, if_none_match: bytes | None
+    ) -> Answer | None:
+        """The response to `method` `path` from `client`, or None: not a public document."""
+        if not path.startswith(("/status", "/api/v2/")):
+            return None
         rt = self.runtime()
         doc = rt.served.get(path)
         if doc is None:
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"]
-        common = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"access-control-allow-origin", b"*"),
-        ]
+            return None
         if method not in ("GET", "HEAD"):
-            await _send(send, 405, b"", [*common, (b"allow", b"GET, HEAD")])
-            return
-        client = scope.get("client")
-        wait = rt.limiter.allow(client[0] if client else "-", time.monotonic())
+            return _NOT_ALLOWED
+        wait = rt.limiter.allow(client, time.monotonic())
         if wait is not None:
-            body = b'{"error":{"code":"rate_limited","message":"too many requests; retry later"}}'
-            await _send(
-                send,
-                429,
-                body,
-                [
-                    *common,
-                    (b"content-type", b"application/json"),
-                    (b"retry-after", str(max(1, round(wait))).encode()),
-                ],
-            )
-            return
+            after = max(1, round(wait))
+            limited = self._limited.get(after)
+            if limited is None:
+                if len(self._limited) > 64:
+                    self._limited.clear()
+                limited = self._limited[after] = _limited(after)
+            return limited
+        found = self._answers.get(id(doc))
+        if found is None or found[0] is not doc:
+            found = self._answers_of(doc)
+        if if_none_match and etag_matches(if_none_match.decode("latin-1"), doc.etag):
+            return found[3]
+        return found[1] if method == "GET" else found[2]
+
+    def _answers_of(self, doc: Served) -> tuple[Served, Answer, Answer, Answer]:
         headers = [
-            *common,
+            *_COMMON,
             (b"etag", doc.etag.encode()),
             (b"cache-control", b"public, max-age=5, must-revalidate"),
             (b"vary", b"Accept-Encoding"),
@@ -120,24 +145,49 @@ class PublicStatus:
         if doc.content_type.startswith("text/html"):
             headers.append((b"content-security-policy", self._csp))
             headers.append((b"x-frame-options", b"DENY"))
+        not_modified = Answer(304, (*headers, (b"content-length", b"0")), b"")
+        headers.append((b"content-type", doc.content_type.encode()))
+        headers.append((b"content-length", str(len(doc.body)).encode()))
+        found = (
+            doc,
+            Answer(200, tuple(headers), doc.body),
+            Answer(200, tuple(headers), b""),
+            not_modified,
+        )
+        live = {id(d) for d in self.runtime().served.values()}
+        self._answers = {k: v for k, v in self._answers.items() if k in live}
+        self._answers[id(doc)] = found
+        return found
+
+
+class PublicStatus:
+    """Serves the snapshot's documents (`PublicDocs`); everything else goes to the app.
+    The console's HTTP protocol answers most of these requests before they get here
+    (`hypercare.api.fastpath`); this layer answers the others the same way."""
+
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
+        self.app = app
+        self.docs = PublicDocs(state)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path.startswith(("/status", "/api/v2/"))):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
         inm = None
         for k, v in scope["headers"]:
             if k == b"if-none-match":
-                inm = v.decode("latin-1")
+                inm = v
                 break
-        if etag_matches(inm, doc.etag):
-            await _send(send, 304, b"", headers)
+        answer = self.docs.answer(scope["method"], path, client[0] if client else "-", inm)
+        if answer is None:
+            await self.app(scope, receive, send)
             return
-        headers.append((b"content-type", doc.content_type.encode()))
-        await _send(send, 200, doc.body, headers, head=method == "HEAD")
-
-
-async def _send(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]], head: bool = False
-) -> None:
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else body})
+        await send(
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        )
+        await send({"type": "http.response.body", "body": answer.body})
 
 
 # --- management API ----------------------------------------------------------------------------
