@@ -90,6 +90,14 @@ class StateChange(Input):
     note: str = Field(default="", max_length=5000)
 
 
+class LaunchChanges(Input):
+    """Fields of an API-made launch to replace (as in POST); ``null`` restores a field's
+    default. Any field name is taken here (the merged launch is validated as on creation);
+    text holding a NUL character is refused first, naming the field."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class SloRead(BaseModel):
     name: str
     kind: str

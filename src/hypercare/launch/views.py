@@ -11,7 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hypercare.api.deps import Db, Responder, State, Viewer
 from hypercare.api.state import AppState
 from hypercare.launch import report, rules, service
-from hypercare.launch.models import EvaluationRead, LaunchRead, LaunchSpec, SloRead, StateChange
+from hypercare.launch.models import (
+    EvaluationRead,
+    LaunchChanges,
+    LaunchRead,
+    LaunchSpec,
+    SloRead,
+    StateChange,
+)
 from hypercare.store.base import utcnow
 from hypercare.telemetry import jobs as telemetry_jobs
 
@@ -64,7 +71,7 @@ async def edit_launch(
     session: Db,
     who: Responder,
     body: Annotated[
-        dict[str, Any],
+        LaunchChanges,
         Body(
             description="Fields of the launch to replace (as in POST); null restores a "
             "field's default. The name cannot change.",
@@ -76,7 +83,12 @@ async def edit_launch(
     of the config file answers 409 (edit the file); an exited one 409 too."""
     now = utcnow()
     made = await service.update(
-        session=session, config=state.config, name=name, changes=body, actor=who.name, now=now
+        session=session,
+        config=state.config,
+        name=name,
+        changes=body.model_extra or {},
+        actor=who.name,
+        now=now,
     )
     record = await service.record_of(session=session, name=name)
     return service.to_read(made.launch, record, now, made.source)
