@@ -280,11 +280,11 @@ async def test_a_change_committed_late_within_the_margin_is_read(
     # the rows of the margin read before are not sent again
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite has one writer at a time: no row commits late")
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from hypercare.detection import attach
     from hypercare.triage import service as triage
-    from hypercare.triage.models import Issue
+    from hypercare.triage.models import Issue, TimelineEntry
 
     correlator = state.attach
     assert isinstance(correlator, attach.Correlator)
@@ -296,9 +296,12 @@ async def test_a_change_committed_late_within_the_margin_is_read(
         await triage.add_entries(
             late, [triage.entry_row(issue, actor="alice", kind="field", text="route")]
         )
-        await late.flush()  # its entry's id is taken: lower than the next ones
+        late_id = await late.scalar(select(func.max(TimelineEntry.id)))  # taken, uncommitted
         (other,) = await ingest(state, gateway("5xx-rate", "order-detail"))
         assert other != first
+        # this one's refresh reads the entries `other` wrote: the marks pass the late id
+        await ingest(state, gateway("p95-vs-baseline", "order-detail"))
+        assert correlator.open_issues.timeline_mark > late_id
         seen = set(correlator.open_issues.seen_entries)
         assert seen, "the refresh keeps the ids of the margin it read"
         await late.commit()
