@@ -193,6 +193,7 @@ class Result(NamedTuple):
     load: float  # seconds to load the correlator's cache before the clock started
     cpu: float  # this process's CPU seconds per signal (both threads; not the database's)
     statements: float = 0.0  # SQL statements per commit while the signals went in
+    commits: int = 0  # transactions committed while the signals went in
 
 
 class Counts:
@@ -250,7 +251,7 @@ async def one_run(
         if rate:
             state.attach = correlator
             paced_result = await paced(state, drafts, clock, args.batch, rate, load)
-            return paced_result._replace(statements=counts.per_commit())
+            return paced_result._replace(statements=counts.per_commit(), commits=counts.commits)
         started, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(drafts), batch):
             t0 = time.perf_counter()
@@ -269,7 +270,7 @@ async def one_run(
             where += [s.issue_id for s in done.signals]
         rate = len(drafts) / (time.perf_counter() - started)
         cpu = (time.process_time() - cpu) / len(drafts)
-        return Result(rate, latencies, where, load, cpu, counts.per_commit())
+        return Result(rate, latencies, where, load, cpu, counts.per_commit(), counts.commits)
     finally:
         await engine.dispose()
 
@@ -356,6 +357,11 @@ async def run_store(
         await admin.dispose()
 
 
+def per_commit(result: Result) -> float:
+    """Signals per transaction: with `--rate`, how many deliveries the writer took together."""
+    return len(result.issues) / max(1, result.commits)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -412,7 +418,9 @@ async def main_async(
                 f" (reference {statistics.median(r.cpu for r in refs) * 1000:.2f} ms); cache load"
                 f" {statistics.median(r.load for r in results) * 1000:.0f} ms; statements per"
                 f" commit {statistics.median(r.statements for r in results):.1f}"
-                f" (reference {statistics.median(r.statements for r in refs):.1f})"
+                f" (reference {statistics.median(r.statements for r in refs):.1f});"
+                f" signals per commit {statistics.median(per_commit(r) for r in results):.1f}"
+                f" (reference {statistics.median(per_commit(r) for r in refs):.1f})"
             )
             key = f"{name}:{issues}:{args.signals}:{args.batch}"
             outcomes[key] = results[0].issues

@@ -270,3 +270,43 @@ async def test_a_ticket_citing_a_call_not_yet_shipped_waits_for_it(
     r = await asyncio.wait_for(posting, 30)
     assert r.status_code == 202, r.text
     assert r.json()["issues"] == [payments]
+
+
+async def test_a_change_committed_late_within_the_margin_is_read(
+    state: AppState, engine: Any
+) -> None:
+    # on PostgreSQL an id is taken before its commit: a change to an issue whose timeline
+    # entry commits after later ones is read by the next refresh (the margin), once, while
+    # the rows of the margin read before are not sent again
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no row commits late")
+    from sqlalchemy import func, select
+
+    from hypercare.detection import attach
+    from hypercare.triage import service as triage
+    from hypercare.triage.models import Issue, TimelineEntry
+
+    correlator = state.attach
+    assert isinstance(correlator, attach.Correlator)
+    (first,) = await ingest(state, gateway("5xx-rate", "payment-status"))
+    async with state.sessions() as late:
+        issue = await late.scalar(select(Issue).where(Issue.id == first))
+        assert issue is not None
+        issue.route = "catalog-search"
+        await triage.add_entries(
+            late, [triage.entry_row(issue, actor="alice", kind="field", text="route")]
+        )
+        late_id = await late.scalar(select(func.max(TimelineEntry.id)))  # taken, uncommitted
+        (other,) = await ingest(state, gateway("5xx-rate", "order-detail"))
+        assert other != first
+        # this one's refresh reads the entries `other` wrote: the marks pass the late id
+        await ingest(state, gateway("p95-vs-baseline", "order-detail"))
+        assert correlator.open_issues.timeline_mark > late_id
+        seen = set(correlator.open_issues.seen_entries)
+        assert seen, "the refresh keeps the ids of the margin it read"
+        await late.commit()
+    verifies = correlator.open_issues.verifies
+    (found,) = await ingest(state, gateway("5xx-rate", "catalog-search"))
+    assert found == first  # its new route, read through the margin
+    assert correlator.open_issues.verifies == verifies  # not by the periodic check
+    assert seen <= correlator.open_issues.seen_entries

@@ -28,7 +28,22 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, func, insert, inspect, literal, select, union_all, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    CompoundSelect,
+    Table,
+    all_,
+    func,
+    insert,
+    inspect,
+    literal,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -506,7 +521,7 @@ class Correlator:
                 await session.scalar(select(func.coalesce(func.max(TimelineEntry.id), 0))) or 0
             )
             cache.signal_mark = 0
-            await self._read_signals(session, cache, list(cache.entries), 0, below)
+            await self._read_signals(session, cache, list(cache.entries), below)
             await self._read_exclusions(session, cache, list(cache.entries))
             cache.signal_mark = below - 1
             cache.seen_entries, cache.seen_signals = set(), set()
@@ -526,16 +541,21 @@ class Correlator:
             cache.verifies += 1
         margin = _margin(session)
         floor = max(0, cache.timeline_mark - margin)
-        # the new entries with their issues' rows (`_ISSUE_COLUMNS`), in one query (an
-        # issue's entries go with it)
+        after = max(0, cache.signal_mark - margin)
+        # one query for what was committed since: the new timeline entries with their
+        # issues' rows (`_ISSUE_COLUMNS`; an issue's entries go with it) and the new signals
+        # of any issue, the rows of the margin read before left out
         found: dict[int, Any] = {}
-        for hit in await session.execute(
-            select(TimelineEntry.id, TimelineEntry.kind, *_ISSUE_COLUMNS)
-            .join(Issue, Issue.id == TimelineEntry.issue_id)
-            .where(TimelineEntry.id > floor)
-        ):
-            entry_id, kind, issue_id = hit[0], hit[1], hit[2]
-            found[issue_id] = hit[2:]
+        fresh: list[Any] = []
+        for hit in await session.execute(self._changes(session, cache, floor, after, below)):
+            if hit[0]:  # a signal: folded below, once the issues' entries are up to date
+                if hit[1] not in cache.seen_signals:
+                    cache.seen_signals.add(hit[1])
+                    fresh.append((hit[2], hit[7], hit[8], hit[3], hit[9], hit[5], hit[6]))
+                continue
+            entry_id, kind, issue_id = hit[1], hit[3], hit[2]
+            # as `_ISSUE_COLUMNS`: id, status, updated_at, created_at, route, component, title
+            found[issue_id] = (issue_id, hit[4], hit[5], hit[6], hit[7], hit[8], hit[9])
             if entry_id in cache.seen_entries:
                 continue
             cache.seen_entries.add(entry_id)
@@ -569,17 +589,62 @@ class Correlator:
                 old.built = None
         moved = [i for i in ids if changed[i] and i in cache.entries]
         if moved:
-            await self._read_signals(session, cache, moved, 0, below)
+            await self._read_signals(session, cache, moved, below)
             await self._read_exclusions(session, cache, moved)
         # new signals of every issue (new issues' first ones included)
-        folded = await self._read_signals(
-            session, cache, None, max(0, cache.signal_mark - margin), below
-        )
-        if changed or folded:
+        self._fold(cache, fresh)
+        if changed or fresh:
             cache.version += 1
         cache.signal_mark = max(cache.signal_mark, below - 1)
         floor = cache.signal_mark - margin
         cache.seen_signals = {i for i in cache.seen_signals if i > floor}
+
+    def _changes(
+        self, session: AsyncSession, cache: OpenIssues, floor: int, after: int, below: int
+    ) -> CompoundSelect[Any]:
+        """What `_refresh` reads, in one statement: timeline entries with id above `floor`
+        (tag 0: entry id, issue id, entry kind, then the issue's status, updated_at,
+        created_at, route, component, title) and signals of an issue with id in (`after`,
+        `below`) (tag 1: signal id, issue id, kind, None, occurred_at, received_at, route,
+        component, rule label); the ids of the margin read before (`OpenIssues.seen_*`) are
+        left out."""
+        entries = (
+            select(
+                literal(0),
+                TimelineEntry.id,
+                Issue.id,
+                TimelineEntry.kind,
+                Issue.status,
+                Issue.updated_at,
+                Issue.created_at,
+                Issue.route,
+                Issue.component,
+                Issue.title,
+            )
+            .join(Issue, Issue.id == TimelineEntry.issue_id)
+            .where(
+                TimelineEntry.id > floor,
+                *_unseen(session, TimelineEntry.id, cache.seen_entries),
+            )
+        )
+        signals = select(
+            literal(1),
+            Signal.id,
+            Signal.issue_id,
+            Signal.kind,
+            null(),
+            Signal.occurred_at,
+            Signal.received_at,
+            Signal.route,
+            Signal.component,
+            Signal.labels["rule"].as_string(),
+        ).where(
+            Signal.id > after,
+            Signal.id < below,
+            Signal.issue_id.is_not(None),
+            *_unseen(session, Signal.id, cache.seen_signals),
+        )
+        return union_all(entries, signals)
 
     async def _stale(self, session: AsyncSession, cache: OpenIssues) -> list[int]:
         """The issues whose cache entry differs from the committed row: new, changed, or no
@@ -603,13 +668,12 @@ class Correlator:
         self,
         session: AsyncSession,
         cache: OpenIssues,
-        ids: list[int] | None,
-        after: int,
+        ids: list[int],
         below: int,
     ) -> int:
-        """Fold the signals with id in (after, below) of issues `ids` (None: of any open
-        issue) into the entries; with `ids`, their features are read from scratch. Returns
-        how many rows were folded in."""
+        """Read the features of issues `ids` from scratch: fold their signals with id below
+        `below` into the entries (the new signals of any issue come with
+        `_changes`). Returns how many rows were folded in."""
         label = Signal.labels["rule"].as_string()
         columns = (
             Signal.issue_id,
@@ -620,45 +684,21 @@ class Correlator:
             func.min(Signal.occurred_at),
             func.max(Signal.received_at),
         )
-        queries = []
-        if ids is None:
-            # the newest signals one by one (a few hundred): those read before are skipped, so
-            # an issue's features are rebuilt only when something new arrived for it
-            rows = await session.execute(
-                select(
-                    Signal.id,
-                    Signal.issue_id,
-                    Signal.route,
-                    Signal.component,
-                    Signal.kind,
-                    label,
-                    Signal.occurred_at,
-                    Signal.received_at,
-                ).where(Signal.id > after, Signal.id < below, Signal.issue_id.is_not(None))
-            )
-            fresh = []
-            for signal_id, *rest in rows:
-                if signal_id not in cache.seen_signals:
-                    cache.seen_signals.add(signal_id)
-                    fresh.append(rest)
-            self._fold(cache, fresh)
-            return len(fresh)
-        else:
-            for i in ids:
-                entry = cache.entries.get(i)
-                if entry is not None:
-                    entry.routes, entry.components, entry.categories = set(), set(), set()
-                    entry.first_seen = entry.last_seen = None
-                    entry.built = None
-            for chunk in _chunks(ids):
-                queries.append(
+        for i in ids:
+            entry = cache.entries.get(i)
+            if entry is not None:
+                entry.routes, entry.components, entry.categories = set(), set(), set()
+                entry.first_seen = entry.last_seen = None
+                entry.built = None
+        count = 0
+        for chunk in _chunks(ids):
+            folded = list(
+                await session.execute(
                     select(*columns)
                     .where(Signal.issue_id.in_(chunk), Signal.id < below)
                     .group_by(Signal.issue_id, Signal.route, Signal.component, Signal.kind, label)
                 )
-        count = 0
-        for query in queries:
-            folded = list(await session.execute(query))
+            )
             self._fold(cache, folded)
             count += len(folded)
         return count
@@ -969,6 +1009,17 @@ def _take_decided(signals: Sequence[tuple[Signal, bool]], decided: dict[int, Any
         decided[signal.id] = {"id": signal.id, **{c: loaded[c] for c in _SIGNAL_DECIDED}}
         for column in _SIGNAL_DECIDED:
             set_committed_value(signal, column, loaded[column])
+
+
+def _unseen(session: AsyncSession, column: Any, seen: set[int]) -> list[ColumnElement[bool]]:
+    """The condition that leaves out the rows of the margin already read (up to a few hundred
+    ids on PostgreSQL, in one array parameter): they are not sent and skipped again at each
+    refresh. (None on SQLite, whose margin is 0.)"""
+    if not seen:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return [column != all_(literal(sorted(seen), ARRAY(BigInteger)))]
+    return [column.not_in(sorted(seen))]
 
 
 def _margin(session: AsyncSession) -> int:
