@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -381,6 +381,20 @@ async def load_uptime(state: AppState, rt: StatusRuntime, now: float) -> None:
 
 def build(state: AppState, rt: StatusRuntime) -> None:
     """Render every public document into the snapshot (only what was published)."""
+    for _ in _build_steps(state, rt):
+        pass
+
+
+async def rebuild(state: AppState, rt: StatusRuntime) -> None:
+    """`build`, with a turn of the event loop after each document: the page keeps being
+    served from the previous snapshot while the next one is rendered, then the snapshot is
+    replaced at once."""
+    for _ in _build_steps(state, rt):
+        await asyncio.sleep(0)
+
+
+def _build_steps(state: AppState, rt: StatusRuntime) -> Iterator[None]:
+    """The work of `build`, pausing after each document rendered."""
     cfg = rt.config
     url = (cfg.page.url or (state.console_url or "")).rstrip("/")
     today = int(time.time() // 86400) * 86400
@@ -420,6 +434,7 @@ def build(state: AppState, rt: StatusRuntime) -> None:
     for path, doc in documents.documents(data).items():
         body = documents.dumps(doc)
         served[f"/api/v2/{path}"] = Served(body, etag_of(body), JSON)
+        yield
     for path, template, kind in (
         ("/status", "status.html", HTML),
         ("/status/history", "history.html", HTML),
@@ -429,6 +444,7 @@ def build(state: AppState, rt: StatusRuntime) -> None:
     ):
         body = documents.render(template, data)
         served[path] = Served(body, etag_of(body), kind)
+        yield
     served["/status/"] = served["/status"]
     rt.served = served
     rt.snapshot_at = utcnow()
@@ -462,7 +478,7 @@ async def turn(state: AppState, rt: StatusRuntime, now: float) -> None:
         await load_uptime(state, rt, now)
     changed = await evaluate(state, rt, now)
     if reloaded or uptime or changed:
-        build(state, rt)
+        await rebuild(state, rt)
     if now - rt.reminded_at >= REMIND_EVERY:
         rt.reminded_at = now
         await remind(state, rt, now)
