@@ -344,3 +344,30 @@ def test_healthy_noisy_traffic_raises_nothing() -> None:
         if (t - T0) % 2 == 0:
             events += [(t, f.kind, f.rule.name, f.route) for f in detector.tick(t)]
     assert events == []
+
+
+def test_the_loops_tick_route_by_route_finds_what_tick_finds() -> None:
+    import asyncio
+
+    from hypercare.detection.jobs import DetectionRuntime, tick
+
+    rng = random.Random(3)
+    live = LiveWindows()
+    onset = T0 + 600
+    for route in ("payment-status", "catalog", "orders"):
+        traffic(live, T0, onset, route, rng)
+    traffic(live, onset, onset + 40, "payment-status", rng, fail=0.5, ms=400)
+    traffic(live, onset, onset + 40, "orders", rng, fail=0.2)
+    whole = Detector(default_rules(), live)
+    by_route = DetectionRuntime(live=live, detector=Detector(default_rules(), live))
+
+    def seen(findings: list) -> list[tuple[str, str, str, float]]:  # type: ignore[type-arg]
+        return [(f.kind, f.rule.name, f.route, f.impact_started_at) for f in findings]
+
+    t, a, b = onset - 20, [], []
+    while t < onset + 40:
+        a += seen(whole.tick(t))
+        b += seen(asyncio.run(tick(by_route, t)))
+        t += 2
+    assert any(kind == "fire" for kind, *_ in a)
+    assert a == b

@@ -78,3 +78,24 @@ async def test_detection_skips_routes_under_maintenance(
     rt.wake.set()
     await jobs.turn(state, rt, time.time())
     assert expected("payment-status") and not expected("catalog-search")
+
+
+async def test_the_loops_rebuild_serves_what_build_serves(
+    client: httpx.AsyncClient, state: AppState, tokens: dict[Role, str]
+) -> None:
+    r = await client.post(
+        "/api/v1/status/incidents",
+        json={"name": "Pay", "body": "Looking", "components": ["Payments"], "publish": True},
+        headers=auth(tokens[Role.responder]),
+    )
+    assert r.status_code == 201, r.text
+    rt = jobs.runtime(state)
+    await jobs.reload(state, rt, time.time())
+    jobs.build(state, rt)
+    built, builds = rt.served, rt.builds
+    await jobs.rebuild(state, rt)
+    assert rt.builds == builds + 1 and rt.served is not built
+    assert {p: (s.body, s.etag, s.content_type) for p, s in rt.served.items()} == {
+        p: (s.body, s.etag, s.content_type) for p, s in built.items()
+    }
+    assert b"Pay" in rt.served["/status"].body

@@ -74,6 +74,43 @@ def test_hysteresis_raises_fast_and_clears_slowly() -> None:
     assert t.status is S.operational
 
 
+def test_hysteresis_does_not_restart_while_a_fault_grows() -> None:
+    # the error rate climbs through the levels as failed calls fill the window
+    t = Tracked(S.operational, 0)
+    t = step(t, S.degraded_performance, 10, raise_after=2, clear_after=30)
+    t = step(t, S.partial_outage, 11, 2, 30)
+    assert t.status is S.operational and (t.pending, t.pending_since) == (S.partial_outage, 11)
+    t = step(t, S.major_outage, 11.5, 2, 30)
+    # bad for 2 s: the state every reading since 10 reached is taken, not the last one
+    t = step(t, S.major_outage, 12, 2, 30)
+    assert (t.status, t.since) == (S.degraded_performance, 12)
+    assert (t.pending, t.pending_since) == (S.major_outage, 11.5)
+    t = step(t, S.major_outage, 13, 2, 30)
+    assert t.status is S.partial_outage  # partial since 11
+    t = step(t, S.major_outage, 13.5, 2, 30)
+    assert (t.status, t.pending) == (S.major_outage, None)
+    # a lighter reading in between: only what held throughout counts
+    t = Tracked(S.operational, 0)
+    t = step(t, S.major_outage, 20, 2, 30)
+    t = step(t, S.degraded_performance, 21, 2, 30)
+    t = step(t, S.major_outage, 21.5, 2, 30)
+    t = step(t, S.major_outage, 22, 2, 30)
+    assert t.status is S.degraded_performance
+    t = step(t, S.major_outage, 23, 2, 30)
+    assert t.status is S.degraded_performance
+    t = step(t, S.major_outage, 23.5, 2, 30)
+    assert t.status is S.major_outage
+    # a good reading restarts the wait
+    t = Tracked(S.operational, 0)
+    t = step(t, S.partial_outage, 30, 2, 30)
+    t = step(t, S.operational, 31, 2, 30)
+    t = step(t, S.partial_outage, 32, 2, 30)
+    t = step(t, S.partial_outage, 33, 2, 30)
+    assert t.status is S.operational
+    t = step(t, S.partial_outage, 34, 2, 30)
+    assert t.status is S.partial_outage
+
+
 def test_override_wins_then_maintenance_then_traffic() -> None:
     o = [Window(S.partial_outage, 0, 100)]
     m = [Window(S.under_maintenance, 50, 200)]

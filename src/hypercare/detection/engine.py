@@ -168,43 +168,50 @@ class Detector:
 
     def tick(self, now: float) -> list[Finding]:
         findings: list[Finding] = []
-        start = now - self.window
         for route in list(self.live.routes):
-            stats = self.live.stats(route, start, now)
-            series: list[WindowStats] | None = None
-            for rule in self.rules_for(route):
-                needs_baseline = rule.condition in (
-                    Condition.baseline_ratio,
-                    Condition.zscore,
-                    Condition.drop_to_zero,
-                )
-                base = self.baseline(route, rule.metric, now) if needs_baseline else None
-                verdict = evaluate(rule, stats, base)
-                key = (rule.name, route)
-                state = self.states.get(key, RuleState())
-                breach_start = now
-                if verdict.breached and state.phase.value == "ok":
-                    # `for` counts from the first breaching second, not the window's edge
-                    breach_start = self.onset(rule, route, now, base) or now
-                state, event = step(rule, state, verdict, breach_start, now)
-                self.states[key] = state
-                if event is not None:
-                    findings.append(
-                        Finding(
-                            event.kind,
-                            rule,
-                            route,
-                            evidence(rule, stats, verdict),
-                            event.impact_started_at,
-                            now,
-                        )
+            findings.extend(self.tick_route(route, now))
+        return findings
+
+    def tick_route(self, route: str, now: float) -> list[Finding]:
+        """One route's part of `tick` (the detection loop yields to the event loop between
+        routes, so a large route set does not hold the console's loop at once)."""
+        findings: list[Finding] = []
+        start = now - self.window
+        stats = self.live.stats(route, start, now)
+        series: list[WindowStats] | None = None
+        for rule in self.rules_for(route):
+            needs_baseline = rule.condition in (
+                Condition.baseline_ratio,
+                Condition.zscore,
+                Condition.drop_to_zero,
+            )
+            base = self.baseline(route, rule.metric, now) if needs_baseline else None
+            verdict = evaluate(rule, stats, base)
+            key = (rule.name, route)
+            state = self.states.get(key, RuleState())
+            breach_start = now
+            if verdict.breached and state.phase.value == "ok":
+                # `for` counts from the first breaching second, not the window's edge
+                breach_start = self.onset(rule, route, now, base) or now
+            state, event = step(rule, state, verdict, breach_start, now)
+            self.states[key] = state
+            if event is not None:
+                findings.append(
+                    Finding(
+                        event.kind,
+                        rule,
+                        route,
+                        evidence(rule, stats, verdict),
+                        event.impact_started_at,
+                        now,
                     )
-                    self._forecasting.discard(key)
-                elif state.phase.value == "ok" and rule.condition is Condition.above:
-                    if series is None:  # the same windows serve every rule of the route
-                        step_s = self.window / 2
-                        series = self.live.series(route, now, self.forecast_points, step_s)
-                    findings.extend(self._forecast(rule, route, now, series))
+                )
+                self._forecasting.discard(key)
+            elif state.phase.value == "ok" and rule.condition is Condition.above:
+                if series is None:  # the same windows serve every rule of the route
+                    step_s = self.window / 2
+                    series = self.live.series(route, now, self.forecast_points, step_s)
+                findings.extend(self._forecast(rule, route, now, series))
         return findings
 
     def onset(self, rule: Rule, route: str, now: float, base: Baseline | None) -> float | None:

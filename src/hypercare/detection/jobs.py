@@ -239,6 +239,17 @@ async def load_history(state: AppState, rt: DetectionRuntime, now: float) -> Non
     rt.history_loaded_at = now
 
 
+async def tick(rt: DetectionRuntime, now: float) -> list[Finding]:
+    """`Detector.tick`, one route at a time with a turn of the event loop between routes:
+    the console's requests (the status page above all, during an outage) are not held up
+    behind the evaluation of every route."""
+    findings: list[Finding] = []
+    for route in list(rt.live.routes):
+        findings.extend(rt.detector.tick_route(route, now))
+        await asyncio.sleep(0)
+    return findings
+
+
 async def run_detection(state: AppState, stop: asyncio.Event) -> None:
     """The detection loop: every `detection.interval`, evaluate, emit, validate."""
     rt = runtime(state)
@@ -250,7 +261,7 @@ async def run_detection(state: AppState, stop: asyncio.Event) -> None:
             try:
                 await poll_health(state, rt, client)
                 await load_history(state, rt, time.time())
-                findings = rt.detector.tick(time.time())
+                findings = await tick(rt, time.time())
                 await emit_findings(state, findings)
                 rt.findings += len(findings)
                 await validate(state, rt)

@@ -163,19 +163,37 @@ class Tracked:
     since: float = 0.0
     pending: ComponentStatus | None = None
     pending_since: float = 0.0
+    # while worse readings come in: for each state worse than `status` up to the reading,
+    # since when every reading has been at least that bad
+    worse_since: tuple[tuple[ComponentStatus, float], ...] = ()
 
 
 def step(
     current: Tracked, observed: ComponentStatus, now: float, raise_after: float, clear_after: float
 ) -> Tracked:
-    """Hysteresis: a worse state must hold for `raise_after`, a better one for
-    `clear_after`, before it is taken. A flapping route does not flap the page."""
+    """Hysteresis: a worse state is taken once the readings have been at least that bad for
+    `raise_after`; a better one once it has held for `clear_after`. A flapping route does
+    not flap the page.
+
+    A fault that grows (degraded, then partial, then major as failed calls fill the window)
+    does not restart the wait at each level: degraded is taken `raise_after` after the
+    first bad reading, major `raise_after` after the first major one."""
     if observed == current.status:
         return Tracked(current.status, current.since)
+    if rank(observed) > rank(current.status):
+        held = dict(current.worse_since)
+        low = rank(current.status)
+        worse = [(s, held.get(s, now)) for s in AUTOMATIC if low < rank(s) <= rank(observed)]
+        for i in range(len(worse) - 1, -1, -1):
+            if now - worse[i][1] >= raise_after:
+                above = tuple(worse[i + 1 :])
+                if not above:
+                    return Tracked(worse[i][0], now)
+                return Tracked(worse[i][0], now, observed, above[-1][1], above)
+        return Tracked(current.status, current.since, observed, worse[-1][1], tuple(worse))
     if observed != current.pending:
         current = Tracked(current.status, current.since, observed, now)
-    wait = raise_after if rank(observed) > rank(current.status) else clear_after
-    if now - current.pending_since >= wait:
+    if now - current.pending_since >= clear_after:
         return Tracked(observed, now)
     return current
 
