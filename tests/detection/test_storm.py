@@ -272,14 +272,16 @@ async def test_a_ticket_citing_a_call_not_yet_shipped_waits_for_it(
     assert r.json()["issues"] == [payments]
 
 
+# PostgreSQL only: SQLite has one writer at a time, so no row commits late there
+@pytest.mark.parametrize(
+    "engine", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 async def test_a_change_committed_late_within_the_margin_is_read(
     state: AppState, engine: Any
 ) -> None:
     # on PostgreSQL an id is taken before its commit: a change to an issue whose timeline
     # entry commits after later ones is read by the next refresh (the margin), once, while
     # the rows of the margin read before are not sent again
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has one writer at a time: no row commits late")
     from sqlalchemy import func, select
 
     from hypercare.detection import attach

@@ -54,6 +54,7 @@ def test_notification_log_replay_and_acknowledge(server: LiveServer, receiver: R
             page.get_by_label("API token").fill(responder)
             page.get_by_role("button", name="Sign in").click()
             expect(page).to_have_url(re.compile(rf"/issues/{issue_id}"))
+            page.wait_for_load_state("load")  # its scripts (htmx) have run
             panel = page.get_by_role("region", name="Notifications")
             row = panel.locator("tr.delivery").first
             expect(row).to_contain_text("ops-hook")

@@ -47,6 +47,7 @@ def test_oncall_page_and_an_override(server: LiveServer) -> None:
             page.get_by_label("API token").fill(responder)
             page.get_by_role("button", name="Sign in").click()
             expect(page).to_have_url(re.compile(r"/oncall"))
+            page.wait_for_load_state("load")  # its scripts (htmx) have run
             section = page.get_by_role("region", name=re.compile("^primary"))
             expect(section.locator(".oncall-current")).to_contain_text("ann")
             expect(section.locator(".oncall-bar").first).to_contain_text("ann")
@@ -59,6 +60,7 @@ def test_oncall_page_and_an_override(server: LiveServer) -> None:
             section.get_by_label("Note").fill("dentist swap")
             section.get_by_role("button", name="Add override").click()
             expect(page).to_have_url(re.compile(r"/oncall#schedule-primary"))
+            page.wait_for_load_state("load")  # its scripts (htmx) have run
             section = page.get_by_role("region", name=re.compile("^primary"))
             expect(section.locator("table.oncall-overrides")).to_contain_text("dentist swap")
             expect(section.locator(".oncall-bar.is-override")).to_contain_text("bob")

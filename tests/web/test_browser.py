@@ -64,6 +64,9 @@ def sign_in(page: Page, server: LiveServer, token: str, path: str = "/") -> None
     page.get_by_label("API token").fill(token)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(server.url + path)
+    # the URL changes when the page starts arriving; its deferred scripts (htmx) run before
+    # "load": a form clicked earlier is submitted the no-JS way, a full-page answer
+    page.wait_for_load_state("load")
 
 
 def test_sign_in_and_out(chromium: Browser, server: LiveServer, errors: Errors) -> None:
@@ -194,6 +197,7 @@ def test_new_issue_form(
     page.get_by_label("Component").fill("reports")
     page.get_by_role("button", name="Create issue").click()
     expect(page).to_have_url(re.compile(r"/issues/\d+$"))
+    page.wait_for_load_state("load")  # its scripts (htmx) have run
     expect(page.get_by_role("heading", level=1)).to_contain_text("Export to CSV is empty")
     page.context.close()
     assert errors == []
@@ -247,6 +251,7 @@ def test_apis_page_and_issue_with_linked_signals_and_charts(
     expect(page.get_by_role("heading", name="APIs", exact=True)).to_be_visible()
     page.get_by_role("link", name="24h").click()
     expect(page).to_have_url(re.compile(r"range=24h"))
+    page.wait_for_load_state("load")  # its scripts (htmx) have run
     page.goto(f"{server.url}/issues/{iid}")
     expect(page.locator("#linked-signals")).to_be_visible()
     expect(page.locator(".signal")).to_contain_text("Payment page spins")

@@ -163,6 +163,7 @@ def test_issue_times_and_inline_merge_answer(
     page.get_by_label("Merge into #").fill(str(other["id"]))
     page.get_by_role("button", name="Merge", exact=True).click()
     expect(page).to_have_url(server.url + f"/issues/{other['id']}")
+    page.wait_for_load_state("load")  # its scripts (htmx) have run
     page.context.close()
     assert all("404" in e for e in errors), errors
 

@@ -77,6 +77,7 @@ def test_scorecard_turns_green_when_the_blocker_is_resolved(
     expect(tile).to_contain_text("1 of 2 exit criteria pass")
     tile.get_by_role("link", name="checkout-v2").click()
     expect(page).to_have_url(re.compile(r"/launches/checkout-v2$"))
+    page.wait_for_load_state("load")  # its scripts (htmx) have run
 
     scorecard = page.locator("#scorecard")
     blocker = scorecard.locator("tr", has_text="no open P1/P2 issue")
@@ -132,6 +133,7 @@ def test_new_launch_and_state_change_forms(
     page.get_by_label("Exit criteria").fill("- no_open: [P1]\n- no_new: {priority: [P1], for: 1h}")
     page.get_by_role("button", name="Create launch").click()
     expect(page).to_have_url(re.compile(r"/launches/app-v5$"))
+    page.wait_for_load_state("load")  # its scripts (htmx) have run
     expect(page.locator(".launch-meta")).to_contain_text("made through the API")
     expect(page.locator(".launch-state")).to_have_text("active")
     expect(page.locator("#kpis")).to_contain_text("no P1 for a week")

@@ -53,6 +53,7 @@ def test_review_written_and_published_and_runbook_on_the_issue_page(server: Live
             sign_in(page, server, responder, "/reviews")
             page.get_by_role("link", name=re.compile("Checkout payments fail")).click()
             expect(page).to_have_url(re.compile(rf"/reviews/{review_id}$"))
+            page.wait_for_load_state("load")  # its scripts (htmx) have run
             expect(page.locator("#review-state")).to_have_text("draft")
             page.get_by_label("Root cause").fill("The payments pool was too small")
             page.get_by_label("What went well").fill("Paged within a minute")
