@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from hypercare.feedback.scores import csat, nps
-from hypercare.triage.rules import mttx
+from hypercare.triage.rules import mttx_of
 
 TOP_APIS = 5
 
@@ -81,15 +81,7 @@ def digest(facts: DigestFacts) -> dict[str, Any]:
         for level in facts.levels
     }
     period = [i for i in facts.issues if facts.start <= i.created_at < facts.end]
-    times = [
-        mttx(
-            impact_started_at=i.impact_started_at,
-            detected_at=i.detected_at,
-            acknowledged_at=i.acknowledged_at,
-            resolved_at=i.resolved_at,
-        )
-        for i in period
-    ]
+    times = [mttx_of(i) for i in period]
     split = {"nps": [s for k, s in facts.scores if k == "nps"]}
     split["csat"] = [s for k, s in facts.scores if k == "csat"]
     before = {"nps": [s for k, s in facts.scores_before if k == "nps"]}

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.api.deps import Admin, Db, State
 from hypercare.api.state import AppState
@@ -170,6 +171,20 @@ async def subscribe(request: Request, state: State, session: Db) -> Response:
     return _page("Subscribed", "<p>The webhook will receive incident and maintenance updates.</p>")
 
 
+def _broken_link(exc: Exception) -> Response:
+    return _page("This link does not work", f"<p>{escape(str(exc))}</p>", 400)
+
+
+async def _unsubscriber(state: AppState, session: AsyncSession, token: str) -> int | Response:
+    """The subscriber an unsubscribe link names, or the page saying why it does not work."""
+    _enabled(state)
+    key = await response_service.signing_key(session=session, config=state.config.response)
+    try:
+        return rules.check_link(key, rules.UNSUBSCRIBE, token, time.time())
+    except rules.LinkError as exc:
+        return _broken_link(exc)
+
+
 @public.get("/status/confirm")
 async def confirm(
     state: State, session: Db, token: Annotated[str, Query(max_length=200)] = ""
@@ -180,7 +195,7 @@ async def confirm(
         sid = rules.check_link(key, rules.CONFIRM, token, time.time())
         sub = await service.confirm(session=session, subscriber_id=sid, now=utcnow())
     except (rules.LinkError, NotFound) as exc:
-        return _page("This link does not work", f"<p>{escape(str(exc))}</p>", 400)
+        return _broken_link(exc)
     unsub = rules.sign_link(key, rules.UNSUBSCRIBE, sub.id, 0)
     return _page(
         "Subscription confirmed",
@@ -193,12 +208,9 @@ async def confirm(
 async def unsubscribe_form(
     state: State, session: Db, token: Annotated[str, Query(max_length=200)] = ""
 ) -> Response:
-    _enabled(state)
-    key = await response_service.signing_key(session=session, config=state.config.response)
-    try:
-        rules.check_link(key, rules.UNSUBSCRIBE, token, time.time())
-    except rules.LinkError as exc:
-        return _page("This link does not work", f"<p>{escape(str(exc))}</p>", 400)
+    checked = await _unsubscriber(state, session, token)
+    if isinstance(checked, Response):
+        return checked
     return _page(
         "Unsubscribe",
         f"<form method='post' action='/status/unsubscribe?token={escape(token)}'>"
@@ -211,12 +223,9 @@ async def unsubscribe(
     state: State, session: Db, token: Annotated[str, Query(max_length=200)] = ""
 ) -> Response:
     """One click (RFC 8058: mail clients POST ``List-Unsubscribe=One-Click`` here)."""
-    _enabled(state)
-    key = await response_service.signing_key(session=session, config=state.config.response)
-    try:
-        sid = rules.check_link(key, rules.UNSUBSCRIBE, token, time.time())
-    except rules.LinkError as exc:
-        return _page("This link does not work", f"<p>{escape(str(exc))}</p>", 400)
+    sid = await _unsubscriber(state, session, token)
+    if isinstance(sid, Response):
+        return sid
     await service.unsubscribe(session=session, subscriber_id=sid)
     return _page("Unsubscribed", "<p>Nothing more will be sent.</p>")
 

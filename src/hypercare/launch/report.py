@@ -11,7 +11,7 @@ from html import escape
 from typing import Any
 
 from hypercare.launch.rules import Scorecard, SloStatus, TimeStats, time_stats
-from hypercare.triage.rules import mttx
+from hypercare.triage.rules import mttx_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +71,7 @@ def mttx_table(issues: list[ReportIssue], priorities: list[str]) -> list[dict[st
     rows = []
     for p in priorities:
         mine = [i for i in issues if i.priority == p]
-        times = [
-            mttx(
-                impact_started_at=i.impact_started_at,
-                detected_at=i.detected_at,
-                acknowledged_at=i.acknowledged_at,
-                resolved_at=i.resolved_at,
-            )
-            for i in mine
-        ]
+        times = [mttx_of(i) for i in mine]
         rows.append(
             {
                 "priority": p,

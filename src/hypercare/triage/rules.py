@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 from hypercare.errors import InvalidInput, InvalidTransition
 from hypercare.triage.config import PriorityLevel, TriageConfig
@@ -180,6 +181,29 @@ class Mttx:
     mttd: float | None
     mtta: float | None
     mttr: float | None
+
+
+class Timed(Protocol):
+    """What `mttx_of` reads: an issue's row, or any summary of one."""
+
+    @property
+    def impact_started_at(self) -> datetime | None: ...
+    @property
+    def detected_at(self) -> datetime | None: ...
+    @property
+    def acknowledged_at(self) -> datetime | None: ...
+    @property
+    def resolved_at(self) -> datetime | None: ...
+
+
+def mttx_of(issue: Timed) -> Mttx:
+    """`mttx` of an issue's own timestamps."""
+    return mttx(
+        impact_started_at=issue.impact_started_at,
+        detected_at=issue.detected_at,
+        acknowledged_at=issue.acknowledged_at,
+        resolved_at=issue.resolved_at,
+    )
 
 
 def mttx(

@@ -478,12 +478,7 @@ async def refresh_sla(*, session: AsyncSession, matrix: Matrix, now: datetime) -
 def to_read(issue: Issue, matrix: Matrix) -> IssueRead:
     level = matrix.by_name.get(issue.priority)
     status = Status(issue.status)
-    times = rules.mttx(
-        impact_started_at=issue.impact_started_at,
-        detected_at=issue.detected_at,
-        acknowledged_at=issue.acknowledged_at,
-        resolved_at=issue.resolved_at,
-    )
+    times = rules.mttx_of(issue)
     return IssueRead(
         id=issue.id,
         title=issue.title,
