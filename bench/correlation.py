@@ -63,6 +63,7 @@ from hypercare.feedback.drafts import SignalDraft
 from hypercare.feedback.views.common import Accept
 from hypercare.runtime import settle_gc
 from hypercare.store.base import utcnow
+from hypercare.store.checkpoint import checkpoints
 from hypercare.store.db import create_engine
 from hypercare.store.migrate import migrate
 from hypercare.triage import service as triage
@@ -250,7 +251,14 @@ async def one_run(
         clock = seeded + timedelta(seconds=1)
         if rate:
             state.attach = correlator
-            paced_result = await paced(state, drafts, clock, args.batch, rate, load)
+            # as the console does: WAL checkpoints in the background, not in a commit
+            stop = asyncio.Event()
+            checkpointer = asyncio.create_task(checkpoints(engine, stop))
+            try:
+                paced_result = await paced(state, drafts, clock, args.batch, rate, load)
+            finally:
+                stop.set()
+                await checkpointer
             return paced_result._replace(statements=counts.per_commit(), commits=counts.commits)
         started, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(drafts), batch):

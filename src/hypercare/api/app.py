@@ -43,6 +43,7 @@ from hypercare.review import views as review_views
 from hypercare.runtime import settle_gc
 from hypercare.status import jobs as status_jobs
 from hypercare.status import views as status_views
+from hypercare.store.checkpoint import checkpoints
 from hypercare.store.db import ping, session_factory
 from hypercare.telemetry import jobs as telemetry_jobs
 from hypercare.telemetry import otlp_views
@@ -84,6 +85,9 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
         tasks = []
         if background:
             tasks.append(asyncio.create_task(run_sla_clock(state, stop), name="sla-clock"))
+            tasks.append(
+                asyncio.create_task(checkpoints(state.engine, stop), name="wal-checkpoints")
+            )
             await telemetry_jobs.start(state)
             tasks.append(asyncio.create_task(telemetry_jobs.run_flush(state, stop)))
             tasks.append(asyncio.create_task(telemetry_jobs.run_compaction(state, stop)))

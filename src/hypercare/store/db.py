@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
 
 from hypercare.errors import ConfigError
 from hypercare.store import sqlite
+from hypercare.store.checkpoint import AUTOCHECKPOINT_PAGES
 
 
 def database_url(data_dir: str | Path, url: str | None, *, create: bool = True) -> str:
@@ -66,6 +67,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA page_size=16384")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
+    # checkpoints run in the background (`hypercare.store.checkpoint`), not in a commit: the
+    # commit-time one only when the log has grown this far
+    cur.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     # 64 MiB page cache (default 2 MiB): telemetry's indexes outgrow the default at once

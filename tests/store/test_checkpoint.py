@@ -1,0 +1,103 @@
+"""SQLite WAL checkpoints off the commit path (`hypercare.store.checkpoint`)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hypercare.store import checkpoint as wal
+from hypercare.store.base import utcnow
+from hypercare.store.db import create_engine, session_factory
+from hypercare.store.migrate import migrate
+from hypercare.triage.models import Issue
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    eng = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'wal.db'}")
+    await migrate(eng)
+    yield eng
+    await eng.dispose()
+
+
+async def _write(engine: AsyncEngine, n: int) -> None:
+    async with session_factory(engine)() as session, session.begin():
+        now = utcnow()
+        session.add_all(
+            Issue(title=f"issue {i}", priority="P3", created_at=now, updated_at=now)
+            for i in range(n)
+        )
+
+
+async def test_a_checkpoint_copies_the_log_back(engine: AsyncEngine) -> None:
+    await _write(engine, 50)
+    done = await wal.checkpoint(engine)
+    if engine.dialect.name != "sqlite":
+        assert done is None  # PostgreSQL checkpoints itself
+        return
+    assert done is not None
+    busy, pages, copied = done
+    assert busy == 0
+    assert pages > 0
+    assert copied == pages  # no reader held a snapshot: the whole log went back
+
+
+async def test_commits_leave_checkpoints_to_the_background(sqlite_engine: AsyncEngine) -> None:
+    async with sqlite_engine.connect() as conn:
+        pages = (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar()
+    assert pages == wal.AUTOCHECKPOINT_PAGES
+
+
+async def test_the_background_loop_checkpoints_until_stopped(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passes: list[tuple[int, int, int] | None] = []
+    real = wal.checkpoint
+
+    async def counted(eng: AsyncEngine) -> tuple[int, int, int] | None:
+        result = await real(eng)
+        passes.append(result)
+        return result
+
+    monkeypatch.setattr(wal, "checkpoint", counted)
+    stop = asyncio.Event()
+    task = asyncio.create_task(wal.checkpoints(engine, stop, every=0.01))
+    if engine.dialect.name != "sqlite":
+        await asyncio.wait_for(task, timeout=10)  # nothing to do: returns at once
+        assert passes == []
+        return
+    await _write(engine, 20)
+    deadline = time.monotonic() + 20
+    while not any(p and p[2] > 0 for p in passes):
+        assert time.monotonic() < deadline, f"no checkpoint copied pages: {passes}"
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    assert task.done() and task.exception() is None
+
+
+async def test_a_failing_pass_is_logged_and_the_loop_goes_on(
+    sqlite_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = 0
+
+    async def failing(eng: AsyncEngine) -> tuple[int, int, int] | None:
+        nonlocal calls
+        calls += 1
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(wal, "checkpoint", failing)
+    stop = asyncio.Event()
+    task = asyncio.create_task(wal.checkpoints(sqlite_engine, stop, every=0.01))
+    deadline = time.monotonic() + 20
+    while calls < 2:
+        assert time.monotonic() < deadline, "the loop stopped after a failed pass"
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    assert "WAL checkpoint failed" in caplog.text
