@@ -40,6 +40,9 @@ class Signal(Base):
     __table_args__ = (
         Index("ix_signals_received", "received_at"),
         Index("ix_signals_source_received", "source", "received_at"),
+        # an issue's signals, and its signals of one kind (its user reports, for the people
+        # it affects): with an index on kind alone, that lookup reads every user report
+        Index("ix_signals_issue_kind", "issue_id", "kind"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -66,7 +69,7 @@ class Signal(Base):
     score: Mapped[int | None] = mapped_column(Integer, nullable=True)
     dedup_key: Mapped[str] = mapped_column(String(400), index=True)
     issue_id: Mapped[int | None] = mapped_column(
-        ForeignKey("issues.id", ondelete="SET NULL"), index=True, nullable=True
+        ForeignKey("issues.id", ondelete="SET NULL"), nullable=True
     )
     raw: Mapped[Any] = mapped_column(JSON)
 
