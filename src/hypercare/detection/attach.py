@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -35,14 +36,13 @@ from sqlalchemy import (
     CompoundSelect,
     Table,
     all_,
+    bindparam,
     func,
-    insert,
     inspect,
     literal,
     null,
     select,
     union_all,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -55,7 +55,8 @@ from hypercare.detection.impact import Impact, suggest_priority
 from hypercare.detection.models import SignalExclusion, SignalLink
 from hypercare.feedback import attach as dedup
 from hypercare.feedback.models import Signal, SignalGroup
-from hypercare.store.ids import preassign_new
+from hypercare.store import bulk
+from hypercare.store.ids import preassign_new, row_values
 from hypercare.telemetry import calls
 from hypercare.telemetry.segments import F_REQUEST_ID, F_ROUTE, F_TIME, F_TRACE_ID, REQUEST, TRACE
 from hypercare.triage import service as triage
@@ -198,9 +199,12 @@ class Correlator:
         signals: Sequence[tuple[Signal, bool]],
         priorities: Mapping[str, Mapping[str, str]],
         known: dedup.OpenGroups | None = None,
+        unwritten: Sequence[tuple[Any, Sequence[Any]]] = (),
     ) -> list[Issue | None]:
         """Attach stored (flushed) signals in order, with the same outcome as one at a time;
-        `create` False: the signal may join an issue but not open one.
+        `create` False: the signal may join an issue but not open one. `unwritten`: see
+        `feedback.attach.BatchAttachStep` (the signals may be among them: nothing before the
+        batch's writes reads them back).
 
         All decisions are taken first, over the batch's context (an issue the batch opens
         gets a placeholder id that later signals may link to), then the issues they name are
@@ -212,16 +216,26 @@ class Correlator:
         # nothing is written until the batch is decided and applied (then in one flush, and
         # one executemany per table for the rows kept out of the session; the queries before
         # read only committed rows or other tables)
-        writes = _Writes()
+        writes = _Writes(unwritten=list(unwritten))
         with session.no_autoflush:
-            out, impact = await self._decide_and_apply(
+            out, impact, opened = await self._decide_and_apply(
                 session, matrix, signals, priorities, known, writes
             )
         await preassign_new(session, TimelineEntry, SignalGroup)
+        # the changed groups and issues go with the batch's other rows, not in a flush
+        changed = bulk.take_dirty(session, SignalGroup, Issue)
         await session.flush()
-        await writes.write(session)
+        await writes.write(session, *changed)
         if impact:
-            await self._reprioritise(session, matrix, list(impact.values()))
+            # every signal of an issue the batch opened is the batch's: its reports are counted
+            # here, not read back
+            reports = Counter(
+                issue.id
+                for (signal, _), issue in zip(signals, out, strict=True)
+                if issue is not None and issue.id in opened and signal.kind == "user"
+            )
+            news = {i: reports.get(i, 0) for i in opened}
+            await self._reprioritise(session, matrix, list(impact.values()), news)
         return out
 
     async def _decide_and_apply(
@@ -232,7 +246,9 @@ class Correlator:
         priorities: Mapping[str, Mapping[str, str]],
         known: dedup.OpenGroups,
         writes: _Writes,
-    ) -> tuple[list[Issue | None], dict[int, _ImpactIn]]:
+    ) -> tuple[list[Issue | None], dict[int, _ImpactIn], set[int]]:
+        """The issue of each signal, the issues whose priority the batch may change, and the
+        issues the batch opened."""
         for signal, _ in signals:
             self._normalise_route(signal)
         cited = await self._cited(session, [s for s, _ in signals])
@@ -252,7 +268,7 @@ class Correlator:
         # linked ones are read here in one query (and held: the identity map keeps weak refs)
         made: dict[int, Issue] = {}
         for chunk in _chunks(wanted):
-            for row in await session.scalars(select(Issue).where(Issue.id.in_(chunk))):
+            for row in await session.scalars(_ISSUES_BY_ID(session), {"ids": chunk}):
                 made[row.id] = row
         # the issues the batch opens, inserted together (the signals are written: on SQLite
         # the write lock is held); `_apply` puts each signal on its own
@@ -273,6 +289,7 @@ class Correlator:
                 entries=writes.entries,
             )
             premade = {p: issue for (_, p), issue in zip(opening, opened, strict=True)}
+        made_ids = {issue.id for issue in premade.values()}
         impact: dict[int, _ImpactIn] = {}
         out: list[Issue | None] = []
         for signal, decision in zip([s for s, _ in signals], decisions, strict=True):
@@ -282,10 +299,11 @@ class Correlator:
             out.append(issue)
             if issue is not None and decision.reprioritise and issue.status not in _DONE:
                 impact.setdefault(issue.id, _ImpactIn(issue, []))[1].append(signal)
-        if premade:
+        if premade:  # what is left of it went unused
+            made_ids -= {issue.id for issue in premade.values()}
             await _drop_unused(session, list(premade.values()), writes)
         _take_decided(signals, writes.signals)
-        return out, impact
+        return out, impact, made_ids
 
     def _decide_all(
         self,
@@ -547,7 +565,15 @@ class Correlator:
         # of any issue, the rows of the margin read before left out
         found: dict[int, Any] = {}
         fresh: list[Any] = []
-        for hit in await session.execute(self._changes(session, cache, floor, after, below)):
+        changes = _changes(session, bool(cache.seen_entries), bool(cache.seen_signals))
+        params = {
+            "floor": floor,
+            "after": after,
+            "below": below,
+            "seen_entries": sorted(cache.seen_entries),
+            "seen_signals": sorted(cache.seen_signals),
+        }
+        for hit in await session.execute(changes, params):
             if hit[0]:  # a signal: folded below, once the issues' entries are up to date
                 if hit[1] not in cache.seen_signals:
                     cache.seen_signals.add(hit[1])
@@ -598,53 +624,6 @@ class Correlator:
         cache.signal_mark = max(cache.signal_mark, below - 1)
         floor = cache.signal_mark - margin
         cache.seen_signals = {i for i in cache.seen_signals if i > floor}
-
-    def _changes(
-        self, session: AsyncSession, cache: OpenIssues, floor: int, after: int, below: int
-    ) -> CompoundSelect[Any]:
-        """What `_refresh` reads, in one statement: timeline entries with id above `floor`
-        (tag 0: entry id, issue id, entry kind, then the issue's status, updated_at,
-        created_at, route, component, title) and signals of an issue with id in (`after`,
-        `below`) (tag 1: signal id, issue id, kind, None, occurred_at, received_at, route,
-        component, rule label); the ids of the margin read before (`OpenIssues.seen_*`) are
-        left out."""
-        entries = (
-            select(
-                literal(0),
-                TimelineEntry.id,
-                Issue.id,
-                TimelineEntry.kind,
-                Issue.status,
-                Issue.updated_at,
-                Issue.created_at,
-                Issue.route,
-                Issue.component,
-                Issue.title,
-            )
-            .join(Issue, Issue.id == TimelineEntry.issue_id)
-            .where(
-                TimelineEntry.id > floor,
-                *_unseen(session, TimelineEntry.id, cache.seen_entries),
-            )
-        )
-        signals = select(
-            literal(1),
-            Signal.id,
-            Signal.issue_id,
-            Signal.kind,
-            null(),
-            Signal.occurred_at,
-            Signal.received_at,
-            Signal.route,
-            Signal.component,
-            Signal.labels["rule"].as_string(),
-        ).where(
-            Signal.id > after,
-            Signal.id < below,
-            Signal.issue_id.is_not(None),
-            *_unseen(session, Signal.id, cache.seen_signals),
-        )
-        return union_all(entries, signals)
 
     async def _stale(self, session: AsyncSession, cache: OpenIssues) -> list[int]:
         """The issues whose cache entry differs from the committed row: new, changed, or no
@@ -892,13 +871,20 @@ class Correlator:
     # --- priority ------------------------------------------------------------------------
 
     async def _reprioritise(
-        self, session: AsyncSession, matrix: Matrix, work: list[_ImpactIn]
+        self,
+        session: AsyncSession,
+        matrix: Matrix,
+        work: list[_ImpactIn],
+        news: Mapping[int, int] | None = None,
     ) -> None:
         """Raise priorities when the measured impact justifies it; never lower them, and never
         touch a priority a person set. Once per issue for the batch, with its signals of the
-        batch that carry strong evidence."""
-        ids = [w.issue.id for w in work]
-        chosen, users = await _priority_inputs(session, ids)
+        batch that carry strong evidence. `news`: the issues the batch opened, with their user
+        reports (nobody set their priority yet: nothing to read for them)."""
+        news = news or {}
+        ids = [w.issue.id for w in work if w.issue.id not in news]
+        chosen, users = await _priority_inputs(session, ids) if ids else (set(), {})
+        users.update({i: n for i, n in news.items() if n})
         entries: list[dict[str, Any]] = []  # written together at the end
         for issue, signals in work:
             if issue.id in chosen or issue.status in _DONE:
@@ -960,15 +946,30 @@ class _Writes(dedup.Pending):
 
     links: list[dict[str, Any]] = field(default_factory=list)
     signals: dict[int, Any] = field(default_factory=dict)  # `_take_decided`
+    # new rows not inserted yet (`attach_many`'s `unwritten`): they go in first, as they are
+    unwritten: list[tuple[Any, Sequence[Any]]] = field(default_factory=list)
 
-    async def write(self, session: AsyncSession) -> None:
-        if self.signals:
-            await session.execute(update(Signal), list(self.signals.values()))
-            self.signals = {}
-        await super().write(session)
-        if self.links:
-            await session.execute(insert(cast(Table, SignalLink.__table__)), self.links)
-            self.links = []
+    async def write(
+        self, session: AsyncSession, *first: bulk.Step, last: Sequence[bulk.Step] = ()
+    ) -> None:
+        """The rows not inserted yet, the signals' decided columns (of the others), then the
+        groups and timeline entries, then the links: one `hypercare.store.bulk.write` (one
+        statement on PostgreSQL)."""
+        new = [
+            bulk.Insert(model.__table__, row_values(model, objects, with_id=True))
+            for model, objects in self.unwritten
+        ]
+        inserted = {s.id for model, objects in self.unwritten if model is Signal for s in objects}
+        decided = bulk.Update(
+            _SIGNALS, [row for i, row in self.signals.items() if i not in inserted]
+        )
+        links = bulk.Insert(cast(Table, SignalLink.__table__), self.links)
+        await super().write(session, *new, *first, decided, last=[links, *last])
+        self.signals, self.links, self.unwritten = {}, [], []
+
+
+_SIGNALS = cast(Table, Signal.__table__)
+_ISSUES_BY_ID = bulk.PerDialect(lambda in_list: select(Issue).where(in_list(Issue.id, "ids")))
 
 
 class _ImpactIn(NamedTuple):
@@ -1011,15 +1012,71 @@ def _take_decided(signals: Sequence[tuple[Signal, bool]], decided: dict[int, Any
             set_committed_value(signal, column, loaded[column])
 
 
-def _unseen(session: AsyncSession, column: Any, seen: set[int]) -> list[ColumnElement[bool]]:
+_CHANGES: dict[tuple[str, bool, bool], CompoundSelect[Any]] = {}
+
+
+def _changes(session: AsyncSession, seen_entries: bool, seen_signals: bool) -> CompoundSelect[Any]:
+    """What `Correlator._refresh` reads, in one statement (built once per dialect and shape:
+    building it costs more than running it): timeline entries with id above ``:floor`` (tag
+    0: entry id, issue id, entry kind, then the issue's status, updated_at, created_at, route,
+    component, title) and signals of an issue with id in (``:after``, ``:below``) (tag 1:
+    signal id, issue id, kind, None, occurred_at, received_at, route, component, rule label);
+    the ids of the margin read before (``:seen_entries``, ``:seen_signals``, from
+    `OpenIssues.seen_*`) are left out."""
+    dialect = session.get_bind().dialect.name
+    key = (dialect, seen_entries, seen_signals)
+    made = _CHANGES.get(key)
+    if made is not None:
+        return made
+    entries = (
+        select(
+            literal(0),
+            TimelineEntry.id,
+            Issue.id,
+            TimelineEntry.kind,
+            Issue.status,
+            Issue.updated_at,
+            Issue.created_at,
+            Issue.route,
+            Issue.component,
+            Issue.title,
+        )
+        .join(Issue, Issue.id == TimelineEntry.issue_id)
+        .where(
+            TimelineEntry.id > bindparam("floor"),
+            *_unseen(dialect, TimelineEntry.id, "seen_entries", seen_entries),
+        )
+    )
+    signals = select(
+        literal(1),
+        Signal.id,
+        Signal.issue_id,
+        Signal.kind,
+        null(),
+        Signal.occurred_at,
+        Signal.received_at,
+        Signal.route,
+        Signal.component,
+        Signal.labels["rule"].as_string(),
+    ).where(
+        Signal.id > bindparam("after"),
+        Signal.id < bindparam("below"),
+        Signal.issue_id.is_not(None),
+        *_unseen(dialect, Signal.id, "seen_signals", seen_signals),
+    )
+    made = _CHANGES[key] = union_all(entries, signals)
+    return made
+
+
+def _unseen(dialect: str, column: Any, name: str, any_seen: bool) -> list[ColumnElement[bool]]:
     """The condition that leaves out the rows of the margin already read (up to a few hundred
     ids on PostgreSQL, in one array parameter): they are not sent and skipped again at each
     refresh. (None on SQLite, whose margin is 0.)"""
-    if not seen:
+    if not any_seen:
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        return [column != all_(literal(sorted(seen), ARRAY(BigInteger)))]
-    return [column.not_in(sorted(seen))]
+    if dialect == "postgresql":
+        return [column != all_(bindparam(name, type_=ARRAY(BigInteger)))]
+    return [column.not_in(bindparam(name, expanding=True))]
 
 
 def _margin(session: AsyncSession) -> int:
@@ -1063,26 +1120,7 @@ async def _priority_inputs(
     chosen: set[int] = set()
     users: dict[int, int] = {}
     for chunk in _chunks(ids):
-        by_people = (
-            select(TimelineEntry.issue_id, literal(1), literal(0), literal(0))
-            .where(
-                TimelineEntry.issue_id.in_(chunk),
-                TimelineEntry.actor.not_in(AUTOMATION),
-                TimelineEntry.kind == "priority",
-            )
-            .distinct()
-        )
-        reported = (
-            select(
-                Signal.issue_id,
-                literal(0),
-                func.count(func.distinct(Signal.user_ref)),
-                func.count(),
-            )
-            .where(Signal.issue_id.in_(chunk), Signal.kind == "user")
-            .group_by(Signal.issue_id)
-        )
-        rows: Sequence[Any] = (await session.execute(union_all(by_people, reported))).all()
+        rows: Sequence[Any] = (await session.execute(_PEOPLE(session), {"ids": chunk})).all()
         for issue_id, person, distinct, reports in rows:
             if issue_id is None:
                 continue
@@ -1091,6 +1129,27 @@ async def _priority_inputs(
             else:
                 users[issue_id] = max(distinct or 0, reports or 0)
     return chosen, users
+
+
+_PEOPLE = bulk.PerDialect(
+    lambda in_list: union_all(
+        select(TimelineEntry.issue_id, literal(1), literal(0), literal(0))
+        .where(
+            in_list(TimelineEntry.issue_id, "ids"),
+            TimelineEntry.actor.not_in(AUTOMATION),
+            TimelineEntry.kind == "priority",
+        )
+        .distinct(),
+        select(
+            Signal.issue_id,
+            literal(0),
+            func.count(func.distinct(Signal.user_ref)),
+            func.count(),
+        )
+        .where(in_list(Signal.issue_id, "ids"), Signal.kind == "user")
+        .group_by(Signal.issue_id),
+    )
+)
 
 
 async def person_set(session: AsyncSession, issue_id: int, what: str) -> bool:

@@ -13,11 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast, runtime_checkable
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.feedback import priorities as priority_rules
 from hypercare.feedback.models import Signal, SignalGroup
+from hypercare.store import bulk
 from hypercare.triage import service as triage
 from hypercare.triage.models import Issue, IssueCreate, TimelineEntry
 from hypercare.triage.rules import DONE, Matrix
@@ -35,13 +36,22 @@ async def open_groups(*, session: AsyncSession, keys: Iterable[str]) -> OpenGrou
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    rows = await session.execute(
+    rows = await session.execute(_OPEN_GROUPS(session), {"keys": wanted})
+    return {group.dedup_key: (group, issue) for group, issue in rows}
+
+
+# built once: a statement made anew at every batch costs more to build than to run
+_OPEN_GROUPS = bulk.PerDialect(
+    lambda in_list: (
         select(SignalGroup, Issue)
         .join(Issue, Issue.id == SignalGroup.issue_id)
-        .where(SignalGroup.dedup_key.in_(wanted), SignalGroup.open.is_(True))
+        .where(
+            in_list(SignalGroup.dedup_key, "keys"),
+            SignalGroup.open.is_(True),
+        )
         .order_by(SignalGroup.id)
     )
-    return {group.dedup_key: (group, issue) for group, issue in rows}
+)
 
 
 @dataclass
@@ -55,25 +65,31 @@ class Pending:
     entries: list[dict[str, Any]] = field(default_factory=list)
     groups: list[SignalGroup] = field(default_factory=list)
 
-    async def write(self, session: AsyncSession) -> None:
-        if self.groups:
-            await session.execute(
-                insert(cast(Table, SignalGroup.__table__)),
-                [
-                    {
-                        "dedup_key": g.dedup_key,
-                        "issue_id": g.issue_id,
-                        "open": g.open,
-                        "count": g.count,
-                        "status": g.status,
-                        "first_seen": g.first_seen,
-                        "last_seen": g.last_seen,
-                    }
-                    for g in self.groups
-                ],
-            )
-        await triage.add_entries(session, self.entries)
+    async def write(
+        self, session: AsyncSession, *first: bulk.Step, last: Sequence[bulk.Step] = ()
+    ) -> None:
+        """Write the batch's rows (after `first` and before `last`, the steps of a subclass)
+        in one `hypercare.store.bulk.write`."""
+        await bulk.write(session, [*first, *self.steps(), *last])
         self.entries, self.groups = [], []
+
+    def steps(self) -> list[bulk.Step]:
+        groups = [
+            {
+                "dedup_key": g.dedup_key,
+                "issue_id": g.issue_id,
+                "open": g.open,
+                "count": g.count,
+                "status": g.status,
+                "first_seen": g.first_seen,
+                "last_seen": g.last_seen,
+            }
+            for g in self.groups
+        ]
+        return [
+            bulk.Insert(cast(Table, SignalGroup.__table__), groups),
+            bulk.Insert(cast(Table, TimelineEntry.__table__), self.entries),
+        ]
 
 
 class AttachStep(Protocol):
@@ -95,7 +111,10 @@ class AttachStep(Protocol):
 @runtime_checkable
 class BatchAttachStep(AttachStep, Protocol):
     """An attach step that takes a whole batch (the signals of a group commit) at once, with
-    the same outcome as attaching them one after the other; `create` per signal."""
+    the same outcome as attaching them one after the other; `create` per signal.
+    `unwritten`: new objects (by model, parents first) that have their ids but are not in the
+    database yet, the signals among them; the step inserts them with its own rows, with the
+    values they have then."""
 
     async def attach_many(
         self,
@@ -105,6 +124,7 @@ class BatchAttachStep(AttachStep, Protocol):
         signals: Sequence[tuple[Signal, bool]],
         priorities: Mapping[str, Mapping[str, str]],
         known: OpenGroups | None = None,
+        unwritten: Sequence[tuple[Any, Sequence[Any]]] = (),
     ) -> list[Issue | None]: ...
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, text
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import NotFound
@@ -24,7 +24,7 @@ from hypercare.feedback.models import (
 )
 from hypercare.feedback.samples import TEST_LABEL, mark
 from hypercare.store.base import utcnow
-from hypercare.store.ids import preassign_ids, preassign_new
+from hypercare.store.ids import adopt, assign_ids, insert_many, insert_new, preassign_new
 from hypercare.triage import service as triage
 from hypercare.triage.models import Issue, IssueRead, TimelineEntry
 from hypercare.triage.rules import Matrix
@@ -130,55 +130,33 @@ async def ingest_many(
     dedup groups loaded in one query and the attach step's writes flushed together (group
     commit hands the writer several deliveries at a time)."""
     fallback = utcnow()
-    holds_write_lock = False
     unsaved: list[IntakeDelivery] = []
     for batch in batches:
         if batch.delivery is not None:
             batch.delivery.signal_count = len(batch.drafts)
             if batch.delivery.id is None:
                 unsaved.append(batch.delivery)
-    if unsaved:
-        if len(unsaved) > 2 and _is_sqlite(session):
-            # the first delivery alone takes SQLite's write lock, and the others get their ids
-            # after its: one INSERT for them, not one each (SQLite's RETURNING cannot be tied
-            # to the rows of an executemany)
-            for later in unsaved[1:]:
-                session.expunge(later)
-            await session.flush()
-            await preassign_ids(session, IntakeDelivery, unsaved, top=unsaved[0].id)
-            session.add_all(unsaved[1:])
-        await session.flush()
-        holds_write_lock = True
     linked_ids = {d.issue_id for b in batches for d in b.drafts if d.issue_id is not None}
-    for linked in sorted(linked_ids):
-        await triage.get_issue(session=session, issue_id=linked)  # 404 if absent
-    stored: list[list[Signal]] = []
+    with session.no_autoflush:  # the new deliveries go in below, as plain rows
+        for linked in sorted(linked_ids):
+            await triage.get_issue(session=session, issue_id=linked)  # 404 if absent
     batches = [replace(b, drafts=mark(b.drafts)) if b.test else b for b in batches]
-    for batch in batches:
-        now = batch.now or fallback
-        delivery_id = batch.delivery.id if batch.delivery is not None else None
-        stored.append([_signal(d, batch.integration_id, delivery_id, now) for d in batch.drafts])
+    stored = [
+        [_signal(d, batch.integration_id, None, batch.now or fallback) for d in batch.drafts]
+        for batch in batches
+    ]
     every = [signal for signals in stored for signal in signals]
-    top: int | None = None
-    if not holds_write_lock and len(every) > 2 and _is_sqlite(session):
-        # the first row alone takes SQLite's write lock; the others get their ids after its
-        # (a new rowid is the highest one plus one, and nobody else writes until commit)
-        session.add(every[0])
-        await session.flush()
-        holds_write_lock = True
-        top = every[0].id
-    if holds_write_lock:
-        await preassign_ids(session, Signal, every, top=top)
-    session.add_all(every)
-    await session.flush()
+    # the deliveries and their signals go in as plain rows, not through a flush (see
+    # `hypercare.store.ids`)
+    for delivery in unsaved:
+        if delivery in session:
+            session.expunge(delivery)
     keys = [
         s.dedup_key
         for b, signals in zip(batches, stored, strict=True)
         if not b.test
         for s in signals
     ]
-    await _lock_keys(session, keys)
-    known = await open_groups(session=session, keys=keys)
     step = attach or dedup_attach
     work = [
         (signal, d.create_issue)
@@ -186,11 +164,39 @@ async def ingest_many(
         if not batch.test
         for signal, d in zip(signals, batch.drafts, strict=True)
     ]
+    unwritten: list[tuple[Any, Sequence[Any]]] = []
+    if _is_sqlite(session):
+        # the first delivery takes the write lock; the others' ids, and the signals', follow
+        locked = await insert_new(session, IntakeDelivery, unsaved, write_locked=False)
+        _set_deliveries(batches, stored)
+        await insert_new(session, Signal, every, write_locked=locked)
+    else:
+        # their ids in one statement, which also takes the dedup keys' advisory locks (sorted:
+        # no deadlocks) until commit, so two concurrent first sightings of one key open one
+        # issue, not two (SQLite's single writer serialises them)
+        await assign_ids(session, [(IntakeDelivery, unsaved), (Signal, every)], lock=keys)
+        _set_deliveries(batches, stored)
+        unwritten = [(IntakeDelivery, unsaved), (Signal, every)]
+        if not (work and isinstance(step, BatchAttachStep)):
+            await insert_many(session, unwritten)
+            unwritten = []
+        # else their rows go in with the batch step's own at its end (one statement less, and
+        # the signals are inserted as decided instead of inserted, then updated)
+    if not isinstance(step, BatchAttachStep):
+        # that step changes the signals through the session (a batch step writes what it
+        # decides for them itself)
+        adopt(session, every)
+    known = await open_groups(session=session, keys=keys)
     attached: list[Issue | None]
     if isinstance(step, BatchAttachStep):
         # the whole group commit decided together: one context load for all its signals
         attached = await step.attach_many(
-            session=session, matrix=matrix, signals=work, priorities=priorities, known=known
+            session=session,
+            matrix=matrix,
+            signals=work,
+            priorities=priorities,
+            known=known,
+            unwritten=unwritten,
         )
     else:
         attached = []
@@ -220,6 +226,13 @@ async def ingest_many(
         await preassign_new(session, TimelineEntry, SignalGroup)
     await session.flush()
     return done
+
+
+def _set_deliveries(batches: Sequence[Batch], stored: Sequence[Sequence[Signal]]) -> None:
+    for batch, signals in zip(batches, stored, strict=True):
+        if batch.delivery is not None:
+            for signal in signals:
+                signal.delivery_id = batch.delivery.id
 
 
 def _is_sqlite(session: AsyncSession) -> bool:
@@ -308,22 +321,6 @@ def _without_nul(d: SignalDraft) -> SignalDraft:
     if any("\x00" in r for r in d.request_ids):
         fields["request_ids"] = tuple(_clean(r) for r in d.request_ids)
     return replace(d, **fields) if fields else d
-
-
-async def _lock_keys(session: AsyncSession, keys: Sequence[str]) -> None:
-    """On PostgreSQL, serialise deliveries that share a dedup key until commit, so two
-    concurrent first sightings of one key open one issue, not two. (SQLite's single
-    writer already serialises them.) Keys are locked in sorted order: no deadlocks."""
-    if not keys or session.get_bind().dialect.name != "postgresql":
-        return
-    ordered = sorted(set(keys))
-    await session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
-            "FROM unnest(CAST(:keys AS text[])) AS k"
-        ),
-        {"keys": ordered},
-    )
 
 
 async def list_signals(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hypercare.errors import InvalidInput, NotFound
 from hypercare.store.base import utcnow
-from hypercare.store.ids import preassign_ids
+from hypercare.store.ids import adopt, insert_new
 from hypercare.triage import rules
 from hypercare.triage.models import Issue, IssueCreate, IssueRead, TimelineEntry
 from hypercare.triage.rules import DONE, Matrix, SlaState, Status
@@ -164,12 +164,14 @@ async def create_issues(
     "created" (and "assignment") timeline entries. `write_locked`: the transaction has
     written already (on SQLite it holds the write lock), so the issues get their ids first
     and go in one INSERT. `entries`: the timeline entries are appended there as rows (for
-    `add_entries`) instead of added to the session."""
+    `add_entries`) instead of added to the session.
+
+    The issues go in as plain rows (`hypercare.store.ids.insert_new`: one statement, where a
+    flush spends most of its time on its own bookkeeping), then join the session as if read
+    back, so that later changes to them are flushed as usual."""
     issues = [_new_issue(matrix, item) for item in items]
-    session.add_all(issues)
-    if write_locked:
-        await preassign_ids(session, Issue, issues)
-    await session.flush()
+    await insert_new(session, Issue, issues, write_locked=write_locked)
+    adopt(session, issues)
     for issue, item in zip(issues, items, strict=True):
         level = matrix.level(issue.priority)
         rows = [
