@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hypercare.store import checkpoint as wal
 from hypercare.store.base import utcnow
-from hypercare.store.db import create_engine, session_factory
-from hypercare.store.migrate import migrate
+from hypercare.store.db import session_factory
 from hypercare.triage.models import Issue
-
-
-@pytest.fixture
-async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'wal.db'}")
-    await migrate(eng)
-    yield eng
-    await eng.dispose()
 
 
 async def _write(engine: AsyncEngine, n: int) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,11 @@ from hypercare.feedback.models import Integration
 from hypercare.store import sqlite
 from hypercare.store.base import utcnow
 from hypercare.store.db import create_engine, session_factory
-from hypercare.store.migrate import migrate
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'hc.db'}")
-    await migrate(eng)
-    yield eng
-    await eng.dispose()
+def engine(sqlite_engine: AsyncEngine) -> AsyncEngine:
+    return sqlite_engine  # this module is about SQLite only
 
 
 def row(name: str) -> dict[str, Any]:

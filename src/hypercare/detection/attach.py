@@ -1034,12 +1034,7 @@ def _changes(session: AsyncSession, seen_entries: bool, seen_signals: bool) -> C
             TimelineEntry.id,
             Issue.id,
             TimelineEntry.kind,
-            Issue.status,
-            Issue.updated_at,
-            Issue.created_at,
-            Issue.route,
-            Issue.component,
-            Issue.title,
+            *_ISSUE_COLUMNS[1:],  # status, updated_at, created_at, route, component, title
         )
         .join(Issue, Issue.id == TimelineEntry.issue_id)
         .where(
