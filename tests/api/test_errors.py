@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from fastapi import FastAPI, Request
+from sqlalchemy.exc import DBAPIError
 
 from hypercare.api import errors
 
@@ -52,3 +54,32 @@ async def test_a_client_gone_before_its_body_is_a_quiet_400(
     assert orjson.loads(body)["error"]["code"] == "client_disconnected"
     assert [r.levelname for r in caplog.records] == ["INFO"]
     assert "left before its request body arrived" in caplog.records[0].getMessage()
+
+
+async def test_a_lost_database_connection_is_a_503_to_retry_other_database_errors_a_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = FastAPI()
+    errors.install(app)
+
+    @app.get("/lost")
+    async def lost() -> None:
+        raise DBAPIError(
+            "SELECT 1", {}, ConnectionError("server closed"), connection_invalidated=True
+        )
+
+    @app.get("/broken")
+    async def broken() -> None:
+        raise DBAPIError("SELECT 1", {}, ValueError("bad value"))
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
+        with caplog.at_level(logging.WARNING, logger="hypercare.api"):
+            answer = await client.get("/lost")
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "1"
+        assert answer.json()["error"]["code"] == "store_unavailable"
+        assert "connection was lost" in caplog.text
+        other = await client.get("/broken")
+        assert other.status_code == 500
+        assert other.json()["error"]["code"] == "internal"

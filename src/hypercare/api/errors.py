@@ -2,8 +2,9 @@
 
 Domain errors carry their own status; validation errors become 422 with one entry per
 field; a client that left before its body arrived gets a 400 nobody reads (logged at INFO,
-it is not a server error); anything unexpected is logged with its traceback and answered
-with a bare 500.
+it is not a server error); a database connection lost under a request (a restart, a
+failover) a 503 with ``Retry-After``; anything unexpected is logged with its traceback and
+answered with a bare 500.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
@@ -110,6 +112,24 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             error_body("client_disconnected", "the request body did not arrive"),
             status_code=400,
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _store(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not exc.connection_invalidated:
+            return await _unexpected(request, exc)
+        # the database dropped the connection (a restart, a failover): the pool replaces its
+        # connections, and the same request a moment later goes through
+        log.warning(
+            "%s %s: the database connection was lost (%s)",
+            request.method,
+            request.url.path,
+            exc.orig,
+        )
+        return JSONResponse(
+            error_body("store_unavailable", "the database connection was lost; retry"),
+            status_code=503,
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(Exception)
