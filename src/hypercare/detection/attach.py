@@ -213,9 +213,9 @@ class Correlator:
             return []
         if known is None:
             known = await dedup.open_groups(session=session, keys=[s.dedup_key for s, _ in signals])
-        # nothing is written until the batch is decided and applied (then in one flush, and
-        # one executemany per table for the rows kept out of the session; the queries before
-        # read only committed rows or other tables)
+        # nothing is written until the batch is decided and applied but the issues it opens
+        # (then the rest in one `bulk.write`, after a flush of what the session still holds;
+        # the queries before read only committed rows or other tables)
         writes = _Writes(unwritten=list(unwritten))
         with session.no_autoflush:
             out, impact, opened = await self._decide_and_apply(
@@ -279,8 +279,6 @@ class Correlator:
         ]
         premade: dict[int, Issue] = {}
         if opening:
-            # the routes decided: kept out of the flush that inserts the issues
-            _take_decided(signals, writes.signals)
             opened = await triage.create_issues(
                 session=session,
                 matrix=matrix,
@@ -302,7 +300,7 @@ class Correlator:
         if premade:  # what is left of it went unused
             made_ids -= {issue.id for issue in premade.values()}
             await _drop_unused(session, list(premade.values()), writes)
-        _take_decided(signals, writes.signals)
+        writes.take_decided(signals)
         return out, impact, made_ids
 
     def _decide_all(
@@ -945,9 +943,15 @@ class _Writes(dedup.Pending):
     """A batch's rows written at its end (`dedup.Pending`), with the signals' links."""
 
     links: list[dict[str, Any]] = field(default_factory=list)
-    signals: dict[int, Any] = field(default_factory=dict)  # `_take_decided`
+    signals: dict[int, Any] = field(default_factory=dict)  # `take_decided`
     # new rows not inserted yet (`attach_many`'s `unwritten`): they go in first, as they are
     unwritten: list[tuple[Any, Sequence[Any]]] = field(default_factory=list)
+
+    def take_decided(self, signals: Sequence[tuple[Signal, bool]]) -> None:
+        """`_take_decided` for the batch's signals already in the database (those among
+        `unwritten` are inserted with their decided columns)."""
+        inserting = {id(s) for model, rows in self.unwritten if model is Signal for s in rows}
+        _take_decided([s for s in signals if id(s[0]) not in inserting], self.signals)
 
     async def write(
         self, session: AsyncSession, *first: bulk.Step, last: Sequence[bulk.Step] = ()
@@ -959,10 +963,7 @@ class _Writes(dedup.Pending):
             bulk.Insert(model.__table__, row_values(model, objects, with_id=True))
             for model, objects in self.unwritten
         ]
-        inserted = {s.id for model, objects in self.unwritten if model is Signal for s in objects}
-        decided = bulk.Update(
-            _SIGNALS, [row for i, row in self.signals.items() if i not in inserted]
-        )
+        decided = bulk.Update(_SIGNALS, list(self.signals.values()))
         links = bulk.Insert(cast(Table, SignalLink.__table__), self.links)
         await super().write(session, *new, *first, decided, last=[links, *last])
         self.signals, self.links, self.unwritten = {}, [], []

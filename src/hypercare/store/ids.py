@@ -78,9 +78,9 @@ async def insert_new(
 
 
 async def insert_many(session: AsyncSession, groups: Sequence[tuple[Any, Sequence[Any]]]) -> None:
-    """PostgreSQL: `insert_new` for new objects of several models (parents first), with one
-    statement for the ids they lack (`assign_ids`: give the parents theirs first when
-    children refer to them) and one for all their rows (`hypercare.store.bulk.write`)."""
+    """PostgreSQL: insert new objects of several models as plain rows (like `insert_new`),
+    with one statement for the ids they lack (`assign_ids`: the parents have theirs when the
+    children's rows are made) and one for all their rows (`hypercare.store.bulk.write`)."""
     await assign_ids(session, groups)
     await bulk.write(
         session,
