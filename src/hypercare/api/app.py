@@ -28,7 +28,7 @@ from hypercare.comms import views as comms_views
 from hypercare.config import HypercareConfig
 from hypercare.detection import service as detection_service
 from hypercare.detection.attach import Correlator
-from hypercare.detection.jobs import run_detection
+from hypercare.detection.jobs import run_detection, warm_correlation
 from hypercare.detection.jobs import runtime as detection_runtime
 from hypercare.detection.models import IssueAnalysis
 from hypercare.detection.views import router as detection_router
@@ -92,6 +92,7 @@ def create_app(state: AppState, *, background: bool = True) -> FastAPI:
             tasks.append(asyncio.create_task(telemetry_jobs.run_flush(state, stop)))
             tasks.append(asyncio.create_task(telemetry_jobs.run_compaction(state, stop)))
             tasks.append(asyncio.create_task(telemetry_jobs.prewarm(state, time.time())))
+            tasks.append(asyncio.create_task(warm_correlation(state), name="correlation-warm"))
             if state.config.detection.enabled:
                 tasks.append(asyncio.create_task(run_detection(state, stop), name="detection"))
             # always: launches can be made through the API while the server runs

@@ -458,7 +458,7 @@ class Correlator:
 
     async def load(self, session: AsyncSession) -> int:
         """Read the open issues into the cache now instead of on the first batch; returns how
-        many are open (a benchmark's warm-up; the intake loads them on its first signal)."""
+        many are open (the console does it at start: `detection.jobs.warm_correlation`)."""
         if not self.correlation:
             return 0
         cache = self.open_issues

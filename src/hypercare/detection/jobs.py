@@ -14,6 +14,7 @@ import httpx
 
 from hypercare.api.state import AppState
 from hypercare.detection import service
+from hypercare.detection.attach import Correlator
 from hypercare.detection.engine import Detector, Finding
 from hypercare.detection.live import LiveWindows
 from hypercare.detection.rules import Condition, Metric, metric_value
@@ -214,6 +215,28 @@ async def auto_resolve(state: AppState) -> None:
         )
     if done:
         log.info("auto-resolved issues %s", ", ".join(map(str, done)))
+
+
+async def warm_correlation(state: AppState) -> None:
+    """Read the open issues into the correlator's cache at start, so that the first signal
+    after a restart (the first of a storm, as likely as not) does not wait for the full read
+    (tens of ms per thousand open issues). Signals that arrive meanwhile wait for it on the
+    cache's lock, as they would have read it themselves."""
+    attach = state.attach
+    if not isinstance(attach, Correlator):
+        return
+    started = time.perf_counter()
+    try:
+        async with state.sessions() as session:
+            count = await attach.load(session)
+    except Exception:
+        log.warning("correlation: could not read the open issues at start", exc_info=True)
+        return
+    log.info(
+        "correlation: %d open issues read at start in %.0f ms",
+        count,
+        (time.perf_counter() - started) * 1000,
+    )
 
 
 async def load_rules(state: AppState) -> None:
