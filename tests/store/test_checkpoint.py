@@ -82,7 +82,7 @@ async def test_a_failing_pass_is_logged_and_the_loop_goes_on(
 
     monkeypatch.setattr(wal, "checkpoint", failing)
     stop = asyncio.Event()
-    task = asyncio.create_task(wal.checkpoints(sqlite_engine, stop, every=0.01))
+    task = asyncio.create_task(wal.checkpoints(sqlite_engine, stop, every=0.01, idle=0.01))
     deadline = time.monotonic() + 20
     while calls < 2:
         assert time.monotonic() < deadline, "the loop stopped after a failed pass"
@@ -90,3 +90,17 @@ async def test_a_failing_pass_is_logged_and_the_loop_goes_on(
     stop.set()
     await asyncio.wait_for(task, timeout=10)
     assert "WAL checkpoint failed" in caplog.text
+
+
+def test_passes_come_often_while_writes_come_in_and_seldom_once_idle() -> None:
+    every, idle = 0.1, 1.0
+    # the first pass, and every pass that finds the log changed: the next one soon
+    assert wal.next_wait(None, (0, 120, 120), every, idle) == every
+    assert wal.next_wait((0, 120, 120), (0, 480, 480), every, idle) == every
+    # the log started over since (a commit-time checkpoint): it changed
+    assert wal.next_wait((0, 9_800, 9_800), (0, 35, 35), every, idle) == every
+    # a reader held pages back: what it copied changed
+    assert wal.next_wait((0, 480, 300), (0, 480, 480), every, idle) == every
+    # nothing written since the pass before, or a failed pass: wait longer
+    assert wal.next_wait((0, 480, 480), (0, 480, 480), every, idle) == idle
+    assert wal.next_wait((0, 480, 480), None, every, idle) == idle
