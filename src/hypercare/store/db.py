@@ -93,7 +93,31 @@ def create_engine(
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
         _ping_when_idle(engine, ping_idle_after)
+        event.listen(engine.sync_engine, "connect", _postgresql_settings)
     return engine
+
+
+# Plans made for this connection's statements at every execution, with the tables' current
+# sizes, never a generic plan reused from when they were small: PostgreSQL keeps the plans of
+# prepared statements (the driver prepares every statement) and of its own foreign-key
+# checks for a connection's lifetime, and picks a generic one after five executions; made
+# while a table was near empty (a new database, a launch's first minutes) it scans the whole
+# table, and it is made again only when the table's statistics change (autovacuum's ANALYZE,
+# about a minute later at best). In an alert storm on a new database that turned each
+# foreign-key check of the intake into a scan of a growing table: at 500 signals/s with 100
+# open issues, exact dedup fell to 393 signals/s with a p99 of 5.3 s within 20 s (12 ms
+# with this). Planning every execution costs ~1.4 ms of the server's time on the intake's
+# largest statement: at 1,000 open issues the storm's p50 rose 0.4–0.6 ms, its p99 stayed.
+PLAN_CACHE_MODE = "force_custom_plan"
+
+
+def _postgresql_settings(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # a SET once per new connection, not a startup parameter (which PgBouncer refuses)
+        cursor.execute(f"SET plan_cache_mode = {PLAN_CACHE_MODE}")
+    finally:
+        cursor.close()
 
 
 def _ping_when_idle(engine: AsyncEngine, idle_after: float) -> None:
