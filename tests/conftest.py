@@ -8,6 +8,7 @@ where an unreachable service is a failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -67,6 +68,15 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator
         yield eng
         await eng.dispose()
         return
+    async with pg_schema() as eng:
+        await migrate(eng)
+        yield eng
+
+
+@contextlib.asynccontextmanager
+async def pg_schema() -> AsyncIterator[AsyncEngine]:
+    """An engine whose connections work in a private PostgreSQL schema (empty, not migrated),
+    dropped afterwards; skips (or under CI=true fails) when PostgreSQL is unreachable."""
     require_service("PostgreSQL", PG_HOST, PG_PORT)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL)
@@ -74,7 +84,6 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator
         await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     eng = create_engine(PG_URL, connect_args={"server_settings": {"search_path": schema}})
     try:
-        await migrate(eng)
         yield eng
     finally:
         await eng.dispose()

@@ -3,35 +3,22 @@ while a table was near empty is not reused once it has grown."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from hypercare.store.db import PLAN_CACHE_MODE, create_engine
-from tests.conftest import PG_HOST, PG_PORT, PG_URL, require_service
+from hypercare.store.db import PLAN_CACHE_MODE
+from tests.conftest import pg_schema
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 async def schema_engine() -> AsyncIterator[AsyncEngine]:
-    """An engine whose connections work in a private schema, dropped afterwards."""
-    require_service("PostgreSQL", PG_HOST, PG_PORT)
-    schema = f"plans_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_URL)
-    async with admin.begin() as conn:
-        await conn.execute(text(f"CREATE SCHEMA {schema}"))
-    eng = create_engine(PG_URL, connect_args={"server_settings": {"search_path": schema}})
-    try:
+    async with pg_schema() as eng:
         yield eng
-    finally:
-        await eng.dispose()
-        async with admin.begin() as conn:
-            await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        await admin.dispose()
 
 
 async def test_every_connection_plans_at_each_execution(schema_engine: AsyncEngine) -> None:
