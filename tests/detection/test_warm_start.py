@@ -13,7 +13,7 @@ from tests.support import Up, start_up, wait_until
 
 ADMIN = "hc_warm-start-admin-token"
 H = {"Authorization": f"Bearer {ADMIN}"}
-READ = re.compile(r"correlation: (\d+) open issues read at start")
+READ = re.compile(r"correlation: (\d+) open issues? read at start")
 
 
 def started(data: Path) -> tuple[Up, int]:

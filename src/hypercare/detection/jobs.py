@@ -233,8 +233,9 @@ async def warm_correlation(state: AppState) -> None:
         log.warning("correlation: could not read the open issues at start", exc_info=True)
         return
     log.info(
-        "correlation: %d open issues read at start in %.0f ms",
+        "correlation: %d open issue%s read at start in %.0f ms",
         count,
+        "" if count == 1 else "s",
         (time.perf_counter() - started) * 1000,
     )
 
