@@ -11,7 +11,7 @@ each of its signals waits), next to a same-run reference: the same signals throu
 intake with correlation off (`Correlator(correlation=False)`: exact dedup, no scoring), on a
 store seeded the same way. The ratio (correlated / reference) is the figure to compare across
 machines and loads. The correlator's open-issue cache is loaded before the clock starts (the
-intake loads it once, on its first signal; `cache load` prints how long that took).
+console reads it once, when it starts; `cache load` prints how long that took).
 
 `--rate R` measures what the intake does in a storm instead: each signal is a delivery of its
 own, arriving on schedule at R a second (open loop: arrivals do not wait for answers) at the
