@@ -24,18 +24,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
-    ARRAY,
-    BigInteger,
-    ColumnElement,
     CompoundSelect,
     Table,
-    all_,
     bindparam,
     func,
     inspect,
@@ -563,7 +559,7 @@ class Correlator:
         # of any issue, the rows of the margin read before left out
         found: dict[int, Any] = {}
         fresh: list[Any] = []
-        changes = _changes(session, bool(cache.seen_entries), bool(cache.seen_signals))
+        changes = _CHANGES(session, bool(cache.seen_entries), bool(cache.seen_signals))
         params = {
             "floor": floor,
             "after": after,
@@ -650,7 +646,7 @@ class Correlator:
     ) -> int:
         """Read the features of issues `ids` from scratch: fold their signals with id below
         `below` into the entries (the new signals of any issue come with
-        `_changes`). Returns how many rows were folded in."""
+        `_CHANGES`). Returns how many rows were folded in."""
         label = Signal.labels["rule"].as_string()
         columns = (
             Signal.issue_id,
@@ -1013,22 +1009,18 @@ def _take_decided(signals: Sequence[tuple[Signal, bool]], decided: dict[int, Any
             set_committed_value(signal, column, loaded[column])
 
 
-_CHANGES: dict[tuple[str, bool, bool], CompoundSelect[Any]] = {}
-
-
-def _changes(session: AsyncSession, seen_entries: bool, seen_signals: bool) -> CompoundSelect[Any]:
-    """What `Correlator._refresh` reads, in one statement (built once per dialect and shape:
-    building it costs more than running it): timeline entries with id above ``:floor`` (tag
-    0: entry id, issue id, entry kind, then the issue's status, updated_at, created_at, route,
-    component, title) and signals of an issue with id in (``:after``, ``:below``) (tag 1:
-    signal id, issue id, kind, None, occurred_at, received_at, route, component, rule label);
-    the ids of the margin read before (``:seen_entries``, ``:seen_signals``, from
-    `OpenIssues.seen_*`) are left out."""
-    dialect = session.get_bind().dialect.name
-    key = (dialect, seen_entries, seen_signals)
-    made = _CHANGES.get(key)
-    if made is not None:
-        return made
+def _build_changes(
+    in_list: Callable[[Any, str], Any], seen_entries: bool, seen_signals: bool
+) -> CompoundSelect[Any]:
+    """What `Correlator._refresh` reads, in one statement (`_CHANGES`: built once per dialect
+    and shape, as building it costs more than running it): timeline entries with id above
+    ``:floor`` (tag 0: entry id, issue id, entry kind, then the issue's status, updated_at,
+    created_at, route, component, title) and signals of an issue with id in (``:after``,
+    ``:below``) (tag 1: signal id, issue id, kind, None, occurred_at, received_at, route,
+    component, rule label). With `seen_entries` / `seen_signals`, the ids of the margin read
+    before (``:seen_entries``, ``:seen_signals``, from `OpenIssues.seen_*`: up to a few
+    hundred on PostgreSQL, none on SQLite, whose margin is 0) are left out: not sent and
+    skipped again at each refresh."""
     entries = (
         select(
             literal(0),
@@ -1038,11 +1030,10 @@ def _changes(session: AsyncSession, seen_entries: bool, seen_signals: bool) -> C
             *_ISSUE_COLUMNS[1:],  # status, updated_at, created_at, route, component, title
         )
         .join(Issue, Issue.id == TimelineEntry.issue_id)
-        .where(
-            TimelineEntry.id > bindparam("floor"),
-            *_unseen(dialect, TimelineEntry.id, "seen_entries", seen_entries),
-        )
+        .where(TimelineEntry.id > bindparam("floor"))
     )
+    if seen_entries:
+        entries = entries.where(~in_list(TimelineEntry.id, "seen_entries"))
     signals = select(
         literal(1),
         Signal.id,
@@ -1058,21 +1049,13 @@ def _changes(session: AsyncSession, seen_entries: bool, seen_signals: bool) -> C
         Signal.id > bindparam("after"),
         Signal.id < bindparam("below"),
         Signal.issue_id.is_not(None),
-        *_unseen(dialect, Signal.id, "seen_signals", seen_signals),
     )
-    made = _CHANGES[key] = union_all(entries, signals)
-    return made
+    if seen_signals:
+        signals = signals.where(~in_list(Signal.id, "seen_signals"))
+    return union_all(entries, signals)
 
 
-def _unseen(dialect: str, column: Any, name: str, any_seen: bool) -> list[ColumnElement[bool]]:
-    """The condition that leaves out the rows of the margin already read (up to a few hundred
-    ids on PostgreSQL, in one array parameter): they are not sent and skipped again at each
-    refresh. (None on SQLite, whose margin is 0.)"""
-    if not any_seen:
-        return []
-    if dialect == "postgresql":
-        return [column != all_(bindparam(name, type_=ARRAY(BigInteger)))]
-    return [column.not_in(bindparam(name, expanding=True))]
+_CHANGES = bulk.PerDialect(_build_changes)
 
 
 def _margin(session: AsyncSession) -> int:

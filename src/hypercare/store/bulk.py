@@ -62,10 +62,8 @@ async def write(session: AsyncSession, steps: Sequence[Step]) -> None:
         for step in steps:
             if isinstance(step, Insert):
                 await session.execute(_statement(step.table, False), list(step.rows))
-            else:
-                rows = [{**r, "_id": r["id"]} for r in step.rows]
-                for row in rows:
-                    del row["id"]
+            else:  # the id as ``:_id``: ``:id`` would be taken for the SET clause
+                rows = [{("_id" if k == "id" else k): v for k, v in r.items()} for r in step.rows]
                 await session.execute(_statement(step.table, True), rows)
         return
     sql, columns = _shape(dialect, steps)
@@ -149,20 +147,21 @@ def _statement(table: Table, by_id: bool) -> Any:
 
 
 class PerDialect:
-    """A statement built once per database dialect, by `build(in_list)`: `in_list(column,
-    name)` is ``column IN (:name)`` on SQLite, and ``column = ANY(:name)`` (one array
-    parameter) on PostgreSQL, where a statement's text then stays the same whatever the list's
-    length, so the server prepares and plans it once per connection, not once per length."""
+    """A statement built once per database dialect (and per `variant`, hashable arguments
+    that change its shape), by `build(in_list, *variant)`: `in_list(column, name)` is
+    ``column IN (:name)`` on SQLite, and ``column = ANY(:name)`` (one array parameter) on
+    PostgreSQL, where a statement's text then stays the same whatever the list's length, so
+    the server prepares and plans it once per connection, not once per length."""
 
-    def __init__(self, build: Callable[[Callable[[Any, str], Any]], Any]) -> None:
+    def __init__(self, build: Callable[..., Any]) -> None:
         self._build = build
-        self._made: dict[str, Any] = {}
+        self._made: dict[tuple[Any, ...], Any] = {}
 
-    def __call__(self, session: AsyncSession) -> Any:
+    def __call__(self, session: AsyncSession, *variant: Any) -> Any:
         name = session.get_bind().dialect.name
-        made = self._made.get(name)
+        made = self._made.get((name, *variant))
         if made is None:
-            made = self._made[name] = self._build(_in_list_for(name))
+            made = self._made[(name, *variant)] = self._build(_in_list_for(name), *variant)
         return made
 
 
