@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,6 +11,7 @@ from hypercare.store import checkpoint as wal
 from hypercare.store.base import utcnow
 from hypercare.store.db import session_factory
 from hypercare.triage.models import Issue
+from tests.support import wait_until_async
 
 
 async def _write(engine: AsyncEngine, n: int) -> None:
@@ -45,10 +45,10 @@ async def test_commits_leave_checkpoints_to_the_background(sqlite_engine: AsyncE
 async def test_the_background_loop_checkpoints_until_stopped(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    passes: list[tuple[int, int, int] | None] = []
+    passes: list[wal.Pass | None] = []
     real = wal.checkpoint
 
-    async def counted(eng: AsyncEngine) -> tuple[int, int, int] | None:
+    async def counted(eng: AsyncEngine) -> wal.Pass | None:
         result = await real(eng)
         passes.append(result)
         return result
@@ -61,10 +61,9 @@ async def test_the_background_loop_checkpoints_until_stopped(
         assert passes == []
         return
     await _write(engine, 20)
-    deadline = time.monotonic() + 20
-    while not any(p and p[2] > 0 for p in passes):
-        assert time.monotonic() < deadline, f"no checkpoint copied pages: {passes}"
-        await asyncio.sleep(0.01)
+    await wait_until_async(
+        lambda: any(p and p[2] > 0 for p in passes), 20, "a checkpoint that copies pages"
+    )
     stop.set()
     await asyncio.wait_for(task, timeout=10)
     assert task.done() and task.exception() is None
@@ -75,7 +74,7 @@ async def test_a_failing_pass_is_logged_and_the_loop_goes_on(
 ) -> None:
     calls = 0
 
-    async def failing(eng: AsyncEngine) -> tuple[int, int, int] | None:
+    async def failing(eng: AsyncEngine) -> wal.Pass | None:
         nonlocal calls
         calls += 1
         raise OSError("disk went away")
@@ -83,10 +82,7 @@ async def test_a_failing_pass_is_logged_and_the_loop_goes_on(
     monkeypatch.setattr(wal, "checkpoint", failing)
     stop = asyncio.Event()
     task = asyncio.create_task(wal.checkpoints(sqlite_engine, stop, every=0.01, idle=0.01))
-    deadline = time.monotonic() + 20
-    while calls < 2:
-        assert time.monotonic() < deadline, "the loop stopped after a failed pass"
-        await asyncio.sleep(0.01)
+    await wait_until_async(lambda: calls >= 2, 20, "a second pass after a failed one")
     stop.set()
     await asyncio.wait_for(task, timeout=10)
     assert "WAL checkpoint failed" in caplog.text
